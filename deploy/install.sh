@@ -179,6 +179,16 @@ make_dropin() {
         install -d -m 0750 -o "$SERVICE_USER" -g "$group" "$dir" \
             || die "cannot make $dir (a results or ledger folder of $CONFIG) for $SERVICE_USER:$group; fix that or the configuration, then run: sudo $rerun"
     done <<< "$dirs"
+    # Each watched folder that exists must be listable by the service user: one it cannot
+    # reach (a home folder of mode 0700) passed here, and the service stopped at its start
+    # with exit 78. (A missing one is waited for by the service.)
+    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --watched "$CONFIG") \
+        || die "fix $CONFIG and run: sudo $rerun"
+    while IFS= read -r dir; do
+        [[ -n $dir && -d $dir ]] || continue
+        (cd / && runuser -u "$SERVICE_USER" -- test -r "$dir" -a -x "$dir") 2>/dev/null \
+            || die "$SERVICE_USER cannot list $dir (a watched folder of $CONFIG): give it read access to the folder and passage through every folder above it (e.g. sudo setfacl -m u:$SERVICE_USER:rx on each), or watch another folder, then run: sudo $rerun"
+    done <<< "$dirs"
 }
 
 install_dropin() {

@@ -1,6 +1,7 @@
-"""``python -m nwwatch.service.dropin [--writable] [--private-tmp] CONFIG``: validate a service
-configuration and print the systemd drop-in for it (``--writable``: the folders it writes, one
-per line; both used by ``deploy/install.sh``, which adds ``--private-tmp`` when the unit has
+"""``python -m nwwatch.service.dropin [--writable | --watched] [--private-tmp] CONFIG``: validate a
+service configuration and print the systemd drop-in for it (``--writable``: the folders it
+writes, one per line; ``--watched``: the folders it watches, one per line; all used by
+``deploy/install.sh``, which adds ``--private-tmp`` when the unit has
 PrivateTmp=yes: folders under /tmp or /var/tmp are refused); exit 78 naming the problem if
 invalid."""
 
@@ -86,15 +87,15 @@ def main(argv: list[str] | None = None) -> int:
     # --writable: the writable folders one per line, unquoted (deploy/install.sh creates
     # them; the drop-in's quoted and %-escaped words are not paths a shell can use);
     # --private-tmp: the unit has PrivateTmp=yes (install.sh reads it from the unit)
-    usage = ("usage: python -m nwwatch.service.dropin [--writable] [--private-tmp] "
-             "/etc/nwwatch/nwwatch.toml")
+    usage = ("usage: python -m nwwatch.service.dropin [--writable | --watched] "
+             "[--private-tmp] /etc/nwwatch/nwwatch.toml")
     if "-h" in args or "--help" in args:
         print(f"{usage}\n\nValidate a service configuration and print the systemd drop-in "
               "that deploy/install.sh installs\n(--writable: the writable folders, one per "
-              "line; --private-tmp: refuse folders in /tmp and /var/tmp,\nwhich the unit's "
-              "PrivateTmp=yes hides).")
+              "line; --watched: the watched folders,\none per line; --private-tmp: refuse "
+              "folders in /tmp and /var/tmp, which the unit's\nPrivateTmp=yes hides).")
         return 0
-    flags = {a for a in args if a in ("--writable", "--private-tmp")}
+    flags = {a for a in args if a in ("--writable", "--watched", "--private-tmp")}
     args = [a for a in args if a not in flags]
     writable = "--writable" in flags
     # An option this command does not know is a wrong command line, not a missing file.
@@ -111,11 +112,15 @@ def main(argv: list[str] | None = None) -> int:
         config = load_config(args[0])
         if "--private-tmp" in flags:
             check_private_tmp(config)
-        if not writable:  # install.sh asks for the drop-in first: the models are judged once
+        if not flags & {"--writable", "--watched"}:  # the drop-in first: models judged once
             for warning in check_models_for_install(config):
                 print(f"nwwatch: warning: {warning}", file=sys.stderr)
-        print("".join(f"{p}\n" for p in writable_folders(config)) if writable
-              else unit_dropin(config), end="")
+        if "--watched" in flags:  # install.sh checks the service user may list each
+            print("".join(f"{w}\n" for w in sorted({str(w.path) for w in config.watches})),
+                  end="")
+        else:
+            print("".join(f"{p}\n" for p in writable_folders(config)) if writable
+                  else unit_dropin(config), end="")
     except (ConfigError, ModelLoadError) as exc:
         print(f"nwwatch: {exc}", file=sys.stderr)
         return 78
