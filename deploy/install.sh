@@ -182,8 +182,10 @@ make_dropin() {
     # Each watched folder that exists must be listable by the service user: one it cannot
     # reach (a home folder of mode 0700) passed here, and the service stopped at its start
     # with exit 78. (A missing one is waited for by the service.)
-    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --watched "$CONFIG") \
-        || die "fix $CONFIG and run: sudo $rerun"
+    # (a rollback's earlier version may not know --watched: then it is not checked)
+    command -v runuser >/dev/null || return 0
+    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --watched "$CONFIG" 2>/dev/null) \
+        || return 0
     while IFS= read -r dir; do
         [[ -n $dir && -d $dir ]] || continue
         (cd / && runuser -u "$SERVICE_USER" -- test -r "$dir" -a -x "$dir") 2>/dev/null \

@@ -106,8 +106,9 @@ class EvaluationReport:
     #: labels no longer stand behind is not scored (their masks are)
     truth_angle_of_other_labels: list[str] = field(default_factory=list)
     #: stems of the labeled images the model has seen: all of them when DATA is the folder it
-    #: was trained on (its ``training_source``), else those it held out to choose its weights
-    #: (``extra.validation_images``): their scores are no held-out figures
+    #: was trained on (its ``training_source``; trained on, or its weights chosen on them):
+    #: their scores are no held-out figures. (Another folder is not matched by image name:
+    #: frame_00005 of a test set is not the training set's.)
     seen_by_model: list[str] = field(default_factory=list)
     #: why they were seen ("" when none was)
     seen_why: str = ""
@@ -404,9 +405,7 @@ def _seen_by_model(extra: dict[str, Any], root: Path, stems: list[str]
             same = False
         if same:
             return list(stems), f"{root} is the folder it was trained on"
-    held = {str(stem) for stem in extra.get("validation_images") or []}
-    seen = [stem for stem in stems if stem in held]
-    return seen, "it chose its exported weights on them" if seen else ""
+    return [], ""
 
 
 def format_report(report: EvaluationReport) -> str:

@@ -750,3 +750,50 @@ def test_one_models_series_under_two_measurement_versions_are_told_apart(tmp_pat
     assert sorted(s["measurement_version"] for s in summaries) == ["2.2.12", "2.2.13"]
     assert len({_model(s) for s in summaries}) == 2
     assert all(f"measurement {s['measurement_version']}" in _model(s) for s in summaries)
+
+
+def test_rows_that_come_back_or_a_folder_that_comes_back_reset_its_page(tmp_path):
+    # Rows back with an old processed_at (a quarantine released) never reached an open page,
+    # and a folder whose rows all went and came back reused its generation: the page kept
+    # the deleted rows.
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+    from nwwatch.results.quarantine import write_quarantine
+
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/a", [100.0])
+    rows[0]["source_sha256"] = "x" * 64
+    later = frame_rows("/acq/a", [110.0], start=1, processed=T0 + timedelta(seconds=10))
+    later[0]["source_sha256"] = "y" * 64
+    write(results, "b1.parquet", rows)
+    write(results, "b2.parquet", later)
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    quarantine = [{"path": "/acq/a/f0000.tif", "sha256": None, "reason": "bad",
+                   "error_type": "E", "attempts": 1,
+                   "quarantined_at": (T0 + timedelta(seconds=5)).timestamp()}]
+    write_quarantine(quarantine, results)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    first = dash.payload(acq, None)
+    assert first["rows"]["source"] == ["f0001.tif"]
+    # a damaged list does not bring the superseded row back (nor does it end the page)
+    whole = (results / "quarantine.parquet").read_bytes()
+    (results / "quarantine.parquet").write_bytes(whole[:len(whole) // 2])
+    dash.store.refresh()
+    assert len(next(iter(dash.store.snapshot.values()))) == 1
+    write_quarantine([], results)  # released: f0000's row is current again
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    again = dash.payload(acq, parse_cursor(first["cursor"]))
+    assert again["reset"] and again["rows"]["source"] == ["f0000.tif", "f0001.tif"]
+    # the folder's rows all gone, then new ones: the page starts again
+    cursor = parse_cursor(again["cursor"])
+    for path in (results / "frames").glob("*.parquet"):
+        path.unlink()
+    dash.store.refresh()
+    assert dash.store.snapshot == {}
+    write(results, "b3.parquet", frame_rows("/acq/a", [90.0], start=5,
+                                            processed=T0 + timedelta(seconds=60)))
+    dash.store.refresh()
+    back = dash.payload(next(iter(dash.store.snapshot.values())), cursor)
+    assert back["reset"] and back["rows"]["source"] == ["f0005.tif"]
+    dash.close()

@@ -617,6 +617,15 @@ def test_rollback_swaps_the_kept_venv_back_and_again_forward(sandbox):
     assert done.stderr.rstrip().endswith("--rollback"), done.stderr
     assert not [c for c in calls.read_text().splitlines() if "stop" in c or "restart" in c]
     assert (prefix / "venv" / "second").exists() and (prefix / "venv.previous" / "first").exists()
+    # a kept version from before the watched-folder check does not know --watched (exit 2):
+    # the rollback goes on without that check (it stopped, blaming the configuration)
+    _script(prefix / "venv.previous" / "bin" / "python",
+            '[[ $* == *--watched* ]] && { echo "error: no such option: --watched" >&2; '
+            'exit 2; }\n'
+            f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
+    done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert (prefix / "venv" / "first").exists()
 
 
 def test_real_venvs_are_swapped_and_their_scripts_run_from_venv(sandbox):

@@ -300,3 +300,18 @@ def test_the_status_says_what_a_slow_opening_waits_for(tmp_path, browser, monkey
         browser.wait_for(f"{status} === 'opening {stem}: reading its saved shapes...'")
         browser.wait_for(READY + " && window.nwLabel.shown.index === 1")
         assert browser.execute(status) == ""
+
+
+def test_a_brush_stroke_cut_by_a_frame_that_fails_to_open_is_not_given_back(served, browser):
+    # Its release came while the frame opened: given back with the shown frame, the stroke
+    # went on painting at every move of the mouse and the next click committed it.
+    session, url = served
+    browser.get(url)
+    browser.wait_for(READY)
+    strokes = browser.execute("return window.nwLabel.geometry.strokes.length")
+    stroke = {"class": 2, "brush_px": 6, "points": [[10.0, 10.0]], "painting": True}
+    browser.execute(f"window.nwLabel.draft = {json.dumps(stroke)}")
+    session.frames[1].path.unlink()
+    _open_failed(browser, 1)
+    assert browser.execute("return window.nwLabel.draft") is None
+    assert browser.execute("return window.nwLabel.geometry.strokes.length") == strokes

@@ -407,3 +407,10 @@ def test_a_quarantine_supersedes_only_the_rows_processed_before_it():
                          "model_sha256": ["m"], "measurement_version": ["1"],
                          "reverted_at": pa.array([at(4)], pa.timestamp("us", tz="UTC"))})
     assert newest_version_mask(rows, reverted, quarantined).tolist() == [True, True, True]
+    # quarantined for the content its rows are of (another model crashed on it; the ledger
+    # quarantines per model): the rows of this series stay current
+    same = quarantined.append_column("sha256", pa.array(["x", None], pa.string()))
+    assert newest_version_mask(rows, quarantined=same).tolist() == [True, True, True]
+    # quarantined for other content, hashed: earlier rows superseded, as without a hash
+    other = quarantined.append_column("sha256", pa.array(["z", "z"], pa.string()))
+    assert newest_version_mask(rows, quarantined=other).tolist() == [False, False, True]

@@ -88,8 +88,10 @@ def _kind_of(type_: pa.DataType) -> str | None:
 
 
 def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
-    """Whether every row of ``old`` is in ``new`` (by source, frame, content and processing
-    time): a page holding ``old`` misses only new rows."""
+    """Whether ``new`` is ``old`` with rows added after it: every row of ``old`` in ``new`` (by
+    source, frame, content and processing time), and every other row processed after the
+    newest of ``old`` (a page holding ``old`` asks for rows newer than that: rows that come
+    back, such as a quarantined file's again, would never reach it)."""
     if old is None or old.num_rows == 0 or old is new:
         return True
     if new is None or new.num_rows < old.num_rows:
@@ -103,7 +105,13 @@ def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
                          .fill_null(""))
         return pc.binary_join_element_wise(*parts, "\0")
 
-    return bool(pc.all(pc.is_in(keys(old), value_set=keys(new))).as_py())
+    old_keys, new_keys = keys(old), keys(new)
+    if not pc.all(pc.is_in(old_keys, value_set=new_keys)).as_py():
+        return False
+    added = new.filter(pc.invert(pc.is_in(new_keys, value_set=old_keys)))
+    if added.num_rows == 0 or "processed_at" not in new.column_names:
+        return True
+    return bool(pc.greater(pc.min(added["processed_at"]), pc.max(old["processed_at"])).as_py())
 
 
 def _not_results(table: pa.Table) -> bool:
@@ -185,6 +193,9 @@ class ResultsStore:
         self._file_numbers = itertools.count()
         self._quarantine_key: tuple[int, int] | None = None
         self._quarantine: list[dict] = []
+        #: The last quarantine list read whole: the newest-version rule's (a damaged file,
+        #: listed as unreadable, does not bring the rows its entries superseded back)
+        self._superseding: list[dict] = []
         self._reverted_key: tuple[int, int, int] | None = None
         self._reverted: pa.Table | None = None  # files put back to earlier content
         #: Per folder, the results files that could not be read at the last refresh
@@ -327,6 +338,7 @@ class ResultsStore:
         except FileNotFoundError:
             changed = bool(self._quarantine) or bool(self._unreadable["quarantine"])
             self._quarantine_key, self._quarantine = None, []
+            self._superseding = []
             self._unreadable["quarantine"] = frozenset()
             return changed
         key = (st.st_ino, st.st_size, st.st_mtime_ns)  # replaced atomically: a new inode
@@ -334,6 +346,7 @@ class ResultsStore:
             return False
         try:
             self._quarantine = pq.read_table(path).to_pylist()
+            self._superseding = self._quarantine
         except (OSError, pa.ArrowInvalid):
             # damaged: named as unreadable (an empty list would read as "none quarantined"),
             # tried again at every refresh
@@ -357,10 +370,11 @@ class ResultsStore:
     def _quarantine_table(self) -> pa.Table | None:
         """The quarantined files' paths and times, as :func:`newest_versions` takes them."""
         # (a list of another writer may lack the time: such an entry supersedes nothing)
-        timed = [q for q in self._quarantine if q.get("quarantined_at") is not None]
+        timed = [q for q in self._superseding if q.get("quarantined_at") is not None]
         if not timed:
             return None
         return pa.table({"path": pa.array([str(q["path"]) for q in timed], pa.string()),
+                         "sha256": pa.array([q.get("sha256") for q in timed], pa.string()),
                          "quarantined_at": pa.array([q["quarantined_at"] for q in timed],
                                                     pa.timestamp("us", tz="UTC"))})
 
@@ -387,13 +401,13 @@ class ResultsStore:
             added = {kind: self._scan(kind, cols)
                      for kind, cols in (("frames", FRAME_COLUMNS),
                                         ("volumes", VOLUME_COLUMNS + VOLUME_TIMING_COLUMNS))}
-            listed_before = {str(q["path"]) for q in self._quarantine}
+            listed_before = {str(q["path"]) for q in self._superseding}
             quarantine_changed = self._read_quarantine()
             # a file found back at earlier content: rows dropped as superseded return
             reverted_changed = self._read_reverted()
             # a file with rows quarantined (its rows superseded), or released (they return)
             versions_changed = quarantine_changed and self._have_rows(
-                listed_before ^ {str(q["path"]) for q in self._quarantine})
+                listed_before ^ {str(q["path"]) for q in self._superseding})
             self.refreshed_at = time.time()
             if (self.version == 0 or reverted_changed or versions_changed
                     or any(lost for _, lost in added.values())):
@@ -449,7 +463,10 @@ class ResultsStore:
                         new_frames = np.bincount(at, np.concatenate(
                             [old.new_frames, new_frames])).astype(np.int64)
                 added = part.num_rows
-                generation = 0 if old is None else old.generation
+                if old is not None:
+                    generation = old.generation
+                else:  # new, or gone from the snapshot and back: a number not used before
+                    generation = self._generations.get(acq_id, -1) + 1
                 if old is not None and old.table is not None:
                     part = pa.concat_tables([old.table, part], promote_options="permissive")
                 part = newest_versions(without_repeated_rows(part), self._reverted,

@@ -404,8 +404,9 @@ class _FrameSegmenter:
             "model_name": seg.name, "model_sha256": seg.model_sha256, "provider": seg.provider}
 
 
-#: Names ``--out`` may have: a Parquet file's (or none).
-PARQUET_SUFFIXES = (".parquet", ".pq", ".parq", "")
+#: Names ``--out`` may not have: other formats' (the rows are Parquet whatever the name).
+OTHER_FORMAT_SUFFIXES = (".csv", ".tsv", ".txt", ".xls", ".xlsx", ".ods", ".json", ".h5",
+                         ".hdf5", ".feather", ".arrow", ".tif", ".tiff", ".png", ".jpg")
 
 #: Columns of every frame row ``measure`` writes, whatever its version.
 _OUTPUT_KEY_COLUMNS = {"source", "frame", "status", "reason_code", "contact_angle_deg",
@@ -633,7 +634,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         # '--out DATA/truth.parquet', the truth evaluate scores against
         raise click.BadParameter(f"{out} exists and is not an earlier output of nwwatch "
                                  "measure; it is not replaced", param_hint="'--out'")
-    if out.suffix.lower() not in PARQUET_SUFFIXES:  # rows.csv held Parquet bytes, exit 0
+    if out.suffix.lower() in OTHER_FORMAT_SUFFIXES:  # rows.csv held Parquet bytes, exit 0
         raise click.BadParameter(
             f"{out}: the rows are written as Parquet; name the file .parquet (for a CSV: "
             f"pandas.read_parquet(FILE).to_csv(...))", param_hint="'--out'")

@@ -15,7 +15,9 @@ A file put back to content already processed (v1 -> v2 -> v1 under one name) is 
 processed again (the ledger is keyed by content), so no row says that v1 is current again:
 the service records it in ``RESULTS/reverted.parquet`` (:data:`REVERTED_FILE`, one row per
 file and series: the content it holds and when it was found back), and the rule reads that
-time as a processing time of that content (:func:`newest_version_mask`).
+time as a processing time of that content (:func:`newest_version_mask`). A quarantined
+file is read the same way: since it was quarantined it holds the content it was quarantined
+for, which a broken file's overwrite has no rows of.
 """
 
 from __future__ import annotations
@@ -132,11 +134,13 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None,
     ``reverted_at``. A record of content without rows of that file and series in ``table``
     changes nothing.
 
-    ``quarantined``: the quarantined files (``path``, ``quarantined_at``; the rows of
-    ``RESULTS/quarantine.parquet``): a file whose content was quarantined after its rows
-    were processed holds that content now, which has no rows: its rows are an earlier
-    version's, in every series (a file overwritten with a broken one was still counted by
-    the rows of what it held before, beside its quarantine).
+    ``quarantined``: the quarantined files (``path``, ``quarantined_at``, optionally
+    ``sha256``; the rows of ``RESULTS/quarantine.parquet``): the file holds, since
+    ``quarantined_at``, the content it was quarantined for. Content without rows of that
+    series (a file overwritten with a broken one, whose earlier rows were still counted
+    beside its quarantine; a null ``sha256``: never hashed) makes its earlier rows an
+    earlier version's; content with rows there (quarantined by another model only) keeps
+    them current.
 
     Rows with a null ``source_sha256`` are kept, and so is every row of a table without the
     ``source``, ``source_sha256`` or ``processed_at`` column (nothing tells versions apart).
@@ -182,8 +186,9 @@ QUARANTINED_CONTENT = "quarantined"
 
 def _quarantine_records(table: pa.Table, quarantined: pa.Table | None) -> pa.Table | None:
     """Records in the form of :func:`reverted_schema` for each series of each file of
-    ``table`` that ``quarantined`` lists: its content :data:`QUARANTINED_CONTENT`, at
-    ``quarantined_at``. None when no quarantined file has rows in ``table``."""
+    ``table`` that ``quarantined`` lists: its quarantined content (``sha256``, else
+    :data:`QUARANTINED_CONTENT`), at ``quarantined_at``. None when no quarantined file has
+    rows in ``table``."""
     if quarantined is None or quarantined.num_rows == 0:
         return None
     listed = pc.is_in(table["source"], value_set=quarantined["path"].cast(pa.string()))
@@ -194,20 +199,23 @@ def _quarantine_records(table: pa.Table, quarantined: pa.Table | None) -> pa.Tab
     rows = table.filter(listed).select(series)
     first = np.unique(row_groups(rows, series), return_index=True)[1]
     rows = rows.take(pa.array(first))
-    at = {path: when for path, when in zip(quarantined["path"].to_pylist(),
-                                           quarantined["quarantined_at"].to_pylist(),
-                                           strict=True)}
+    shas = (quarantined["sha256"].to_pylist() if "sha256" in quarantined.column_names
+            else [None] * quarantined.num_rows)
+    at = {path: (when, sha or QUARANTINED_CONTENT)
+          for path, when, sha in zip(quarantined["path"].to_pylist(),
+                                     quarantined["quarantined_at"].to_pylist(), shas,
+                                     strict=True)}
     n = rows.num_rows
     none = pa.nulls(n, pa.string())
+    sources = rows["source"].to_pylist()
     return pa.table({
         "source": rows["source"].cast(pa.string()),
-        "source_sha256": pa.array([QUARANTINED_CONTENT] * n, pa.string()),
+        "source_sha256": pa.array([at[s][1] for s in sources], pa.string()),
         "model_sha256": rows["model_sha256"].cast(pa.string())
         if "model_sha256" in rows.column_names else none,
         "measurement_version": rows["measurement_version"].cast(pa.string())
         if "measurement_version" in rows.column_names else none,
-        "reverted_at": pa.array([at[s] for s in rows["source"].to_pylist()],
-                                pa.timestamp("us", tz="UTC")),
+        "reverted_at": pa.array([at[s][0] for s in sources], pa.timestamp("us", tz="UTC")),
     })
 
 

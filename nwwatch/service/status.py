@@ -125,6 +125,7 @@ def _as_table(quarantined: list[dict]) -> pa.Table | None:
         return None
     return pa.table({
         "path": pa.array([q["path"] for q in quarantined], pa.string()),
+        "sha256": pa.array([q.get("sha256") for q in quarantined], pa.string()),
         "quarantined_at": pa.array([round(q["quarantined_at"] * 1e6) for q in quarantined],
                                    pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
 

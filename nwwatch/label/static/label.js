@@ -214,7 +214,9 @@ function openFailed(index, err, draft) {
     state.index = shown.index;
     $("frame-select").value = shown.index;
     $("frame-image").setAttribute("href", shown.image);
-    state.draft = draft;
+    // a polygon being drawn comes back; a brush stroke does not (its release came while the
+    // frame opened: given back, it went on painting at every move of the mouse)
+    state.draft = draft && draft.brush_px === undefined ? draft : null;
     renderDraft();
     text += ` \u2014 still showing ${state.frames[shown.index].stem}` +
       (state.dirty ? ", its changes unsaved" : "");
