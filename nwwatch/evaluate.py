@@ -162,8 +162,17 @@ class ModelKindError(ValueError):
     the message names the model, its kind and classes, and the folder's."""
 
 
-def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float | None]]:
-    """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem.
+#: A measured circle whose centre lies farther than this share of the true radius (and 3 px)
+#: from the true droplet's centre is another droplet's (a frame with a distractor on a second
+#: wire): its angle is not compared with the truth.
+OTHER_DROPLET_SHARE = 0.25
+
+
+def _truth_angles(root: Path, stems: list[str]
+                  ) -> dict[str, tuple[float, float | None, tuple[float, float, float] | None]]:
+    """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem,
+    and the true droplet's circle (centre row, centre col, radius; px) where the table gives
+    it (``center_row``, ``center_col``, ``R_px``: nwwatch synth insitu's).
 
     Raises :class:`DatasetLayoutError` naming truth.parquet when it cannot be read, lacks the
     ``file`` or angle column, holds a column of another type (names that are not text, angles
@@ -206,11 +215,14 @@ def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float 
         if not ok:
             raise DatasetLayoutError(path, f"column {name} holds {table.schema.field(name).type}"
                                            f", not {what}; correct it, or give --no-angles")
-    out: dict[str, tuple[float, float | None]] = {}
+    out: dict[str, tuple[float, float | None, tuple[float, float, float] | None]] = {}
     source: dict[str, str] = {}
     labeled = set(stems)
+    circle = [c for c in ("center_row", "center_col", "R_px") if c in table.column_names]
+    circle = circle if len(circle) == 3 and all(
+        holds(c, pa.types.is_floating, pa.types.is_integer) for c in circle) else []
     for row in table.select(["file", angle_column] + ([size_column] if size_column else [])
-                            ).to_pylist():
+                            + circle).to_pylist():
         angle, name = row[angle_column], row["file"]
         if angle is None or not math.isfinite(angle) or not name:
             continue  # no angle for this frame (NaN as null)
@@ -224,7 +236,12 @@ def _truth_angles(root: Path, stems: list[str]) -> dict[str, tuple[float, float 
             raise DatasetLayoutError(path, f"two rows for the frame {stem!r}: {source[stem]} "
                                            f"({out[stem][0]:g} deg) and {name} ({angle:g} deg); "
                                            f"keep the row of the labeled image in {root}")
-        out[stem] = (float(angle), None if pixel_size is None else float(pixel_size))
+        found = [row.get(c) for c in circle]
+        true_circle = (tuple(float(v) for v in found)
+                       if circle and all(v is not None and math.isfinite(v) for v in found)
+                       else None)
+        out[stem] = (float(angle), None if pixel_size is None else float(pixel_size),
+                     true_circle)
         source.setdefault(stem, name)
     if not set(out) & labeled:
         named = sorted(out)[:3]
@@ -333,7 +350,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                 root, stem, label):
             other_labels.append(stem)
         elif truth is not None and stem in truth and num_classes == 3:
-            angle_true, pixel_size = truth[stem]
+            angle_true, pixel_size, true_circle = truth[stem]
             measured += 1
             droplet_probability = result.probabilities[0, 2]
             # The model's labels are measured as the service measures them (with the raw
@@ -347,7 +364,10 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                 not_measured[_under(label_path, root)] = str(exc)
             for labels, probability, image, errs, fails in measurements:
                 found = measure_contact_angle(labels, probability, pixel_size, image=image)
-                if found.status in VALID_STATUSES and found.contact_angle_deg is not None:
+                if (found.status in VALID_STATUSES and found.contact_angle_deg is not None
+                        and _another_droplet(found, true_circle)):
+                    fails["another_droplet"] += 1  # no error of this droplet's angle
+                elif found.status in VALID_STATUSES and found.contact_angle_deg is not None:
                     errs.append(found.contact_angle_deg - angle_true)
                 else:
                     fails[found.reason_code] += 1
@@ -370,6 +390,15 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth]
         report.truth_angle_of_other_labels = other_labels
     return report
+
+
+def _another_droplet(found, true_circle: tuple[float, float, float] | None) -> bool:
+    """Whether the measured circle is not the true droplet's (:data:`OTHER_DROPLET_SHARE`)."""
+    if true_circle is None or found.circle_center_row is None:
+        return False
+    row, col, radius = true_circle
+    away = math.hypot(found.circle_center_row - row, found.circle_center_col - col)
+    return away > max(3.0, OTHER_DROPLET_SHARE * radius)
 
 
 def _labels_changed(root: Path, stem: str, label: np.ndarray) -> bool:

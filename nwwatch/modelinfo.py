@@ -115,6 +115,8 @@ def _evaluation_line(report: dict[str, Any]) -> str:
     offset = report.get("interface_offset")
     if offset and offset.get("bias_px") is not None:
         line += f", interface offset {offset['bias_px']:+.2f} px"
+    if angles:  # (a card written before the version was recorded: an older measurement's)
+        line += f" (measurement {report.get('measurement_version') or 'not recorded'})"
     data = report.get("data")
     return f"{line}: {data}" if data else line
 
