@@ -454,3 +454,36 @@ def test_time_labels_under_the_ticks_do_not_run_into_each_other_across_midnight(
     for left, right in zip(shown, shown[1:], strict=False):
         gap_px = (right["x"] - right["width"] / 2) - (left["x"] + left["width"] / 2)
         assert gap_px > 0, f"{left['under']!r} runs into {right['under']!r}: {ticks}"
+
+
+def test_damaged_results_files_are_named_on_the_page_and_no_row_leaves_no_latest_frame(
+        tmp_path):
+    # Was: an acquisition whose only file was damaged vanished from the list, a damaged
+    # quarantine list read "(none)", and nothing on the page said so (the API and `nwwatch
+    # status` named the files). And an acquisition left without rows kept the caption of a
+    # row that no longer counted.
+    from nwwatch.results.quarantine import write_quarantine
+
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0]))
+    rows = frame_rows("/acq/b", [110.0])
+    rows[0]["source_sha256"] = "b" * 64
+    write(results, "frames-2.parquet", rows)
+    with dashboard_thread(results) as (_, url), Browser() as browser:
+        ids = {a["folder"]: a["id"] for a in get_json(f"{url}/api/acquisitions")["acquisitions"]}
+        browser.get(f"{url}/?a={ids['/acq/b']}")
+        wait_for(lambda: "f0000.tif frame 0" in browser.text("#latest"), 30, "latest frame")
+        assert browser.execute("return document.getElementById('unreadable').hidden")
+        # b's only file overwritten with a broken one: quarantined after its row
+        write_quarantine([{"path": "/acq/b/f0000.tif", "sha256": None, "reason": "bad",
+                           "error_type": "E", "attempts": 1,
+                           "quarantined_at": (T0 + timedelta(hours=1)).timestamp()}], results)
+        wait_for(lambda: browser.text("#latest") == "—", 30, "no latest frame")
+        assert "No row" in browser.text("#latest-overlay")
+        whole = (results / "frames" / "frames-1.parquet").read_bytes()
+        (results / "frames" / "frames-3.parquet").write_bytes(whole[:len(whole) // 2])
+        wait_for(lambda: not browser.execute(
+            "return document.getElementById('unreadable').hidden"), 30, "banner")
+        text = browser.text("#unreadable")
+        assert "1 results file cannot be read (damaged?)" in text and "frames-3.parquet" in text

@@ -40,6 +40,17 @@ async function loadList() {
     return;
   }
   $("mode").textContent = data.live.live ? "live service" : "finished results";
+  // Damaged results files (a failing disk, a partial copy): their rows, or the quarantine
+  // list, are missing from this page. Said, not hidden (an acquisition vanished, and the
+  // quarantine read "(none)", while `nwwatch status` named the files).
+  const bad = data.unreadable_files || [];
+  $("unreadable").hidden = !bad.length;
+  $("unreadable").textContent = bad.length ?
+    `${bad.length} results file${bad.length === 1 ? "" : "s"} cannot be read (damaged?): ` +
+    "their rows are not on this page" +
+    (bad.some((f) => f.endsWith("quarantine.parquet")) ? ", nor the quarantine list" : "") +
+    ` (${bad.slice(0, 3).join(", ")}${bad.length > 3 ? ", …" : ""}); ` +
+    "`nwwatch ledger rebuild` lists what it can read" : "";
   const list = data.acquisitions;
   if (!acqId && list.length) {
     acqId = list[0].id;
@@ -386,6 +397,13 @@ function renderChart(overlay, latest, trendWindow) {
     $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
       (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
       ` at ${timeText(last.t)}`;
+  } else if (!rows.size) {
+    // no row left (its only file overwritten with a broken one, quarantined): the caption
+    // and picture of a row that no longer counts stayed, with advice on pictures settings
+    $("latest").textContent = "—";
+    $("latest-overlay").dataset.href = "";
+    $("latest-overlay").innerHTML = "<p class=\"muted\">No row: no latest frame.</p>";
+    return;
   }
   renderOverlay(overlay);
 }
