@@ -406,6 +406,8 @@ def test_side_bar_and_header_tell_two_models_of_one_name_apart(tmp_path):
         assert "mine 0a1b2c3d4e5f" in text and "mine f5e4d3c2b1a0" in text, text
         # the newest series opens first, and its header names its model so
         wait_for(lambda: "mine f5e4d3c2b1a0" in browser.text("#cards"), 30, "model card")
+        # and so does the tab's title (two tabs of the folder were titled alike)
+        assert browser.execute("return document.title") == "acq/a (mine f5e4d3c2) · nwwatch"
 
 
 def test_time_labels_under_the_ticks_do_not_run_into_each_other_across_midnight(tmp_path):

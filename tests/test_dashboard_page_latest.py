@@ -400,3 +400,14 @@ def test_the_page_follows_its_folder_when_its_first_rows_arrive(tmp_path, serve)
         assert browser.execute("return location.search") != first
         assert not browser.displayed("#missing")
         assert browser.text("#folder") == "/acq/run3" and browser.text("#qcount") == "(1)"
+
+
+def test_quarantined_files_of_a_time_tree_are_named_by_their_path_in_it(tmp_path, serve):
+    # Three files of a Gatan time tree read "Frame_0001.tif" each: which was which?
+    require_browser()
+    results = _quarantined_only(tmp_path, "/acq/tt/Hour_00/Minute_00/Second_01")
+    url = serve(results)
+    with Browser(1024, 700) as browser:
+        browser.get(f"{url}/")
+        wait_for(lambda: browser.text("#qcount") == "(1)", 30, "the quarantined file")
+        assert "Hour_00/Minute_00/Second_01/bad.tif" in browser.text("#quarantine")

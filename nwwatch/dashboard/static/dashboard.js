@@ -139,7 +139,9 @@ function renderHeader(s, live) {
   shownFolder = s.folder;
   $("folder").textContent = s.folder;
   // one tab per acquisition can be told apart (a text property: no markup is parsed)
-  document.title = `${s.folder.split("/").slice(-2).join("/")} · nwwatch`;
+  // (a folder processed by two models is two acquisitions: their model tells the tabs apart)
+  document.title = `${s.folder.split("/").slice(-2).join("/")}` +
+    `${s.model_sha256 ? ` (${s.model} ${s.model_sha256.slice(0, 8)})` : ""} · nwwatch`;
   const stale = $("stale");
   stale.hidden = !s.stale;
   if (s.stale) {
@@ -182,10 +184,17 @@ function modelText(s) {
   return s.measurement_version ? `${text}, measurement ${s.measurement_version}` : text;
 }
 
+// A quarantined file's path within the acquisition shown (a time tree's files share their
+// names: Hour_00/Minute_00/Second_01/Frame_0001.tif, not three rows of Frame_0001.tif).
+function inFolder(path) {
+  return shownFolder && path.startsWith(`${shownFolder}/`) ?
+    path.slice(shownFolder.length + 1) : path.split("/").pop();
+}
+
 function renderQuarantine(q) {
   $("qcount").textContent = q.length ? `(${q.length})` : "(none)";
   $("quarantine").innerHTML = q.length ? "<tr><th>file</th><th>reason</th><th>error</th><th>attempts</th></tr>" +
-    q.map((x) => `<tr><td>${esc(x.path.split("/").pop())}</td>` +
+    q.map((x) => `<tr><td>${esc(inFolder(x.path))}</td>` +
       `<td>${esc(x.reason)}${x.gone ? "; deleted since, nothing to do" : ""}</td>` +
       `<td>${esc(x.error_type)}</td><td>${x.attempts}</td></tr>`).join("") : "";
 }
