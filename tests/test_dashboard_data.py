@@ -329,6 +329,14 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
     # (every old acquisition that was once active showed the warning after a restart).
     assert not acquisition_summary(acq, later, 120.0, active_since=newest + 1.0)["stale"]
     assert acquisition_summary(acq, later, 120.0, active_since=newest - 1.0)["stale"]
+    # Files still arriving but quarantined (broken ones every 2 s): not "no new file"
+    acq.quarantined = [{"path": "/acq/a/bad.tif",
+                        "quarantined_at": datetime.fromtimestamp(later - 30.0, UTC)}]
+    assert not acquisition_summary(acq, later, 120.0)["stale"]
+    acq.quarantined = [{"path": "/acq/a/bad.tif",
+                        "quarantined_at": datetime.fromtimestamp(later - 200.0, UTC)}]
+    assert acquisition_summary(acq, later, 120.0)["stale"]
+    acq.quarantined = []
     # Rows per second: the second commit's one row, 5 s after the first commit.
     assert acquisition_summary(acq, later, None)["frames_per_s"] == pytest.approx(0.2)
     # Live, the minute before now: 0 once the files stopped (it said 0.2 for hours), and at

@@ -18,12 +18,14 @@ from __future__ import annotations
 
 import hashlib
 import itertools
+import math
 import os
 import sqlite3
 import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -85,6 +87,14 @@ def _kind_of(type_: pa.DataType) -> str | None:
     if pa.types.is_timestamp(type_):
         return _TIME
     return None
+
+
+def _epoch(when: Any) -> float:
+    """A quarantine entry's ``quarantined_at`` (datetime, or epoch seconds) in epoch seconds;
+    -inf when absent."""
+    if when is None:
+        return -math.inf
+    return when.timestamp() if hasattr(when, "timestamp") else float(when)
 
 
 def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
@@ -679,7 +689,12 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         # Two commits (not two rows of one multi-page file) make an acquisition "active";
         # those of a file's earlier versions count (a stack growing page by page).
         commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
-        out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2)
+        # A file quarantined since is a file that arrived: files still come, they fail
+        # (the warning asked whether the microscope was still writing while it was).
+        arrived = max((_epoch(q.get("quarantined_at")) for q in acq.quarantined),
+                      default=-math.inf)
+        out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2
+                            and now - arrived > stale_after_s + rows_held_s)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None
     # the name is the file's stem: a model retrained into the same path keeps it
     out["model_sha256"] = (t["model_sha256"][-1].as_py() if "model_sha256" in t.column_names
