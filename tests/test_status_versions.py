@@ -428,12 +428,12 @@ def test_status_reads_again_when_a_compaction_replaced_its_files_while_it_read(
         replay(acq, out, kind="insitu", model=onnx)
     real, calls = status_module.count_results, []
 
-    def compacted_meanwhile(paths, reverted=None):
+    def compacted_meanwhile(paths, *more):
         paths = list(paths)
         if not calls:
             compact(out)  # between the listing and the reading
         calls.append(len(paths))
-        return real(paths, reverted)
+        return real(paths, *more)
 
     monkeypatch.setattr(status_module, "count_results", compacted_meanwhile)
     got = service_status(out / "ledger.sqlite", out)
