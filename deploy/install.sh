@@ -182,10 +182,19 @@ make_dropin() {
     # Each watched folder that exists must be listable by the service user: one it cannot
     # reach (a home folder of mode 0700) passed here, and the service stopped at its start
     # with exit 78. (A missing one is waited for by the service.)
-    # (a rollback's earlier version may not know --watched: then it is not checked)
-    command -v runuser >/dev/null || return 0
-    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --watched "$CONFIG" 2>/dev/null) \
-        || return 0
+    # (without runuser, or rolling back to a version that does not know --watched, exit 2,
+    # it is not checked, and said so)
+    if ! command -v runuser >/dev/null; then
+        echo "install.sh: no runuser here: whether $SERVICE_USER can list the watched folders is not checked" >&2
+        return 0
+    fi
+    local rc=0
+    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --watched "$CONFIG" 2>/dev/null) || rc=$?
+    if ((rc == 2)); then
+        echo "install.sh: $venv does not list the watched folders (an earlier version): whether $SERVICE_USER can list them is not checked" >&2
+        return 0
+    fi
+    ((rc == 0)) || die "fix $CONFIG and run: sudo $rerun"
     while IFS= read -r dir; do
         [[ -n $dir && -d $dir ]] || continue
         (cd / && runuser -u "$SERVICE_USER" -- test -r "$dir" -a -x "$dir") 2>/dev/null \

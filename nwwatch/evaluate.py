@@ -121,7 +121,11 @@ class EvaluationReport:
             "flip_average": self.flip_average,
         }
         if self.angles is not None:
+            from nwwatch.measure import MEASUREMENT_VERSION
+
             out["contact_angle"] = self.angles.__dict__
+            # the angles are this measurement's: a later one may score the same labels otherwise
+            out["measurement_version"] = MEASUREMENT_VERSION
         if self.angles_on_truth_labels is not None:
             out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
             out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
@@ -162,17 +166,14 @@ class ModelKindError(ValueError):
     the message names the model, its kind and classes, and the folder's."""
 
 
-#: A measured circle whose centre lies farther than this share of the true radius (and 3 px)
-#: from the true droplet's centre is another droplet's (a frame with a distractor on a second
-#: wire): its angle is not compared with the truth.
-OTHER_DROPLET_SHARE = 0.25
 
 
 def _truth_angles(root: Path, stems: list[str]
                   ) -> dict[str, tuple[float, float | None, tuple[float, float, float] | None]]:
     """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem,
     and the true droplet's circle (centre row, centre col, radius; px) where the table gives
-    it (``center_row``, ``center_col``, ``R_px``: nwwatch synth insitu's).
+    it (``center_row``, ``center_col``, ``R_px``: nwwatch synth insitu's) and the frame may
+    hold another droplet (``n_distractors`` > 0, or no such column).
 
     Raises :class:`DatasetLayoutError` naming truth.parquet when it cannot be read, lacks the
     ``file`` or angle column, holds a column of another type (names that are not text, angles
@@ -221,6 +222,9 @@ def _truth_angles(root: Path, stems: list[str]
     circle = [c for c in ("center_row", "center_col", "R_px") if c in table.column_names]
     circle = circle if len(circle) == 3 and all(
         holds(c, pa.types.is_floating, pa.types.is_integer) for c in circle) else []
+    if circle and "n_distractors" in table.column_names and holds("n_distractors",
+                                                                  pa.types.is_integer):
+        circle.append("n_distractors")
     for row in table.select(["file", angle_column] + ([size_column] if size_column else [])
                             + circle).to_pylist():
         angle, name = row[angle_column], row["file"]
@@ -236,10 +240,11 @@ def _truth_angles(root: Path, stems: list[str]
             raise DatasetLayoutError(path, f"two rows for the frame {stem!r}: {source[stem]} "
                                            f"({out[stem][0]:g} deg) and {name} ({angle:g} deg); "
                                            f"keep the row of the labeled image in {root}")
-        found = [row.get(c) for c in circle]
+        found = [row.get(c) for c in circle[:3]]
+        others = row.get("n_distractors") if len(circle) == 4 else None
         true_circle = (tuple(float(v) for v in found)
                        if circle and all(v is not None and math.isfinite(v) for v in found)
-                       else None)
+                       and (others is None or others > 0) else None)
         out[stem] = (float(angle), None if pixel_size is None else float(pixel_size),
                      true_circle)
         source.setdefault(stem, name)
@@ -393,12 +398,15 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
 
 
 def _another_droplet(found, true_circle: tuple[float, float, float] | None) -> bool:
-    """Whether the measured circle is not the true droplet's (:data:`OTHER_DROPLET_SHARE`)."""
+    """Whether the measured circle is another droplet's: its centre outside the true circle
+    (a badly fitted true droplet, one cut by the frame, stays well inside it: its error is
+    scored); ``true_circle`` None: the frame holds no other droplet, or the truth does not
+    say where its droplet is."""
     if true_circle is None or found.circle_center_row is None:
         return False
     row, col, radius = true_circle
     away = math.hypot(found.circle_center_row - row, found.circle_center_col - col)
-    return away > max(3.0, OTHER_DROPLET_SHARE * radius)
+    return away > max(3.0, radius)
 
 
 def _labels_changed(root: Path, stem: str, label: np.ndarray) -> bool:

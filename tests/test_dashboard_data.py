@@ -805,3 +805,29 @@ def test_rows_that_come_back_or_a_folder_that_comes_back_reset_its_page(tmp_path
     back = dash.payload(next(iter(dash.store.snapshot.values())), cursor)
     assert back["reset"] and back["rows"]["source"] == ["f0005.tif"]
     dash.close()
+
+
+def test_a_quarantine_entry_replaced_for_other_content_updates_the_rows_shown(tmp_path):
+    # A file quarantined for the content its rows are of (another model crashed on it) keeps
+    # them; overwritten with a broken file and quarantined again under the same path, the
+    # open dashboard kept showing the superseded row (status and a fresh store dropped it).
+    from nwwatch.results.quarantine import write_quarantine
+
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/a", [100.0, 101.0])
+    rows[0]["source_sha256"], rows[1]["source_sha256"] = "x" * 64, "w" * 64
+    write(results, "b1.parquet", rows)
+
+    def quarantine(sha: str, seconds: float) -> None:
+        write_quarantine([{"path": "/acq/a/f0000.tif", "sha256": sha, "reason": "bad",
+                           "error_type": "E", "attempts": 1,
+                           "quarantined_at": (T0 + timedelta(seconds=seconds)).timestamp()}],
+                         results)
+
+    quarantine("x" * 64, 5)
+    store = ResultsStore(results)
+    store.refresh()
+    assert [len(a) for a in store.snapshot.values()] == [2]
+    quarantine("y" * 64, 6)
+    assert store.refresh()
+    assert [len(a) for a in store.snapshot.values()] == [1]

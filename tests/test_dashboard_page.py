@@ -407,7 +407,8 @@ def test_side_bar_and_header_tell_two_models_of_one_name_apart(tmp_path):
         # the newest series opens first, and its header names its model so
         wait_for(lambda: "mine f5e4d3c2b1a0" in browser.text("#cards"), 30, "model card")
         # and so does the tab's title (two tabs of the folder were titled alike)
-        assert browser.execute("return document.title") == "acq/a (mine f5e4d3c2) · nwwatch"
+        assert browser.execute("return document.title") == (
+            "acq/a (mine f5e4d3c2b1a0, measurement 2.2.9) · nwwatch")
 
 
 def test_time_labels_under_the_ticks_do_not_run_into_each_other_across_midnight(tmp_path):

@@ -120,7 +120,7 @@ def test_the_tab_title_names_the_acquisition(tmp_path, serve):
     with Browser(1024, 700) as browser:
         _open(browser, url, 2)
         wait_for(lambda: browser.execute("return document.title") ==
-                 "acq/<b>run&1 · nwwatch", 10, "title")
+                 "acq/<b>run&1 (m) · nwwatch", 10, "title")
         assert browser.execute("return document.querySelector('title').children.length") == 0
 
 

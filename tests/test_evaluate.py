@@ -211,13 +211,25 @@ def test_an_angle_of_another_droplet_is_not_scored_against_the_truth(tmp_path):
     assert CliRunner().invoke(main, args).exit_code == 0
     before = json.loads(report.read_text())["contact_angle_on_truth_labels"]
     assert before["valid"] == 1 and "another_droplet" not in before["failures"]
-    moved = truth.set_column(truth.schema.get_field_index("center_row"), "center_row",
-                             pa.array([truth["center_row"][0].as_py() + 40.0]))
-    pq.write_table(moved, data / "truth.parquet")  # the true droplet is elsewhere
+    def truth_with(row_shift: float, distractors: int) -> None:
+        table = truth.set_column(truth.schema.get_field_index("center_row"), "center_row",
+                                 pa.array([truth["center_row"][0].as_py() + row_shift]))
+        table = table.set_column(table.schema.get_field_index("n_distractors"),
+                                 "n_distractors", pa.array([distractors], pa.int64()))
+        pq.write_table(table, data / "truth.parquet")
+
+    radius = truth["R_px"][0].as_py()
+    truth_with(radius + 5.0, 1)  # the true droplet is elsewhere, beside another one
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     after = json.loads(report.read_text())["contact_angle_on_truth_labels"]
     assert after["valid"] == 0 and after["failures"] == {"another_droplet": 1}
+    # within the true circle (a badly fitted or cut droplet), or no other droplet in the
+    # frame: the angle is scored
+    for shift, distractors in ((0.8 * radius, 1), (radius + 5.0, 0)):
+        truth_with(shift, distractors)
+        assert CliRunner().invoke(main, args).exit_code == 0
+        assert json.loads(report.read_text())["contact_angle_on_truth_labels"]["valid"] == 1
 
 
 def test_a_folder_without_truth_says_the_angles_are_not_scored(tmp_path):

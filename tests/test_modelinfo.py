@@ -270,3 +270,20 @@ def test_a_tomogram_models_held_out_scores_are_listed_best_first(tmp_path):
             "threshold 0.9392, unet stopped at most 0.8802") in lines
     assert "labeled pixels: pore 694, solid 458" in lines
     assert not any("is suspect" in line for line in lines)  # enough labels, checked method
+
+
+def test_card_angles_name_the_measurement_they_were_scored_under():
+    # The card's angle figures were an older measurement's, printed as if current.
+    from nwwatch.modelinfo import _evaluation_line
+
+    report = {"images": 60, "metrics": {"mean_iou": 0.887},
+              "contact_angle": {"valid": 20, "frames": 60, "rmse_deg": 2.24, "bias_deg": 0.78,
+                                "max_abs_deg": 6.48},
+              "measurement_version": "2.2.17", "data": "seed 302"}
+    assert "(measurement 2.2.17): seed 302" in _evaluation_line(report)
+    del report["measurement_version"]
+    assert "(measurement not recorded): seed 302" in _evaluation_line(report)
+    # the shipped card records it
+    card = json.loads(SHIPPED.with_suffix(".json").read_text())
+    for entry in card["fresh_synthetic_evaluations"]:
+        assert ("contact_angle" in entry) == ("measurement_version" in entry), entry["data"]

@@ -41,14 +41,10 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
         "training_data_sha256": meta.training_data_sha256, "training_data": training_data,
         "validation_metrics": meta.validation_metrics, "fresh_synthetic_evaluations": [],
     }
-    from nwwatch.measure import MEASUREMENT_VERSION
-
     for folder, description in evaluations:
         report = evaluate_folder(model, folder, threads=threads).as_dict()
         report["model"] = str(model)
         report["data"] = description
-        # the angles are this measurement's: a later one may score the same labels otherwise
-        report["measurement_version"] = MEASUREMENT_VERSION
         card["fresh_synthetic_evaluations"].append(report)
     card["status"] = status
     return strict_json(card)

@@ -89,6 +89,13 @@ def _kind_of(type_: pa.DataType) -> str | None:
     return None
 
 
+def _entries(quarantined: list[dict]) -> set[tuple[str, Any, Any]]:
+    """A quarantine list's entries as (path, sha256, quarantined_at): an entry replaced for
+    other content of its file (a broken overwrite after another model's quarantine) changes
+    which rows are current as much as a new path does."""
+    return {(str(q["path"]), q.get("sha256"), q.get("quarantined_at")) for q in quarantined}
+
+
 def _epoch(when: Any) -> float:
     """A quarantine entry's ``quarantined_at`` (datetime, or epoch seconds) in epoch seconds;
     -inf when absent."""
@@ -411,13 +418,13 @@ class ResultsStore:
             added = {kind: self._scan(kind, cols)
                      for kind, cols in (("frames", FRAME_COLUMNS),
                                         ("volumes", VOLUME_COLUMNS + VOLUME_TIMING_COLUMNS))}
-            listed_before = {str(q["path"]) for q in self._superseding}
+            listed_before = _entries(self._superseding)
             quarantine_changed = self._read_quarantine()
             # a file found back at earlier content: rows dropped as superseded return
             reverted_changed = self._read_reverted()
             # a file with rows quarantined (its rows superseded), or released (they return)
             versions_changed = quarantine_changed and self._have_rows(
-                listed_before ^ {str(q["path"]) for q in self._superseding})
+                {path for path, _, _ in listed_before ^ _entries(self._superseding)})
             self.refreshed_at = time.time()
             if (self.version == 0 or reverted_changed or versions_changed
                     or any(lost for _, lost in added.values())):

@@ -45,12 +45,15 @@ async function loadList() {
   // quarantine read "(none)", while `nwwatch status` named the files).
   const bad = data.unreadable_files || [];
   $("unreadable").hidden = !bad.length;
-  $("unreadable").textContent = bad.length ?
-    `${bad.length} results file${bad.length === 1 ? "" : "s"} cannot be read (damaged?): ` +
-    "their rows are not on this page" +
-    (bad.some((f) => f.endsWith("quarantine.parquet")) ? ", nor the quarantine list" : "") +
-    ` (${bad.slice(0, 3).join(", ")}${bad.length > 3 ? ", …" : ""}); ` +
-    "`nwwatch ledger rebuild` lists what it can read" : "";
+  const rowFiles = bad.filter((f) => !f.endsWith("quarantine.parquet"));
+  $("unreadable").textContent = [
+    rowFiles.length ? `${rowFiles.length} results file${rowFiles.length === 1 ? "" : "s"} ` +
+      `cannot be read (damaged?): their rows are not on this page ` +
+      `(${rowFiles.slice(0, 3).join(", ")}${rowFiles.length > 3 ? ", …" : ""}); ` +
+      "`nwwatch ledger rebuild` lists what it can read" : "",
+    rowFiles.length < bad.length ? "the quarantine list cannot be read (damaged?): " +
+      "no quarantined file is shown; the rows it last left out stay out" : "",
+  ].filter(Boolean).join(". ");
   const list = data.acquisitions;
   if (!acqId && list.length) {
     acqId = list[0].id;
@@ -141,7 +144,7 @@ function renderHeader(s, live) {
   // one tab per acquisition can be told apart (a text property: no markup is parsed)
   // (a folder processed by two models is two acquisitions: their model tells the tabs apart)
   document.title = `${s.folder.split("/").slice(-2).join("/")}` +
-    `${s.model_sha256 ? ` (${s.model} ${s.model_sha256.slice(0, 8)})` : ""} · nwwatch`;
+    `${s.model ? ` (${modelText(s)})` : ""} · nwwatch`;
   const stale = $("stale");
   stale.hidden = !s.stale;
   if (s.stale) {
