@@ -166,8 +166,6 @@ class ModelKindError(ValueError):
     the message names the model, its kind and classes, and the folder's."""
 
 
-
-
 def _truth_angles(root: Path, stems: list[str]
                   ) -> dict[str, tuple[float, float | None, tuple[float, float, float] | None]]:
     """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem,

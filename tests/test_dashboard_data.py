@@ -148,13 +148,18 @@ def test_store_sees_new_files_and_replaced_rows(tmp_path):
     write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0, 101.0]))
     store = ResultsStore(results)
     store.refresh()
-    gen = store.generation
+
+    def acquisition():
+        (acq,) = store.snapshot.values()
+        return acq
+
+    gen = acquisition().generation
     write(results, "frames-2.parquet", frame_rows("/acq/a", [102.0], start=2))
-    assert store.refresh() and store.generation == gen  # appended: same generation
-    assert len(next(iter(store.snapshot.values()))) == 3
+    assert store.refresh() and acquisition().generation == gen  # appended: same generation
+    assert len(acquisition()) == 3
     (results / "frames" / "frames-1.parquet").unlink()  # rows replaced (replay --force)
-    assert store.refresh() and store.generation == gen + 1
-    assert len(next(iter(store.snapshot.values()))) == 1
+    assert store.refresh() and acquisition().generation == gen + 1
+    assert len(acquisition()) == 1
 
 
 def test_a_file_whose_rows_cannot_join_the_others_is_unreadable_until_replaced(tmp_path):
@@ -545,25 +550,26 @@ def test_a_grown_stack_shows_each_page_once_from_its_newest_version(tmp_path):
     write(results, "frames-1.parquet", _stack_version(1, "a" * 64, T0))
     store = ResultsStore(results)
     store.refresh()
-    gen = store.generation
+    gen = next(iter(store.snapshot.values())).generation
     write(results, "frames-2.parquet", _stack_version(2, "b" * 64, T0 + timedelta(seconds=5)))
     assert store.refresh()
     acq = next(iter(store.snapshot.values()))
     assert acq.table["frame"].to_pylist() == [0, 1]
     assert set(acq.table["source_sha256"].to_pylist()) == {"b" * 64}
-    assert store.generation == gen + 1  # rows went: clients start from scratch
+    assert acq.generation == gen + 1  # rows went: clients start from scratch
     write(results, "frames-3.parquet", _stack_version(3, "c" * 64, T0 + timedelta(seconds=9)))
     store.refresh()
     acq = next(iter(store.snapshot.values()))
     assert acq.table["frame"].to_pylist() == [0, 1, 2]
     assert frame_series(acq)["angle"].tolist() == [100.0, 101.0, 102.0]
     # A new file of the same folder only adds rows: same generation.
-    gen = store.generation
+    gen = acq.generation
     more = frame_rows("/acq/s", [90.0], processed=T0 + timedelta(seconds=12))
     more[0]["source_sha256"] = "d" * 64
     write(results, "frames-4.parquet", more)
     store.refresh()
-    assert store.generation == gen and len(next(iter(store.snapshot.values()))) == 4
+    acq = next(iter(store.snapshot.values()))
+    assert acq.generation == gen and len(acq) == 4
     # Opened from scratch (the report), the same rows.
     fresh = ResultsStore(results)
     fresh.refresh()

@@ -36,6 +36,7 @@ from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_medi
 from nwwatch.paths import acquisition_of, default_ledger
 from nwwatch.pathtext import path_of_text
 from nwwatch.results.parquet import plain_strings
+from nwwatch.results.quarantine import superseding_table
 from nwwatch.results.versions import (
     REVERTED_FILE,
     epoch_s,
@@ -94,14 +95,6 @@ def _entries(quarantined: list[dict]) -> set[tuple[str, Any, Any]]:
     other content of its file (a broken overwrite after another model's quarantine) changes
     which rows are current as much as a new path does."""
     return {(str(q["path"]), q.get("sha256"), q.get("quarantined_at")) for q in quarantined}
-
-
-def _epoch(when: Any) -> float:
-    """A quarantine entry's ``quarantined_at`` (datetime, or epoch seconds) in epoch seconds;
-    -inf when absent."""
-    if when is None:
-        return -math.inf
-    return when.timestamp() if hasattr(when, "timestamp") else float(when)
 
 
 def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
@@ -227,7 +220,6 @@ class ResultsStore:
         self._lock = threading.Lock()
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
-        self.generation = 0  # bumps when rows may have been removed or replaced
         #: Each acquisition id's last generation (Acquisition.generation), kept when an
         #: acquisition leaves the snapshot: one that comes back does not reuse a number.
         self._generations: dict[str, int] = {}
@@ -384,17 +376,6 @@ class ResultsStore:
                                                        value_set=wanted)).as_py()
                    for rows in self._rows.values())
 
-    def _quarantine_table(self) -> pa.Table | None:
-        """The quarantined files' paths and times, as :func:`newest_versions` takes them."""
-        # (a list of another writer may lack the time: such an entry supersedes nothing)
-        timed = [q for q in self._superseding if q.get("quarantined_at") is not None]
-        if not timed:
-            return None
-        return pa.table({"path": pa.array([str(q["path"]) for q in timed], pa.string()),
-                         "sha256": pa.array([q.get("sha256") for q in timed], pa.string()),
-                         "quarantined_at": pa.array([q["quarantined_at"] for q in timed],
-                                                    pa.timestamp("us", tz="UTC"))})
-
     def _read_reverted(self) -> bool:
         """Read ``reverted.parquet`` again when it changed; True when it did."""
         try:
@@ -411,8 +392,8 @@ class ResultsStore:
         """Read new or changed files; return True when the snapshot changed.
 
         New files extend the acquisitions they belong to (the others keep their objects and
-        cached series); a rewritten or removed file rebuilds everything and bumps
-        :attr:`generation`.
+        cached series); a rewritten or removed file rebuilds everything, and each acquisition
+        whose rows were replaced gets a new :attr:`Acquisition.generation`.
         """
         with self._lock:
             added = {kind: self._scan(kind, cols)
@@ -428,18 +409,12 @@ class ResultsStore:
             self.refreshed_at = time.time()
             if (self.version == 0 or reverted_changed or versions_changed
                     or any(lost for _, lost in added.values())):
-                if self.version:
-                    self.generation += 1  # rows may have gone: clients start from scratch
                 tables = {kind: self._kept_rows(kind) for kind in added}
                 previous, self.snapshot = self.snapshot, self._apply({}, tables)
                 self._carry_generations(previous)
             elif any(new for new, _ in added.values()) or quarantine_changed:
-                before = sum(len(a) for a in self.snapshot.values())
-                new_rows = sum(t.num_rows for new, _ in added.values() for t in new)
                 self.snapshot = self._apply(self.snapshot,
                                             {k: new for k, (new, _) in added.items()})
-                if sum(len(a) for a in self.snapshot.values()) < before + new_rows:
-                    self.generation += 1  # a file's older version gave way: start again
             else:
                 return False
             self._generations.update((i, a.generation) for i, a in self.snapshot.items())
@@ -460,7 +435,7 @@ class ResultsStore:
                tables: dict[str, list[pa.Table]]) -> dict[str, Acquisition]:
         """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
         acqs = dict(base)
-        quarantined = self._quarantine_table()
+        quarantined = superseding_table(self._superseding)
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
             parts = [t for t in tables.get(kind, []) if t.num_rows]
             if not parts:
@@ -698,8 +673,8 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
         # A file quarantined since is a file that arrived: files still come, they fail
         # (the warning asked whether the microscope was still writing while it was).
-        arrived = max((_epoch(q.get("quarantined_at")) for q in acq.quarantined),
-                      default=-math.inf)
+        arrived = max((q["quarantined_at"].timestamp() for q in acq.quarantined
+                       if q.get("quarantined_at") is not None), default=-math.inf)
         out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2
                             and now - arrived > stale_after_s + rows_held_s)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None

@@ -496,7 +496,7 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     measured."""
     from nwwatch.stopsignals import sigterm_as_interrupt
 
-    run = _Run(inputs)
+    run = _Run(inputs, overlays)
     try:
         # SIGTERM and a hang-up unwind as Ctrl-C does: the rows measured so far are written
         with sigterm_as_interrupt(hangup=True):
@@ -517,7 +517,7 @@ class _Run:
     """What ``measure`` has done so far: the rows, the files skipped, and where it is in
     INPUTS, for the line of a run a stop signal ends."""
 
-    def __init__(self, inputs: tuple[Path, ...]) -> None:
+    def __init__(self, inputs: tuple[Path, ...], overlays: Path | None = None) -> None:
         # a file named twice (overlapping globs, a relative and an absolute spelling) gives
         # its rows once, as replay processes it once
         unique: dict[str, Path] = {}
@@ -534,7 +534,10 @@ class _Run:
         self.file_start = 0
         self.file_pages: int | None = None
         self._named = {os.path.abspath(path) for path in inputs}
-        self._pictures: str | None = None  # the --overlays folder (pictures_in)
+        # the --overlays folder: the pictures an earlier run wrote there are passed over
+        # (`measure same/*.png --overlays same` run twice read them as colour label masks,
+        # refused them, and exited 1)
+        self._pictures = None if overlays is None else os.path.abspath(overlays)
         # TIA writes NAME.emi (the series' metadata, not read) beside NAME_1.ser, NAME_2.ser
         self._emis = {os.path.abspath(path.with_name(path.stem.rpartition("_")[0] + ".emi"))
                       for path in inputs if path.suffix.lower() == ".ser"}
@@ -545,12 +548,6 @@ class _Run:
         counted from the list, so a stop signal between a row's append and anything after it
         cannot make them disagree."""
         return len(self.rows) - self.file_start
-
-    def pictures_in(self, folder: Path) -> None:
-        """``--overlays`` is ``folder``: the pictures an earlier run wrote there are passed over
-        (``measure same/*.png --overlays same`` run twice read them as colour label masks,
-        refused them, and exited 1)."""
-        self._pictures = os.path.abspath(folder)
 
     def passed_over(self, path: Path) -> bool:
         """Companions named with their data (a shell glob): SerialEM's metadata, read with
@@ -646,8 +643,6 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
     rows = run.rows
-    if overlays is not None:
-        run.pictures_in(overlays)
     used_names: set[str] = set()
     # the pictures the output to be replaced names, by frame: this run's rows replace those
     # rows, so a frame measured again (its labels corrected) keeps its picture's name

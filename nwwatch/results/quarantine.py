@@ -37,3 +37,17 @@ def write_quarantine(rows: list[dict], results_dir: str | os.PathLike[str]) -> P
         schema=quarantine_schema(),
     )
     return write_table_atomic(table, Path(results_dir) / QUARANTINE_FILE)
+
+
+def superseding_table(entries: list[dict]) -> pa.Table | None:
+    """``path``, ``sha256`` and ``quarantined_at`` of the quarantined files ``entries`` (dicts
+    of :func:`quarantine_schema`'s names, ``quarantined_at`` a UTC datetime) as
+    :func:`nwwatch.results.versions.newest_version_mask` takes them; None when none has a
+    time (a list of another writer may lack it: such an entry supersedes nothing)."""
+    timed = [q for q in entries if q.get("quarantined_at") is not None]
+    if not timed:
+        return None
+    return pa.table({"path": pa.array([str(q["path"]) for q in timed], pa.string()),
+                     "sha256": pa.array([q.get("sha256") for q in timed], pa.string()),
+                     "quarantined_at": pa.array([q["quarantined_at"] for q in timed],
+                                                pa.timestamp("us", tz="UTC"))})

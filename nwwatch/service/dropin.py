@@ -118,9 +118,10 @@ def main(argv: list[str] | None = None) -> int:
         if "--watched" in flags:  # install.sh checks the service user may list each
             print("".join(f"{w}\n" for w in sorted({str(w.path) for w in config.watches})),
                   end="")
+        elif writable:
+            print("".join(f"{p}\n" for p in writable_folders(config)), end="")
         else:
-            print("".join(f"{p}\n" for p in writable_folders(config)) if writable
-                  else unit_dropin(config), end="")
+            print(unit_dropin(config), end="")
     except (ConfigError, ModelLoadError) as exc:
         print(f"nwwatch: {exc}", file=sys.stderr)
         return 78

@@ -8,10 +8,9 @@ from collections import Counter
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pyarrow as pa
-
 from nwwatch.pathtext import line_text
 from nwwatch.results.outcome import by_outcome, count_results, format_counts
+from nwwatch.results.quarantine import superseding_table
 from nwwatch.results.versions import read_reverted
 from nwwatch.service.ledgerdb import rebuild_command
 from nwwatch.service.lock import LedgerElsewhereError, ledger_kept_elsewhere, lock_holder
@@ -75,11 +74,14 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                 recent, rate = ledger.throughput(window_s)
                 last = ledger.last_done()
                 quarantined = ledger.quarantined()
+                for q in quarantined:
+                    q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
                 gone = ledger.quarantined_gone()
                 counts = ledger.counts()
                 counted = count_results((Path(results_dir) / rel
                                          for rel in ledger.committed_parquets()),
-                                        read_reverted(results_dir), _as_table(quarantined))
+                                        read_reverted(results_dir),
+                                        superseding_table(quarantined))
             # A file the ledger still names once read again is gone for good (deleted by
             # hand): its files stay done and are never processed again. One it no longer
             # names was replaced meanwhile.
@@ -91,7 +93,6 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
         if last is not None:
             last["processed_at"] = datetime.fromtimestamp(last["processed_at"], UTC)
         for q in quarantined:
-            q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
             # a bad file deleted since needs nothing more (a replay of its folder is complete)
             q["gone"] = q["path"] in gone
         rows = counted.current
@@ -116,18 +117,6 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                 "ledger": str(Path(ledger_path)), "results": str(Path(results_dir))}
     finally:
         ledger.close()
-
-
-def _as_table(quarantined: list[dict]) -> pa.Table | None:
-    """The ledger's quarantined files (``quarantined_at`` in epoch s) as
-    :func:`~nwwatch.results.outcome.count_results` takes them."""
-    if not quarantined:
-        return None
-    return pa.table({
-        "path": pa.array([q["path"] for q in quarantined], pa.string()),
-        "sha256": pa.array([q.get("sha256") for q in quarantined], pa.string()),
-        "quarantined_at": pa.array([round(q["quarantined_at"] * 1e6) for q in quarantined],
-                                   pa.int64()).cast(pa.timestamp("us", tz="UTC"))})
 
 
 def _reasons(rows: Counter[tuple[str, str]]) -> list[dict]:
