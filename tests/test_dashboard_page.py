@@ -261,21 +261,28 @@ def test_the_page_says_when_the_server_stops_answering(tmp_path):
 def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
     """``acquired_at`` is nullable: such rows reached the page with a null time, sorted as
     1970 and stretched the time axis over 56 years. They are left out of the chart and
-    counted in its legend."""
+    counted in its legend. Frames sharing one time (a stack's pages without times of their
+    own) are charted in one column, which the legend says."""
     require_browser()
     results = tmp_path / "res"
     rows = frame_rows("/acq/run1", [100.0, 101.0, None, 103.0])
     rows[1]["acquired_at"] = rows[2]["acquired_at"] = None
     write(results, "frames-1.parquet", rows)
+    stack = frame_rows("/acq/run1", [105.0, 106.0, 107.0], start=10)
+    for k, row in enumerate(stack):
+        row.update(source="/acq/run1/stack.tif", frame=k, acquired_at=stack[0]["acquired_at"])
+    write(results, "frames-2.parquet", stack)
     with dashboard_thread(results) as (_, url):
         acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
         with Browser(1024, 700) as browser:
             browser.get(f"{url}/?a={acq['id']}")
-            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "5", 30, "points")
             assert browser.attribute("#chart", "data-untimed") == "2"
             assert "no acquisition time: 2 (not plotted)" in browser.text("#legend")
             x = browser.execute("return window.nwPlot.data[0]")
-            assert len(x) == 2 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
+            assert len(x) == 5 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
+            assert browser.attribute("#chart", "data-shared") == "3"
+            assert "sharing one acquisition time with others: 3" in browser.text("#legend")
 
 
 def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
