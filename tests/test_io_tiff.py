@@ -476,6 +476,27 @@ def test_imagej_frame_interval_gives_per_frame_times(tmp_path):
     assert times == [start + timedelta(seconds=0.5 * i) for i in range(4)]
 
 
+def test_imagej_frame_interval_without_a_datetime_ends_at_the_mtime(tmp_path):
+    # ImageJ writes no DateTime tag: a Fiji series' frames all got the file's mtime, its
+    # finterval unread. The save came after the last frame: that time point takes the mtime.
+    path = tmp_path / "fiji.tif"
+    tifffile.imwrite(path, _image((2, 3, 8, 8), "uint16"), imagej=True,
+                     metadata={"axes": "TZYX", "finterval": 0.5})
+    saved = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
+    os.utime(path, (saved.timestamp(), saved.timestamp()))
+    frames = read_frames(path)
+    assert {f.acquired_at_source for f in frames} == {"mtime"}
+    assert [(f.acquired_at - saved).total_seconds() for f in frames] == [-0.5] * 3 + [0.0] * 3
+    damaged = tmp_path / "fiji_damaged.tif"  # back past 1990: the mtime for every frame
+    tifffile.imwrite(damaged, _image((3, 8, 8), "uint16"), imagej=True,
+                     metadata={"axes": "TYX", "finterval": 1e9})
+    os.utime(damaged, (saved.timestamp(), saved.timestamp()))
+    with capture_logs() as logs:
+        frames = read_frames(damaged)
+    assert {f.acquired_at for f in frames} == {saved}
+    assert "before 1990" in [e for e in logs if e["event"] == "io.times_ignored"][0]["reason"]
+
+
 @pytest.mark.parametrize(("tunit", "step_s"), [
     ("ms", 0.04), ("msec", 0.04), ("\\u00B5s", 40e-6), ("min", 2400.0), ("sec", 40.0)])
 def test_imagej_frame_interval_is_in_the_time_unit_imagej_wrote(tmp_path, tunit, step_s):
@@ -716,6 +737,42 @@ def test_plain_pages_each_get_their_own_pixel_size_and_time(tmp_path, local_tz, 
                       resolutionunit="CENTIMETER", metadata=None)
     with pytest.raises(AnisotropicPixelsError, match="differs from y 4 nm"):
         read_frames(anisotropic)
+
+
+def test_a_page_of_another_size_inside_a_long_plain_stack_is_ignored_with_a_warning(tmp_path):
+    # 8 or more plain pages make tifffile's "uniform" series, which failed on a page of
+    # another size among them ("incompatible keyframe"): the file was quarantined as corrupt
+    # while the same page at its end, or in a shorter stack, was passed over with a warning
+    path = tmp_path / "survey_inside.tif"
+    pages = _image((20, 16, 16), "uint16")
+    with tifffile.TiffWriter(path) as tif:
+        for i, page in enumerate(pages):
+            tif.write(page, metadata=None)
+            if i == 9:
+                tif.write(_image((4, 4), "uint16"), metadata=None)  # a survey image
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), pages)
+    assert [f.index for f in frames] == list(range(20))
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(4, 4)]
+
+
+def test_pages_binned_partway_are_named_not_dropped_silently(tmp_path):
+    # tifffile makes the pages of a plain file a half (third, quarter) the size of the first
+    # ones a pyramid level of theirs, which is not among its series: frames written after the
+    # camera's binning changed were left out without a word
+    path = tmp_path / "binned.tif"
+    with tifffile.TiffWriter(path) as tif:
+        for i in range(12):
+            tif.write(_image((16, 16) if i < 6 else (8, 8), "uint16"), metadata=None)
+    with tifffile.TiffFile(path) as tif:
+        assert [s.shape for s in tif.series] == [(6, 16, 16)]  # what the reader is given
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert len(frames) == 6
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(6, 8, 8)]
 
 
 def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):

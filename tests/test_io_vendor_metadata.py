@@ -371,6 +371,52 @@ def test_ome_plane_times_that_do_not_fit_give_every_frame_the_acquisition_date(t
     assert why in warning["reason"]
 
 
+def test_ome_time_increment_steps_the_time_points(tmp_path):
+    # Pixels/@TimeIncrement (no plane times), as tifffile's own docs write an OME series:
+    # every frame got the AcquisitionDate
+    path = tmp_path / "ti.ome.tif"
+    tifffile.imwrite(path, np.zeros((3, 8, 8), np.uint16), metadata={
+        "axes": "TYX", "AcquisitionDate": "2026-11-21T07:45:01+00:00",
+        "TimeIncrement": 0.1, "TimeIncrementUnit": "s"})
+    start = datetime(2026, 11, 21, 7, 45, 1, tzinfo=UTC)
+    assert [f.acquired_at - start for f in read_frames(path)] == [
+        timedelta(0), timedelta(milliseconds=100), timedelta(milliseconds=200)]
+
+
+def _ome_increment(order: str, increment: str, size_t: int = 3) -> str:
+    return _ome_planes(order, "").replace('SizeT="3"', f'SizeT="{size_t}" {increment}')
+
+
+def test_ome_time_increment_follows_the_dimension_order(tmp_path):
+    # XYTZC: T varies fastest, page t + 3 z; the slices of one time point share its time
+    path = tmp_path / "xytzc_ti.ome.tif"
+    tifffile.imwrite(path, np.zeros((6, 8, 8), np.uint16), metadata=None,
+                     description=_ome_increment("XYTZC", 'TimeIncrement="2" '
+                                                         'TimeIncrementUnit="min"'),
+                     photometric="minisblack")
+    start = datetime(2026, 11, 21, 7, 45, 1, tzinfo=UTC)
+    offsets_s = [(f.acquired_at - start).total_seconds() for f in read_frames(path)]
+    assert offsets_s == [0, 120, 240, 0, 120, 240]
+
+
+@pytest.mark.parametrize(("increment", "size_t", "why"), [
+    ('TimeIncrement="soon"', 3, "TimeIncrement 'soon'"),
+    ('TimeIncrement="1" TimeIncrementUnit="fortnight"', 3, "unknown TimeIncrementUnit"),
+    ('TimeIncrement="1e12"', 3, "plausible years"),
+])
+def test_ome_time_increment_that_does_not_fit_gives_every_frame_the_acquisition_date(
+        tmp_path, increment, size_t, why):
+    path = tmp_path / "bad_ti.ome.tif"
+    tifffile.imwrite(path, np.zeros((6, 8, 8), np.uint16), metadata=None,
+                     description=_ome_increment("XYZCT", increment, size_t),
+                     photometric="minisblack")
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert {f.acquired_at for f in frames} == {datetime(2026, 11, 21, 7, 45, 1, tzinfo=UTC)}
+    (warning,) = [e for e in logs if e["event"] == "io.times_ignored"]
+    assert "TimeIncrement" in warning["reason"] and why in warning["reason"]
+
+
 def test_non_square_pixels_are_refused_saying_what_to_check_and_do(tmp_path):
     path = tmp_path / "stretched.ome.tif"
     tifffile.imwrite(path, np.zeros((8, 8), np.uint16), metadata={

@@ -809,6 +809,40 @@ def test_mrc_files_a_watch_leaves_out_are_named_with_the_kind_or_pattern_that_ta
         "reads it as a tomogram: watch or replay it as kind \"tomogram\"")
 
 
+def test_tiffs_of_a_suffix_no_pattern_takes_are_named(paths):
+    """patterns = ["*.tiff"] over a folder of .tif frames processed nothing, without a word
+    (as an empty list would, which is refused); a pattern that selects among the TIFFs, or
+    an ignore pattern, leaves theirs out on purpose."""
+    import dataclasses
+
+    from nwwatch.service.watches import Watch
+
+    tmp, acq, res, m = paths
+    w = load_config(write_config(tmp / "c.toml", acq, res, m)).watches[0]
+    for name in ("a.tif", "b.TIF", "c.tiff", "run.part.tif", "notes.txt"):
+        (acq / name).write_bytes(b"\0" * 64)
+
+    def said(patterns, ignore=()):
+        warnings = []
+
+        class Log:
+            def warning(self, event, **fields):
+                warnings.append((event, fields))
+
+        watch = dataclasses.replace(w, patterns=patterns, ignore_patterns=ignore)
+        Watch(0, watch, engine=_NothingDoneEngine(), watcher=None).rescan(
+            _NoCandidates(), set(), Log())
+        return warnings
+
+    ((event, fields),) = said(("*.tiff",), ("*.part.tif",))
+    assert event == "unread_format"
+    assert fields["files"] == [str(acq / "a.tif"), str(acq / "b.TIF")]
+    assert 'add its pattern (e.g. "*.tif")' in fields["reason"]
+    assert 'add its pattern (e.g. "*.TIF")' in fields["reason"]
+    assert said(("frame_*.tif", "*.tiff", "*.TIF")) == []
+    assert said(("frame_*",)) == []
+
+
 def test_a_config_saved_with_a_byte_order_mark_and_crlf_reads_as_without(paths):
     """Windows editors (Notepad) save UTF-8 with a byte-order mark and CRLF line ends: the
     file was refused as "(syntax): not valid TOML: Invalid statement (at line 1, column 1)",

@@ -106,16 +106,22 @@ _VIDEO_HINT = ("a video? nwwatch reads frames as images (TIFF, MRC, DigitalMicro
                "software can (a video's compression changes grey levels, "
                "and it carries no pixel size or acquisition time), or split it into grey "
                "TIFF frames, e.g. ffmpeg -i VIDEO -pix_fmt gray frame_%05d.tif")
+_PICTURE_HINT = ("a picture (PNG, JPEG): the service and replay read the microscope's files "
+                 "(TIFF, MRC, DigitalMicrograph, Velox EMD, TIA), which carry the pixel size "
+                 "and the acquisition time; nwwatch measure FILES --read-as frames measures "
+                 "such frames one command at a time (a JPEG's compression changes grey "
+                 "levels), and a label image of a DATA folder is read by train and evaluate")
 #: How to make one multi-page TIFF (a tomogram) of a folder of one image per slice.
 JOIN_SLICES_HINT = ("join them into one, e.g. in Fiji (File > Import > Image Sequence, then "
                     "File > Save As > Tiff)")
 _CONVERT_HINTS = {".ali": _TILT_HINT, ".st": _TILT_HINT, ".avi": _VIDEO_HINT,
-                  ".mp4": _VIDEO_HINT, ".mov": _VIDEO_HINT, ".mkv": _VIDEO_HINT}
+                  ".mp4": _VIDEO_HINT, ".mov": _VIDEO_HINT, ".mkv": _VIDEO_HINT,
+                  ".png": _PICTURE_HINT, ".jpg": _PICTURE_HINT, ".jpeg": _PICTURE_HINT}
 
 
 def conversion_hint(path: str | os.PathLike[str]) -> str:
     """What to do with a file of a microscope format nwwatch does not read, judged by its
-    suffix (tilt series, videos), e.g. "a tilt series? nwwatch segments reconstructed
+    suffix (tilt series, videos, pictures), e.g. "a tilt series? nwwatch segments reconstructed
     tomograms: ..."; "" for any other name (the reason of
     :class:`NotATiffError` ends with it)."""
     return _CONVERT_HINTS.get(Path(path).suffix.lower(), "")

@@ -220,11 +220,26 @@ def acquisition_times(
             return page_times, "metadata"
         firsts.append(first)
     start = ome_start or next((first for first in firsts if first), None)
-    if start is None:
-        return [mtime_time(path, mtime)] * n_frames, "mtime"
     per_time_point = _imagej_pages_per_time_point(tif)
-    step = _frame_step(path, start, _imagej_frame_interval_s(path, tif),
-                       (n_frames - 1) // per_time_point)
+    last = (n_frames - 1) // per_time_point
+    if start is None:
+        # ImageJ writes no DateTime tag: a Fiji series' frame interval is kept, the file's
+        # mtime (its save, after the last frame) the time of its last time point
+        end = mtime_time(path, mtime)
+        step = _frame_step(path, end, _imagej_frame_interval_s(path, tif), last) if last \
+            else timedelta(0)
+        try:
+            start = end - last * step
+        except OverflowError:
+            start = datetime.min.replace(tzinfo=UTC)
+        if step and start.year not in range(*PLAUSIBLE_ACQUISITION_YEARS):
+            _log.warning("io.times_ignored", path=str(path),
+                         reason=f"ImageJ finterval {step.total_seconds():.6g} s puts time "
+                                f"point 0 before {PLAUSIBLE_ACQUISITION_YEARS[0]}, the last "
+                                "at the file's mtime: every frame gets the mtime")
+            start, step = end, timedelta(0)
+        return [start + (i // per_time_point) * step for i in range(n_frames)], "mtime"
+    step = _frame_step(path, start, _imagej_frame_interval_s(path, tif), last)
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
 
 
@@ -605,21 +620,70 @@ def _iso_time(path: Path, element: ET.Element | None, what: str) -> datetime | N
 def _ome_plane_times(path: Path, tif: tifffile.TiffFile, start: datetime,
                      n_frames: int) -> list[datetime] | None:
     """``start`` (the OME ``AcquisitionDate``) plus each plane's ``DeltaT`` in its
-    ``DeltaTUnit`` (OME's default: s), one per frame in page order; None when no plane has a
-    ``DeltaT``, or, with an ``io.times_ignored`` warning, when they do not give one time for
-    each of the ``n_frames`` pages read (planes missing or of another file of a multi-file
-    dataset, an unknown unit, a time outside the plausible years)."""
+    ``DeltaTUnit`` (OME's default: s), one per frame in page order, else plus its time
+    point's multiple of the Pixels' ``TimeIncrement`` (:func:`_increment_times`); None when
+    the header has neither, or, with an ``io.times_ignored`` warning, when they do not give
+    one time for each of the ``n_frames`` pages read (planes missing or of another file of a
+    multi-file dataset, an unknown unit, a time outside the plausible years)."""
     _, pixels = _ome_pixels(tif)
     planes = [] if pixels is None else pixels.findall("{*}Plane")
-    if not any(plane.get("DeltaT") is not None for plane in planes):
+    if any(plane.get("DeltaT") is not None for plane in planes):
+        read, what = _plane_times, "Plane DeltaT"
+    elif pixels is not None and pixels.get("TimeIncrement") is not None:
+        read, what = _increment_times, "Pixels TimeIncrement"
+    else:
         return None
     try:
-        return _plane_times(pixels, planes, start, n_frames)
+        return read(pixels, planes, start, n_frames)
     except ValueError as exc:
         _log.warning("io.times_ignored", path=str(path),
-                     reason=f"OME Plane DeltaT not read: {exc}; every frame gets the "
+                     reason=f"OME {what} not read: {exc}; every frame gets the "
                             "AcquisitionDate")
         return None
+
+
+def _page_axes(pixels: ET.Element, n_frames: int) -> tuple[str, dict[str, int]]:
+    """The OME series' stack axes after XY in its ``DimensionOrder`` (the first varies
+    fastest, as tifffile orders an OME series' pages) and their sizes; ValueError for an
+    order that is not one of Z, C and T."""
+    order = pixels.get("DimensionOrder", "XYZCT")[2:]
+    if sorted(order) != ["C", "T", "Z"]:
+        raise ValueError(f"DimensionOrder {pixels.get('DimensionOrder')!r}")
+    return order, {axis: int(_float(pixels.get(f"Size{axis}", 1))) for axis in "ZCT"}
+
+
+def _offset(start: datetime, seconds: float, what: str) -> datetime:
+    """``start`` plus ``seconds``; ValueError when that lies outside the plausible years."""
+    try:
+        when = start + timedelta(seconds=seconds)
+    except OverflowError:
+        when = None
+    if when is None or when.year not in range(*PLAUSIBLE_ACQUISITION_YEARS):
+        raise ValueError(f"{what} past the plausible years")
+    return when
+
+
+def _increment_times(pixels: ET.Element, planes: list[ET.Element], start: datetime,
+                     n_frames: int) -> list[datetime]:
+    """``start`` plus ``t * TimeIncrement`` (in its ``TimeIncrementUnit``, OME's default s)
+    for the time point ``t`` of each page, when the header has no plane times; ValueError
+    says why there are none (pages of another number than SizeZ x SizeC x SizeT, an unknown
+    unit)."""
+    order, sizes = _page_axes(pixels, n_frames)
+    if math.prod(sizes.values()) != n_frames:
+        raise ValueError(f"SizeZ x SizeC x SizeT = {math.prod(sizes.values())} planes for "
+                         f"{n_frames} pages")
+    increment = _float(pixels.get("TimeIncrement"))
+    unit = pixels.get("TimeIncrementUnit", "s")
+    per_unit = _SECONDS_PER_OME_TIME_UNIT.get(unit.strip())
+    if per_unit is None:
+        raise ValueError(f"unknown TimeIncrementUnit {unit!r}")
+    if not math.isfinite(increment):
+        raise ValueError(f"TimeIncrement {pixels.get('TimeIncrement')!r}")
+    stride = math.prod(sizes[axis] for axis in order[:order.index("T")])
+    return [_offset(start, (index // stride % sizes["T"]) * increment * per_unit,
+                    f"TimeIncrement {increment:g} {unit} puts page {index}")
+            for index in range(n_frames)]
 
 
 def _plane_times(pixels: ET.Element, planes: list[ET.Element], start: datetime,
@@ -627,10 +691,7 @@ def _plane_times(pixels: ET.Element, planes: list[ET.Element], start: datetime,
     """The times of :func:`_ome_plane_times`; ValueError says why there are none."""
     if len(planes) != n_frames:
         raise ValueError(f"{len(planes)} planes for {n_frames} pages")
-    order = pixels.get("DimensionOrder", "XYZCT")[2:]
-    if sorted(order) != ["C", "T", "Z"]:
-        raise ValueError(f"DimensionOrder {pixels.get('DimensionOrder')!r}")
-    sizes = {axis: int(_float(pixels.get(f"Size{axis}", 1))) for axis in "ZCT"}
+    order, sizes = _page_axes(pixels, n_frames)
     times: list[datetime | None] = [None] * n_frames
     for plane in planes:
         # the page of plane (z, c, t): the first axis of DimensionOrder after XY varies
@@ -647,14 +708,8 @@ def _plane_times(pixels: ET.Element, planes: list[ET.Element], start: datetime,
             raise ValueError(f"DeltaT {plane.get('DeltaT')!r} of plane {index}")
         if not 0 <= index < n_frames or times[index] is not None:
             raise ValueError(f"plane {plane.attrib} is not one of the {n_frames} pages")
-        try:
-            when = start + timedelta(seconds=delta * per_unit)
-        except OverflowError:
-            when = None
-        if when is None or when.year not in range(*PLAUSIBLE_ACQUISITION_YEARS):
-            raise ValueError(f"DeltaT {delta:g} {unit} puts plane {index} past the "
-                             "plausible years")
-        times[index] = when
+        times[index] = _offset(start, delta * per_unit, f"DeltaT {delta:g} {unit} puts "
+                                                        f"plane {index}")
     return times  # every index filled: as many planes as pages, none twice
 
 

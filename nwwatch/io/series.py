@@ -36,10 +36,14 @@ def image_series(
     "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
     type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
     first series only. A series of reduced-resolution pages (``NewSubfileType`` 1, e.g. a
-    preview written before the image) is never read while the file holds another.
+    preview written before the image) is never read while the file holds another. Nor are
+    the pages tifffile makes a pyramid level of a plain ("generic") series, being a half,
+    third or quarter its size (pages written after the camera's binning changed): they are
+    listed among the series not read, so that they are named.
     """
+    levels = [level for s in tif.series if s.kind == "generic" for level in s.levels[1:]]
     full = [s for s in tif.series if not s.keyframe.is_reduced]
-    reduced = [s for s in tif.series if s.keyframe.is_reduced]
+    reduced = [s for s in tif.series if s.keyframe.is_reduced] + levels
     if not full:  # nothing but reduced pages: those are the image
         full, reduced = reduced, []
     first, rest = full[0], full[1:]

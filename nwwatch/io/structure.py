@@ -126,16 +126,16 @@ def open_tiff(path: str | os.PathLike[str]) -> Iterator[tuple[tifffile.TiffFile,
             # over several files) are not looked for, by a name relative to the working
             # directory; every file is an input of its own, read alone (tifffile's own
             # command line offers the same switch).
-            tif = tifffile.TiffFile(handle, name=path.name, _multifile=False)
-            if len(set(layouts)) > 1 and any(s.kind == "uniform" for s in tif.series):
-                # tifffile takes 8 or more plain pages for one layout when 3 of them share
-                # it, and decodes the others with it (a float32, RGB, compressed or
-                # inverted page read as page 0's kind: garbage, without a word); its pages
-                # are then grouped by their own layouts, as for 7 pages
-                tif.close()
-                handle.seek(0)
-                tif = tifffile.TiffFile(handle, name=path.name, _multifile=False,
-                                        is_uniform=False)
+            # Pages of several layouts are never one "uniform" series: tifffile takes 8 or
+            # more plain pages for one layout when 3 of them share it, and decodes the others
+            # with it (a float32, RGB, compressed or inverted page read as page 0's kind:
+            # garbage, without a word), or fails on a page of another size among them
+            # ("incompatible keyframe"); its pages are grouped by their own layouts, as for
+            # 7 pages. The files of other conventions (OME, ImageJ, its own) are read as
+            # before: tifffile tries "uniform" only after them.
+            tif = tifffile.TiffFile(handle, name=path.name, _multifile=False,
+                                    **({"is_uniform": False} if len(set(layouts)) > 1
+                                       else {}))
         with tif:
             with corrupt_structure_refused(path, complex_pixels):
                 info = _describe(path, tif, size, n_ifds)

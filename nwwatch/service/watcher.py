@@ -117,7 +117,8 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     :func:`nwwatch.io.conversion_hint`), MRC, DigitalMicrograph, Velox EMD or TIA series
     files (:func:`unread_hint`; hidden names skipped) and have no input file of the same
     stem beside them (a video saved with its TIFF export is left out on purpose), and the
-    TIFFs left out as exports of an original beside them (:func:`original_beside`). ``unlisted``:
+    TIFFs left out as exports of an original beside them (:func:`original_beside`) or under a
+    suffix no pattern ends with (nor ends with "*"; ignore patterns left out). ``unlisted``:
     called with the error of each folder that cannot be listed (no permission: a run folder
     of another user with mode 0700), whose files are then not yielded; None: such an error is
     raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
@@ -169,7 +170,9 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
 
     suffix = Path(name).suffix.lower()
     if suffix in TIFF_SUFFIXES:
-        return _export_hint(Path(name))
+        return _export_hint(Path(name)) or (
+            f'a TIFF whose name this watch does not take: add its pattern (e.g. '
+            f'"*{Path(name).suffix}") to the watch\'s patterns')
     other = other_kind_reading(suffix, kind)
     if other is not None:
         return f'{READ_AS[other]}: watch or replay it as kind "{other}"'
@@ -243,6 +246,20 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
                    and os.path.splitext(name)[1].lower() not in TIFF_SUFFIXES
                    and unread_hint(folder / name, watch.kind)]
         unread += [folder / name for name in inputs if name in exports]
+        # TIFFs of a suffix no pattern ends with ("*.tiff" over .tif frames, "*.TIF" over
+        # .tif): a watch that would process nothing, silently. A pattern that selects among
+        # names ("frame_*.tif", "frame_*") and the ignore patterns (temporary names) leave
+        # theirs out on purpose; an export beside its original is named by the original.
+        ignored = _matcher(tuple(watch.ignore_patterns))
+        beside = {os.path.splitext(name)[0] for name in names
+                  if os.path.splitext(name)[1].lower() in ORIGINAL_SUFFIXES}
+        unread += [folder / name for name in names
+                   if not name.startswith(".") and name not in taken
+                   and os.path.splitext(name)[1].lower() in TIFF_SUFFIXES
+                   and os.path.splitext(name)[0] not in beside
+                   and not any(p.endswith((os.path.splitext(name)[1], "*"))
+                               for p in watch.patterns)
+                   and ignored(name) is None]
 
 
 class _Handler(FileSystemEventHandler):
