@@ -19,7 +19,7 @@ def lies_inside(path: str | os.PathLike[str], folder: str | os.PathLike[str]) ->
     return Path(path).resolve().is_relative_to(top)
 
 
-#: The ledger's file name in a results folder (``[output] ledger`` may put it elsewhere).
+#: The ledger's file name in a results folder (``[state] ledger`` may put it elsewhere).
 LEDGER_NAME = "ledger.sqlite"
 
 

@@ -52,7 +52,12 @@ def test_valid_config_and_defaults(paths):
     [
         (("kind = \"insitu\"", "kind = \"video\""), "watch[0].kind", "not one of"),
         (("settle_seconds = 0.5", "settle_seconds = -1"), "watch[0].settle_seconds", ">= 0"),
-        (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds", "unknown key"),
+        (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds",
+         "unknown key (known: "),
+        (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds",
+         "'settle_seconds', misspelt?"),
+        # a misspelt optional table: named with the one meant
+        (("[inference]", "[inferance]"), "inferance", "'inference', misspelt?"),
         (("batch_size = 4", "batch_size = \"4\""), "inference.batch_size", "an integer"),
         (("providers = [\"cpu\"]", "providers = [\"rocm\"]"), "inference.providers", "rocm"),
         # an empty list ran on ONNX Runtime's own choice without a word
@@ -125,6 +130,13 @@ def test_valid_config_and_defaults(paths):
          "file names only"),
         (("settle_seconds = 0.5", "settle_seconds = 0.5\nignore_patterns = [\"tmp/*\"]"),
          "watch[0].ignore_patterns", "'tmp/*' holds a '/'"),
+        # the ledger given as the results folder not made yet: opened as the ledger, it was
+        # made and said to be "a damaged ledger"; a folder written with a trailing slash
+        # became a ledger file of that name
+        (("[[watch]]", "[state]\nledger = \"res\"\n[[watch]]"), "state.ledger",
+         "is the results folder"),
+        (("[[watch]]", "[state]\nledger = \"somewhere/\"\n[[watch]]"), "state.ledger",
+         "'somewhere/' names a folder: the ledger is a file, e.g."),
         # one bracket pair: a table, where a list of tables was read ("got {'path': ...}")
         (("[[watch]]", "[watch]"), "watch", "is one table ([watch]); each watched folder is "
          "a table of the array [[watch]] (two brackets), even a single one"),

@@ -104,6 +104,44 @@ def test_a_copy_of_processed_content_under_another_name_changes_nothing(tmp_path
     assert _shown_angles(out) == [130]
 
 
+def test_a_file_renamed_after_it_was_processed_is_named_with_the_name_its_rows_keep(tmp_path):
+    """Acquisition software that saves each frame as Acquiring.tif and renames it later:
+    every frame was filed under that name (the rows keep the first path) and its final name
+    skipped as "already done" without a word. The rename is said: in replay's summary, and
+    as the service's warning with the advice on ignore_patterns."""
+    import structlog
+    from structlog.testing import capture_logs
+
+    from nwwatch.service.batch import BatchReport, FileOutcome
+    from nwwatch.service.tally import Tally
+
+    acq, v1, _ = _versions(tmp_path)
+    onnx = model(tmp_path)
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="insitu", model=onnx).done == 1
+    (acq / "g.tif").write_bytes(v1)  # a copy: its first name still exists, nothing to say
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert s.skipped == 2 and s.renamed == []
+    (acq / "f.tif").rename(acq / "seq_0001.tif")
+    (acq / "g.tif").unlink()
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert s.skipped == 1
+    assert s.renamed == [(acq / "seq_0001.tif", str(acq / "f.tif"))]
+    assert (f"note: 1 file already done under a name no file has any more (renamed after "
+            f"processing; the rows keep that name): seq_0001.tif (done as {acq / 'f.tif'})"
+            ) in s.lines()
+    # the service's log line for the same outcome
+    report = BatchReport("b", files=[FileOutcome(acq / "seq_0001.tif", "skipped",
+                                                 reason="already done",
+                                                 done_as=str(acq / "f.tif"))])
+    with capture_logs() as logs:
+        Tally().record(report, structlog.get_logger())
+    (line,) = logs
+    assert line["event"] == "file_renamed_after_processing"
+    assert line["log_level"] == "warning" and line["done_as"] == str(acq / "f.tif")
+    assert "ignore_patterns" in line["reason"]
+
+
 def test_the_current_version_survives_a_ledger_rebuild(tmp_path):
     acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
     (acq / "f.tif").write_bytes(v1)

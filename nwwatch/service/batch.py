@@ -25,7 +25,7 @@ from nwwatch.service.inputs import check_regular
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, ItemKey, ItemState, Ledger
 from nwwatch.service.ledgerdb import FileVersion
-from nwwatch.service.names import path_key, source_name
+from nwwatch.service.names import display, path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
 
@@ -101,6 +101,9 @@ class FileOutcome:
     #: The content processed (SHA-256), for a done file: a file changed since is another
     #: version of it (:class:`nwwatch.service.tally.Tally`).
     sha256: str = ""
+    #: For a file skipped as done: the name its content was done under when no file has
+    #: that name any more (renamed after it was processed; its rows keep that name).
+    done_as: str = ""
 
     def row_counts(self) -> Counter[tuple[str, str]]:
         """This file's rows by (status, reason_code)."""
@@ -218,6 +221,10 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
                 note_skipped(engine, path, key, known)
+                if known.source != name and not os.path.lexists(known.source):
+                    report.files.append(FileOutcome(path, "skipped", reason="already done",
+                                                    done_as=display(known.source)))
+                    continue
             elif not ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
                 # a copy of quarantined content: listed under its own name too
                 why = ledger.quarantine_copy(name, st.st_size, st.st_mtime_ns, key)

@@ -407,6 +407,11 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
 
     state = TableReader(file, "state", top.get("state", dict, {}))
     ledger = state.path("ledger", base, default=default_ledger(results))
+    written_as = state.table.get("ledger")
+    if isinstance(written_as, str) and written_as.rstrip().endswith(("/", os.sep)):
+        # normalised, "ledgerdir/" would be a ledger file named ledgerdir
+        raise state.error("ledger", f"{written_as!r} names a folder: the ledger is a file, "
+                                    f"e.g. {ledger / 'ledger.sqlite'}")
     state.finish()
     try:
         ledger_is_folder = ledger.is_dir()
@@ -416,6 +421,11 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
         ledger_is_folder = False
     if ledger_is_folder:
         raise state.error("ledger", f"is a folder, not the ledger file: {ledger}")
+    if os.path.normcase(os.path.abspath(ledger)) == os.path.normcase(os.path.abspath(results)):
+        # the results folder not made yet: opening "it" as the ledger made the folder and
+        # then failed as a damaged ledger
+        raise state.error("ledger", f"is the results folder {results}: the ledger is a file, "
+                                    f"e.g. {default_ledger(results)} (the default)")
     if (problem := ledger_path_problem(ledger)) is not None:
         raise state.error("ledger", f"{ledger}: {problem}")
     _outside_watches(file, "state.ledger", ledger, paths)  # its lock file lies beside it

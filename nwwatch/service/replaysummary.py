@@ -85,6 +85,9 @@ class ReplaySummary:
     pictures_folder: Path | None = None
     #: What was replayed ("insitu" or "tomogram"): which names a folder is searched for.
     kind: str = "insitu"
+    #: Files skipped as done whose content was done under a name no file has any more
+    #: (renamed after it was processed): (file, the name its rows keep).
+    renamed: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def kind_suffixes(self) -> str:
@@ -208,6 +211,12 @@ class ReplaySummary:
                        f"{'was' if n == 1 else 'were'} not processed again, so no QA picture "
                        f"was drawn for {'it' if n == 1 else 'them'}; replay with --force to "
                        "draw them (their rows are made again and replace the earlier ones)")
+        if self.renamed:
+            n = len(self.renamed)
+            out.append(f"note: {n} file{'s' if n > 1 else ''} already done under a name no "
+                       "file has any more (renamed after processing; the rows keep that "
+                       "name): " + _first(f"{p.name} (done as {done_as})"
+                                          for p, done_as in self.renamed))
         if self.files and self.left_out:
             # the service logs these as unread_format; a replay that found other files
             # still leaves them out
@@ -325,6 +334,8 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.still_quarantined += 1
         elif f.state == "skipped":
             summary.skipped += 1
+            if f.done_as:
+                summary.renamed.append((f.path, f.done_as))
         elif f.state == "quarantined":
             summary.quarantined += 1
         elif f.state == "failed":

@@ -29,6 +29,14 @@ if TYPE_CHECKING:
     from nwwatch.service.flush import HeldBatch
 
 
+#: What a ``file_renamed_after_processing`` warning says.
+RENAMED_REASON = (
+    "its content was processed under the name done_as, which no file has any more: its rows "
+    "keep that name. If the acquisition software writes each frame under one temporary name "
+    "and renames it when done, add that name to the watch's ignore_patterns, so that frames "
+    "are processed under their final names (docs/service.md, 'Watching and readiness')")
+
+
 @dataclass
 class Tally:
     #: When the run began (epoch s): files processed since are files of this run.
@@ -73,6 +81,12 @@ class Tally:
             elif outcome.state in ("failed", "quarantined"):
                 self.failed_files += outcome.state == "failed"
                 log.warning(f"file_{outcome.state}", reason=outcome.reason, **fields)
+            elif outcome.done_as:
+                # renamed after it was processed: its rows name the old file. Acquisition
+                # software that writes each frame under one name the patterns take and then
+                # renames it makes every frame a "version" of that name.
+                log.warning("file_renamed_after_processing", done_as=outcome.done_as,
+                            reason=RENAMED_REASON, **fields)
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
 
