@@ -347,6 +347,32 @@ def test_a_frame_named_twice_is_listed_once(tmp_path, monkeypatch):
     assert [(r.stem, r.info) for r in refs] == [("f", {"confidence": 0.1})]
 
 
+def test_queued_frames_labelled_already_come_last_and_another_model_is_named(tmp_path):
+    """After a fine-tune on the first round's frames, those frames came back at the head of
+    the queue (their angle still refused), listed as any other; and the proposals came from
+    the shipped model while the queue was ranked by the fine-tuned one, without a word."""
+    from nwwatch.label.cli import _labelled_queue_last, _other_ranking_model
+    from nwwatch.label.frames import FrameRef
+
+    data = tmp_path / "DATA"
+    (data / "geometry").mkdir(parents=True)
+    refs = [FrameRef(tmp_path / f"f{k}.tif", 0, f"f{k}", {"confidence": 0.1 * k,
+                                                           "model_sha256": "b" * 64})
+            for k in range(4)] + [FrameRef(tmp_path / "extra.tif", 0, "extra", {})]
+    assert _labelled_queue_last(refs, data) == (refs, "")
+    for stem in ("f0", "f2"):
+        (data / "geometry" / f"{stem}.json").write_text("{}")
+    ordered, note = _labelled_queue_last(refs, data)
+    assert [r.stem for r in ordered] == ["f1", "f3", "f0", "f2", "extra"]
+    assert note == f"2 of the 4 queued frames are labelled in {data} already: listed after " \
+                   "the other queued frames"
+    assert _other_ranking_model(refs, "b" * 64, "mine.onnx") == ""
+    assert _other_ranking_model(refs, "a" * 64, "insitu-default.onnx") == (
+        f"the queue was ranked by the model {'b' * 12} (the rows' model_sha256), the "
+        f"proposals come from insitu-default.onnx {'a' * 12}: give that model's file as "
+        "--model to start from its labels")
+
+
 def _two_queued_frames(tmp_path: Path) -> tuple[list[Path], Path]:
     """Two frames in an acquisition folder, both offered to the queue of RESULTS."""
     from nwwatch.filehash import file_sha256

@@ -56,8 +56,37 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
         paths.append(source)
         pages.append(entry.frame)
         infos.append({"confidence": entry.confidence, "status": entry.status,
-                      "source_sha256": entry.source_sha256})
+                      "source_sha256": entry.source_sha256,
+                      "model_sha256": entry.model_sha256})
     return paths, pages, infos, warnings
+
+
+def _labelled_queue_last(refs: list, data_dir: Path) -> tuple[list, str]:
+    """``refs`` with the queued frames already labelled in ``data_dir`` (a geometry saved)
+    after the other queued ones, and a note saying how many ("" when none): after a
+    fine-tune on them they come back while their angle is refused, and would lead the list."""
+    queued = [ref for ref in refs if "confidence" in ref.info]
+    done = [ref for ref in queued if (data_dir / "geometry" / f"{ref.stem}.json").is_file()]
+    if not done:
+        return refs, ""
+    rest = [ref for ref in refs if "confidence" not in ref.info]
+    todo = [ref for ref in queued if ref not in done]
+    return todo + done + rest, (
+        f"{len(done)} of the {len(queued)} queued frames are labelled in {data_dir} already: "
+        "listed after the other queued frames")
+
+
+def _other_ranking_model(refs: list, model_sha256: str, model_name: str) -> str:
+    """Why the proposals of ``model_name`` (hash ``model_sha256``) are not the labels that
+    ranked the queued frames of ``refs`` (their ``model_sha256``: a fine-tuned model's replay),
+    or ""."""
+    ranked_by = sorted({ref.info["model_sha256"] for ref in refs
+                        if ref.info.get("model_sha256")} - {model_sha256})
+    if not ranked_by:
+        return ""
+    return (f"the queue was ranked by the model {', '.join(s[:12] for s in ranked_by)} (the "
+            f"rows' model_sha256), the proposals come from {model_name} {model_sha256[:12]}: "
+            "give that model's file as --model to start from its labels")
 
 
 def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
@@ -239,6 +268,10 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         raise click.ClickException(str(exc)) from None
     for line in _tomogram_notes(frames):
         click.echo(f"warning: {line}", err=True)
+    if queue_dir is not None:
+        refs, note = _labelled_queue_last(refs, data_dir)
+        if note:
+            click.echo(f"note: {note}", err=True)
     # DATA inside an acquisition folder: the service (recursive by default) and replay would
     # take every saved images/<stem>.tif, a copy of a frame, for a new frame of their own. A
     # Gatan In-Situ recording's folder holds its frames a few levels down (Hour_NN/...).
@@ -257,6 +290,10 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         session.segmenter().require_kind("insitu", "labelling frames")
     except ModelLoadError as exc:
         raise click.BadParameter(str(exc), param_hint="'--model'") from None
+    other = _other_ranking_model(refs, session.segmenter().model_sha256,
+                                 (model or DEFAULT_MODEL).name)
+    if other:
+        click.echo(f"warning: {other}", err=True)
     if stop.event.is_set():  # stopped while the model loaded
         return
     try:  # before --out is created: a port in use left a new, empty DATA folder behind
