@@ -463,7 +463,7 @@ def test_the_reports_trend_is_centred_on_each_frame(tmp_path, monkeypatch):
     real = plots.angle_figure
 
     def spy(series, title, *args, **kwargs):
-        drawn["series"] = series
+        drawn["series"], drawn["title"] = series, title
         drawn["label"] = args[0] if args else kwargs.get("trend_label")
         return real(series, title, *args, **kwargs)
 
@@ -474,7 +474,13 @@ def test_the_reports_trend_is_centred_on_each_frame(tmp_path, monkeypatch):
     write_report(results, tmp_path / "report.html")
     series = drawn["series"]
     assert np.array_equal(series["trend"][4:-4], series["angle"][4:-4])
-    assert "centred" in drawn["label"]
+    assert drawn["label"] == "rolling median of 9 valid, centred"
+    # fewer valid angles than the window: the line is their median, said so (the legend
+    # read "of 9 valid" over 5); the model in the title, a picture of one model's series
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", angles[:5]))
+    write_report(results, tmp_path / "report2.html")
+    assert drawn["label"] == "rolling median of 9 valid, centred (here 5: their median)"
+    assert drawn["title"] == "/acq/run1 (m)"
 
 
 def test_the_reports_refused_frames_sit_in_a_lane_of_their_own_not_at_an_angle(tmp_path,

@@ -127,7 +127,8 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
     from nwwatch.dashboard.plots import angle_figure, save_png
 
     series = frame_series(acq)
-    stats = acquisition_summary(acq, time.time(), None)["stats"]
+    summary = acquisition_summary(acq, time.time(), None)
+    stats = summary["stats"]
     # A row without an acquisition time (null acquired_at: the column is nullable, e.g. rows
     # of another writer) has no place on the time axis: counted in the statistics, listed
     # below the plot, not drawn.
@@ -139,9 +140,14 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         # A finished acquisition is read whole: the centred median follows the series
         # without the live trend's lag of half a window.
         shown["trend"] = rolling_median(shown["angle"], shown["valid"], centred=True)
-        png = save_png(angle_figure(shown, acq.folder,
-                                    f"rolling median of {TREND_WINDOW} valid, centred"),
-                       files / f"{_slug(acq)}-angle.png")
+        n_valid = int(np.count_nonzero(shown["valid"]))
+        trend = f"rolling median of {TREND_WINDOW} valid, centred" + (
+            f" (here {n_valid}: their median)" if n_valid < TREND_WINDOW else "")
+        # the model in the title: a picture of one folder per model, kept apart from the page
+        model = " ".join(x for x in (summary.get("model"),
+                                     (summary.get("model_sha256") or "")[:12]) if x)
+        title = acq.folder + (f" ({model})" if model else "")
+        png = save_png(angle_figure(shown, title, trend), files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
         span = _span(shown["t"])
         # A stack whose pages carry no time of their own: every page has the file's time
