@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 
@@ -196,6 +197,33 @@ def test_contact_angle_is_a_value_with_a_reason():
                                                                     (49.0, 35.0), (49.0, 15.0)),
                              facet=((25.0, 0.0), (25.0, 50.0)))
     assert contact_angle(explicit).angle_deg == pytest.approx(120.0)
+
+
+@pytest.mark.parametrize("short_px", [0.0, 0.4, 1.0, 2.0, 3.0])
+def test_a_wire_polygon_drawn_short_of_the_facet_is_said(short_px):
+    """The page's angle comes from the shapes: a wire polygon ending 1-3 px short of an
+    explicit facet line left a seam of background in the saved labels, which measure reads
+    as a gap (114.7-116.3 deg for the shapes' 113.7), and nothing said so."""
+    from nwwatch.label.server import preview
+
+    geometry = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0),
+                             ((200.4 + short_px, 150.2), (200.4 + short_px, 250.2),
+                              (420.0, 250.2), (420.0, 150.2)),
+                             facet=((200.4, 150.2), (200.4, 250.2)))
+    doc = preview(geometry)
+    assert doc["contact_angle_deg"] == pytest.approx(113.73, abs=0.01)
+    note = doc["labels_note"]
+    if short_px < 1.0:  # within the pixel the line cuts: no seam
+        assert note == ""
+    else:
+        assert note.startswith("background between the wire and the facet line (about "
+                               f"{short_px + 0.5:.1f} px)")
+        assert "draw the wire polygon up to the facet line" in note
+    # a wire narrower than the base, and no explicit facet: nothing to say
+    narrow = dataclasses.replace(geometry, wire=((200.4, 180.2), (200.4, 220.2),
+                                                 (420.0, 220.2), (420.0, 180.2)))
+    assert preview(narrow)["labels_note"] == ""
+    assert preview(dataclasses.replace(geometry, facet=None))["labels_note"] == ""
 
 
 def test_proposal_from_true_labels_recovers_the_shapes():

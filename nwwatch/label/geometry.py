@@ -303,6 +303,54 @@ class HumanAngle:
     s_px: float | None = None
 
 
+#: A gap of background between the wire and the facet line is named when it lies under at
+#: least this share of the droplet's base (its middle 60 %, where the wire is there).
+GAP_SHARE = 0.3
+
+
+def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
+    """Why ``labels`` (the rasterised (H, W) label image of ``geometry``) hold background
+    between the wire and the facet line, or "": a wire polygon drawn short of the facet
+    leaves a seam there that the page's angle (from the shapes) does not see, and that
+    ``nwwatch measure`` reads as a gap, taking the facet line in its middle.
+
+    Sampled 1 px apart along the middle 60 % of the droplet's base, where the labels read
+    wire 6 px on the wire's side of the line: background just under the line there (at
+    0.5 px) over :data:`GAP_SHARE` of those places."""
+    facet = facet_line(geometry)
+    if facet is None or geometry.droplet is None or geometry.wire is None:
+        return ""
+    center = np.asarray(geometry.droplet.center, dtype=float)
+    s = float((center - facet.point) @ facet.u)
+    radius = geometry.droplet.radius_px
+    if abs(s) >= radius:
+        return ""
+    half = 0.6 * math.sqrt(radius**2 - s**2)
+    t = np.array([facet.u[1], -facet.u[0]])
+    foot = center - s * facet.u
+    along = np.arange(-half, half + 0.5, 1.0)
+
+    def read(depth: float) -> np.ndarray:
+        pts = foot + along[:, None] * t - depth * facet.u
+        rc = np.rint(pts).astype(int)
+        ok = ((rc >= 0) & (rc < np.array(labels.shape))).all(axis=1)
+        out = np.full(len(along), -1)
+        out[ok] = labels[rc[ok, 0], rc[ok, 1]]
+        return out
+
+    depths = np.arange(0.5, 6.01, 0.5)
+    is_wire = np.array([read(d) for d in depths]) == NANOWIRE  # (depths, places)
+    wire_there = is_wire[-1]
+    gap = wire_there & (read(0.5) == BACKGROUND)
+    if wire_there.sum() < 5 or gap.sum() < GAP_SHARE * wire_there.sum():
+        return ""
+    widths = depths[np.argmax(is_wire[:, gap], axis=0)]  # where the wire starts
+    return (f"background between the wire and the facet line (about {np.median(widths):.1f} "
+            "px): the saved labels hold a gap there, which nwwatch measure reads as one, "
+            "the facet line in its middle (another angle than this one); draw the wire "
+            "polygon up to the facet line")
+
+
 def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> HumanAngle:
     """The human contact angle of ``geometry`` (degrees), a value with a reason on failure.
     With ``labels`` (its rasterised (H, W) label image) none where they hold no droplet

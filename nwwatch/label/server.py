@@ -60,7 +60,13 @@ from nwwatch.label.frames import (
     read_frame,
     taken_by_other,
 )
-from nwwatch.label.geometry import GeometryError, LabelGeometry, contact_angle, facet_line
+from nwwatch.label.geometry import (
+    GeometryError,
+    LabelGeometry,
+    contact_angle,
+    facet_gap_note,
+    facet_line,
+)
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
 from nwwatch.label.store import (
@@ -278,6 +284,7 @@ def preview(geometry: LabelGeometry) -> dict[str, Any]:
         "contact_angle_reason": angle.reason,
         "facet": None if facet is None else [list(map(float, p)) for p in facet.edge],
         "counts": {int(v): int(c) for v, c in zip(values, counts, strict=True)},
+        "labels_note": facet_gap_note(geometry, labels),
     }
 
 

@@ -542,7 +542,10 @@ function showPreview(doc) {
   state.counts = doc.counts;
   const angle = doc.contact_angle_deg;
   $("angle").textContent = angle === null ? "-" : `${angle.toFixed(1)}\u00b0`;
-  $("angle-reason").textContent = doc.contact_angle_reason || "";
+  // why the saved labels would measure another angle than the shapes' (a wire polygon
+  // drawn short of the facet line leaves a seam of background)
+  $("angle-reason").textContent = [doc.contact_angle_reason, doc.labels_note]
+    .filter(Boolean).join("; ");
   const names = {0: "background", 1: "nanowire", 2: "droplet", 255: "unlabeled"};
   $("counts").textContent = Object.entries(doc.counts)
     .map(([k, v]) => `${names[k] || k} ${v}`).join(", ") + " px";
