@@ -92,7 +92,7 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
     line = fit_facet_line(iface, towards)
     wire_border = on_border(outlines.wire, shape, sel.box[:2])
     wire_geo = measure_wire(sel.wire, outlines.wire, towards, line.point, wire_border,
-                            line.normal, sel.wire_moments)
+                            line.normal, sel.wire_moments, sel.droplet)
     source = "interface"
     n_inl = int(np.count_nonzero(line.inliers))
     if (line.length_px < MIN_INTERFACE_LENGTH_PX or n_inl < MIN_INTERFACE_POINTS

@@ -79,6 +79,7 @@ def measure_wire(
     on_border: np.ndarray,
     facet_normal: np.ndarray | None = None,
     moments: dict | None = None,
+    droplet: np.ndarray | None = None,
 ) -> WireGeometry:
     """Axis and width of ``wire`` (bool crop mask).
 
@@ -86,7 +87,10 @@ def measure_wire(
     ``facet_point`` (2,) and ``facet_normal`` (2,, into the droplet; default the axis) place
     the facet line (the band of side edges starts 2 px below it) or None;
     ``on_border`` (N,) True for boundary points on the image border (not side edges);
-    ``moments`` the wire's ``cv2.moments`` when already known (else from ``wire``).
+    ``moments`` the wire's ``cv2.moments`` when already known (else from ``wire``);
+    ``droplet`` (bool crop mask of ``wire``'s shape): boundary points with droplet outside
+    are the interface, left out of the side edges' line fits (an interface that bows into
+    the wire reaches below the facet line, and its steps face sideways).
     """
     if moments is None:
         moments = cv2.moments(wire.view(np.uint8), binaryImage=True)
@@ -131,6 +135,14 @@ def measure_wire(
                                 "the side edges found below the facet are too short to be the "
                                 "wire's (a step, or a corner of the wire)")
         return WireGeometry(axis, float(width), MEASURED)
+    if droplet is not None:
+        # the edges' lines without the interface's points
+        out_r, out_c = wire_pts.outside.T
+        left &= ~droplet[out_r, out_c]
+        right &= ~droplet[out_r, out_c]
+        if np.count_nonzero(left) < 6 or np.count_nonzero(right) < 6:
+            return WireGeometry(axis, None, AXIS_ONLY,
+                                "a side edge of the wire is not visible below the facet")
     cl, ml = _robust_line(t[left], lat[left])
     cr, mr = _robust_line(t[right], lat[right])
     if max(abs(ml), abs(mr)) > MAX_EDGE_SLOPE:
