@@ -168,6 +168,20 @@ def _selection_lines(extra: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _started_from(extra: dict[str, Any]) -> list[str]:
+    """The line naming the weights a fine-tune started from (``extra.provenance.init``) and
+    the model they are, by the sha256 its rows carry; none for a model trained from scratch
+    or one whose record is not a dict."""
+    init = (extra.get("provenance") or {}).get("init") if isinstance(extra, dict) else None
+    if not isinstance(init, dict) or not isinstance(init.get("weights"), str):
+        return []
+    line = f"started from: {init['weights']} (sha256 {str(init.get('sha256', '?'))[:12]})"
+    if isinstance(init.get("model_sha256"), str):
+        line += (f", the weights of {Path(str(init.get('model', '?'))).name} (model_sha256 "
+                 f"{init['model_sha256'][:12]}, as in its rows)")
+    return [line]
+
+
 def format_model(info: dict[str, Any]) -> str:
     """The text ``nwwatch model`` prints for ``info`` (:func:`describe_model`)."""
     classes = ", ".join(f"{i} {name}" for i, name in enumerate(info["class_names"]))
@@ -193,6 +207,7 @@ def format_model(info: dict[str, Any]) -> str:
         f"working scale: {_scale(info).describe()}",
         f"size multiple: {info['size_multiple']} (frames padded to it)",
         f"training command: {info['training_command'] or 'not recorded'}",
+        *_started_from(info["extra"]),
         f"training data: {source}",
         f"training data sha256: {info['training_data_sha256'] or 'not recorded'}",
     ]

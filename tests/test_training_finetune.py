@@ -3,6 +3,7 @@ tool's round trip: a DATA folder it writes fine-tunes the shipped weights."""
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,7 @@ from bench.bench_finetune import new_look
 from nwwatch.cli import main
 from nwwatch.evaluate import evaluate_folder
 from nwwatch.label.store import save_labeled_frame
+from nwwatch.modelinfo import describe_model, format_model
 from training.checkpoint import load_checkpoint
 from training.config import FINETUNE_DEFAULTS
 from training.data import make_split
@@ -80,3 +82,10 @@ def test_init_alone_fine_tunes_tool_data_from_the_shipped_weights(tmp_path):
     # Started from the shipped weights (same architecture, loaded by the engine) and improved.
     assert saved["inference"]["config"]["widths"] == [4, 8, 16, 32, 64, 128, 160]
     assert after > before + 0.05, (before, history[::10], after)
+    # what it started from, by the model_sha256 the shipped model's rows carry (the .pt's
+    # own sha256 is no row's): `nwwatch model` names it
+    init = saved["provenance"]["init"]
+    assert init["model_sha256"] == hashlib.sha256(SHIPPED.read_bytes()).hexdigest()
+    shown = format_model(describe_model(out)[0])
+    assert (f"started from: {init['weights']} (sha256 {init['sha256'][:12]}), the weights of "
+            f"{SHIPPED.name} (model_sha256 {init['model_sha256'][:12]}, as in its rows)") in shown

@@ -426,6 +426,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         # the exact weights started from: --init names a file that may be retrained later
         paradigm.provenance["init"] = {"weights": os.path.abspath(initial.path),
                                        "sha256": file_sha256(initial.path)}
+        if initial.working_scale_source is not None:
+            # the model these weights are: its sha256 is the model_sha256 of its rows, which
+            # the weights' own (a checkpoint's) is not
+            paradigm.provenance["init"].update(
+                model=os.path.abspath(initial.working_scale_source),
+                model_sha256=file_sha256(initial.working_scale_source))
     paradigm.to(device)
     # --resume --export-only trains nothing: the teacher is not run again (nor needed), its
     # record is the checkpoint's, and its images count for the crop as in training
