@@ -1878,6 +1878,66 @@ def test_a_worker_with_another_nwwatch_is_refused_before_any_task(cluster, acq, 
     assert not (tmp_path / "res" / "frames").exists()
 
 
+def test_a_worker_that_restarts_with_another_nwwatch_mid_run_is_refused(cluster, acq, tmp_path,
+                                                                         monkeypatch):
+    """The workers are checked at the start; one that joins or restarts later (its nanny
+    after a kill, the environment upgraded meanwhile) committed its rows under the driver's
+    versions without a word (angles 10 deg off, exit 0). Each task now compares its code."""
+    from distributed import Client
+
+    import nwwatch.service.cluster as cluster_module
+    from nwwatch.service.clusterconnect import WorkerCodeMismatchError
+
+    folder, onnx = acq
+    address, _ = cluster
+    # as for a worker that was not there at the start: no check then
+    monkeypatch.setattr(cluster_module, "_check_workers_import_nwwatch", lambda client: None)
+    with Client(address) as client:
+        workers = list(client.scheduler_info()["workers"])
+        client.run(_other_sources, workers=workers)
+        try:
+            with pytest.raises(WorkerCodeMismatchError) as caught:
+                replay(folder, tmp_path / "res", model=onnx, dask=address)
+        finally:
+            client.run(_own_sources, workers=workers)
+    said = str(caught.value)
+    assert "which joined or restarted after the replay started" in said
+    assert "its Python sources differ from the driver's" in said
+    assert not dataset_files(tmp_path / "res" / "frames")  # every worker differs: no row
+    monkeypatch.undo()
+    replay(folder, tmp_path / "res", model=onnx, dask=address)  # the workers put right
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
+
+
+def test_a_lost_scheduler_says_what_was_kept(tmp_path, monkeypatch):
+    """`Error: lost the Dask scheduler at ...` alone; the rows of the tasks committed before
+    are kept, and the same command resumes."""
+    import importlib
+
+    from click.testing import CliRunner
+
+    from nwwatch.cli import main
+
+    replay_module = importlib.import_module("nwwatch.service.replay")
+
+    out = tmp_path / "res"
+
+    def lost(*args, **kwargs):
+        out.mkdir()
+        (out / "ledger.sqlite").write_bytes(b"")
+        raise ClusterUnreachableError("lost the Dask scheduler at tcp://127.0.0.1:1")
+
+    monkeypatch.setattr(replay_module, "replay", lost)
+    frame = tmp_path / "f.tif"
+    write_frame_tiff(frame, paint_insitu(100.0, size=64))
+    result = CliRunner().invoke(main, ["replay", str(frame), "--out", str(out), "--dask",
+                                       "tcp://127.0.0.1:1"])
+    assert result.exit_code == 1
+    assert result.output.strip().endswith(
+        "lost the Dask scheduler at tcp://127.0.0.1:1; what was written is kept; run the same "
+        f"command again to resume (nwwatch status --out {out})"), result.output
+
+
 def _cannot_read_f003() -> None:  # run on the workers: as a user that may not read f003.tif
     import nwwatch.filehash as filehash
 

@@ -41,7 +41,7 @@ from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
 from nwwatch.service.batch import Engine, note_skipped
 from nwwatch.service.childsignals import ctrl_c_after_the_call
-from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, run_task
+from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, code_identity, run_task
 from nwwatch.service.clusterworkers import WorkerWatch
 from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.flush import held_rows_written_at_end, write_held
@@ -140,7 +140,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         results_dir=str(engine.results_dir.resolve()), kind=engine.kind,
                         volume_options=(engine.volume_options if engine.kind == "tomogram"
                                         else None),
-                        zoneless_zone=zone_key)
+                        zoneless_zone=zone_key, code=code_identity())
         # Until the first task tells how long a frame takes: local replay's chunk, or fewer
         # frames so that every worker gets a share of a small folder.
         frames_per_task = max(engine.batch_size, min(chunk_frames,
@@ -205,8 +205,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         raise clusterconnect.ClusterUnreachableError(
                             f"lost the Dask scheduler at {address} (fetching a task's result: "
                             f"{exc!r})") from None
-                    if isinstance(exc, (ModelLoadError,  # a worker's model or results
-                                        clusterconnect.StagingUnwritableError)):  # folder:
+                    if isinstance(exc, (ModelLoadError,  # a worker's model, results
+                                        clusterconnect.StagingUnwritableError,  # folder or
+                                        clusterconnect.WorkerCodeMismatchError)):  # code:
                         raise  # no file's fault, and every task would fail alike
                     if len(chunk) > 1:
                         log.warning("cluster_task_failed", n_files=len(chunk), error=repr(exc))
@@ -275,10 +276,9 @@ def _check_workers_import_nwwatch(client) -> None:
     nwwatch differs from the driver's (:func:`nwwatch.service.clustertask.code_identity`: its
     rows would carry this version's name and be skipped as done by later runs; another
     release fails to read the tasks' results as a scheduler lost). Workers that join later
-    are not checked, nor one lost while it is asked."""
+    (or restart) are checked by each task (``TaskSpec.code``); one lost while it is asked is
+    not."""
     import importlib
-
-    from nwwatch.service.clustertask import code_identity
 
     answers = client.run(importlib.import_module, "nwwatch.service.clustertask",
                          on_error="return")

@@ -78,6 +78,12 @@ class StagingUnwritableError(ClusterUnavailableError):
     shared with it under the same path, or not writable there. No file's fault."""
 
 
+class WorkerCodeMismatchError(ClusterUnavailableError):
+    """A worker that joined or restarted after the replay's start runs other nwwatch code
+    than the driver (:func:`nwwatch.service.clustertask.code_identity`): its rows would claim
+    the driver's versions. No file's fault."""
+
+
 class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 

@@ -61,6 +61,10 @@ class TaskSpec:
     #: one (:func:`nwwatch.io.metadata.read_zoneless_in`); None: the worker's own, checked
     #: by the driver to be the same (:func:`zone_answer`).
     zoneless_zone: str | None = None
+    #: The driver's :func:`code_identity`, which each task compares with its worker's: the
+    #: workers present at the start are checked then, one that joins or restarts later
+    #: (its nanny after a kill, after the environment was upgraded) only here. None: no check.
+    code: dict[str, str] | None = None
 
 
 @dataclass
@@ -136,6 +140,20 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     from nwwatch.service.batch import Item
     from nwwatch.service.inputs import check_regular
 
+    if spec.code is not None and code_identity() != spec.code:
+        import socket
+
+        from nwwatch.service.clusterconnect import WorkerCodeMismatchError
+
+        mine = code_identity()
+        differ = [f"{what} {mine.get(what)} (driver {value})" for what, value in
+                  spec.code.items() if what != "sources" and mine.get(what) != value] or [
+            "the same version numbers, but its Python sources differ from the driver's"]
+        raise WorkerCodeMismatchError(
+            f"the Dask worker at {socket.gethostname()} (pid {os.getpid()}), which joined or "
+            f"restarted after the replay started, runs another nwwatch than the driver: "
+            + "; ".join(differ) + ". Rows committed so far are kept: restart every worker "
+            "with the driver's nwwatch and run the same command again")
     read_zoneless_in(spec.zoneless_zone)  # the same for every task of a replay: no race
     t0 = time.perf_counter()
     results = {p: FileResult(p) for p in paths}
