@@ -115,7 +115,7 @@ def test_a_file_renamed_after_it_was_processed_is_named_with_the_name_its_rows_k
     from nwwatch.service.batch import BatchReport, FileOutcome
     from nwwatch.service.tally import Tally
 
-    acq, v1, _ = _versions(tmp_path)
+    acq, v1, v2 = _versions(tmp_path)
     onnx = model(tmp_path)
     out = tmp_path / "out"
     assert replay(acq, out, kind="insitu", model=onnx).done == 1
@@ -127,19 +127,32 @@ def test_a_file_renamed_after_it_was_processed_is_named_with_the_name_its_rows_k
     s = replay(acq, out, kind="insitu", model=onnx)
     assert s.skipped == 1
     assert s.renamed == [(acq / "seq_0001.tif", str(acq / "f.tif"))]
-    assert (f"note: 1 file already done under a name no file has any more (renamed after "
-            f"processing; the rows keep that name): seq_0001.tif (done as {acq / 'f.tif'})"
-            ) in s.lines()
-    # the service's log line for the same outcome
+    assert (f"note: 1 file already done under a name whose file no longer holds it (renamed "
+            f"after processing; the rows keep that name): seq_0001.tif (done as "
+            f"{acq / 'f.tif'})") in s.lines()
+    # the temporary name written again with the next frame, before the renamed one is seen
+    (acq / "seq_0001.tif").rename(acq / "seq_0002.tif")
+    (acq / "f.tif").write_bytes(v2)
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.skipped) == (1, 1)
+    assert s.renamed == [(acq / "seq_0002.tif", str(acq / "f.tif"))]
+    # the service's log lines for the same outcomes: a file renamed, with the advice; files
+    # of a folder renamed, said once for the folder
+    moved = [FileOutcome(tmp_path / "run1_final" / name, "skipped", reason="already done",
+                         done_as=str(tmp_path / "run1" / name)) for name in ("a.tif", "b.tif")]
     report = BatchReport("b", files=[FileOutcome(acq / "seq_0001.tif", "skipped",
                                                  reason="already done",
-                                                 done_as=str(acq / "f.tif"))])
+                                                 done_as=str(acq / "f.tif")), *moved])
     with capture_logs() as logs:
         Tally().record(report, structlog.get_logger())
-    (line,) = logs
-    assert line["event"] == "file_renamed_after_processing"
-    assert line["log_level"] == "warning" and line["done_as"] == str(acq / "f.tif")
-    assert "ignore_patterns" in line["reason"]
+    renamed, folder, skipped = logs
+    assert renamed["event"] == "file_renamed_after_processing"
+    assert renamed["log_level"] == "warning" and renamed["done_as"] == str(acq / "f.tif")
+    assert "ignore_patterns" in renamed["reason"]
+    assert folder["event"] == "folder_renamed_after_processing"
+    assert folder["log_level"] == "warning" and folder["done_in"] == str(tmp_path / "run1")
+    assert "ignore_patterns" not in folder["reason"]
+    assert skipped["event"] == "file_skipped" and skipped["log_level"] == "info"
 
 
 def test_the_current_version_survives_a_ledger_rebuild(tmp_path):

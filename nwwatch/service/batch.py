@@ -221,9 +221,10 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
                 note_skipped(engine, path, key, known)
-                if known.source != name and not os.path.lexists(known.source):
+                moved_from = _moved_from(ledger, name, known.source, sha)
+                if moved_from:
                     report.files.append(FileOutcome(path, "skipped", reason="already done",
-                                                    done_as=display(known.source)))
+                                                    done_as=moved_from))
                     continue
             elif not ledger.quarantined_at(name, st.st_size, st.st_mtime_ns):
                 # a copy of quarantined content: listed under its own name too
@@ -263,6 +264,26 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     if early_failures:
         ledger.record_failures(early_failures, engine.max_attempts)
     return items
+
+
+def _moved_from(ledger, name, done_as, sha: str) -> str:
+    """The name (shown) the content ``sha`` of the file ``name`` was done under, when that
+    file no longer holds it (renamed after it was processed: gone, or written again with
+    another frame, as a temporary name acquisition software reuses); "" when it is the same
+    file or still holds that content (a copy). The file there is hashed unless the ledger
+    knows its version: this is the rare case of content done under another name."""
+    if done_as == name:
+        return ""
+    try:
+        st = check_regular(Path(os.fsdecode(done_as)))
+        there = ledger.cached_sha(done_as, FileVersion.of(st), trust_earlier=False)
+        if there is None:
+            there = file_sha256(Path(os.fsdecode(done_as)))
+    except FileNotFoundError:
+        return display(done_as)
+    except (OSError, InputError):  # unreadable there: nothing known of a move
+        return ""
+    return display(done_as) if there != sha else ""
 
 
 def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> None:

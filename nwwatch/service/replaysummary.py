@@ -85,8 +85,8 @@ class ReplaySummary:
     pictures_folder: Path | None = None
     #: What was replayed ("insitu" or "tomogram"): which names a folder is searched for.
     kind: str = "insitu"
-    #: Files skipped as done whose content was done under a name no file has any more
-    #: (renamed after it was processed): (file, the name its rows keep).
+    #: Files skipped as done whose content was done under a name whose file no longer holds
+    #: it (renamed after it was processed): (file, the name its rows keep).
     renamed: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
@@ -213,8 +213,8 @@ class ReplaySummary:
                        "draw them (their rows are made again and replace the earlier ones)")
         if self.renamed:
             n = len(self.renamed)
-            out.append(f"note: {n} file{'s' if n > 1 else ''} already done under a name no "
-                       "file has any more (renamed after processing; the rows keep that "
+            out.append(f"note: {n} file{'s' if n > 1 else ''} already done under a name whose "
+                       "file no longer holds it (renamed after processing; the rows keep that "
                        "name): " + _first(f"{p.name} (done as {done_as})"
                                           for p, done_as in self.renamed))
         if self.files and self.left_out:

@@ -14,6 +14,7 @@ set of the paths quarantined in this run (few, and each a file to look at).
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -21,7 +22,7 @@ from typing import TYPE_CHECKING
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.results.outcome import count_table, format_counts
-from nwwatch.service.batch import BatchReport, outcome_log_fields
+from nwwatch.service.batch import BatchReport, FileOutcome, outcome_log_fields
 from nwwatch.service.names import path_key, source_name
 from nwwatch.service.reporting import LedgerQueries
 
@@ -29,12 +30,15 @@ if TYPE_CHECKING:
     from nwwatch.service.flush import HeldBatch
 
 
+#: What a ``folder_renamed_after_processing`` warning says (once per folder).
+MOVED_REASON = ("the files of this folder were processed in done_in, which no longer holds "
+                "them (renamed or moved since): their rows keep those paths")
 #: What a ``file_renamed_after_processing`` warning says.
 RENAMED_REASON = (
-    "its content was processed under the name done_as, which no file has any more: its rows "
+    "its content was processed under the name done_as, whose file no longer holds it: its rows "
     "keep that name. If the acquisition software writes each frame under one temporary name "
     "and renames it when done, add that name to the watch's ignore_patterns, so that frames "
-    "are processed under their final names (docs/service.md, 'Watching and readiness')")
+    "are processed under their final names (docs/service.md, 'Exactly once')")
 
 
 @dataclass
@@ -50,6 +54,8 @@ class Tally:
     #: files quarantined in this run, one per path however many of its versions were
     quarantined_files: int = 0
     _quarantined: set[str] = field(default_factory=set)
+    #: (folder processed in, folder now) of files found under a renamed or moved folder
+    _moved_folders: set[tuple[str, str]] = field(default_factory=set)
 
     def record(self, report: BatchReport, log, queries: LedgerQueries | None = None) -> None:
         """Count and log the outcomes of one batch, and feed /metrics. ``queries``: the
@@ -82,13 +88,26 @@ class Tally:
                 self.failed_files += outcome.state == "failed"
                 log.warning(f"file_{outcome.state}", reason=outcome.reason, **fields)
             elif outcome.done_as:
-                # renamed after it was processed: its rows name the old file. Acquisition
-                # software that writes each frame under one name the patterns take and then
-                # renames it makes every frame a "version" of that name.
-                log.warning("file_renamed_after_processing", done_as=outcome.done_as,
-                            reason=RENAMED_REASON, **fields)
+                self._log_renamed(outcome, fields, log)
             else:  # skipped (same content already done) or gone (deleted meanwhile)
                 log.info(f"file_{outcome.state}", reason=outcome.reason, **fields)
+
+    def _log_renamed(self, outcome: FileOutcome, fields: dict, log) -> None:
+        """A file whose content was processed under another name that no longer holds it:
+        its rows name that file. Acquisition software that writes each frame under one name
+        the patterns take and then renames it makes every frame a "version" of that name (a
+        warning per file); a folder renamed or moved (the file's name kept) is said once per
+        folder, the other files logged as skipped."""
+        old, new = os.path.split(outcome.done_as), os.path.split(source_name(outcome.path))
+        if old[1] != new[1]:
+            log.warning("file_renamed_after_processing", done_as=outcome.done_as,
+                        reason=RENAMED_REASON, **fields)
+        elif (old[0], new[0]) not in self._moved_folders:
+            self._moved_folders.add((old[0], new[0]))
+            log.warning("folder_renamed_after_processing", done_in=old[0], folder=new[0],
+                        reason=MOVED_REASON, **fields)
+        else:
+            log.info("file_skipped", reason=f"already done as {outcome.done_as}", **fields)
 
     def _seen_before(self, queries: LedgerQueries | None, path, sha256: str | None) -> bool:
         """Another content of ``path`` was processed in this run (None: any content)."""
