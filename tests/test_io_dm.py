@@ -662,7 +662,7 @@ def test_a_tomogram_replay_names_the_dm_files_it_leaves_out(tmp_path):
     (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay")]
     assert ("1 file whose name a tomogram replay does not look for (frame.dm4): in-situ "
             "frames (.dm4): replay without --kind tomogram") in note, note
-    assert "a format nwwatch does not read" not in note
+    assert "a format replay does not read" not in note
 
 
 def test_a_dm4_frame_replays_to_the_row_of_its_tiff_twin(tmp_path):

@@ -628,7 +628,7 @@ def test_watch_and_replay_hints_for_emd_files(tmp_path):
     last = s.lines()[-1]
     assert "2 files whose names a tomogram replay does not look for (a.emd, b.Emd): in-situ " \
            "frames (.emd): replay without --kind tomogram" in last, last
-    assert "format nwwatch does not read" not in last
+    assert "format replay does not read" not in last
 
 
 def test_an_emd_series_replays_to_the_rows_of_its_tiff_twin(tmp_path):

@@ -404,7 +404,7 @@ def test_tilt_series_are_named_with_what_to_do(tmp_path, acquisition):
     last = s.lines()[-1]
     assert last.startswith(f"replay found no input files in {folder}"), last
     assert "(.tif, .tiff, .mrc or .rec in any case" in last
-    assert "2 files of a format nwwatch does not read (a.st, b.ali)" in last
+    assert "2 files of a format replay does not read (a.st, b.ali)" in last
     assert "reconstruct it first" in last
     s = replay(folder / "a.st", tmp_path / "out2", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if "named file skipped" in line]
@@ -427,7 +427,7 @@ def test_video_files_are_named_with_how_to_convert_them(tmp_path, acquisition):
     s = replay(folder, tmp_path / "out", kind="insitu", model=onnx)
     assert (s.files, s.exit_status) == (0, 0)
     last = s.lines()[-1]
-    assert "2 files of a format nwwatch does not read (growth2.mp4, growth3.avi)" in last, last
+    assert "2 files of a format replay does not read (growth2.mp4, growth3.avi)" in last, last
     assert "ffmpeg -i VIDEO -pix_fmt gray" in last and last.count("a video?") == 1, last
     assert "notes.txt" not in last
 
@@ -840,7 +840,7 @@ def test_summary_lines_name_the_first_three_and_mark_the_rest():
             "denied), /a/d1 (Permission denied)") in lines
     few = ReplaySummary(Path("out"), input_path=Path("acq"),
                         left_out=[Path("a.st"), Path("b.ali")])
-    assert any("it holds 2 files of a format nwwatch does not read (a.st, b.ali): a tilt "
+    assert any("it holds 2 files of a format replay does not read (a.st, b.ali): a tilt "
                "series?" in line for line in few.lines())
 
 
@@ -971,7 +971,7 @@ def test_a_folder_with_inputs_names_the_files_its_kind_leaves_out(tmp_path, acqu
     lines = s.lines()
     assert lines[-1] == "replay complete: all 5 files processed"
     (note,) = [line for line in lines if line.startswith("note: left out of this replay: ")]
-    assert "1 file of a format nwwatch does not read (tilt.st): a tilt series?" in note, note
+    assert "1 file of a format replay does not read (tilt.st): a tilt series?" in note, note
     assert ("1 MRC file whose name an in-situ replay does not look for (tomo.rec): a "
             "reconstruction (.rec) is a tomogram: replay with --kind tomogram --model MODEL"
             ) in note, note
@@ -985,11 +985,11 @@ def test_a_folder_with_inputs_names_the_files_its_kind_leaves_out(tmp_path, acqu
 def test_a_left_out_file_is_counted_once_when_its_folder_is_walked_twice(tmp_path,
                                                                          acquisition):
     # 'replay acq acq/sub acq': the inputs were processed once each, but the note counted
-    # '5 files of a format nwwatch does not read (a.avi, tilt.st, tilt.st, ...)' for two
+    # '5 files of a format replay does not read (a.avi, tilt.st, tilt.st, ...)' for two
     acq, onnx = acquisition
     (acq / "sub").mkdir()
     (acq / "sub" / "tilt.st").write_bytes(b"\0" * 1024)
     (acq / "a.avi").write_bytes(b"\0" * 1024)
     s = replay([acq, acq / "sub", acq], tmp_path / "out", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay: ")]
-    assert "2 files of a format nwwatch does not read (a.avi, tilt.st)" in note, note
+    assert "2 files of a format replay does not read (a.avi, tilt.st)" in note, note

@@ -106,17 +106,19 @@ _VIDEO_HINT = ("a video? nwwatch reads frames as images (TIFF, MRC, DigitalMicro
                "software can (a video's compression changes grey levels, "
                "and it carries no pixel size or acquisition time), or split it into grey "
                "TIFF frames, e.g. ffmpeg -i VIDEO -pix_fmt gray frame_%05d.tif")
-_PICTURE_HINT = ("a picture (PNG, JPEG): the service and replay read the microscope's files "
-                 "(TIFF, MRC, DigitalMicrograph, Velox EMD, TIA), which carry the pixel size "
-                 "and the acquisition time; nwwatch measure FILES --read-as frames measures "
-                 "such frames one command at a time (a JPEG's compression changes grey "
-                 "levels), and a label image of a DATA folder is read by train and evaluate")
+_READ_FILES = ("the service and replay read the microscope's files (TIFF, MRC, "
+               "DigitalMicrograph, Velox EMD, TIA), which carry the pixel size and the "
+               "acquisition time")
+_PNG_HINT = (f"a PNG (a frame, or a label image?): {_READ_FILES}; nwwatch measure FILES "
+             "measures PNG label images, and PNG frames with --read-as frames")
+_JPEG_HINT = (f"a JPEG picture: {_READ_FILES}; a JPEG's compression changes grey levels (and "
+              "a mask's class ids): save the frames as TIFF from the acquisition software")
 #: How to make one multi-page TIFF (a tomogram) of a folder of one image per slice.
 JOIN_SLICES_HINT = ("join them into one, e.g. in Fiji (File > Import > Image Sequence, then "
                     "File > Save As > Tiff)")
 _CONVERT_HINTS = {".ali": _TILT_HINT, ".st": _TILT_HINT, ".avi": _VIDEO_HINT,
                   ".mp4": _VIDEO_HINT, ".mov": _VIDEO_HINT, ".mkv": _VIDEO_HINT,
-                  ".png": _PICTURE_HINT, ".jpg": _PICTURE_HINT, ".jpeg": _PICTURE_HINT}
+                  ".png": _PNG_HINT, ".jpg": _JPEG_HINT, ".jpeg": _JPEG_HINT}
 
 
 def conversion_hint(path: str | os.PathLike[str]) -> str:

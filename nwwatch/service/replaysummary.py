@@ -135,7 +135,7 @@ class ReplaySummary:
         if self.other_formats:
             n = len(self.other_formats)
             names = _first(p.name for p in self.other_formats)
-            clauses.append(f"{n} file{'s' if n > 1 else ''} of a format nwwatch does not read "
+            clauses.append(f"{n} file{'s' if n > 1 else ''} of a format replay does not read "
                            f"({names}){_hint_of(self.other_formats)}")
         if self.of_other_names:
             clauses.append(self._other_names())
