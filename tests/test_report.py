@@ -480,7 +480,12 @@ def test_the_reports_trend_is_centred_on_each_frame(tmp_path, monkeypatch):
     write(results, "frames-1.parquet", frame_rows("/acq/run1", angles[:5]))
     write_report(results, tmp_path / "report2.html")
     assert drawn["label"] == "rolling median of 9 valid, centred (here 5: their median)"
+    assert np.all(drawn["series"]["trend"] == np.median(angles[:5]))
     assert drawn["title"] == "/acq/run1 (m)"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", angles[:6]))
+    write_report(results, tmp_path / "report3.html")  # 6: the ends' windows differ
+    assert drawn["label"] == "rolling median of 9 valid, centred"
+    assert len(set(drawn["series"]["trend"])) > 1
 
 
 def test_the_reports_refused_frames_sit_in_a_lane_of_their_own_not_at_an_angle(tmp_path,

@@ -141,8 +141,10 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         # without the live trend's lag of half a window.
         shown["trend"] = rolling_median(shown["angle"], shown["valid"], centred=True)
         n_valid = int(np.count_nonzero(shown["valid"]))
+        # a centred window reaches half its width each side: up to that plus one angle, every
+        # window holds them all
         trend = f"rolling median of {TREND_WINDOW} valid, centred" + (
-            f" (here {n_valid}: their median)" if n_valid < TREND_WINDOW else "")
+            f" (here {n_valid}: their median)" if n_valid <= TREND_WINDOW // 2 + 1 else "")
         # the model in the title: a picture of one folder per model, kept apart from the page
         model = " ".join(x for x in (summary.get("model"),
                                      (summary.get("model_sha256") or "")[:12]) if x)
@@ -156,7 +158,8 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         shared = int(counts[counts > 1].sum())
         if shared:
             note += (f"<p class='muted'>{shared} frames share their acquisition time with "
-                     "others (pages of a stack that carries no time per page take the file's, "
+                     "others (e.g. pages of a stack that carries no time per page take the "
+                     "file's, and times stamped to the whole second repeat in a faster series: "
                      "docs/io.md): the plot draws each such group at one time, one above the "
                      "other.</p>")
     else:

@@ -351,8 +351,9 @@ function renderChart(overlay, latest, trendWindow) {
   $("chart").dataset.points = String(nValid);
   $("chart").dataset.refused = String(all.length - nValid);
   $("chart").dataset.untimed = String(untimed);
-  // Pages of a stack that carries no time per page all take the file's (docs/io.md): the
-  // chart draws each such group in one column, which the legend says (as the report does).
+  // Frames of one acquisition time (a stack's pages without times of their own, times to
+  // the whole second in a faster series: docs/io.md): the chart draws each such group in one
+  // column, which the legend says (as the report does).
   let shared = 0;
   for (let i = 0; i < x.length; i++) {
     if ((i > 0 && x[i] === x[i - 1]) || (i + 1 < x.length && x[i] === x[i + 1])) shared++;
@@ -411,7 +412,7 @@ function renderChart(overlay, latest, trendWindow) {
       `${all.filter((r) => r.code === c).length}</span>`).join("") +
     (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "") +
     (shared ? `<span class="untimed">sharing one acquisition time with others: ${shared} ` +
-      "(stack pages without a time of their own: drawn in one column)</span>" : "");
+      "(drawn in one column)</span>" : "");
   // the frame the server names as the latest (it also sends that frame's overlay picture)
   const last = latest ? rows.get(`${latest.source}#${latest.frame}`) || null : null;
   if (last) {
