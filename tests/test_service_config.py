@@ -852,7 +852,8 @@ def test_tiffs_of_a_suffix_no_pattern_takes_are_named(paths):
     assert 'add its pattern (e.g. "*.tif")' in fields["reason"]
     assert 'add its pattern (e.g. "*.TIF")' in fields["reason"]
     assert said(("frame_*.tif", "*.tiff", "*.TIF")) == []
-    assert said(("frame_*",)) == []
+    assert said(("frame_*",)) == [] and said(("run.tif", "run.TIF", "*.tiff")) == []
+    assert said(("frame_*.[tT][iI][fF]",)) == []  # any case, as the default patterns
 
 
 def test_a_config_saved_with_a_byte_order_mark_and_crlf_reads_as_without(paths):

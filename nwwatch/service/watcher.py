@@ -118,7 +118,7 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     files (:func:`unread_hint`; hidden names skipped) and have no input file of the same
     stem beside them (a video saved with its TIFF export is left out on purpose), and the
     TIFFs left out as exports of an original beside them (:func:`original_beside`) or under a
-    suffix no pattern ends with (nor ends with "*"; ignore patterns left out). ``unlisted``:
+    suffix no pattern may take (:func:`_may_take`; ignore patterns left out). ``unlisted``:
     called with the error of each folder that cannot be listed (no permission: a run folder
     of another user with mode 0700), whose files are then not yielded; None: such an error is
     raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
@@ -161,7 +161,8 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
     :func:`nwwatch.io.conversion_hint`; for another MRC, DigitalMicrograph, Velox EMD or TIA
     series file (read, but not under this watch's names), the pattern that takes it; "" for
     any other name (TIA's companion ``.emi`` among them: the series' metadata, not read). A
-    TIFF beside an original of its stem (:func:`original_beside`): that it is an export."""
+    TIFF beside an original of its stem (:func:`original_beside`): that it is an export;
+    another TIFF: the pattern that takes it."""
     from nwwatch.io import conversion_hint
     from nwwatch.io.dm import is_dm
     from nwwatch.io.emd import is_emd
@@ -238,8 +239,9 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
         stems = {Path(name).stem for name in inputs}
         taken = set(inputs)
         # a TIFF the patterns leave out is no export (the original beside it is not read
-        # either): only the exports below are named. unread_hint last: it may look at the
-        # disk, which the inputs (every frame, at every rescan) must not cost
+        # either): the exports and the TIFFs of a suffix no pattern takes are named below.
+        # unread_hint last: it may look at the disk, which the inputs (every frame, at every
+        # rescan) must not cost
         unread += [folder / name for name in names
                    if not name.startswith(".") and name not in taken
                    and Path(name).stem not in stems
@@ -257,9 +259,17 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
                    if not name.startswith(".") and name not in taken
                    and os.path.splitext(name)[1].lower() in TIFF_SUFFIXES
                    and os.path.splitext(name)[0] not in beside
-                   and not any(p.endswith((os.path.splitext(name)[1], "*"))
+                   and not any(_may_take(p, os.path.splitext(name)[1])
                                for p in watch.patterns)
                    and ignored(name) is None]
+
+
+def _may_take(pattern: str, suffix: str) -> bool:
+    """Whether ``pattern`` takes some name ending in ``suffix`` (as written, any case
+    classes included: ``*.[tT][iI][fF]`` takes ``.TIF``): its part after the last ``*``, or
+    its own suffix when it has none (``run.tif``), matches ``suffix``'s end."""
+    tail = pattern[pattern.rfind("*") + 1:] if "*" in pattern else os.path.splitext(pattern)[1]
+    return fnmatch.fnmatchcase("x" + suffix, "*" + tail)
 
 
 class _Handler(FileSystemEventHandler):
