@@ -853,7 +853,9 @@ def test_tiffs_of_a_suffix_no_pattern_takes_are_named(paths):
     assert 'add its pattern (e.g. "*.TIF")' in fields["reason"]
     assert said(("frame_*.tif", "*.tiff", "*.TIF")) == []
     assert said(("frame_*",)) == [] and said(("run.tif", "run.TIF", "*.tiff")) == []
-    assert said(("frame_*.[tT][iI][fF]",)) == []  # any case, as the default patterns
+    # any case, as the default patterns: a selection among the .tif files (c.tiff named)
+    ((_, fields),) = said(("frame_*.[tT][iI][fF]",))
+    assert fields["files"] == [str(acq / "c.tiff")]
 
 
 def test_a_config_saved_with_a_byte_order_mark_and_crlf_reads_as_without(paths):
