@@ -495,6 +495,13 @@ def test_imagej_frame_interval_without_a_datetime_ends_at_the_mtime(tmp_path):
         frames = read_frames(damaged)
     assert {f.acquired_at for f in frames} == {saved}
     assert "before 1990" in [e for e in logs if e["event"] == "io.times_ignored"][0]["reason"]
+    # a PC whose clock was never set: its mtime is kept, and so is the interval
+    unset = datetime(1970, 1, 1, 0, 10, tzinfo=UTC)
+    os.utime(path, (unset.timestamp(), unset.timestamp()))
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [(f.acquired_at - unset).total_seconds() for f in frames] == [-0.5] * 3 + [0.0] * 3
+    assert [e["event"] for e in logs] == ["io.mtime_implausible"]
 
 
 @pytest.mark.parametrize(("tunit", "step_s"), [

@@ -226,21 +226,35 @@ def acquisition_times(
         # ImageJ writes no DateTime tag: a Fiji series' frame interval is kept, the file's
         # mtime (its save, after the last frame) the time of its last time point
         end = mtime_time(path, mtime)
-        step = _frame_step(path, end, _imagej_frame_interval_s(path, tif), last) if last \
-            else timedelta(0)
-        try:
-            start = end - last * step
-        except OverflowError:
-            start = datetime.min.replace(tzinfo=UTC)
-        if step and start.year not in range(*PLAUSIBLE_ACQUISITION_YEARS):
-            _log.warning("io.times_ignored", path=str(path),
-                         reason=f"ImageJ finterval {step.total_seconds():.6g} s puts time "
-                                f"point 0 before {PLAUSIBLE_ACQUISITION_YEARS[0]}, the last "
-                                "at the file's mtime: every frame gets the mtime")
-            start, step = end, timedelta(0)
-        return [start + (i // per_time_point) * step for i in range(n_frames)], "mtime"
+        step = _step_back(path, end, _imagej_frame_interval_s(path, tif) if last else None,
+                          last)
+        return [end - (last - i // per_time_point) * step for i in range(n_frames)], "mtime"
     step = _frame_step(path, start, _imagej_frame_interval_s(path, tif), last)
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
+
+
+def _step_back(path: Path, end: datetime, interval_s: float | None,
+               last_time_point: int) -> timedelta:
+    """The ImageJ frame interval counted back from ``end`` (the mtime) for ``last_time_point``
+    steps, or none when it would put time point 0 before the plausible years from a plausible
+    ``end`` (a damaged ``finterval``: every frame then gets the mtime, with a warning). An
+    mtime outside them (a clock never set) keeps the interval: the mtime is kept anyway."""
+    if not interval_s:
+        return timedelta(0)
+    first_year = PLAUSIBLE_ACQUISITION_YEARS[0]
+    try:
+        step = timedelta(seconds=interval_s)
+        first = end - last_time_point * step  # OverflowError before year 1
+        if (first.year >= first_year or end.year < first_year
+                or end.year >= PLAUSIBLE_ACQUISITION_YEARS[1]):
+            return step
+    except OverflowError:
+        pass
+    _log.warning("io.times_ignored", path=str(path),
+                 reason=f"ImageJ finterval {interval_s:.6g} s puts time point 0 before "
+                        f"{first_year}, the last at the file's mtime: every frame gets the "
+                        "mtime")
+    return timedelta(0)
 
 
 def _frame_step(path: Path, start: datetime, interval_s: float | None,
@@ -642,7 +656,7 @@ def _ome_plane_times(path: Path, tif: tifffile.TiffFile, start: datetime,
         return None
 
 
-def _page_axes(pixels: ET.Element, n_frames: int) -> tuple[str, dict[str, int]]:
+def _page_axes(pixels: ET.Element) -> tuple[str, dict[str, int]]:
     """The OME series' stack axes after XY in its ``DimensionOrder`` (the first varies
     fastest, as tifffile orders an OME series' pages) and their sizes; ValueError for an
     order that is not one of Z, C and T."""
@@ -669,7 +683,7 @@ def _increment_times(pixels: ET.Element, planes: list[ET.Element], start: dateti
     for the time point ``t`` of each page, when the header has no plane times; ValueError
     says why there are none (pages of another number than SizeZ x SizeC x SizeT, an unknown
     unit)."""
-    order, sizes = _page_axes(pixels, n_frames)
+    order, sizes = _page_axes(pixels)
     if math.prod(sizes.values()) != n_frames:
         raise ValueError(f"SizeZ x SizeC x SizeT = {math.prod(sizes.values())} planes for "
                          f"{n_frames} pages")
@@ -691,7 +705,7 @@ def _plane_times(pixels: ET.Element, planes: list[ET.Element], start: datetime,
     """The times of :func:`_ome_plane_times`; ValueError says why there are none."""
     if len(planes) != n_frames:
         raise ValueError(f"{len(planes)} planes for {n_frames} pages")
-    order, sizes = _page_axes(pixels, n_frames)
+    order, sizes = _page_axes(pixels)
     times: list[datetime | None] = [None] * n_frames
     for plane in planes:
         # the page of plane (z, c, t): the first axis of DimensionOrder after XY varies

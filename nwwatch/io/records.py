@@ -31,7 +31,8 @@ class Frame:
     acquired_at : datetime
         Timezone-aware UTC acquisition time.
     acquired_at_source : "metadata" or "mtime"
-        "metadata": read from the file; "mtime": the file's modification time.
+        "metadata": read from the file; "mtime": the file's modification time (an ImageJ
+        series' frame interval counted back from it: docs/io.md, "Acquisition time").
     """
 
     image: np.ndarray

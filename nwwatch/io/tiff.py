@@ -135,7 +135,7 @@ def read_frames(path: str | os.PathLike[str]) -> list[Frame]:
     H without the rows of an FEI / Thermo Fisher page's data bar (:func:`_image_rows`);
     ``pixel_size_nm`` from the metadata or None (resolution tags: of the page's own series);
     ``acquired_at`` UTC from the metadata (``acquired_at_source`` "metadata") or else the
-    file's mtime ("mtime").
+    file's mtime ("mtime"; an ImageJ series' frame interval counted back from it).
 
     Raises
     ------
