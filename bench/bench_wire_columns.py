@@ -10,9 +10,11 @@ Two corpora, each made here with ``nwwatch synth insitu`` into ``--workdir``:
   service measures. A network's interface often bows into the wire; before measurement
   2.2.18 its sideways steps were fitted as side edges.
 
-Counts the frames that give an axis and a width, and those more than ``--axis-deg`` and
-``--width-share`` off (wire_axis_deg against the truth's, modulo 360; wire_width_px against
-its wire_width_px), and keeps each row's (status, reason_code, angle) to compare runs.
+Counts the frames that give an axis, a width and a facet inclination (read against the
+axis), and those more than ``--axis-deg``, ``--width-share`` and ``--inclination-deg`` off
+(wire_axis_deg against the truth's, modulo 360; wire_width_px against its wire_width_px;
+facet_inclination_deg against its facet_incline_deg), and keeps each row's (status,
+reason_code, angle and the wire columns) to compare runs.
 
     python -m bench.bench_wire_columns --json bench/results/wire_columns_2.2.18.json
 
@@ -61,14 +63,20 @@ def _labels(folder: Path, row: dict, model: bool):
     return z["labels"], z["droplet"], image
 
 
-def score(folder: Path, model: bool, axis_deg: float, width_share: float) -> dict:
-    out = {"frames": 0, "axis": 0, "axis_off": 0, "width": 0, "width_off": 0, "rows": []}
+def score(folder: Path, model: bool, axis_deg: float, width_share: float,
+          incl_deg: float) -> dict:
+    out = {"frames": 0, "axis": 0, "axis_off": 0, "width": 0, "width_off": 0,
+           "inclination": 0, "inclination_off": 0, "rows": []}
     for row in pq.read_table(folder / "truth.parquet").to_pylist():
         labels, droplet, image = _labels(folder, row, model)
         r = measure_contact_angle(labels, droplet, image=image)
         out["frames"] += 1
         out["rows"].append([r.status, r.reason_code, r.contact_angle_deg, r.wire_status,
-                            r.wire_axis_deg, r.wire_width_px])
+                            r.wire_axis_deg, r.wire_width_px, r.facet_inclination_deg])
+        if r.facet_inclination_deg is not None:  # against the wire's axis: it moves with it
+            out["inclination"] += 1
+            out["inclination_off"] += abs(r.facet_inclination_deg
+                                          - row["facet_incline_deg"]) > incl_deg
         if r.wire_axis_deg is not None:
             out["axis"] += 1
             out["axis_off"] += abs((r.wire_axis_deg - row["wire_axis_deg"] + 180) % 360
@@ -88,6 +96,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--video-frames", type=int, default=20)
     ap.add_argument("--axis-deg", type=float, default=10.0)
     ap.add_argument("--width-share", type=float, default=0.1)
+    ap.add_argument("--inclination-deg", type=float, default=3.0)
     ap.add_argument("--json", type=Path)
     args = ap.parse_args(argv)
     report = {"command": "python -m bench.bench_wire_columns " + " ".join(argv or sys.argv[1:]),
@@ -97,15 +106,16 @@ def main(argv: list[str] | None = None) -> None:
         size = 256 if seed == last and len(args.label_seeds) > 1 else 512
         folder = synth(args.workdir / f"labels_{seed}_{size}", seed, args.frames, False, size)
         report["sets"][f"exact labels, seed {seed}, {size}²"] = score(
-            folder, False, args.axis_deg, args.width_share)
+            folder, False, args.axis_deg, args.width_share, args.inclination_deg)
     for seed in args.video_seeds:
         folder = synth(args.workdir / f"video_{seed}", seed, args.video_frames, True)
         report["sets"][f"model labels, video seed {seed}"] = score(
-            folder, True, args.axis_deg, args.width_share)
+            folder, True, args.axis_deg, args.width_share, args.inclination_deg)
     for name, s in report["sets"].items():
         print(f"{name}: {s['frames']} frames, axis {s['axis']} ({s['axis_off']} > "
               f"{args.axis_deg:g} deg off), width {s['width']} ({s['width_off']} > "
-              f"{args.width_share:.0%} off)")
+              f"{args.width_share:.0%} off), facet inclination {s['inclination']} "
+              f"({s['inclination_off']} > {args.inclination_deg:g} deg off)")
     if args.json:
         args.json.write_text(json.dumps(report, indent=1) + "\n")
 

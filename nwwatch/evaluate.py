@@ -130,10 +130,10 @@ class EvaluationReport:
             out["contact_angle_on_truth_labels"] = self.angles_on_truth_labels.__dict__
             out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
             out["no_reference_angle"] = list(self.no_reference_angle)
-            out["truth_labels_exchanged"] = list(self.truth_labels_exchanged)
             out["truth_angle_of_other_labels"] = list(self.truth_angle_of_other_labels)
-        if self.interface is not None:
+        if self.interface is not None:  # in-situ
             out["interface_offset"] = self.interface.__dict__
+            out["truth_labels_exchanged"] = list(self.truth_labels_exchanged)
         out["seen_by_model"] = list(self.seen_by_model)
         return out
 
@@ -307,15 +307,16 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     seen, seen_why = _seen_by_model(meta.extra or {}, root, [stem for stem, _, _ in pairs])
     truth = (_truth_angles(root, [stem for stem, _, _ in pairs])
              if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)
-    if truth is not None:
+    if num_classes == 3:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle
-        from nwwatch.measure.exchanged import angle_if_exchanged
+        from nwwatch.measure.exchanged import EXCHANGE_CHECKED, angle_if_exchanged
     confusion = np.zeros((num_classes, num_classes), dtype=np.int64)
     errors, errors_truth = [], []
     failures, failures_truth = Counter(), Counter()
     measured = 0
     not_measured: dict[str, str] = {}  # true labels without an angle: why, by label file
     exchanged: list[str] = []  # true labels refused as drawn that 1 <-> 2 would measure
+    checked_exchange = 0  # labels without an angle of their own checked for it
     other_labels: list[str] = []  # stems whose labels changed since their angle was saved
     offsets: list[np.ndarray] = []
     elapsed = 0.0
@@ -349,6 +350,18 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         confusion += confusion_matrix(label, predicted, num_classes)
         if num_classes == 3:
             offsets.append(interface_offsets_px(label, predicted, wire=NANOWIRE, droplet=DROPLET))
+        if num_classes == 3 and (truth is None or stem not in truth) and (
+                checked_exchange < EXCHANGE_CHECKED):
+            # no angle of its own to compare: the labels checked for another tool's class
+            # order as nwwatch train checks them (a model scored against them is "bad")
+            try:
+                drawn = fill_unsure_band(label)
+            except UnsureBandError:
+                drawn = None
+            if drawn is not None:
+                checked_exchange += 1
+                if angle_if_exchanged(drawn, measure_contact_angle(drawn)) is not None:
+                    exchanged.append(_under(label_path, root))
         if truth is not None and stem in truth and num_classes == 3 and _labels_changed(
                 root, stem, label):
             other_labels.append(stem)
@@ -384,12 +397,12 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                               seen_by_model=seen, seen_why=seen_why)
     if num_classes == 3:
         report.interface = InterfaceOffsets.from_frames(offsets)
+        report.truth_labels_exchanged = exchanged
     if truth is not None:
         report.angles = AngleErrors.from_errors(errors, measured, failures)
         report.angles_on_truth_labels = AngleErrors.from_errors(
             errors_truth, measured - len(not_measured), failures_truth)
         report.truth_labels_not_measured = not_measured
-        report.truth_labels_exchanged = exchanged
         report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth]
         report.truth_angle_of_other_labels = other_labels
     return report

@@ -15,6 +15,11 @@ from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.result import ContactAngleResult
 
 
+#: Label images a DATA folder's check measures (``nwwatch train``, ``nwwatch evaluate``
+#: without angles of its own to compare): a few ms each.
+EXCHANGE_CHECKED = 16
+
+
 def angle_if_exchanged(labels: np.ndarray, result: ContactAngleResult,
                        pixel_size_nm: float | None = None) -> float | None:
     """The contact angle (degrees) of ``labels`` (uint8 (H, W), 0/1/2) with ids 1 and 2
