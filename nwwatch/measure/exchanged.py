@@ -14,7 +14,6 @@ from nwwatch.classes import exchange_wire_and_droplet
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.result import ContactAngleResult
 
-
 #: Label images a DATA folder's check measures (``nwwatch train``, ``nwwatch evaluate``
 #: without angles of its own to compare): a few ms each.
 EXCHANGE_CHECKED = 16
