@@ -216,7 +216,8 @@ def test_a_wire_polygon_drawn_short_of_the_facet_is_said(short_px):
     if short_px < 1.0:  # within the pixel the line cuts: no seam
         assert note == ""
     else:
-        assert note.startswith("background between the wire and the facet line (about "
+        # the wire's first sample across the seam, 0.5 px apart: the seam up to that wide
+        assert note.startswith("background between the wire and the facet line (up to "
                                f"{short_px + 0.5:.1f} px)")
         assert "draw the wire polygon up to the facet line" in note
     # a wire narrower than the base, and no explicit facet: nothing to say

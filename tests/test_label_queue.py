@@ -364,6 +364,7 @@ def test_queued_frames_labelled_already_come_last_and_another_model_is_named(tmp
         (data / "geometry" / f"{stem}.json").write_text("{}")
     ordered, note = _labelled_queue_last(refs, data)
     assert [r.stem for r in ordered] == ["f1", "f3", "f0", "f2", "extra"]
+    assert [r.info.get("queue_rank") for r in ordered] == [2, 4, 1, 3, None]
     assert note == f"2 of the 4 queued frames are labelled in {data} already: listed after " \
                    "the other queued frames"
     assert _other_ranking_model(refs, "b" * 64, "mine.onnx") == ""

@@ -55,9 +55,9 @@ def test_valid_config_and_defaults(paths):
         (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds",
          "unknown key (known: "),
         (("settle_seconds = 0.5", "setle_seconds = 1"), "watch[0].setle_seconds",
-         "'settle_seconds', misspelt?"),
+         "a misspelling of 'settle_seconds'?"),
         # a misspelt optional table: named with the one meant
-        (("[inference]", "[inferance]"), "inferance", "'inference', misspelt?"),
+        (("[inference]", "[inferance]"), "inferance", "a misspelling of 'inference'?"),
         (("batch_size = 4", "batch_size = \"4\""), "inference.batch_size", "an integer"),
         (("providers = [\"cpu\"]", "providers = [\"rocm\"]"), "inference.providers", "rocm"),
         # an empty list ran on ONNX Runtime's own choice without a word

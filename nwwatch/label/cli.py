@@ -64,8 +64,12 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
 def _labelled_queue_last(refs: list, data_dir: Path) -> tuple[list, str]:
     """``refs`` with the queued frames already labelled in ``data_dir`` (a geometry saved)
     after the other queued ones, and a note saying how many ("" when none): after a
-    fine-tune on them they come back while their angle is refused, and would lead the list."""
+    fine-tune on them they come back while their angle is refused, and would lead the list.
+    Each queued frame's ``info`` gets its ``queue_rank`` (1: least confident), which the page
+    shows wherever the frame is listed."""
     queued = [ref for ref in refs if "confidence" in ref.info]
+    for rank, ref in enumerate(queued, start=1):  # the page names it, wherever listed
+        ref.info["queue_rank"] = rank
     done = [ref for ref in queued if (data_dir / "geometry" / f"{ref.stem}.json").is_file()]
     if not done:
         return refs, ""

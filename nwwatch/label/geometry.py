@@ -345,7 +345,7 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
     if wire_there.sum() < 5 or gap.sum() < GAP_SHARE * wire_there.sum():
         return ""
     widths = depths[np.argmax(is_wire[:, gap], axis=0)]  # where the wire starts
-    return (f"background between the wire and the facet line (about {np.median(widths):.1f} "
+    return (f"background between the wire and the facet line (up to {np.median(widths):.1f} "
             "px): the saved labels hold a gap there, which nwwatch measure reads as one, "
             "the facet line in its middle (another angle than this one); draw the wire "
             "polygon up to the facet line")

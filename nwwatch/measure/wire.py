@@ -136,7 +136,11 @@ def measure_wire(
                                 "wire's (a step, or a corner of the wire)")
         return WireGeometry(axis, float(width), MEASURED)
     if droplet is not None:
-        # the edges' lines without the interface's points
+        # the edges' lines without the interface's points. Which edges exist (the counts and
+        # the short-edge branch above) is judged with them, as before they were left out: a
+        # wedge of wire the frame cuts, whose other side is interface alone, stays without an
+        # axis there, where its mask's long direction is not the wire's
+        # (tests/data/measure_reference_rows.json, seed304/2).
         out_r, out_c = wire_pts.outside.T
         left &= ~droplet[out_r, out_c]
         right &= ~droplet[out_r, out_c]

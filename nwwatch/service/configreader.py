@@ -156,6 +156,6 @@ class TableReader:
         if unknown:
             # a misspelt optional table or key ([inferance]) is named with the one meant
             near = difflib.get_close_matches(unknown[0], sorted(self.used), n=1, cutoff=0.6)
-            meant = f"; {near[0]!r}, misspelt?" if near else ""
+            meant = f"; a misspelling of {near[0]!r}?" if near else ""
             raise self.error(unknown[0], f"unknown key (known: {', '.join(sorted(self.used))})"
                                          f"{meant}")

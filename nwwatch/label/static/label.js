@@ -95,8 +95,9 @@ async function loadFrames() {
   const doc = await api("/api/frames");
   state.frames = doc.frames;
   state.confidenceDigits = confidenceDigits(doc.frames);
-  const queued = doc.frames.filter(isQueued);  // listed least confident first
-  queued.forEach((f, k) => { f.queueRank = k + 1; });
+  // least confident first; those labelled already listed last, with their rank
+  const queued = doc.frames.filter(isQueued);
+  queued.forEach((f, k) => { f.queueRank = f.info.queue_rank || k + 1; });
   state.queueLength = queued.length;
   $("data-dir").textContent = `DATA: ${doc.data}   model: ${doc.model}`;
   const select = $("frame-select");
