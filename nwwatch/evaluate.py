@@ -444,13 +444,19 @@ def _shown(names: list[str], key: str) -> str:
 def _seen_by_model(extra: dict[str, Any], root: Path, stems: list[str]
                    ) -> tuple[list[str], str]:
     """The stems of ``stems`` (DATA's labeled images) the model has seen, and why
-    (:attr:`EvaluationReport.seen_by_model`)."""
+    (:attr:`EvaluationReport.seen_by_model`): every one when DATA is its training folder, or
+    those of them it recorded (``labeled_stems``: a model of this version), so that frames
+    labelled there since are scored as new."""
     source = extra.get("training_source")
     if isinstance(source, str) and source and "#" not in source:  # ("vol.tif#z=...": a volume)
         try:
             same = os.path.samefile(source, root)
         except OSError:  # moved, or another machine's path
             same = False
+        known = extra.get("labeled_stems")
+        if same and isinstance(known, list):  # images labelled since are not its own
+            known = set(map(str, known))
+            return [s for s in stems if s in known], f"{root} is the folder it was trained on"
         if same:
             return list(stems), f"{root} is the folder it was trained on"
     return [], ""

@@ -1031,6 +1031,10 @@ def test_the_images_a_model_has_seen_are_named_in_its_report(tmp_path):
     stems = ["f0", "f1", "f2"]
     assert _seen_by_model({"training_source": str(data)}, data, stems) == (
         stems, f"{data} is the folder it was trained on")
+    # a model that recorded its images: one labelled there since is no image of its own
+    assert _seen_by_model({"training_source": str(data), "labeled_stems": ["f0", "f2"]},
+                          data, stems) == (["f0", "f2"], f"{data} is the folder it was "
+                                                         "trained on")
     other = tmp_path / "other"
     other.mkdir()
     # another folder's images of the same names are not taken for the model's own

@@ -370,6 +370,8 @@ def test_a_supervised_run_reads_no_unlabeled_images_and_the_model_names_its_epoc
     assert extra["unlabeled_images"] == 0
     assert extra["exported_epoch"] == best
     assert extra["validation_images"] == result.validation_images
+    # the folder's images it saw (trained on, or chose its epoch), for evaluate to name
+    assert extra["labeled_stems"] == sorted(p.stem for p in (data / "images").iterdir())
     line = exported_line(result.exported_epoch, result.epochs, result.validation_images)
     assert line.startswith(f"exported: the weights of epoch {best} of 2; metrics below on "
                            f"the 1 held-out image(s) ({result.validation_images[0]})")

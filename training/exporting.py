@@ -105,6 +105,11 @@ def class_pixel_counts(data: TrainingData) -> dict[str, int]:
             for class_id, name in enumerate(data.class_names)}
 
 
+#: The labeled images' stems are recorded in a model trained on at most this many (about
+#: 20 bytes each in its metadata).
+LABELED_STEMS_MAX = 10_000
+
+
 def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    version: str, crop_px: int | None = None,
@@ -126,6 +131,10 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         "labeled_images": len(data.labeled),
         "unlabeled_images": len(data.unlabeled),
     }
+    if len(data.labeled) <= LABELED_STEMS_MAX:
+        # which of a DATA folder's images it saw (trained on, or chose its epoch): nwwatch
+        # evaluate on that folder names them, not frames labelled since
+        extra["labeled_stems"] = sorted(item.stem for item in data.labeled)
     if exported is not None:
         # which epoch's weights these are, and which images chose it: keep those out of an
         # evaluation of the model (they chose it, so they flatter it)
