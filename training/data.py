@@ -177,8 +177,8 @@ def labels_exchanged(data: TrainingData) -> tuple[int, list[str]]:
     """How many of the first :data:`~nwwatch.measure.exchanged.EXCHANGE_CHECKED` in-situ
     label images of ``data`` were measured, and the names of those refused as drawn that
     give a contact angle with 1 and 2 exchanged: another tool's order (1 droplet, 2
-    nanowire), which would train a model whose every frame the measurement refuses. Images whose unlabeled (255) pixels cannot be
-    given a class are not measured."""
+    nanowire), which would train a model whose every frame the measurement refuses. Images
+    whose unlabeled (255) pixels cannot be given a class are not measured."""
     from nwwatch.classes import UnsureBandError, fill_unsure_band
     from nwwatch.measure import measure_contact_angle
     from nwwatch.measure.exchanged import EXCHANGE_CHECKED, angle_if_exchanged
