@@ -473,3 +473,29 @@ def test_a_resume_refuses_a_volume_that_normalises_its_slices_otherwise(tmp_path
     config.epochs = 2
     with pytest.raises(TrainingError, match="normalised otherwise than when this checkpoint"):
         train(config, resume=True, progress=False)
+
+
+def test_a_class_labelled_in_the_held_out_image_alone_is_said(tmp_path):
+    """"no droplet pixel is labeled in DATA" was checked over every image before the split:
+    with the droplet labelled only in the image held out for validation, the model trained
+    on no droplet, without a word."""
+    import cv2
+
+    from training.data import make_split
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    stems = sorted(p.stem for p in (data / "labels").iterdir())
+    [held_out] = make_split(stems, 0.25, 1, 1).val
+    for stem in stems:
+        label = cv2.imread(str(data / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+        assert (label == 2).any()
+        if stem != held_out:
+            label[label == 2] = 255
+            cv2.imwrite(str(data / "labels" / f"{stem}.png"), label)
+    said: list[str] = []
+    train(_config(tmp_path, "sup", data, val_fraction=0.25, val_min_images=1),
+          progress=False, echo=said.append)
+    assert (f"warning: no droplet pixel is labeled in the training images, only in the "
+            f"held-out {held_out}: the model gets no example of droplet; label it in another "
+            "frame too") in said, said
+    assert not any("is labeled in " + str(data) in line for line in said)

@@ -167,9 +167,12 @@ def _label_values(labels: Sequence[np.ndarray]) -> list[set[int]]:
     return [set(np.unique(label).tolist()) for label in labels]
 
 
-def classes_labeled_nowhere(data: TrainingData) -> list[str]:
-    """Names of the classes no label image of ``data`` holds a pixel of (in class order)."""
-    present = set().union(*_label_values([item.label for item in data.labeled]))
+def classes_labeled_nowhere(data: TrainingData,
+                            items: Sequence[LabeledImage] | None = None) -> list[str]:
+    """Names of the classes no label image of ``items`` (default: every labeled image of
+    ``data``) holds a pixel of (in class order)."""
+    present = set().union(*_label_values([item.label for item in (
+        data.labeled if items is None else items)]))
     return [name for k, name in enumerate(data.class_names) if k not in present]
 
 

@@ -418,6 +418,15 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                  "training images")
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
+    if payload is None and val_items and data.kind == "insitu":
+        from training.data import classes_labeled_nowhere
+
+        nowhere = set(classes_labeled_nowhere(data))  # said above
+        for name in classes_labeled_nowhere(data, train_items):
+            if name not in nowhere:  # labelled in the held-out images alone
+                echo(f"warning: no {name} pixel is labeled in the training images, only in "
+                     f"the held-out {', '.join(split_val)}: the model gets no example of "
+                     f"{name}; label it in another frame too")
     data = _without_held_out(data, val_items, echo)
 
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
