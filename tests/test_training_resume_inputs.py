@@ -499,3 +499,24 @@ def test_a_class_labelled_in_the_held_out_image_alone_is_said(tmp_path):
             f"held-out {held_out}: the model gets no example of droplet; label it in another "
             "frame too") in said, said
     assert not any("is labeled in " + str(data) in line for line in said)
+
+
+def test_a_copy_of_the_held_out_image_among_the_training_images_is_said(tmp_path):
+    """An exact copy of the held-out image under another name trained with no note: the
+    validation score that chose the exported epoch was on a training image."""
+    import shutil
+
+    from training.data import make_split
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    stems = sorted(p.stem for p in (data / "labels").iterdir())
+    [held_out] = make_split(stems + ["aa_copy"], 0.25, 1, 1).val
+    assert held_out != "aa_copy"  # the seed's split of these five names
+    shutil.copy(data / "images" / f"{held_out}.tif", data / "images" / "aa_copy.tif")
+    shutil.copy(data / "labels" / f"{held_out}.png", data / "labels" / "aa_copy.png")
+    said: list[str] = []
+    train(_config(tmp_path, "sup", data, val_fraction=0.25, val_min_images=1),
+          progress=False, echo=said.append)
+    assert (f"note: 1 training image is a held-out image under another name (aa_copy "
+            f"({held_out})): the validation scores, which choose the exported epoch, are then "
+            "on an image it trains on; remove the copy") in said, said

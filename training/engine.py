@@ -150,17 +150,30 @@ def seed_everything(seed: int) -> None:
 UNLABELED_PARADIGMS = ("cct", "contrastive", "pseudo-label")
 
 
-def _without_held_out(data: TrainingData, val_items: list, echo) -> TrainingData:
+def _pixels_key(image: np.ndarray) -> tuple:
+    return image.shape, hashlib.sha1(np.ascontiguousarray(image).tobytes()).digest()
+
+
+def _without_held_out(data: TrainingData, val_items: list, echo,
+                      train_items: list = ()) -> TrainingData:
     """``data`` without the unlabeled images that are held-out validation images (a volume
     in DATA/unlabeled/ holds every labeled slice): pseudo-labelled, or drawn as unlabeled
     crops, they were trained on while they picked the exported epoch and gave its ``val_*``
-    scores. Compared by their normalised pixels."""
-    if not val_items or not data.unlabeled:
+    scores. Compared by their normalised pixels. A labeled training image (``train_items``)
+    that is a held-out image under another name is said in a note (kept: it is labeled)."""
+    if not val_items:
         return data
-    held = {(v.image.shape, hashlib.sha1(np.ascontiguousarray(v.image).tobytes()).digest())
-            for v in val_items}
-    kept = [u for u in data.unlabeled
-            if (u.shape, hashlib.sha1(np.ascontiguousarray(u).tobytes()).digest()) not in held]
+    held = {_pixels_key(v.image): v.stem for v in val_items}
+    copies = [f"{t.stem} ({held[_pixels_key(t.image)]})" for t in train_items
+              if _pixels_key(t.image) in held]
+    if copies:
+        echo(f"note: {len(copies)} training image{'' if len(copies) == 1 else 's'} "
+             f"{'is' if len(copies) == 1 else 'are'} a held-out image under another name "
+             f"({', '.join(copies[:5])}): the validation scores, which choose the exported "
+             "epoch, are then on an image it trains on; remove the copy")
+    if not data.unlabeled:
+        return data
+    kept = [u for u in data.unlabeled if _pixels_key(u) not in held]
     if len(kept) == len(data.unlabeled):
         return data
     n = len(data.unlabeled) - len(kept)
@@ -427,7 +440,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                 echo(f"warning: no {name} pixel is labeled in the training images, only in "
                      f"the held-out {', '.join(split_val)}: the model gets no example of "
                      f"{name}; label it in another frame too")
-    data = _without_held_out(data, val_items, echo)
+    data = _without_held_out(data, val_items, echo, train_items)
 
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
     if initial is not None:
