@@ -583,7 +583,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
 
     A tomogram model's labeled slices are scored on the mask the service makes of the
     DATA/unlabeled/ volume that holds them."""
-    from nwwatch.io.dataset import folder_class_names, mask_like_labels
+    from nwwatch.io.dataset import folder_class_names, loose_images_warning, mask_like_labels
     from nwwatch.options import mask_warning, refuse_inside_results, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
@@ -600,6 +600,9 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         require_writable(json_out, "'--json'")
     for label_path in mask_like_labels(data):
         say(mask_warning(label_path, folder_class_names(data)))
+    loose = loose_images_warning(data)
+    if loose:  # as train says it: not scored without a word
+        say(f"warning: {loose}")
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)

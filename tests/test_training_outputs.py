@@ -389,6 +389,12 @@ def test_images_put_beside_images_folder_are_warned_about(tmp_path):
     assert result.exit_code == 0, result.output
     assert (f"warning: 1 image(s) directly in {data} (e.g. extra.tif) are not read: with "
             "DATA/images/ there, frames are read from it") in " ".join(result.output.split())
+    # evaluate says it too (it scored the others without a word)
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "m.onnx"), str(data),
+                                       "--threads", "1", "--no-angles"])
+    assert result.exit_code == 0, result.output
+    assert (f"warning: 1 image(s) directly in {data} (e.g. extra.tif) are not read: with "
+            "DATA/images/ there, frames are read from it") in " ".join(result.output.split())
 
 
 def test_frames_of_very_different_sizes_are_warned_about(tmp_path):

@@ -345,14 +345,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         for name in classes_labeled_nowhere(data):
             echo(f"warning: no {name} pixel is labeled in {data.source}: the model gets no "
                  f"example of {name}")
-        if config.data is not None and (Path(config.data) / "images").is_dir():
-            from nwwatch.io.dataset import list_images
+        if config.data is not None:
+            from nwwatch.io.dataset import loose_images_warning
 
-            loose = list_images(Path(config.data))
+            loose = loose_images_warning(Path(config.data))
             if loose:  # read from DATA/images/ only: said, not trained on without a word
-                echo(f"warning: {len(loose)} image(s) directly in {config.data} (e.g. "
-                     f"{loose[0].name}) are not read: with DATA/images/ there, frames are "
-                     f"read from it; move them into images/ (their labels into labels/)")
+                echo(f"warning: {loose}")
         if data.kind == "insitu":
             from training.data import labels_exchanged
 

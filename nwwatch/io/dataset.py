@@ -261,6 +261,19 @@ def list_images(folder: Path) -> list[Path]:
                   and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith("."))
 
 
+def loose_images_warning(root: Path) -> str | None:
+    """Why images directly in the DATA folder ``root`` beside its ``images/`` are not read
+    (frames are read from images/), or None: said by train and evaluate, not passed over."""
+    if not (root / "images").is_dir():
+        return None
+    loose = list_images(root)
+    if not loose:
+        return None
+    return (f"{len(loose)} image(s) directly in {root} (e.g. {loose[0].name}) are not read: "
+            f"with DATA/images/ there, frames are read from it; move them into images/ (their "
+            f"labels into labels/)")
+
+
 def list_unlabeled(folder: Path) -> list[Path]:
     """The files of a DATA/unlabeled/ ``folder`` (not hidden), sorted: images as
     :func:`list_images`, and MRC files (:data:`nwwatch.io.mrc.MRC_SUFFIXES`): a tomogram's
