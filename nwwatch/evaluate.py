@@ -112,10 +112,14 @@ class EvaluationReport:
     seen_by_model: list[str] = field(default_factory=list)
     #: why they were seen ("" when none was)
     seen_why: str = ""
+    #: the model file's sha256 (the model_sha256 of its rows) and the DATA folder scored
+    model_sha256: str = ""
+    data: str = ""
 
     def as_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {
-            "model": self.model, "images": self.images,
+            "model": self.model, "model_sha256": self.model_sha256, "data": self.data,
+            "images": self.images,
             "metrics": self._metrics(),
             "seconds_per_image": self.seconds_per_image, "provider": self.provider,
             "flip_average": self.flip_average,
@@ -394,7 +398,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                               metrics_from_confusion(confusion),
                               seconds_per_image=elapsed / max(len(pairs), 1),
                               provider=segmenter.provider, flip_average=flip_average,
-                              seen_by_model=seen, seen_why=seen_why)
+                              seen_by_model=seen, seen_why=seen_why,
+                              model_sha256=segmenter.model_sha256, data=str(root))
     if num_classes == 3:
         report.interface = InterfaceOffsets.from_frames(offsets)
         report.truth_labels_exchanged = exchanged
@@ -486,7 +491,8 @@ def format_report(report: EvaluationReport) -> str:
     if off is not None and off.frames:
         lines.append(f"  wire/droplet interface offset (+ = into the true wire): bias "
                      f"{off.bias_px:+.2f} px, RMS of frame means {off.rms_px:.2f} px, "
-                     f"mean |offset| {off.mean_abs_px:.2f} px over {off.frames} frames")
+                     f"mean |offset| {off.mean_abs_px:.2f} px over {off.frames} "
+                     f"frame{'' if off.frames == 1 else 's'}")
     for title, errs in (("contact angle (predicted labels)", report.angles),
                         ("contact angle (true labels)", report.angles_on_truth_labels)):
         if errs is not None:
@@ -614,7 +620,7 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
         # line follows
         say(f"  contact angle: not scored: {data} has no truth.parquet (the reference "
             f"angles nwwatch label and nwwatch synth insitu write beside labels/); "
-            f"nwwatch measure {data / 'labels'}/*.png gives your labels' angles")
+            f"nwwatch measure {data / 'labels'}/* gives your labels' angles")
     if json_out is not None:
         try:
             atomic_write_json(json_out, strict_json(report.as_dict()), indent=2,

@@ -216,7 +216,9 @@ def format_model(info: dict[str, Any]) -> str:
     if info["validation_metrics"]:
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in sorted(info["validation_metrics"].items()))
-        lines.append(f"validation metrics: {shown}")
+        held_out = any(str(k).startswith("val_") for k in info["validation_metrics"])
+        # with no image held out, the run's metrics are its training images' (train_*)
+        lines.append(f"{'validation' if held_out else 'training'} metrics: {shown}")
         extra = info["extra"] or {}
         if isinstance(extra.get("exported_epoch"), int):
             held = [str(stem) for stem in extra.get("validation_images") or []]

@@ -246,7 +246,7 @@ def test_a_folder_without_truth_says_the_angles_are_not_scored(tmp_path):
     assert result.output.splitlines()[-1] == (
         f"  contact angle: not scored: {data} has no truth.parquet (the reference angles "
         f"nwwatch label and nwwatch synth insitu write beside labels/); nwwatch measure "
-        f"{data / 'labels'}/*.png gives your labels' angles")
+        f"{data / 'labels'}/* gives your labels' angles")
     result = CliRunner().invoke(main, ["evaluate", "insitu-default", str(data), "--threads",
                                        "1", "--no-angles"])
     assert result.exit_code == 0 and "not scored" not in result.output, result.output

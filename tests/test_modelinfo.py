@@ -78,6 +78,11 @@ def test_text_of_a_trained_like_model_matches_the_rows_hash(tmp_path):
     assert "validation metrics: val_mean_iou 0.9100" in lines
     assert ("exported weights: epoch 2 of 6 (held out: frame_00005; keep these out of an "
             "evaluation)") in lines
+    # nothing held out: the run's metrics are its training images', and named so
+    trained = build_threshold_model(tmp_path / "t.onnx", size_multiple=8, metadata={
+        "validation_metrics": {"train_mean_iou": 0.97}})
+    result = run(str(trained))
+    assert "training metrics: train_mean_iou 0.9700" in result.output.splitlines()
     assert "ONNX input: image tensor(float) [N, 1, H, W]" in lines
     assert "ONNX output: probabilities tensor(float) [N, 3, H, W]" in lines
     assert lines[-1] == ("service: loads it as an in-situ model (frames: segmentation and "
