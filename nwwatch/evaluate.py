@@ -399,7 +399,8 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                               seconds_per_image=elapsed / max(len(pairs), 1),
                               provider=segmenter.provider, flip_average=flip_average,
                               seen_by_model=seen, seen_why=seen_why,
-                              model_sha256=segmenter.model_sha256, data=str(root))
+                              model_sha256=segmenter.model_sha256,
+                              data=os.path.abspath(root))
     if num_classes == 3:
         report.interface = InterfaceOffsets.from_frames(offsets)
         report.truth_labels_exchanged = exchanged

@@ -172,12 +172,15 @@ def _started_from(extra: dict[str, Any]) -> list[str]:
     """The line naming the weights a fine-tune started from (``extra.provenance.init``) and
     the model they are, by the sha256 its rows carry; none for a model trained from scratch
     or one whose record is not a dict."""
-    init = (extra.get("provenance") or {}).get("init") if isinstance(extra, dict) else None
+    provenance = extra.get("provenance") if isinstance(extra, dict) else None
+    init = provenance.get("init") if isinstance(provenance, dict) else None
     if not isinstance(init, dict) or not isinstance(init.get("weights"), str):
         return []
-    line = f"started from: {init['weights']} (sha256 {str(init.get('sha256', '?'))[:12]})"
-    if isinstance(init.get("model_sha256"), str):
-        line += (f", the weights of {Path(str(init.get('model', '?'))).name} (model_sha256 "
+    line = f"started from: {init['weights']}"
+    if isinstance(init.get("sha256"), str):
+        line += f" (sha256 {init['sha256'][:12]})"
+    if isinstance(init.get("model"), str) and isinstance(init.get("model_sha256"), str):
+        line += (f", the weights of {Path(init['model']).name} (model_sha256 "
                  f"{init['model_sha256'][:12]}, as in its rows)")
     return [line]
 
@@ -216,9 +219,9 @@ def format_model(info: dict[str, Any]) -> str:
     if info["validation_metrics"]:
         shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
                           for k, v in sorted(info["validation_metrics"].items()))
-        held_out = any(str(k).startswith("val_") for k in info["validation_metrics"])
         # with no image held out, the run's metrics are its training images' (train_*)
-        lines.append(f"{'validation' if held_out else 'training'} metrics: {shown}")
+        on_training = all(str(k).startswith("train_") for k in info["validation_metrics"])
+        lines.append(f"{'training' if on_training else 'validation'} metrics: {shown}")
         extra = info["extra"] or {}
         if isinstance(extra.get("exported_epoch"), int):
             held = [str(stem) for stem in extra.get("validation_images") or []]

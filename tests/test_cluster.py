@@ -1909,6 +1909,50 @@ def test_a_worker_that_restarts_with_another_nwwatch_mid_run_is_refused(cluster,
     assert_exactly_once(tmp_path / "res", N_FRAMES)
 
 
+def _results_of_an_earlier_release() -> None:  # run on the workers: no code check, no code
+    import dataclasses
+
+    import nwwatch.service.clustertask as task
+
+    real = task._real_run_task = task.run_task
+
+    def run_task(paths, pages, spec):
+        result = real(paths, pages, dataclasses.replace(spec, code=None))
+        result.code = None
+        return result
+
+    task.run_task = run_task
+
+
+def _this_release_results() -> None:
+    import nwwatch.service.clustertask as task
+
+    task.run_task = task._real_run_task
+
+
+def test_rows_of_a_worker_of_an_earlier_release_joining_mid_run_are_refused(cluster, acq,
+                                                                            tmp_path,
+                                                                            monkeypatch):
+    """A worker of an earlier release ignores the task's code check: the driver compares the
+    code each result names (none: refused)."""
+    from distributed import Client
+
+    import nwwatch.service.cluster as cluster_module
+    from nwwatch.service.clusterconnect import WorkerCodeMismatchError
+
+    folder, onnx = acq
+    address, _ = cluster
+    monkeypatch.setattr(cluster_module, "_check_workers_import_nwwatch", lambda client: None)
+    with Client(address) as client:
+        client.run(_results_of_an_earlier_release)
+        try:
+            with pytest.raises(WorkerCodeMismatchError, match="an earlier release"):
+                replay(folder, tmp_path / "res", model=onnx, dask=address)
+        finally:
+            client.run(_this_release_results)
+    assert not dataset_files(tmp_path / "res" / "frames")
+
+
 def test_a_lost_scheduler_says_what_was_kept(tmp_path, monkeypatch):
     """`Error: lost the Dask scheduler at ...` alone; the rows of the tasks committed before
     are kept, and the same command resumes."""
@@ -1917,6 +1961,7 @@ def test_a_lost_scheduler_says_what_was_kept(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from nwwatch.cli import main
+    from nwwatch.service.clusterconnect import SchedulerLostError
 
     replay_module = importlib.import_module("nwwatch.service.replay")
 
@@ -1925,7 +1970,7 @@ def test_a_lost_scheduler_says_what_was_kept(tmp_path, monkeypatch):
     def lost(*args, **kwargs):
         out.mkdir()
         (out / "ledger.sqlite").write_bytes(b"")
-        raise ClusterUnreachableError("lost the Dask scheduler at tcp://127.0.0.1:1")
+        raise SchedulerLostError("lost the Dask scheduler at tcp://127.0.0.1:1")
 
     monkeypatch.setattr(replay_module, "replay", lost)
     frame = tmp_path / "f.tif"

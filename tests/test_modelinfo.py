@@ -292,3 +292,25 @@ def test_card_angles_name_the_measurement_they_were_scored_under():
     card = json.loads(SHIPPED.with_suffix(".json").read_text())
     for entry in card["fresh_synthetic_evaluations"]:
         assert ("contact_angle" in entry) == ("measurement_version" in entry), entry["data"]
+
+
+def test_the_start_of_a_fine_tune_is_named_whatever_its_record_holds():
+    from nwwatch.modelinfo import _started_from
+
+    assert _started_from({"provenance": "teacher.onnx"}) == []  # another writer's record
+    assert _started_from({"provenance": {"init": {"weights": "/w/a.pt", "sha256": None}}}) == [
+        "started from: /w/a.pt"]
+    assert _started_from({"provenance": {"init": {
+        "weights": "/w/a.pt", "sha256": "5b" * 32, "model_sha256": "c2" * 32}}}) == [
+        f"started from: /w/a.pt (sha256 {'5b' * 6})"]  # no model named: no model line
+    assert _started_from({"provenance": {"init": {
+        "weights": "/w/a.pt", "sha256": "5b" * 32, "model": "/m/a.onnx",
+        "model_sha256": "c2" * 32}}}) == [
+        f"started from: /w/a.pt (sha256 {'5b' * 6}), the weights of a.onnx (model_sha256 "
+        f"{'c2' * 6}, as in its rows)"]
+
+
+def test_cross_validated_scores_are_not_called_training_metrics(tmp_path):
+    path = build_threshold_model(tmp_path / "cv.onnx", size_multiple=8, metadata={
+        "validation_metrics": {"cv_balanced_accuracy": 0.93}})
+    assert "validation metrics: cv_balanced_accuracy 0.9300" in run(str(path)).output

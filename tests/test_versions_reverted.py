@@ -128,8 +128,8 @@ def test_a_file_renamed_after_it_was_processed_is_named_with_the_name_its_rows_k
     assert s.skipped == 1
     assert s.renamed == [(acq / "seq_0001.tif", str(acq / "f.tif"))]
     assert (f"note: 1 file already done under a name whose file no longer holds it (renamed "
-            f"after processing; the rows keep that name): seq_0001.tif (done as "
-            f"{acq / 'f.tif'})") in s.lines()
+            f"after processing, or a copy of an earlier version; the rows keep that name): "
+            f"seq_0001.tif (done as {acq / 'f.tif'})") in s.lines()
     # the temporary name written again with the next frame, before the renamed one is seen
     (acq / "seq_0001.tif").rename(acq / "seq_0002.tif")
     (acq / "f.tif").write_bytes(v2)
@@ -140,12 +140,18 @@ def test_a_file_renamed_after_it_was_processed_is_named_with_the_name_its_rows_k
     # of a folder renamed, said once for the folder
     moved = [FileOutcome(tmp_path / "run1_final" / name, "skipped", reason="already done",
                          done_as=str(tmp_path / "run1" / name)) for name in ("a.tif", "b.tif")]
+    # frames moved one at a time out of a staging folder that stays: each said, with advice
+    (tmp_path / "staging").mkdir()
+    staged = FileOutcome(acq / "frame_0002.tif", "skipped", reason="already done",
+                         done_as=str(tmp_path / "staging" / "frame_0002.tif"))
     report = BatchReport("b", files=[FileOutcome(acq / "seq_0001.tif", "skipped",
                                                  reason="already done",
-                                                 done_as=str(acq / "f.tif")), *moved])
+                                                 done_as=str(acq / "f.tif")), *moved, staged])
     with capture_logs() as logs:
         Tally().record(report, structlog.get_logger())
-    renamed, folder, skipped = logs
+    renamed, folder, skipped, from_staging = logs
+    assert from_staging["event"] == "file_renamed_after_processing"
+    assert "ignore_patterns" in from_staging["reason"]
     assert renamed["event"] == "file_renamed_after_processing"
     assert renamed["log_level"] == "warning" and renamed["done_as"] == str(acq / "f.tif")
     assert "ignore_patterns" in renamed["reason"]

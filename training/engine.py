@@ -434,10 +434,12 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
 
         nowhere = set(classes_labeled_nowhere(data))  # said above
         for name in classes_labeled_nowhere(data, train_items):
-            if name not in nowhere:  # labelled in the held-out images alone
+            if name not in nowhere:  # labelled in the held-out images alone: those named
+                holding = [v.stem for v in val_items
+                           if not classes_labeled_nowhere(data, [v]).count(name)]
                 echo(f"warning: no {name} pixel is labeled in the training images, only in "
-                     f"the held-out {', '.join(split_val)}: the model gets no example of "
-                     f"{name}; label it in another frame too")
+                     f"the held-out {', '.join(holding[:5])}{', …' if len(holding) > 5 else ''}"
+                     f": the model gets no example of {name}; label it in another frame too")
     data = _without_held_out(data, val_items, echo, train_items)
 
     paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
@@ -446,9 +448,13 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         # the exact weights started from: --init names a file that may be retrained later
         paradigm.provenance["init"] = {"weights": os.path.abspath(initial.path),
                                        "sha256": file_sha256(initial.path)}
-        if initial.working_scale_source is not None:
-            # the model these weights are: its sha256 is the model_sha256 of its rows, which
-            # the weights' own (a checkpoint's) is not
+        from training.weights import shipped_weights
+
+        shipped = {p.resolve() for p in shipped_weights().values()}
+        if initial.working_scale_source is not None and initial.path.resolve() in shipped:
+            # the shipped model these weights are (kept in step with it): its sha256 is the
+            # model_sha256 of its rows, which the weights' own is not. A checkpoint's ONNX
+            # beside it may be of another run to the same --out: not claimed
             paradigm.provenance["init"].update(
                 model=os.path.abspath(initial.working_scale_source),
                 model_sha256=file_sha256(initial.working_scale_source))

@@ -101,8 +101,9 @@ class FileOutcome:
     #: The content processed (SHA-256), for a done file: a file changed since is another
     #: version of it (:class:`nwwatch.service.tally.Tally`).
     sha256: str = ""
-    #: For a file skipped as done: the name its content was done under when no file has
-    #: that name any more (renamed after it was processed; its rows keep that name).
+    #: For a file skipped as done: the name its content was done under when that file no
+    #: longer holds it (renamed after it was processed, or a copy of an earlier version of
+    #: it; its rows keep that name).
     done_as: str = ""
 
     def row_counts(self) -> Counter[tuple[str, str]]:

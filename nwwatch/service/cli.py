@@ -226,6 +226,7 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
         ClusterRequestError,
         ClusterUnavailableError,
         ClusterUnreachableError,
+        SchedulerLostError,
     )
     from nwwatch.service.flush import ResultsWriteError
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError, LedgerLostError
@@ -278,7 +279,7 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
                 isinstance(exc, ConfigError) and exc.file is None and exc.key in _OPTION_KEYS):
             # an option that does not fit the others: a wrong command line, exit 2
             raise click.UsageError(str(exc)) from None
-        if isinstance(exc, ClusterUnreachableError) and str(exc).startswith("lost the Dask"):
+        if isinstance(exc, SchedulerLostError):
             # lost mid-run: the rows of the tasks committed before stay (each once)
             raise click.ClickException(f"{exc}; {_what_an_interrupt_kept(out_dir)}") from None
         raise click.ClickException(str(exc)) from None

@@ -194,7 +194,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 raise_lost_interrupt()  # a SIGTERM whose exception a callback swallowed
                 _, chunk = inflight.pop(fut.key)
                 if fut.status == "cancelled":
-                    raise clusterconnect.ClusterUnreachableError(
+                    raise clusterconnect.SchedulerLostError(
                         f"lost the Dask scheduler at {address}")
                 try:
                     with ctrl_c_after_the_call():  # a finished task's result: a short wait
@@ -202,7 +202,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                 except Exception as exc:  # the task failed as a whole (KilledWorker included)
                     if fut.status != "error":  # not the task: fetching its result failed
                         _raise_if_scheduler_lost(client, address)
-                        raise clusterconnect.ClusterUnreachableError(
+                        raise clusterconnect.SchedulerLostError(
                             f"lost the Dask scheduler at {address} (fetching a task's result: "
                             f"{exc!r})") from None
                     if isinstance(exc, (ModelLoadError,  # a worker's model, results
@@ -221,6 +221,13 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     fill()
                     continue
                 fut.release()
+                if getattr(res, "code", None) != spec.code:  # a worker of an earlier release
+                    raise clusterconnect.WorkerCodeMismatchError(
+                        "a Dask worker that joined or restarted after the replay started "
+                        "runs another nwwatch than the driver (one without this version's "
+                        "check: an earlier release); its rows are not committed. Rows "
+                        "committed so far are kept: restart every worker with the driver's "
+                        "nwwatch and run the same command again")
                 t = time.perf_counter()
                 n_rows = _commit(res, engine, summary, force, log, seen_here)
                 written = write_held(engine)  # when due: enough rows, or held long enough
@@ -254,7 +261,7 @@ def _raise_if_scheduler_lost(client, address: str) -> None:
     call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a closed
     client. One message for all, as when a task's future is cancelled."""
     if client.status != "running":
-        raise clusterconnect.ClusterUnreachableError(
+        raise clusterconnect.SchedulerLostError(
             f"lost the Dask scheduler at {address}") from None
 
 

@@ -88,6 +88,10 @@ class ClusterUnreachableError(ConnectionError):
     """No Dask scheduler answered at the given address."""
 
 
+class SchedulerLostError(ClusterUnreachableError):
+    """The Dask scheduler was lost mid-run: the rows of the tasks committed before stay."""
+
+
 def check_cluster_request(address: str, kind: str) -> None:
     """Refuse early what cannot run: no ``nwwatch[cluster]`` extra, a bad address."""
     try:

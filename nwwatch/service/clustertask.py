@@ -101,6 +101,9 @@ class TaskResult:
     seconds: float = 0.0  # compute time on the worker
     reused: bool = False  # the staged output was already there (a re-run)
     staged_bytes: int = 0
+    #: the worker's :func:`code_identity`, which the driver compares with its own: a worker
+    #: of an earlier release ignores ``TaskSpec.code`` and sends none
+    code: dict[str, str] | None = None
 
 
 _SEGMENTERS: dict[tuple[str, str], object] = {}
@@ -225,6 +228,7 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
             r.n_rows = counts.get(r.sha256, 0)
     result.files = [results[p] for p in paths]
     result.frames = table.num_rows
+    result.code = code_identity()
     result.seconds = time.perf_counter() - t0
     result.staged_bytes = staged.stat().st_size
     return result

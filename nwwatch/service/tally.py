@@ -35,8 +35,9 @@ MOVED_REASON = ("the files of this folder were processed in done_in, which no lo
                 "them (renamed or moved since): their rows keep those paths")
 #: What a ``file_renamed_after_processing`` warning says.
 RENAMED_REASON = (
-    "its content was processed under the name done_as, whose file no longer holds it: its rows "
-    "keep that name. If the acquisition software writes each frame under one temporary name "
+    "its content was processed under the name done_as, whose file no longer holds it (renamed "
+    "since, or this is a copy of an earlier version of it): its rows keep that name. If the "
+    "acquisition software writes each frame under one temporary name "
     "and renames it when done, add that name to the watch's ignore_patterns, so that frames "
     "are processed under their final names (docs/service.md, 'Exactly once')")
 
@@ -95,11 +96,11 @@ class Tally:
     def _log_renamed(self, outcome: FileOutcome, fields: dict, log) -> None:
         """A file whose content was processed under another name that no longer holds it:
         its rows name that file. Acquisition software that writes each frame under one name
-        the patterns take and then renames it makes every frame a "version" of that name (a
-        warning per file); a folder renamed or moved (the file's name kept) is said once per
-        folder, the other files logged as skipped."""
+        the patterns take and then renames (or moves) it makes every frame a "version" of that
+        name (a warning per file); a folder renamed or moved (the file's name kept, the old
+        folder gone) is said once per folder, the other files logged as skipped."""
         old, new = os.path.split(outcome.done_as), os.path.split(source_name(outcome.path))
-        if old[1] != new[1]:
+        if old[1] != new[1] or os.path.isdir(old[0]):  # files moved one at a time: each said
             log.warning("file_renamed_after_processing", done_as=outcome.done_as,
                         reason=RENAMED_REASON, **fields)
         elif (old[0], new[0]) not in self._moved_folders:

@@ -265,11 +265,11 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
 
 
 def _may_take(pattern: str, suffix: str) -> bool:
-    """Whether ``pattern`` takes some name ending in ``suffix`` (as written, any case
-    classes included: ``*.[tT][iI][fF]`` takes ``.TIF``): its part after the last ``*``, or
-    its own suffix when it has none (``run.tif``), matches ``suffix``'s end."""
-    tail = pattern[pattern.rfind("*") + 1:] if "*" in pattern else os.path.splitext(pattern)[1]
-    return fnmatch.fnmatchcase("x" + suffix, "*" + tail)
+    """Whether ``pattern`` may take names ending in ``suffix`` (as written, any case classes
+    included: ``*.[tT][iI][fF]`` takes ``.TIF``): it ends with ``*``, or its own suffix
+    matches ``suffix`` (``*_HAADF.tif``, ``frame_*[0-9].tif`` and ``run.tif`` select among
+    the ``.tif`` files)."""
+    return pattern.endswith("*") or fnmatch.fnmatchcase(suffix, os.path.splitext(pattern)[1])
 
 
 class _Handler(FileSystemEventHandler):
