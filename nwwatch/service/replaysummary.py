@@ -215,8 +215,8 @@ class ReplaySummary:
             n = len(self.renamed)
             out.append(f"note: {n} file{'s' if n > 1 else ''} already done under a name whose "
                        "file no longer holds it (renamed after processing, or a copy of an "
-                       "earlier version; the rows keep that name): " + _first(f"{p.name} (done as {done_as})"
-                                          for p, done_as in self.renamed))
+                       "earlier version; the rows keep that name): "
+                       + _first(f"{p.name} (done as {done_as})" for p, done_as in self.renamed))
         if self.files and self.left_out:
             # the service logs these as unread_format; a replay that found other files
             # still leaves them out
