@@ -38,6 +38,11 @@ def _snapshot(folder: Path) -> dict[str, tuple[int, int]]:
 
 
 def _candidate(source: Path, confidence: float, frame: int = 0, size: int = 600) -> Candidate:
+    """A queue candidate of a frame of ``source``, a file made here when missing (the queue
+    drops the entries of files that are gone)."""
+    if not source.exists():
+        source.parent.mkdir(parents=True, exist_ok=True)
+        source.touch()
     sha = hashlib.sha256(f"{source}:{frame}".encode()).hexdigest()
     image = np.random.default_rng(frame).integers(0, 4000, (size, size // 2)).astype(np.uint16)
     return Candidate(QueueEntry(str(source), frame, sha, confidence, "ok", 120.0, "m" * 64),
@@ -485,3 +490,15 @@ def test_a_folder_whose_name_is_near_the_file_name_limit_gets_its_queue(tmp_path
         assert entry.source == os.path.abspath(acq / "f0.tif")
     short = acquisition_folder(results, tmp_path / ("S" * 246) / "f.tif")
     assert short.name.startswith("S" * 246 + "-")  # names that fitted keep their folder
+
+
+def test_an_entry_whose_file_is_gone_leaves_the_queue(tmp_path):
+    """Frames offered at processing time and never recorded (the service killed before its
+    rows were written), whose files were then deleted, stayed queued for good: `nwwatch
+    label --queue` skipped them, and they held the places of frames it could open."""
+    acq = tmp_path / "acq"
+    results = tmp_path / "results"
+    offer(results, [_candidate(acq / f"f{k}.tif", 0.1 * k) for k in range(3)], capacity=3)
+    (acq / "f0.tif").unlink()
+    offer(results, [_candidate(acq / "f3.tif", 0.5)], capacity=3)
+    assert [Path(e.source).name for e in read_queue(results)] == ["f1.tif", "f2.tif", "f3.tif"]

@@ -48,6 +48,7 @@ import numpy as np
 
 from nwwatch.atomic import atomic_write, atomic_write_json
 from nwwatch.paths import acquisition_of
+from nwwatch.pathtext import path_of_text
 
 log = logging.getLogger(__name__)
 
@@ -173,6 +174,10 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
                  "dropped", folder, len(stale))
         for key in stale:
             del current[key]
+    # A frame whose file is gone (removed, or never recorded: offered before a kill, then
+    # deleted) would hold its place for ever; `nwwatch label --queue` could not open it.
+    for key in [k for k, e in current.items() if not os.path.lexists(path_of_text(e.source))]:
+        del current[key]
     images = {}
     now = datetime.now(UTC).isoformat()
     for cand in cands:
