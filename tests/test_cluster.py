@@ -35,7 +35,11 @@ from servicekit import (
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
 from nwwatch.service.cluster import STAGING_DIR
-from nwwatch.service.clusterconnect import ClusterUnavailableError, ClusterUnreachableError
+from nwwatch.service.clusterconnect import (
+    ClusterUnavailableError,
+    ClusterUnreachableError,
+    SchedulerLostError,
+)
 from nwwatch.service.clustertask import _EXIT_ONCE_ENV
 from nwwatch.service.replay import replay
 
@@ -1231,7 +1235,7 @@ def test_a_scheduler_lost_while_the_archive_is_listed_is_named_not_a_traceback(
             return listing(*args, **kwargs)
 
         monkeypatch.setattr(replay_module, "_inputs_of", scheduler_dies_meanwhile)
-        with pytest.raises(ClusterUnreachableError,
+        with pytest.raises(SchedulerLostError,
                            match=f"^lost the Dask scheduler at tcp://127.0.0.1:{port}$"):
             replay(folder, tmp_path / "res", model=onnx, dask=f"tcp://127.0.0.1:{port}")
     finally:
@@ -1527,7 +1531,7 @@ def test_a_result_that_cannot_be_fetched_charges_its_file_nothing(cluster, acq, 
         return real(self, *a, **kw)
 
     monkeypatch.setattr(Future, "result", fetch)
-    with pytest.raises(ClusterUnreachableError, match="lost the Dask scheduler"):
+    with pytest.raises(SchedulerLostError, match="lost the Dask scheduler"):
         replay(folder, results, model=onnx, dask=address)
     monkeypatch.undo()
     with sqlite3.connect(results / "ledger.sqlite") as db:
@@ -1946,11 +1950,18 @@ def test_rows_of_a_worker_of_an_earlier_release_joining_mid_run_are_refused(clus
     with Client(address) as client:
         client.run(_results_of_an_earlier_release)
         try:
-            with pytest.raises(WorkerCodeMismatchError, match="an earlier release"):
+            with pytest.raises(WorkerCodeMismatchError, match="an earlier release") as caught:
                 replay(folder, tmp_path / "res", model=onnx, dask=address)
         finally:
             client.run(_this_release_results)
+    assert "the Dask worker tcp://" in str(caught.value)  # the one to restart, named
     assert not dataset_files(tmp_path / "res" / "frames")
+    # the rerun the message asks for computes its rows again: the refused worker's staged
+    # rows (named without the driver's code) are never taken
+    monkeypatch.undo()
+    s = replay(folder, tmp_path / "res", model=onnx, dask=address)
+    assert s.done == N_FRAMES
+    assert_exactly_once(tmp_path / "res", N_FRAMES)
 
 
 def test_a_lost_scheduler_says_what_was_kept(tmp_path, monkeypatch):
@@ -1961,7 +1972,6 @@ def test_a_lost_scheduler_says_what_was_kept(tmp_path, monkeypatch):
     from click.testing import CliRunner
 
     from nwwatch.cli import main
-    from nwwatch.service.clusterconnect import SchedulerLostError
 
     replay_module = importlib.import_module("nwwatch.service.replay")
 

@@ -495,10 +495,23 @@ def test_a_folder_whose_name_is_near_the_file_name_limit_gets_its_queue(tmp_path
 def test_an_entry_whose_file_is_gone_leaves_the_queue(tmp_path):
     """Frames offered at processing time and never recorded (the service killed before its
     rows were written), whose files were then deleted, stayed queued for good: `nwwatch
-    label --queue` skipped them, and they held the places of frames it could open."""
+    label --queue` skipped them, and they held the places of frames it could open. Dropped
+    at the acquisition's next update; a file that cannot be looked at now is not gone."""
     acq = tmp_path / "acq"
     results = tmp_path / "results"
     offer(results, [_candidate(acq / f"f{k}.tif", 0.1 * k) for k in range(3)], capacity=3)
     (acq / "f0.tif").unlink()
     offer(results, [_candidate(acq / "f3.tif", 0.5)], capacity=3)
     assert [Path(e.source).name for e in read_queue(results)] == ["f1.tif", "f2.tif", "f3.tif"]
+    import nwwatch.results.label_queue as label_queue
+
+    def stale_handle(path):
+        raise OSError(116, "Stale file handle", path)
+
+    real = label_queue.os.lstat
+    label_queue.os.lstat = stale_handle
+    try:
+        offer(results, [_candidate(acq / "f4.tif", 0.05)], capacity=3)
+    finally:
+        label_queue.os.lstat = real
+    assert [Path(e.source).name for e in read_queue(results)] == ["f4.tif", "f1.tif", "f2.tif"]

@@ -854,6 +854,7 @@ def test_tiffs_of_a_suffix_no_pattern_takes_are_named(paths):
     assert said(("frame_*.tif", "*.tiff", "*.TIF")) == []
     assert said(("frame_*",)) == [] and said(("run.tif", "run.TIF", "*.tiff")) == []
     assert said(("*_HAADF.tif", "frame_*[0-9].TIF", "*.tiff")) == []  # one detector, ...
+    assert said(("frame_*tif", "*[.]TIF", "*.tiff")) == []
     # any case, as the default patterns: a selection among the .tif files (c.tiff named)
     ((_, fields),) = said(("frame_*.[tT][iI][fF]",))
     assert fields["files"] == [str(acq / "c.tiff")]

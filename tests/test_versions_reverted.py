@@ -142,16 +142,19 @@ def test_a_file_renamed_after_it_was_processed_is_named_with_the_name_its_rows_k
                          done_as=str(tmp_path / "run1" / name)) for name in ("a.tif", "b.tif")]
     # frames moved one at a time out of a staging folder that stays: each said, with advice
     (tmp_path / "staging").mkdir()
-    staged = FileOutcome(acq / "frame_0002.tif", "skipped", reason="already done",
-                         done_as=str(tmp_path / "staging" / "frame_0002.tif"))
+    staged = [FileOutcome(acq / name, "skipped", reason="already done",
+                          done_as=str(tmp_path / "staging" / name))
+              for name in ("frame_0002.tif", "frame_0003.tif")]
     report = BatchReport("b", files=[FileOutcome(acq / "seq_0001.tif", "skipped",
                                                  reason="already done",
-                                                 done_as=str(acq / "f.tif")), *moved, staged])
+                                                 done_as=str(acq / "f.tif")), *moved, *staged])
     with capture_logs() as logs:
         Tally().record(report, structlog.get_logger())
-    renamed, folder, skipped, from_staging = logs
-    assert from_staging["event"] == "file_renamed_after_processing"
-    assert "ignore_patterns" in from_staging["reason"]
+    renamed, folder, skipped, from_staging, staging_skipped = logs
+    # said once per pair of folders too, with the advice for a staging folder
+    assert from_staging["event"] == "folder_renamed_after_processing"
+    assert "keep that folder out of the watch" in from_staging["reason"]
+    assert staging_skipped["event"] == "file_skipped"
     assert renamed["event"] == "file_renamed_after_processing"
     assert renamed["log_level"] == "warning" and renamed["done_as"] == str(acq / "f.tif")
     assert "ignore_patterns" in renamed["reason"]

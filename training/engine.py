@@ -454,7 +454,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         if initial.working_scale_source is not None and initial.path.resolve() in shipped:
             # the shipped model these weights are (kept in step with it): its sha256 is the
             # model_sha256 of its rows, which the weights' own is not. A checkpoint's ONNX
-            # beside it may be of another run to the same --out: not claimed
+            # beside it is its last export, which an interrupted later run to the same --out
+            # leaves behind its weights: not claimed as their model by its hash
             paradigm.provenance["init"].update(
                 model=os.path.abspath(initial.working_scale_source),
                 model_sha256=file_sha256(initial.working_scale_source))

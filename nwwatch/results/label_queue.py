@@ -176,7 +176,7 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
             del current[key]
     # A frame whose file is gone (removed, or never recorded: offered before a kill, then
     # deleted) would hold its place for ever; `nwwatch label --queue` could not open it.
-    for key in [k for k, e in current.items() if not os.path.lexists(path_of_text(e.source))]:
+    for key in [k for k, e in current.items() if _gone(e.source)]:
         del current[key]
     images = {}
     now = datetime.now(UTC).isoformat()
@@ -216,6 +216,19 @@ def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
                 handle.write(data.tobytes())
     _write(folder, entries, capacity, cands[0].entry.source)
     return len(new)
+
+
+def _gone(source: str) -> bool:
+    """Whether the file of the entry ``source`` (its text) no longer exists: only a missing
+    file, not one that cannot be looked at now (a network share's stale handle, I/O error,
+    permission): its entry would be lost for good, the frame being done."""
+    try:
+        os.lstat(path_of_text(source))
+    except (FileNotFoundError, NotADirectoryError):
+        return True
+    except OSError:
+        return False
+    return False
 
 
 def _write(folder: Path, entries: list[QueueEntry], capacity: int, source: str) -> None:

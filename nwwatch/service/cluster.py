@@ -32,7 +32,7 @@ import shutil
 import time
 import uuid
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -220,14 +220,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     fut.release()
                     fill()
                     continue
-                fut.release()
                 if getattr(res, "code", None) != spec.code:  # a worker of an earlier release
-                    raise clusterconnect.WorkerCodeMismatchError(
-                        "a Dask worker that joined or restarted after the replay started "
-                        "runs another nwwatch than the driver (one without this version's "
-                        "check: an earlier release); its rows are not committed. Rows "
-                        "committed so far are kept: restart every worker with the driver's "
-                        "nwwatch and run the same command again")
+                    _refuse_other_code(client, fut, res)
+                fut.release()
                 t = time.perf_counter()
                 n_rows = _commit(res, engine, summary, force, log, seen_here)
                 written = write_held(engine)  # when due: enough rows, or held long enough
@@ -256,6 +251,29 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     return stats
 
 
+def _refuse_other_code(client, fut, res: TaskResult) -> None:
+    """Raise :class:`~nwwatch.service.clusterconnect.WorkerCodeMismatchError` for the result
+    ``res`` of the task ``fut``, which names no code or another than the driver's (a worker
+    of an earlier release, which ignores the task's check), naming its worker; its staged
+    rows are removed (their name, made without the driver's code, is no rerun's)."""
+    try:
+        worker = ", ".join(w for ws in client.who_has([fut]).values() for w in ws)
+    except Exception:  # noqa: BLE001 - the scheduler gone meanwhile: the worker unnamed
+        worker = ""
+    for staged in (res.staged, res.side):
+        if staged and os.path.isdir(staged):
+            shutil.rmtree(staged, ignore_errors=True)
+        elif staged:
+            with suppress(OSError):
+                os.unlink(staged)
+    raise clusterconnect.WorkerCodeMismatchError(
+        f"the Dask worker {worker or '(not known any more)'}, which joined or restarted after "
+        "the replay started, runs another nwwatch than the driver (one without this "
+        "version's check: an earlier release); its rows are not committed. Rows committed so "
+        "far are kept: restart every worker with the driver's nwwatch and run the same "
+        "command again")
+
+
 def _raise_if_scheduler_lost(client, address: str) -> None:
     """The scheduler lost between two calls (killed, its job ended) surfaces as whatever the
     call met: CommClosedError, "ConnectionPool is closed", an AttributeError of a closed
@@ -267,8 +285,8 @@ def _raise_if_scheduler_lost(client, address: str) -> None:
 
 @contextmanager
 def _scheduler_lost_named(client, address: str) -> Iterator[None]:
-    """An error of the block raised as ``ClusterUnreachableError`` when the scheduler is
-    lost (:func:`_raise_if_scheduler_lost`)."""
+    """An error of the block raised as ``SchedulerLostError`` when the scheduler is lost
+    (:func:`_raise_if_scheduler_lost`)."""
     try:
         yield
     except Exception:

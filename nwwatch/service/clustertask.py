@@ -189,8 +189,11 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     # in the rows too (``overlay_path``): a table staged by a stopped driver's replay with
     # other pictures is not this one's. Paths as bytes: a name that is not UTF-8 is lossless.
     pictures = spec.overlays
+    # The driver's code too: rows staged by a worker of other code (refused) are never
+    # found again by the rerun that follows the refusal.
+    code = json.dumps(spec.code, sort_keys=True).encode() if spec.code is not None else b""
     digest = hashlib.sha256(b"\n".join(
-        [spec.model_sha256.encode(), spec.measurement_version.encode(),
+        [spec.model_sha256.encode(), spec.measurement_version.encode(), code,
          f"{pictures.mode} {pictures.save_labels} ".encode() + os.fsencode(pictures.folder)]
         + sorted(f"{it.key.sha256} ".encode() + os.fsencode(it.entry) for it in items)
     )).hexdigest()

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from nwwatch.dashboard import metrics as _metrics
+from nwwatch.pathtext import path_of_text
 from nwwatch.results.outcome import count_table, format_counts
 from nwwatch.service.batch import BatchReport, FileOutcome, outcome_log_fields
 from nwwatch.service.names import path_key, source_name
@@ -30,9 +31,14 @@ if TYPE_CHECKING:
     from nwwatch.service.flush import HeldBatch
 
 
-#: What a ``folder_renamed_after_processing`` warning says (once per folder).
+#: What a ``folder_renamed_after_processing`` warning says (once per pair of folders).
 MOVED_REASON = ("the files of this folder were processed in done_in, which no longer holds "
                 "them (renamed or moved since): their rows keep those paths")
+STAGING_REASON = ("files of this folder were processed in done_in before they were moved "
+                  "here under their names: their rows keep those paths. If the acquisition "
+                  "software writes frames into a staging folder and moves them, keep that "
+                  "folder out of the watch (outside watch.path, or a hidden folder: a name "
+                  "starting with '.')")
 #: What a ``file_renamed_after_processing`` warning says.
 RENAMED_REASON = (
     "its content was processed under the name done_as, whose file no longer holds it (renamed "
@@ -96,17 +102,19 @@ class Tally:
     def _log_renamed(self, outcome: FileOutcome, fields: dict, log) -> None:
         """A file whose content was processed under another name that no longer holds it:
         its rows name that file. Acquisition software that writes each frame under one name
-        the patterns take and then renames (or moves) it makes every frame a "version" of that
-        name (a warning per file); a folder renamed or moved (the file's name kept, the old
-        folder gone) is said once per folder, the other files logged as skipped."""
+        the patterns take and then renames it makes every frame a "version" of that name (a
+        warning per file, with the advice on ignore patterns); files moved into another folder
+        under their names (a folder renamed, or frames moved one at a time out of a staging
+        folder) are said once per pair of folders, the others logged as skipped."""
         old, new = os.path.split(outcome.done_as), os.path.split(source_name(outcome.path))
-        if old[1] != new[1] or os.path.isdir(old[0]):  # files moved one at a time: each said
+        if old[1] != new[1]:
             log.warning("file_renamed_after_processing", done_as=outcome.done_as,
                         reason=RENAMED_REASON, **fields)
         elif (old[0], new[0]) not in self._moved_folders:
             self._moved_folders.add((old[0], new[0]))
+            staging = os.path.isdir(path_of_text(old[0]))  # still there: moved out of it
             log.warning("folder_renamed_after_processing", done_in=old[0], folder=new[0],
-                        reason=MOVED_REASON, **fields)
+                        reason=STAGING_REASON if staging else MOVED_REASON, **fields)
         else:
             log.info("file_skipped", reason=f"already done as {outcome.done_as}", **fields)
 

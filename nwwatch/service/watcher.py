@@ -266,10 +266,13 @@ def _folder(folder: Path, names: list[str], watch: WatchConfig,
 
 def _may_take(pattern: str, suffix: str) -> bool:
     """Whether ``pattern`` may take names ending in ``suffix`` (as written, any case classes
-    included: ``*.[tT][iI][fF]`` takes ``.TIF``): it ends with ``*``, or its own suffix
-    matches ``suffix`` (``*_HAADF.tif``, ``frame_*[0-9].tif`` and ``run.tif`` select among
-    the ``.tif`` files)."""
-    return pattern.endswith("*") or fnmatch.fnmatchcase(suffix, os.path.splitext(pattern)[1])
+    included: ``*.[tT][iI][fF]`` takes ``.TIF``): it ends with ``*``, its own suffix matches
+    ``suffix`` (``*_HAADF.tif``, ``frame_*[0-9].tif`` and ``run.tif`` select among the
+    ``.tif`` files), or its part after the last ``*`` matches the end of a name with it
+    (``frame_*tif``, ``*[.]tif``)."""
+    tail = pattern[pattern.rfind("*") + 1:]
+    return (pattern.endswith("*") or fnmatch.fnmatchcase(suffix, os.path.splitext(pattern)[1])
+            or ("*" in pattern and fnmatch.fnmatchcase("x" + suffix, "*" + tail)))
 
 
 class _Handler(FileSystemEventHandler):
