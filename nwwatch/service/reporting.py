@@ -44,7 +44,8 @@ class LedgerQueries:
 
     def counts(self) -> dict[str, int]:
         """Items by state (``pending``, ``done``, ``failed``, ``quarantined``), ``rows`` of the
-        done items, and ``quarantined_files``.
+        done items, ``quarantined_files`` and ``done_files`` (the distinct files done items
+        are of).
 
         An item is one file content for one model and measurement version, so
         ``quarantined`` and ``quarantined_files`` differ by design: a file refused before it
@@ -61,6 +62,10 @@ class LedgerQueries:
             "SELECT COALESCE(SUM(n_rows), 0) FROM items WHERE state='done'"
         ).fetchone()[0]
         out["quarantined_files"] = self._db.execute("SELECT COUNT(*) FROM quarantine").fetchone()[0]
+        # done items of distinct files: fewer where a file was processed by several models or
+        # in several versions
+        out["done_files"] = self._db.execute(
+            "SELECT COUNT(DISTINCT source) FROM items WHERE state='done'").fetchone()[0]
         return out
 
     def processed_since(self, source: str | bytes, since: float,

@@ -149,7 +149,11 @@ def format_status(status: dict) -> str:
     gone = sum(q.get("gone", False) for q in status["quarantined"])
     lines = [
         f"results: {status['results']}   ledger: {status['ledger']}",
-        f"files: {c['done']} done, {c['pending']} {in_flight}, "
+        f"files: {c['done']} done"
+        # a file processed by several models, or in several versions, is done once for each
+        + (f" ({c['done_files']} distinct: a file counts once per model and version)"
+           if c.get("done_files") is not None and c["done_files"] < c["done"] else "")
+        + f", {c['pending']} {in_flight}, "
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined"
         + (f" ({gone} of them deleted since)" if gone else ""),
         f"rows: {status['rows']} ({_rows_text(status)})"
