@@ -177,3 +177,24 @@ def test_a_progress_bar_whose_terminal_hangs_up_stops_drawing_without_an_error(m
     bar.note("every Dask worker left")
     bar.close()
     assert bar.frames == 3 and not bar.enabled
+
+
+def test_a_local_cluster_left_without_workers_gives_up_after_its_wait():
+    """A local:N cluster whose workers all died on a task at once, their nannies restarting
+    none: the replay said "the tasks wait for one to join" and waited for ever (no worker
+    ever joins a replay's own cluster). The watch gives up after its wait, once."""
+    from distributed import Client, LocalCluster
+
+    from nwwatch.service.clusterworkers import WorkerWatch
+
+    with LocalCluster(n_workers=1, threads_per_worker=1, processes=True,
+                      dashboard_address=None) as cluster, Client(cluster) as client:
+        given_up = []
+        with WorkerWatch(client, cluster.scheduler_address, 1, Log(), poll_s=0.1,
+                         give_up_s=0.5, on_give_up=lambda: given_up.append(1)) as watch:
+            time.sleep(0.8)
+            assert not watch.gave_up  # a worker there: no wait, nothing given up
+            cluster.scale(0)
+            assert _until(lambda: watch.gave_up)
+            time.sleep(0.5)
+        assert given_up == [1]

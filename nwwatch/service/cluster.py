@@ -184,8 +184,14 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         # The cluster failing (its scheduler lost, a worker that cannot see the input or
         # write the results folder) says nothing against the rows of the tasks done before:
         # they are written, not computed again.
+        # A local:N cluster is the replay's own: no worker joins it, and nannies that did
+        # not restart their workers (each died on a task at once) left the replay waiting
+        # for ever. Its tasks are cancelled after LOCAL_WORKERS_GONE_S without a worker.
         watch = WorkerWatch(client, address, stats.workers, log,
-                            echo=bar.note if bar.enabled else None)
+                            echo=bar.note if bar.enabled else None,
+                            give_up_s=LOCAL_WORKERS_GONE_S if n_local is not None else None,
+                            on_give_up=lambda: client.cancel(
+                                [f for f, _ in list(inflight.values())]))
         with held_rows_written_at_end(engine, summary.parquet_files,
                                       also=(clusterconnect.ClusterUnavailableError,
                                             clusterconnect.ClusterUnreachableError)), \
@@ -193,6 +199,16 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             for fut in futures:
                 raise_lost_interrupt()  # a SIGTERM whose exception a callback swallowed
                 _, chunk = inflight.pop(fut.key)
+                if fut.status == "cancelled" and watch.gave_up:
+                    names = [p.name for p, _ in chunk] + [
+                        p.name for _, c in inflight.values() for p, _ in c]
+                    raise clusterconnect.ClusterUnavailableError(
+                        f"every Dask worker of {address} died and none was restarted for "
+                        f"{LOCAL_WORKERS_GONE_S:g} s (a file that ends its worker process: a "
+                        "crash of a reader or of ONNX Runtime, or the memory limit); the "
+                        f"files in flight: {', '.join(names[:5])}"
+                        f"{', …' if len(names) > 5 else ''}. What was written is kept: "
+                        "replay them without --dask to see which one fails")
                 if fut.status == "cancelled":
                     raise clusterconnect.SchedulerLostError(
                         f"lost the Dask scheduler at {address}")
@@ -249,6 +265,10 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         if own:
             clusterconnect.close_connection(connection)
     return stats
+
+
+#: Seconds a ``local:N`` replay waits without any worker before it stops.
+LOCAL_WORKERS_GONE_S = 60.0
 
 
 def _refuse_other_code(client, fut, res: TaskResult) -> None:

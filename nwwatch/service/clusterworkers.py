@@ -13,6 +13,7 @@ is not said: the driver reports a lost scheduler itself.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 
 #: How often the worker list is asked for (seconds).
@@ -30,10 +31,17 @@ class WorkerWatch:
     """
 
     def __init__(self, client, address: str, workers: int, log,
-                 echo: Callable[[str], None] | None = None, poll_s: float = POLL_S) -> None:
+                 echo: Callable[[str], None] | None = None, poll_s: float = POLL_S,
+                 give_up_s: float | None = None,
+                 on_give_up: Callable[[], None] | None = None) -> None:
         self.client, self.address, self.log, self.echo = client, address, log, echo
         self.poll_s = poll_s
         self.present = workers > 0
+        #: ``on_give_up`` is called once when no worker has been there for ``give_up_s``
+        #: (a ``local:N`` cluster, which no worker will join: its nannies did not restart
+        #: workers that died); ``gave_up`` is then True
+        self.give_up_s, self.on_give_up, self.gave_up = give_up_s, on_give_up, False
+        self._gone_since: float | None = None
         self.changes: list[str] = []  # "gone" / "back", in order (for tests and the summary)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="nwwatch-dask-workers",
@@ -59,6 +67,15 @@ class WorkerWatch:
                 break
             if n is None:
                 continue
+            if n == 0 and self._gone_since is None:
+                self._gone_since = time.monotonic()
+            elif n > 0:
+                self._gone_since = None
+            if (n == 0 and self.give_up_s is not None and not self.gave_up
+                    and time.monotonic() - self._gone_since >= self.give_up_s):
+                self.gave_up = True
+                if self.on_give_up is not None:
+                    self.on_give_up()
             if self.present and n == 0:
                 self.present = False
                 self.changes.append("gone")
