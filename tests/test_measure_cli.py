@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import cv2
@@ -1728,3 +1729,59 @@ def test_pictures_of_an_earlier_run_among_the_inputs_are_passed_over(tmp_path):
         assert "colour" not in result.output
         assert pq.read_table(tmp_path / "rows.parquet").num_rows == 1
     assert len(inputs) == 2  # the second run was given the picture
+
+
+def test_labels_measured_with_their_frames_take_the_frames_acquisition_times(tmp_path):
+    """With --images, each label PNG's row took the PNG's file time (`mtime`), though its
+    frame, read for its pixel size, holds the acquisition's: a series measured from hand
+    labels lost its time axis."""
+    from datetime import UTC, datetime, timedelta
+
+    images = tmp_path / "images"
+    images.mkdir()
+    start = datetime(2026, 1, 1, tzinfo=UTC)
+    for k in range(2):
+        cap = render_ideal_cap(SHAPE, 100.0 + 10 * k, 25.0, 35.0, (110.3, 90.8))
+        cv2.imwrite(str(tmp_path / f"f{k}.png"), cap.labels)
+        write_frame_tiff(images / f"f{k}.tif", np.where(cap.labels == 0, 3000, 1000).astype(
+            np.uint16), pixel_size_nm=0.5, acquired_at=start + timedelta(seconds=0.2 * k))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "f0.png"),
+                                       str(tmp_path / "f1.png"), "--out", str(out),
+                                       "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    rows = pq.read_table(out).to_pylist()
+    assert [r["acquired_at"] for r in rows] == [start, start + timedelta(seconds=0.2)]
+    assert {r["acquired_at_source"] for r in rows} == {"metadata"}
+    assert {r["pixel_size_nm"] for r in rows} == {0.5}
+
+
+def test_a_triple_point_outside_the_frame_is_not_labelled_at_its_edge():
+    """The label of a triple point the frame cuts off (its side angle null) was clamped into
+    the picture, at the frame's edge: it read as a triple point there."""
+    labels = render_ideal_cap((256, 256), 120.0, 40.0, 90.0, (150.3, 128.6)).labels[:, 100:]
+    r = measure_contact_angle(labels)
+    assert r.angle_valid and r.triple_left_col < -0.5 and r.contact_angle_left_deg is None
+    picture = draw_overlay(None, labels, r)
+    z = overlay_zoom(labels.shape)
+    green = np.all(np.abs(picture.astype(int) - (0, 200, 0)) < 60, axis=2)
+    row = int(round(r.triple_left_row * z))
+    assert not green[row - 12 * z:row + 12 * z, :10 * z].any()  # nothing at the left edge
+    right_row, right_col = (int(round(v * z)) for v in (r.triple_right_row,
+                                                         r.triple_right_col))
+    assert green[right_row - 2:right_row + 3, right_col - 2:right_col + 3].any()  # the other
+
+
+def test_a_facet_line_refused_before_the_circle_spans_its_interface():
+    """A row refused before the circle met the facet line (no base width) drew a 32 px stub
+    of it, whatever the interface's length, often hidden under its own label."""
+    from nwwatch.measure.overlay import _facet_half_length
+
+    labels = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8)).labels
+    r = measure_contact_angle(labels)
+    no_base = dataclasses.replace(r, base_half_width_px=None)
+    phi = np.radians(r.facet_angle_deg)
+    d = np.array([-np.sin(phi), np.cos(phi)])
+    reach = np.abs((r.points.facet - (r.facet_row, r.facet_col)) @ d).max()
+    assert reach > 20 and _facet_half_length(no_base, d) == pytest.approx(reach + 8.0)
+    assert _facet_half_length(r, d) == pytest.approx(1.6 * r.base_half_width_px)

@@ -706,6 +706,10 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
             # label image declaring none has the pixels of its frame in --images
             size_nm = pixel_size_nm if pixel_size_nm is not None else frame.pixel_size_nm
+            # a label image's own time is its file's (a PNG's mtime): its frame's, when
+            # --images gives it, is the acquisition's
+            when = (greys[index] if greys is not None and greys[index] is not None
+                    and frame.acquired_at_source == "mtime" else frame)
             if size_nm is None and greys is not None and greys[index] is not None:
                 size_nm = greys[index].pixel_size_nm
             result = measure_contact_angle(labels, probability, pixel_size_nm=size_nm,
@@ -744,8 +748,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                 **result.as_row(),
                 **extra,
                 "source_sha256": source_sha256,
-                "acquired_at": frame.acquired_at,
-                "acquired_at_source": frame.acquired_at_source,
+                "acquired_at": when.acquired_at,
+                "acquired_at_source": when.acquired_at_source,
                 "processed_at": datetime.now(UTC),
                 "nwwatch_version": __version__,
                 "measurement_version": MEASUREMENT_VERSION,

@@ -175,6 +175,7 @@ def draw_overlay(
         if np.shape(image) != labels.shape:
             raise ValueError(f"image shape {np.shape(image)} != labels shape {labels.shape}")
         grey = stretch_to_uint8(image)
+    frame_shape = labels.shape  # the frame's, which (row, col) of the result are in
     z: float = overlay_zoom(labels.shape)
     k = overlay_reduction(labels.shape)
     if z > 1:
@@ -212,7 +213,9 @@ def draw_overlay(
     if r.facet_row is not None and r.facet_angle_deg is not None:
         phi = math.radians(r.facet_angle_deg)
         d = np.array([-math.sin(phi), math.cos(phi)])  # facet direction (row, col)
-        half = 1.6 * (r.base_half_width_px or 10.0)
+        # the base's length where the circle meets the line; a refusal before that (no
+        # triple points) draws the line over the interface points it fitted, or the droplet
+        half = _facet_half_length(r, d)
         p0 = np.array([r.facet_row, r.facet_col]) - half * d
         p1 = np.array([r.facet_row, r.facet_col]) + half * d
         cv2.line(canvas, pt(*p0), pt(*p1), _BLUE, lw, cv2.LINE_AA, _SHIFT)
@@ -237,12 +240,15 @@ def draw_overlay(
                            (r.points.circle_rejected, _MAGENTA),
                            (r.points.facet_rejected, _MAGENTA)):
             _dots(canvas, pts, color, z)
+    # a triple point outside the image is neither drawn nor labelled: its label, kept in the
+    # picture, read as a point on the frame's edge
     sides = [
         (row, col, name if angle is None else f"{name} {angle:.1f}")
         for row, col, angle, name in (
             (r.triple_left_row, r.triple_left_col, r.contact_angle_left_deg, "L"),
             (r.triple_right_row, r.triple_right_col, r.contact_angle_right_deg, "R"))
-        if row is not None]
+        if row is not None and -0.5 < row < frame_shape[0] - 0.5
+        and -0.5 < col < frame_shape[1] - 0.5]
     # The facet's label goes where it covers neither a triple point's disc nor its label
     # (at the line's lower end, else its upper end or further along past either): a triple
     # point near the lower end had its label drawn over the facet's.
@@ -271,6 +277,19 @@ def draw_overlay(
     for label, org in placed:
         _text(canvas, label, org, _GREEN, font_triple)
     return _with_caption(canvas, _caption(r, canvas.shape[1], scale), scale)
+
+
+def _facet_half_length(r: ContactAngleResult, direction: np.ndarray) -> float:
+    """Half the length (px) of the facet line drawn: 1.6 times the base's half chord; without
+    one (refused before the circle met the line), as far as its fitted interface points reach
+    along ``direction`` (unit (2,), row, col) and 8 px more, else the droplet's radius."""
+    if r.base_half_width_px:
+        return 1.6 * r.base_half_width_px
+    facet = None if r.points is None else r.points.facet
+    if facet is not None and len(facet):
+        along = (np.asarray(facet, dtype=float) - (r.facet_row, r.facet_col)) @ direction
+        return float(np.abs(along).max()) + 8.0
+    return r.droplet_radius_px or 16.0
 
 
 def _caption(r: ContactAngleResult, width_px: int,
