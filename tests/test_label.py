@@ -199,7 +199,7 @@ def test_contact_angle_is_a_value_with_a_reason():
     assert contact_angle(explicit).angle_deg == pytest.approx(120.0)
 
 
-@pytest.mark.parametrize("short_px", [0.0, 0.4, 1.0, 2.0, 3.0])
+@pytest.mark.parametrize("short_px", [0.0, 0.4, 1.0, 2.0, 3.0, 8.0, 14.0])
 def test_a_wire_polygon_drawn_short_of_the_facet_is_said(short_px):
     """The page's angle comes from the shapes: a wire polygon ending 1-3 px short of an
     explicit facet line left a seam of background in the saved labels, which measure reads
@@ -225,6 +225,15 @@ def test_a_wire_polygon_drawn_short_of_the_facet_is_said(short_px):
                                                  (420.0, 220.2), (420.0, 180.2)))
     assert preview(narrow)["labels_note"] == ""
     assert preview(dataclasses.replace(geometry, facet=None))["labels_note"] == ""
+    # a facet through pixel centres (handles moved by whole pixels): the line's own row is
+    # the droplet's, and the seam was never seen
+    centred = LabelGeometry((400, 400), Circle((184.0, 203.0), 40.0),
+                            ((202.0 + short_px, 150.0), (202.0 + short_px, 250.0),
+                             (420.0, 250.0), (420.0, 150.0)), facet=((200.0, 150.0),
+                                                                     (200.0, 250.0)))
+    labels = rasterize(centred)
+    seam = (labels[201:200 + int(short_px) + 2, 160:240] == BACKGROUND).any()
+    assert bool(preview(centred)["labels_note"]) == bool(seam), short_px
 
 
 def test_proposal_from_true_labels_recovers_the_shapes():

@@ -304,8 +304,10 @@ class HumanAngle:
 
 
 #: A gap of background between the wire and the facet line is named when it lies under at
-#: least this share of the droplet's base (its middle 60 %, where the wire is there).
+#: least this share of the droplet's base (its middle 60 %, where the wire is within
+#: GAP_REACH_PX of the line).
 GAP_SHARE = 0.3
+GAP_REACH_PX = 16.0
 
 
 def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
@@ -315,8 +317,8 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
     ``nwwatch measure`` reads as a gap, taking the facet line in its middle.
 
     Sampled 1 px apart along the middle 60 % of the droplet's base, where the labels read
-    wire 6 px on the wire's side of the line: background just under the line there (at
-    0.5 px) over :data:`GAP_SHARE` of those places."""
+    wire within :data:`GAP_REACH_PX` on the wire's side of the line: background between the
+    line and the wire there over :data:`GAP_SHARE` of those places."""
     facet = facet_line(geometry)
     if facet is None or geometry.droplet is None or geometry.wire is None:
         return ""
@@ -338,13 +340,18 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
         out[ok] = labels[rc[ok, 0], rc[ok, 1]]
         return out
 
-    depths = np.arange(0.5, 6.01, 0.5)
-    is_wire = np.array([read(d) for d in depths]) == NANOWIRE  # (depths, places)
-    wire_there = is_wire[-1]
-    gap = wire_there & (read(0.5) == BACKGROUND)
+    depths = np.arange(0.5, GAP_REACH_PX + 0.01, 0.5)
+    read_at = np.array([read(d) for d in depths])  # (depths, places)
+    is_wire = read_at == NANOWIRE
+    wire_there = is_wire.any(axis=0)
+    first = np.argmax(is_wire, axis=0)  # where the wire starts
+    # background between the line and the wire's first sample (a sample on the line
+    # itself may be the droplet's pixel: a facet through pixel centres)
+    gap = wire_there & ((read_at == BACKGROUND)
+                        & (np.arange(len(depths))[:, None] < first)).any(axis=0)
     if wire_there.sum() < 5 or gap.sum() < GAP_SHARE * wire_there.sum():
         return ""
-    widths = depths[np.argmax(is_wire[:, gap], axis=0)]  # where the wire starts
+    widths = depths[first[gap]]
     return (f"background between the wire and the facet line (up to {np.median(widths):.1f} "
             "px): the saved labels hold a gap there, which nwwatch measure reads as one, "
             "the facet line in its middle (another angle than this one); draw the wire "
