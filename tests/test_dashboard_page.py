@@ -283,6 +283,9 @@ def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
             assert len(x) == 5 and all(t > 1.7e9 for t in x), x  # 2023 onwards, not 1970
             assert browser.attribute("#chart", "data-shared") == "3"
             assert "sharing one acquisition time with others: 3" in browser.text("#legend")
+            # times in the browser's zone, named (the rows and the report: UTC)
+            zone = browser.execute("return Intl.DateTimeFormat().resolvedOptions().timeZone")
+            assert browser.text("#latest").endswith(f"({zone})"), browser.text("#latest")
 
 
 def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):

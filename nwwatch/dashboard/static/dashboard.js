@@ -22,7 +22,9 @@ function esc(s) {
 function fmt(v, digits = 1, unit = "") {
   return v === null || v === undefined ? "—" : `${Number(v).toFixed(digits)}${unit}`;
 }
-function timeText(s) { return s ? new Date(s * 1000).toLocaleString() : "—"; }
+// Times are shown in the browser's time zone, named (the Parquet rows and the report: UTC).
+const ZONE = Intl.DateTimeFormat().resolvedOptions().timeZone || "local time";
+function timeText(s) { return s ? `${new Date(s * 1000).toLocaleString()} (${ZONE})` : "—"; }
 function colorOf(code) {
   if (!codeColor.has(code)) codeColor.set(code, COLORS[codeColor.size % COLORS.length]);
   return codeColor.get(code);
@@ -372,7 +374,7 @@ function renderChart(overlay, latest, trendWindow) {
   if (plot) { plot._yRange = [yLow, yMax]; plot._yMin = yMin; }
   if (!plot || plot._key !== key) {
     if (plot) plot.destroy();
-    const axes = [{},
+    const axes = [{label: `acquisition time (${ZONE})`},
       // no angle ticks (nor grid lines) in the refused lane: from yMin up only
       {label: "contact angle (°)", values: (u, v) => v.map((a) => `${+a.toFixed(6)}°`),
        splits: (u, i, min, max, incr) => {
