@@ -976,3 +976,20 @@ def test_a_stack_grown_since_its_one_page_was_saved_keeps_that_pages_stem(tmp_pa
     write_stack_tiff(path, np.stack(pages))
     assert [r.stem for r in frame_refs([path], data_dir=data)] == [
         "stack", "stack_p0001", "stack_p0002"]
+
+
+def test_labels_that_measure_refuses_are_said_beside_the_shapes_angle():
+    """The page's angle comes from the circle and the facet line: labels nwwatch measure
+    refuses (the wire drawn away from the facet) still showed it with no word, and it went
+    into truth.parquet as a human angle the labels do not stand behind."""
+    from nwwatch.label.server import preview
+
+    away = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0),
+                         ((300.0, 150.0), (300.0, 250.0), (399.0, 250.0), (399.0, 150.0)),
+                         facet=((200.4, 150.2), (200.4, 250.2)))
+    doc = preview(away)
+    assert doc["contact_angle_deg"] is not None
+    assert doc["labels_note"].startswith("nwwatch measure refuses the labels to be saved ("), doc
+    near = dataclasses.replace(away, wire=((200.4, 150.2), (200.4, 250.2), (399.0, 250.2),
+                                           (399.0, 150.2)))
+    assert preview(near)["labels_note"] == ""

@@ -284,8 +284,28 @@ def preview(geometry: LabelGeometry) -> dict[str, Any]:
         "contact_angle_reason": angle.reason,
         "facet": None if facet is None else [list(map(float, p)) for p in facet.edge],
         "counts": {int(v): int(c) for v, c in zip(values, counts, strict=True)},
-        "labels_note": facet_gap_note(geometry, labels),
+        "labels_note": facet_gap_note(geometry, labels) or _measured_note(labels, angle),
     }
+
+
+def _measured_note(labels: np.ndarray, angle) -> str:
+    """Why ``nwwatch measure`` refuses the label image to be saved (its unlabeled pixels
+    given the nearest class, as it gives them), where the shapes give an angle: that angle
+    goes into truth.parquet, and the labels do not stand behind it; else ""."""
+    from nwwatch.classes import UnsureBandError, fill_unsure_band
+    from nwwatch.measure import measure_contact_angle
+
+    if angle.angle_deg is None:
+        return ""
+    try:
+        filled = fill_unsure_band(labels)
+    except UnsureBandError as exc:
+        return f"nwwatch measure refuses the labels to be saved: {exc}"
+    measured = measure_contact_angle(filled)
+    if measured.angle_valid:
+        return ""
+    return (f"nwwatch measure refuses the labels to be saved ({measured.reason_code}: "
+            f"{measured.reason})")
 
 
 def frame_failure(exc: Exception) -> tuple[int, str] | None:
