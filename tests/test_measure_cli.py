@@ -15,6 +15,7 @@ from click.testing import CliRunner
 from grey_png import grey_png
 from ideal_caps import render_ideal_cap
 
+from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.cli import main
 from nwwatch.io.write import write_frame_tiff
 from nwwatch.measure import MEASUREMENT_FIELDS, draw_overlay, measure_contact_angle
@@ -752,7 +753,6 @@ def test_a_folder_given_as_input_is_told_to_give_its_files(tmp_path):
 def test_overlay_labels_stay_inside_the_picture(axis_deg):
     # before: the facet's label was placed at the line's lower end; a facet near the frame's
     # bottom edge put it below the picture, so the facet source (interface, ...) was not shown.
-    import dataclasses
 
     c = render_ideal_cap((160, 160), 120.0, 30.0, axis_deg, (130.0, 80.0))
     r = measure_contact_angle(c.labels)
@@ -766,7 +766,6 @@ def test_overlay_facet_label_is_not_covered_by_a_triple_point_label():
     # before: on the real fig1-88deg crop's labels (facet square to the picture, the right
     # triple point near the facet line's drawn end) "R 98.9" was drawn over the start of
     # "facet: interface"; so on the dashboard's docs picture.
-    import dataclasses
 
     from nwwatch.measure.cli import read_labels
 
@@ -1754,6 +1753,14 @@ def test_labels_measured_with_their_frames_take_the_frames_acquisition_times(tmp
     assert [r["acquired_at"] for r in rows] == [start, start + timedelta(seconds=0.2)]
     assert {r["acquired_at_source"] for r in rows} == {"metadata"}
     assert {r["pixel_size_nm"] for r in rows} == {0.5}
+    # a label TIFF stamped when it was saved (an image editor's DateTime): the frame's too
+    tifffile.imwrite(tmp_path / "f0.tif", cv2.imread(str(tmp_path / "f0.png"),
+                                                     cv2.IMREAD_UNCHANGED),
+                     datetime="2031:05:05 10:00:00")
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "f0.tif"), "--out", str(out),
+                                       "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).to_pylist()[0]["acquired_at"] == start
 
 
 def test_a_triple_point_outside_the_frame_is_not_labelled_at_its_edge():
@@ -1775,13 +1782,19 @@ def test_a_triple_point_outside_the_frame_is_not_labelled_at_its_edge():
 def test_a_facet_line_refused_before_the_circle_spans_its_interface():
     """A row refused before the circle met the facet line (no base width) drew a 32 px stub
     of it, whatever the interface's length, often hidden under its own label."""
-    from nwwatch.measure.overlay import _facet_half_length
-
-    labels = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8)).labels
+    rows, cols = np.mgrid[:256, :256]
+    labels = np.zeros((256, 256), np.uint8)  # a droplet bulging into the wire: no line
+    labels[150:, 70:186] = NANOWIRE
+    labels[((rows - 130) ** 2 + (cols - 128) ** 2 < 55**2) & (rows < 150)] = DROPLET
+    labels[((rows - 110) ** 2 + (cols - 128) ** 2 < 70**2) & (labels == NANOWIRE)] = DROPLET
     r = measure_contact_angle(labels)
-    no_base = dataclasses.replace(r, base_half_width_px=None)
-    phi = np.radians(r.facet_angle_deg)
-    d = np.array([-np.sin(phi), np.cos(phi)])
-    reach = np.abs((r.points.facet - (r.facet_row, r.facet_col)) @ d).max()
-    assert reach > 20 and _facet_half_length(no_base, d) == pytest.approx(reach + 8.0)
-    assert _facet_half_length(r, d) == pytest.approx(1.6 * r.base_half_width_px)
+    assert r.reason_code == "interface_not_line" and r.base_half_width_px is None
+    picture = draw_overlay(None, labels, r)
+    z = overlay_zoom(labels.shape)
+    blue = np.all(np.abs(picture.astype(int) - (255, 80, 0)) < 60, axis=2)
+    row = int(round((r.facet_row + 0.5) * z - 0.5))
+    # the line reaches both ends of the interface's points along it (cols 82-174 or so)
+    reach = np.abs(r.points.facet[:, 1] - r.facet_col).max()
+    for col in (r.facet_col - reach, r.facet_col + reach):
+        c = int(round((col + 0.5) * z - 0.5))
+        assert blue[row - 2 * z:row + 2 * z + 1, c - z:c + z + 1].any(), col

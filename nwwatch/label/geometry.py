@@ -314,7 +314,8 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
     """Why ``labels`` (the rasterised (H, W) label image of ``geometry``) hold background
     between the wire and the facet line, or "": a wire polygon drawn short of the facet
     leaves a seam there that the page's angle (from the shapes) does not see, and that
-    ``nwwatch measure`` reads as a gap, taking the facet line in its middle.
+    ``nwwatch measure`` reads as a gap, taking the facet line in its middle (another angle,
+    or a refusal for a wide one).
 
     Sampled 1 px apart along the middle 60 % of the droplet's base, where the labels read
     wire within :data:`GAP_REACH_PX` on the wire's side of the line: background between the
@@ -354,8 +355,7 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
     widths = depths[first[gap]]
     return (f"background between the wire and the facet line (up to {np.median(widths):.1f} "
             "px): the saved labels hold a gap there, which nwwatch measure reads as one, "
-            "the facet line in its middle (another angle than this one); draw the wire "
-            "polygon up to the facet line")
+            "the facet line in its middle; draw the wire polygon up to the facet line")
 
 
 def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> HumanAngle:

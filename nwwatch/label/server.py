@@ -284,7 +284,9 @@ def preview(geometry: LabelGeometry) -> dict[str, Any]:
         "contact_angle_reason": angle.reason,
         "facet": None if facet is None else [list(map(float, p)) for p in facet.edge],
         "counts": {int(v): int(c) for v, c in zip(values, counts, strict=True)},
-        "labels_note": facet_gap_note(geometry, labels) or _measured_note(labels, angle),
+        # both: a seam's cause and what measure makes of the labels (a wide seam: refused)
+        "labels_note": "; ".join(filter(None, (facet_gap_note(geometry, labels),
+                                               _measured_note(labels, angle)))),
     }
 
 

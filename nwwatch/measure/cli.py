@@ -706,10 +706,9 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
             # label image declaring none has the pixels of its frame in --images
             size_nm = pixel_size_nm if pixel_size_nm is not None else frame.pixel_size_nm
-            # a label image's own time is its file's (a PNG's mtime): its frame's, when
-            # --images gives it, is the acquisition's
-            when = (greys[index] if greys is not None and greys[index] is not None
-                    and frame.acquired_at_source == "mtime" else frame)
+            # a label image's own time is its file's (a PNG's mtime, a TIFF's save): its
+            # frame's, when --images gives it, is the acquisition's
+            when = greys[index] if greys is not None and greys[index] is not None else frame
             if size_nm is None and greys is not None and greys[index] is not None:
                 size_nm = greys[index].pixel_size_nm
             result = measure_contact_angle(labels, probability, pixel_size_nm=size_nm,

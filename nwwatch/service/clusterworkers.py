@@ -75,12 +75,19 @@ class WorkerWatch:
                     and time.monotonic() - self._gone_since >= self.give_up_s):
                 self.gave_up = True
                 if self.on_give_up is not None:
-                    self.on_give_up()
+                    try:
+                        self.on_give_up()
+                    except Exception as exc:  # noqa: BLE001 - a closing client: logged
+                        self.log.warning("dask_give_up_failed", address=self.address,
+                                         error=repr(exc))
             if self.present and n == 0:
                 self.present = False
                 self.changes.append("gone")
                 text = (f"every Dask worker at {self.address} left: the tasks wait for one "
-                        "to join (Ctrl-C stops the replay; what was written is kept)")
+                        "to join (Ctrl-C stops the replay; what was written is kept)"
+                        if self.give_up_s is None else
+                        f"every Dask worker of {self.address} left: the replay stops if none "
+                        f"is back within {self.give_up_s:g} s (what was written is kept)")
                 if self.echo is not None:
                     self.log.info("dask_workers_gone", address=self.address)
                     self.echo(text)
