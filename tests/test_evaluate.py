@@ -265,23 +265,18 @@ def test_true_labels_in_another_tool_s_class_order_are_named(tmp_path):
     model = tmp_path / "m.onnx"
     _export_untrained(model)
     report_path = tmp_path / "report.json"
-    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1",
-                                       "--json", str(report_path)])
-    assert result.exit_code == 0, result.output
-    assert ("  note: 3 true label image(s) refused as drawn give an angle with 1 and 2 "
-            "exchanged (1 droplet, 2 nanowire)") in result.output, result.output
-    assert json.loads(report_path.read_text())["truth_labels_exchanged"] == [
-        "labels/frame_00000.png", "labels/frame_00001.png", "labels/frame_00003.png"]
-    # masks of another tool come without a truth.parquet: the labels are checked as nwwatch
-    # train checks them (there was no note at all)
-    (data / "truth.parquet").unlink()
-    result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1",
-                                       "--json", str(report_path)])
-    assert result.exit_code == 0, result.output
-    assert ("  note: 3 true label image(s) refused as drawn give an angle with 1 and 2 "
-            "exchanged (1 droplet, 2 nanowire)") in result.output, result.output
-    assert json.loads(report_path.read_text())["truth_labels_exchanged"] == [
-        "labels/frame_00000.png", "labels/frame_00001.png", "labels/frame_00003.png"]
+    # then without the truth.parquet, as masks of another tool come: the labels are checked
+    # as nwwatch train checks them (there was no note at all)
+    for with_truth in (True, False):
+        if not with_truth:
+            (data / "truth.parquet").unlink()
+        result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads",
+                                           "1", "--json", str(report_path)])
+        assert result.exit_code == 0, result.output
+        assert ("  note: 3 true label image(s) refused as drawn give an angle with 1 and 2 "
+                "exchanged (1 droplet, 2 nanowire)") in result.output, result.output
+        assert json.loads(report_path.read_text())["truth_labels_exchanged"] == [
+            "labels/frame_00000.png", "labels/frame_00001.png", "labels/frame_00003.png"]
 
 
 def test_images_without_a_reference_angle_are_named(tmp_path):

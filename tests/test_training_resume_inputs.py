@@ -475,26 +475,40 @@ def test_a_resume_refuses_a_volume_that_normalises_its_slices_otherwise(tmp_path
         train(config, resume=True, progress=False)
 
 
+#: A supervised run that holds out one image of four (with _config's seed).
+_ONE_HELD_OUT = dict(val_fraction=0.25, val_min_images=1)
+
+
+def _held_out_of(stems: list[str]) -> tuple[str, ...]:
+    """The stems such a run holds out of ``stems``."""
+    from training.data import make_split
+
+    return make_split(stems, _ONE_HELD_OUT["val_fraction"], 1,
+                      _ONE_HELD_OUT["val_min_images"]).val
+
+
+def _said_by_a_run_holding_one_out(tmp_path, data) -> list[str]:
+    said: list[str] = []
+    train(_config(tmp_path, "sup", data, **_ONE_HELD_OUT), progress=False, echo=said.append)
+    return said
+
+
 def test_a_class_labelled_in_the_held_out_image_alone_is_said(tmp_path):
     """"no droplet pixel is labeled in DATA" was checked over every image before the split:
     with the droplet labelled only in the image held out for validation, the model trained
     on no droplet, without a word."""
     import cv2
 
-    from training.data import make_split
-
     data = make_folder(tmp_path / "data", n=4, size=32)
     stems = sorted(p.stem for p in (data / "labels").iterdir())
-    [held_out] = make_split(stems, 0.25, 1, 1).val
+    [held_out] = _held_out_of(stems)
     for stem in stems:
         label = cv2.imread(str(data / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
         assert (label == 2).any()
         if stem != held_out:
             label[label == 2] = 255
             cv2.imwrite(str(data / "labels" / f"{stem}.png"), label)
-    said: list[str] = []
-    train(_config(tmp_path, "sup", data, val_fraction=0.25, val_min_images=1),
-          progress=False, echo=said.append)
+    said = _said_by_a_run_holding_one_out(tmp_path, data)
     assert (f"warning: no droplet pixel is labeled in the training images, only in the "
             f"held-out {held_out}: the model gets no example of droplet; label it in another "
             "frame too") in said, said
@@ -506,17 +520,13 @@ def test_a_copy_of_the_held_out_image_among_the_training_images_is_said(tmp_path
     validation score that chose the exported epoch was on a training image."""
     import shutil
 
-    from training.data import make_split
-
     data = make_folder(tmp_path / "data", n=4, size=32)
     stems = sorted(p.stem for p in (data / "labels").iterdir())
-    [held_out] = make_split(stems + ["aa_copy"], 0.25, 1, 1).val
+    [held_out] = _held_out_of(stems + ["aa_copy"])
     assert held_out != "aa_copy"  # the seed's split of these five names
     shutil.copy(data / "images" / f"{held_out}.tif", data / "images" / "aa_copy.tif")
     shutil.copy(data / "labels" / f"{held_out}.png", data / "labels" / "aa_copy.png")
-    said: list[str] = []
-    train(_config(tmp_path, "sup", data, val_fraction=0.25, val_min_images=1),
-          progress=False, echo=said.append)
+    said = _said_by_a_run_holding_one_out(tmp_path, data)
     assert (f"note: 1 training image is a held-out image under another name (aa_copy "
             f"({held_out})): the validation scores, which choose the exported epoch, are then "
             "on an image it trains on; remove the copy") in said, said

@@ -436,7 +436,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         for name in classes_labeled_nowhere(data, train_items):
             if name not in nowhere:  # labelled in the held-out images alone: those named
                 holding = [v.stem for v in val_items
-                           if not classes_labeled_nowhere(data, [v]).count(name)]
+                           if name not in classes_labeled_nowhere(data, [v])]
                 echo(f"warning: no {name} pixel is labeled in the training images, only in "
                      f"the held-out {', '.join(holding[:5])}{', …' if len(holding) > 5 else ''}"
                      f": the model gets no example of {name}; label it in another frame too")

@@ -226,54 +226,39 @@ def acquisition_times(
         # ImageJ writes no DateTime tag: a Fiji series' frame interval is kept, the file's
         # mtime (its save, after the last frame) the time of its last time point
         end = mtime_time(path, mtime)
-        step = _step_back(path, end, _imagej_frame_interval_s(path, tif) if last else None,
-                          last)
+        step = _frame_step(path, end, _imagej_frame_interval_s(path, tif) if last else None,
+                           last, back=True)
         return [end - (last - i // per_time_point) * step for i in range(n_frames)], "mtime"
     step = _frame_step(path, start, _imagej_frame_interval_s(path, tif), last)
     return [start + (i // per_time_point) * step for i in range(n_frames)], "metadata"
 
 
-def _step_back(path: Path, end: datetime, interval_s: float | None,
-               last_time_point: int) -> timedelta:
-    """The ImageJ frame interval counted back from ``end`` (the mtime) for ``last_time_point``
-    steps, or none when it would put time point 0 before the plausible years from a plausible
-    ``end`` (a damaged ``finterval``: every frame then gets the mtime, with a warning). An
-    mtime outside them (a clock never set) keeps the interval: the mtime is kept anyway."""
+def _frame_step(path: Path, anchor: datetime, interval_s: float | None,
+                last_time_point: int, *, back: bool = False) -> timedelta:
+    """The ImageJ frame interval counted from ``anchor`` (the first time point's time, or with
+    ``back`` the last's: the mtime), or none when it would put the other end of the series
+    outside the plausible years (a damaged ``finterval``: the sum overflows, or is no
+    acquisition's time): every frame then gets ``anchor``, with a warning. Counted back from
+    an mtime outside them (a clock never set), the interval is kept: the mtime is anyway."""
     if not interval_s:
         return timedelta(0)
-    first_year = PLAUSIBLE_ACQUISITION_YEARS[0]
+    first_year, end_year = PLAUSIBLE_ACQUISITION_YEARS
     try:
         step = timedelta(seconds=interval_s)
-        first = end - last_time_point * step  # OverflowError before year 1
-        if (first.year >= first_year or end.year < first_year
-                or end.year >= PLAUSIBLE_ACQUISITION_YEARS[1]):
+        if back:
+            fits = ((anchor - last_time_point * step).year >= first_year
+                    or not first_year <= anchor.year < end_year)
+        else:
+            fits = (anchor + last_time_point * step).year < end_year
+        if fits:
             return step
     except OverflowError:
         pass
+    where = (f"time point 0 before {first_year}, the last at the file's mtime: every frame "
+             "gets the mtime" if back else f"time point {last_time_point} past {end_year}: "
+             "every frame gets the first time")
     _log.warning("io.times_ignored", path=str(path),
-                 reason=f"ImageJ finterval {interval_s:.6g} s puts time point 0 before "
-                        f"{first_year}, the last at the file's mtime: every frame gets the "
-                        "mtime")
-    return timedelta(0)
-
-
-def _frame_step(path: Path, start: datetime, interval_s: float | None,
-                last_time_point: int) -> timedelta:
-    """The ImageJ frame interval, or none when it would put the last time point past the
-    plausible years (a damaged ``finterval``: the sum overflows, or is no acquisition's
-    time): every frame then gets the start."""
-    if not interval_s:
-        return timedelta(0)
-    try:
-        step = timedelta(seconds=interval_s)
-        if (start + last_time_point * step).year < PLAUSIBLE_ACQUISITION_YEARS[1]:
-            return step
-    except OverflowError:
-        pass
-    _log.warning("io.times_ignored", path=str(path),
-                 reason=f"ImageJ finterval {interval_s:.6g} s puts time point {last_time_point} "
-                        f"past {PLAUSIBLE_ACQUISITION_YEARS[1]}: every frame gets the first "
-                        "time")
+                 reason=f"ImageJ finterval {interval_s:.6g} s puts {where}")
     return timedelta(0)
 
 

@@ -143,12 +143,12 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     from nwwatch.service.batch import Item
     from nwwatch.service.inputs import check_regular
 
-    if spec.code is not None and code_identity() != spec.code:
+    mine = code_identity()  # also sent back with the result, for the driver to compare
+    if spec.code is not None and mine != spec.code:
         import socket
 
         from nwwatch.service.clusterconnect import WorkerCodeMismatchError
 
-        mine = code_identity()
         differ = [f"{what} {mine.get(what)} (driver {value})" for what, value in
                   spec.code.items() if what != "sources" and mine.get(what) != value] or [
             "the same version numbers, but its Python sources differ from the driver's"]
@@ -231,7 +231,7 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
             r.n_rows = counts.get(r.sha256, 0)
     result.files = [results[p] for p in paths]
     result.frames = table.num_rows
-    result.code = code_identity()
+    result.code = mine
     result.seconds = time.perf_counter() - t0
     result.staged_bytes = staged.stat().st_size
     return result
