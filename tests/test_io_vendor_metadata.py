@@ -429,6 +429,7 @@ def test_non_square_pixels_are_refused_saying_what_to_check_and_do(tmp_path):
     assert "Image > Properties" in reason  # where to check the calibration
     assert "binning" in reason  # what of the acquisition to check
     assert "Image > Scale with X scale 1 and Y scale 1.2 gives 0.5 nm both ways" in reason
+    assert "label image set its Interpolation to None" in reason  # no blended class values
     assert read_volume(path).voxel_size_nm is None  # volumes keep both sizes: no refusal
 
 

@@ -167,7 +167,8 @@ def frame_pixel_size_nm(path: Path, sizes: Sizes, source: str = "") -> float | N
             "acquisition (a scan of different x and y steps, asymmetric binning, a frame "
             "stretched on export); pixels that really differ need resampling to square "
             f"pixels first (Fiji: Image > Scale with X scale 1 and Y scale {ratio:.4g} gives "
-            f"{x_nm:.6g} nm both ways)",
+            f"{x_nm:.6g} nm both ways; for a label image set its Interpolation to None, "
+            "which keeps the class values unblended)",
         )
     return x_nm
 
