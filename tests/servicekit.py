@@ -287,11 +287,14 @@ HIVE_KEY = ["source", "frame"]
 
 
 def hive_readers(results: Path, folder: str = "frames") -> dict:
-    """(source, frame, acquisition) as pandas, polars and DuckDB read the hive-partitioned
-    ``results/folder`` (polars and DuckDB by the glob ``folder/*/*.parquet``), each sorted."""
+    """(source, frame, acquisition) as pandas, polars, DuckDB and nwwatch's own reader read
+    the hive-partitioned ``results/folder`` (polars and DuckDB by the glob
+    ``folder/*/*.parquet``), each sorted."""
     import duckdb
     import pandas as pd
     import polars as pl
+
+    from nwwatch.results.reading import read_results
 
     glob = f"{results}/{folder}/*/*.parquet"
     tables = {
@@ -300,6 +303,8 @@ def hive_readers(results: Path, folder: str = "frames") -> dict:
                     .select([*HIVE_KEY, "acquisition"]).to_pandas(),
         "duckdb": duckdb.sql(f"SELECT source, frame, acquisition FROM read_parquet('{glob}', "
                              "hive_partitioning = true)").df(),
+        "nwwatch": read_results(results, folder, current=False)
+                   .select([*HIVE_KEY, "acquisition"]).to_pandas(),
     }
     return {name: t.astype({"acquisition": str, "frame": "int64"}).sort_values(HIVE_KEY)
             .reset_index(drop=True) for name, t in tables.items()}

@@ -458,3 +458,16 @@ def test_a_ledger_snapshot_does_not_see_a_batch_committed_inside_it(tmp_path):
     assert queries._db.execute("SELECT count(*) FROM t").fetchone() == (1,)
     queries.close()
     db.close()
+
+
+def test_one_model_under_two_measurement_versions_is_two_series_not_two_models():
+    from nwwatch.service.status import _model_lines
+
+    models = [{"model_name": "insitu-default", "model_sha256": "c2bf5c2cbf74" + "0" * 52,
+               "measurement_version": version, "rows": 5, "last_processed_at": None,
+               "rows_by_reason": [{"status": "ok", "reason_code": "ok", "rows": 5}]}
+              for version in ("2.2.18", "2.2.5")]
+    lines = _model_lines(models, shared_files=5)
+    assert lines[0] == ("  by model and measurement version, newest first (2 series: 5 files "
+                        "processed by several, their rows counted once per series):")
+    assert lines[1].startswith("    insitu-default c2bf5c2cbf74 measurement 2.2.18: 5 rows")

@@ -83,17 +83,23 @@ def warm_up_arrow() -> None:
     pa.Table.from_pylist([], schema=pa.schema([("warm_up", pa.float64())]))
 
 
-def plain_strings(table: pa.Table) -> pa.Table:
-    """``table`` with its text columns as ``string``: a results file written back by pandas
+def plain_schema(schema: pa.Schema) -> pa.Schema:
+    """``schema`` with its text columns as ``string``: a results file written back by pandas
     (3 and later) holds ``large_string``, or ``dictionary`` for a categorical, and neither
-    Arrow's string functions nor a concatenation take two types of text (the report, the
-    dashboard and ``nwwatch compact`` stopped with Arrow's traceback)."""
+    Arrow's string functions, a concatenation nor a schema union take two types of text."""
     def plain(type_: pa.DataType) -> pa.DataType:
         if pa.types.is_dictionary(type_):
             type_ = type_.value_type
         return pa.string() if pa.types.is_large_string(type_) else type_
 
-    schema = pa.schema([field_.with_type(plain(field_.type)) for field_ in table.schema])
+    return pa.schema([field_.with_type(plain(field_.type)) for field_ in schema],
+                     metadata=schema.metadata)
+
+
+def plain_strings(table: pa.Table) -> pa.Table:
+    """``table`` with its text columns as ``string`` (:func:`plain_schema`; the report, the
+    dashboard and ``nwwatch compact`` stopped with Arrow's traceback on other text types)."""
+    schema = plain_schema(table.schema)
     return table if schema.equals(table.schema) else table.cast(schema)
 
 

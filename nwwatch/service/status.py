@@ -196,16 +196,20 @@ def format_status(status: dict) -> str:
 
 
 def _model_lines(models: list[dict], shared_files: int | None) -> list[str]:
-    """Where rows of several models (or measurement versions) are held: each one's rows,
-    newest first; ``shared_files`` files have rows of several (a frame of theirs counts
-    once per model)."""
+    """Where rows of several models (or measurement versions: series) are held: each one's
+    rows, newest first; ``shared_files`` files have rows of several (a frame of theirs counts
+    once per series)."""
     if len(models) < 2:
         return []
     versions = {m["measurement_version"] for m in models}
+    # one model measured under two versions is two series, not two models
+    unit = "model" if len({m["model_sha256"] for m in models}) == len(models) else "series"
     shared = ("" if not shared_files else
               f": {shared_files} file{'' if shared_files == 1 else 's'} processed by several, "
-              "their rows counted once per model")
-    lines = [f"  by model, newest first ({len(models)} models{shared}):"]
+              f"their rows counted once per {unit}")
+    head = "by model" if unit == "model" else "by model and measurement version"
+    lines = [f"  {head}, newest first ({len(models)} {'models' if unit == 'model' else unit}"
+             f"{shared}):"]
     for m in models:
         when = m["last_processed_at"]
         n = m["rows"]

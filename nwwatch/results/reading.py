@@ -1,0 +1,98 @@
+"""A results folder's rows as one table, for notebooks and scripts outside nwwatch.
+
+pandas, pyarrow and DuckDB take a dataset's schema from its first file, and file names sort
+by the time they were written, so in a folder that also holds files of an earlier nwwatch
+version the columns added since are dropped, for every row (polars refuses the folder).
+:func:`read_results` reads every file with the union of their columns instead (rows of a
+file that lacks a column read null) and, by default, keeps each input file's newest version
+as ``nwwatch status``, the dashboard and the report count it.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.dataset as ds
+import pyarrow.parquet as pq
+
+from nwwatch.results.parquet import PARTITION_KEY, dataset_files, plain_schema
+from nwwatch.results.quarantine import QUARANTINE_FILE, superseding_table
+from nwwatch.results.versions import newest_versions, read_reverted
+
+#: The datasets of a results folder :func:`read_results` reads.
+KINDS: tuple[str, ...] = ("frames", "volumes")
+
+
+class ResultsReadError(ValueError):
+    """A results folder or one of its files that cannot be read; ``str`` names the path."""
+
+
+def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
+                 current: bool = True) -> pa.Table:
+    """Every row of ``results_dir/frames`` (``kind="frames"``) or ``results_dir/volumes``
+    (``"volumes"``) as one pyarrow table with the ``acquisition`` column of its partitions;
+    ``.to_pandas()`` for a DataFrame.
+
+    Columns are the union of those of every file (a column added by a later version reads
+    null in rows of files written before it). ``current`` (default): only the rows of each
+    input file's newest version, with ``RESULTS/reverted.parquet`` (files put back to
+    earlier content) and ``RESULTS/quarantine.parquet`` (a file overwritten with a broken
+    one supersedes its earlier rows) applied as ``nwwatch status`` applies them;
+    ``current=False``: every version's rows. Rows of several models or measurement versions
+    are all kept: select one series (``model_sha256``, ``measurement_version``) before
+    counting or averaging.
+
+    Raises :class:`ResultsReadError` naming the folder when it is no results folder (it
+    holds neither ``frames`` nor ``volumes``) or the file that cannot be read; a
+    ``kind`` that is not one of :data:`KINDS` raises ValueError listing them. An empty
+    dataset gives a table of no rows and no columns."""
+    if kind not in KINDS:
+        raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
+    root = Path(results_dir)
+    if not root.is_dir():
+        raise ResultsReadError(f"{root}: no such results folder")
+    if not any((root / name).is_dir() for name in KINDS):
+        raise ResultsReadError(f"{root}: not a results folder (it holds no frames/ or "
+                               "volumes/ folder)")
+    folder = root / kind
+    files = dataset_files(folder)
+    if not files:
+        return pa.table({})
+    schemas = []
+    for path in files:
+        try:
+            schemas.append(plain_schema(pq.read_schema(path)))
+        except (OSError, pa.ArrowInvalid) as error:
+            raise ResultsReadError(f"{path}: not a readable Parquet file ({error})") from error
+    # a partition column a file also holds inside (none of nwwatch's) would clash
+    schema = pa.unify_schemas([s.remove(s.get_field_index(PARTITION_KEY))
+                               if PARTITION_KEY in s.names else s for s in schemas],
+                              promote_options="permissive")
+    partition = pa.field(PARTITION_KEY, pa.string())
+    dataset = ds.dataset([str(p) for p in files], schema=schema.append(partition),
+                         format="parquet", partition_base_dir=str(folder),
+                         partitioning=ds.partitioning(pa.schema([partition]), flavor="hive"))
+    try:
+        table = dataset.to_table()
+    except (OSError, pa.ArrowInvalid) as error:
+        raise ResultsReadError(f"{folder}: {error}") from error
+    if not current or table.num_rows == 0 or "source" not in table.column_names:
+        return table
+    return newest_versions(table, read_reverted(root), _quarantined(root))
+
+
+def _quarantined(root: Path) -> pa.Table | None:
+    """``path``, ``sha256`` and ``quarantined_at`` of ``root/quarantine.parquet`` as
+    :func:`nwwatch.results.versions.newest_versions` takes them; None without the file (or
+    when it cannot be read: then no file's rows are superseded by a quarantine)."""
+    path = root / QUARANTINE_FILE
+    if not path.is_file():
+        return None
+    try:
+        with pq.ParquetFile(path) as parquet:
+            entries = parquet.read().to_pylist()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    return superseding_table(entries)

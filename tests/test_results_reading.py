@@ -1,0 +1,101 @@
+"""read_results: a results folder's rows as one table, whatever versions wrote its files."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime, timedelta
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from nwwatch.measure import MEASUREMENT_FIELDS
+from nwwatch.results.parquet import acquisition_partition, write_batch
+from nwwatch.results.quarantine import write_quarantine
+from nwwatch.results.reading import ResultsReadError, read_results
+from nwwatch.results.schema import frame_schema
+
+T0 = datetime(2026, 5, 1, 12, 0, tzinfo=UTC)
+
+
+def _row(source: str, frame: int, sha: str, at: datetime, angle: float) -> dict:
+    return {"source": source, "frame": frame, "status": "ok", "reason_code": "ok",
+            "reason": "", "angle_valid": True, "droplet_cut": False,
+            "contact_angle_deg": angle, "source_sha256": sha,
+            "processed_at": at, "model_sha256": "m" * 64, "measurement_version": "9.9"}
+
+
+def _write(results, rows: list[dict], schema: pa.Schema, when: datetime) -> None:
+    """One batch file named as written at ``when`` (names sort by that time)."""
+    folder = results / "frames" / acquisition_partition(rows[0]["source"])
+    folder.mkdir(parents=True, exist_ok=True)
+    name = f"frames-{when.strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:16]}.parquet"
+    write_batch(rows, schema, folder, "frames", name=name)
+
+
+def test_a_column_added_by_a_later_version_is_kept_for_every_row(tmp_path):
+    """pandas and pyarrow take the schema from the first (oldest) file and drop the column
+    from every row; read_results keeps it, null in the older file's rows."""
+    full = frame_schema(MEASUREMENT_FIELDS)
+    older = full.remove(full.get_field_index("triple_depth_px"))
+    _write(tmp_path, [_row("/acq/a.tif", 0, "s1", T0, 100.0)], older, T0)
+    new = dict(_row("/acq/b.tif", 0, "s2", T0 + timedelta(1), 110.0), triple_depth_px=1.25)
+    _write(tmp_path, [new], full, T0 + timedelta(1))
+    assert "triple_depth_px" not in pd.read_parquet(tmp_path / "frames").columns  # the trap
+
+    table = read_results(tmp_path)
+    rows = {r["source"]: r for r in table.to_pylist()}
+    assert rows["/acq/b.tif"]["triple_depth_px"] == 1.25
+    assert rows["/acq/a.tif"]["triple_depth_px"] is None
+    assert rows["/acq/a.tif"]["acquisition"] == acquisition_partition("/acq/a.tif").split("=")[1]
+    assert table.schema.field("triple_depth_px").type == pa.float64()
+
+
+def test_current_rows_are_each_files_newest_version_and_a_quarantine_supersedes(tmp_path):
+    schema = frame_schema(MEASUREMENT_FIELDS)
+    _write(tmp_path, [_row("/acq/a.tif", 0, "v1", T0, 100.0),
+                      _row("/acq/c.tif", 0, "c1", T0, 120.0)], schema, T0)
+    _write(tmp_path, [_row("/acq/a.tif", 0, "v2", T0 + timedelta(hours=1), 101.0)], schema,
+           T0 + timedelta(hours=1))
+    assert read_results(tmp_path, current=False).num_rows == 3
+    assert sorted(read_results(tmp_path)["source_sha256"].to_pylist()) == ["c1", "v2"]
+    # c.tif overwritten with a broken file later: its rows are an earlier version's
+    write_quarantine([{"path": "/acq/c.tif", "sha256": "broken", "reason": "truncated",
+                       "error_type": "TruncatedTiffError", "attempts": 1,
+                       "quarantined_at": (T0 + timedelta(hours=2)).timestamp()}], tmp_path)
+    assert read_results(tmp_path)["source_sha256"].to_pylist() == ["v2"]
+    assert read_results(tmp_path, current=False).num_rows == 3
+
+
+def test_files_written_back_by_pandas_read_with_the_others(tmp_path):
+    """A categorical or large_string text column (pandas' own types) is read as string."""
+    schema = frame_schema(MEASUREMENT_FIELDS)
+    _write(tmp_path, [_row("/acq/a.tif", 0, "s1", T0, 100.0)], schema, T0)
+    _write(tmp_path, [_row("/acq/a.tif", 1, "s1", T0, 101.0)], schema, T0 + timedelta(1))
+    first = sorted((tmp_path / "frames").rglob("*.parquet"))[0]
+    frame = pq.read_table(first).to_pandas()
+    frame["status"] = frame["status"].astype("category")
+    frame["reason_code"] = frame["reason_code"].astype("string[pyarrow]")
+    frame.to_parquet(first, index=False)
+    table = read_results(tmp_path)
+    assert table.num_rows == 2
+    assert table.schema.field("status").type == pa.string()
+    assert table["status"].to_pylist() == ["ok", "ok"]
+
+
+def test_what_cannot_be_read_is_named(tmp_path):
+    with pytest.raises(ResultsReadError, match="no such results folder"):
+        read_results(tmp_path / "missing")
+    with pytest.raises(ResultsReadError, match="not a results folder"):
+        read_results(tmp_path)
+    with pytest.raises(ValueError, match="frames, volumes"):
+        read_results(tmp_path, kind="tables")
+    (tmp_path / "frames").mkdir()
+    assert read_results(tmp_path).num_rows == 0
+    assert read_results(tmp_path, kind="volumes").num_rows == 0
+    bad = tmp_path / "frames" / "acquisition=x-00000000" / "frames-1.parquet"
+    bad.parent.mkdir()
+    bad.write_bytes(b"PAR1 not really")
+    with pytest.raises(ResultsReadError, match="frames-1.parquet: not a readable Parquet"):
+        read_results(tmp_path)
