@@ -417,6 +417,24 @@ def test_an_implausible_pixel_size_is_ignored_with_a_warning_as_for_tiff(tmp_pat
     assert not [e for e in logs if e["event"] == "io.pixel_size_ignored"]
 
 
+def test_a_header_of_1_angstrom_on_every_axis_is_no_calibration(tmp_path):
+    """IMOD and other writers set the cell to the sample counts when no pixel size is known:
+    read as 0.1 nm voxels, a tomogram's volumes came out 1000 times too small, unsaid."""
+    from structlog.testing import capture_logs
+
+    data = np.zeros((4, 8, 8), np.int16)
+    unset = _write(tmp_path / "tomo.rec", data, voxel_size_a=1.0)
+    with capture_logs() as logs:
+        assert read_volume(unset).voxel_size_nm is None
+    (warning,) = [e for e in logs if e["event"] == "io.pixel_size_ignored"]
+    assert warning["path"] == str(unset) and "alterheader -PixelSize" in warning["reason"]
+    assert read_frames(_write(tmp_path / "frame.mrc", data[:1], voxel_size_a=1.0))[
+        0].pixel_size_nm is None
+    # 1 Angstrom on one axis only is a calibration
+    calibrated = _write(tmp_path / "movie.mrcs", data, voxel_size_a=(4.2, 4.2, 1.0))
+    assert read_volume(calibrated).voxel_size_nm == pytest.approx((0.1, 0.42, 0.42))
+
+
 def test_a_stack_read_in_chunks_warns_about_its_pixel_size_once_as_read_whole(tmp_path):
     # the service reads a long stack a few pages at a time: its header's pixel sizes (and
     # the .mdoc) are checked with the first chunk, not once more per chunk

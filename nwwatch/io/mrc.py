@@ -194,6 +194,18 @@ def _layout(path: Path, handle: BinaryIO) -> _Layout:
     return info, offset, order + stored, np.dtype(returned), (size_z, size_y, size_x), per_volume
 
 
+#: The spacing (nm) of a header whose cell equals its sample counts: 1 Angstrom, the value an
+#: MRC writer puts there when no pixel size was set.
+UNSET_SPACING_NM = 0.1
+
+
+def _unset_spacing(sizes_nm: tuple[float | None, float | None, float | None]) -> bool:
+    """True when x and y (and z, where the header gives one) are exactly
+    :data:`UNSET_SPACING_NM`: a header without a calibration, not a 1 Angstrom pixel."""
+    z, y, x = sizes_nm
+    return x == y == UNSET_SPACING_NM and z in (None, UNSET_SPACING_NM)
+
+
 def _spacing_a(cell_a: float, n: int) -> float:
     """The voxel spacing in Å of an axis whose float32 cell is ``cell_a`` Å over ``n``
     samples: the quotient when it is a decimal of at most 9 significant digits, else the
@@ -258,7 +270,15 @@ def _read(path: Path, sections: range | None = None, check_sizes: bool = True,
     if data.size < count:  # shortened since the header check
         raise TruncatedTiffError(path, f"MRC data cut short: {data.size} of {count} voxels")
     data = data.astype(returned, copy=data.dtype != returned or not data.dtype.isnative)
-    if check_sizes:
+    if check_sizes and _unset_spacing(sizes_nm):
+        _log.warning("io.pixel_size_ignored", path=str(path), source="mrc", axis="xyz",
+                     reason="a spacing of exactly 1 Angstrom on every axis (the cell equals "
+                            "the sample counts) is what IMOD and other MRC writers put in a "
+                            "header when no pixel size was set, not a calibration: the "
+                            "file has no pixel size; set the real one (IMOD: alterheader "
+                            "-PixelSize, or mrcfile's voxel_size)")
+        sizes_nm = (None, None, None)
+    elif check_sizes:
         sizes_nm = tuple(None if size is None else plausible_pixel_size_nm(path, "mrc", axis, size)
                          for axis, size in zip("zyx", sizes_nm, strict=True))
     return data.reshape(n_read, *info.page_shape), info, sizes_nm, mtime, per_volume
