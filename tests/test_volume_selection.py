@@ -321,6 +321,28 @@ def test_the_threshold_wins_where_intensity_tells_the_classes_apart(tmp_path):
     assert seg.verdict.status == "ok"
 
 
+def test_labels_that_do_not_match_their_slice_warn_whatever_is_kept(tmp_path):
+    """Labels flipped upside down against their slice (a slice exported by IMOD's mrc2tif,
+    painted and brought back) leave every candidate near chance on the held-out patches: a
+    candidate was kept, exit 0, no word."""
+    truth = _blobs(0)
+    volume = truth * 1.0 + np.random.default_rng(1).normal(0, 0.3, SHAPE)
+    labels = _patch_labels(truth[Z][::-1], CORNERS)
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    lines: list[str] = []
+    selection, _ = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                    ("threshold",), echo=lines.append)
+    assert selection.scores["threshold"] < 0.7
+    (warning,) = [w for w in selection.warnings if "held-out labeled pixels well" in w]
+    assert "flipped upside down" in warning and f"warning: {warning}" in lines
+    # the labels of the slice as it is: no such warning
+    cv2.imwrite(str(labels_path), _patch_labels(truth[Z], CORNERS))
+    selection, _ = select_and_train(_config(tmp_path, volume_path, labels_path),
+                                    ("threshold",), echo=lines.append)
+    assert selection.scores["threshold"] > 0.9
+    assert not [w for w in selection.warnings if "held-out labeled pixels well" in w]
+
+
 def _checker_volume(truth: np.ndarray) -> np.ndarray:
     """Solid is a fine checkerboard of +-1 around the pore's grey: equal means, no threshold
     (blurred or not) can separate them; a network or a feature classifier sees the texture."""

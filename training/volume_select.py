@@ -84,6 +84,10 @@ TIE_TOLERANCE = 0.02
 #: (docs/tomography.md).
 CONTEXT_PREFERENCE = ("features", "threshold", "unet", "contrastive")
 FOREST_MARGIN = 0.05
+#: A kept candidate whose held-out balanced accuracy is below this (0.5 is chance) gets a
+#: warning: the labels and the volume disagree (the benchmark's volumes score 0.77 and more
+#: with the threshold alone at r = 0.02; labels flipped against their slice scored 0.64).
+MIN_HELD_OUT_SCORE = 0.7
 #: Fewer patches than this (whole 8-connected patches, not their pieces on the grid): ties
 #: go to the threshold (a forest learns context from labels in several places, and two
 #: patches are one place each).
@@ -313,6 +317,16 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                     echo(f"  {method:12s} held-out balanced accuracy {score:.4f} "
                          f"({seconds[method]:.0f} s)")
             method, reason = choose(scores, patches=n_patches)
+            best = max((v for v in scores.values() if not math.isnan(v)), default=math.nan)
+            if best < MIN_HELD_OUT_SCORE:
+                warnings.append(
+                    f"no candidate predicts the held-out labeled pixels well (best balanced "
+                    f"accuracy {best:.3f}, 0.5 is chance): check that the labels belong to "
+                    "the slice given and lie on it as drawn (not flipped upside down, as "
+                    "IMOD's mrc2tif exports a slice by default, not transposed, not of "
+                    "another slice or volume), and that the volume has no constant-filled "
+                    "border the labels do not cover; the kept model's mask may be wrong")
+                echo(f"warning: {warnings[-1]}")
         selection = Selection(method, scores, grouping, len(folds), reason, warnings, seconds,
                               stopped)
         echo(f"kept: {method} ({reason})")
