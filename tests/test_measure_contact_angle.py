@@ -581,8 +581,11 @@ def test_uncertain_reason_orders_terms_and_leaves_out_zero_ones():
 
     text = uncertain_reason(2.5, 1.5, {"outline": 1.5, "facet_line": 0.0, "facet_shape": 2.0},
                             {"facet_shape": "tilted"})
-    assert text.startswith("the angle is uncertain by +-2.5 deg (> 1.5), mostly from the "
+    assert text.startswith("the angle is uncertain by +-2.50 deg (> 1.5), mostly from the "
                            "facet's shape: ")
+    # a sigma just above the limit is not printed as the limit ("+-1.5 deg (> 1.5)")
+    assert uncertain_reason(1.53, 1.5, {"outline": 1.53}).startswith(
+        "the angle is uncertain by +-1.53 deg (> 1.5)")
     assert text.endswith("readings differ): +-2.0 deg (tilted); other terms: outline +-1.5 deg")
 
 
@@ -661,3 +664,20 @@ def test_facet_and_wire_directions_lie_in_minus_180_exclusive_to_180():
         r = measure_contact_angle(np.ascontiguousarray(turned))
         for value in (r.facet_angle_deg, r.wire_axis_deg):
             assert value is None or -180.0 < value <= 180.0
+
+
+def test_droplets_are_counted_on_rows_refused_before_a_pair():
+    """``n_droplets`` was null on these rows, so that counting frames with a droplet from it
+    missed every droplet far from a wire or without one."""
+    labels = np.zeros((120, 120), np.uint8)
+    labels[80:, 50:70] = NANOWIRE
+    only_wire = measure_contact_angle(labels)
+    assert (only_wire.reason_code, only_wire.n_droplets) == ("no_droplet", 0)
+    labels[5:25, 5:25] = DROPLET  # 55 px from the wire
+    far = measure_contact_angle(labels)
+    assert (far.reason_code, far.n_droplets) == ("droplet_not_on_wire", 1)
+    labels[labels == NANOWIRE] = 0
+    labels[90:110, 90:110] = DROPLET
+    no_wire = measure_contact_angle(labels)
+    assert (no_wire.reason_code, no_wire.n_droplets) == ("no_wire", 2)
+    assert no_wire.wire_status is None and no_wire.droplet_area_px2 is None

@@ -37,7 +37,9 @@ iterated to its fixed point (the first iteration's before): the same four rows' 
 rows unchanged); 2.2.17 draws the facet refinement's bootstrap resamples in an order the
 frame's negative shares: the refined rows' sigma moved by up to 0.8 %, and the eval_a/4
 true-label row's reason names its term's new size (2.7 deg instead of 2.8); 2.2.18 leaves
-the interface's points out of the wire's side-edge fits (these rows unchanged).
+the interface's points out of the wire's side-edge fits (these rows unchanged); 2.2.19 prints
+an `angle_uncertain` reason's sigma with two decimals (the seven such rows' reasons) and counts
+the droplets of a frame refused before its pair (none of these rows).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
@@ -52,7 +54,7 @@ DATA = Path(__file__).parent / "data"
 
 
 def test_rows_equal_the_stored_reference_rows():
-    assert MEASUREMENT_VERSION == "2.2.18"  # new results come with a new version and new rows
+    assert MEASUREMENT_VERSION == "2.2.19"  # new results come with a new version and new rows
     reference = json.loads((DATA / "measure_reference_rows.json").read_text())
     rows = measure_test_frames(load_test_inputs(DATA / "measure_reference.npz"))
     stats, bad = compare({"frames": {"rows": reference}}, {"frames": {"rows": rows}}, 1e-9)

@@ -57,7 +57,7 @@ class Selection:
     wire: np.ndarray | None = None
     droplet: np.ndarray | None = None
     box: tuple[int, int, int, int] = (0, 0, 0, 0)
-    n_droplets: int = 0
+    n_droplets: int | None = None
     droplet_area_px2: float | None = None
     droplet_cut: bool = False
     max_gap_px: int = GAP_PX
@@ -199,10 +199,10 @@ def select_components(labels: np.ndarray) -> Selection:
     if not wires:
         extra = " (a droplet is present)" if drops else ""
         return Selection("no_wire", f"no nanowire region of at least {MIN_AREA_PX} px{extra}",
-                         "no_wire")
+                         "no_wire", n_droplets=len(drops))
     if not drops:
         return Selection("no_droplet", f"no droplet region of at least {MIN_AREA_PX} px",
-                         "no_droplet")
+                         "no_droplet", n_droplets=0)
     # The largest droplet that touches a wire, on the largest wire it touches (wires and
     # droplets are sorted by area). Ranking by droplet, not by wire: at high magnification the
     # measured wire can be a short stub smaller than a distant wire with its own small droplet.
@@ -215,7 +215,7 @@ def select_components(labels: np.ndarray) -> Selection:
             "droplet_not_on_wire",
             f"no droplet lies within {GAP_PX} px, or {100 * WIDE_GAP_FRACTION:.0f} % of its "
             f"radius, of a nanowire ({len(drops)} droplet(s), {len(wires)} wire(s))",
-            "droplet_not_on_wire",
+            "droplet_not_on_wire", n_droplets=len(drops),
         )
     wcont, _, wrect = wires[pair[0]]
     dcont, _, drect = drops[pair[1]]

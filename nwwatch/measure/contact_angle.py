@@ -198,7 +198,7 @@ def _measure(
     sel = select_components(labels)
     if sel.status is not None:
         return ContactAngleResult(sel.status, sel.reason, sel.reason_code,
-                                  n_droplets=sel.n_droplets or None, pixel_size_nm=pixel_size_nm)
+                                  n_droplets=sel.n_droplets, pixel_size_nm=pixel_size_nm)
     base = dict(n_droplets=sel.n_droplets, droplet_cut=sel.droplet_cut,
                 droplet_area_px2=sel.droplet_area_px2, pixel_size_nm=pixel_size_nm)
     # Each stage raises Refused, with the failure as its result, when its check fails.

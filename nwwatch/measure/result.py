@@ -38,7 +38,7 @@ class MeasurementPoints:
     facet_rejected: np.ndarray
 
 #: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "2.2.18"
+MEASUREMENT_VERSION = "2.2.19"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"

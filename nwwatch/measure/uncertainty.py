@@ -177,7 +177,8 @@ def uncertain_reason(
     ranked = sorted(terms_deg.items(), key=lambda kv: -kv[1])
     top, top_deg = ranked[0]
     detail = (details or {}).get(top, "")
-    text = (f"the angle is uncertain by +-{sigma_deg:.1f} deg (> {limit_deg:g}), mostly from "
+    # two decimals: one would print a sigma just above the limit as the limit ("1.5 > 1.5")
+    text = (f"the angle is uncertain by +-{sigma_deg:.2f} deg (> {limit_deg:g}), mostly from "
             f"{SIGMA_TERMS[top]}: +-{top_deg:.1f} deg" + (f" ({detail})" if detail else ""))
     others = [f"{name.replace('_', ' ')} +-{deg:.1f}" for name, deg in ranked[1:] if deg >= 0.05]
     return text + (f"; other terms: {', '.join(others)} deg" if others else "")
