@@ -178,7 +178,9 @@ def test_pseudo_label_teacher_of_other_classes_is_refused(tmp_path, suffix):
                           model_options=TINY)
     with pytest.raises(ValueError, match=rf"t\{suffix}: the teacher's classes \['background', "
                                          r"'nanowire', 'droplet'\], the data's \['background', "
-                                         r"'wire', 'drop'\]"):
+                                         r"'wire', 'drop'\]: where they mean the same "
+                                         r"classes .* in DATA/dataset.toml \(classes = "
+                                         r"\['background', 'nanowire', 'droplet'\]\)"):
         train(student, progress=False)
     assert not (tmp_path / "s.pt").exists()
 

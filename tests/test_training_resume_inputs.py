@@ -530,3 +530,53 @@ def test_a_copy_of_the_held_out_image_among_the_training_images_is_said(tmp_path
     assert (f"note: 1 training image is a held-out image under another name (aa_copy "
             f"({held_out})): the validation scores, which choose the exported epoch, are then "
             "on an image it trains on; remove the copy") in said, said
+
+
+def test_images_the_starting_weights_trained_on_are_not_held_out(tmp_path):
+    """A fine-tune of more labels from the user's own weights (the docs' loop: label more,
+    --init mine.pt) held out images the weights were trained on, and reported their scores
+    as held-out ones; so did a frozen encoder's run."""
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    train(_config(tmp_path, "base", data), progress=False)  # trains on all four
+    base = load_checkpoint(tmp_path / "base.pt")
+    hashes = {file_sha256(p) for p in (data / "images").iterdir()}
+    assert set(base["seen_images_sha256"]) == hashes
+    more = make_folder(tmp_path / "more", n=8, size=32, unlabeled=1, seed=1)  # other frames
+    for path in (data / "images").iterdir():
+        shutil.copy(path, more / "images" / f"old_{path.name}")
+        shutil.copy(data / "labels" / f"{path.stem}.png", more / "labels" / f"old_{path.stem}.png")
+    said: list[str] = []
+    tuned = _config(tmp_path, "tuned", more, init=str(tmp_path / "base.pt"), model_options={},
+                    val_fraction=0.25, val_min_images=1)
+    train(tuned, progress=False, echo=said.append)
+    split = load_checkpoint(tmp_path / "tuned.pt")["split"]
+    assert len(split["val"]) == 3 and not any(s.startswith("old_") for s in split["val"])
+    (note,) = [line for line in said if "trained on by the starting weights" in line]
+    assert note.startswith("note: 4 of the 12 labeled images (old_")
+    # what the tuned weights have seen is carried on: the base's and its own training images
+    seen = set(load_checkpoint(tmp_path / "tuned.pt")["seen_images_sha256"])
+    assert hashes <= seen and len(seen) == 9
+    # a frozen encoder's images as well
+    frozen = _config(tmp_path, "frozen", more, paradigm="cct",
+                     frozen_encoder=str(tmp_path / "base.pt"), val_fraction=0.25,
+                     val_min_images=1)
+    train(frozen, progress=False)
+    assert not any(s.startswith("old_")
+                   for s in load_checkpoint(tmp_path / "frozen.pt")["split"]["val"])
+
+
+def test_init_and_frozen_encoder_are_the_same_weights_when_their_files_are_copies(tmp_path):
+    """They were compared by path: a byte-identical copy was "different weights"."""
+    import click
+
+    from training.runfiles import check_init_and_frozen_encoder
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    train(_config(tmp_path, "base", data), progress=False)
+    copy = tmp_path / "copy" / "base.pt"
+    copy.parent.mkdir()
+    shutil.copy(tmp_path / "base.pt", copy)
+    check_init_and_frozen_encoder(str(copy), tmp_path / "base.pt")  # no error
+    train(_config(tmp_path, "other", data, seed=2), progress=False)
+    with pytest.raises(click.UsageError, match="are different weights"):
+        check_init_and_frozen_encoder(str(tmp_path / "other.pt"), tmp_path / "base.pt")

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -343,11 +343,15 @@ class Split:
 
 
 def make_split(stems: list[str], val_fraction: float, seed: int,
-               min_images: int = 2) -> Split:
+               min_images: int = 2, keep_training: Collection[str] = ()) -> Split:
     """Seeded random split by stem. At least one training image; validation may be empty.
 
     With fewer than ``min_images`` images (at least 2: e.g. one labeled tomogram slice)
     everything trains; otherwise a positive ``val_fraction`` holds out at least one image.
+    ``keep_training``: stems never held out (images the starting weights trained on: their
+    scores would not be held-out ones); validation holds as many of the others as it would
+    have held, or all of them when there are fewer. Without it, the split of the same stems
+    and seed is the one it always was.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction {val_fraction} must be in [0, 1)")
@@ -358,8 +362,11 @@ def make_split(stems: list[str], val_fraction: float, seed: int,
         n_val = min(max(n_val, 1), len(ordered) - 1)
     else:
         n_val = 0
-    val = sorted(ordered[i] for i in order[:n_val])
-    train = sorted(ordered[i] for i in order[n_val:])
+    kept = set(keep_training)
+    eligible = [i for i in order if ordered[i] not in kept]
+    chosen = set(eligible[:n_val])
+    val = sorted(ordered[i] for i in chosen)
+    train = sorted(ordered[i] for i in order if i not in chosen)
     return Split(tuple(train), tuple(val))
 
 

@@ -96,6 +96,20 @@ class TrainResult:
     validation_images: list[str] = field(default_factory=list)
 
 
+def _seen_by_starting_weights(config: TrainConfig,
+                              initial: InitialWeights | None) -> frozenset[str]:
+    """sha256 of the labeled images the weights a new run starts from were trained on: the
+    ``--init`` weights' and the ``--frozen-encoder`` checkpoint's (its encoder is kept as
+    trained on them)."""
+    from training.weights import seen_images
+
+    seen = set(initial.seen_images_sha256) if initial is not None else set()
+    if config.frozen_encoder:
+        with contextlib.suppress(OSError, ValueError):  # its own checks say what is wrong
+            seen |= seen_images(load_checkpoint(config.frozen_encoder))
+    return frozenset(seen)
+
+
 def _initial_weights(config: TrainConfig, num_classes: int, class_names) -> InitialWeights:
     """Load ``--init`` weights and make the run's architecture theirs (checked first)."""
     if config.paradigm == "contrastive":
@@ -398,6 +412,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     # DATA/unlabeled/ normalises the same files otherwise, which the data hash does not see
     normalised_sha = data.normalised_sha256() if data.normalization_scope == "volume" else None
     by_stem = {item.stem: item for item in data.labeled}
+    # images the weights this run starts from were trained on (a resume holds its own list)
+    seen_before = (frozenset((payload or {}).get("seen_images_sha256") or ())
+                   if payload is not None else _seen_by_starting_weights(config, initial))
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
             source = config.data or config.volume
@@ -416,9 +433,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         _check_resumed_dataset(ckpt_file, payload, data)
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
+        trained_on = sorted(s for s, item in by_stem.items()
+                            if item.image_sha256 and item.image_sha256 in seen_before)
         split = make_split(list(by_stem), config.val_fraction, config.seed,
-                           config.val_min_images)
+                           config.val_min_images, keep_training=trained_on)
         split_train, split_val = list(split.train), list(split.val)
+        if trained_on and config.val_fraction > 0:
+            n = len(trained_on)
+            echo(f"note: {n} of the {len(by_stem)} labeled images ({trained_on[0]}"
+                 f"{', ...' if n > 1 else ''}) were trained on by the starting weights "
+                 f"(--init, --frozen-encoder): they train again and are not held out, so that "
+                 f"the validation scores are those of images the model has not seen"
+                 + ("" if split_val else "; none is left to hold out"))
         if config.val_fraction > 0 and not split_val:
             # asked for a validation split that the data cannot give: the run's metrics are
             # its training images' (train_*), which should not read as validation
@@ -429,6 +455,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                  "training images")
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
+    # what these weights will have been trained on, carried to the runs that start from them
+    seen_all = sorted(seen_before | {i.image_sha256 for i in train_items if i.image_sha256})
     if payload is None and val_items and data.kind == "insitu":
         from training.data import classes_labeled_nowhere
 
@@ -529,7 +557,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "training_data_sha256": data_sha, "unlabeled_sha256": unlabeled_sha,
             "normalised_sha256": normalised_sha,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
-            "refit_done": refit_done,
+            "refit_done": refit_done, "seen_images_sha256": seen_all,
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []

@@ -246,10 +246,21 @@ def check_init_and_frozen_encoder(init: str | None, frozen_encoder: Path | None)
         return  # the run names the bad --init
     frozen = checkpoint_path(frozen_encoder) if frozen_encoder.suffix == ".onnx" \
         else frozen_encoder
-    if frozen.resolve() != weights:
+    if frozen.resolve() != weights and not _same_content(frozen, weights):
         raise click.UsageError(f"--init {weights} and --frozen-encoder {frozen} are different "
                                f"weights, and --init would replace the frozen encoder: give "
                                f"the same weights to both, or only one of them")
+
+
+def _same_content(a: Path, b: Path) -> bool:
+    """True when the files ``a`` and ``b`` hold the same bytes (a copy of the weights under
+    another name); False when either cannot be read (the run names that)."""
+    from nwwatch.filehash import file_sha256
+
+    try:
+        return a.stat().st_size == b.stat().st_size and file_sha256(a) == file_sha256(b)
+    except OSError:
+        return False
 
 
 @contextlib.contextmanager

@@ -53,6 +53,9 @@ class InitialWeights:
     #: (:func:`init_working_scale`), and that model's file; None: no such model
     working_scale: dict[str, Any] | None = None
     working_scale_source: Path | None = None
+    #: sha256 of every labeled image these weights were trained on (their run's training
+    #: images and those of the weights it started from); empty when not recorded
+    seen_images_sha256: frozenset[str] = frozenset()
 
 
 def resolve_init(name_or_path: str) -> Path:
@@ -136,7 +139,14 @@ def load_initial_weights(name_or_path: str) -> InitialWeights:
     return InitialWeights(path=path, arch=arch, model_options=config, num_classes=num_classes,
                           class_names=payload.get("class_names"),
                           state=payload["inference_state"], working_scale=scale,
-                          working_scale_source=source)
+                          working_scale_source=source,
+                          seen_images_sha256=seen_images(payload))
+
+
+def seen_images(payload: dict[str, Any]) -> frozenset[str]:
+    """The sha256 of every labeled image the weights of checkpoint ``payload`` were trained
+    on (``seen_images_sha256``, written by this version's runs; empty for others)."""
+    return frozenset(payload.get("seen_images_sha256") or ())
 
 
 def init_working_scale(checkpoint: Path) -> tuple[dict[str, Any] | None, Path | None]:

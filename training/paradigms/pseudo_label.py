@@ -33,7 +33,10 @@ def _check_classes(teacher: Path, theirs, class_names) -> None:
     if theirs is not None and list(theirs) != list(class_names):
         # the count alone let a teacher label the data's droplets as its nanowire
         raise ValueError(f"{teacher}: the teacher's classes {list(theirs)}, the data's "
-                         f"{list(class_names)}")
+                         f"{list(class_names)}: where they mean the same classes in the same "
+                         f"order, name them as the teacher does in DATA/dataset.toml (classes "
+                         f"= {list(theirs)}); otherwise the teacher labels other classes "
+                         f"than the data's")
 
 
 def teacher_probabilities(teacher: Path, images: list[np.ndarray], class_names: Sequence[str],
