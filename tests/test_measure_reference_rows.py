@@ -39,7 +39,8 @@ frame's negative shares: the refined rows' sigma moved by up to 0.8 %, and the e
 true-label row's reason names its term's new size (2.7 deg instead of 2.8); 2.2.18 leaves
 the interface's points out of the wire's side-edge fits (these rows unchanged); 2.2.19 prints
 an `angle_uncertain` reason's sigma with two decimals (the seven such rows' reasons) and counts
-the droplets of a frame refused before its pair (none of these rows).
+the droplets of a frame refused before its pair (none of these rows), and adds each side
+angle's 1-sigma (two columns; every other value bit-identical).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations

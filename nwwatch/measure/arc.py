@@ -10,6 +10,7 @@ side), valid on both sides of 90 degrees.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
@@ -63,18 +64,28 @@ def angle_deg(fit: CircleFit, line: FacetLine, shift_px: float = 0.0) -> float:
     return math.degrees(math.acos(min(max(-s / fit.radius, -1.0), 1.0)))
 
 
-def side_angles(
+@dataclass(frozen=True)
+class SideFit:
+    """One half of the arc's own circle: ``fit`` to its ``points`` (N, 2) and the angle it
+    makes with the facet line, ``angle_deg``."""
+
+    angle_deg: float
+    fit: CircleFit
+    points: np.ndarray
+
+
+def side_fits(
     pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
     contact_visible: tuple[bool, bool] = (True, True),
-) -> tuple[float | None, float | None]:
-    """Angles (degrees) from circles fitted to each half of the arc ``pts`` (N, 2), split at
+) -> tuple[SideFit | None, SideFit | None]:
+    """(left, right) circles fitted to each half of the arc ``pts`` (N, 2), split at
     ``foot`` (2,), the foot of the circle centre on the line (left: +direction side); None
     for a half with too few points or too little arc, whose contact point lies outside the
     image (``contact_visible`` False: its circle would be extrapolated over the part the
     frame cuts off), or whose circle does not reach the line (no angle to read there; the
     whole cap is refused for that as ``circle_misses_facet``)."""
     lat = (pts - foot) @ line.direction
-    out: list[float | None] = []
+    out: list[SideFit | None] = []
     for side, visible in zip((lat > 0, lat < 0), contact_visible, strict=True):
         sub = pts[side]
         if not visible or len(sub) < MIN_POINTS or \
@@ -84,7 +95,7 @@ def side_angles(
         side_fit = geometric_fit(sub, fit.center, fit.radius, max_iter=20)
         ok = side_fit.converged and np.isfinite(side_fit.radius)
         s = float(line.offset(side_fit.center[None, :])[0]) - shift_px
-        out.append(angle_deg(side_fit, line, shift_px)
+        out.append(SideFit(angle_deg(side_fit, line, shift_px), side_fit, sub)
                    if ok and abs(s) <= side_fit.radius else None)
     return out[0], out[1]
 

@@ -28,11 +28,12 @@ from nwwatch.measure import capcheck
 from nwwatch.measure import result as R
 from nwwatch.measure.arc import (
     MIN_POINTS,
+    SideFit,
     arc_position_rad,
     arc_span_deg,
     free_surface,
     on_border,
-    side_angles,
+    side_fits,
 )
 from nwwatch.measure.circle import (
     CircleFit,
@@ -42,6 +43,7 @@ from nwwatch.measure.circle import (
 )
 from nwwatch.measure.components import Selection, select_components
 from nwwatch.measure.facet import Facet, fit_facet, place_facet, signed_deg
+from nwwatch.measure.interface import FacetLine
 from nwwatch.measure.notes import result_notes
 from nwwatch.measure.outlines import PairOutlines, pair_outlines
 from nwwatch.measure.result import ContactAngleResult, MeasurementPoints, Refused, refuse
@@ -288,6 +290,23 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
     return _Cap(fit, pts, span, s, fitted)
 
 
+def _side_sigma_deg(side: SideFit, line: FacetLine, shift_px: float, line_factor: float,
+                    systematic_deg: list[float]) -> float:
+    """1-sigma (degrees) of one side's angle: its own circle's fit (inflated for correlated
+    residuals) on the facet line, as the whole arc's, with the whole cap's systematic terms.
+    Half an arc fixes its circle far less well than the whole: a short or wiggled half bends
+    its circle by degrees where the whole cap's angle moves by tenths."""
+    theta = math.radians(side.angle_deg)
+    s = float(line.offset(side.fit.center[None, :])[0]) - shift_px
+    foot = side.fit.center - s * line.normal
+    res = np.hypot(*(side.points - side.fit.center).T) - side.fit.radius
+    circle_var, line_var = statistical_variances(
+        side.fit, line, theta, float(line.along(foot[None, :])[0]),
+        correlation_factor(res, arc_position_rad(side.points, side.fit.center)), line_factor)
+    return combine_deg(CALIBRATION * math.degrees(math.sqrt(max(circle_var + line_var, 0.0))),
+                       *systematic_deg)
+
+
 def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
            image: np.ndarray | None) -> ContactAngleResult:
     """The angle, its triple points, side angles and 1-sigma; refused when that is above
@@ -307,7 +326,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     right = foot - half_chord * line.direction + off
     upper = np.array(labels.shape) - 0.5
     inside = tuple(bool(((p > -0.5) & (p < upper)).all()) for p in (left, right))
-    theta_left, theta_right = side_angles(pts, fit, line, foot, shift, inside)
+    sides = side_fits(pts, fit, line, foot, shift, inside)
     # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
     res_c = np.hypot(*(pts - fit.center).T) - radius
     ang_c = arc_position_rad(pts, fit.center)
@@ -335,8 +354,12 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
         "droplet_shape": capcheck.cap_excess_sigma_deg(excess_px, half_chord),
         "triple_points": capcheck.triple_depth_sigma_deg(depth_px, half_chord),
     }
-    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *(  # fits, then the systematics
-        v for k, v in terms_deg.items() if k not in ("outline", "facet_line", "facet_gap")))
+    systematic = [v for k, v in terms_deg.items()
+                  if k not in ("outline", "facet_line", "facet_gap")]
+    sigma_deg = combine_deg(CALIBRATION * math.degrees(stat), *systematic)
+    side_sigma = [None if side is None else
+                  _side_sigma_deg(side, line, shift, shape.line_factor, systematic)
+                  for side in sides]
     volume = math.pi * radius**3 / 3.0 * (2.0 - 3.0 * math.cos(theta) + math.cos(theta) ** 3)
     # also on a refused row: a lab's own cut on σ needs the whole cap, and its overlay shows
     # the triple points a refusal may be about
@@ -344,9 +367,12 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
                   facet_edge=edge.status, cap_excess_px=excess_px, triple_depth_px=depth_px,
                   facet_edge_snr=edge.snr, facet_edge_shift_px=edge.shift_px,
                   facet_row=float(foot[0] + off[0]), facet_col=float(foot[1] + off[1]),
-                  contact_angle_deg=theta_deg, contact_angle_left_deg=theta_left,
-                  contact_angle_right_deg=theta_right,
-                  contact_angle_uncertainty_deg=sigma_deg, cap_height_px=radius + s,
+                  contact_angle_deg=theta_deg,
+                  contact_angle_left_deg=None if sides[0] is None else sides[0].angle_deg,
+                  contact_angle_right_deg=None if sides[1] is None else sides[1].angle_deg,
+                  contact_angle_uncertainty_deg=sigma_deg,
+                  contact_angle_left_uncertainty_deg=side_sigma[0],
+                  contact_angle_right_uncertainty_deg=side_sigma[1], cap_height_px=radius + s,
                   triple_left_row=float(left[0]), triple_left_col=float(left[1]),
                   triple_right_row=float(right[0]), triple_right_col=float(right[1]),
                   droplet_volume_px3=volume)

@@ -88,6 +88,8 @@ MEASUREMENT_FIELDS: list[pa.Field] = [
     pa.field("contact_angle_left_deg", _F),
     pa.field("contact_angle_right_deg", _F),
     pa.field("contact_angle_uncertainty_deg", _F),
+    pa.field("contact_angle_left_uncertainty_deg", _F),
+    pa.field("contact_angle_right_uncertainty_deg", _F),
     pa.field("base_half_width_px", _F),
     pa.field("cap_height_px", _F),
     pa.field("droplet_radius_px", _F),
@@ -139,7 +141,8 @@ class ContactAngleResult:
     in degrees. ``contact_angle_deg`` is the angle between the circle fitted to the whole
     free surface and the facet line; ``contact_angle_left_deg`` / ``_right_deg`` come from
     circles fitted to each half of the arc, left as seen by an observer looking from the
-    wire into the droplet. ``facet_angle_deg`` is the facet line's direction (its normal
+    wire into the droplet, each with its own 1-sigma (``*_uncertainty_deg``: a half arc
+    scatters more than the whole). ``facet_angle_deg`` is the facet line's direction (its normal
     into the droplet + 90, in (-180, 180]); ``facet_source`` says how it was oriented
     (``interface``: fitted to the wire/droplet interface; ``wire_axis``: perpendicular to the
     wire axis, a prior for a short interface; ``centroids``: perpendicular to the
@@ -168,6 +171,8 @@ class ContactAngleResult:
     contact_angle_left_deg: float | None = None
     contact_angle_right_deg: float | None = None
     contact_angle_uncertainty_deg: float | None = None
+    contact_angle_left_uncertainty_deg: float | None = None
+    contact_angle_right_uncertainty_deg: float | None = None
     base_half_width_px: float | None = None
     cap_height_px: float | None = None
     droplet_radius_px: float | None = None
