@@ -584,8 +584,9 @@ def test_uncertain_reason_orders_terms_and_leaves_out_zero_ones():
     assert text.startswith("the angle is uncertain by +-2.50 deg (> 1.5), mostly from the "
                            "facet's shape: ")
     # a sigma just above the limit is not printed as the limit ("+-1.5 deg (> 1.5)")
-    assert uncertain_reason(1.53, 1.5, {"outline": 1.53}).startswith(
-        "the angle is uncertain by +-1.53 deg (> 1.5)")
+    for sigma, shown in ((1.53, "1.53"), (1.504, "1.51"), (1.5000001, "1.51")):
+        assert uncertain_reason(sigma, 1.5, {"outline": sigma}).startswith(
+            f"the angle is uncertain by +-{shown} deg (> 1.5)")
     assert text.endswith("readings differ): +-2.0 deg (tilted); other terms: outline +-1.5 deg")
 
 
@@ -681,3 +682,27 @@ def test_droplets_are_counted_on_rows_refused_before_a_pair():
     no_wire = measure_contact_angle(labels)
     assert (no_wire.reason_code, no_wire.n_droplets) == ("no_wire", 2)
     assert no_wire.wire_status is None and no_wire.droplet_area_px2 is None
+
+
+def test_a_side_angle_carries_a_sigma_that_covers_its_error():
+    """Frame-cut droplets (bench_contact_angle's random_cap, seed 3): the right half's angle
+    is 3 deg off on an `ok` row whose only sigma was the whole cap's, 0.36 deg."""
+    from nwwatch.synth.geometry import WireSpec
+    from nwwatch.synth.labels import scene_labels
+
+    wire = WireSpec(facet_row=342.84230191039285, facet_col=33.590106647141745,
+                    axis_deg=-158.29950268658533, radius_px=27.166596842826166,
+                    theta_deg=130.40986606136624)
+    r = measure_contact_angle(scene_labels((wire,), (512, 512), factor=1, fine=10)[0])
+    assert r.angle_valid and r.contact_angle_uncertainty_deg < 0.5
+    assert abs(r.contact_angle_right_deg - 130.41) > 2.5  # far beyond the cap's 2 sigma ...
+    assert abs(r.contact_angle_right_deg - 130.41) <= 2 * r.contact_angle_right_uncertainty_deg
+    assert abs(r.contact_angle_left_deg - 130.41) <= 2 * r.contact_angle_left_uncertainty_deg
+    # a side whose triple point the frame cuts off has neither angle nor sigma (seed 4)
+    cut = WireSpec(facet_row=53.3412189205944, facet_col=461.492737280633,
+                   axis_deg=46.1934158163117, radius_px=40.470060656484506,
+                   theta_deg=134.89932155519176)
+    r = measure_contact_angle(scene_labels((cut,), (512, 512), factor=1, fine=10)[0])
+    assert r.angle_valid and r.contact_angle_right_deg is None
+    assert r.contact_angle_right_uncertainty_deg is None
+    assert abs(r.contact_angle_left_deg - 134.90) <= 2 * r.contact_angle_left_uncertainty_deg

@@ -99,3 +99,30 @@ def test_what_cannot_be_read_is_named(tmp_path):
     bad.write_bytes(b"PAR1 not really")
     with pytest.raises(ResultsReadError, match="frames-1.parquet: not a readable Parquet"):
         read_results(tmp_path)
+
+
+def test_a_row_written_twice_counts_once_and_a_file_gone_meanwhile_is_listed_again(
+        tmp_path, monkeypatch):
+    """A batch file copied inside its partition (as a compaction cut short leaves one) gave
+    every row twice; a file removed between listing and reading (a compaction) was called
+    'not a readable Parquet file'."""
+    import shutil
+
+    import nwwatch.results.reading as reading
+
+    _write(tmp_path, [_row("/acq/a.tif", k, "s1", T0, 100.0) for k in range(3)],
+           frame_schema(MEASUREMENT_FIELDS), T0)
+    (path,) = (tmp_path / "frames").rglob("*.parquet")
+    shutil.copy(path, path.with_name("frames-copy.parquet"))
+    assert read_results(tmp_path, current=False).num_rows == 6
+    assert read_results(tmp_path).num_rows == 3
+    listed = reading.dataset_files
+    calls = []
+
+    def one_gone(folder):
+        calls.append(folder)
+        files = listed(folder)
+        return files + [files[0].with_name("frames-gone.parquet")] if len(calls) == 1 else files
+
+    monkeypatch.setattr(reading, "dataset_files", one_gone)
+    assert read_results(tmp_path).num_rows == 3 and len(calls) == 2

@@ -471,3 +471,6 @@ def test_one_model_under_two_measurement_versions_is_two_series_not_two_models()
     assert lines[0] == ("  by model and measurement version, newest first (2 series: 5 files "
                         "processed by several, their rows counted once per series):")
     assert lines[1].startswith("    insitu-default c2bf5c2cbf74 measurement 2.2.18: 5 rows")
+    # one model file under two names, one measurement version: models, not series
+    renamed = [dict(models[0], model_name=name) for name in ("a", "b")]
+    assert _model_lines(renamed, None)[0] == "  by model, newest first (2 models):"

@@ -550,12 +550,13 @@ def test_images_the_starting_weights_trained_on_are_not_held_out(tmp_path):
                     val_fraction=0.25, val_min_images=1)
     train(tuned, progress=False, echo=said.append)
     split = load_checkpoint(tmp_path / "tuned.pt")["split"]
-    assert len(split["val"]) == 3 and not any(s.startswith("old_") for s in split["val"])
+    # a quarter of the eight new images, none of the four the weights trained on
+    assert len(split["val"]) == 2 and not any(s.startswith("old_") for s in split["val"])
     (note,) = [line for line in said if "trained on by the starting weights" in line]
     assert note.startswith("note: 4 of the 12 labeled images (old_")
     # what the tuned weights have seen is carried on: the base's and its own training images
     seen = set(load_checkpoint(tmp_path / "tuned.pt")["seen_images_sha256"])
-    assert hashes <= seen and len(seen) == 9
+    assert hashes <= seen and len(seen) == 10
     # a frozen encoder's images as well
     frozen = _config(tmp_path, "frozen", more, paradigm="cct",
                      frozen_encoder=str(tmp_path / "base.pt"), val_fraction=0.25,
@@ -563,6 +564,53 @@ def test_images_the_starting_weights_trained_on_are_not_held_out(tmp_path):
     train(frozen, progress=False)
     assert not any(s.startswith("old_")
                    for s in load_checkpoint(tmp_path / "frozen.pt")["split"]["val"])
+    # ... named by its model file, as --frozen-encoder takes it too
+    (tmp_path / "base.onnx").write_bytes(b"")  # the run reads base.pt beside it
+    frozen.frozen_encoder = str(tmp_path / "base.onnx")
+    frozen.out = str(tmp_path / "frozen2.onnx")
+    train(frozen, progress=False)
+    assert not any(s.startswith("old_")
+                   for s in load_checkpoint(tmp_path / "frozen2.pt")["split"]["val"])
+    # every image seen: none held out, and one note says why
+    said.clear()
+    again = _config(tmp_path, "again", data, init=str(tmp_path / "base.pt"), model_options={},
+                    val_fraction=0.25, val_min_images=1)
+    train(again, progress=False, echo=said.append)
+    assert load_checkpoint(tmp_path / "again.pt")["split"]["val"] == []
+    notes = [line for line in said if line.startswith("note:")]
+    assert len(notes) == 1 and "none of the others is left to hold out" in notes[0]
+
+
+def test_a_fine_tune_of_few_new_images_trains_on_some_of_them():
+    """Validation took as many images as the fraction of all asked, from the new ones only:
+    two new labels beside sixteen seen ones both went to validation, none to training."""
+    from training.data import make_split
+
+    seen = [f"old{k:02d}" for k in range(16)]
+    split = make_split([*seen, "new0", "new1"], 0.1, 0, 6, keep_training=seen)
+    assert len(split.val) == 1 and {"new0", "new1"} & set(split.train)
+    alone = make_split([*seen, "new0"], 0.1, 0, 6, keep_training=seen)
+    assert alone.val == () and "new0" in alone.train
+
+
+def test_the_slices_of_one_volume_are_seen_one_by_one(tmp_path):
+    """Every labeled slice carried the volume file's sha256: one slice trained on made every
+    slice of the volume 'seen'."""
+    import cv2
+
+    from training.data import load_volume_slices
+
+    volume = np.random.default_rng(0).normal(0, 1, (10, 32, 32)).astype(np.float32)
+    tifffile.imwrite(tmp_path / "v.tif", volume)
+    labels = []
+    for z in (2, 5):
+        path = tmp_path / f"z{z}.png"
+        cv2.imwrite(str(path), (volume[z] > 0).astype(np.uint8))
+        labels.append((z, path))
+    data = load_volume_slices(tmp_path / "v.tif", labels)
+    keys = {item.stem: item.content_key for item in data.labeled}
+    assert len(set(keys.values())) == 2
+    assert all(key.startswith(file_sha256(tmp_path / "v.tif")) for key in keys.values())
 
 
 def test_init_and_frozen_encoder_are_the_same_weights_when_their_files_are_copies(tmp_path):
@@ -580,3 +628,20 @@ def test_init_and_frozen_encoder_are_the_same_weights_when_their_files_are_copie
     train(_config(tmp_path, "other", data, seed=2), progress=False)
     with pytest.raises(click.UsageError, match="are different weights"):
         check_init_and_frozen_encoder(str(tmp_path / "other.pt"), tmp_path / "base.pt")
+
+
+def test_slim_and_interpolated_weights_keep_what_their_weights_have_seen(tmp_path):
+    from training.interpolate import interpolate_checkpoints
+    from training.weights import load_initial_weights, write_slim_weights
+
+    data = make_folder(tmp_path / "data", n=2, size=32)
+    train(_config(tmp_path, "a", data), progress=False)
+    other = make_folder(tmp_path / "other", n=2, size=32, seed=3)
+    train(_config(tmp_path, "b", other), progress=False)
+    seen_a = set(load_checkpoint(tmp_path / "a.pt")["seen_images_sha256"])
+    seen_b = set(load_checkpoint(tmp_path / "b.pt")["seen_images_sha256"])
+    slim = write_slim_weights(tmp_path / "a.pt", tmp_path / "slim.pt", "test")
+    assert load_initial_weights(str(slim)).seen_images_sha256 == seen_a
+    mixed = interpolate_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", 0.5,
+                                   tmp_path / "mixed.pt")
+    assert load_initial_weights(str(mixed)).seen_images_sha256 == seen_a | seen_b

@@ -333,14 +333,14 @@ def test_labels_that_do_not_match_their_slice_warn_whatever_is_kept(tmp_path):
     selection, _ = select_and_train(_config(tmp_path, volume_path, labels_path),
                                     ("threshold",), echo=lines.append)
     assert selection.scores["threshold"] < 0.7
-    (warning,) = [w for w in selection.warnings if "held-out labeled pixels well" in w]
+    (warning,) = [w for w in selection.warnings if "held-out labeled pixels poorly" in w]
     assert "flipped upside down" in warning and f"warning: {warning}" in lines
     # the labels of the slice as it is: no such warning
     cv2.imwrite(str(labels_path), _patch_labels(truth[Z], CORNERS))
     selection, _ = select_and_train(_config(tmp_path, volume_path, labels_path),
                                     ("threshold",), echo=lines.append)
     assert selection.scores["threshold"] > 0.9
-    assert not [w for w in selection.warnings if "held-out labeled pixels well" in w]
+    assert not [w for w in selection.warnings if "held-out labeled pixels poorly" in w]
 
 
 def _checker_volume(truth: np.ndarray) -> np.ndarray:

@@ -58,6 +58,15 @@ class LabeledImage:
     label_sha256: str = ""
     #: How messages name it: the labels file (and the slice of the volume), else ``stem``.
     shown_as: str = ""
+    #: What identifies its pixels from one run to the next (the runs that start from a
+    #: model's weights keep the images it was trained on out of validation): a volume
+    #: slice's volume sha256 and index; empty: ``image_sha256``, its file's.
+    slice_key: str = ""
+
+    @property
+    def content_key(self) -> str:
+        """The image's identity across runs: ``slice_key`` or ``image_sha256``."""
+        return self.slice_key or self.image_sha256
 
 
 @dataclass
@@ -300,7 +309,8 @@ def load_volume_slices(
     volume_sha = file_sha256(volume_path)
     labeled = [LabeledImage(f"{volume_path.stem}_z{z:05d}", pages[z], label, volume_sha,
                             file_sha256(path),
-                            shown_as=f"{Path(path).name} (slice {z} of {volume_path.name})")
+                            shown_as=f"{Path(path).name} (slice {z} of {volume_path.name})",
+                            slice_key=f"{volume_sha}:z{z}")
                for z, (path, label) in sorted(labels.items())]
     unlabeled = [page for z, page in enumerate(pages) if z not in labels]
     where = ",".join(str(z) for z in sorted(labels))
@@ -349,9 +359,10 @@ def make_split(stems: list[str], val_fraction: float, seed: int,
     With fewer than ``min_images`` images (at least 2: e.g. one labeled tomogram slice)
     everything trains; otherwise a positive ``val_fraction`` holds out at least one image.
     ``keep_training``: stems never held out (images the starting weights trained on: their
-    scores would not be held-out ones); validation holds as many of the others as it would
-    have held, or all of them when there are fewer. Without it, the split of the same stems
-    and seed is the one it always was.
+    scores would not be held-out ones); validation then holds ``val_fraction`` of the other
+    images, at least one, but never all of them (one new image alone trains: nothing is held
+    out), and no more than it would have held of all. Without it, the split of the same
+    stems and seed is the one it always was.
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"val_fraction {val_fraction} must be in [0, 1)")
@@ -364,6 +375,11 @@ def make_split(stems: list[str], val_fraction: float, seed: int,
         n_val = 0
     kept = set(keep_training)
     eligible = [i for i in order if ordered[i] not in kept]
+    if len(eligible) < len(ordered) and n_val:
+        # the fraction of the new images, at least one, never all of them: the new labels
+        # are what the run is for
+        n_val = min(n_val, max(int(round(val_fraction * len(eligible))), 1),
+                    len(eligible) - 1)
     chosen = set(eligible[:n_val])
     val = sorted(ordered[i] for i in chosen)
     train = sorted(ordered[i] for i in order if i not in chosen)

@@ -105,8 +105,11 @@ def _seen_by_starting_weights(config: TrainConfig,
 
     seen = set(initial.seen_images_sha256) if initial is not None else set()
     if config.frozen_encoder:
+        frozen = Path(config.frozen_encoder)
+        if frozen.suffix == ".onnx":  # its checkpoint beside it, as the paradigm reads it
+            frozen = checkpoint_path(frozen)
         with contextlib.suppress(OSError, ValueError):  # its own checks say what is wrong
-            seen |= seen_images(load_checkpoint(config.frozen_encoder))
+            seen |= seen_images(load_checkpoint(frozen))
     return frozenset(seen)
 
 
@@ -434,7 +437,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         split_train, split_val = payload["split"]["train"], payload["split"]["val"]
     else:
         trained_on = sorted(s for s, item in by_stem.items()
-                            if item.image_sha256 and item.image_sha256 in seen_before)
+                            if item.content_key and item.content_key in seen_before)
         split = make_split(list(by_stem), config.val_fraction, config.seed,
                            config.val_min_images, keep_training=trained_on)
         split_train, split_val = list(split.train), list(split.val)
@@ -444,8 +447,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                  f"{', ...' if n > 1 else ''}) were trained on by the starting weights "
                  f"(--init, --frozen-encoder): they train again and are not held out, so that "
                  f"the validation scores are those of images the model has not seen"
-                 + ("" if split_val else "; none is left to hold out"))
-        if config.val_fraction > 0 and not split_val:
+                 + ("" if split_val else "; none of the others is left to hold out, so the "
+                    "metrics are on the training images"))
+        elif config.val_fraction > 0 and not split_val:
             # asked for a validation split that the data cannot give: the run's metrics are
             # its training images' (train_*), which should not read as validation
             n = len(split_train)
@@ -456,7 +460,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     train_items = [by_stem[s] for s in split_train]
     val_items = [by_stem[s] for s in split_val]
     # what these weights will have been trained on, carried to the runs that start from them
-    seen_all = sorted(seen_before | {i.image_sha256 for i in train_items if i.image_sha256})
+    seen_all = sorted(seen_before | {i.content_key for i in train_items if i.content_key})
     if payload is None and val_items and data.kind == "insitu":
         from training.data import classes_labeled_nowhere
 

@@ -35,6 +35,7 @@ from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.session import Segmenter
 from training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from training.paradigms.base import build_inference_model
+from training.weights import seen_images
 
 #: Metadata ``extra`` entries that describe one training run; an interpolation has none.
 RUN_SPECIFIC_EXTRA = ("epochs", "seed", "crop", "crop_option", "training_source",
@@ -130,7 +131,9 @@ def interpolate_checkpoints(a: str | os.PathLike[str], b: str | os.PathLike[str]
         "class_names": payload_a.get("class_names"), "kind": payload_a.get("kind"),
         "source": f"weight-space interpolation (1 - {alpha:g}) * {a} + {alpha:g} * {b} "
                   f"(python -m training.interpolate)",
-        "interpolation": record})
+        "interpolation": record,
+        # what either set of weights was trained on, the interpolation has seen
+        "seen_images_sha256": sorted(seen_images(payload_a) | seen_images(payload_b))})
     return out
 
 

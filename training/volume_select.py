@@ -317,11 +317,12 @@ def select_and_train(config: TrainConfig, candidates: Sequence[str] = CANDIDATES
                     echo(f"  {method:12s} held-out balanced accuracy {score:.4f} "
                          f"({seconds[method]:.0f} s)")
             method, reason = choose(scores, patches=n_patches)
-            best = max((v for v in scores.values() if not math.isnan(v)), default=math.nan)
-            if best < MIN_HELD_OUT_SCORE:
+            kept_score = scores.get(method, math.nan)
+            if kept_score < MIN_HELD_OUT_SCORE:
                 warnings.append(
-                    f"no candidate predicts the held-out labeled pixels well (best balanced "
-                    f"accuracy {best:.3f}, 0.5 is chance): check that the labels belong to "
+                    f"the kept method predicts the held-out labeled pixels poorly ({method}: "
+                    f"balanced accuracy {kept_score:.3f}, 0.5 is chance): check that the "
+                    "labels belong to "
                     "the slice given and lie on it as drawn (not flipped upside down, as "
                     "IMOD's mrc2tif exports a slice by default, not transposed, not of "
                     "another slice or volume), and that the volume has no constant-filled "

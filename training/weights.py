@@ -183,5 +183,6 @@ def write_slim_weights(checkpoint: str | os.PathLike[str], out: str | os.PathLik
     save_checkpoint(out, {"inference": payload["inference"],
                           "inference_state": payload["inference_state"],
                           "class_names": payload.get("class_names"), "kind": payload.get("kind"),
-                          "source": source})
+                          "source": source,
+                          "seen_images_sha256": sorted(seen_images(payload))})
     return out

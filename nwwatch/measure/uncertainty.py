@@ -177,8 +177,12 @@ def uncertain_reason(
     ranked = sorted(terms_deg.items(), key=lambda kv: -kv[1])
     top, top_deg = ranked[0]
     detail = (details or {}).get(top, "")
-    # two decimals: one would print a sigma just above the limit as the limit ("1.5 > 1.5")
-    text = (f"the angle is uncertain by +-{sigma_deg:.2f} deg (> {limit_deg:g}), mostly from "
+    # rounded up to two decimals: a sigma just above the limit never reads as the limit
+    # ("1.5 > 1.5", "1.50 > 1.5")
+    shown = round(sigma_deg, 2)
+    if shown <= limit_deg < sigma_deg:
+        shown = limit_deg + 0.01
+    text = (f"the angle is uncertain by +-{shown:.2f} deg (> {limit_deg:g}), mostly from "
             f"{SIGMA_TERMS[top]}: +-{top_deg:.1f} deg" + (f" ({detail})" if detail else ""))
     others = [f"{name.replace('_', ' ')} +-{deg:.1f}" for name, deg in ranked[1:] if deg >= 0.05]
     return text + (f"; other terms: {', '.join(others)} deg" if others else "")

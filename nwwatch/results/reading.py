@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 
 from nwwatch.results.parquet import PARTITION_KEY, dataset_files, plain_schema
 from nwwatch.results.quarantine import QUARANTINE_FILE, superseding_table
-from nwwatch.results.versions import newest_versions, read_reverted
+from nwwatch.results.versions import newest_versions, read_reverted, without_repeated_rows
 
 #: The datasets of a results folder :func:`read_results` reads.
 KINDS: tuple[str, ...] = ("frames", "volumes")
@@ -36,8 +36,9 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
     ``.to_pandas()`` for a DataFrame.
 
     Columns are the union of those of every file (a column added by a later version reads
-    null in rows of files written before it). ``current`` (default): only the rows of each
-    input file's newest version, with ``RESULTS/reverted.parquet`` (files put back to
+    null in rows of files written before it). ``current`` (default): a row written twice (a
+    batch file copied, a compaction cut short) once, and only the rows of each input file's
+    newest version, with ``RESULTS/reverted.parquet`` (files put back to
     earlier content) and ``RESULTS/quarantine.parquet`` (a file overwritten with a broken
     one supersedes its earlier rows) applied as ``nwwatch status`` applies them;
     ``current=False``: every version's rows. Rows of several models or measurement versions
@@ -46,8 +47,9 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
 
     Raises :class:`ResultsReadError` naming the folder when it is no results folder (it
     holds neither ``frames`` nor ``volumes``) or the file that cannot be read; a
-    ``kind`` that is not one of :data:`KINDS` raises ValueError listing them. An empty
-    dataset gives a table of no rows and no columns."""
+    ``kind`` that is not one of :data:`KINDS` raises ValueError listing them. A file removed
+    between listing and reading (a compaction, the service replacing its files) makes the
+    folder be listed again. An empty dataset gives a table of no rows and no columns."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     root = Path(results_dir)
@@ -57,6 +59,30 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
         raise ResultsReadError(f"{root}: not a results folder (it holds no frames/ or "
                                "volumes/ folder)")
     folder = root / kind
+    for attempt in range(READ_ATTEMPTS):
+        try:
+            table = _read_dataset(folder)
+            break
+        except FileNotFoundError:  # a file replaced by a compaction meanwhile: list again
+            if attempt == READ_ATTEMPTS - 1:
+                raise ResultsReadError(f"{folder}: its files kept changing while they were "
+                                       "read (a compaction or the service writing); read "
+                                       "again") from None
+    if not current or table.num_rows == 0 or "source" not in table.column_names:
+        return table
+    # as the dashboard counts: a row written twice (a copied batch file, a compaction cut
+    # short) once, then each file's newest version
+    return newest_versions(without_repeated_rows(table), read_reverted(root),
+                           _quarantined(root))
+
+
+#: How often :func:`read_results` lists and reads a folder whose files are replaced meanwhile.
+READ_ATTEMPTS = 5
+
+
+def _read_dataset(folder: Path) -> pa.Table:
+    """Every file of ``folder`` with the union of their columns and the partition column;
+    FileNotFoundError when a file listed is gone before it is read."""
     files = dataset_files(folder)
     if not files:
         return pa.table({})
@@ -64,23 +90,28 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
     for path in files:
         try:
             schemas.append(plain_schema(pq.read_schema(path)))
+        except FileNotFoundError:
+            raise
         except (OSError, pa.ArrowInvalid) as error:
             raise ResultsReadError(f"{path}: not a readable Parquet file ({error})") from error
     # a partition column a file also holds inside (none of nwwatch's) would clash
-    schema = pa.unify_schemas([s.remove(s.get_field_index(PARTITION_KEY))
-                               if PARTITION_KEY in s.names else s for s in schemas],
-                              promote_options="permissive")
+    try:
+        schema = pa.unify_schemas([s.remove(s.get_field_index(PARTITION_KEY))
+                                   if PARTITION_KEY in s.names else s for s in schemas],
+                                  promote_options="permissive")
+    except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
+        raise ResultsReadError(f"{folder}: its files' columns do not fit together (a file "
+                               f"written by another tool?): {error}") from error
     partition = pa.field(PARTITION_KEY, pa.string())
     dataset = ds.dataset([str(p) for p in files], schema=schema.append(partition),
                          format="parquet", partition_base_dir=str(folder),
                          partitioning=ds.partitioning(pa.schema([partition]), flavor="hive"))
     try:
-        table = dataset.to_table()
-    except (OSError, pa.ArrowInvalid) as error:
+        return dataset.to_table()
+    except FileNotFoundError:
+        raise
+    except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise ResultsReadError(f"{folder}: {error}") from error
-    if not current or table.num_rows == 0 or "source" not in table.column_names:
-        return table
-    return newest_versions(table, read_reverted(root), _quarantined(root))
 
 
 def _quarantined(root: Path) -> pa.Table | None:

@@ -203,7 +203,8 @@ def _model_lines(models: list[dict], shared_files: int | None) -> list[str]:
         return []
     versions = {m["measurement_version"] for m in models}
     # one model measured under two versions is two series, not two models
-    unit = "model" if len({m["model_sha256"] for m in models}) == len(models) else "series"
+    unit = ("series" if len(versions) > 1
+            and len({m["model_sha256"] for m in models}) < len(models) else "model")
     shared = ("" if not shared_files else
               f": {shared_files} file{'' if shared_files == 1 else 's'} processed by several, "
               f"their rows counted once per {unit}")
