@@ -45,7 +45,10 @@ MAX_DROPLET_RADIUS_FRACTION = 0.4
                    "35 e-/px, the rest as the seed draws it.")
 @click.option("--droplet-radius-px", type=FiniteFloatRange(min=2.0), default=None,
               help="--video: droplet radius in px at the mean contact angle, 2 to "
-                   f"{MAX_DROPLET_RADIUS_FRACTION} x --size; replaces the scene's.")
+                   f"{MAX_DROPLET_RADIUS_FRACTION} x --size, of a droplet whose base is as "
+                   "wide as the wire; replaces the scene's. An inclined facet (the realistic "
+                   "scene, --facet-incline-deg) draws the base 0.75-1.2 x the wire, and the "
+                   "radius scales with it: truth.parquet gives the radius drawn.")
 @click.option("--dose-e-per-px", type=FiniteFloatRange(min=0.0, min_open=True, max=2000.0),
               default=None,
               help="--video: electrons per pixel of vacuum, up to 2000 (more could saturate "
