@@ -324,7 +324,11 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     other_labels: list[str] = []  # stems whose labels changed since their angle was saved
     offsets: list[np.ndarray] = []
     elapsed = 0.0
-    volumes = VolumeRanges(root) if meta.normalization_scope == "volume" else None
+    from nwwatch.volume.fill import without_constant_fill
+
+    # the grey range of a volume with a constant fill is that of its data, as in training
+    volumes = (VolumeRanges(root, no_data=lambda _, pages: without_constant_fill(pages)[0])
+               if meta.normalization_scope == "volume" else None)
     masks: dict[Path, np.ndarray] = {}  # tomogram models: the runtime's mask of each volume
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)

@@ -443,10 +443,10 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     fused = replay(acq, out, kind="tomogram", model=tomo_model, triplanar=True, flips=True)
     assert fused.done == 1
     rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
-    # seg4: the grey range from a grid over every axis (seg3 held the masks of volumes
-    # whose range came from a stride through memory order)
-    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg4",
-                                                f"{VOLUME_METRICS_VERSION}+seg4+triplanar+flips"]
+    # seg5: a constant fill is no data (seg4: the grey range from a grid over every axis;
+    # seg3 held the masks of volumes whose range came from a stride through memory order)
+    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg5",
+                                                f"{VOLUME_METRICS_VERSION}+seg5+triplanar+flips"]
     assert rows.solid_fraction.nunique() == 1  # a pointwise model: same mask either way
     from click.testing import CliRunner
 

@@ -410,7 +410,7 @@ def test_the_few_labels_warning_counts_one_pixel_in_the_singular():
     label = np.full((8, 8), 255, np.uint8)
     label[0, 0] = 0  # one pore pixel
     label[1:, :] = 1  # 56 solid pixels
-    data = SimpleNamespace(class_names=("pore", "solid"),
+    data = SimpleNamespace(class_names=("pore", "solid"), notes=[],
                            labeled=[SimpleNamespace(label=label, stem="s")])
     assert label_warnings(data) == [
         "only 1 labeled pore pixel (fewer than 50): label one more patch of pore, on this "
@@ -592,7 +592,7 @@ def test_slices_that_each_hold_one_class_are_said():
     solid[:4, :4] = 1
     pore = np.full((8, 8), 255, np.uint8)
     pore[4:, 4:] = 0
-    data = SimpleNamespace(class_names=("pore", "solid"),
+    data = SimpleNamespace(class_names=("pore", "solid"), notes=[],
                            labeled=[SimpleNamespace(label=solid.repeat(4, 0), stem="a"),
                                     SimpleNamespace(label=pore.repeat(4, 0), stem="b")])
     (said,) = [w for w in label_warnings(data) if "no labeled slice" in w]

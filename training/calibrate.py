@@ -287,7 +287,11 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
         raise CalibrationError(f"{args.model}: model not found")
     meta = model_file_metadata(args.model)
     images, labels = [], []
-    volumes = VolumeRanges(args.data) if meta.normalization_scope == "volume" else None
+    from nwwatch.volume.fill import without_constant_fill
+
+    # the grey range of a volume with a constant fill is that of its data, as in training
+    volumes = (VolumeRanges(args.data, no_data=lambda _, pages: without_constant_fill(pages)[0])
+               if meta.normalization_scope == "volume" else None)
     for _, image_path, label_path in pair_folder(args.data):
         raw, label = read_pair(image_path, label_path, len(meta.class_names))
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None

@@ -36,6 +36,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
+from nwwatch.volume.fill import ConstantFill, fill_text, without_constant_fill
 from nwwatch.volume.memory import tomogram_memory
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 
@@ -77,6 +78,8 @@ class TrainingData:
     valid : bool (Z, Y, X) of the ``--volume`` workflow's volume: its voxels with data (not
         NaN or infinite); None when all have data (or for a DATA folder). The Z blur leaves
         the others out, as the runtime does (:func:`nwwatch.volume.smooth_along_z`).
+    notes : warnings about what was read (a constant fill taken as no data, labels on it left
+        out), said with :func:`label_warnings`'.
     """
 
     kind: str
@@ -86,6 +89,7 @@ class TrainingData:
     unlabeled: list[np.ndarray] = field(default_factory=list)
     source: str = ""
     valid: np.ndarray | None = None
+    notes: list[str] = field(default_factory=list)
 
     @property
     def num_classes(self) -> int:
@@ -146,8 +150,10 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     problem = insitu_model_problem(class_names) if kind == "insitu" else None
     if problem:  # the rule measure, replay and the service apply to the model
         raise DatasetLayoutError(root / "dataset.toml", problem)
-    volumes = VolumeRanges(root) if scope == "volume" else None
+    fills = _FillAsNaN()
+    volumes = VolumeRanges(root, no_data=fills) if scope == "volume" else None
     labeled = []
+    notes: list[str] = []
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, len(class_names))
         if not (label != UNLABELED).any():  # nothing to learn or score; NaN metrics
@@ -155,6 +161,8 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
                                                  "unlabeled): label some, or move the image "
                                                  "to DATA/unlabeled/")
         value_range = volumes.range_for(image_path, raw) if volumes is not None else None
+        if volumes is not None:  # its volume's constant fill, as the runtime sees it
+            raw, label = _slice_without_fill(volumes, image_path, label_path, raw, label, notes)
         image = normalize_image(raw, value_range, nan_fill=NAN_FILL[kind])
         labeled.append(LabeledImage(stem, image, label,
                                     file_sha256(image_path), file_sha256(label_path),
@@ -166,9 +174,47 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     unlabeled_dir = root / "unlabeled"
     if load_unlabeled and unlabeled_dir.is_dir():
         for path in list_unlabeled(unlabeled_dir):
-            pages = volumes.pages[path] if volumes is not None else read_pages(path)
+            pages = volumes.with_data(path) if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope, kind))
-    return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root))
+    return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root),
+                        notes=[fill_note(path, fill) for path, fill in fills.found] + notes)
+
+
+def fill_note(path: Path, fill: tuple[ConstantFill, ...]) -> str:
+    """The warning that ``path``'s volume holds a constant fill, taken as no data."""
+    return (f"{path.name}: constant fill {fill_text(fill)} taken as no data (as NaN: never "
+            f"solid, out of the grey range), as the service takes it")
+
+
+class _FillAsNaN:
+    """(path, (Z, H, W) pages) -> the pages with their constant fill as NaN
+    (:func:`without_constant_fill`); ``found`` lists the files that held one."""
+
+    def __init__(self) -> None:
+        self.found: list[tuple[Path, tuple[ConstantFill, ...]]] = []
+
+    def __call__(self, path: Path, pages: np.ndarray) -> np.ndarray:
+        out, fill = without_constant_fill(pages)
+        if fill:
+            self.found.append((path, fill))
+        return out
+
+
+def _slice_without_fill(volumes: VolumeRanges, image_path: Path, label_path: Path,
+                        raw: np.ndarray, label: np.ndarray,
+                        notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """A labeled slice (H, W) of a DATA/unlabeled/ volume, and its uint8 labels, with the
+    volume's constant fill as NaN and no label on it (a note says how many were left out)."""
+    path, z = volumes.locate(image_path, raw)
+    page = volumes.with_data(path)[z]
+    on_fill = np.isnan(page) & ~np.isnan(np.asarray(raw, dtype=np.float64))
+    if not on_fill.any():
+        return raw, label
+    count = int(np.count_nonzero(on_fill & (label != UNLABELED)))
+    if count:
+        notes.append(f"{count} labeled pixels of {label_path.name} lie on the constant fill of "
+                     f"{path.name} (no data): left out, as unlabeled ({UNLABELED})")
+    return page, np.where(on_fill, np.uint8(UNLABELED), label).astype(np.uint8)
 
 
 def _label_values(labels: Sequence[np.ndarray]) -> list[set[int]]:
@@ -274,8 +320,8 @@ def load_volume_slices(
     if not slices:
         raise DatasetLayoutError(volume_path, "no labeled slice given")
     check_volume_memory(volume_path)
-    volume = read_tiff_volume(volume_path).data
-    depth = volume.shape[0]
+    raw = read_tiff_volume(volume_path).data
+    depth = raw.shape[0]
     labels: dict[int, tuple[Path, np.ndarray]] = {}
     for slice_index, labels_path in slices:
         labels_path = Path(labels_path)
@@ -286,23 +332,25 @@ def load_volume_slices(
             raise DatasetLayoutError(labels_path, f"slice {slice_index} is labeled twice (also "
                                                   f"by {labels[slice_index][0]})")
         label = read_label_image(labels_path, len(class_names))
-        if label.shape != volume.shape[1:]:
-            turned = " (transposed?)" if label.shape == volume.shape[:0:-1] else ""
-            if label.shape in ((volume.shape[0], volume.shape[2]),
-                               (volume.shape[0], volume.shape[1])) and not turned:
+        if label.shape != raw.shape[1:]:
+            turned = " (transposed?)" if label.shape == raw.shape[:0:-1] else ""
+            if label.shape in ((raw.shape[0], raw.shape[2]),
+                               (raw.shape[0], raw.shape[1])) and not turned:
                 # (Z, X) or (Z, Y): drawn on a section across the slices
                 turned = (" (the shape of a section across the slices: label a slice of "
                           "the volume, the Z index --slice gives)")
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
-                                                  f"{volume_path.name} have {volume.shape[1:]}"
+                                                  f"{volume_path.name} have {raw.shape[1:]}"
                                                   f"{turned}")
         # Normalisation makes NaN the darkest grey: a label there would teach that.
-        blind = np.count_nonzero((label != UNLABELED) & ~np.isfinite(volume[slice_index]))
+        blind = np.count_nonzero((label != UNLABELED) & ~np.isfinite(raw[slice_index]))
         if blind:
             raise DatasetLayoutError(labels_path, f"{blind} labeled pixels lie where slice "
                                                   f"{slice_index} of {volume_path.name} is NaN "
                                                   f"or infinite (no data): mark them 255")
         labels[slice_index] = (labels_path, label)
+    volume, notes = _without_fill(raw, volume_path, labels)
+    del raw
     require_every_class([label for _, label in labels.values()], class_names,
                         next(iter(labels.values()))[0] if len(labels) == 1 else volume_path)
     pages = _normalise_pages(volume, "volume", "tomogram")
@@ -317,7 +365,28 @@ def load_volume_slices(
     valid = np.isfinite(volume) if volume.dtype.kind == "f" else None
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
                         source=f"{volume_path}#z={where}",
-                        valid=None if valid is None or valid.all() else valid)
+                        valid=None if valid is None or valid.all() else valid, notes=notes)
+
+
+def _without_fill(raw: np.ndarray, volume_path: Path,
+                  labels: dict[int, tuple[Path, np.ndarray]]) -> tuple[np.ndarray, list[str]]:
+    """``raw`` (Z, Y, X) with its constant fill as NaN, as the runtime segments it
+    (:func:`nwwatch.volume.fill.without_constant_fill`), and the warnings to say: the fill,
+    and per labels file the labeled pixels on it, which are set to 255 (unlabeled) in
+    ``labels`` (slice index -> (path, uint8 (Y, X) labels), replaced in the dict): the fill looks
+    like data in a viewer, so a label there is no error, but it must not teach the fill."""
+    volume, fill = without_constant_fill(raw)
+    if not fill:
+        return volume, []
+    notes = [fill_note(volume_path, fill)]
+    for z, (path, label) in labels.items():
+        on_fill = (label != UNLABELED) & np.isnan(volume[z]) & np.isfinite(raw[z])
+        count = int(np.count_nonzero(on_fill))
+        if count:
+            labels[z] = (path, np.where(on_fill, np.uint8(UNLABELED), label).astype(np.uint8))
+            notes.append(f"{count} labeled pixels of {path.name} lie on the constant fill of "
+                         f"slice {z} (no data): left out, as unlabeled ({UNLABELED})")
+    return volume, notes
 
 
 def check_volume_memory(volume_path: str | os.PathLike[str]) -> None:
@@ -396,8 +465,9 @@ def label_warnings(data: TrainingData) -> list[str]:
     file. And one when several slices are labeled and none holds two classes: the
     cross-validation then holds out one class's patches against another slice's, typically
     vacuum far from the grain, and scores the pores inside the grain not at all (a method
-    scored 1.000 gave a mask with half as much solid again)."""
-    out = []
+    scored 1.000 gave a mask with half as much solid again). The data's own notes come
+    first (``TrainingData.notes``: a constant fill taken as no data, labels on it left out)."""
+    out = list(data.notes)
     for class_id, name in enumerate(data.class_names):
         count = sum(int(np.count_nonzero(item.label == class_id)) for item in data.labeled)
         if count < MIN_LABELED_PIXELS:

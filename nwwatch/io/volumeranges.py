@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -23,14 +24,31 @@ class VolumeRanges:
     tomogram`` writes the volume there beside its labeled slice.
 
     ``pages`` : path -> (Z, H, W) native-dtype pages of every DATA/unlabeled/ file, read once.
+    ``no_data`` : optional, (file path, its (Z, H, W) pages) -> the same pages with the voxels
+        without data as NaN (``nwwatch.volume.fill.without_constant_fill``'s array, which a
+        layer above passes: the runtime's constant fill); the ranges are those of
+        :meth:`with_data`'s pages.
     """
 
-    def __init__(self, root: str | os.PathLike[str]) -> None:
+    def __init__(self, root: str | os.PathLike[str],
+                 no_data: Callable[[Path, np.ndarray], np.ndarray] | None = None) -> None:
         self.root = Path(root)
         folder = self.root / "unlabeled"
         self.pages = ({path: read_pages(path) for path in list_unlabeled(folder)}
                       if folder.is_dir() else {})
         self._ranges: dict[Path, tuple[float, float]] = {}
+        self._no_data = no_data
+        self._with_data: dict[Path, np.ndarray] = {}
+
+    def with_data(self, path: Path) -> np.ndarray:
+        """(Z, H, W) pages of ``path``: a volume of 2 pages or more through ``no_data``
+        (computed once), else as read."""
+        pages = self.pages[path]
+        if self._no_data is None or pages.shape[0] < 2:
+            return pages
+        if path not in self._with_data:
+            self._with_data[path] = self._no_data(path, pages)
+        return self._with_data[path]
 
     def range_for(self, image_path: Path, image: np.ndarray) -> tuple[float, float]:
         """(low, high) of the unlabeled volume holding ``image`` (H, W) as one of its slices.
@@ -41,7 +59,7 @@ class VolumeRanges:
         """
         path, _ = self.locate(image_path, image)
         if path not in self._ranges:
-            self._ranges[path] = intensity_range(self.pages[path])
+            self._ranges[path] = intensity_range(self.with_data(path))
         return self._ranges[path]
 
     def locate(self, image_path: Path, image: np.ndarray) -> tuple[Path, int]:

@@ -36,6 +36,7 @@ from nwwatch.volume import (
     segment_volume,
     volume_metrics,
 )
+from nwwatch.volume.fill import ConstantFill, fill_text, without_constant_fill
 from nwwatch.volume.memory import (
     GIB,
     SLICES_PER_CALL,
@@ -108,6 +109,15 @@ def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True,
     return len(retried)
 
 
+def log_constant_fill(log, path: Path, fill: tuple[ConstantFill, ...]) -> None:
+    """The ``volume_constant_fill`` warning: the file, the fill's values and the share of
+    its voxels taken as no data (never solid, out of the grey range and the references)."""
+    log.warning("volume_constant_fill", source=source_name(path),
+                values=[f.value for f in fill],
+                no_data_share=round(sum(f.share for f in fill), 4),
+                why=f"constant fill {fill_text(fill)} taken as no data (as NaN)")
+
+
 def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list[Failure],
                 report: BatchReport) -> None:
     """Segment each tomogram of ``items``, write its mask and append its row to the item's
@@ -123,15 +133,21 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                 continue
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
+            # A constant fill is no data (segment_volume would find it too): taken out here,
+            # the file's own voxels are let go before the segmentation holds its float copy.
+            data, fill = without_constant_fill(volume.data)
+            voxel_size_nm = volume.voxel_size_nm
+            del volume
+            if fill:
+                log_constant_fill(engine.log, it.path, fill)
             # The watchdog is pinged while one volume is segmented and measured, not only
             # between files: a large tomogram takes longer than systemd's WatchdogSec.
-            seg = segment_volume(engine.segmenter, volume.data, batch_size=engine.batch_size,
+            seg = segment_volume(engine.segmenter, data, batch_size=engine.batch_size,
                                  heartbeat=engine.beat, **engine.volume_options.as_kwargs())
             mask = seg.mask
             # The pixels are not needed past the segmentation: the metrics' distance
             # transform is a tomogram's memory peak (docs/tomography.md, "Memory").
-            voxel_size_nm = volume.voxel_size_nm
-            del volume
+            del data
             segment_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
             # The metrics first: a tomogram that fails in them (a MemoryError in the distance

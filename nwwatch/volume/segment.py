@@ -77,6 +77,7 @@ from nwwatch.volume.crosscheck import (
     solid_beyond_reference,
     solid_is_brighter,
 )
+from nwwatch.volume.fill import ConstantFill, without_constant_fill
 from nwwatch.volume.labeling import remove_small_components
 from nwwatch.volume.runner import SliceRunner, VolumeModelError
 from nwwatch.volume.slab import SlabModelError, model_input_slices
@@ -96,9 +97,10 @@ DEFAULT_MARGIN_PX = 16
 
 #: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin;
 #: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur;
-#: 4: the volume's grey range from a grid over every axis, nwwatch.normalize), so the service
-#: does not count volumes segmented the old way as done.
-SEGMENTATION_VERSION = "4"
+#: 4: the volume's grey range from a grid over every axis, nwwatch.normalize; 5: a constant
+#: fill, nwwatch.volume.fill, is no data as NaN is), so the service does not count volumes
+#: segmented the old way as done.
+SEGMENTATION_VERSION = "5"
 
 
 @dataclass(frozen=True)
@@ -220,6 +222,7 @@ class VolumeSegmentation:
         than 2 % of the volume solid or the volume has no finite value.
     verdict : status (``"ok"``/``"suspect"``) and reason codes
         (:func:`nwwatch.volume.verdict.assess_mask`).
+    fill : the constant fills taken as no data (:mod:`nwwatch.volume.fill`); () for none.
     """
 
     mask: np.ndarray
@@ -227,6 +230,7 @@ class VolumeSegmentation:
     uncertain_fraction: float
     threshold_agreement: float
     verdict: MaskVerdict
+    fill: tuple[ConstantFill, ...] = ()
 
 
 def _solid_index(segmenter: Segmenter) -> int:
@@ -314,7 +318,9 @@ def segment_volume(
     of voxels with a solid probability strictly inside ``UNCERTAIN_BAND``;
     ``threshold_agreement`` the IoU of the mask with the label-free reference (solid is the
     bright class when the model's ``extra["class_mean_intensity"]`` says so, else when the
-    mask's solid is brighter on average than the rest).
+    mask's solid is brighter on average than the rest). A constant fill (the padding of an
+    alignment or a mask written as a value, :func:`nwwatch.volume.fill.without_constant_fill`)
+    is no data as NaN is; ``fill`` names it.
     """
     data = np.asarray(volume)
     if data.ndim != 3 or min(data.shape) == 0:
@@ -331,6 +337,8 @@ def segment_volume(
     if margin_px < 0:
         raise ValueError(f"margin_px must be >= 0, got {margin_px}")
     solid_index = _solid_index(segmenter)
+    # a float copy with NaN at the fill's voxels, only when there is one
+    data, fill = without_constant_fill(data)
     scope = segmenter.metadata.normalization_scope
     value_range = intensity_range(data) if scope == "volume" else None
     z_sigma = model_z_sigma_px(segmenter)
@@ -386,7 +394,7 @@ def segment_volume(
             heartbeat()
     mask = mask.astype(np.uint8)
     return VolumeSegmentation(mask=mask, solid_probability=probability,
-                              uncertain_fraction=uncertain,
+                              uncertain_fraction=uncertain, fill=fill,
                               **_crosscheck(data, mask, uncertain, segmenter, solid_index))
 
 
