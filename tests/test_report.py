@@ -395,6 +395,14 @@ def test_report_span_names_the_last_date_when_the_acquisition_crosses_midnight(t
     page = write_report(results, tmp_path / "r2.html").read_text()
     assert f"{first:%Y-%m-%d %H:%M:%S}.000 – {first:%H:%M:%S}.700 UTC" in \
         page.split("<h2>/acq/burst</h2>")[1], page[-2000:]
+    # ... and so are those across a second's end (seconds cut 0.78 s to "one second")
+    late = frame_rows("/acq/late", [100.0, 110.0])
+    late[0]["acquired_at"] = first + timedelta(milliseconds=900)
+    late[1]["acquired_at"] = first + timedelta(milliseconds=1680)
+    write(results, "frames-3.parquet", late)
+    page = write_report(results, tmp_path / "r3.html").read_text()
+    assert f"{first:%Y-%m-%d %H:%M:%S}.900 – {first + timedelta(seconds=1):%H:%M:%S}.680 UTC" \
+        in page.split("<h2>/acq/late</h2>")[1]
 
 
 def test_frames_of_one_time_are_said_to_be_drawn_at_one_time(tmp_path):
@@ -657,8 +665,9 @@ def test_the_reports_time_axis_names_the_minute_of_its_frames(tmp_path, monkeypa
     first = rows[0]["acquired_at"].astimezone(UTC)
     assert first.second == 20 and first.minute != rows[-1]["acquired_at"].minute
     assert first.strftime("%H:%M:%S") in [t.get_text() for t in axis.get_ticklabels()]
-    offset = axis.get_major_formatter().get_offset()
-    assert offset == first.strftime("%Y-%b-%d"), offset
+    # the date in the axis label (matplotlib's offset names the last tick's day)
+    assert axis.get_major_formatter().get_offset() == ""
+    assert fig.axes[-1].get_xlabel() == f"acquisition time (UTC, {first:%Y-%m-%d})"
 
 
 def test_a_tomogram_folder_of_many_volumes_draws_the_suspect_masks_and_names_the_rest(
@@ -750,3 +759,37 @@ def test_commands_that_write_files_keep_status_0_when_their_reader_leaves(tmp_pa
         proc.stderr.close()
         assert proc.returncode == 0, (args, err)
     assert (tmp_path / "r.html").is_file() and (tmp_path / "syn" / "truth.parquet").is_file()
+
+
+def test_the_plot_of_odd_names_times_and_providers_says_what_they_are(tmp_path, monkeypatch):
+    """A "$" pair in a folder name was matplotlib's math (a traceback, or a subscript); frames
+    of one time got an axis of four years; an acquisition past midnight read as all of the
+    second day; a series run partly on a GPU named only the last row's provider."""
+    from datetime import timedelta
+
+    import matplotlib.dates as mdates
+
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    odd = frame_rows("/acq/Au$_2$Si run$^$x", [100.0, 110.0])
+    stack = frame_rows("/acq/stack", [100.0, 110.0, 120.0])
+    for k, row in enumerate(stack):
+        row["acquired_at"], row["frame"] = stack[0]["acquired_at"], k
+    night = frame_rows("/acq/night", [100.0, 110.0])
+    night[1]["acquired_at"] = night[0]["acquired_at"] + timedelta(hours=23, minutes=50)
+    night[1]["provider"] = "CUDAExecutionProvider"
+    write(results, "frames-1.parquet", odd + stack + night)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    titles = [f.axes[0].get_title() for f in figures]
+    assert any("Au$_2$Si run$^$x" in t.replace("\\$", "$") for t in titles), titles
+    by_title = {t.split("/acq/")[-1].split()[0]: f for t, f in zip(titles, figures, strict=True)}
+    lo, hi = by_title["stack"].axes[0].get_xlim()
+    assert (hi - lo) * 86400 == pytest.approx(60, abs=1)  # a minute, not years
+    day0 = f"{night[0]['acquired_at']:%Y-%m-%d}"
+    day1 = f"{night[1]['acquired_at']:%Y-%m-%d}"
+    assert day0 != day1
+    axes = by_title["night"].axes
+    assert axes[-1].get_xlabel() == f"acquisition time (UTC, {day0} – {day1})"
+    assert mdates.num2date(axes[0].get_xlim()[0]).date() <= night[0]["acquired_at"].date()
+    section = page.split("<h2>/acq/night</h2>")[1]
+    assert "CPUExecutionProvider (1 row), CUDAExecutionProvider (1 row)" in section[:600]

@@ -682,6 +682,12 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     out["model_sha256"] = (t["model_sha256"][-1].as_py() if "model_sha256" in t.column_names
                            else None)
     out["provider"] = t["provider"][-1].as_py() if "provider" in t.column_names else None
+    # a series run partly on a GPU, partly on the CPU (a service restarted without its GPU):
+    # rows of each, most first, so that a page names both
+    counts = (pc.value_counts(t["provider"]).to_pylist()
+              if "provider" in t.column_names else [])
+    out["providers"] = {c["values"]: int(c["counts"]) for c in sorted(
+        counts, key=lambda c: (-c["counts"], str(c["values"]))) if c["values"] is not None}
     # one series per model and measurement version: two versions of one model (an update
     # that measures again) are told apart by it
     out["measurement_version"] = (t["measurement_version"][-1].as_py()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
@@ -56,7 +56,8 @@ def angle_figure(series: dict, title: str,
     ax.set_ylim(y_min, y_max)
     ax.set_ylabel("contact angle (°)")
     ax.grid(alpha=0.3)
-    ax.set_title(title, fontsize=10)
+    # a "$" pair in a folder or model name is matplotlib's math: shown as written
+    ax.set_title(title.replace("$", r"\$"), fontsize=10)
     bottom = ax
     if lane is not None:
         codes_arr = np.array(series["code"])
@@ -73,14 +74,22 @@ def angle_figure(series: dict, title: str,
         lane.set_ylabel("refused", fontsize=8)
         lane.grid(alpha=0.3, axis="x")
         bottom = lane
-    bottom.set_xlabel("acquisition time (UTC)")
-    # Ticks seconds apart carry their hour and minute, and the offset below them only the
-    # date: matplotlib's offset names the last tick's minute, so the seconds of frames
-    # 22:13:20-22:13:59 read as 22:14:20-22:14:59.
+    if len(t) and t.min() == t.max():
+        # frames of one time (a stack without per-page times): a minute around it, not
+        # matplotlib's four years
+        ax.set_xlim(t.min() - timedelta(seconds=30), t.max() + timedelta(seconds=30))
+    # The date(s) in the axis label, not matplotlib's offset, which names the last tick's
+    # day (an acquisition past midnight read as all of the second day) and minute (frames
+    # 22:13:20-22:13:59 read as 22:14:20-22:14:59); a tick at midnight carries its date.
+    days = sorted({d.date() for d in t}) if len(t) else []
+    dates = (f"{days[0]:%Y-%m-%d}" if len(days) == 1 else
+             f"{days[0]:%Y-%m-%d} – {days[-1]:%Y-%m-%d}" if days else "")
+    bottom.set_xlabel(f"acquisition time (UTC{', ' + dates if dates else ''})")
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
         bottom.xaxis.get_major_locator(),
         formats=["%Y", "%b", "%d", "%H:%M", "%H:%M", "%H:%M:%S.%f"],
-        offset_formats=["", "%Y", "%Y-%b", "%Y-%b-%d", "%Y-%b-%d", "%Y-%b-%d"]))
+        zero_formats=["", "%Y", "%b", "%Y-%m-%d", "%H:%M", "%H:%M:%S.%f"],
+        show_offset=False))
     handles, labels = ax.get_legend_handles_labels()
     if lane is not None:
         more = lane.get_legend_handles_labels()

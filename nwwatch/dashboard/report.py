@@ -64,6 +64,9 @@ body{font:14px/1.45 system-ui,sans-serif;color:#1d2330;max-width:1000px;margin:2
 padding:0 16px}
 h1{font-size:22px}h2{font-size:17px;margin-top:32px;border-bottom:1px solid #ddd}
 table{border-collapse:collapse;margin:8px 0;display:block;max-width:100%;overflow-x:auto}
+td{overflow-wrap:anywhere}
+@media print{table{display:table;width:100%;table-layout:fixed;font-size:10px}
+th,td{padding:2px 3px;overflow-wrap:anywhere}}
 th,td{border:1px solid #ddd;padding:3px 8px;text-align:left}th{background:#f1f3f6}
 img{max-width:100%}.muted{color:#6b7280}
 img.mask{min-height:240px;object-fit:contain;object-position:left;image-rendering:pixelated;background:#000}
@@ -93,13 +96,26 @@ def _slug(acq: Acquisition) -> str:
 def _span(t: np.ndarray) -> str:
     """First – last acquisition time (UTC, ``t`` in s since the epoch); the last one's date
     only when it differs from the first's (an acquisition past midnight); milliseconds when
-    both fall in one second (a short burst of a fast camera read "08:00:00 – 08:00:00")."""
+    they are less than a minute apart and one of them is not a whole second (seconds cut
+    "08:00:00.900 – 08:00:01.680" to "08:00:00 – 08:00:01", a 0.78 s burst read as one
+    second)."""
     first, last = (datetime.fromtimestamp(x, UTC) for x in (t.min(), t.max()))
-    if last != first and last.replace(microsecond=0) == first.replace(microsecond=0):
+    if last != first and (last - first).total_seconds() < 60 \
+            and (first.microsecond or last.microsecond):
         return (f"{first:%Y-%m-%d %H:%M:%S}.{first.microsecond // 1000:03d} – "
                 f"{last:%H:%M:%S}.{last.microsecond // 1000:03d} UTC")
     end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
     return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
+
+
+def _providers(summary: dict) -> str:
+    """The execution provider of the series' rows; several with their rows, most first (a
+    series run partly on a GPU and partly on the CPU: their angles differ slightly)."""
+    providers = summary.get("providers") or {}
+    if len(providers) < 2:
+        return _fmt(summary["provider"])
+    return ", ".join(f"{_fmt(name)} ({n} row{'' if n == 1 else 's'})"
+                     for name, n in providers.items())
 
 
 def _model(summary: dict) -> str:
@@ -382,7 +398,7 @@ def _write_page(results: Path, out: Path, store: ResultsStore, acqs: list[Acquis
         s = acquisition_summary(acq, time.time(), None)
         kind = "quarantined files only" if acq.kind == "unknown" else acq.kind
         # no rows, no model: "model — on —" said nothing
-        made_by = f"; model {_model(s)} on {_fmt(s['provider'])}" if len(acq) else ""
+        made_by = f"; model {_model(s)} on {_providers(s)}" if len(acq) else ""
         parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{kind}, "
                      f"{len(acq)} row{'' if len(acq) == 1 else 's'}{made_by}</p>")
         if len(acq) and acq.kind == "insitu":
