@@ -92,3 +92,24 @@ def test_weights_without_their_model_train_at_the_frames_size(tmp_path):
                      "--crop", "128"])
     assert "working scale" not in output and "scaled by" not in output
     assert Segmenter(out, providers=("cpu",)).working_scale.frame_px == 128
+
+
+def test_a_frozen_encoder_keeps_its_models_scale(tmp_path):
+    """--frozen-encoder froze the shipped encoder but trained (and exported) at the frames'
+    own size: the frozen encoder, which cannot adapt, saw objects 3-4 times smaller than it
+    learned."""
+    import json
+
+    from training.weights import load_initial_weights
+
+    shipped = load_initial_weights("insitu-default")
+    data = make_folder(tmp_path / "DATA", n=3, size=128)
+    out = tmp_path / "m.onnx"
+    output = _train([str(data), "--paradigm", "cct", "--arch", shipped.arch,
+                     "--model-options", json.dumps(shipped.model_options),
+                     "--frozen-encoder", str(SHIPPED_DIR / "insitu-default.pt"),
+                     "--out", str(out), "--epochs", "1", "--steps-per-epoch", "1",
+                     "--crop", "128", "--batch-size", "2"])
+    assert "working scale of insitu-default.onnx (the frozen encoder's) kept" in output
+    assert Segmenter(out, providers=("cpu",)).working_scale == \
+        Segmenter(SHIPPED, providers=("cpu",)).working_scale

@@ -389,6 +389,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             kept = WorkingScale.from_metadata("insitu", {"working_scale": initial.working_scale})
             echo(f"working scale of {initial.working_scale_source.name} kept: "
                  f"{kept.describe()}")
+    elif config.frozen_encoder and payload is None and data.kind == "insitu":
+        # a frozen encoder cannot adapt to objects of another size: its model's scale too
+        from training.weights import init_working_scale
+
+        frozen = Path(config.frozen_encoder)
+        scale, source = init_working_scale(checkpoint_path(frozen)
+                                           if frozen.suffix == ".onnx" else frozen)
+        if scale is not None:
+            config.working_scale = dict(scale)
+            kept = WorkingScale.from_metadata("insitu", {"working_scale": scale})
+            echo(f"working scale of {source.name} (the frozen encoder's) kept: "
+                 f"{kept.describe()}")
     if data.kind == "insitu" and config.working_scale is None and payload is None \
             and data.labeled:
         from nwwatch.segment.scale import working_frame_px
