@@ -210,6 +210,29 @@ def test_pseudo_labeling_says_how_much_the_teacher_kept(tmp_path):
     assert "no pseudo-label is kept" not in said[0]
 
 
+def test_unlabeled_images_whose_pseudo_labels_keep_no_pixel_are_left_out(monkeypatch):
+    """They stayed in the pool batches are drawn from: a share of the crops held no
+    labeled pixel and added no loss."""
+    import training.paradigms.pseudo_label as module
+    from training.data import TrainingData
+
+    sure = np.zeros((3, 16, 16), np.float32)
+    sure[0] = 1.0  # all background, certain
+    unsure = np.full((3, 16, 16), 1 / 3, np.float32)
+    monkeypatch.setattr(module, "teacher_probabilities", lambda *a: [sure, unsure, sure])
+    data = TrainingData("insitu", ("background", "nanowire", "droplet"), "image", [],
+                        unlabeled=[np.zeros((16, 16), np.float32)] * 3)
+    paradigm = module.PseudoLabelParadigm.__new__(module.PseudoLabelParadigm)
+    paradigm.config = TrainConfig(out="x.onnx", paradigm="pseudo-label", teacher=__file__,
+                                  confidence=0.9)
+    paradigm.provenance = {}
+    lines: list[str] = []
+    items = paradigm.extra_labeled(data, torch.device("cpu"), lines.append)
+    assert [item.stem for item in items] == ["pseudo_00000", "pseudo_00002"]
+    assert paradigm.provenance["pseudo_labeled_images"] == 2
+    assert lines[0].endswith("; 1 of them with no pixel kept are left out")
+
+
 def test_perturb_skips_of_a_model_without_skips_is_refused():
     # before: `--paradigm cct --arch pspnet --perturb-skips` trained as if it were not given
     config = TrainConfig(out="unused.onnx", paradigm="cct", arch="pspnet", perturb_skips=True)

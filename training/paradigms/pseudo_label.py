@@ -97,9 +97,11 @@ class PseudoLabelParadigm(SupervisedParadigm):
         items, kept, total = [], 0, 0
         for k, (image, probs) in enumerate(zip(data.unlabeled, probabilities, strict=True)):
             labels = pseudo_label(probs, self.config.confidence)
-            kept += int((labels != UNLABELED).sum())
+            n = int((labels != UNLABELED).sum())
+            kept += n
             total += labels.size
-            items.append(LabeledImage(f"pseudo_{k:05d}", image, labels))
+            if n:  # an image of no kept pixel would only dilute the batches with empty crops
+                items.append(LabeledImage(f"pseudo_{k:05d}", image, labels))
         self.provenance.update(
             teacher=os.path.abspath(teacher),  # as --init's and --frozen-encoder's
             teacher_sha256=file_sha256(teacher),
@@ -107,17 +109,21 @@ class PseudoLabelParadigm(SupervisedParadigm):
             kept_fraction=kept / max(total, 1),
             pseudo_labeled_images=len(items),
         )
-        echo(kept_summary(teacher, self.config.confidence, kept, total, len(items)))
+        echo(kept_summary(teacher, self.config.confidence, kept, total, len(data.unlabeled),
+                          len(data.unlabeled) - len(items)))
         return items
 
 
-def kept_summary(teacher: Path, confidence: float, kept: int, total: int, images: int) -> str:
+def kept_summary(teacher: Path, confidence: float, kept: int, total: int, images: int,
+                 empty: int = 0) -> str:
     """The line that says how much the teacher labeled; a warning when it kept no pixel (the
-    student then trains on DATA's labels alone, which only ``extra.provenance`` would say)."""
+    student then trains on DATA's labels alone, which only ``extra.provenance`` would say);
+    ``empty`` of the ``images`` kept none and are left out of training."""
     if kept == 0:
         return (f"warning: the teacher {teacher} is below --confidence {confidence:g} on every "
                 f"pixel of the {images} unlabeled image(s): no pseudo-label is kept and the "
                 f"student trains on DATA's labels alone (lower --confidence, or give a teacher "
                 f"trained longer)")
     return (f"pseudo-labels: the teacher {teacher} labeled {100 * kept / total:.1f} % of the "
-            f"pixels of {images} unlabeled image(s) at --confidence {confidence:g}")
+            f"pixels of {images} unlabeled image(s) at --confidence {confidence:g}"
+            + (f"; {empty} of them with no pixel kept are left out" if empty else ""))
