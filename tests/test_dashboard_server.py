@@ -324,3 +324,19 @@ def test_an_overlay_under_a_results_folder_not_named_in_utf8_is_found(tmp_path):
     rel = path_text(os.fsdecode(b"ov\xe9/a.png"))
     assert rel == "ov\\xe9/a.png"
     assert path_of_text(str(root / rel)) == str(folder / "a.png")
+
+
+def test_mask_slices_show_the_voxels_true_aspect():
+    """A volume of 2 nm slices and 0.5 nm pixels was drawn voxel for pixel: its grain four
+    times flatter in the y and x slices than it is."""
+    from nwwatch.dashboard.masks import mask_slices
+
+    mask = np.zeros((4, 8, 8), np.uint8)
+    mask[1:3, 2:6, 2:6] = 1
+    plain = mask_slices(mask)
+    assert plain.shape == (8, 8 + 4 + 8 + 4 + 8)
+    true = mask_slices(mask, (2.0, 0.5, 0.5))
+    assert true.shape == (16, 8 + 4 + 8 + 4 + 8)  # the z and x slices 4 x 8 -> 16 x 8
+    assert (true[:, 12:20] == 255).sum() == 8 * 4  # 2 slices x 4 columns -> 8 rows x 4
+    # no stretch without a size, and at most MAX_STRETCH times
+    assert mask_slices(mask, (1000.0, 0.5, 0.5)).shape[0] == 4 * 16
