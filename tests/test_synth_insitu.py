@@ -491,3 +491,22 @@ def test_cli_refuses_bad_scene_options_naming_them(tmp_path, args, named) -> Non
     assert result.exit_code == 2 and isinstance(result.exception, SystemExit)
     assert named in " ".join(result.output.split())
     assert not (tmp_path / "v").exists()
+
+
+def test_a_frame_too_large_for_memory_is_said_and_leaves_no_folder(tmp_path, monkeypatch):
+    """--size 100000 ended in numpy's traceback and left an empty OUT/labels/."""
+    from click.testing import CliRunner
+
+    import nwwatch.synth.insitu as insitu
+    from nwwatch.cli import main
+
+    def too_large(out, *args, **kwargs):
+        (out / "labels").mkdir(parents=True, exist_ok=True)  # as the generator makes it first
+        raise MemoryError("Unable to allocate 37.3 GiB")
+
+    monkeypatch.setattr(insitu, "generate_insitu", too_large)
+    result = CliRunner().invoke(main, ["synth", "insitu", str(tmp_path / "big"), "--size",
+                                       "100000", "--frames", "1"])
+    assert result.exit_code == 1
+    assert "--size 100000: a 100000^2 frame needs more memory" in result.output
+    assert "Traceback" not in result.output and not (tmp_path / "big").exists()

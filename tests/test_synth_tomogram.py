@@ -456,3 +456,13 @@ def test_cli_says_a_size_that_does_not_fit_in_memory(tmp_path) -> None:
                                  "this process can allocate (Unable to allocate ")
     assert "choose a smaller --size" in run.stderr
     assert not out.exists()  # the folder it made for the run is removed again
+
+
+def test_the_missing_wedge_of_a_full_tilt_range_is_none():
+    """--tilt-max-deg 90 recorded a 2 deg wedge: +90 is -90's projection, dropped as a
+    duplicate, and the range of the rest is 178 deg."""
+    from nwwatch.synth.tomogram import _missing_wedge_deg
+
+    assert _missing_wedge_deg(np.arange(-90.0, 90.0, 2.0)) == 0.0
+    assert _missing_wedge_deg(np.arange(-64.0, 64.1, 2.0)) == 52.0
+    assert _missing_wedge_deg(np.array([0.0])) == 180.0

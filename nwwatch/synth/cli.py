@@ -6,6 +6,7 @@ Subcommands: ``insitu`` (frames or a growth video of a nanowire with its catalys
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 
 import click
@@ -88,13 +89,23 @@ def insitu(out: Path, n_frames: int, video: bool, seed: int, size: int, scene: s
             f"{out} already holds {len(stale)} file(s) this run would not replace "
             f"({listed(stale)}); "
             "they would not match the new truth.parquet: choose a new or empty folder")
+    made = not out.exists()
     require_writable(out, "'OUT'", folder=True)
     options = None
     if video:
         options = scene_options(scene, size)
         options.update({k: v for k, v in overrides.items() if v is not None})
-    table = generate_insitu(out, n_frames, video=video, seed=seed, size=size,
-                            video_options=options)
+    try:
+        table = generate_insitu(out, n_frames, video=video, seed=seed, size=size,
+                                video_options=options)
+    except MemoryError as exc:  # numpy refuses an array larger than memory can back
+        with contextlib.suppress(OSError):  # the folders made for it, when still empty
+            (out / "labels").rmdir()
+            if made:
+                out.rmdir()
+        raise click.ClickException(
+            f"--size {size}: a {size}^2 frame needs more memory to render than this process "
+            f"can allocate ({exc}); choose a smaller --size") from None
     n = table.num_rows
     say(f"wrote {n} frame{'' if n == 1 else 's'} to {out}")
 

@@ -326,7 +326,8 @@ def generate_tomogram(
         "tilt_max_deg": float(tomo.angles_deg.max()),
         "tilt_step_deg": round(float(np.median(np.diff(tomo.angles_deg))), 6),
         "n_projections": int(tomo.angles_deg.size),
-        "missing_wedge_deg": round(180.0 - float(np.ptp(tomo.angles_deg)), 6),
+        # -90..88 in 2 degree steps (+90 is -90's projection again) covers every direction
+        "missing_wedge_deg": round(_missing_wedge_deg(tomo.angles_deg), 6),
         "counts_per_voxel": float(tomo.params["counts_per_voxel"]),
         "background_counts": float(tomo.params["background_counts"]),
         "shift_rms_px": round(float(np.sqrt(np.mean(shifts**2))), 6),
@@ -343,3 +344,11 @@ def generate_tomogram(
     }
     atomic_write_json(out / "tomogram.json", summary, indent=2)
     return summary
+
+
+def _missing_wedge_deg(angles_deg: np.ndarray) -> float:
+    """The tilt directions no projection covers, degrees: 180 minus the range, 0 when the
+    range and one step reach 180 (a projection at +90 degrees is the one at -90)."""
+    span = float(np.ptp(angles_deg))
+    step = float(np.median(np.diff(np.sort(angles_deg)))) if angles_deg.size > 1 else 0.0
+    return 0.0 if span + step >= 180.0 - 1e-9 else 180.0 - span
