@@ -222,6 +222,17 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
                             f"checkpoint was written (sha256 {teacher_sha[:12]}... then), and "
                             f"the resumed run would train on its new pseudo-labels; start a "
                             f"new run instead of --resume")
+    # the frozen weights come from the checkpoint, but the model's record names the file:
+    # another file given for a moved one (the message of a missing one asks for its new
+    # place) would make the record contradict its own provenance
+    frozen_sha = (payload.get("provenance") or {}).get("frozen_encoder_sha256")
+    if config.frozen_encoder and frozen_sha is not None:
+        frozen = Path(config.frozen_encoder)
+        frozen = checkpoint_path(frozen) if frozen.suffix == ".onnx" else frozen
+        if frozen.is_file() and file_sha256(frozen) != frozen_sha:
+            raise TrainingError(f"{ckpt_file}: --frozen-encoder {frozen} is not the checkpoint "
+                                f"this run froze (sha256 {frozen_sha[:12]}... then): give that "
+                                f"file, moved or copied")
 
 
 def _check_resumed_dataset(ckpt_file: Path, payload: dict[str, Any],

@@ -128,8 +128,8 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
                 f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
                 f"({option.replace(str(gone[0]), 'NEW')}; the data hash checks "
                 f"{'it is' if len(paths) == 1 else 'they are'} the same)")
-    for name in _MOVABLE_IF_SET:  # a teacher is checked by its recorded sha256; a frozen
-        # encoder's weights come from the checkpoint on resume, not from its file
+    for name in _MOVABLE_IF_SET:  # both are checked by their recorded sha256 (the engine's
+        # _check_resumed_inputs); a frozen encoder's weights come from the checkpoint
         if name in given and getattr(config, name) and getattr(saved, name):
             setattr(saved, name, getattr(config, name))
     saved.epochs = max(saved.epochs, config.epochs)
