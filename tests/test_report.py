@@ -403,6 +403,14 @@ def test_report_span_names_the_last_date_when_the_acquisition_crosses_midnight(t
     page = write_report(results, tmp_path / "r3.html").read_text()
     assert f"{first:%Y-%m-%d %H:%M:%S}.900 – {first + timedelta(seconds=1):%H:%M:%S}.680 UTC" \
         in page.split("<h2>/acq/late</h2>")[1]
+    # ... with the second date past midnight
+    from datetime import UTC, datetime
+
+    from nwwatch.dashboard.report import _span
+
+    t0 = datetime(2026, 1, 1, 23, 59, 59, 500000, tzinfo=UTC).timestamp()
+    assert _span(np.array([t0, t0 + 0.8])) == \
+        "2026-01-01 23:59:59.500 – 2026-01-02 00:00:00.300 UTC"
 
 
 def test_frames_of_one_time_are_said_to_be_drawn_at_one_time(tmp_path):

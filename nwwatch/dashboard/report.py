@@ -102,8 +102,9 @@ def _span(t: np.ndarray) -> str:
     first, last = (datetime.fromtimestamp(x, UTC) for x in (t.min(), t.max()))
     if last != first and (last - first).total_seconds() < 60 \
             and (first.microsecond or last.microsecond):
+        end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
         return (f"{first:%Y-%m-%d %H:%M:%S}.{first.microsecond // 1000:03d} – "
-                f"{last:%H:%M:%S}.{last.microsecond // 1000:03d} UTC")
+                f"{end}.{last.microsecond // 1000:03d} UTC")
     end = f"{last:%H:%M:%S}" if last.date() == first.date() else f"{last:%Y-%m-%d %H:%M:%S}"
     return f"{first:%Y-%m-%d %H:%M:%S} – {end} UTC"
 
