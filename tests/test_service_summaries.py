@@ -325,6 +325,8 @@ def test_replay_stdout_holds_only_the_summary_and_an_empty_folder_says_so(tmp_pa
     assert r.exit_code == 0, r.output
     last = r.stdout.strip().splitlines()[-1]
     assert last.startswith(f"replay found no input files in {empty}"), last
+    # the folder it made for nothing is removed (below): "results in" named no folder
+    assert r.stdout.splitlines()[1].endswith(f"nothing written to {tmp_path / 'out2'}")
     assert ".tif, .tiff, .mrc, .mrcs, .dm3, .dm4, .emd or .ser in any case" in last
     # The results folder it made for nothing is gone again (it held an empty ledger): a
     # mistyped input leaves nothing behind. One that existed before stays as it was.

@@ -191,9 +191,10 @@ class ReplaySummary:
             f"{self.frames} row{'' if self.frames == 1 else 's'}: {format_counts(self.rows)}; "
             f"in {self.seconds:.1f} s "
             f"({self.frames_per_s:.1f} rows/s) with {self.model_name} on {self.provider}; "
-            f"results in {self.results_dir}"
-            + (f", QA pictures in {self.results_dir / self.pictures_folder}"
-               if self.pictures_folder is not None else ""),
+            + (f"results in {self.results_dir}"
+               + (f", QA pictures in {self.results_dir / self.pictures_folder}"
+                  if self.pictures_folder is not None else "")
+               if self.files else f"nothing written to {self.results_dir}"),
         ]
         if self.volume_like:
             out.append(f"note: {_declare(self.volume_like)} as Z slices ({Z_DECLARATIONS}), "
