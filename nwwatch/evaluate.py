@@ -324,11 +324,15 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     other_labels: list[str] = []  # stems whose labels changed since their angle was saved
     offsets: list[np.ndarray] = []
     elapsed = 0.0
-    from nwwatch.volume.fill import without_constant_fill
+    from nwwatch.volume.fill import FillsAsNaN
 
-    # the grey range of a volume with a constant fill is that of its data, as in training
-    volumes = (VolumeRanges(root, no_data=lambda _, pages: without_constant_fill(pages)[0])
-               if meta.normalization_scope == "volume" else None)
+    # A volume's constant fill is no data, as in training and at run time: the grey range is
+    # that of its data, a label on it is not scored (255), and a tomogram model segments the
+    # volume as the service does, whatever the scope (found once per volume).
+    fills = FillsAsNaN()
+    scope = meta.normalization_scope
+    volumes = (VolumeRanges(root, no_data=fills)
+               if scope == "volume" or meta.kind == "tomogram" else None)
     masks: dict[Path, np.ndarray] = {}  # tomogram models: the runtime's mask of each volume
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)
@@ -337,19 +341,25 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                                                  "unlabeled): label some, or move the image "
                                                  "to DATA/unlabeled/")
         started = time.perf_counter()
-        if volumes is not None and meta.kind == "tomogram":
+        value_range = volumes.range_for(image_path, raw) if scope == "volume" else None
+        volume_path, original = None, raw
+        if volumes is not None:
+            raw, label, volume_path, _ = volumes.slice_with_data(image_path, raw, label,
+                                                                 required=scope == "volume")
+        if volume_path is not None and meta.kind == "tomogram":
             # As the service segments it (Z blur, slabs, mirror margin, min_input_px,
             # cleanup): a slice fed alone is another input than the model sees at run time.
             from nwwatch.volume import segment_volume
 
-            volume_path, z = volumes.locate(image_path, raw)
+            _, z = volumes.locate(image_path, original)
             if volume_path not in masks:
-                masks[volume_path] = segment_volume(segmenter, volumes.pages[volume_path]).mask
+                masks[volume_path] = segment_volume(
+                    segmenter, volumes.with_data(volume_path),
+                    fill=fills.found.get(volume_path, ())).mask
             predicted = masks[volume_path][z]
             elapsed += time.perf_counter() - started
             confusion += confusion_matrix(label, predicted, num_classes)
             continue
-        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
         result = segmenter.segment(normalize_image(raw, value_range,
                                                    nan_fill=NAN_FILL[meta.kind]),
                                    probabilities=True)

@@ -78,9 +78,149 @@ def test_clipped_noisy_vacuum_and_a_saturated_grain_inside_are_not_fill():
     grain[inside] = 0
     assert np.mean(inside) > 0.05
     assert constant_fill(grain) == (None, ())
-    # the same grain reaching the faces would be taken as fill (docs/tomography.md, limits)
+    # a constant strip through every slice along a side is padding: found
     grain[:, :, :4] = 0
     assert constant_fill(grain)[1]
+
+
+def _bright_field(shape, centre, radius, mean=-30.0, seed=0):
+    """uint8 (Z, Y, X) bright field: a dark ball saturated at 0 in a bright noisy matrix."""
+    zz, yy, xx = np.indices(shape)
+    grain = sum((i - c) ** 2 for i, c in zip((zz, yy, xx), centre, strict=True)) < radius ** 2
+    grey = np.where(grain, mean, 200) + np.random.default_rng(seed).normal(0, 12, shape)
+    return np.clip(grey, 0, 255).astype(np.uint8), grain
+
+
+@pytest.mark.parametrize("shape, centre, radius, mean", [
+    ((40, 64, 64), (20, 32, 60), 12, -30.0),  # cut by the x face
+    ((40, 64, 64), (20, 60, 32), 12, -300.0),  # cut by the y face, no voxel escapes the clip
+    ((12, 64, 64), (6, 32, 60), 24, -300.0),  # through every slice of a crop, cut by a side
+    ((16, 64, 64), (8, 32, 32), 12, -30.0),  # through every slice of a crop
+    ((3, 64, 64), (1, 32, 32), 12, -30.0),  # a volume of few slices
+    ((2, 64, 64), (0, 32, 60), 12, -30.0)])
+def test_a_saturated_grain_reaching_a_face_is_never_fill(shape, centre, radius, mean):
+    volume, grain = _bright_field(shape, centre, radius, mean)
+    assert np.mean(volume[grain] == 0) > 0.99
+    assert constant_fill(volume) == (None, ())
+
+
+def test_a_saturated_prism_through_every_slice_is_fill_only_along_half_a_side():
+    # no voxel escapes the clip, the same section in every slice: only the side it covers
+    # tells it from padding (docs/tomography.md, "Constant fill": what is taken although data)
+    for radius, found in ((12, False), (15, False), (20, True)):
+        _, grain = _bright_field((16, 64, 64), (8, 32, 63), radius)
+        prism = np.broadcast_to(grain[8], grain.shape)
+        grey = np.where(prism, -300, 200) + np.random.default_rng(1).normal(0, 12, grain.shape)
+        assert bool(constant_fill(np.clip(grey, 0, 255).astype(np.uint8))[1]) == found
+
+
+def _haadf_clipped(vacuum_mean_sd: float, shape=(24, 64, 64), seed=3):
+    """uint8 HAADF: 30 % bright solid, a vacuum of mean ``vacuum_mean_sd`` noise sd, clipped
+    at 0; and the solid."""
+    rng = np.random.default_rng(seed)
+    field = ndi.gaussian_filter(rng.standard_normal(shape), 4)
+    solid = field > np.quantile(field, 0.7)
+    grey = np.where(solid, 150, 20 * vacuum_mean_sd) + rng.normal(0, 20, shape)
+    return np.clip(grey, 0, 255).astype(np.uint8), solid
+
+
+@pytest.mark.parametrize("vacuum_mean_sd", [-1.0, -1.2, -1.5, -3.0])
+def test_a_haadf_vacuum_clipped_at_zero_is_never_fill(vacuum_mean_sd):
+    volume, solid = _haadf_clipped(vacuum_mean_sd)
+    assert np.mean(volume[~solid] == 0) > 0.84
+    assert constant_fill(volume) == (None, ())
+
+
+def test_a_haadf_vacuum_clipped_keeps_its_pore_labels_in_training(tmp_path):
+    pytest.importorskip("torch")
+    from training.data import load_volume_slice
+
+    volume, solid = _haadf_clipped(-1.2)
+    labels = solid[12].astype(np.uint8)  # every pixel labeled
+    volume_path, labels_path = _write(tmp_path, volume, labels, "haadf")
+    data = load_volume_slice(volume_path, 12, labels_path)
+    assert np.array_equal(data.labeled[0].label, labels) and data.valid is None
+
+
+@pytest.mark.parametrize("vacuum_mean_sd", [0.0, -0.8, -1.2])
+def test_a_border_is_found_beside_a_vacuum_clipped_inside_the_range(vacuum_mean_sd):
+    # int16: the vacuum clipped at 0 (up to 89 % of it), the border -32768
+    rng = np.random.default_rng(3)
+    shape = (16, 64, 64)
+    solid = ndi.gaussian_filter(rng.standard_normal(shape), 4) > 0.3
+    grey = np.where(solid, 3000, 400 * vacuum_mean_sd) + rng.normal(0, 400, shape)
+    volume = np.clip(grey, 0, None).astype(np.int16)
+    volume[:, :, :6] = volume[:, :, -6:] = -32768
+    mask, fills = constant_fill(volume)
+    assert [f.value for f in fills] == [-32768.0]
+    assert mask[:, :, :6].all() and mask[:, :, -6:].all() and not mask[:, :, 6:-6].any()
+
+
+def test_the_fill_is_found_once_whatever_the_path(tmp_path):
+    from onnx_models import build_threshold_model
+
+    # 0 on the left is the fill; a constant 1000 on the right, once the 0 is NaN, would be
+    # the lowest value and pass for a fill too if it were looked for again
+    volume = _haadf(_truth())
+    volume[:, :, :6] = 0
+    volume[:, :, 44:] = 1000
+    once, fill = without_constant_fill(volume)
+    assert [f.value for f in fill] == [0.0]
+    assert constant_fill(once)[1]  # what a second search would find
+    model = Segmenter(build_threshold_model(tmp_path / "m.onnx", kind="tomogram", smooth=True),
+                      providers=("cpu",))
+    direct = segment_volume(model, volume)
+    service = segment_volume(model, once, fill=fill)  # as nwwatch.service.volumes hands it on
+    assert direct.fill == service.fill == fill
+    assert np.array_equal(direct.mask, service.mask)
+    assert np.isfinite(once[:, :, 44:]).all()  # the 1000 columns stay data
+
+
+def _folder(tmp_path, volume: np.ndarray, labels: np.ndarray, toml: str):
+    from nwwatch.io import write_frame_tiff
+
+    for sub in ("images", "labels", "unlabeled"):
+        (tmp_path / sub).mkdir()
+    (tmp_path / "dataset.toml").write_text(toml)
+    write_volume_tiff(tmp_path / "unlabeled" / "volume.tif", volume)
+    write_frame_tiff(tmp_path / "images" / "s.tif", volume[Z])
+    cv2.imwrite(str(tmp_path / "labels" / "s.png"), labels)
+
+
+def test_a_tomogram_folder_of_scope_image_is_read_as_the_runtime_reads_it(tmp_path):
+    pytest.importorskip("torch")
+    from nwwatch.normalize import NAN_FILL, normalize_image
+    from training.data import load_folder
+
+    truth = _truth()
+    volume = _padded(_haadf(truth), 0)
+    _folder(tmp_path, volume, _labels(truth), 'kind = "tomogram"\nnormalization_scope = "image"\n')
+    data = load_folder(tmp_path)
+    assert data.notes[0].startswith("volume.tif: constant fill 0 (29.2 % of the voxels)")
+    item = data.labeled[0]
+    assert np.all(item.label[:, PAD] == 255)
+    # segment_volume of a model of scope "image": each slice of the NaN copy on its own
+    runtime = normalize_image(without_constant_fill(volume)[0][Z], None,
+                              nan_fill=NAN_FILL["tomogram"])
+    np.testing.assert_allclose(item.image, runtime, atol=1e-6)
+
+
+def test_evaluate_leaves_labels_on_the_fill_out_as_training_does(tmp_path):
+    from onnx_models import build_threshold_model
+
+    from nwwatch.evaluate import evaluate_folder
+
+    truth = np.zeros(SHAPE, bool)
+    truth[:, 10:30, 14:36] = True
+    grey = 20000 + 8000 * truth + np.random.default_rng(1).normal(0, 1500, SHAPE)
+    volume = _padded(np.clip(grey, 1, 65534).astype(np.uint16), 0)
+    labels = truth[Z].astype(np.uint8)
+    labels[:, :8] = 1  # the padding labelled solid
+    _folder(tmp_path, volume, labels, 'kind = "tomogram"\n')
+    model = build_threshold_model(tmp_path / "m.onnx", kind="tomogram", smooth=True)
+    report = evaluate_folder(model, tmp_path, angles=False)
+    assert report.metrics.pixels == labels.size - np.count_nonzero(PAD) * SHAPE[1]
+    assert report.metrics.mean_iou > 0.95
 
 
 def test_a_fill_inside_the_range_and_a_noise_free_volume_are_not_fill():

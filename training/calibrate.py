@@ -287,14 +287,19 @@ def _calibrate(args: argparse.Namespace, command: str) -> None:
         raise CalibrationError(f"{args.model}: model not found")
     meta = model_file_metadata(args.model)
     images, labels = [], []
-    from nwwatch.volume.fill import without_constant_fill
+    from nwwatch.volume.fill import FillsAsNaN
 
-    # the grey range of a volume with a constant fill is that of its data, as in training
-    volumes = (VolumeRanges(args.data, no_data=lambda _, pages: without_constant_fill(pages)[0])
-               if meta.normalization_scope == "volume" else None)
+    # A volume's constant fill is no data, as in training: the grey range is that of its
+    # data, its voxels NaN and a label on them left out (255), whatever a tomogram's scope.
+    scope = meta.normalization_scope
+    volumes = (VolumeRanges(args.data, no_data=FillsAsNaN())
+               if scope == "volume" or meta.kind == "tomogram" else None)
     for _, image_path, label_path in pair_folder(args.data):
         raw, label = read_pair(image_path, label_path, len(meta.class_names))
-        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
+        value_range = volumes.range_for(image_path, raw) if scope == "volume" else None
+        if volumes is not None:
+            raw, label, _, _ = volumes.slice_with_data(image_path, raw, label,
+                                                       required=scope == "volume")
         images.append(normalize_image(raw, value_range, nan_fill=NAN_FILL[meta.kind]))
         labels.append(label)
     band = args.band_px if args.band_px > 0 else None

@@ -36,7 +36,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
-from nwwatch.volume.fill import ConstantFill, fill_text, without_constant_fill
+from nwwatch.volume.fill import ConstantFill, FillsAsNaN, fill_text, without_constant_fill
 from nwwatch.volume.memory import tomogram_memory
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 
@@ -150,8 +150,11 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     problem = insitu_model_problem(class_names) if kind == "insitu" else None
     if problem:  # the rule measure, replay and the service apply to the model
         raise DatasetLayoutError(root / "dataset.toml", problem)
-    fills = _FillAsNaN()
-    volumes = VolumeRanges(root, no_data=fills) if scope == "volume" else None
+    fills = FillsAsNaN()
+    # a tomogram's volume is read as the runtime reads it (its constant fill as NaN) whatever
+    # the scope; with scope "image" a slice whose volume is not in DATA/unlabeled/ is used as is
+    volumes = (VolumeRanges(root, no_data=fills)
+               if scope == "volume" or kind == "tomogram" else None)
     labeled = []
     notes: list[str] = []
     for stem, image_path, label_path in pairs:
@@ -160,9 +163,14 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
             raise DatasetLayoutError(label_path, "no labeled pixel (every pixel 255, "
                                                  "unlabeled): label some, or move the image "
                                                  "to DATA/unlabeled/")
-        value_range = volumes.range_for(image_path, raw) if volumes is not None else None
+        value_range = volumes.range_for(image_path, raw) if scope == "volume" else None
         if volumes is not None:  # its volume's constant fill, as the runtime sees it
-            raw, label = _slice_without_fill(volumes, image_path, label_path, raw, label, notes)
+            raw, label, path, count = volumes.slice_with_data(image_path, raw, label,
+                                                              required=scope == "volume")
+            if count:
+                notes.append(f"{count} labeled pixels of {label_path.name} lie on the "
+                             f"constant fill of {path.name} (no data): left out, as "
+                             f"unlabeled ({UNLABELED})")
         image = normalize_image(raw, value_range, nan_fill=NAN_FILL[kind])
         labeled.append(LabeledImage(stem, image, label,
                                     file_sha256(image_path), file_sha256(label_path),
@@ -177,44 +185,14 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
             pages = volumes.with_data(path) if volumes is not None else read_pages(path)
             unlabeled.extend(_normalise_pages(pages, scope, kind))
     return TrainingData(kind, class_names, scope, labeled, unlabeled, source=str(root),
-                        notes=[fill_note(path, fill) for path, fill in fills.found] + notes)
+                        notes=[fill_note(path, fill) for path, fill in fills.found.items()]
+                        + notes)
 
 
 def fill_note(path: Path, fill: tuple[ConstantFill, ...]) -> str:
     """The warning that ``path``'s volume holds a constant fill, taken as no data."""
     return (f"{path.name}: constant fill {fill_text(fill)} taken as no data (as NaN: never "
             f"solid, out of the grey range), as the service takes it")
-
-
-class _FillAsNaN:
-    """(path, (Z, H, W) pages) -> the pages with their constant fill as NaN
-    (:func:`without_constant_fill`); ``found`` lists the files that held one."""
-
-    def __init__(self) -> None:
-        self.found: list[tuple[Path, tuple[ConstantFill, ...]]] = []
-
-    def __call__(self, path: Path, pages: np.ndarray) -> np.ndarray:
-        out, fill = without_constant_fill(pages)
-        if fill:
-            self.found.append((path, fill))
-        return out
-
-
-def _slice_without_fill(volumes: VolumeRanges, image_path: Path, label_path: Path,
-                        raw: np.ndarray, label: np.ndarray,
-                        notes: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """A labeled slice (H, W) of a DATA/unlabeled/ volume, and its uint8 labels, with the
-    volume's constant fill as NaN and no label on it (a note says how many were left out)."""
-    path, z = volumes.locate(image_path, raw)
-    page = volumes.with_data(path)[z]
-    on_fill = np.isnan(page) & ~np.isnan(np.asarray(raw, dtype=np.float64))
-    if not on_fill.any():
-        return raw, label
-    count = int(np.count_nonzero(on_fill & (label != UNLABELED)))
-    if count:
-        notes.append(f"{count} labeled pixels of {label_path.name} lie on the constant fill of "
-                     f"{path.name} (no data): left out, as unlabeled ({UNLABELED})")
-    return page, np.where(on_fill, np.uint8(UNLABELED), label).astype(np.uint8)
 
 
 def _label_values(labels: Sequence[np.ndarray]) -> list[set[int]]:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from nwwatch.classes import UNLABELED as _UNLABELED
 from nwwatch.io.dataset import DatasetLayoutError, list_unlabeled, read_pages
 from nwwatch.normalize import intensity_range
 
@@ -49,6 +50,28 @@ class VolumeRanges:
         if path not in self._with_data:
             self._with_data[path] = self._no_data(path, pages)
         return self._with_data[path]
+
+    def slice_with_data(self, image_path: Path, image: np.ndarray, label: np.ndarray,
+                        required: bool = True) -> tuple[np.ndarray, np.ndarray, Path | None, int]:
+        """A labeled slice ``image`` (H, W) as the runtime sees it: (the page of its volume
+        through ``no_data`` (``image`` itself where that leaves it whole), ``label`` with 255
+        (unlabeled) where the page has no data and ``image`` had, the volume's path, how many
+        labeled pixels were set to 255). A slice no DATA/unlabeled/ file holds raises as
+        :meth:`range_for` when ``required``, else comes back unchanged with the path None.
+        A label on a constant fill is no error (the fill looks like data in a viewer), but it
+        must not be learned nor scored."""
+        try:
+            path, z = self.locate(image_path, image)
+        except DatasetLayoutError:
+            if required:
+                raise
+            return image, label, None, 0
+        page = self.with_data(path)[z]
+        on_fill = np.isnan(page) & ~np.isnan(np.asarray(image, dtype=np.float64))
+        if not on_fill.any():
+            return image, label, path, 0
+        count = int(np.count_nonzero(on_fill & (label != _UNLABELED)))
+        return page, np.where(on_fill, np.uint8(_UNLABELED), label).astype(np.uint8), path, count
 
     def range_for(self, image_path: Path, image: np.ndarray) -> tuple[float, float]:
         """(low, high) of the unlabeled volume holding ``image`` (H, W) as one of its slices.

@@ -133,8 +133,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
                 continue
             read_ms = (time.perf_counter() - t) * 1e3
             t = time.perf_counter()
-            # A constant fill is no data (segment_volume would find it too): taken out here,
-            # the file's own voxels are let go before the segmentation holds its float copy.
+            # A constant fill is no data: taken out here (and not looked for again by
+            # segment_volume), the file's own voxels are let go before the segmentation
+            # holds its float copy.
             data, fill = without_constant_fill(volume.data)
             voxel_size_nm = volume.voxel_size_nm
             del volume
@@ -143,7 +144,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             # The watchdog is pinged while one volume is segmented and measured, not only
             # between files: a large tomogram takes longer than systemd's WatchdogSec.
             seg = segment_volume(engine.segmenter, data, batch_size=engine.batch_size,
-                                 heartbeat=engine.beat, **engine.volume_options.as_kwargs())
+                                 heartbeat=engine.beat, fill=fill,
+                                 **engine.volume_options.as_kwargs())
             mask = seg.mask
             # The pixels are not needed past the segmentation: the metrics' distance
             # transform is a tomogram's memory peak (docs/tomography.md, "Memory").

@@ -8,22 +8,33 @@ grey. :func:`without_constant_fill` finds it and returns the volume as float32 w
 fill's voxels, so every rule for voxels without data applies unchanged (never solid, left out
 of the grey range, the Z blur and the references; docs/tomography.md, "Constant fill").
 
-What is a fill: the volume's lowest or highest finite value v, where
+Detection is conservative: a fill missed is counted as data (today's behaviour, usually
+flagged by the verdict), while data taken as fill would silently vanish from the mask. A fill
+is the volume's lowest or highest finite value v where, all together:
 
-- the voxels equal to v whose six neighbours are all equal to v (a neighbour outside the
-  volume counts as equal) form 6-connected blocks that touch the volume's faces, each block
-  at least :data:`MIN_BLOCK_SHARE` of the volume and together at least :data:`MIN_FILL_SHARE`;
-- the fill is those blocks and the voxels equal to v next to them (their one-voxel rim);
-- the rest of the volume is noisy: at most :data:`MAX_PLAIN_SHARE` of its voxels of other
-  values equal all six neighbours. A piecewise-constant volume (a simulation without noise, a
-  label image) has its content in constant blocks: none of them is taken as fill.
+- the volume has at least :data:`MIN_SLICES` slices;
+- the (y, x) columns equal to v in every slice (the fill's footprint) form 4-connected regions
+  that reach the side (x or y) faces, each at least :data:`MIN_BLOCK_SHARE` of the volume and
+  together at least :data:`MIN_FILL_SHARE`: alignment and masking padding fills the same
+  columns in every slice, a saturated grain or clipped noise does not;
+- the voxels equal to v 6-connected to those columns but outside them are at most
+  :data:`MAX_SPILL` of the columns' voxels (a grain's cross-section changes along Z, clipped
+  noise spreads around: both spill);
+- the histogram has a gap beside v: the voxels within :data:`GAP_WINDOW` of the data's
+  0.5-99.5 percentile range above the lowest (below the highest) value are at most
+  :data:`MAX_GAP_SHARE` of the voxels equal to v (clipping leaves a continuous tail);
+- the rest of the volume is noisy: at most :data:`MAX_PLAIN_SHARE` of its voxels (those of
+  neither extreme) equal all six neighbours. A piecewise-constant volume (a simulation without
+  noise, a label image) has its content in constant blocks: none of them is taken as fill.
 
-Clipped noise leaves speckle (few voxels whose six neighbours are all clipped, in small
-blocks); a saturated grain inside the volume does not touch its faces. A saturated region
-that does touch them is taken as fill. A constant fill of a value between the lowest and the
-highest (zero in a signed volume, as outside the reconstruction circle of ``nwwatch synth
-tomogram``'s volumes; IMOD's fill with the mean) is not looked for: it sets neither end of the
-grey range.
+The fill is those columns, through every slice. Not found (counted as data): padding that
+varies along Z (a rotated volume's corners, a stack aligned slice by slice), whole constant
+slices, padding whose value the data also reach next to it (a HAADF vacuum clipped at the
+padding's value), a fill of a value between the lowest and the highest (zero in a signed
+volume; IMOD's fill with the mean: it sets neither end of the grey range), any fill of a
+volume of fewer than :data:`MIN_SLICES` slices. Taken as fill although data: a region
+saturated at the extreme, with no voxel escaping the clip, that is a straight prism through
+every slice reaching a side face with nothing near its value.
 """
 
 from __future__ import annotations
@@ -34,10 +45,25 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
-#: The least share of the volume a fill holds in blocks of voxels equal to all six neighbours.
+#: The fewest slices a volume needs for a fill to be looked for: in a thinner one a grain's
+#: cross-section barely changes from slice to slice.
+MIN_SLICES = 8
+#: The least share of one side of the slice each region of a fill's columns covers: padding
+#: runs along a side (a shifted image's strip, a mask's outside), a grain cut by a side
+#: meets it along a chord.
+MIN_SIDE_COVER = 0.5
+#: The least share of the volume a fill holds.
 MIN_FILL_SHARE = 0.01
-#: The least share of the volume each of those blocks holds (smaller ones are speckle).
+#: The least share of the volume each region of its columns holds (smaller ones are speckle).
 MIN_BLOCK_SHARE = 0.001
+#: The most voxels of the fill's value connected to its columns but outside them, per voxel of
+#: the columns.
+MAX_SPILL = 0.002
+#: The width beside the fill's value searched for data, as a share of the data's 0.5-99.5
+#: percentile range.
+GAP_WINDOW = 0.01
+#: The most voxels within that width, per voxel of the fill's value.
+MAX_GAP_SHARE = 0.01
 #: The most share of the other voxels that may equal all six neighbours (noisy data: ~0).
 MAX_PLAIN_SHARE = 0.05
 
@@ -52,77 +78,90 @@ class ConstantFill:
     share: float
 
 
-def _plain_share(data: np.ndarray, equal: np.ndarray) -> float:
-    """The share of the voxels of ``data`` (Z, Y, X) outside ``equal`` (bool, same shape)
-    whose six neighbours hold their value (outside the volume counts as equal)."""
+def _plain_share(data: np.ndarray, extreme: np.ndarray) -> float:
+    """The share of the voxels of ``data`` (Z, Y, X) whose six neighbours hold their value
+    (outside the volume counts as equal), among those outside ``extreme`` (bool, same shape:
+    the voxels of either extreme value) and of the value most such voxels hold (a clip value
+    inside the range, as a HAADF vacuum clipped at 0 in a signed volume)."""
     plain = np.ones(data.shape, bool)
     for axis in range(3):
         p, d = np.moveaxis(plain, axis, 0), np.moveaxis(data, axis, 0)
         same = d[1:] == d[:-1]
         p[1:] &= same
         p[:-1] &= same
-    others = data.size - int(np.count_nonzero(equal))
-    return float(np.count_nonzero(plain & ~equal) / others) if others else 1.0
+    plain &= ~extreme
+    values = data[plain]
+    del plain
+    others = data.size - int(np.count_nonzero(extreme))
+    if values.size:
+        found, counts = np.unique(values, return_counts=True)
+        mode = found[np.argmax(counts)]
+        others -= int(np.count_nonzero((data == mode) & ~extreme))
+        values = values[values != mode]
+    return float(values.size / others) if others > 0 else 1.0
 
 
-def _equal_to_six_neighbours(equal: np.ndarray) -> np.ndarray:
-    """bool (Z, Y, X): the voxels of ``equal`` whose six neighbours are in ``equal`` too
-    (outside the volume counts as in it)."""
-    block = equal.copy()
-    for axis in range(3):
-        b, e = np.moveaxis(block, axis, 0), np.moveaxis(equal, axis, 0)
-        b[1:] &= e[:-1]
-        b[:-1] &= e[1:]
-    return block
+def _side_regions(columns: np.ndarray, min_columns: int) -> np.ndarray:
+    """bool (Y, X): the 4-connected regions of ``columns`` of at least ``min_columns`` columns
+    that cover at least :data:`MIN_SIDE_COVER` of one side of the slice."""
+    labels, count = ndi.label(columns)
+    sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
+    kept = np.zeros(count + 1, bool)
+    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
+        cover = np.bincount(side, minlength=count + 1)
+        kept |= cover >= MIN_SIDE_COVER * side.size
+    kept &= sizes >= min_columns
+    kept[0] = False
+    return kept[labels]
 
 
-def _grow_one_voxel(region: np.ndarray, within: np.ndarray) -> np.ndarray:
-    """bool (Z, Y, X): ``region`` and its six-neighbours, kept to ``within``."""
-    grown = region.copy()
-    for axis in range(3):
-        g, r = np.moveaxis(grown, axis, 0), np.moveaxis(region, axis, 0)
-        g[1:] |= r[:-1]
-        g[:-1] |= r[1:]
-    grown &= within
-    return grown
+def _spill_checked(equal: np.ndarray, footprint: np.ndarray, min_columns: int) -> np.ndarray:
+    """bool (Y, X): the columns of ``footprint`` (all of ``equal`` (Z, Y, X) through every
+    slice) whose 6-connected block of ``equal`` holds at most :data:`MAX_SPILL` voxels
+    outside the footprint per voxel inside it, in regions reaching the side as
+    :func:`_side_regions`."""
+    labels, _ = ndi.label(equal)  # 6-connected
+    total = np.bincount(labels.reshape(-1))
+    top = labels[0]  # a column of the footprint is one block through every slice
+    del labels
+    inside = np.bincount(top[footprint], minlength=total.size) * equal.shape[0]
+    ok = (inside > 0) & (total - inside <= MAX_SPILL * inside)
+    ok[0] = False
+    return _side_regions(footprint & ok[top], min_columns)
 
 
-def _face_labels(labels: np.ndarray) -> np.ndarray:
-    """The labels (ints > 0) found on the six faces of ``labels`` (Z, Y, X)."""
-    faces = [labels[0], labels[-1], labels[:, 0], labels[:, -1], labels[:, :, 0],
-             labels[:, :, -1]]
-    found = np.unique(np.concatenate([f.reshape(-1) for f in faces]))
-    return found[found > 0]
-
-
-def _fill_of_value(equal: np.ndarray) -> np.ndarray | None:
-    """bool (Z, Y, X): the fill among the voxels of ``equal`` (module docstring), or None."""
-    size = equal.size
-    need = math.ceil(MIN_FILL_SHARE * size)
-    block = _equal_to_six_neighbours(equal)
-    if np.count_nonzero(block) < need:
-        return None
-    labels, _ = ndi.label(block)  # 6-connected
-    del block
-    sizes = np.bincount(labels.reshape(-1))
-    keep = _face_labels(labels)
-    keep = keep[sizes[keep] >= max(1, math.ceil(MIN_BLOCK_SHARE * size))]
-    if int(sizes[keep].sum()) < need:
-        return None
-    kept = np.zeros(sizes.size, bool)
-    kept[keep] = True
-    return _grow_one_voxel(kept[labels], equal)
+def _gap_beside(data: np.ndarray, value, low_end: bool, at_value: int) -> bool:
+    """Whether the voxels of ``data`` within :data:`GAP_WINDOW` of the robust range of the
+    other values beside ``value`` (above it for the lowest, below for the highest) are at most
+    :data:`MAX_GAP_SHARE` of ``at_value``."""
+    step = max(1, round((data.size / 1_000_000) ** (1 / 3)))
+    sample = data[::step, ::step, ::step].reshape(-1)
+    sample = sample[(sample != value) & np.isfinite(sample)] if data.dtype.kind == "f" else (
+        sample[sample != value])
+    if sample.size == 0:
+        return False
+    lo, hi = np.percentile(sample.astype(np.float64), [0.5, 99.5])
+    width = GAP_WINDOW * (hi - lo)
+    if data.dtype.kind in "iu":
+        width = max(width, 1.0)
+    if width <= 0:
+        return False
+    v = float(value)
+    near = (data > value) & (data <= v + width) if low_end else (
+        (data < value) & (data >= v - width))
+    return int(np.count_nonzero(near)) <= MAX_GAP_SHARE * at_value
 
 
 def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[ConstantFill, ...]]:
     """The constant fill of ``volume`` (Z, Y, X), any real dtype: a bool (Z, Y, X) mask of
     its voxels, or None, and one :class:`ConstantFill` per value found (the lowest and the
-    highest finite value may both be one). A few passes over the
-    volume when those values are rare; a labelling of the blocks (4 bytes a voxel, briefly)
-    when they are not.
+    highest finite value may both be one; module docstring). A few passes over the volume
+    when those values fill no column; a labelling of their voxels (4 bytes a voxel, briefly)
+    when they do.
     """
     data = np.asarray(volume)
-    if data.ndim != 3 or data.size == 0 or data.dtype.kind not in "iuf":
+    if (data.ndim != 3 or data.size == 0 or data.dtype.kind not in "iuf"
+            or data.shape[0] < MIN_SLICES):
         return None, ()
     if data.dtype.kind == "f":
         finite = np.isfinite(data)
@@ -135,20 +174,35 @@ def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[Constant
         low, high = data.min(), data.max()
     if low == high:  # blank (refused by nwwatch.io.check_tomogram)
         return None, ()
-    mask: np.ndarray | None = None
-    fills = []
+    depth = data.shape[0]
+    need = math.ceil(MIN_FILL_SHARE * data.size)
+    min_columns = max(1, math.ceil(MIN_BLOCK_SHARE * data.size / depth))
+    footprints = []
     for value in (low, high):
+        columns = data[0] == value
+        for page in data[1:]:
+            columns &= page == value
+        footprint = _side_regions(columns, min_columns)
+        if np.count_nonzero(footprint) * depth < need:
+            continue
         equal = data == value
-        if np.count_nonzero(equal) < math.ceil(MIN_FILL_SHARE * data.size):
-            continue
-        region = _fill_of_value(equal)
-        if region is None or _plain_share(data, equal) > MAX_PLAIN_SHARE:
-            continue
+        footprint = _spill_checked(equal, footprint, min_columns)
         del equal
-        count = int(np.count_nonzero(region))
+        voxels = int(np.count_nonzero(footprint)) * depth
+        if voxels < need or not _gap_beside(data, value, value == low, voxels):
+            continue
+        footprints.append((value, footprint))
+    if not footprints:
+        return None, ()
+    if _plain_share(data, (data == low) | (data == high)) > MAX_PLAIN_SHARE:
+        return None, ()
+    columns = np.zeros(data.shape[1:], bool)
+    fills = []
+    for value, footprint in footprints:
+        count = int(np.count_nonzero(footprint)) * depth
         fills.append(ConstantFill(float(value), count, count / data.size))
-        mask = region if mask is None else mask | region
-    return mask, tuple(fills)
+        columns |= footprint
+    return np.broadcast_to(columns, data.shape).copy(), tuple(fills)
 
 
 def without_constant_fill(volume: np.ndarray) -> tuple[np.ndarray, tuple[ConstantFill, ...]]:
@@ -163,6 +217,22 @@ def without_constant_fill(volume: np.ndarray) -> tuple[np.ndarray, tuple[Constan
     out = np.array(volume, dtype=dtype)
     out[mask] = np.nan
     return out, fills
+
+
+class FillsAsNaN:
+    """(path, (Z, H, W) pages) -> the pages with their constant fill as NaN
+    (:func:`without_constant_fill`), the ``no_data`` of
+    :class:`nwwatch.io.volumeranges.VolumeRanges`; ``found`` maps each file that held one to
+    its fills, in the order they were found."""
+
+    def __init__(self) -> None:
+        self.found: dict[object, tuple[ConstantFill, ...]] = {}
+
+    def __call__(self, path: object, pages: np.ndarray) -> np.ndarray:
+        out, fill = without_constant_fill(pages)
+        if fill:
+            self.found[path] = fill
+        return out
 
 
 def fill_text(fills: tuple[ConstantFill, ...]) -> str:

@@ -281,6 +281,7 @@ def segment_volume(
     margin_px: int = DEFAULT_MARGIN_PX,
     return_probability: bool = False,
     heartbeat: Callable[[], None] | None = None,
+    fill: tuple[ConstantFill, ...] | None = None,
 ) -> VolumeSegmentation:
     """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
 
@@ -309,6 +310,11 @@ def segment_volume(
     heartbeat : called after every model call and after the cleanup, so that a caller with
         a watchdog (the service: systemd's ``WatchdogSec``) is not taken for hung while one
         large volume is segmented.
+    fill : None (default): the volume's constant fill is looked for here
+        (:func:`nwwatch.volume.fill.without_constant_fill`). A tuple: ``volume`` is already
+        ``without_constant_fill``'s array and this its fills (() for none), as the service
+        hands it on; not looked for again (on the NaN copy the next value would be the
+        extreme), so that every path finds the fill once and gets the same mask.
 
     Returns
     -------
@@ -337,8 +343,9 @@ def segment_volume(
     if margin_px < 0:
         raise ValueError(f"margin_px must be >= 0, got {margin_px}")
     solid_index = _solid_index(segmenter)
-    # a float copy with NaN at the fill's voxels, only when there is one
-    data, fill = without_constant_fill(data)
+    # a float copy with NaN at the fill's voxels, only when there is one; looked for once
+    if fill is None:
+        data, fill = without_constant_fill(data)
     scope = segmenter.metadata.normalization_scope
     value_range = intensity_range(data) if scope == "volume" else None
     z_sigma = model_z_sigma_px(segmenter)
