@@ -29,7 +29,7 @@ def acq(tmp_path):
 def _change_after_hashing(monkeypatch, change) -> None:
     real = batch.file_sha256
 
-    def hash_then_change(path):
+    def hash_then_change(path, progress=None):
         sha = real(path)
         change(path)
         return sha

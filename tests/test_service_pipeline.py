@@ -131,7 +131,7 @@ def test_unreadable_file_is_quarantined_even_as_root(tmp_path, onnx_model, monke
     acq.mkdir()
     write_frame_tiff(acq / "locked.tif", paint_insitu(120.0, size=64))
 
-    def denied(path):
+    def denied(path, progress=None):
         raise PermissionError(13, "Permission denied", str(path))
 
     monkeypatch.setattr(batch, "file_sha256", denied)
@@ -729,3 +729,34 @@ def test_files_quarantined_under_one_model_are_processed_again_under_another(tmp
     assert (again.done, again.quarantined) == (2, 1), again.lines()
     quarantine = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()
     assert [Path(q["path"]).name for q in quarantine] == ["bad.tif"]
+
+
+def test_hashing_a_large_file_pings_the_watchdog(tmp_path, onnx_model, monkeypatch):
+    """A file's sha256 was computed with no watchdog ping: a stack of tens of GB on a share
+    took minutes to hash, systemd killed the service at WatchdogSec, and it started again on
+    the same file, for ever (no attempt was charged before the hash)."""
+    import nwwatch.filehash as filehash
+    import nwwatch.service.batch as batch
+    from nwwatch.filehash import file_sha256
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", np.random.default_rng(0).integers(
+        0, 4000, (1024, 1024)).astype(np.uint16))  # 2 MiB
+    monkeypatch.setattr(filehash, "PROGRESS_BYTES", 1 << 20)
+    calls: list[int] = []
+    assert file_sha256(acq / "a.tif", progress=lambda: calls.append(1)) \
+        == file_sha256(acq / "a.tif")
+    assert len(calls) == -(-(acq / "a.tif").stat().st_size // (1 << 20)) == 3  # chunks read
+    # the service hashes with its heartbeat as the progress
+    given: list = []
+    real = batch.file_sha256
+    monkeypatch.setattr(batch, "file_sha256",
+                        lambda path, progress=None: given.append(progress) or real(path))
+    engine = _engine(tmp_path, onnx_model)
+    beats: list[int] = []
+    engine.heartbeat = lambda: beats.append(1)
+    process([acq / "a.tif"], engine)
+    assert len(given) == 1 and given[0] is not None
+    given[0]()
+    assert beats

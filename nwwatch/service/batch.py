@@ -203,7 +203,8 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             # see a file replaced keeping size and mtime, is not taken
             sha = ledger.cached_sha(name, version, trust_earlier=False)
             if sha is None:
-                sha = file_sha256(path)
+                # the watchdog is pinged while a file of many GB is hashed (minutes on a share)
+                sha = file_sha256(path, progress=engine.beat)
                 ledger.remember_sha(name, version, sha)
         except FileNotFoundError:
             report.files.append(FileOutcome(path, "gone", reason="file vanished"))
@@ -222,7 +223,7 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
                 note_skipped(engine, path, key, known)
-                moved_from = _moved_from(ledger, name, known.source, sha)
+                moved_from = _moved_from(ledger, name, known.source, sha, engine.beat)
                 if moved_from:
                     report.files.append(FileOutcome(path, "skipped", reason="already done",
                                                     done_as=moved_from))
@@ -267,7 +268,7 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     return items
 
 
-def _moved_from(ledger, name, done_as, sha: str) -> str:
+def _moved_from(ledger, name, done_as, sha: str, beat=None) -> str:
     """The name (shown) the content ``sha`` of the file ``name`` was done under, when that
     file no longer holds it (renamed after it was processed: gone, or written again with
     another frame, as a temporary name acquisition software reuses); "" when it is the same
@@ -279,7 +280,7 @@ def _moved_from(ledger, name, done_as, sha: str) -> str:
         st = check_regular(Path(os.fsdecode(done_as)))
         there = ledger.cached_sha(done_as, FileVersion.of(st), trust_earlier=False)
         if there is None:
-            there = file_sha256(Path(os.fsdecode(done_as)))
+            there = file_sha256(Path(os.fsdecode(done_as)), progress=beat)
     except FileNotFoundError:
         return display(done_as)
     except (OSError, InputError):  # unreadable there: nothing known of a move
