@@ -138,8 +138,10 @@ def test_service_setting_writes_overlays_of_flagged_frames(tmp_path, acquisition
 
 
 def test_picture_names_are_stable_and_safe(tmp_path):
-    stem = picture_stem("/data/acq/run 1:ü.tif", "ab" * 32, "cd" * 32, 7)
-    assert stem == "run_1__-abababababab-cdcdcdcd-p0007"
+    stem = picture_stem("/data/acq/run 1:ü.tif", "ab" * 32, "cd" * 32, 7, "2.2.19")
+    assert stem == "run_1__-abababababab-cdcdcdcd-m2.2.19-p0007"
+    # the rows an update measures again keep their own pictures
+    assert picture_stem("/data/acq/run 1:ü.tif", "ab" * 32, "cd" * 32, 7, "2.2.18") != stem
     labels = expected_labels(_ok_frame())
     result = measure_contact_angle(labels)
     overlay = draw_overlay(None, labels, result)

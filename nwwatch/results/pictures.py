@@ -1,7 +1,7 @@
 """QA pictures of measured frames: the measurement overlay (and optionally the label image) of
 one frame as PNG files inside the results folder, written atomically, named so that the same
-frame of the same file content and model always lands on the same name (a retry after a
-crash replaces its own picture instead of leaving a second one).
+frame of the same file content, model and measurement version always lands on the same name
+(a retry after a crash replaces its own picture instead of leaving a second one).
 
 The frame row's ``overlay_path`` column holds the overlay's path relative to the results
 folder; the dashboard links it.
@@ -23,13 +23,16 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
 def picture_stem(source: str | os.PathLike[str], source_sha256: str, model_sha256: str | None,
-                 frame: int) -> str:
-    """``{file stem}-{sha256[:12]}-{model sha256[:8]}-p{frame:04d}``; characters other than
-    ASCII letters, digits and ``._+-`` in the stem become ``_`` (the hashes keep names of
-    different files apart)."""
+                 frame: int, measurement_version: str) -> str:
+    """``{file stem}-{sha256[:12]}-{model sha256[:8]}-m{measurement version}-p{frame:04d}``;
+    characters other than ASCII letters, digits and ``._+-`` in the stem and the version
+    become ``_`` (the hashes keep names of different files apart; the version keeps the
+    pictures of rows measured under an earlier version, which an update leaves beside the
+    new ones, from being drawn over)."""
     stem = _UNSAFE.sub("_", Path(os.fsdecode(source)).stem)[:80] or "frame"
     model = (model_sha256 or "nomodel")[:8]
-    return f"{stem}-{source_sha256[:12]}-{model}-p{frame:04d}"
+    version = _UNSAFE.sub("_", measurement_version)[:20]
+    return f"{stem}-{source_sha256[:12]}-{model}-m{version}-p{frame:04d}"
 
 
 

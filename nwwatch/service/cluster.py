@@ -625,7 +625,8 @@ def _remove_pictures_of_copies(engine: Engine, res: TaskResult,
         if not row["overlay_path"]:
             continue
         source, key = kept_source[row["source"]]
-        stem = picture_stem(os.fsdecode(source), key.sha256, key.model_sha256, row["frame"])
+        stem = picture_stem(os.fsdecode(source), key.sha256, key.model_sha256, row["frame"],
+                            key.measurement_version)
         if row["overlay_path"] != (engine.overlays.folder / f"{stem}.png").as_posix():
             overlay = engine.results_dir / row["overlay_path"]
             remove_if_present(overlay)

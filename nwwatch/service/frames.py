@@ -465,7 +465,8 @@ def write_pictures(engine: Engine, it: Item, frame, labels, result) -> str | Non
     """The frame's QA pictures (:mod:`nwwatch.results.pictures`); their path relative to the
     results folder, or None when they could not be written (a by-product: the frame's row is
     kept, the failure logged)."""
-    stem = picture_stem(it.path, it.key.sha256, engine.segmenter.model_sha256, int(frame.index))
+    stem = picture_stem(it.path, it.key.sha256, engine.segmenter.model_sha256, int(frame.index),
+                        it.key.measurement_version)
     try:
         return write_frame_pictures(engine.results_dir, engine.overlays.folder, stem,
                                     draw_overlay(frame.image, labels, result),
