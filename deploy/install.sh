@@ -149,7 +149,8 @@ rerun=$0${MODE:+ $MODE}
 
 make_dropin() {
     # Validates the config with the code of the venv $1 (errors name the key) and writes the
-    # drop-in that opens exactly its folders to the unit into $dropin_tmp.
+    # drop-in that opens exactly its folders to the unit into $dropin_tmp; $2 "placeholder":
+    # the configuration is still the example, whose folders are not made.
     local venv=$1 dirs dir group listing
     dropin_tmp=$(mktemp)
     "$venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$dropin_tmp" \
@@ -160,6 +161,9 @@ make_dropin() {
     dirs=$("$venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG") \
         || die "fix $CONFIG and run: sudo $rerun"
     group=$(service_group)
+    # the example's placeholder folders (/data/...) would land on the root file system, maybe
+    # under a future mount point: made once the configuration names the lab's
+    [[ ${2:-} == placeholder ]] && dirs=""
     while IFS= read -r dir; do
         [[ -n $dir ]] || continue
         # A folder the service user can already write keeps its owner, group and mode (a lab
@@ -232,9 +236,12 @@ if [[ $MODE == --reconfigure ]]; then
     [[ -x $LIVE/bin/python ]] \
         || die "nwwatch is not installed at $PREFIX ($LIVE: no venv): run sudo $0 first"
     [[ -f $CONFIG ]] || die "$CONFIG does not exist: nothing to reconfigure (sudo $0 installs one)"
+    ! cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" \
+        || die "$CONFIG is still the example: edit [[watch]] path and [output] results, then run: sudo $rerun"
     make_dropin "$LIVE"
     install_dropin
     systemctl daemon-reload
+    systemctl enable nwwatch  # a first install on the example left it disabled
     start_service
     systemctl --no-pager status nwwatch || true
     exit 0
@@ -329,10 +336,14 @@ if [[ ! -f $CONFIG ]]; then
     echo "install.sh: wrote $CONFIG from the example: edit [[watch]] path and [output] results,"
     echo "            then run: sudo $0 --reconfigure"
 fi
+# The example untouched: its placeholder folders are not made and the service is neither
+# enabled nor started (it would write a ledger into /data/nwwatch-results).
+placeholder=""
+cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" && placeholder=placeholder
 
 # 4. The drop-in generated from the configuration by the new code: a configuration it refuses
 #    stops the update here, with the service still running the installed version.
-make_dropin "$NEW"
+make_dropin "$NEW" "$placeholder"
 
 # 5. The scripts pip wrote into venv.new/bin (nwwatch, pip) start with
 #    #!PREFIX/venv.new/bin/python, and activate names the folder too: a venv is not
@@ -365,6 +376,11 @@ install -m 0644 "$unit" "$UNIT_DIR/nwwatch.service"
 rm -f "$unit"
 install_dropin
 systemctl daemon-reload
+if [[ -n $placeholder ]]; then
+    echo "install.sh: installed, not started: $CONFIG is still the example; edit [[watch]] path"
+    echo "            and [output] results, then run: sudo $0 --reconfigure (it starts the service)"
+    exit 0
+fi
 systemctl enable nwwatch
 # restart, not `enable --now`: after an update the running service must load the new code
 start_service

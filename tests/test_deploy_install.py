@@ -5,6 +5,7 @@ user it made. One test makes real venvs and installs nwwatch into them with pip.
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import stat
 import subprocess
@@ -771,3 +772,35 @@ def test_reconfigure_before_any_install_says_to_install_first(sandbox):
     assert "No such file" not in done.stderr and "--reconfigure" not in done.stderr.split(
         "run sudo")[-1]
     assert not (tmp / "units" / "nwwatch.service").exists()
+
+
+def test_a_first_install_on_the_untouched_example_makes_no_folder_and_starts_nothing(sandbox):
+    """The example's placeholder results folder was made (/data/nwwatch-results on the root
+    file system, maybe under a future mount point) and the service started on it."""
+    tmp, env, prefix, config, calls, data = sandbox
+    example = (REPO / "deploy" / "nwwatch.example.toml").read_text()
+    fresh = data / "fresh" / "nwwatch.toml"
+    env = dict(env, CONFIG=str(fresh))
+    existed = Path(re.search(r'^results = "(.*)"', example, re.M).group(1)).exists()
+    done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert fresh.read_text() == example
+    assert "installed, not started" in done.stdout, done.stdout
+    made = calls.read_text().splitlines()
+    assert not [c for c in made if c in ("systemctl enable nwwatch", "systemctl restart nwwatch")]
+    results = re.search(r'^results = "(.*)"', example, re.M).group(1)  # the placeholder
+    assert not existed or Path(results).exists()
+    assert existed or not Path(results).exists()
+    # --reconfigure refuses the example, then starts the service once it is edited
+    again = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "still the example" in again.stderr, again.stderr
+    fresh.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
+                     f'[output]\nresults = "{data / "results2"}"\n')
+    again = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode == 0, again.stderr
+    made = calls.read_text().splitlines()
+    assert "systemctl enable nwwatch" in made and "systemctl restart nwwatch" in made
+    assert (data / "results2").is_dir()
