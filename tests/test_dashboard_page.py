@@ -419,6 +419,18 @@ def test_side_bar_and_header_tell_two_models_of_one_name_apart(tmp_path):
         # and so does the tab's title (two tabs of the folder were titled alike)
         assert browser.execute("return document.title") == (
             "acq/a (mine f5e4d3c2b1a0, measurement 2.2.9) · nwwatch")
+        assert browser.execute("return document.getElementById('newer').hidden")
+        # a page left open on the earlier series (a live display across an update) says
+        # where the folder's new rows are; it showed the old series without a word
+        acqs = get_json(f"{url}/api/acquisitions")["acquisitions"]
+        older = next(a["id"] for a in acqs if a["model_sha256"] == old)
+        newer = next(a["id"] for a in acqs if a["model_sha256"] == new)
+        browser.get(f"{url}/?a={older}")
+        wait_for(lambda: not browser.execute(
+            "return document.getElementById('newer').hidden"), 30, "newer banner")
+        assert "newer rows, of mine f5e4d3c2b1a0" in browser.text("#newer")
+        assert browser.execute(
+            "return document.querySelector('#newer a').getAttribute('href')") == f"?a={newer}"
 
 
 def test_time_labels_under_the_ticks_do_not_run_into_each_other_across_midnight(tmp_path):

@@ -81,6 +81,16 @@ async function loadList() {
     location.replace(`?a=${successor.id}`);
     return;
   }
+  // The folder shown got rows of another series since (an update that measures again, a
+  // fine-tuned model): this page keeps its own series, and says where the new rows are.
+  const current = list.find((a) => a.id === acqId);
+  const newer = current ? list.find((a) => a.folder === current.folder && a.id !== acqId &&
+    (a.last_processed || 0) > (current.last_processed || 0)) : undefined;
+  $("newer").hidden = !newer;
+  if (newer) {
+    $("newer").innerHTML = `This folder has newer rows, of ${esc(modelText(newer))}: ` +
+      `<a href="?a=${newer.id}">open them</a> (this page shows ${esc(modelText(current))}).`;
+  }
   $("missing").hidden = !acqId || known;
   if (acqId && !known) {
     $("missing").textContent = `No acquisition "${acqId}" in these results` +
