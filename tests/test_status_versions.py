@@ -372,8 +372,8 @@ def test_status_says_whose_rows_after_the_model_file_is_replaced(tmp_path):
             "counted once per model):") in text
     assert st["files_of_several_models"] == 2  # a and b; c only by the new model
     # 5 done items of 3 files: the top line says so (a newcomer read "5 files")
-    assert ("files: 5 done (3 distinct: a file counts once per content, model and measurement "
-            "version), ") in text
+    assert ("files: 5 done (once per content, model and measurement version; 3 distinct "
+            "files), ") in text
     assert f"    model {newest[:12]}: 3 rows (2 ok, 1 flagged (no_droplet 1)), last " in text
     # one model: no such lines
     only = tmp_path / "only"

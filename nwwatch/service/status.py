@@ -151,8 +151,8 @@ def format_status(status: dict) -> str:
         f"results: {status['results']}   ledger: {status['ledger']}",
         f"files: {c['done']} done"
         # a file processed by several models, or in several versions, is done once for each
-        + (f" ({c['done_files']} distinct: a file counts once per content, model and "
-           f"measurement version)"
+        + (f" (once per content, model and measurement version; {c['done_files']} "
+           f"distinct file{'' if c['done_files'] == 1 else 's'})"
            if c.get("done_files") is not None and c["done_files"] < c["done"] else "")
         + f", {c['pending']} {in_flight}, "
         f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined"
