@@ -29,7 +29,14 @@ import click
 import numpy as np
 
 from nwwatch.atomic import atomic_write_json
-from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED, UnsureBandError, fill_unsure_band
+from nwwatch.classes import (
+    DROPLET,
+    NANOWIRE,
+    UNLABELED,
+    UnsureBandError,
+    fill_unsure_band,
+    misplaced_insitu_class,
+)
 from nwwatch.io.dataset import (
     DatasetLayoutError,
     pair_folder,
@@ -308,6 +315,10 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
             f"{model_path}: the model's kind is {meta.kind!r} (classes "
             f"{list(meta.class_names)}), but {root} holds {kind!r} data (classes "
             f"{list(class_names)}; {said}): evaluate it with a model of kind {kind!r}")
+    misplaced = misplaced_insitu_class(meta.class_names) if kind == "insitu" else None
+    if misplaced:  # scored, its classes 1 and 2 were compared under the wrong names
+        raise ModelKindError(f"{model_path}: {misplaced}; the service, replay and measure "
+                             "refuse it for that: export it with its classes in that order")
     seen, seen_why = _seen_by_model(meta.extra or {}, root, [stem for stem, _, _ in pairs])
     truth = (_truth_angles(root, [stem for stem, _, _ in pairs])
              if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)

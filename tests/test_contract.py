@@ -200,3 +200,23 @@ def test_a_model_needing_a_larger_input_loads_without_a_line_on_stderr(tmp_path,
     capfd.readouterr()
     Segmenter(tmp_path / "reflect.onnx", providers=("cpu",), threads=1)
     assert capfd.readouterr().err == ""
+
+
+def test_a_model_whose_weights_are_in_an_external_file_is_told_how_to_make_it_one(tmp_path):
+    """torch's dynamo exporter writes M.onnx and M.onnx.data: ONNX Runtime, given the bytes,
+    said 'Cannot parse data from external tensors' or 'model_path.empty() was false'."""
+    import onnx
+
+    from nwwatch.options import shipped_models
+    from nwwatch.segment.session import ModelLoadError, Segmenter
+
+    model = onnx.load(shipped_models()["insitu-default"])  # weights as initializers
+    onnx.save(model, tmp_path / "ext.onnx", save_as_external_data=True,
+              all_tensors_to_one_file=True, location="ext.onnx.data", size_threshold=0)
+    assert (tmp_path / "ext.onnx.data").stat().st_size > 0
+    with pytest.raises(ModelLoadError, match=r"ext.onnx: its weights are in a separate file .*"
+                                             r"onnx.save\(onnx.load\('ext.onnx'\), "
+                                             r"'ext-one.onnx'\)"):
+        Segmenter(tmp_path / "ext.onnx", providers=("cpu",))
+    onnx.save(onnx.load(tmp_path / "ext.onnx"), tmp_path / "ext-one.onnx")  # the advice
+    Segmenter(tmp_path / "ext-one.onnx", providers=("cpu",))

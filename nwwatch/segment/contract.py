@@ -187,7 +187,13 @@ def read_metadata(props: Mapping[str, str] | Iterable[Any],
     if not isinstance(props, Mapping):
         props = {prop.key: prop.value for prop in props}
     if METADATA_KEY not in props:
-        raise ModelMetadataError(f"{path}: no {METADATA_KEY!r} metadata in the model")
+        has = f"its metadata keys: {sorted(props)}" if props else "it has no metadata"
+        raise ModelMetadataError(
+            f"{path}: no {METADATA_KEY!r} metadata in the model ({has}); a model trained "
+            f"elsewhere gets it as docs/models.md, 'A model trained elsewhere', shows: "
+            f"model.metadata_props.add(key={METADATA_KEY!r}, value=ModelMetadata(kind=..., "
+            f"class_names=..., arch=..., paradigm=..., size_multiple=...).to_json()) with "
+            f"the onnx package, then onnx.save")
     try:
         return ModelMetadata.from_json(props[METADATA_KEY])
     except ModelMetadataError as exc:

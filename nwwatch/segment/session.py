@@ -282,6 +282,15 @@ class Segmenter:
         try:
             self._session = make()
         except Exception as exc:  # ORT raises its own exception types for bad files
+            if _external_data(str(exc)):
+                raise ModelLoadError(
+                    f"{self.model_path}: its weights are in a separate file (ONNX external "
+                    f"data, such as {self.model_path.name}.data, which torch.onnx.export "
+                    f"writes for its dynamo exporter); nwwatch runs a model from one file, "
+                    f"whose sha256 is the model's identity in every row: save it as one file "
+                    f"(python -c \"import onnx; onnx.save(onnx.load('{self.model_path.name}'), "
+                    f"'{self.model_path.stem}-one.onnx')\" beside it; models under 2 GB) or "
+                    f"export it with torch.onnx.export(..., external_data=False)") from exc
             raise ModelLoadError(f"{self.model_path}: ONNX Runtime cannot load it ({exc})") from exc
         obtained = self._session.get_providers()
         self.provider = obtained[0]
@@ -540,3 +549,10 @@ class Segmenter:
         value = self.metadata.extra.get("input_slices", 1)
         ok = isinstance(value, int) and not isinstance(value, bool) and value >= 1 and value % 2
         return value if ok else 1
+
+
+def _external_data(message: str) -> bool:
+    """Whether ONNX Runtime's load error ``message`` is about tensors kept in an external
+    data file (from bytes, it cannot find them: it says so in several ways)."""
+    return "xternal data" in message or "xternal tensor" in message \
+        or "model_path.empty()" in message
