@@ -113,18 +113,23 @@ def _graph_model(path, image=("float", [None, 1, None, None]),
 
 
 @pytest.mark.parametrize(("change", "said"), [
-    ({"image": ("float", [None, 3, None, None])}, "'image' has 3 channels, not 1"),
+    ({"image": ("float", [None, 3, None, None])},
+     "'image' has 3 channels, not 1 (a grey frame, normalised); a network of 3 input channels "
+     "gets image.expand(-1, 3, -1, -1) in the wrapper"),
     ({"image": ("double", [None, 1, None, None])}, "'image' is tensor(double), not "
                                                    "tensor(float)"),
     ({"image": ("float", [None, None, None])}, "'image' has 3 dimensions"),
     ({"labels": ("int64", [None, None, None])}, "'labels' is tensor(int64), not "
-                                                "tensor(uint8)"),
+                                                "tensor(uint8): the argmax .to(torch.uint8)"),
     ({"probabilities": ("float", [None, 2, None, None])},
      "'probabilities' has 2 channels, not 3 (the classes of its metadata's class_names)"),
     # before: "service: loads it", then every frame of another size (or any batch) failed
     ({"image": ("float", [1, 1, 512, 512])}, "with N = 1, H = 512, W = 512 fixed"),
     ({"image": ("float", [None, 1, 256, 256])}, "with H = 256, W = 256 fixed"),
-    ({"image": ("float", [None, None, None, 1])}, "a channels-last input"),
+    # before: "with W = 1 fixed: ... N, H and W must be dynamic", which they were
+    ({"image": ("float", [None, None, None, 1])},
+     ", 1], channels last: the contract's tensors are channels first (N, C, H, W); turn it "
+     "inside the wrapper (image.permute(0, 2, 3, 1) first"),
     # before: logits failed frame by frame in the measurement, sigmoids gave other rows
     ({"softmax": False}, "'probabilities' is not a softmax over its 3 classes"),
     # before: size_multiple 1 on a graph that needs even sizes: every odd frame failed
@@ -220,3 +225,13 @@ def test_a_model_whose_weights_are_in_an_external_file_is_told_how_to_make_it_on
         Segmenter(tmp_path / "ext.onnx", providers=("cpu",))
     onnx.save(onnx.load(tmp_path / "ext.onnx"), tmp_path / "ext-one.onnx")  # the advice
     Segmenter(tmp_path / "ext-one.onnx", providers=("cpu",))
+
+
+def test_channels_last_probabilities_are_told_to_turn():
+    from nwwatch.segment.contract import graph_problem
+
+    problem = graph_problem({"probabilities": ("tensor(float)", ["N", "H", "W", 3])},
+                            _meta(size_multiple=1))
+    assert problem.endswith("channels last: the contract's tensors are channels first (N, C, "
+                            "H, W); turn it inside the wrapper (probabilities.permute(0, 3, "
+                            "1, 2) last in forward)")

@@ -139,6 +139,16 @@ class ModelMetadata:
         return cls(**raw)
 
 
+#: How a wrapper (docs/models.md, "A model trained elsewhere") fixes a tensor of another type.
+_TYPE_FIX = {
+    (INPUT_NAME, "tensor(float16)"): ": take float32 and convert inside the wrapper "
+                                     "(self.net(image.half()).float())",
+    (INPUT_NAME, "tensor(double)"): ": take float32 and convert inside the wrapper "
+                                    "(image.double())",
+    (OUTPUT_LABELS, "tensor(int64)"): ": the argmax .to(torch.uint8) in the wrapper",
+    (OUTPUT_LABELS, "tensor(int32)"): ": the argmax .to(torch.uint8) in the wrapper",
+    (OUTPUT_PROBABILITIES, "tensor(float16)"): ": .float() on the softmax in the wrapper",
+}
 #: What the graph's tensors must be (module docstring): (ONNX Runtime's type, rank).
 _TENSORS = {INPUT_NAME: ("tensor(float)", 4), OUTPUT_LABELS: ("tensor(uint8)", 3),
             OUTPUT_PROBABILITIES: ("tensor(float)", 4)}
@@ -158,14 +168,23 @@ def graph_problem(tensors: Mapping[str, tuple[str, list]], metadata: ModelMetada
             continue  # a missing name is said by the caller
         got_type, shape = tensors[name]
         if got_type != dtype:
-            return f"{name!r} is {got_type}, not {dtype}"
+            return f"{name!r} is {got_type}, not {dtype}{_TYPE_FIX.get((name, got_type), '')}"
         if shape and len(shape) != rank:
             return f"{name!r} has {len(shape)} dimensions {list(shape)}, not {rank}"
         want = channels.get(name)
+        if shape and want is not None and not isinstance(shape[1], int) \
+                and shape[-1] == want and all(not isinstance(d, int) for d in shape[1:3]):
+            # (N, H, W, C): read as W = C fixed, and "make W dynamic" changed nothing
+            turn = ("image.permute(0, 2, 3, 1) first in forward" if name == INPUT_NAME
+                    else "probabilities.permute(0, 3, 1, 2) last in forward")
+            return (f"{name!r} is {list(shape)}, channels last: the contract's tensors are "
+                    f"channels first (N, C, H, W); turn it inside the wrapper ({turn})")
         if shape and want is not None and isinstance(shape[1], int) and shape[1] != want:
             what = ("the classes of its metadata's class_names" if name == OUTPUT_PROBABILITIES
                     else "a grey frame, normalised")
-            return f"{name!r} has {shape[1]} channels, not {want} ({what})"
+            fix = ("; a network of 3 input channels gets image.expand(-1, 3, -1, -1) in the "
+                   "wrapper" if name == INPUT_NAME and shape[1] == 3 else "")
+            return f"{name!r} has {shape[1]} channels, not {want} ({what}){fix}"
     image = tensors.get(INPUT_NAME, ("", []))[1]
     fixed = [f"{axis} = {image[i]}" for i, axis in ((0, "N"), (2, "H"), (3, "W"))
              if len(image) == 4 and isinstance(image[i], int)]
