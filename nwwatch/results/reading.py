@@ -41,7 +41,9 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
     newest version, with ``RESULTS/reverted.parquet`` (files put back to
     earlier content) and ``RESULTS/quarantine.parquet`` (a file overwritten with a broken
     one supersedes its earlier rows) applied as ``nwwatch status`` applies them;
-    ``current=False``: every version's rows. Rows of several models or measurement versions
+    ``current=False``: every row as the files hold them, every version's, and a row
+    written twice (a compaction cut short, until the next one finishes it) twice. Rows of
+    several models or measurement versions
     are all kept: select one series (``model_sha256``, ``measurement_version``) before
     counting or averaging.
 
