@@ -341,3 +341,26 @@ def test_a_data_folder_volume_with_a_fill_is_read_as_train_volume_reads_it(tmp_p
     expected = np.clip(2 * (volume[Z][:, ~PAD].astype(np.float32) - low) / (high - low) - 1,
                        -1, 1)
     np.testing.assert_allclose(item.image[:, ~PAD], expected, atol=1e-5)
+
+
+def test_fills_at_both_ends_a_circular_mask_and_nan_over_a_fill_are_found():
+    """A fill at each end: the other end's stayed in the sample whose range sized the gap
+    window (the whole dtype's), so one was missed and skewed the grey range; the inscribed
+    circle of a reconstruction mask: its corners cover 0.43 of each of two sides, none half
+    of one; NaN over a fill's columns in one slice lost the whole fill."""
+    rng = np.random.default_rng(0)
+    grey = np.clip(rng.normal(1000, 200, (16, 96, 96)), 100, 2000).astype(np.uint16)
+    both = grey.copy()
+    both[:, :, :15], both[:, :, -15:] = 0, 65535
+    assert [f.value for f in constant_fill(both)[1]] == [0.0, 65535.0]
+    rows, cols = np.mgrid[0:96, 0:96]
+    outside = np.hypot(rows - 47.5, cols - 47.5) > 48
+    circle = grey.copy()
+    circle[:, outside] = 0
+    mask, fills = constant_fill(circle)
+    assert len(fills) == 1 and np.array_equal(mask[0], outside)
+    floats = grey.astype(np.float32)
+    floats[:, :, :15] = 0.0  # one fill, at the low end
+    floats[0, :, :5] = np.nan  # no data over part of it in one slice
+    mask, fills = constant_fill(floats)
+    assert [f.value for f in fills] == [0.0] and mask[:, :, :15].all()

@@ -48,9 +48,9 @@ from scipy import ndimage as ndi
 #: The fewest slices a volume needs for a fill to be looked for: in a thinner one a grain's
 #: cross-section barely changes from slice to slice.
 MIN_SLICES = 8
-#: The least share of one side of the slice each region of a fill's columns covers: padding
-#: runs along a side (a shifted image's strip, a mask's outside), a grain cut by a side
-#: meets it along a chord.
+#: The least share of the slice's sides each region of a fill's columns runs along (summed
+#: over the sides it touches): padding runs along a side (a shifted image's strip, a mask's
+#: outside), a grain cut by a side meets it along a chord.
 MIN_SIDE_COVER = 0.5
 #: The least share of the volume a fill holds.
 MIN_FILL_SHARE = 0.01
@@ -103,41 +103,44 @@ def _plain_share(data: np.ndarray, extreme: np.ndarray) -> float:
 
 def _side_regions(columns: np.ndarray, min_columns: int) -> np.ndarray:
     """bool (Y, X): the 4-connected regions of ``columns`` of at least ``min_columns`` columns
-    that cover at least :data:`MIN_SIDE_COVER` of one side of the slice."""
+    whose shares of the slice's sides they run along add up to at least
+    :data:`MIN_SIDE_COVER` (a corner of a circular mask covers 0.43 of each of two sides)."""
     labels, count = ndi.label(columns)
     sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
-    kept = np.zeros(count + 1, bool)
+    cover = np.zeros(count + 1)
     for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        cover = np.bincount(side, minlength=count + 1)
-        kept |= cover >= MIN_SIDE_COVER * side.size
-    kept &= sizes >= min_columns
+        cover += np.bincount(side, minlength=count + 1) / side.size
+    kept = (cover >= MIN_SIDE_COVER) & (sizes >= min_columns)
     kept[0] = False
     return kept[labels]
 
 
 def _spill_checked(equal: np.ndarray, footprint: np.ndarray, min_columns: int) -> np.ndarray:
-    """bool (Y, X): the columns of ``footprint`` (all of ``equal`` (Z, Y, X) through every
-    slice) whose 6-connected block of ``equal`` holds at most :data:`MAX_SPILL` voxels
-    outside the footprint per voxel inside it, in regions reaching the side as
+    """bool (Y, X): the columns of ``footprint`` (of ``equal`` (Z, Y, X) in every slice, or
+    without data) all of whose 6-connected blocks of ``equal`` hold at most :data:`MAX_SPILL`
+    voxels outside the footprint per voxel inside it, in regions reaching the side as
     :func:`_side_regions`."""
     labels, _ = ndi.label(equal)  # 6-connected
     total = np.bincount(labels.reshape(-1))
-    top = labels[0]  # a column of the footprint is one block through every slice
-    del labels
-    inside = np.bincount(top[footprint], minlength=total.size) * equal.shape[0]
-    ok = (inside > 0) & (total - inside <= MAX_SPILL * inside)
-    ok[0] = False
-    return _side_regions(footprint & ok[top], min_columns)
+    inside_voxels = np.broadcast_to(footprint, equal.shape) & equal
+    inside = np.bincount(labels[inside_voxels], minlength=total.size)
+    del inside_voxels
+    bad = (inside > 0) & (total - inside > MAX_SPILL * inside)
+    bad[0] = False  # voxels of other values (NaN in a fill's column) spill nothing
+    spilled = bad[labels].any(axis=0)
+    return _side_regions(footprint & ~spilled, min_columns)
 
 
-def _gap_beside(data: np.ndarray, value, low_end: bool, at_value: int) -> bool:
+def _gap_beside(data: np.ndarray, value, low_end: bool, at_value: int,
+                extremes: tuple) -> bool:
     """Whether the voxels of ``data`` within :data:`GAP_WINDOW` of the robust range of the
-    other values beside ``value`` (above it for the lowest, below for the highest) are at most
-    :data:`MAX_GAP_SHARE` of ``at_value``."""
+    values other than ``extremes`` (the lowest and highest: a fill at the other end would
+    stretch the range to the dtype's) beside ``value`` (above it for the lowest, below for the
+    highest) are at most :data:`MAX_GAP_SHARE` of ``at_value``."""
     step = max(1, round((data.size / 1_000_000) ** (1 / 3)))
     sample = data[::step, ::step, ::step].reshape(-1)
-    sample = sample[(sample != value) & np.isfinite(sample)] if data.dtype.kind == "f" else (
-        sample[sample != value])
+    keep = (sample != extremes[0]) & (sample != extremes[1])
+    sample = sample[keep & np.isfinite(sample)] if data.dtype.kind == "f" else sample[keep]
     if sample.size == 0:
         return False
     lo, hi = np.percentile(sample.astype(np.float64), [0.5, 99.5])
@@ -179,9 +182,15 @@ def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[Constant
     min_columns = max(1, math.ceil(MIN_BLOCK_SHARE * data.size / depth))
     footprints = []
     for value in (low, high):
-        columns = data[0] == value
-        for page in data[1:]:
-            columns &= page == value
+        # a column of the fill in every slice, or without data (NaN padding beside or over
+        # a mask's fill), and of the value in at least MIN_SLICES of them
+        columns = np.ones(data.shape[1:], bool)
+        hits = np.zeros(data.shape[1:], np.int32)
+        for page in data:
+            equal = page == value
+            hits += equal
+            columns &= equal | np.isnan(page) if data.dtype.kind == "f" else equal
+        columns &= hits >= MIN_SLICES
         footprint = _side_regions(columns, min_columns)
         if np.count_nonzero(footprint) * depth < need:
             continue
@@ -189,7 +198,7 @@ def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[Constant
         footprint = _spill_checked(equal, footprint, min_columns)
         del equal
         voxels = int(np.count_nonzero(footprint)) * depth
-        if voxels < need or not _gap_beside(data, value, value == low, voxels):
+        if voxels < need or not _gap_beside(data, value, value == low, voxels, (low, high)):
             continue
         footprints.append((value, footprint))
     if not footprints:
