@@ -336,10 +336,15 @@ if [[ ! -f $CONFIG ]]; then
     echo "install.sh: wrote $CONFIG from the example: edit [[watch]] path and [output] results,"
     echo "            then run: sudo $0 --reconfigure"
 fi
-# The example untouched: its placeholder folders are not made and the service is neither
-# enabled nor started (it would write a ledger into /data/nwwatch-results).
+# The example untouched on a first install (or on one that was left so: not enabled): its
+# placeholder folders are not made and the service is neither enabled nor started (it would
+# write a ledger into /data/nwwatch-results). An enabled installation is updated as it was
+# configured.
 placeholder=""
-cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" && placeholder=placeholder
+if cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" \
+        && { [[ ! -e $LIVE ]] || ! systemctl is-enabled --quiet nwwatch 2>/dev/null; }; then
+    placeholder=placeholder
+fi
 
 # 4. The drop-in generated from the configuration by the new code: a configuration it refuses
 #    stops the update here, with the service still running the installed version.

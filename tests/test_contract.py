@@ -230,6 +230,13 @@ def test_a_model_whose_weights_are_in_an_external_file_is_told_how_to_make_it_on
 def test_channels_last_probabilities_are_told_to_turn():
     from nwwatch.segment.contract import graph_problem
 
+    # with H and W fixed too ("has 256 channels, not 1"), and 3 channels last ("W = 3 fixed")
+    for image in ([1, 256, 256, 1], ["N", 256, 256, 1], ["N", "H", "W", 3]):
+        problem = graph_problem({"image": ("tensor(float)", image)}, _meta(size_multiple=1))
+        assert "channels last" in problem and "image.permute(0, 2, 3, 1)" in problem, problem
+    problem = graph_problem({"probabilities": ("tensor(float)", ["N", 256, 256, 3])},
+                            _meta(size_multiple=1))
+    assert "channels last" in problem, problem
     problem = graph_problem({"probabilities": ("tensor(float)", ["N", "H", "W", 3])},
                             _meta(size_multiple=1))
     assert problem.endswith("channels last: the contract's tensors are channels first (N, C, "

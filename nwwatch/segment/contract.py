@@ -172,8 +172,9 @@ def graph_problem(tensors: Mapping[str, tuple[str, list]], metadata: ModelMetada
         if shape and len(shape) != rank:
             return f"{name!r} has {len(shape)} dimensions {list(shape)}, not {rank}"
         want = channels.get(name)
-        if shape and want is not None and not isinstance(shape[1], int) \
-                and shape[-1] == want and all(not isinstance(d, int) for d in shape[1:3]):
+        last = {want, 3} if name == INPUT_NAME else {want}
+        if shape and want is not None and shape[-1] in last and shape[1] != shape[-1] \
+                and (not isinstance(shape[1], int) or shape[1] > max(last)):
             # (N, H, W, C): read as W = C fixed, and "make W dynamic" changed nothing
             turn = ("image.permute(0, 2, 3, 1) first in forward" if name == INPUT_NAME
                     else "probabilities.permute(0, 3, 1, 2) last in forward")

@@ -84,8 +84,10 @@ async function loadList() {
   // The folder shown got rows of another series since (an update that measures again, a
   // fine-tuned model): this page keeps its own series, and says where the new rows are.
   const current = list.find((a) => a.id === acqId);
+  // (of its kind: a folder may hold frames and tomograms, two pages of their own)
   const newer = current ? list.find((a) => a.folder === current.folder && a.id !== acqId &&
-    (a.last_processed || 0) > (current.last_processed || 0)) : undefined;
+    a.kind === current.kind && (a.last_processed || 0) > (current.last_processed || 0)) :
+    undefined;
   $("newer").hidden = !newer;
   if (newer) {
     $("newer").innerHTML = `This folder has newer rows, of ${esc(modelText(newer))}: ` +
