@@ -275,7 +275,7 @@ def test_ctrl_s_and_ctrl_z_work_with_caps_lock_on(served, browser):
     browser.execute("window.prevented = []; document.addEventListener('keydown', "
                     "(e) => window.prevented.push(e.defaultPrevented))")
     browser.execute("window.nwLabel.geometry.strokes.push({class: 255, points: "
-                    "[[4, 4], [4, 30], [30, 30]]}); changed()")
+                    "[[4, 4], [4, 30], [30, 30]]}); window.nwLabel.userStrokes = 1; changed()")
     browser.wait_for(READY)
     strokes = browser.execute("return window.nwLabel.geometry.strokes.length")
     _press(browser, "Z", modifier=CONTROL)  # Ctrl+Shift+Z (redo elsewhere) undoes nothing

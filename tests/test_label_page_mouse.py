@@ -306,6 +306,12 @@ def test_ctrl_z_while_drawing_a_polygon_removes_its_last_corner(served, browser)
     _ctrl_z(browser)  # no polygon being drawn: the last stroke goes
     browser.wait_for(READY)
     assert browser.execute("return window.nwLabel.geometry.strokes") == strokes
+    # ... and no further: the strokes the page opened with (the model's proposal paints a
+    # second droplet so) are not the user's to undo; Ctrl+Z removed them without a word
+    _ctrl_z(browser)
+    assert browser.execute("return window.nwLabel.geometry.strokes") == strokes
+    assert browser.text("#status").startswith("no stroke of yours to undo")
+    assert browser.execute("return document.getElementById('undo-stroke').disabled") is True
     _mode(browser, "edit")
 
 

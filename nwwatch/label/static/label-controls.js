@@ -24,7 +24,7 @@ function updateButtons() {
   }
   $("remove-droplet").disabled = !g || !g.droplet;
   $("remove-wire").disabled = !g || !g.wire;
-  $("undo-stroke").disabled = !g || !g.strokes.length;
+  $("undo-stroke").disabled = !g || !state.userStrokes;
 }
 
 function defaultFacet() {
@@ -54,6 +54,11 @@ function undoKey() {
     $("status").textContent = d.points.length
       ? `polygon being drawn: ${d.points.length} corner${d.points.length > 1 ? "s" : ""}`
       : "polygon being drawn: no corner left";
+    return;
+  }
+  if (!state.userStrokes) {  // the model's strokes (a second droplet, a gap) stay
+    $("status").textContent = "no stroke of yours to undo (the proposal's strokes stay: " +
+      "“Back to the model's proposal” drops every edit)";
     return;
   }
   $("undo-stroke").click();
@@ -89,7 +94,13 @@ function setup() {
   $("conflict-overwrite").onclick = () => overwriteSave();
   $("conflict-theirs").onclick = () => openSavedVersion();
   setupHandleKeys();
-  $("undo-stroke").onclick = () => { if (state.geometry.strokes.pop()) changed(); };
+  // the last stroke painted on this frame since it opened; the proposal's and a saved
+  // frame's strokes stay (Ctrl+Z had removed the model's stroke of a second droplet)
+  $("undo-stroke").onclick = () => {
+    if (!state.userStrokes || !state.geometry.strokes.pop()) return;
+    state.userStrokes -= 1;
+    changed();
+  };
   $("reset").onclick = async () => {
     if (state.loading) return;
     if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
@@ -103,6 +114,7 @@ function setup() {
       const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
       if (seq !== shownSeq() || state.loading) return;
       state.geometry = doc.geometry;
+      state.userStrokes = 0;
       state.facetEdge = null;
       $("explicit-facet").checked = state.geometry.facet !== null;
       $("frame-origin").textContent = "model proposal";

@@ -172,6 +172,7 @@ async function openFrame(index) {
     state.frames[index].failed = false;
     labelOption(index);
     state.geometry = doc.geometry;
+    state.userStrokes = 0;  // Ctrl+Z removes this session's strokes, never the model's
     // The previous frame's overlay is not this frame's labels (its first preview of a large
     // frame takes seconds): nothing is shown until that preview answers.
     $("mask-image").removeAttribute("href");
@@ -464,6 +465,7 @@ function onPointerUp(event) {
   const d = state.draft;
   if (d && d.painting) {
     state.geometry.strokes.push({class: d.class, brush_px: d.brush_px, points: d.points});
+    state.userStrokes = (state.userStrokes || 0) + 1;
     state.draft = null;
     changed();
   }
@@ -478,6 +480,7 @@ function closePolygon() {
   state.draft = null;
   if (pts.length >= 3) {
     state.geometry.strokes.push({class: d.class, points: pts});
+    state.userStrokes = (state.userStrokes || 0) + 1;
     changed();
   } else {
     renderDraft();
