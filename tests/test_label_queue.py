@@ -515,3 +515,19 @@ def test_an_entry_whose_file_is_gone_leaves_the_queue(tmp_path):
     finally:
         label_queue.os.lstat = real
     assert [Path(e.source).name for e in read_queue(results)] == ["f4.tif", "f1.tif", "f2.tif"]
+
+
+def test_one_frame_in_two_folders_under_one_name_is_listed_once(tmp_path):
+    """A queued copy (acq/frame_00000.tif, replayed) and the file its labels were saved from
+    (syn/frame_00000.tif), both given: the second was listed under a hashed name as a new
+    frame, and saving it put the same pixels into DATA twice with other labels."""
+    image = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    for folder in ("acq", "syn"):
+        (tmp_path / folder).mkdir()
+        write_frame_tiff(tmp_path / folder / "frame_00000.tif", image)
+    (tmp_path / "other").mkdir()
+    write_frame_tiff(tmp_path / "other" / "frame_00000.tif", image[::-1].copy())
+    refs = frame_refs([tmp_path / "acq/frame_00000.tif", tmp_path / "syn/frame_00000.tif",
+                       tmp_path / "other/frame_00000.tif"], data_dir=tmp_path / "DATA")
+    assert [r.path.parent.name for r in refs] == ["acq", "other"]
+    assert refs[0].stem == "frame_00000" and refs[1].stem.startswith("frame_00000_")

@@ -97,7 +97,7 @@ def _frame_refs(paths: Sequence[str | os.PathLike[str]],
     from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 
     refs: list[FrameRef] = []
-    seen: set[str] = set()
+    seen: dict[str, FrameRef] = {}
     listed: set[tuple[Path, int]] = set()
     named = {os.path.abspath(p) for p in paths}
     for i, raw in enumerate(paths):
@@ -120,12 +120,30 @@ def _frame_refs(paths: Sequence[str | os.PathLike[str]],
                     data_dir, safe_stem(path.stem), path, files):
                 # a stack that grew since its one page was saved: that frame keeps its stem
                 stem = safe_stem(path.stem)
+            ref = FrameRef(path, int(page), stem, dict(infos[i]) if infos else {})
+            if stem in seen and _same_frame(seen[stem], ref, files):
+                # the same frame under the same name in two folders (a queued copy and the
+                # file its labels were saved from): listed once, as a frame named twice is
+                continue
             if stem in seen or (data_dir is not None
                                 and taken_by_other(data_dir, stem, path, page, files)):
                 stem = other_stem(data_dir, stem, path, int(page), files)
-            seen.add(stem)
-            refs.append(FrameRef(path, int(page), stem, dict(infos[i]) if infos else {}))
+                ref = FrameRef(path, int(page), stem, ref.info)
+            seen[stem] = ref
+            refs.append(ref)
     return refs
+
+
+def _same_frame(a: FrameRef, b: FrameRef, files: OpenFiles) -> bool:
+    """Whether two frames listed under one name hold the same pixels (read only when their
+    names collide)."""
+    from nwwatch.io import InputError
+
+    try:
+        first, second = read_frame(a, files)[0], read_frame(b, files)[0]
+    except (OSError, ValueError, InputError):  # one unreadable: both listed, the page says why
+        return False
+    return first.shape == second.shape and bool(np.array_equal(first, second))
 
 
 def other_stem(data_dir: Path | None, base: str, path: Path, page: int, files: OpenFiles,
