@@ -236,8 +236,10 @@ if [[ $MODE == --reconfigure ]]; then
     [[ -x $LIVE/bin/python ]] \
         || die "nwwatch is not installed at $PREFIX ($LIVE: no venv): run sudo $0 first"
     [[ -f $CONFIG ]] || die "$CONFIG does not exist: nothing to reconfigure (sudo $0 installs one)"
-    ! cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" \
-        || die "$CONFIG is still the example: edit [[watch]] path and [output] results, then run: sudo $rerun"
+    if cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" || { [[ -f $PREFIX/config-from-example.sha256 ]] \
+            && [[ $(sha256sum < "$CONFIG") == $(cat "$PREFIX/config-from-example.sha256") ]]; }; then
+        die "$CONFIG is still the example: edit [[watch]] path and [output] results, then run: sudo $rerun"
+    fi
     make_dropin "$LIVE"
     install_dropin
     systemctl daemon-reload
@@ -331,18 +333,21 @@ cp "$SRC/docs/service.md" "$PREFIX/docs/" 2>/dev/null || true
 
 # 3. The configuration: installed once, never overwritten.
 install -d -m 0755 "$(dirname "$CONFIG")"
+# (its sha256 beside the venv, to know it untouched after the example changed in a release)
+EXAMPLE_MARK=$PREFIX/config-from-example.sha256
 if [[ ! -f $CONFIG ]]; then
     install -m 0644 "$SRC/deploy/nwwatch.example.toml" "$CONFIG"
+    sha256sum < "$CONFIG" > "$EXAMPLE_MARK"
     echo "install.sh: wrote $CONFIG from the example: edit [[watch]] path and [output] results,"
     echo "            then run: sudo $0 --reconfigure"
 fi
-# The example untouched on a first install (or on one that was left so: not enabled): its
-# placeholder folders are not made and the service is neither enabled nor started (it would
-# write a ledger into /data/nwwatch-results). An enabled installation is updated as it was
-# configured.
+# The example untouched, and no service running: its placeholder folders are not made and
+# the service is neither enabled nor started (it would write a ledger into
+# /data/nwwatch-results). A running installation is updated as it was configured.
 placeholder=""
-if cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" \
-        && { [[ ! -e $LIVE ]] || ! systemctl is-enabled --quiet nwwatch 2>/dev/null; }; then
+if { cmp -s "$CONFIG" "$SRC/deploy/nwwatch.example.toml" \
+        || { [[ -f $EXAMPLE_MARK ]] && [[ $(sha256sum < "$CONFIG") == $(cat "$EXAMPLE_MARK") ]]; }; } \
+        && { [[ ! -e $LIVE ]] || ! systemctl is-active --quiet nwwatch 2>/dev/null; }; then
     placeholder=placeholder
 fi
 

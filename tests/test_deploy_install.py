@@ -796,6 +796,16 @@ def test_a_first_install_on_the_untouched_example_makes_no_folder_and_starts_not
     again = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
                            env=env, capture_output=True, text=True, timeout=120)
     assert again.returncode != 0 and "still the example" in again.stderr, again.stderr
+    # ... also when a later release's example differs from the one it was written from
+    import hashlib
+
+    older = example + "# an earlier release's example\n"
+    fresh.write_text(older)
+    (prefix / "config-from-example.sha256").write_text(
+        hashlib.sha256(older.encode()).hexdigest() + "  -\n")
+    again = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],
+                           env=env, capture_output=True, text=True, timeout=120)
+    assert again.returncode != 0 and "still the example" in again.stderr, again.stderr
     fresh.write_text(f'[[watch]]\npath = "{data / "acq"}"\n\n'
                      f'[output]\nresults = "{data / "results2"}"\n')
     again = subprocess.run(["bash", str(REPO / "deploy" / "install.sh"), "--reconfigure"],

@@ -176,8 +176,10 @@ def graph_problem(tensors: Mapping[str, tuple[str, list]], metadata: ModelMetada
         if shape and want is not None and shape[-1] in last and shape[1] != shape[-1] \
                 and (not isinstance(shape[1], int) or shape[1] > max(last)):
             # (N, H, W, C): read as W = C fixed, and "make W dynamic" changed nothing
-            turn = ("image.permute(0, 2, 3, 1) first in forward" if name == INPUT_NAME
-                    else "probabilities.permute(0, 3, 1, 2) last in forward")
+            turn = ("probabilities.permute(0, 3, 1, 2) last in forward"
+                    if name != INPUT_NAME else "image.permute(0, 2, 3, 1) first in forward"
+                    if shape[-1] == 1 else
+                    "image.permute(0, 2, 3, 1).expand(-1, -1, -1, 3) first in forward")
             return (f"{name!r} is {list(shape)}, channels last: the contract's tensors are "
                     f"channels first (N, C, H, W); turn it inside the wrapper ({turn})")
         if shape and want is not None and isinstance(shape[1], int) and shape[1] != want:

@@ -48,10 +48,13 @@ from scipy import ndimage as ndi
 #: The fewest slices a volume needs for a fill to be looked for: in a thinner one a grain's
 #: cross-section barely changes from slice to slice.
 MIN_SLICES = 8
-#: The least share of the slice's sides each region of a fill's columns runs along (summed
-#: over the sides it touches): padding runs along a side (a shifted image's strip, a mask's
-#: outside), a grain cut by a side meets it along a chord.
+#: The least share of one side of the slice a region of a fill's columns runs along: padding
+#: runs along a side (a shifted image's strip, a mask's outside), a grain cut by a side
+#: meets it along a chord.
 MIN_SIDE_COVER = 0.5
+#: ... or of each of two sides meeting at a corner (the corners outside an inscribed
+#: circular mask cover 0.43 of each; a grain in a corner rarely reaches that far along both).
+MIN_CORNER_COVER = 0.4
 #: The least share of the volume a fill holds.
 MIN_FILL_SHARE = 0.01
 #: The least share of the volume each region of its columns holds (smaller ones are speckle).
@@ -103,14 +106,17 @@ def _plain_share(data: np.ndarray, extreme: np.ndarray) -> float:
 
 def _side_regions(columns: np.ndarray, min_columns: int) -> np.ndarray:
     """bool (Y, X): the 4-connected regions of ``columns`` of at least ``min_columns`` columns
-    whose shares of the slice's sides they run along add up to at least
-    :data:`MIN_SIDE_COVER` (a corner of a circular mask covers 0.43 of each of two sides)."""
+    that run along at least :data:`MIN_SIDE_COVER` of one side of the slice, or at least
+    :data:`MIN_CORNER_COVER` of each of two sides meeting at a corner (a corner of a
+    circular mask covers 0.43 of each)."""
     labels, count = ndi.label(columns)
     sizes = np.bincount(labels.reshape(-1), minlength=count + 1)
-    cover = np.zeros(count + 1)
-    for side in (labels[0], labels[-1], labels[:, 0], labels[:, -1]):
-        cover += np.bincount(side, minlength=count + 1) / side.size
-    kept = (cover >= MIN_SIDE_COVER) & (sizes >= min_columns)
+    covers = np.stack([np.bincount(side, minlength=count + 1) / side.size
+                       for side in (labels[0], labels[:, -1], labels[-1], labels[:, 0])])
+    # half of one side, or a corner's two sides (adjacent in this order) each 0.4 of theirs
+    corner = np.minimum(covers, np.roll(covers, -1, axis=0)).max(axis=0)
+    kept = ((covers.max(axis=0) >= MIN_SIDE_COVER) | (corner >= MIN_CORNER_COVER)) \
+        & (sizes >= min_columns)
     kept[0] = False
     return kept[labels]
 
@@ -178,7 +184,9 @@ def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[Constant
     if low == high:  # blank (refused by nwwatch.io.check_tomogram)
         return None, ()
     depth = data.shape[0]
-    need = math.ceil(MIN_FILL_SHARE * data.size)
+    with_data = (int(np.count_nonzero(np.isfinite(data))) if data.dtype.kind == "f"
+                 else data.size)
+    need = math.ceil(MIN_FILL_SHARE * with_data)
     min_columns = max(1, math.ceil(MIN_BLOCK_SHARE * data.size / depth))
     footprints = []
     for value in (low, high):
@@ -192,23 +200,23 @@ def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[Constant
             columns &= equal | np.isnan(page) if data.dtype.kind == "f" else equal
         columns &= hits >= MIN_SLICES
         footprint = _side_regions(columns, min_columns)
-        if np.count_nonzero(footprint) * depth < need:
+        # the voxels of the value in the footprint (NaN in its columns is no fill's)
+        if int(hits[footprint].sum()) < need:
             continue
         equal = data == value
         footprint = _spill_checked(equal, footprint, min_columns)
         del equal
-        voxels = int(np.count_nonzero(footprint)) * depth
+        voxels = int(hits[footprint].sum())
         if voxels < need or not _gap_beside(data, value, value == low, voxels, (low, high)):
             continue
-        footprints.append((value, footprint))
+        footprints.append((value, footprint, voxels))
     if not footprints:
         return None, ()
     if _plain_share(data, (data == low) | (data == high)) > MAX_PLAIN_SHARE:
         return None, ()
     columns = np.zeros(data.shape[1:], bool)
     fills = []
-    for value, footprint in footprints:
-        count = int(np.count_nonzero(footprint)) * depth
+    for value, footprint, count in footprints:
         fills.append(ConstantFill(float(value), count, count / data.size))
         columns |= footprint
     return np.broadcast_to(columns, data.shape).copy(), tuple(fills)
