@@ -351,3 +351,34 @@ def test_a_wire_corner_stays_on_the_frame_or_its_margin(served, browser):
     view = browser.execute("return -document.getElementById('canvas').viewBox.baseVal.x")
     assert abs(view - margin) < 1e-5  # the margin drawn round the frame
     assert _console_errors(browser) == []
+
+
+def test_leaving_a_frame_whose_shapes_are_being_saved_asks_nothing(served, browser):
+    """Ctrl+S then PageDown at once asked "Discard the unsaved changes of this frame?" while
+    the save of exactly those shapes was on its way (and then went through): a user who
+    answered Cancel believed the work unsaved."""
+    session, url = served
+    browser.get(f"{url}?leave")
+    browser.wait_for(READY)
+    _press(browser, "h", RIGHT)
+    browser.wait_for(READY)
+    mine = browser.execute(GEOMETRY)
+    browser.execute("window.asked = []; window.confirm = (q) => { window.asked.push(q); "
+                    "return false; }; const send = api; api = async (p, b) => {"
+                    " if (p.includes('/save')) await new Promise((r) => setTimeout(r, 1000));"
+                    " return send(p, b); }; save()")
+    browser.wait_for("return document.getElementById('status').textContent === 'saving...'")
+    browser.execute(f"openFrame({BLANK})")
+    browser.wait_for(f"return window.nwLabel.index === {BLANK} && "
+                     + READY.removeprefix("return "))
+    assert browser.execute("return window.asked") == []
+    browser.wait_for("return !window.nwLabel.savingEdits")
+    assert _saved(session, 0)["droplet"] == mine["droplet"]
+    # an edit made after the save was sent is not on its way: that one is asked about
+    browser.execute("openFrame(0)")
+    browser.wait_for("return window.nwLabel.index === 0 && " + READY.removeprefix("return "))
+    _press(browser, "h", RIGHT)
+    browser.wait_for(READY)
+    browser.execute("save(); window.nwLabel.edits += 1")
+    browser.execute(f"openFrame({BLANK})")
+    assert browser.execute("return window.asked.length") == 1

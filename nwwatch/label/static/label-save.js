@@ -64,6 +64,9 @@ async function sendSave(base) {
   // The frame whose shapes these are (state.index is that frame's whenever none is loading).
   const edits = state.edits, index = state.shown.index, stem = state.frames[index].stem;
   const seq = shownSeq();  // this frame as opened: a late answer is not another opening's
+  // these very shapes are on their way: leaving the frame now loses nothing (openFrame asked
+  // "Discard the unsaved changes?" of a save that then went through)
+  state.savingEdits = {seq, edits};
   try {
     // frame: which frame these shapes are of; a server started again with other frames
     // refuses them rather than write them under its frame of the same place in the list.
@@ -92,6 +95,7 @@ async function sendSave(base) {
       $("status").textContent = `save failed: ${err.message}`;
     }
   }
+  state.savingEdits = null;
   setBusy(false);
 }
 

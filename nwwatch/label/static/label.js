@@ -137,8 +137,15 @@ function labelOption(index) {
   $("frame-select").options[index].textContent = `${mark}${f.stem}${conf}`;
 }
 
+// Whether the shapes shown are the ones a save in flight sends (their answer comes later).
+function beingSaved() {
+  const s = state.savingEdits;
+  return Boolean(s) && s.seq === shownSeq() && s.edits === state.edits;
+}
+
 async function openFrame(index) {
-  if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) {
+  if (state.dirty && !beingSaved() &&
+      !window.confirm("Discard the unsaved changes of this frame?")) {
     $("frame-select").value = state.index;
     return;
   }
