@@ -43,7 +43,6 @@ from nwwatch.io.dataset import (
     read_dataset_toml,
     read_pair,
 )
-from nwwatch.io.volumeranges import VolumeRanges
 from nwwatch.normalize import NAN_FILL, normalize_image
 from nwwatch.options import OutputFile, model_file, say
 from nwwatch.segment.metrics import (
@@ -335,15 +334,13 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     other_labels: list[str] = []  # stems whose labels changed since their angle was saved
     offsets: list[np.ndarray] = []
     elapsed = 0.0
-    from nwwatch.volume.fill import FillsAsNaN
+    from nwwatch.volume.fill import data_volumes
 
     # A volume's constant fill is no data, as in training and at run time: the grey range is
     # that of its data, a label on it is not scored (255), and a tomogram model segments the
     # volume as the service does, whatever the scope (found once per volume).
-    fills = FillsAsNaN()
     scope = meta.normalization_scope
-    volumes = (VolumeRanges(root, no_data=fills)
-               if scope == "volume" or meta.kind == "tomogram" else None)
+    volumes, fills = data_volumes(root, meta.kind, scope)
     masks: dict[Path, np.ndarray] = {}  # tomogram models: the runtime's mask of each volume
     for stem, image_path, label_path in pairs:
         raw, label = read_pair(image_path, label_path, num_classes)

@@ -280,20 +280,18 @@ def main(argv: list[str] | None = None) -> int:
 def _calibrate(args: argparse.Namespace, command: str) -> None:
     """``main``'s work: fit the offsets on ``args.data``, write ``args.out``."""
     from nwwatch.io.dataset import pair_folder, read_pair
-    from nwwatch.io.volumeranges import VolumeRanges
     from nwwatch.normalize import NAN_FILL, normalize_image
 
     if not args.model.is_file():
         raise CalibrationError(f"{args.model}: model not found")
     meta = model_file_metadata(args.model)
     images, labels = [], []
-    from nwwatch.volume.fill import FillsAsNaN
+    from nwwatch.volume.fill import data_volumes
 
     # A volume's constant fill is no data, as in training: the grey range is that of its
     # data, its voxels NaN and a label on them left out (255), whatever a tomogram's scope.
     scope = meta.normalization_scope
-    volumes = (VolumeRanges(args.data, no_data=FillsAsNaN())
-               if scope == "volume" or meta.kind == "tomogram" else None)
+    volumes, _ = data_volumes(args.data, meta.kind, scope)
     for _, image_path, label_path in pair_folder(args.data):
         raw, label = read_pair(image_path, label_path, len(meta.class_names))
         value_range = volumes.range_for(image_path, raw) if scope == "volume" else None

@@ -34,9 +34,9 @@ from nwwatch.io.dataset import (
     read_pair,
     read_tiff_volume,
 )
-from nwwatch.io.volumeranges import VolumeRanges
+from nwwatch.io.volumeranges import labels_off_no_data
 from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
-from nwwatch.volume.fill import ConstantFill, FillsAsNaN, fill_text, without_constant_fill
+from nwwatch.volume.fill import ConstantFill, data_volumes, fill_text, without_constant_fill
 from nwwatch.volume.memory import tomogram_memory
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 
@@ -150,11 +150,7 @@ def load_folder(root: str | os.PathLike[str], load_unlabeled: bool = True) -> Tr
     problem = insitu_model_problem(class_names) if kind == "insitu" else None
     if problem:  # the rule measure, replay and the service apply to the model
         raise DatasetLayoutError(root / "dataset.toml", problem)
-    fills = FillsAsNaN()
-    # a tomogram's volume is read as the runtime reads it (its constant fill as NaN) whatever
-    # the scope; with scope "image" a slice whose volume is not in DATA/unlabeled/ is used as is
-    volumes = (VolumeRanges(root, no_data=fills)
-               if scope == "volume" or kind == "tomogram" else None)
+    volumes, fills = data_volumes(root, kind, scope)
     labeled = []
     notes: list[str] = []
     for stem, image_path, label_path in pairs:
@@ -358,10 +354,9 @@ def _without_fill(raw: np.ndarray, volume_path: Path,
         return volume, []
     notes = [fill_note(volume_path, fill)]
     for z, (path, label) in labels.items():
-        on_fill = (label != UNLABELED) & np.isnan(volume[z]) & np.isfinite(raw[z])
-        count = int(np.count_nonzero(on_fill))
+        off, count = labels_off_no_data(label, volume[z], raw[z])
+        labels[z] = (path, off)
         if count:
-            labels[z] = (path, np.where(on_fill, np.uint8(UNLABELED), label).astype(np.uint8))
             notes.append(f"{count} labeled pixels of {path.name} lie on the constant fill of "
                          f"slice {z} (no data): left out, as unlabeled ({UNLABELED})")
     return volume, notes

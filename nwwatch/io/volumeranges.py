@@ -67,11 +67,10 @@ class VolumeRanges:
                 raise
             return image, label, None, 0
         page = self.with_data(path)[z]
-        on_fill = np.isnan(page) & ~np.isnan(np.asarray(image, dtype=np.float64))
-        if not on_fill.any():
+        off, count = labels_off_no_data(label, page, image)
+        if off is label:  # nothing of it is a fill: the slice as given
             return image, label, path, 0
-        count = int(np.count_nonzero(on_fill & (label != _UNLABELED)))
-        return page, np.where(on_fill, np.uint8(_UNLABELED), label).astype(np.uint8), path, count
+        return page, off, path, count
 
     def range_for(self, image_path: Path, image: np.ndarray) -> tuple[float, float]:
         """(low, high) of the unlabeled volume holding ``image`` (H, W) as one of its slices.
@@ -103,3 +102,17 @@ class VolumeRanges:
                         "put the volume it was cut from there, unchanged (the runtime "
                         "normalises every slice with its volume's intensity range), or set "
                         "normalization_scope = \"image\"")
+
+
+def labels_off_no_data(label: np.ndarray, page: np.ndarray,
+                       raw: np.ndarray) -> tuple[np.ndarray, int]:
+    """``label`` (H, W) uint8 with 255 (unlabeled) where ``page`` (the slice with its
+    constant fill as NaN) has no data and ``raw`` (the slice as read) had, and how many
+    labeled pixels that took; ``label`` itself when no pixel of ``raw`` is taken out. A label
+    on a constant fill is no error (the fill looks like data in a viewer), but it must not
+    be learned nor scored."""
+    on_fill = np.isnan(page) & ~np.isnan(np.asarray(raw, dtype=np.float64))
+    count = int(np.count_nonzero(on_fill & (label != _UNLABELED)))
+    if not on_fill.any():
+        return label, 0
+    return np.where(on_fill, np.uint8(_UNLABELED), label).astype(np.uint8), count

@@ -45,6 +45,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage as ndi
 
+from nwwatch.io.volumeranges import VolumeRanges
+
 #: The fewest slices a volume needs for a fill to be looked for: in a thinner one a grain's
 #: cross-section barely changes from slice to slice.
 MIN_SLICES = 8
@@ -250,6 +252,18 @@ class FillsAsNaN:
         if fill:
             self.found[path] = fill
         return out
+
+
+def data_volumes(root, kind: str, scope: str) -> tuple[VolumeRanges | None, FillsAsNaN]:
+    """The volumes of the DATA folder ``root`` (its ``unlabeled/`` files) as the runtime
+    reads them, their constant fills as NaN, and the fills found (filled as they are read):
+    for a scope-``"volume"`` model or data (their grey range) and for any tomogram one
+    (its slices, whatever the scope; one whose volume is not there is used as is); None
+    for in-situ frames of scope ``"image"``. Training, ``evaluate`` and calibration read
+    DATA alike through it."""
+    fills = FillsAsNaN()
+    wanted = scope == "volume" or kind == "tomogram"
+    return (VolumeRanges(root, no_data=fills) if wanted else None), fills
 
 
 def fill_text(fills: tuple[ConstantFill, ...]) -> str:
