@@ -446,6 +446,23 @@ def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatc
                  "DeviceAllow=char-nvidia rwm", "MemoryMax=", "WatchdogSec=", "User=nwwatch"]:
         assert line in unit
     assert "\nPrivateDevices=" not in unit  # it would hide /dev/nvidia*
+    # nvidia-uvm loaded before the unit's device policy is set up, its node made as root
+    assert "Wants=modprobe@nvidia_uvm.service" in unit
+    assert "After=modprobe@nvidia_uvm.service" in unit
+    pre = [line for line in unit.splitlines() if line.startswith("ExecStartPre=")]
+    assert len(pre) == 1 and pre[0].startswith("ExecStartPre=-+/bin/sh -c "), pre
+    script = pre[0].split(" -c ", 1)[1].strip("'")
+    # a machine without the NVIDIA driver: nothing run, success
+    done = subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(paths[0])},
+                          capture_output=True, text=True)
+    assert done.returncode == 0 and not done.stderr, done
+    # with the driver: nvidia-modprobe asked for the unified-memory module and its node
+    fake = paths[0] / "bin"
+    fake.mkdir()
+    (fake / "nvidia-modprobe").write_text(f"#!/bin/sh\necho \"$@\" > {fake}/args\n")
+    (fake / "nvidia-modprobe").chmod(0o755)
+    done = subprocess.run(["/bin/sh", "-c", script], env={"PATH": str(fake)})
+    assert done.returncode == 0 and (fake / "args").read_text().split() == ["-u", "-c=0"]
     if shutil.which("systemd-analyze"):
         # verify with ExecStart pointed at an existing program (the venv is not installed here)
         local = paths[0] / "nwwatch.service"
