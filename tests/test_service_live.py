@@ -206,6 +206,11 @@ def test_sigterm_drains_and_systemd_notify(setup):
     text = "\n".join(messages)
     assert "READY=1" in text and "WATCHDOG=1" in text and "STOPPING=1" in text
     assert any(m.startswith("STATUS=queue") for m in messages)
+    # a long start says its step in `systemctl status`, in order, before READY=1
+    steps = [m.removeprefix("STATUS=starting: ").split(" ", 1)[0] for m in messages
+             if m.startswith("STATUS=starting: ")]
+    assert steps == ["checking", "opening", "loading", "listing"], messages[:6]
+    assert messages.index(next(m for m in messages if m.startswith("READY=1"))) == 4
     assert text.count("WATCHDOG=1") >= 3  # every ~0.2 s from the loop
     # whatever was committed is complete and in the ledger; the rest comes next start
     table = frames_table(res)

@@ -132,17 +132,24 @@ class Daemon:
         cfg = self.config
         specs = [EngineSpec(w.kind, w.model, f"watch[{i}].model")
                  for i, w in enumerate(cfg.watches)]
+        # `systemctl status` says which step a long start is in (a ledger rebuilt from a
+        # year of results, sessions made on a GPU, a large folder listed).
+        starting = self.notifier.status
+        starting("starting: checking the models")
         # Before anything is created: a start refused for its model left a results folder
         # tied to the [state] ledger it named, which refused the corrected configuration.
         check_models(specs, cfg.inference, cfg.source)
         make_folder(cfg, "output.results", cfg.results)
         make_folder(cfg, "state.ledger", cfg.ledger.parent)
+        starting(f"starting: opening the ledger {cfg.ledger} (rebuilt from the results "
+                 "when missing)")
         ledger = self.ledger = open_ledger(cfg.ledger, cfg.results, self.log)
         watches: list[Watch] = []
         dashboard = None
         try:
             ledger.reconcile(cfg.max_attempts).log_to(self.log)
             flush_policy = FlushPolicy(max_rows=cfg.flush_rows, max_seconds=cfg.flush_seconds)
+            starting("starting: loading the models")
             engines = build_engines(specs, ledger, cfg.results, inference=cfg.inference,
                                     flush=flush_policy,
                                     max_attempts=cfg.max_attempts, tomogram=cfg.tomogram,
@@ -161,6 +168,7 @@ class Daemon:
                 w.start(self.log, self._watch_errors)
             queued: set[Path] = set()
             self._watches, self._queued = watches, queued
+            starting("starting: listing the watched folders")
             now = time.monotonic()
             for w in watches:
                 n = w.rescan(self.tracker, queued, self.log)
