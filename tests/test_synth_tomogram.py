@@ -329,6 +329,13 @@ def test_cli_reports_bad_values(tmp_path):
     result = CliRunner().invoke(tomogram, [str(tmp_path / "x"), "--labeled-fraction", "0"])
     assert result.exit_code != 0
     assert "labeled-fraction" in result.output
+    # a dose past numpy's Poisson range printed a RuntimeWarning and "lam value too large"; a
+    # misalignment of a million pixels wrote a volume of noise as a tomogram
+    for option, value in (("--counts-per-voxel", "1e300"), ("--shift-sigma-px", "1e6")):
+        result = CliRunner().invoke(tomogram, [str(tmp_path / "y"), "--size", "32",
+                                               option, value])
+        assert result.exit_code == 2 and f"Invalid value for '{option}'" in result.output
+        assert not (tmp_path / "y").exists()
 
 
 def test_cli_refuses_a_voxel_size_that_is_not_finite(tmp_path) -> None:

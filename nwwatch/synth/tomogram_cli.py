@@ -35,10 +35,14 @@ from nwwatch.options import SEED, FiniteFloatRange, say
               default=65.0, show_default=True,
               help="Tilt series from -X to +X degrees in 2 degree steps (so X >= 2); the "
                    "missing wedge is 180 - 2X.")
-@click.option("--counts-per-voxel", type=FiniteFloatRange(min=0.0, min_open=True), default=2.0,
-              show_default=True, help="Dose: expected HAADF counts per voxel of solid on a ray.")
-@click.option("--shift-sigma-px", type=FiniteFloatRange(min=0.0), default=0.7,
-              show_default=True, help="Std of the per-projection misalignment in pixels.")
+@click.option("--counts-per-voxel", type=FiniteFloatRange(min=0.0, min_open=True, max=1e6),
+              default=2.0, show_default=True,
+              help="Dose: expected HAADF counts per voxel of solid on a ray (at most 1e6, "
+                   "noise-free for any purpose).")
+@click.option("--shift-sigma-px", type=FiniteFloatRange(min=0.0, max=50.0), default=0.7,
+              show_default=True,
+              help="Std of the per-projection misalignment in pixels (at most 50: beyond a "
+                   "few pixels the reconstruction is a blur).")
 @click.option("--pore-length-px", type=FiniteFloatRange(min=0.0, min_open=True), default=3.5,
               show_default=True, help="Correlation length of the pore field in voxels.")
 @click.option("--porosity", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True,
