@@ -265,6 +265,35 @@ def test_buttons_with_nothing_to_act_on_are_disabled_and_view_sliders_show_their
     assert browser.text("#zoom-value") == "2.00"
 
 
+def test_a_new_zoom_keeps_the_middle_of_the_view(served, browser):
+    # Was: the scroll offsets stayed as they were in screen pixels, so zooming in or out
+    # moved the view towards the frame's top left corner.
+    _, url = served
+    _open(browser, url)
+    centre = ("const w = document.getElementById('canvas-wrap'), "
+              "r = document.querySelector('#frame-image').getBoundingClientRect(), "
+              "b = w.getBoundingClientRect(), [h, fw] = window.nwLabel.geometry.shape; "
+              "return [(b.top + w.clientHeight / 2 - r.top) / r.height * h, "
+              "(b.left + w.clientWidth / 2 - r.left) / r.width * fw, "
+              "w.scrollTop, w.scrollLeft]")
+    zoom = ("const z = document.getElementById('zoom'); z.value = arguments[0]; "
+            "z.dispatchEvent(new Event('input'))")
+    browser.execute(zoom, "3")
+    browser.wait_for(READY)
+    # a point right of and below the frame's middle in the middle of the view
+    browser.execute("const w = document.getElementById('canvas-wrap'); "
+                    "w.scrollTop = (w.scrollHeight - w.clientHeight) * 0.6; "
+                    "w.scrollLeft = (w.scrollWidth - w.clientWidth) * 0.6")
+    row, col, top, left = browser.execute(centre)
+    assert top > 0 and left > 0
+    # (at a zoom whose view cannot be scrolled that far the browser clamps the offsets)
+    for value in ("4", "2.5", "3"):
+        browser.execute(zoom, value)
+        browser.wait_for(READY)
+        now = browser.execute(centre)
+        assert abs(now[0] - row) < 1 and abs(now[1] - col) < 1, (value, now, row, col)
+
+
 def test_the_side_panel_scrolls_up_and_down_only(served, browser):
     # Was: the View box (its slider rows do not wrap) was 1.4 px wider than the panel beside
     # its vertical scroll bar, and the panel had a horizontal scroll bar under the controls.

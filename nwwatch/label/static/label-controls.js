@@ -143,7 +143,7 @@ function setup() {
   $("remove-droplet").onclick = () => { state.geometry.droplet = null; changed(); };
   $("remove-wire").onclick = () => { state.geometry.wire = null; changed(); };
   for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
-  $("zoom").oninput = () => { viewFilter(); layout(); render(); };
+  $("zoom").oninput = () => { viewFilter(); zoomAboutCentre(); render(); };
   $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
   // A reload, a closed tab or a typed address would drop unsaved shapes: ask first.
   window.addEventListener("beforeunload", (e) => {

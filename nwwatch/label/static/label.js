@@ -257,6 +257,17 @@ function layout() {
   }
 }
 
+// A new zoom keeps the frame point at the middle of the view where it was: the scroll
+// offsets alone, kept in screen pixels, moved the view towards the frame's top left corner.
+function zoomAboutCentre() {
+  const wrap = $("canvas-wrap"), before = state.scale;
+  const col = (wrap.scrollLeft + wrap.clientWidth / 2 - FRAME_MARGIN_PX) / before;
+  const row = (wrap.scrollTop + wrap.clientHeight / 2 - FRAME_MARGIN_PX) / before;
+  layout();
+  wrap.scrollLeft = col * state.scale + FRAME_MARGIN_PX - wrap.clientWidth / 2;
+  wrap.scrollTop = row * state.scale + FRAME_MARGIN_PX - wrap.clientHeight / 2;
+}
+
 // ---------------------------------------------------------------- drawing
 function render() {
   const g = state.geometry;
