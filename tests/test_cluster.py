@@ -173,6 +173,40 @@ def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, ac
     assert set(after.batch_id).isdisjoint(before.batch_id)
 
 
+def test_force_on_a_copy_leaves_the_rows_with_the_file_that_holds_the_same_bytes(cluster, acq,
+                                                                                tmp_path):
+    # before: `replay best/ --force` on a frame copied aside from run A moved that frame's
+    # row out of run A's acquisition (one row per content, removed by its hash alone); run A
+    # still holds the file, and replaying it wrote nothing back
+    import shutil
+
+    address, _ = cluster
+    folder, onnx = acq
+    for results, dask in ((tmp_path / "local", None), (tmp_path / "dask", address)):
+        data = tmp_path / f"data_{results.name}"
+        (data / "best").mkdir(parents=True)
+        shutil.copytree(folder, data / "runA")
+        (data / "runA" / "bad.tif").unlink()
+        shutil.copyfile(data / "runA" / "f003.tif", data / "best" / "pick.tif")
+        replay(data / "runA", results, model=onnx, dask=dask)
+        before = rows(results)
+        forced = replay(data / "best", results, model=onnx, dask=dask, force=True)
+        assert (forced.done, forced.skipped) == (0, 1), results.name
+        assert forced.copies == [(data / "best" / "pick.tif", str(data / "runA" / "f003.tif"))]
+        assert any("pick.tif (a copy of " in line for line in forced.lines())
+        pd.testing.assert_frame_equal(rows(results), before)
+        # the whole tree forced: run A's files measured again, the copy still left alone
+        forced = replay(data, results, model=onnx, dask=dask, force=True)
+        assert (forced.done, len(forced.copies)) == (N_FRAMES, 1), results.name
+        assert sorted(rows(results).source) == sorted(before.source)
+        # run A's file gone: the copy is what holds the content now, and its row moves to it
+        (data / "runA" / "f003.tif").unlink()
+        forced = replay(data / "best", results, model=onnx, dask=dask, force=True)
+        assert (forced.done, forced.copies) == (1, []), results.name
+        assert str(data / "best" / "pick.tif") in set(rows(results).source)
+        assert len(rows(results)) == N_FRAMES
+
+
 def test_a_quarantined_file_replaced_by_a_copy_of_done_content_leaves_the_list(cluster, acq,
                                                                              tmp_path):
     # before: local replay dropped bad.tif's entry once it held done content; on Dask it

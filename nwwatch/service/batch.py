@@ -105,6 +105,9 @@ class FileOutcome:
     #: longer holds it (renamed after it was processed, or a copy of an earlier version of
     #: it; its rows keep that name).
     done_as: str = ""
+    #: For a file skipped by a forced run: the name whose rows hold its content, a file that
+    #: still holds the same bytes (forcing the copy would move those rows to it).
+    copy_of: str = ""
 
     def row_counts(self) -> Counter[tuple[str, str]]:
         """This file's rows by (status, reason_code)."""
@@ -219,6 +222,11 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             continue
         key = engine.key(sha)
         known = ledger.item(key)
+        copy_of = forced_copy_of(ledger, name, known, sha, engine.beat) if force else ""
+        if copy_of:
+            report.files.append(FileOutcome(path, "skipped", reason="a copy of done content",
+                                            copy_of=copy_of))
+            continue
         if known is not None and known.state in ("done", "quarantined") and not force:
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
@@ -266,6 +274,16 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     if early_failures:
         ledger.record_failures(early_failures, engine.max_attempts)
     return items
+
+
+def forced_copy_of(ledger, name, known: ItemState | None, sha: str, beat=None) -> str:
+    """For a ``--force`` run: the name (shown) whose rows hold the content ``sha`` of the
+    file ``name`` when that is another file that still holds those bytes, else "". One row
+    per content: processing the copy would move those rows, possibly out of another
+    acquisition, to it; the copy is skipped instead."""
+    if known is None or known.state != "done" or known.source == name:
+        return ""
+    return "" if _moved_from(ledger, name, known.source, sha, beat) else display(known.source)
 
 
 def _moved_from(ledger, name, done_as, sha: str, beat=None) -> str:

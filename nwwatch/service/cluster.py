@@ -39,7 +39,7 @@ from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
-from nwwatch.service.batch import Engine, note_skipped
+from nwwatch.service.batch import Engine, forced_copy_of, note_skipped
 from nwwatch.service.childsignals import ctrl_c_after_the_call
 from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, code_identity, run_task
 from nwwatch.service.clusterworkers import WorkerWatch
@@ -161,8 +161,12 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             for path in args[0]:
                 if (version := _version_here(path)) is not None:
                     seen_here[path] = version
-            fut = client.submit(run_task, *args, spec, key=f"nwwatch-task-{uuid.uuid4().hex}",
-                                pure=False)
+            # --force: of two files of the same bytes in a task the worker keeps the one
+            # whose name the content's rows carry; the other is a copy (_commit)
+            owners = [p for p in args[0] if engine.ledger.holds_rows_of(
+                path_key(p), spec.model_sha256, spec.measurement_version)] if force else []
+            fut = client.submit(run_task, *args, spec, owners,
+                                key=f"nwwatch-task-{uuid.uuid4().hex}", pure=False)
             stats.sent_bytes += len(pickle.dumps((args, spec)))
             inflight[fut.key] = (fut, chunk)
             futures.add(fut)
@@ -482,6 +486,11 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
             ledger.remember_sha(name, f.version, f.sha256)
         key = engine.key(f.sha256)
         known = ledger.item(key)
+        copy_of = forced_copy_of(ledger, name, known, f.sha256) if force else ""
+        if copy_of:  # its rows stay with the file that holds the same bytes (batch.collect)
+            summary.copies.append((Path(f.path), copy_of))
+            copies.append((name, f, key))
+            continue
         if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):
             # done (or held) by another task or run: rows not added

@@ -132,8 +132,11 @@ def _segmenter(spec: TaskSpec):
         return _SEGMENTERS[key]
 
 
-def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
-    """Process input files on a worker into one staged Parquet file (see the module docs)."""
+def run_task(paths: list[str], pages: list[int], spec: TaskSpec,
+             owners: list[str] | None = None) -> TaskResult:
+    """Process input files on a worker into one staged Parquet file (see the module docs).
+    ``owners``: paths whose name the rows of their content carry already (a forced run): of
+    two files of the same bytes such a file is processed, whatever the order."""
     import pyarrow.parquet as pq
 
     from nwwatch.filehash import file_sha256
@@ -161,7 +164,8 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     t0 = time.perf_counter()
     results = {p: FileResult(p) for p in paths}
     items: list[Item] = []
-    seen: set[str] = set()
+    seen: dict[str, int] = {}  # content -> its item's index
+    owned = set(owners or ())
     for p, n_pages in zip(paths, pages, strict=True):
         r = results[p]
         try:
@@ -177,9 +181,15 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
             r.reason, r.error_type, r.permanent = err.reason, type(err).__name__, True
             continue
         if r.sha256 in seen:  # the same content twice: the driver skips the second
-            r.duplicate = True
+            first = seen[r.sha256]
+            if p not in owned or items[first].entry in owned:
+                r.duplicate = True
+                continue
+            results[items[first].entry].duplicate = True  # a copy of this owner's bytes
+            items[first] = Item(Path(p), items[first].key, r.size, r.mtime_ns, None, entry=p,
+                                pages=n_pages)
             continue
-        seen.add(r.sha256)
+        seen[r.sha256] = len(items)
         items.append(Item(Path(p), ItemKey(r.sha256, spec.model_sha256,
                                            spec.measurement_version),
                           r.size, r.mtime_ns, None, entry=p, pages=n_pages))

@@ -167,6 +167,15 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         ).fetchone()
         return None if row is None else ItemState(*row)
 
+    def holds_rows_of(self, path: PathKey, model_sha256: str, measurement_version: str) -> bool:
+        """Whether ``path`` is the file whose name the rows of a done content of this model
+        and measurement version carry (its copies elsewhere are skipped: one row per
+        content)."""
+        return self._db.execute(
+            "SELECT 1 FROM items WHERE source=? AND model_sha256=? AND measurement_version=? "
+            "AND state='done' LIMIT 1", (path, model_sha256, measurement_version),
+        ).fetchone() is not None
+
     def cached_sha(self, path: PathKey, version: FileVersion, *,
                    trust_earlier: bool = True) -> str | None:
         """The hash of this ``version`` of ``path`` when it was hashed before, else None.

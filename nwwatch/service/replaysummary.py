@@ -88,6 +88,9 @@ class ReplaySummary:
     #: Files skipped as done whose content was done under a name whose file no longer holds
     #: it (renamed after it was processed): (file, the name its rows keep).
     renamed: list[tuple[Path, str]] = field(default_factory=list)
+    #: Files a ``--force`` run skipped as copies of a file that holds the same bytes and
+    #: whose rows hold them: (file, that file's name).
+    copies: list[tuple[Path, str]] = field(default_factory=list)
 
     @property
     def kind_suffixes(self) -> str:
@@ -218,6 +221,14 @@ class ReplaySummary:
                        "file no longer holds it (renamed after processing, or a copy of an "
                        "earlier version; the rows keep that name): "
                        + _first(f"{p.name} (done as {done_as})" for p, done_as in self.renamed))
+        if self.copies:
+            n = len(self.copies)
+            held = "it was: it holds" if n == 1 else "they were: each holds"
+            out.append(f"note: --force left {n} file{'s' if n > 1 else ''} as {held} the "
+                       "same bytes as a file whose rows hold that content (one row per "
+                       "content; force "
+                       "that file to measure it again): "
+                       + _first(f"{p.name} (a copy of {of})" for p, of in self.copies))
         if self.files and self.left_out:
             # the service logs these as unread_format; a replay that found other files
             # still leaves them out
@@ -337,6 +348,8 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.skipped += 1
             if f.done_as:
                 summary.renamed.append((f.path, f.done_as))
+            if f.copy_of:
+                summary.copies.append((f.path, f.copy_of))
         elif f.state == "quarantined":
             summary.quarantined += 1
         elif f.state == "failed":
