@@ -54,13 +54,32 @@ def test_intensity_range_is_numpys_percentiles_of_the_sample(dtype, size):
     image = rng.gamma(2.0, 300.0, size=size).astype(dtype)
     if image.ndim == 3:  # a volume: every voxel of one this small
         sample = image.astype(np.float64)
-    else:
-        flat = image.reshape(-1)
-        sample = flat[::max(1, flat.size // 65_536)].astype(np.float64)
+    else:  # an even grid of about 64k pixels, centred: every second row and column of 512^2
+        step = int(np.ceil(np.sqrt(image.size / 65_536)))
+        start = [((n - 1) % step) // 2 for n in image.shape]
+        sample = image[start[0]::step, start[1]::step].astype(np.float64)
     expected = np.percentile(sample, [0.5, 99.5])
     if not expected[1] > expected[0]:
         expected[1] = expected[0] + 1.0
     np.testing.assert_allclose(intensity_range(image), expected, rtol=1e-12, atol=1e-9)
+
+
+def test_a_large_frames_range_does_not_depend_on_which_columns_a_stride_meets():
+    # Was: a stride through the frame in memory order took 32 whole columns of a 2048^2
+    # frame; a bright wire along some columns weighed by where they fell, so the frame
+    # shifted by one column, flipped or transposed got another range (8-17 % of it), and the
+    # shipped model another angle (1.75 deg, beyond 2 sigma).
+    rng = np.random.default_rng(3)
+    frame = rng.normal(100.0, 5.0, size=(2048, 2048)).astype(np.float32)
+    frame[:, 1000:1020] += 400.0  # a bright wire 20 px wide (1 % of the frame)
+    exact = np.percentile(frame, [0.5, 99.5])
+    width = exact[1] - exact[0]
+    ranges = [intensity_range(f) for f in (frame, np.roll(frame, 1, axis=1),
+                                           np.roll(frame, 30, axis=1), frame[:, ::-1],
+                                           frame.T, np.ascontiguousarray(frame.T))]
+    for low, high in ranges:
+        assert abs(low - exact[0]) < 0.02 * width and abs(high - exact[1]) < 0.02 * width
+    assert ranges[4] == ranges[5] == ranges[0]  # the transposed frame: the same pixels
 
 
 def test_the_display_stretch_of_a_hot_pixel_near_the_float32_maximum_warns_nothing():
