@@ -469,3 +469,35 @@ def test_root_on_the_services_results_is_refused_naming_the_user_to_run_as(resul
     assert r.exit_code == 1, r.output
     assert f"{out} belongs to 54321: run it as that user (`sudo -u 54321 nwwatch" in r.output
     assert {p: (p.stat().st_uid, p.stat().st_mtime_ns) for p in out.rglob("*")} == before
+
+
+def test_the_ledger_of_another_results_folder_is_refused_and_nothing_changes(results):
+    # before: `compact res_backup --ledger res/ledger.sqlite` (a copy compacted with the
+    # original's ledger) exited 0 and left res's ledger naming a file only the copy holds
+    # (res then "holds none of" its files: the service refused to start); `compact resA
+    # --ledger resB/ledger.sqlite` tied resA to resB's ledger, and `ledger rebuild resA
+    # --ledger resB/ledger.sqlite` moved resB's ledger aside and rebuilt it from resA.
+    import shutil
+
+    tmp, out, onnx = results
+    backup = tmp / "res_backup"
+    shutil.copytree(out, backup)
+    ledger = out / "ledger.sqlite"
+    before = (ledger.read_bytes(), sorted(p.name for p in out.iterdir()), _files(out))
+    for command, args in ((compact_cmd, [str(backup), "--ledger", str(ledger)]),
+                          (rebuild_cmd, [str(backup), "--ledger", str(ledger)])):
+        r = CliRunner().invoke(command, args)
+        assert r.exit_code == 1, r.output
+        assert f"the ledger of the results folder {out}, not of {backup}" in r.output
+    assert (ledger.read_bytes(), sorted(p.name for p in out.iterdir()), _files(out)) == before
+    assert not (backup / "ledger.sqlite.elsewhere").exists()
+    assert len(_files(backup)) == 5  # nothing compacted there either
+    # the copy's own ledger, or none, is what compacts it
+    assert CliRunner().invoke(compact_cmd, [str(backup)]).exit_code == 0
+    assert len(_files(backup)) == 2 and len(_files(out)) == 5
+    # a ledger inside frames/ would be read as results by every reader: refused, as
+    # [state] ledger is there
+    r = CliRunner().invoke(rebuild_cmd, [str(out), "--ledger",
+                                         str(out / "frames" / "ledger.sqlite")])
+    assert r.exit_code == 2 and "Invalid value for '--ledger'" in r.output, r.output
+    assert not (out / "frames" / "ledger.sqlite").exists()

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -406,6 +408,18 @@ def test_notifier_speaks_the_systemd_protocol(tmp_path):
     assert got == ["READY=1\nSTATUS=watching", "WATCHDOG=1", "WATCHDOG=1", "STATUS=queue 3"]
     assert not Notifier({}).enabled
     Notifier({}).ready()  # no socket: a no-op
+    # A receiver that does not read (its queue full: 10 datagrams by default) never stops
+    # the sender (a blocking send hung the service's loop); READY=1 waits for room a while.
+    t0 = time.monotonic()
+    sent = [n.send(f"STATUS={i}") for i in range(300)]
+    assert time.monotonic() - t0 < 2.0 and not all(sent)
+    threading.Timer(0.3, lambda: [sock.recv(100) for _ in range(5)]).start()
+    n.ready("again", wait_s=5.0)
+    received = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            received.append(sock.recv(100).decode())
+    assert "READY=1\nSTATUS=again" in received
 
 
 def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatch):

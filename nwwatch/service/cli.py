@@ -12,7 +12,7 @@ from pathlib import Path
 
 import click
 
-from nwwatch.options import model_file, say, stream_dropped
+from nwwatch.options import model_file, refuse_inside_results, say, stream_dropped
 from nwwatch.service.config import KINDS, ConfigError
 from nwwatch.stopsignals import (
     StopEvent,
@@ -407,6 +407,8 @@ def rebuild(results: Path, ledger_path: Path | None) -> None:
     from nwwatch.service.ledger import LedgerBusyError
     from nwwatch.service.rebuild import rebuild_ledger
 
+    if ledger_path is not None:  # readers of frames/ would take it for results
+        refuse_inside_results(ledger_path, "'--ledger'", results)
     _as_the_results_owner(results, "nwwatch ledger rebuild")
     _umask_of_the_service()
     try:
@@ -496,6 +498,8 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     from nwwatch.service.compaction import compact as run_compact
     from nwwatch.service.ledger import LedgerBusyError, LedgerCorruptError
 
+    if ledger_path is not None:
+        refuse_inside_results(ledger_path, "'--ledger'", results)
     _as_the_results_owner(results, "nwwatch compact")
     _umask_of_the_service()
     try:

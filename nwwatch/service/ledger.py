@@ -56,6 +56,8 @@ from nwwatch.service.lock import (
     LedgerBusyError,
     LedgerElsewhereError,
     LedgerLock,
+    LedgerOfAnotherFolderError,
+    another_folders_ledger,
     ledger_kept_elsewhere,
     record_ledger_elsewhere,
 )
@@ -103,6 +105,9 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
             other = ledger_kept_elsewhere(self.results_dir, self.path)
             if other is not None:
                 raise LedgerElsewhereError(self.results_dir, self.path, other)
+            owner = another_folders_ledger(self.results_dir, self.path)
+            if owner is not None:  # before the results folder is tied to it
+                raise LedgerOfAnotherFolderError(self.results_dir, self.path, owner)
             record_ledger_elsewhere(self.path, self.results_dir)
             self._db = open_ledger_db(self.path, self.results_dir)
         except BaseException:

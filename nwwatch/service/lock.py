@@ -60,6 +60,35 @@ class LedgerElsewhereError(LedgerBusyError):
             f"or move it to {ledger} and delete {marker}")
 
 
+class LedgerOfAnotherFolderError(LedgerElsewhereError):
+    """The ledger given is the own ledger (``ledger.sqlite``) of another results folder
+    (:func:`another_folders_ledger`): opened for these results, it would be tied to them and
+    record or move rows that are not its folder's."""
+
+    def __init__(self, results_dir: Path, ledger: Path, owner: Path) -> None:
+        LedgerBusyError.__init__(
+            self, f"{ledger}: the ledger of the results folder {owner}, not of {results_dir}; "
+                  f"used for {results_dir} it would name files {owner} does not hold (a "
+                  f"copy of a results folder keeps the ledger copied with it: give that one, "
+                  f"or none, for {results_dir})")
+
+
+def another_folders_ledger(results_dir: str | os.PathLike[str],
+                           ledger_path: str | os.PathLike[str]) -> Path | None:
+    """The results folder whose own ledger ``ledger_path`` is, when that is another folder
+    than ``results_dir`` (a ``ledger.sqlite`` beside ``frames/`` or ``volumes/``), else None.
+    A ``[state] ledger`` kept outside any results folder (/var/lib/nwwatch) is no such
+    ledger."""
+    ledger = Path(ledger_path).absolute()
+    owner = ledger.parent
+    if ledger.name != default_ledger(owner).name or _same_place(
+            ledger, default_ledger(Path(results_dir).absolute())):
+        return None
+    if not any((owner / sub).is_dir() for sub in ("frames", "volumes")):
+        return None
+    return owner
+
+
 class LedgerLock:
     """Hold the exclusive lock of ``ledger_path`` until :meth:`close`; with ``results_dir``
     also that of the results folder's own ledger when ``ledger_path`` is another file (see

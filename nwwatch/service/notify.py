@@ -32,18 +32,28 @@ class Notifier:
     def enabled(self) -> bool:
         return self._address is not None
 
-    def send(self, message: str) -> None:
+    def send(self, message: str) -> bool:
+        """Send ``message``; False when it could not be sent. Never waits: a receiver whose
+        queue is full (a datagram socket holds net.unix.max_dgram_qlen messages, 10 by
+        default) loses this one rather than stopping the processing loop that sends it."""
         if self._address is None:
-            return
+            return True
         if self._socket is None:
-            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC)
+            self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
+                                         | socket.SOCK_NONBLOCK)
         try:
             self._socket.sendto(message.encode("utf-8"), self._address)
-        except OSError:
-            pass  # systemd gone (e.g. during shutdown): nothing useful to do
+        except OSError:  # a full queue, or systemd gone (e.g. during shutdown)
+            return False
+        return True
 
-    def ready(self, status: str = "") -> None:
-        self.send("READY=1" + (f"\nSTATUS={status}" if status else ""))
+    def ready(self, status: str = "", wait_s: float = 5.0) -> None:
+        """``READY=1`` (with ``status``): the one message systemd must get (a start it never
+        hears of ends in the unit's start timeout), tried again for ``wait_s``."""
+        message = "READY=1" + (f"\nSTATUS={status}" if status else "")
+        end = time.monotonic() + wait_s
+        while not self.send(message) and time.monotonic() < end:
+            time.sleep(0.05)
 
     def status(self, text: str) -> None:
         self.send(f"STATUS={text}")
@@ -56,9 +66,8 @@ class Notifier:
         if self.watchdog_interval_s is None:
             return
         now = time.monotonic() if now is None else now
-        if now - self._last_ping >= self.watchdog_interval_s:
-            self.send("WATCHDOG=1")
-            self._last_ping = now
+        if now - self._last_ping >= self.watchdog_interval_s and self.send("WATCHDOG=1"):
+            self._last_ping = now  # (one not sent is tried again at the next call)
 
     def close(self) -> None:
         if self._socket is not None:

@@ -28,7 +28,13 @@ from nwwatch.paths import default_ledger
 from nwwatch.results.versions import epoch_s
 from nwwatch.service.ledger import ItemKey, Ledger
 from nwwatch.service.ledgerdb import rebuild_command
-from nwwatch.service.lock import LedgerElsewhereError, LedgerLock, ledger_kept_elsewhere
+from nwwatch.service.lock import (
+    LedgerElsewhereError,
+    LedgerLock,
+    LedgerOfAnotherFolderError,
+    another_folders_ledger,
+    ledger_kept_elsewhere,
+)
 
 #: Result folders and the kind of their rows.
 RESULT_FOLDERS = {"frames": "insitu", "volumes": "tomogram"}
@@ -253,6 +259,9 @@ def rebuild_ledger(results_dir: str | os.PathLike[str],
     other = ledger_kept_elsewhere(results, ledger_path)
     if other is not None:  # before anything is moved aside
         raise LedgerElsewhereError(results, ledger_path, other)
+    owner = another_folders_ledger(results, ledger_path)
+    if owner is not None:  # that folder's ledger would be moved aside and rebuilt from these
+        raise LedgerOfAnotherFolderError(results, ledger_path, owner)
     lock = LedgerLock(ledger_path, results)
     report = RebuildReport()
     try:
