@@ -174,6 +174,41 @@ def frame_pixel_size_nm(path: Path, sizes: Sizes, source: str = "") -> float | N
     return x_nm
 
 
+def check_declared_aspect(path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage) -> None:
+    """Refuse a frame whose resolution tags declare pixels that are not square without a
+    length unit (``ResolutionUnit`` NONE, an ImageJ ``unit=pixel``): its pixel size is
+    unknown, its aspect is not, and contact angles are measured in pixel space, so it is
+    refused as a calibrated frame of that aspect is (:func:`frame_pixel_size_nm`). For a
+    page no metadata gave a size; tags of equal x and y (to ``ANISOTROPY_TOLERANCE``) or
+    without both pass."""
+    y_per_unit, x_per_unit = _resolution(page)
+    if (y_per_unit is None or x_per_unit is None
+            or abs(x_per_unit - y_per_unit) <= ANISOTROPY_TOLERANCE * max(x_per_unit,
+                                                                          y_per_unit)):
+        return
+    ratio = float(x_per_unit / y_per_unit)  # pixel height over width
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if meta and "unit" in meta:
+        unit = f"ImageJ unit {str(meta['unit'])!r}"
+    else:
+        code = page.tags.valueof(296, tifffile.RESUNIT.INCH)
+        try:
+            unit = f"ResolutionUnit {tifffile.RESUNIT(code).name}"
+        except ValueError:
+            unit = f"ResolutionUnit {code}"
+    raise AnisotropicPixelsError(
+        path,
+        f"pixels declared {ratio:.4g} times as high as wide (XResolution {float(x_per_unit):.6g}, "
+        f"YResolution {float(y_per_unit):.6g} pixels per unit, {unit}: no length unit, so no "
+        "pixel size, but this aspect); measurements need square pixels (contact angles are "
+        "measured in pixel space). If the pixels are square, the declared aspect is wrong: "
+        "set pixel width and height equal (Fiji: Image > Properties) and save again; pixels "
+        "that really differ need resampling to square pixels first (Fiji: Image > Scale "
+        f"with X scale 1 and Y scale {ratio:.4g}; for a label image set its Interpolation "
+        "to None, which keeps the class values unblended)",
+    )
+
+
 def mtime_time(path: Path, mtime: datetime) -> datetime:
     """``mtime``, the modification time of ``path``, taken as its acquisition time (the last
     source, ``acquired_at_source`` "mtime"). Nothing else tells the time, so it is kept
