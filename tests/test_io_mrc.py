@@ -13,6 +13,7 @@ import mrcfile
 import numpy as np
 import pyarrow.dataset as ds
 import pytest
+from chunkkit import assert_chunks_are_the_whole_read
 from servicekit import model
 
 from nwwatch.io import (
@@ -542,13 +543,58 @@ def test_a_serialem_stack_takes_each_images_time_from_its_mdoc(tmp_path, local_t
         datetime(2026, 12, 5, 13, 22, 31, tzinfo=UTC),
         datetime(2026, 12, 5, 13, 22, 33, tzinfo=UTC),
         datetime(2026, 12, 5, 13, 23, 2, tzinfo=UTC)]
-    # the header's calibration comes first: the mdoc's pixel size is not read over it, nor
-    # warned about
+    # the header's calibration comes first: an mdoc whose every section gives another size
+    # (4.603 Å; a header recalibrated since, or not this file's mdoc) is not read over it,
+    # but said, naming both files and the sections
     assert all(f.pixel_size_nm == pytest.approx(0.42) for f in frames)
     _mdoc(path, ["05-Dec-26  14:22:31"] * 3, pixel="5e6")
     with capture_logs() as logs:
         assert [f.pixel_size_nm for f in read_frames(path)] == pytest.approx([0.42] * 3)
+    (warning,) = logs
+    assert (warning["event"], warning["source"], warning["sections"]) == (
+        "io.pixel_size_ignored", "mdoc", "0-2")
+    assert warning["path"] == str(path) and f"{path}.mdoc" in warning["reason"]
+    assert "the header's size is used" in warning["reason"]
+    # the same size written to fewer digits, or as float32 in the header: no warning
+    _mdoc(path, ["05-Dec-26  14:22:31"] * 3, pixel="4.20001")
+    with capture_logs() as logs:
+        read_frames(path)
     assert logs == []
+
+
+def test_sections_an_mdoc_says_were_saved_at_another_magnification_get_their_size(
+        tmp_path, local_tz):
+    # SerialEM's header holds one pixel size (the first image's); the magnification changed
+    # after section 2 and the mdoc's sections 3-5 say so. Every frame got the header's size
+    # without a word: the later frames' nm values half what they are (a TIFF's pages each
+    # get their own resolution tags' size).
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import FrameReader, read_frame_at
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 6, voxel_size_a=(7.6053, 7.6053, 7.6053))
+    mdoc = _mdoc(path, [f"05-Dec-2026  14:22:{31 + z:02d}" for z in range(6)], pixel="7.6053")
+    text = mdoc.read_bytes().decode()
+    head, *sections = text.split("[ZValue")
+    sections[3:] = [part.replace("PixelSpacing = 7.6053", "PixelSpacing = 15.2106")
+                    for part in sections[3:]]
+    mdoc.write_bytes("[ZValue".join([head, *sections]).encode())
+    expected = [0.76053] * 3 + [1.52106] * 3
+    with capture_logs() as logs:
+        frames = read_frames(path)
+    assert [f.pixel_size_nm for f in frames] == pytest.approx(expected, rel=1e-6)
+    (warning,) = logs
+    assert (warning["event"], warning["source"], warning["sections"]) == (
+        "io.pixel_size_ignored", "mrc", "3-5")
+    assert warning["path"] == str(path) and f"{path}.mdoc" in warning["reason"]
+    assert "1.52106 nm" in warning["reason"] and "0.76053 nm" in warning["reason"]
+    # every reader gives the same sizes, and says it once a file
+    assert_chunks_are_the_whole_read(path, [1, 4], [2, 3])
+    with FrameReader(path) as reader:
+        assert [reader.frame(i).pixel_size_nm for i in (5, 0)] == pytest.approx(
+            [1.52106, 0.76053], rel=1e-6)
+    assert read_frame_at(path, 4).pixel_size_nm == pytest.approx(1.52106, rel=1e-6)
 
 
 def test_the_mdoc_gives_the_pixel_size_a_header_without_calibration_lacks(tmp_path, local_tz):

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import tifffile
+from chunkkit import assert_chunks_are_the_whole_read, assert_same_frame
 from structlog.testing import capture_logs
 from tiffkit import first_page_only, one_ifd_for_all_pages
 
@@ -797,6 +798,69 @@ def test_pages_written_one_call_each_skip_a_thumbnail(tmp_path):
     assert logs[0]["read_shape"] == (2, 16, 16) and logs[0]["ignored_shapes"] == [(4, 4)]
 
 
+@pytest.mark.parametrize("first_shape", [(64, 64), (8, 8)], ids=["survey", "thumbnail"])
+def test_a_first_page_of_another_size_does_not_stand_for_the_stack_after_it(
+        tmp_path, local_tz, first_shape):
+    # A camera SDK writing one page per call: a survey image (or a thumbnail not marked
+    # reduced) first, then the in-situ frames. The first page used to decide the stack: one
+    # frame read, the 12 after it dropped with a log line. Every reader gives the 12 frames.
+    path = tmp_path / "survey_first.tif"
+    frames_px = _image((12, 16, 16), "uint16")
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(_image(first_shape, "uint16"), metadata=None,
+                  resolution=(1e7 / 9.0, 1e7 / 9.0), resolutionunit="CENTIMETER",
+                  datetime="2026:03:01 11:59:00")
+        for i, page in enumerate(frames_px):
+            tif.write(page, metadata=None, resolution=(1e7 / 2.5, 1e7 / 2.5),
+                      resolutionunit="CENTIMETER", datetime=f"2026:03:01 12:00:{i:02d}")
+    with capture_logs() as logs:
+        info = inspect_tiff(path)
+        frames = read_frames(path)
+    assert (info.n_pages, info.shape) == (12, (12, 16, 16))
+    assert [f.index for f in frames] == list(range(12))
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), frames_px)
+    assert [f.pixel_size_nm for f in frames] == pytest.approx([2.5] * 12, rel=1e-6)
+    start = datetime(2026, 3, 1, 11, 0, 0, tzinfo=UTC)  # Berlin is UTC+1 in March
+    assert [f.acquired_at - start for f in frames] == [timedelta(seconds=i) for i in range(12)]
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]  # the first page named
+    assert logs[0]["read_shape"] == (12, 16, 16) and logs[0]["ignored_shapes"] == [first_shape]
+    assert_chunks_are_the_whole_read(path, [1, 5, 12], [0, 11])
+    with nio.FrameReader(path) as reader:
+        assert_same_frame(reader.frame(11), frames[11])
+    np.testing.assert_array_equal(read_volume(path).data, frames_px)
+
+
+def test_ome_image_with_the_most_frames_is_read_with_its_own_metadata(tmp_path):
+    # An OME-TIFF whose Image 0 is an overview and Image 1 the time series: only the
+    # overview was read. The series is read, with Image 1's pixel size and time.
+    path = tmp_path / "two_images.ome.tif"
+    overview, series = _image((32, 32), "uint16"), _image((6, 16, 16), "uint16")
+    with tifffile.TiffWriter(path, ome=True) as tif:
+        tif.write(overview, photometric="minisblack", metadata={
+            "axes": "YX", "Name": "overview", "PhysicalSizeX": 9.0, "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 9.0, "PhysicalSizeYUnit": "nm",
+            "AcquisitionDate": "2026-03-01T11:00:00+00:00"})
+        tif.write(series, photometric="minisblack", metadata={
+            "axes": "TYX", "Name": "in-situ", "PhysicalSizeX": 2.5, "PhysicalSizeXUnit": "nm",
+            "PhysicalSizeY": 2.5, "PhysicalSizeYUnit": "nm",
+            "AcquisitionDate": "2026-03-01T12:00:00+00:00",
+            "TimeIncrement": 2.0, "TimeIncrementUnit": "s"})
+    with tifffile.TiffFile(path) as tif:
+        assert [s.shape for s in tif.series] == [(32, 32), (6, 16, 16)]
+    with capture_logs() as logs:
+        info = inspect_tiff(path)
+        frames = read_frames(path)
+    assert (info.n_pages, info.shape, info.axes, info.layout) == (6, (6, 16, 16), "TYX", "ome")
+    np.testing.assert_array_equal(np.stack([f.image for f in frames]), series)
+    assert [f.pixel_size_nm for f in frames] == pytest.approx([2.5] * 6)
+    start = datetime(2026, 3, 1, 12, 0, 0, tzinfo=UTC)
+    assert [f.acquired_at for f in frames] == [start + timedelta(seconds=2 * i)
+                                              for i in range(6)]
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(32, 32)]
+    assert_chunks_are_the_whole_read(path, [1, 4], [0, 5])
+
+
 def test_a_reduced_resolution_first_page_is_not_the_frame(tmp_path):
     # A preview written before the image and marked as such (NewSubfileType 1): tifffile
     # makes it a series of its own, the first one. The frame is the full-resolution page.
@@ -828,6 +892,18 @@ def test_pages_written_one_call_each_are_refused_as_a_whole(tmp_path):
     with pytest.raises(MultichannelError) as error:
         read_frames(rgb_first)
     _assert_names_file(error, rgb_first)
+    # a colour picture saved before a grey stack of more frames is not the stack
+    rgb_then_stack = tmp_path / "rgb_then_stack.tif"
+    grey = _image((3, 16, 16), "uint8")
+    with tifffile.TiffWriter(rgb_then_stack) as tif:
+        tif.write(_image((16, 16, 3), "uint8"), photometric="rgb")
+        for page in grey:
+            tif.write(page)
+    with capture_logs() as logs:
+        np.testing.assert_array_equal(np.stack([f.image for f in read_frames(rgb_then_stack)]),
+                                      grey)
+    assert [e["event"] for e in logs] == ["io.extra_series_ignored"]
+    assert logs[0]["ignored_shapes"] == [(16, 16, 3)]
     other_type = tmp_path / "other_type.tif"
     with tifffile.TiffWriter(other_type) as tif:
         tif.write(_image((16, 16), "uint8"))

@@ -433,6 +433,40 @@ def test_non_square_pixels_are_refused_saying_what_to_check_and_do(tmp_path):
     assert read_volume(path).voxel_size_nm is None  # volumes keep both sizes: no refusal
 
 
+@pytest.mark.parametrize("layout", ["resolution_unit_none", "imagej_unit_pixel"])
+def test_non_square_pixels_without_a_length_unit_are_refused_as_calibrated_ones(tmp_path,
+                                                                                 layout):
+    # Resolution tags 1 : 1/1.25 with no length unit declare pixels 1.25 times as high as
+    # wide but no size: measured as square without a word, where the same aspect in nm is
+    # refused. Refused alike, naming the aspect.
+    from nwwatch.io import FrameReader, inspect_tiff, read_frame_at
+
+    path = tmp_path / f"{layout}.tif"
+    image = np.zeros((8, 10), np.uint16)
+    if layout == "imagej_unit_pixel":
+        tifffile.imwrite(path, image, imagej=True, resolution=(1.0, 1 / 1.25),
+                         metadata={"unit": "pixel"})
+        unit = "ImageJ unit 'pixel'"
+    else:
+        tifffile.imwrite(path, image, resolution=(1.0, 1 / 1.25), resolutionunit="NONE",
+                         metadata=None)
+        unit = "ResolutionUnit NONE"
+    for read in (read_frames, lambda p: read_frame_at(p, 0), FrameReader):
+        with pytest.raises(AnisotropicPixelsError) as error:
+            read(path)
+        assert error.value.path == path
+        reason = error.value.reason
+        assert "pixels declared 1.25 times as high as wide" in reason and unit in reason
+        assert "Image > Properties" in reason and "Y scale 1.25" in reason
+    assert inspect_tiff(path).n_pages == 1  # the header check does not read sizes
+    assert read_volume(path).voxel_size_nm is None  # volumes (label images) are read
+    # square pixels without a unit (or an aspect within rounding) are read, without a size
+    square = tmp_path / "square.tif"
+    tifffile.imwrite(square, image, resolution=(3.0, 3.0003), resolutionunit="NONE",
+                     metadata=None)
+    assert read_frames(square)[0].pixel_size_nm is None
+
+
 def test_a_colour_picture_is_told_to_give_the_raw_single_channel_data(tmp_path):
     rgb = tmp_path / "as_displayed.tif"
     tifffile.imwrite(rgb, np.zeros((10, 12, 3), np.uint8), photometric="rgb")

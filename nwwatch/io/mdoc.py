@@ -15,10 +15,14 @@ the exposure whose frames the stack holds (and, for a tilt series within one exp
   2020-01-01 00:00 local time) is not read.
 - ``PixelSpacing``: Å per pixel of the image as saved (binning included); 1/Å for a
   diffraction pattern (a section with ``CameraLength``), which is no length and not read.
+  The global one replicates the MRC header's, one size for the file; a section's is its
+  image's, so sections saved after the magnification changed give another
+  (:func:`pixel_sizes_beside_header`).
 """
 
 from __future__ import annotations
 
+import math
 import os
 import re
 from dataclasses import dataclass
@@ -43,13 +47,23 @@ _MONTHS = {name: i for i, name in enumerate(
 _DATE_TIME = re.compile(r"(\d{1,2})-([A-Za-z]{3})-(\d{4}|\d{2})\s+(\d{1,2}):(\d{2}):(\d{2})")
 
 
+#: Relative difference of two pixel sizes beyond which they are not one size written twice
+#: (an .mdoc's PixelSpacing is printed to a few digits, the header holds float32 cells);
+#: a magnification step is several percent
+SAME_PIXEL_SIZE_REL = 1.0e-3
+
+
 @dataclass(frozen=True)
 class MdocMetadata:
     """What an mdoc says of each section of its MRC file: the UTC acquisition time (None when
-    not every section's can be read) and the pixel size in nm (None where it gives none)."""
+    not every section's can be read), the pixel size in nm (None where it gives none, or
+    where it is implausible; every one None when not asked for) and each section's
+    ``PixelSpacing`` in nm as written, unchecked (None: none, or a diffraction pattern's;
+    NaN: no number), to compare with the header's."""
 
     times: list[datetime] | None
     pixel_sizes_nm: list[float | None]
+    stated_sizes_nm: list[float | None]
 
 
 def mdoc_path(path: Path) -> Path:
@@ -93,7 +107,8 @@ def parse_mdoc_time(text: str) -> datetime:
 def read_mdoc(path: Path, n_sections: int, pixel_sizes: bool = True) -> MdocMetadata | None:
     """The metadata of the mdoc beside the MRC file ``path`` of ``n_sections`` sections; None
     when there is none. ``pixel_sizes`` False: none read (every one None, none warned about),
-    for a file whose header has them.
+    for a file whose header has them; the sections' sizes as written are still given, for
+    :func:`pixel_sizes_beside_header`.
 
     An mdoc that cannot be read or does not describe the file (another number of sections,
     several frame stacks) gives None, and a time that cannot be read (a missing or malformed
@@ -122,13 +137,69 @@ def read_mdoc(path: Path, n_sections: int, pixel_sizes: bool = True) -> MdocMeta
         times = None
     # the global PixelSpacing is the first image's: a diffraction pattern's when any is one
     diffraction = any("CameraLength" in keys for keys in per_section)
-    raw = [_spacing_nm(keys, None if diffraction else glob) if pixel_sizes else None
-           for keys in per_section]
+    stated = [_spacing_nm(keys, None if diffraction else glob) for keys in per_section]
+    raw = stated if pixel_sizes else [None] * len(stated)
     # each distinct value checked once: one warning a file, not one a section
     checked = {value: plausible_pixel_size_nm(path, "mdoc", "xy", value)
                for value in set(raw) if value is not None}
     return MdocMetadata(times=times,
-                        pixel_sizes_nm=[None if v is None else checked[v] for v in raw])
+                        pixel_sizes_nm=[None if v is None else checked[v] for v in raw],
+                        stated_sizes_nm=stated)
+
+
+def pixel_sizes_beside_header(path: Path, header_nm: float,
+                              mdoc: MdocMetadata) -> list[float | None]:
+    """Each section's pixel size (nm) of the MRC file ``path``, whose header gives
+    ``header_nm``, beside its mdoc ``mdoc``.
+
+    The header holds one size for the file (the mdoc's global ``PixelSpacing`` replicates
+    it); each ``[ZValue]`` section's ``PixelSpacing`` is its own image's. Where they agree
+    (to :data:`SAME_PIXEL_SIZE_REL`), the header's. Where some sections differ and others
+    agree with the header, the magnification changed within the file, which one header
+    size cannot say: each section gets its own mdoc size (checked as every calibration is).
+    Where no section agrees with the header (a header recalibrated after saving, a binned
+    copy, an mdoc not of this file), the header's is every section's: the file's own
+    calibration comes first. Both cases are said in an ``io.pixel_size_ignored`` warning
+    naming the file, the mdoc, the sections and both sizes."""
+    stated = mdoc.stated_sizes_nm
+    known = [(i, v) for i, v in enumerate(stated) if v is not None and math.isfinite(v)]
+    differ = [(i, v) for i, v in known
+              if abs(v - header_nm) > SAME_PIXEL_SIZE_REL * max(v, header_nm)]
+    if not differ:
+        return [header_nm] * len(stated)
+    where = mdoc_path(path)
+    sections = _section_list([i for i, _ in differ])
+    sizes = ", ".join(f"{v:.6g}" for v in sorted({v for _, v in differ}))
+    if len(differ) < len(known):  # the header is some sections' size: the same calibration
+        _log.warning("io.pixel_size_ignored", path=str(path), source="mrc", axis="xy",
+                     sections=sections, header_pixel_size_nm=header_nm,
+                     reason=f"{where} gives sections {sections} a PixelSpacing of {sizes} nm, "
+                            f"the header {header_nm:.6g} nm (the magnification changed "
+                            f"within the file; the header holds one size): those sections "
+                            f"get their .mdoc size, the others the header's")
+        own = {i for i, _ in differ}
+        checked = {v: plausible_pixel_size_nm(path, "mdoc", "xy", v)
+                   for v in {v for _, v in differ}}
+        return [checked[v] if i in own else header_nm for i, v in enumerate(stated)]
+    _log.warning("io.pixel_size_ignored", path=str(path), source="mdoc", axis="xy",
+                 sections=sections, header_pixel_size_nm=header_nm,
+                 reason=f"{where} gives sections {sections} a PixelSpacing of {sizes} nm, the "
+                        f"header {header_nm:.6g} nm for every section (the header "
+                        f"recalibrated after saving, a binned copy, or not this file's "
+                        f".mdoc?): the header's size is used; if the .mdoc's is right, set "
+                        f"it in the header (IMOD: alterheader -PixelSize)")
+    return [header_nm] * len(stated)
+
+
+def _section_list(indices: list[int]) -> str:
+    """Sorted section numbers as runs: "3-5, 8"."""
+    runs: list[list[int]] = []
+    for i in indices:
+        if runs and i == runs[-1][1] + 1:
+            runs[-1][1] = i
+        else:
+            runs.append([i, i])
+    return ", ".join(str(a) if a == b else f"{a}-{b}" for a, b in runs)
 
 
 _Keys = dict[str, str]

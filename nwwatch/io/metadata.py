@@ -2,7 +2,8 @@
 
 Pixel size sources, first match wins:
 
-1. OME-XML ``Pixels`` ``PhysicalSizeX/Y/Z`` with their units (OME default: micrometre);
+1. OME-XML ``Pixels`` ``PhysicalSizeX/Y/Z`` of the image read, with their units (OME default:
+   micrometre);
 2. ImageJ: ``unit`` in the description with ``XResolution``/``YResolution`` in pixels per
    ``unit`` and ``spacing`` for z (ImageJ omits ``spacing`` when it is 1 unit);
 3. FEI / Thermo Fisher: ``[Scan] PixelWidth``/``PixelHeight`` (metres) of the private tag
@@ -117,7 +118,7 @@ def physical_sizes_nm(
     """(z, y, x) pixel/voxel size in nm declared by the file; None where not declared.
 
     ``page``: whose resolution tags and FEI metadata to read (default the first page); OME
-    and ImageJ sizes are the file's.
+    sizes are those of the OME image that holds ``page``, ImageJ sizes the file's.
     """
     return declared_sizes_nm(path, tif, page)[1]
 
@@ -127,7 +128,7 @@ def declared_sizes_nm(
 ) -> tuple[str, Sizes]:
     """The metadata source ("ome", "imagej", "fei", "jeol", "tags"; "" for none) and the sizes of
     :func:`physical_sizes_nm`."""
-    readers = (("ome", _ome_sizes), ("imagej", _imagej_sizes),
+    readers = (("ome", lambda p, t: _ome_sizes(p, t, page)), ("imagej", _imagej_sizes),
                ("fei", lambda p, t: _fei_sizes(t, page)),
                ("jeol", lambda p, t: _jeol_sizes(p, t, page)),
                ("tags", lambda p, t: _tag_sizes(p, t, page)))
@@ -173,6 +174,41 @@ def frame_pixel_size_nm(path: Path, sizes: Sizes, source: str = "") -> float | N
     return x_nm
 
 
+def check_declared_aspect(path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage) -> None:
+    """Refuse a frame whose resolution tags declare pixels that are not square without a
+    length unit (``ResolutionUnit`` NONE, an ImageJ ``unit=pixel``): its pixel size is
+    unknown, its aspect is not, and contact angles are measured in pixel space, so it is
+    refused as a calibrated frame of that aspect is (:func:`frame_pixel_size_nm`). For a
+    page no metadata gave a size; tags of equal x and y (to ``ANISOTROPY_TOLERANCE``) or
+    without both pass."""
+    y_per_unit, x_per_unit = _resolution(page)
+    if (y_per_unit is None or x_per_unit is None
+            or abs(x_per_unit - y_per_unit) <= ANISOTROPY_TOLERANCE * max(x_per_unit,
+                                                                          y_per_unit)):
+        return
+    ratio = float(x_per_unit / y_per_unit)  # pixel height over width
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if meta and "unit" in meta:
+        unit = f"ImageJ unit {str(meta['unit'])!r}"
+    else:
+        code = page.tags.valueof(296, tifffile.RESUNIT.INCH)
+        try:
+            unit = f"ResolutionUnit {tifffile.RESUNIT(code).name}"
+        except ValueError:
+            unit = f"ResolutionUnit {code}"
+    raise AnisotropicPixelsError(
+        path,
+        f"pixels declared {ratio:.4g} times as high as wide (XResolution {float(x_per_unit):.6g}, "
+        f"YResolution {float(y_per_unit):.6g} pixels per unit, {unit}: no length unit, so no "
+        "pixel size, but this aspect); measurements need square pixels (contact angles are "
+        "measured in pixel space). If the pixels are square, the declared aspect is wrong: "
+        "set pixel width and height equal (Fiji: Image > Properties) and save again; pixels "
+        "that really differ need resampling to square pixels first (Fiji: Image > Scale "
+        f"with X scale 1 and Y scale {ratio:.4g}; for a label image set its Interpolation "
+        "to None, which keeps the class values unblended)",
+    )
+
+
 def mtime_time(path: Path, mtime: datetime) -> datetime:
     """``mtime``, the modification time of ``path``, taken as its acquisition time (the last
     source, ``acquired_at_source`` "mtime"). Nothing else tells the time, so it is kept
@@ -202,8 +238,8 @@ def acquisition_times(
             return own, "metadata"
         _log.warning("io.times_ignored", path=str(path),
                      reason=f"{len(own)} nwwatch times for {n_frames} frames")
-    ome_start = _ome_acquisition_date(path, tif)
-    planes = _ome_plane_times(path, tif, ome_start, n_frames) if ome_start else None
+    ome_start = _ome_acquisition_date(path, tif, pages[0])
+    planes = _ome_plane_times(path, tif, ome_start, n_frames, pages[0]) if ome_start else None
     if planes is not None:
         return planes, "metadata"
     firsts = []
@@ -289,21 +325,48 @@ def plausible_pixel_size_nm(path: Path, source: str, axis: str, value: float | N
     return float(value)
 
 
-def _ome_pixels(tif: tifffile.TiffFile) -> tuple[ET.Element | None, ET.Element | None]:
+def _ome_pixels(tif: tifffile.TiffFile, page: object = None
+                ) -> tuple[ET.Element | None, ET.Element | None]:
+    """The OME ``Image`` and its ``Pixels`` that hold ``page`` (a TiffPage or TiffFrame of
+    ``tif``), by the IFDs their ``TiffData`` place in this file; the first image when
+    ``page`` is None or no image names its IFD."""
     if not tif.is_ome or not tif.ome_metadata:
         return None, None
     try:
         root = ET.fromstring(tif.ome_metadata)
     except ET.ParseError:
         return None, None
-    image = root.find("{*}Image")
-    if image is None:
+    images = root.findall("{*}Image")
+    if not images:
         return None, None
+    ifd = getattr(page, "index", None)
+    image = (next((i for i in images if _holds_ifd(i, ifd, root.get("UUID"), len(tif.pages))),
+                  images[0])
+             if isinstance(ifd, int) and len(images) > 1 else images[0])
     return image, image.find("{*}Pixels")
 
 
-def _ome_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
-    _, pixels = _ome_pixels(tif)
+def _holds_ifd(image: ET.Element, ifd: int, own_uuid: str | None, n_ifds: int) -> bool:
+    """Whether an OME ``Image``'s ``TiffData`` place IFD ``ifd`` of this file (UUID
+    ``own_uuid``) among its planes: ``PlaneCount`` IFDs from ``IFD`` (OME's defaults: IFD 0;
+    one IFD when ``IFD`` is given, else every IFD from it)."""
+    pixels = image.find("{*}Pixels")
+    for data in [] if pixels is None else pixels.findall("{*}TiffData"):
+        uuid = data.find("{*}UUID")
+        if uuid is not None and own_uuid and (uuid.text or "").strip() != own_uuid:
+            continue  # planes of another file of a multi-file dataset
+        try:
+            first = int(data.get("IFD", 0))
+            count = int(data.get("PlaneCount", 1 if "IFD" in data.attrib else n_ifds - first))
+        except ValueError:
+            continue
+        if first <= ifd < first + count:
+            return True
+    return False
+
+
+def _ome_sizes(path: Path, tif: tifffile.TiffFile, page: object = None) -> Sizes | None:
+    _, pixels = _ome_pixels(tif, page)
     if pixels is None:
         return None
     sizes = []
@@ -597,8 +660,9 @@ def _nwwatch_times(path: Path, tif: tifffile.TiffFile) -> list[datetime] | None:
         return None
 
 
-def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile) -> datetime | None:
-    image, _ = _ome_pixels(tif)
+def _ome_acquisition_date(path: Path, tif: tifffile.TiffFile,
+                          page: object = None) -> datetime | None:
+    image, _ = _ome_pixels(tif, page)
     return _iso_time(path, None if image is None else image.find("{*}AcquisitionDate"),
                      "OME AcquisitionDate")
 
@@ -618,14 +682,15 @@ def _iso_time(path: Path, element: ET.Element | None, what: str) -> datetime | N
 
 
 def _ome_plane_times(path: Path, tif: tifffile.TiffFile, start: datetime,
-                     n_frames: int) -> list[datetime] | None:
+                     n_frames: int, page: object = None) -> list[datetime] | None:
     """``start`` (the OME ``AcquisitionDate``) plus each plane's ``DeltaT`` in its
     ``DeltaTUnit`` (OME's default: s), one per frame in page order, else plus its time
     point's multiple of the Pixels' ``TimeIncrement`` (:func:`_increment_times`); None when
     the header has neither, or, with an ``io.times_ignored`` warning, when they do not give
     one time for each of the ``n_frames`` pages read (planes missing or of another file of a
-    multi-file dataset, an unknown unit, a time outside the plausible years)."""
-    _, pixels = _ome_pixels(tif)
+    multi-file dataset, an unknown unit, a time outside the plausible years). ``page``: the
+    first page read, whose OME image's header is read (:func:`_ome_pixels`)."""
+    _, pixels = _ome_pixels(tif, page)
     planes = [] if pixels is None else pixels.findall("{*}Plane")
     if any(plane.get("DeltaT") is not None for plane in planes):
         read, what = _plane_times, "Plane DeltaT"

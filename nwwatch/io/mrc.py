@@ -43,7 +43,7 @@ from nwwatch.io.limits import (
     MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
     check_whole_read_bytes,
 )
-from nwwatch.io.mdoc import read_mdoc
+from nwwatch.io.mdoc import pixel_sizes_beside_header, read_mdoc
 from nwwatch.io.metadata import (
     FLOAT32_DIGITS,
     frame_pixel_size_nm,
@@ -318,7 +318,9 @@ def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:
 
     ``pixel_size_nm`` from the header's x and y (None when either is not calibrated; z, the
     sections' spacing, is no part of a frame's calibration and may be 0), else from
-    SerialEM's mdoc beside the file (:mod:`nwwatch.io.mdoc`); ``acquired_at`` from the mdoc
+    SerialEM's mdoc beside the file (:mod:`nwwatch.io.mdoc`); where the mdoc's sections say
+    the magnification changed within the file, theirs, with a warning
+    (:func:`nwwatch.io.mdoc.pixel_sizes_beside_header`); ``acquired_at`` from the mdoc
     (each section's ``DateTime``), else the file's mtime (an MRC header holds no acquisition
     time). Raises as :func:`inspect_mrc`, and AnisotropicPixelsError when the x and y pixel
     sizes differ.
@@ -361,7 +363,12 @@ def _mrc_frames_with(path: Path, sections: range | None, metadata: _FrameMetadat
         pixel_nm = frame_pixel_size_nm(path, sizes_nm, "mrc")
         n = info.n_pages
         mdoc = read_mdoc(path, n, pixel_sizes=pixel_nm is None)
-        pixels = [pixel_nm] * n if pixel_nm is not None or mdoc is None else mdoc.pixel_sizes_nm
+        if mdoc is None:
+            pixels = [pixel_nm] * n
+        elif pixel_nm is None:
+            pixels = mdoc.pixel_sizes_nm
+        else:  # the header's, or the mdoc's where the magnification changed
+            pixels = pixel_sizes_beside_header(path, pixel_nm, mdoc)
         times, source = ((mdoc.times, "metadata") if mdoc is not None and mdoc.times is not None
                          else ([mtime_time(path, mtime)] * n, "mtime"))
         metadata = (pixels, times, source)

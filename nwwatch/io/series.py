@@ -30,31 +30,34 @@ def image_series(
 ) -> tuple[list[tifffile.TiffPageSeries], list[tifffile.TiffPageSeries]]:
     """The series read as one stack of pages, in file order, and the series not read.
 
-    tifffile makes one series per ``TiffWriter.write`` call of its own (shaped) format, so a
-    file that acquisition software grew one page at a time holds one series per page. In a
-    file without OME, ImageJ or vendor metadata (tifffile kinds "shaped", "generic",
-    "uniform"), every plain series of 2-D pages with the first series' page shape and pixel
-    type is read; the others (e.g. a thumbnail) are not. OME, ImageJ and vendor files: the
-    first series only. A series of reduced-resolution pages (``NewSubfileType`` 1, e.g. a
-    preview written before the image) is never read while the file holds another. Nor are
-    the pages tifffile makes a pyramid level of a plain ("generic") series, being a half,
-    third or quarter its size (pages written after the camera's binning changed): they are
-    listed among the series not read, so that they are named.
+    The stack is the candidate with the most frames (ties: the first in the file), so that
+    a survey image, an overview or a thumbnail saved before an in-situ series (not marked
+    reduced) does not stand for the series. A candidate is one series of an OME, ImageJ or
+    vendor file (an OME image, an ImageJ hyperstack), or, in a file without such metadata
+    (tifffile kinds "shaped", "generic", "uniform"), every plain series of single-channel
+    2-D pages of one page shape and pixel type: tifffile makes one series per
+    ``TiffWriter.write`` call of its own (shaped) format, so a file that acquisition
+    software grew one page at a time holds one series per page. A series of
+    reduced-resolution pages (``NewSubfileType`` 1, e.g. a preview written before the image)
+    is never read while the file holds another. Nor are the pages tifffile makes a pyramid
+    level of a plain ("generic") series, being a half, third or quarter its size (pages
+    written after the camera's binning changed): they are listed among the series not read,
+    so that they are named.
     """
     levels = [level for s in tif.series if s.kind == "generic" for level in s.levels[1:]]
     full = [s for s in tif.series if not s.keyframe.is_reduced]
     reduced = [s for s in tif.series if s.keyframe.is_reduced] + levels
     if not full:  # nothing but reduced pages: those are the image
         full, reduced = reduced, []
-    first, rest = full[0], full[1:]
-    if not _is_plain_stack(first):
-        return [first], rest + reduced
-    page_shape = squeezed(first)[0][-2:]
-    read, ignored = [first], []
-    for series in rest:
-        same = (_is_plain_stack(series) and squeezed(series)[0][-2:] == page_shape
-                and series.dtype == first.dtype)
-        (read if same else ignored).append(series)
+    # candidates in the order of their first series: max() keeps the first of a tie
+    candidates: dict[object, list[tifffile.TiffPageSeries]] = {}
+    for i, series in enumerate(full):
+        key = ((squeezed(series)[0][-2:], series.dtype) if _is_plain_stack(series)
+               else ("series", i))
+        candidates.setdefault(key, []).append(series)
+    read = max(candidates.values(), key=lambda stack: sum(map(series_n_frames, stack)))
+    chosen = {id(series) for series in read}
+    ignored = [series for series in full if id(series) not in chosen]
     if len(read) > 1:  # (a series' pages are read only here: a long stack's are many)
         pages = [page for series in read for page in series.pages]
         indices = [getattr(page, "index", None) for page in pages]
@@ -79,6 +82,17 @@ def series_n_pages(series: tifffile.TiffPageSeries) -> int:
     """2-D pages in ``series`` (the product of its axes before Y)."""
     shape, axes = squeezed(series)
     return math.prod(shape[: axes.index("Y")])
+
+
+def series_n_frames(series: tifffile.TiffPageSeries) -> int:
+    """Images in ``series``: the product of its axes before Y but channels (a colour or
+    multi-channel image is one image); 0 for a series without 2-D pages."""
+    shape, axes = squeezed(series)
+    if "Y" not in axes:
+        return 0
+    y = axes.index("Y")
+    return math.prod(n for n, a in zip(shape[:y], axes[:y], strict=True)
+                     if a not in CHANNEL_AXES)
 
 
 def channel_hint(axes: str, shape: tuple[int, ...], imagej: bool, planar_separate: bool) -> str:

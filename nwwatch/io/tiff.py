@@ -50,6 +50,7 @@ from nwwatch.io.limits import check_whole_read_bytes
 from nwwatch.io.mdoc import mdoc_path
 from nwwatch.io.metadata import (
     acquisition_times,
+    check_declared_aspect,
     declared_sizes_nm,
     fei_calibration_key,
     fei_image_size,
@@ -528,7 +529,9 @@ def _page_pixel_sizes_nm(
 ) -> list[float | None]:
     """Pixel size of every page (``pages``: :func:`nwwatch.io.series.tagged_pages`): its own
     resolution tags and FEI metadata, or its keyframe's for a TiffFrame (a page of an OME or
-    ImageJ series, whose sizes are the file's), read once per distinct set."""
+    ImageJ series, whose sizes are the file's), read once per distinct set. Raises
+    AnisotropicPixelsError for pixels whose x and y differ, calibrated or not (resolution
+    tags without a length unit)."""
     if len(pages) != n_pages:  # ImageJ's layout for large stacks: one IFD for all pages
         pages = pages[:1] * n_pages
     by_tags: dict[tuple, float | None] = {}
@@ -540,6 +543,8 @@ def _page_pixel_sizes_nm(
         if key not in by_tags:
             source, sizes_nm = declared_sizes_nm(path, tif, page)
             by_tags[key] = frame_pixel_size_nm(path, sizes_nm, source)
+            if not source:  # no size declared: an aspect without one is refused alike
+                check_declared_aspect(path, tif, page)
         sizes.append(by_tags[key])
     return sizes
 
