@@ -153,6 +153,25 @@ def test_an_address_that_is_not_a_scheduler_fails_within_the_timeout(answer, mon
         assert "no Dask handshake" in str(exc) and "MemoryError" not in str(exc), str(exc)
 
 
+def test_a_host_name_that_does_not_resolve_is_said_at_once(monkeypatch):
+    """Was: a misspelt scheduler host waited Dask's whole connect timeout and was reported
+    as "no connection and handshake in time"; the lookup's own failure is what to say."""
+    import socket
+
+    import nwwatch.service.clusterconnect as connect_module
+
+    def no_such_name(host, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", no_such_name)
+    t0 = time.monotonic()
+    with pytest.raises(connect_module.ClusterUnreachableError) as caught:
+        connect_module.connect("tcp://shced.invalid:8786")
+    assert time.monotonic() - t0 < 2
+    assert ("its host name 'shced.invalid' does not resolve (Name or service not known)"
+            in str(caught.value)), str(caught.value)
+
+
 def _results_unwritable_on_workers() -> None:
     """On a worker: writing a Parquet file is refused (the results folder is read-only
     there, or owned by another user)."""

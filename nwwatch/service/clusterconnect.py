@@ -235,6 +235,30 @@ def connect(address: str):
             f"({type(exc).__name__}: {str(exc) or 'no answer in time'})") from None
 
 
+def _resolve(address: str) -> None:
+    """Raise :class:`ClusterUnreachableError` when the host of a ``tcp://`` or ``tls://``
+    address does not resolve: Dask's connect retries a failed lookup until its timeout,
+    which then read as a scheduler that did not answer (a typo in the host name)."""
+    import socket
+
+    from distributed.comm.addressing import parse_address, parse_host_port
+
+    try:
+        scheme, location = parse_address(address)
+        if scheme not in ("tcp", "tls"):
+            return
+        host, port = parse_host_port(location)
+    except ValueError:  # Dask's connect says what is wrong with the address
+        return
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except socket.gaierror as exc:
+        raise ClusterUnreachableError(
+            f"no Dask scheduler reachable at {address}: its host name {host!r} does not "
+            f"resolve ({exc.strerror}): a typo in the address, or a name this machine's "
+            "DNS does not know (give the scheduler's IP address)") from None
+
+
 def _probe(address: str) -> None:
     """Connect to ``address`` and complete Dask's handshake within :data:`CONNECT_TIMEOUT_S`,
     or raise :class:`ClusterUnreachableError`. ``Client(address, timeout=…)`` bounds the
@@ -246,6 +270,7 @@ def _probe(address: str) -> None:
 
     from distributed.comm import connect as comm_connect
 
+    _resolve(address)
     # the Client's own TLS context and settings: a tls:// scheduler speaks only TLS
     connection_args = _client_connection_args(address)
 
