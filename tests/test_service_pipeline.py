@@ -760,3 +760,38 @@ def test_hashing_a_large_file_pings_the_watchdog(tmp_path, onnx_model, monkeypat
     assert len(given) == 1 and given[0] is not None
     given[0]()
     assert beats
+
+
+def test_replay_of_a_file_that_changes_while_it_is_read_is_incomplete(tmp_path, onnx_model,
+                                                                       monkeypatch):
+    # Was: a stack appended to while replay read it was counted as "vanished before it was
+    # read", the last line said "replay complete" and the exit status was 0, though the
+    # file is there with more pages and got no row; a script checking for 0 never ran it
+    # again.
+    import nwwatch.service.frames as frames_module
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", paint_insitu(100, size=64))
+    write_stack_tiff(acq / "stack.tif", np.stack([paint_insitu(110, size=64)] * 3))
+    real = frames_module.read_frames
+
+    def read_then_append(path, *args, **kwargs):
+        frames = real(path, *args, **kwargs)
+        if Path(path).name == "stack.tif":  # its writer adds a page meanwhile
+            write_stack_tiff(path, np.stack([paint_insitu(110, size=64)] * 4))
+        return frames
+
+    monkeypatch.setattr(frames_module, "read_frames", read_then_append)
+    summary = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (summary.done, summary.vanished, summary.changed) == (1, 0, [acq / "stack.tif"])
+    assert not summary.complete and summary.exit_status == 3
+    lines = summary.lines()
+    assert "1 changed while read" in lines[0]
+    assert any(line.startswith("1 file changed while it was read") and "stack.tif" in line
+               for line in lines), lines
+    assert lines[-1].startswith("replay INCOMPLETE: 0 file(s) failed, 0 quarantined, 1 "
+                                "changed while read"), lines[-1]
+    monkeypatch.setattr(frames_module, "read_frames", real)
+    again = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (again.done, again.skipped, again.changed, again.exit_status) == (1, 1, [], 0)

@@ -216,7 +216,8 @@ def replay(paths: tuple[Path, ...], out_dir: Path, kind: str, model: Path | None
     Exit status: 0 every file processed (or already done); 1 the replay could not run
     (configuration, model, ledger, a results folder inside PATH or PATH inside it) or could
     not write its results (a full disk: the one line names the file); 2 wrong
-    command line; 3 it ran, but some files failed or are quarantined (the last line says how many);
+    command line; 3 it ran, but some files failed, are quarantined or changed while read (the
+    last line says how many);
     130 interrupted (Ctrl-C), 143 stopped by SIGTERM, 129 by a hang-up (SIGHUP: the terminal
     closed): the rows of the files processed are written; run it again to resume.
     """

@@ -476,7 +476,10 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
                 raise clusterconnect.InputNotSharedError(
                     f"{f.path}: a Dask worker does not find this file, which exists here: "
                     "the input must be shared with every worker under the same absolute path")
-            summary.vanished += 1
+            if f.size is not None and os.path.lexists(f.path):  # hashed, then it changed
+                summary.changed.append(Path(f.path))
+            else:
+                summary.vanished += 1
             continue
         name = path_key(f.path)
         if f.sha256 is None:  # could not even be hashed: bad input

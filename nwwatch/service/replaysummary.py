@@ -46,6 +46,10 @@ class ReplaySummary:
     #: Files listed but gone before they were read (deleted meanwhile): not processed, and
     #: no longer part of the folder.
     vanished: int = 0
+    #: Files that changed while they were read (a stack still being written, a file
+    #: replaced): their rows would be of no one content, so none were written; the replay
+    #: is not complete (run it again once the acquisition is finished).
+    changed: list[Path] = field(default_factory=list)
     rows: Counter = field(default_factory=Counter)
     frames: int = 0
     seconds: float = 0.0
@@ -159,8 +163,10 @@ class ReplaySummary:
 
     @property
     def complete(self) -> bool:
-        """True when no file failed, none is quarantined and every folder could be listed."""
-        return self.failed == 0 and self.quarantined == 0 and not self.unlisted
+        """True when no file failed, none is quarantined or changed while read and every
+        folder could be listed."""
+        return (self.failed == 0 and self.quarantined == 0 and not self.unlisted
+                and not self.changed)
 
     @property
     def exit_status(self) -> int:
@@ -187,6 +193,8 @@ class ReplaySummary:
             else ""
         were = "it was" if self.vanished == 1 else "they were"
         gone = f", {self.vanished} vanished before {were} read" if self.vanished else ""
+        if self.changed:
+            gone += f", {len(self.changed)} changed while read"
         out = [
             f"{self.files} file{'' if self.files == 1 else 's'}: {self.done} done, "
             f"{self.skipped} skipped (already done), "
@@ -221,6 +229,12 @@ class ReplaySummary:
                        "file no longer holds it (renamed after processing, or a copy of an "
                        "earlier version; the rows keep that name): "
                        + _first(f"{p.name} (done as {done_as})" for p, done_as in self.renamed))
+        if self.changed:
+            n = len(self.changed)
+            out.append(f"{n} file{'s' if n > 1 else ''} changed while "
+                       f"{'it was' if n == 1 else 'they were'} read (still being written, or "
+                       "replaced), no rows written: run the replay again once the "
+                       "acquisition is complete: " + _first(p.name for p in self.changed))
         if self.copies:
             n = len(self.copies)
             held = "it was: it holds" if n == 1 else "they were: each holds"
@@ -278,6 +292,8 @@ class ReplaySummary:
                        f"file{'' if n == 1 else 's'} processed{gone}")
         else:
             unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
+            if self.changed:
+                unlisted += f", {len(self.changed)} changed while read"
             # status lists failed and quarantined files; folders not listed are named above
             where = (f"reasons: nwwatch status --out {self.results_dir}"
                      if self.failed or self.quarantined else "named above")
@@ -354,6 +370,8 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.quarantined += 1
         elif f.state == "failed":
             summary.failed += 1
+        elif f.state == "gone" and f.reason.startswith("changed"):
+            summary.changed.append(f.path)
         elif f.state == "gone":
             summary.vanished += 1
     summary.frames += report.n_rows
