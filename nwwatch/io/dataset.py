@@ -62,6 +62,9 @@ class DatasetLayoutError(ValueError):
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
 
+    def __reduce__(self):  # else unpickling calls __init__(message): a worker pool hangs
+        return (type(self), (self.path, self.reason))
+
 
 def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
     """Read a grey image file (TIFF or PNG) as a stack of pages.
