@@ -14,7 +14,9 @@ One parser for everyone who reads a DATA folder: ``nwwatch train`` (:mod:`traini
 
 ``nwwatch synth insitu OUT`` writes its frames directly in ``OUT/`` (``OUT/labels/`` beside
 them): when ``DATA/images/`` does not exist, the images are the ``.tif``/``.png`` files at the
-top of DATA. Images and labels pair by file stem; two files with one stem are an error.
+top of DATA. Images and labels pair by file stem; two files with one stem are an error. The
+folder is flat: sub-folders of images/ and labels/ are not read (:func:`nested_images_warning`
+names them).
 
 dataset.toml::
 
@@ -357,6 +359,52 @@ def loose_images_warning(root: Path) -> str | None:
             f"labels into labels/)")
 
 
+def nested_image_folders(folder: Path) -> dict[Path, int]:
+    """{sub-folder: its number of image files} for the sub-folders of ``folder`` (at any
+    depth; hidden ones, such as .ipynb_checkpoints, passed over) that hold images
+    (:func:`list_images`), sorted: a DATA folder is flat, so none of them is read."""
+    found: dict[Path, int] = {}
+    if not folder.is_dir():
+        return found
+    for parent, dirs, _ in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in dirs:
+            count = len(list_images(Path(parent) / name))
+            if count:
+                found[Path(parent) / name] = count
+    return found
+
+
+def _nested_said(root: Path, nested: dict[Path, int]) -> str:
+    """``images/sub (2 images), ...``: sub-folders named under the DATA folder ``root``."""
+    shown = [f"{path.relative_to(root)} ({count} image{'' if count == 1 else 's'})"
+             for path, count in list(nested.items())[:5]]
+    more = len(nested) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def nested_images_warning(root: Path) -> str | None:
+    """Why images in sub-folders of the DATA folder ``root``'s ``images/`` and ``labels/`` are
+    not read (a DATA folder is flat), or None: said by train and evaluate, not passed over."""
+    nested: dict[Path, int] = {}
+    if (root / "images").is_dir():  # without it, DATA's own sub-folders are its layout
+        nested.update(nested_image_folders(root / "images"))
+    nested.update(nested_image_folders(root / "labels"))
+    if not nested:
+        return None
+    return (f"images in sub-folders of {root} are not read: {_nested_said(root, nested)}; a "
+            f"DATA folder is flat: move them up into images/ (their labels into labels/)")
+
+
+def _found_below(folder: Path, stem: str) -> Path | None:
+    """A file named ``stem`` with any suffix in a sub-folder of ``folder``, or None."""
+    for sub in nested_image_folders(folder):
+        found = sorted(p for p in sub.glob(f"{glob.escape(stem)}.*") if p.is_file())
+        if found:
+            return found[0]
+    return None
+
+
 def list_unlabeled(folder: Path) -> list[Path]:
     """The files of a DATA/unlabeled/ ``folder`` (not hidden), sorted: images as
     :func:`list_images`, and MRC files (:data:`nwwatch.io.mrc.MRC_SUFFIXES`): a tomogram's
@@ -459,6 +507,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
         said = (f" ({jpegs[0]} and other JPEG files are not read: convert the frames to TIFF "
                 f"or PNG)" if len(jpegs) > 1 else f" ({jpegs[0]} is not read: convert it to "
                 f"TIFF or PNG)" if jpegs else "")
+        nested = nested_image_folders(image_dir) if image_dir != root else {}
+        if nested:  # e.g. images/day1/, images/day2/: said, not "no images"
+            said += (f"; its sub-folders are not read: {_nested_said(root, nested)}: a DATA "
+                     f"folder is flat, move the images up into {image_dir.name}/ (their "
+                     f"labels into labels/)")
         raise DatasetLayoutError(image_dir, f"no images (.tif, .tiff, .png) in this folder"
                                             f"{said}")
     image_by_stem = by_stem(images)
@@ -470,17 +523,34 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                 raise DatasetLayoutError(path, f"no label for this image: {other[0]} is not "
                                                f"read (labels are PNG or TIFF; save them "
                                                f"losslessly: JPEG changes the class ids)")
-            # e.g. labels/img01_mask.png: said, not paired by a guess at the suffix
-            longer = sorted(name for name in label_by_stem if name.startswith(stem))
-            named = (f"; {label_by_stem[longer[0]].name} is there: name each label file "
-                     f"after its image" if longer else "")
+            # e.g. labels/img01_mask.png, labels/IMG01.png: said, not paired by a guess
+            same_but_case = sorted(name for name in label_by_stem
+                                   if name.lower() == stem.lower())
+            longer = sorted(name for name in label_by_stem
+                            if name.lower().startswith(stem.lower()))
+            below = _found_below(label_dir, stem)
+            if same_but_case:
+                named = (f"; {label_by_stem[same_but_case[0]].name} is there, a name that "
+                         f"differs in letter case only: name each label file after its image, "
+                         f"case included")
+            elif longer:
+                named = (f"; {label_by_stem[longer[0]].name} is there: name each label file "
+                         f"after its image")
+            elif below is not None:
+                named = (f"; {below.relative_to(root)} is there, in a sub-folder, which is "
+                         f"not read: a DATA folder is flat, move it up into labels/")
+            else:
+                named = ""
             raise DatasetLayoutError(path, f"no label for this image (expected "
                                            f"{label_dir / stem}.png){named}")
     for stem, path in label_by_stem.items():
         if stem not in image_by_stem:
             other = sorted(p for p in image_dir.glob(f"{glob.escape(stem)}.*") if p.is_file())
+            below = _found_below(image_dir, stem) if image_dir != root else None
             said = (f"; {other[0].name} is not read (frames are TIFF or PNG: convert it)"
-                    if other else "")
+                    if other else f"; {below.relative_to(root)} is there, in a sub-folder, "
+                    f"which is not read: a DATA folder is flat, move it up into "
+                    f"{image_dir.name}/" if below is not None else "")
             raise DatasetLayoutError(path, f"label without an image (expected {image_dir / stem}"
                                            f".tif){said}")
     return [(stem, image_by_stem[stem], label_by_stem[stem]) for stem in sorted(image_by_stem)]
