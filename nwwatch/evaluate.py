@@ -612,7 +612,12 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
 
     A tomogram model's labeled slices are scored on the mask the service makes of the
     DATA/unlabeled/ volume that holds them."""
-    from nwwatch.io.dataset import folder_class_names, loose_images_warning, mask_like_labels
+    from nwwatch.io.dataset import (
+        folder_class_names,
+        loose_images_warning,
+        mask_like_labels,
+        nested_images_warning,
+    )
     from nwwatch.options import mask_warning, refuse_inside_results, require_writable
     from nwwatch.segment.session import PROVIDERS, ModelLoadError
 
@@ -632,6 +637,9 @@ def evaluate(model: Path, data: Path, providers: tuple[str, ...], threads: int |
     loose = loose_images_warning(data)
     if loose:  # as train says it: not scored without a word
         say(f"warning: {loose}")
+    nested = nested_images_warning(data)
+    if nested:  # a DATA folder is flat: as train says it, not left out without a word
+        say(f"warning: {nested}")
     try:
         report = evaluate_folder(model, data, tuple(providers), threads, not no_angles,
                                  flip_average=flip_average)

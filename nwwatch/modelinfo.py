@@ -117,8 +117,15 @@ def _evaluation_line(report: dict[str, Any]) -> str:
         line += f", interface offset {offset['bias_px']:+.2f} px"
     if angles:  # (a card written before the version was recorded: an older measurement's)
         line += f" (measurement {report.get('measurement_version') or 'not recorded'})"
-    data = report.get("data")
-    return f"{line}: {data}" if data else line
+    seen = report.get("seen_by_model") or []
+    if seen:  # a card written by hand or by an older tool: not held-out scores
+        line += (f" (NOT held out: {len(seen)} of these images are the model's own, "
+                 f"e.g. {seen[0]})")
+    # a card's description of the folder, with the folder scored beside it where recorded
+    # (older cards hold the description alone under "data")
+    description, data = report.get("description"), report.get("data")
+    said = f"{description} ({data})" if description and data else description or data
+    return f"{line}: {said}" if said else line
 
 
 def _score(value: Any) -> str:

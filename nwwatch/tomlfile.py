@@ -18,6 +18,9 @@ class TomlFileError(ValueError):
         self.path, self.part, self.reason = path, part, reason
         super().__init__(f"{path}: {reason}")
 
+    def __reduce__(self):  # else unpickling calls __init__(message) and fails
+        return (type(self), (self.path, self.part, self.reason))
+
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document of the file at ``path``; :class:`TomlFileError` when it is missing,

@@ -90,8 +90,9 @@ def test_bad_values_are_errors():
         confusion_matrix(np.full((2, 2), 5), np.zeros((2, 2), int), 3)
 
 
-def _export_untrained(path):
+def _export_untrained(path, **metadata):
     # An untrained tiny network is enough to exercise the runtime path and the bookkeeping.
+    # ``metadata``: further ModelMetadata fields (what a trained model records)
     torch = pytest.importorskip("torch")
     from nwwatch.segment.contract import ModelMetadata
     from training.export import export_onnx
@@ -102,7 +103,8 @@ def _export_untrained(path):
     model = build_model("unet", num_classes=3, widths=[4, 8, 16], encoder_convs=[1, 1, 1],
                         decoder_convs=[1, 1])
     metadata = ModelMetadata(kind="insitu", class_names=("background", "nanowire", "droplet"),
-                             arch="unet", paradigm="supervised", size_multiple=4)
+                             arch="unet", paradigm="supervised", size_multiple=4,
+                             **metadata)
     export_onnx(model, path, metadata, exporter="legacy")
 
 
@@ -309,14 +311,16 @@ def test_evaluate_names_the_file_without_label(tmp_path):
     assert result.exit_code != 0 and "a.png: no label for this image" in result.output
 
 
-def _two_frames_and_an_untrained_model(tmp_path):
-    """Two synthetic 64 px frames (a DATA folder) and an untrained network exported to ONNX."""
+def _two_frames_and_an_untrained_model(tmp_path, **metadata):
+    """Two synthetic 64 px frames (a DATA folder) and an untrained network exported to ONNX
+    (``metadata``: further ModelMetadata fields, given the DATA folder's path)."""
     data = tmp_path / "synth"
     result = CliRunner().invoke(main, ["synth", "insitu", str(data), "--frames", "2",
                                        "--size", "64", "--seed", "9"])
     assert result.exit_code == 0, result.output
     model = tmp_path / "m.onnx"
-    _export_untrained(model)
+    _export_untrained(model, **{key: value(data) if callable(value) else value
+                                for key, value in metadata.items()})
     return data, model
 
 
@@ -334,7 +338,63 @@ def test_model_card_holds_the_file_hash_and_each_evaluation(tmp_path):
 
     assert card["sha256"] == file_sha256(model) and card["status"] == "untrained"
     (evaluation,) = card["fresh_synthetic_evaluations"]
-    assert evaluation["images"] == 2 and evaluation["data"] == "two frames"
+    # before: "data" held the description, and which folder was scored was lost
+    assert evaluation["images"] == 2 and evaluation["seen_by_model"] == []
+    assert evaluation["data"] == str(data) and evaluation["description"] == "two frames"
+
+
+def test_model_shows_a_card_evaluation_with_its_folder_and_an_unfresh_one_as_such(tmp_path):
+    from training.model_card import main as card_main
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    card = model.with_suffix(".json")  # where `nwwatch model` reads it
+    assert card_main([str(model), "--eval", str(data), "two frames", "--training-data",
+                      "none", "--status", "untrained", "--out", str(card)]) == 0
+    shown = CliRunner().invoke(main, ["model", str(model)])
+    assert shown.exit_code == 0, shown.output
+    assert f": two frames ({data})" in shown.output and "NOT held out" not in shown.output
+    # a card written by hand (or an older tool) with the model's own images is not fresh
+    written = json.loads(card.read_text())
+    written["fresh_synthetic_evaluations"][0]["seen_by_model"] = ["frame_00000"]
+    card.write_text(json.dumps(written))
+    shown = CliRunner().invoke(main, ["model", str(model)])
+    assert "NOT held out: 1 of these images are the model's own" in shown.output
+
+
+def test_model_card_refuses_the_folder_the_model_was_trained_on(tmp_path, capsys):
+    # before: an evaluation of the model's own training images was filed under
+    # "fresh_synthetic_evaluations" (its seen_by_model listing every stem) without a word
+    from training.model_card import main as card_main
+
+    data, model = _two_frames_and_an_untrained_model(
+        tmp_path, extra=lambda data: {"training_source": str(data)})
+    out = tmp_path / "card.json"
+    code = card_main([str(model), "--eval", str(data), "fresh frames", "--training-data",
+                      "x", "--status", "y", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {data}: 2 of its 2 labeled images are the model's own")
+    assert "not a fresh evaluation" in err
+
+
+def test_model_card_refuses_a_copy_of_the_training_data(tmp_path, capsys):
+    import shutil
+
+    from training.data import load_folder
+    from training.model_card import folder_data_sha256
+    from training.model_card import main as card_main
+
+    data, model = _two_frames_and_an_untrained_model(
+        tmp_path, training_data_sha256=lambda data: load_folder(data).sha256())
+    assert folder_data_sha256(data) == load_folder(data).sha256()  # the one hash, twice
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    out = tmp_path / "card.json"
+    code = card_main([str(model), "--eval", str(copy), "fresh frames", "--training-data",
+                      "x", "--status", "y", "--out", str(out)])
+    assert code == 2 and not out.exists()
+    assert capsys.readouterr().err.startswith(
+        f"error: {copy}: its labeled images are the model's training data")
 
 
 def test_model_card_names_a_bad_evaluation_folder_and_writes_nothing(tmp_path, capsys):

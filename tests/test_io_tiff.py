@@ -41,6 +41,7 @@ from nwwatch.io import (
     write_stack_tiff,
     write_volume_tiff,
 )
+from nwwatch.io.dataset import DatasetLayoutError
 
 RNG = np.random.default_rng(20261121)
 T0 = datetime(2026, 11, 21, 7, 45, 1, 123456, tzinfo=UTC)
@@ -1467,11 +1468,40 @@ def test_missing_file_and_directory(tmp_path):
     _assert_names_file(error, tmp_path)
 
 
-def test_errors_pickle_with_path_and_reason(tmp_path):
-    error = TruncatedTiffError(tmp_path / "a.tif", "cut short")
-    again = pickle.loads(pickle.dumps(error))
-    assert type(again) is TruncatedTiffError
+def _round_trip(error: BaseException) -> BaseException:
+    """``error`` pickled and read back as a process pool does, without the exception pickling
+    that a Dask import installs (tblib, through ``copyreg``), which would hide a failure."""
+    import io
+
+    buffer = io.BytesIO()
+    pickler = pickle.Pickler(buffer)
+    pickler.dispatch_table = {}
+    pickler.dump(error)
+    return pickle.loads(buffer.getvalue())
+
+
+@pytest.mark.parametrize("error_type", [TruncatedTiffError, DatasetLayoutError])
+def test_errors_pickle_with_path_and_reason(tmp_path, error_type):
+    # DatasetLayoutError (read_image_2d's) once failed to unpickle: a multiprocessing.Pool
+    # mapping the reader over a bad file waited for ever on the lost result
+    error = error_type(tmp_path / "a.tif", "cut short")
+    again = _round_trip(error)
+    assert type(again) is error_type
     assert (again.path, again.reason, str(again)) == (error.path, error.reason, str(error))
+
+
+def test_dataset_reader_error_comes_back_from_a_process_pool(tmp_path):
+    from concurrent.futures import ProcessPoolExecutor
+
+    from nwwatch.io.dataset import read_image_2d
+
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not a png")
+    with ProcessPoolExecutor(1) as pool:
+        future = pool.submit(read_image_2d, bad)
+        with pytest.raises(DatasetLayoutError) as error:
+            future.result(timeout=120)  # (a broken pickle left the pool waiting for ever)
+    assert error.value.path == bad and "cannot be read" in error.value.reason
 
 
 # ------------------------------------------------------------------------------- writers

@@ -420,3 +420,62 @@ def test_a_damaged_png_gives_the_reader_s_refusal_alone_on_stderr(tmp_path):
     assert done.returncode == 1
     assert f"skipped {bad}: cannot be read as a PNG image" in done.stderr
     assert "grfmt" not in done.stderr and "[ERROR" not in done.stderr, done.stderr
+
+
+def _insitu_label(size: int = 64) -> np.ndarray:
+    """0 background, 1 wire, 2 droplet: a label image of the in-situ numbering."""
+    label = np.zeros((size, size), np.uint8)
+    label[size // 2:, size // 3:size // 2] = 1
+    label[size // 8:size // 2, size // 4:3 * size // 4] = 2
+    return label
+
+
+def _data_labels(tmp_path, labels: dict[str, np.ndarray]):
+    folder = tmp_path / "DATA" / "labels"
+    folder.mkdir(parents=True)
+    for stem, label in labels.items():
+        cv2.imwrite(str(folder / f"{stem}.png"), label)
+    return folder
+
+
+def test_an_extra_class_beside_labels_numbered_from_0_is_not_told_to_shift(tmp_path):
+    # before: contamination painted as a 4th class (3) in one image of a folder of 0/1/2
+    # labels was told napari's conversion numpy.where(labels == 0, 255, labels - 1), which
+    # made background unlabeled, wire background, droplet wire, and trained without a word
+    contaminated = _insitu_label()
+    contaminated[50:60, 2:14] = 3
+    folder = _data_labels(tmp_path, {"frame_00000": contaminated,
+                                     "frame_00001": _insitu_label(),
+                                     "frame_00002": _insitu_label()})
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(folder / "frame_00000.png", 3)
+    reason = info.value.reason
+    assert "labels - 1" not in reason and "napari" not in reason
+    assert "numpy.where(labels == 3, 0, labels)" in reason and "0 background" in reason
+    assert "frame_00001.png" in reason and "do not shift" in reason
+
+
+def test_an_extra_class_alone_is_offered_before_the_counted_from_1_conversion(tmp_path):
+    contaminated = _insitu_label()
+    contaminated[50:60, 2:14] = 3
+    cv2.imwrite(str(tmp_path / "frame.png"), contaminated)
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(tmp_path / "frame.png", 3)
+    reason = info.value.reason
+    merge = "numpy.where(labels == 3, 0, labels)"
+    shift = "numpy.where(labels == 0, 255, labels - 1)"
+    assert merge in reason and shift in reason
+    assert reason.index(merge) < reason.index(shift)
+
+
+def test_a_folder_of_ids_counted_from_1_keeps_the_conversion(tmp_path):
+    # every label 1 background, 2 wire, 3 droplet with 0 unlabeled (napari, ilastik)
+    from_1 = _insitu_label() + 1
+    from_1[:4] = 0
+    folder = _data_labels(tmp_path, {f"frame_{k:05d}": from_1 for k in range(3)})
+    with pytest.raises(DatasetLayoutError, match="out of range") as info:
+        read_label_image(folder / "frame_00000.png", 3)
+    reason = info.value.reason
+    assert "counted from 1" in reason and "frame_00001.png" in reason
+    assert "numpy.where(labels == 0, 255, labels - 1)" in reason
+    assert "labels == 3, 0" not in reason

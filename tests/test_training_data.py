@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+
 import cv2
 import numpy as np
 import pytest
@@ -82,6 +84,58 @@ def test_frames_saved_as_jpeg_are_named(tmp_path):
     (root / "images" / "img00.tif").unlink()
     _expect(root, r"no images \(\.tif, \.tiff, \.png\) in this folder \(img01\.jpg is not "
                   r"read: convert it to TIFF or PNG\)", "images")
+
+
+def test_a_label_named_in_another_letter_case_is_named(tmp_path):
+    # before: "no label for this image (expected labels/img01.png)" beside labels/IMG01.png,
+    # where labels/img01_mask.png was named
+    root = make_folder(tmp_path / "d", n=3)
+    (root / "labels" / "img01.png").rename(root / "labels" / "Img01.png")
+    _expect(root, r"no label for this image \(expected .*img01\.png\); Img01\.png is there, "
+                  r"a name that differs in letter case only", "img01.tif")
+
+
+def test_images_in_sub_folders_are_named(tmp_path):
+    # before: images/sub/ and labels/sub/ were passed over without a word, and with every pair
+    # in sub-folders the error was "no images (.tif, .tiff, .png) in this folder"
+    from nwwatch.io.dataset import nested_images_warning, pair_folder
+
+    root = make_folder(tmp_path / "d", n=4)
+    for folder, suffix in (("images", "tif"), ("labels", "png")):
+        (root / folder / "day2").mkdir()
+        (root / folder / ".ipynb_checkpoints").mkdir()  # hidden: not a sub-folder of frames
+        for stem in ("img02", "img03"):
+            (root / folder / f"{stem}.{suffix}").rename(root / folder / "day2" / f"{stem}.{suffix}")
+        shutil.copy(root / folder / f"img00.{suffix}", root / folder / ".ipynb_checkpoints")
+    assert [stem for stem, _, _ in pair_folder(root)] == ["img00", "img01"]
+    warning = nested_images_warning(root)
+    assert warning == (f"images in sub-folders of {root} are not read: images/day2 (2 images), "
+                       f"labels/day2 (2 images); a DATA folder is flat: move them up into "
+                       f"images/ (their labels into labels/)")
+    for stem in ("img00", "img01"):
+        for folder, suffix in (("images", "tif"), ("labels", "png")):
+            (root / folder / f"{stem}.{suffix}").rename(root / folder / "day2" / f"{stem}.{suffix}")
+    _expect(root, r"no images \(\.tif, \.tiff, \.png\) in this folder; its sub-folders are not "
+                  r"read: images/day2 \(4 images\): a DATA folder is flat, move the images up "
+                  r"into images/", "images")
+    # one label left in a sub-folder is named where its image asks for it
+    for stem in ("img00", "img01", "img02", "img03"):
+        (root / "images" / "day2" / f"{stem}.tif").rename(root / "images" / f"{stem}.tif")
+    for stem in ("img00", "img01", "img02"):
+        (root / "labels" / "day2" / f"{stem}.png").rename(root / "labels" / f"{stem}.png")
+    _expect(root, r"no label for this image \(expected .*img03\.png\); labels/day2/img03\.png "
+                  r"is there, in a sub-folder, which is not read", "img03.tif")
+
+
+def test_the_synth_layout_has_no_sub_folder_warning(tmp_path):
+    # images directly in DATA (nwwatch synth): labels/ and unlabeled/ are its layout
+    from nwwatch.io.dataset import nested_images_warning
+
+    root = make_folder(tmp_path / "d", n=2, unlabeled=2)
+    for path in (root / "images").iterdir():
+        path.rename(root / path.name)
+    (root / "images").rmdir()
+    assert nested_images_warning(root) is None
 
 
 @pytest.mark.parametrize("quality", [95, 100])

@@ -397,6 +397,24 @@ def test_images_put_beside_images_folder_are_warned_about(tmp_path):
             "DATA/images/ there, frames are read from it") in " ".join(result.output.split())
 
 
+def test_images_in_sub_folders_of_images_are_warned_about(tmp_path):
+    # before: DATA/images/sub/ and DATA/labels/sub/ were left out by train and evaluate silently
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    for folder, name in (("images", "img02.tif"), ("labels", "img02.png")):
+        (data / folder / "sub").mkdir()
+        (data / folder / name).rename(data / folder / "sub" / name)
+    said = (f"warning: images in sub-folders of {data} are not read: images/sub (1 image), "
+            f"labels/sub (1 image); a DATA folder is flat")
+    result = _train(str(data), "--out", str(tmp_path / "m.onnx"), "--epochs", "1",
+                    "--model-options", TINY, *FAST)
+    assert result.exit_code == 0, result.output
+    assert said in " ".join(result.output.split())
+    result = CliRunner().invoke(main, ["evaluate", str(tmp_path / "m.onnx"), str(data),
+                                       "--threads", "1", "--no-angles"])
+    assert result.exit_code == 0, result.output
+    assert said in " ".join(result.output.split())
+
+
 def test_frames_of_very_different_sizes_are_warned_about(tmp_path):
     # before: a 2048 px frame among 128 px ones trained at its own size under a working
     # scale of 128 px, whose droplet radii mixed both (13-520 px), without a word

@@ -374,11 +374,14 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             echo(f"warning: no {name} pixel is labeled in {data.source}: the model gets no "
                  f"example of {name}")
         if config.data is not None:
-            from nwwatch.io.dataset import loose_images_warning
+            from nwwatch.io.dataset import loose_images_warning, nested_images_warning
 
             loose = loose_images_warning(Path(config.data))
             if loose:  # read from DATA/images/ only: said, not trained on without a word
                 echo(f"warning: {loose}")
+            nested = nested_images_warning(Path(config.data))
+            if nested:  # a DATA folder is flat: said, not left out without a word
+                echo(f"warning: {nested}")
         if data.kind == "insitu":
             from training.data import labels_exchanged
 

@@ -5,6 +5,12 @@ command, training-data hash, validation metrics) and adds what only a separate e
 say: scores on fresh labeled folders (``nwwatch evaluate``, with its CPU time per image) and a
 status line.
 
+Each evaluation keeps the folder scored (``data``) beside its ``description``. A folder whose
+labeled images the model has seen is refused, nothing written: the folder it was trained on
+(``nwwatch evaluate``'s ``seen_by_model``) or a copy of its training data (the same
+``training_data_sha256``). Their scores are not held-out figures, and the card files its
+evaluations as fresh ones.
+
     python -m training.model_card nwwatch/models/insitu-default.onnx \\
         --eval /data/eval40 "40 frames, nwwatch synth insitu --seed 7 (not seen in training)" \\
         --training-data "1200 synthetic 512x512 frames, ..." --status "..." \\
@@ -14,6 +20,7 @@ status line.
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -21,13 +28,35 @@ from typing import Any
 
 from nwwatch.atomic import atomic_write
 from nwwatch.evaluate import ModelKindError, evaluate_folder, strict_json
-from nwwatch.io.dataset import DatasetLayoutError
+from nwwatch.filehash import file_sha256
+from nwwatch.io.dataset import DatasetLayoutError, pair_folder
 from nwwatch.segment.session import ModelLoadError, Segmenter
+
+
+class SeenByModelError(ValueError):
+    """An ``--eval`` folder whose labeled images the model has seen: not a fresh evaluation."""
+
+
+def folder_data_sha256(folder: Path) -> str:
+    """The ``training_data_sha256`` a model trained on the DATA folder ``folder`` records:
+    sha256 over its sorted (stem, image sha256, label sha256) triples
+    (:meth:`training.data.TrainingData.sha256`)."""
+    digest = hashlib.sha256()
+    for stem, image_path, label_path in pair_folder(folder):
+        digest.update(f"{stem}\0{file_sha256(image_path)}\0{file_sha256(label_path)}\n"
+                      .encode("utf-8", "surrogateescape"))
+    return digest.hexdigest()
 
 
 def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: str,
                status: str, threads: int = 1) -> dict[str, Any]:
-    """The card of ``model``: its metadata plus one evaluation per (folder, description)."""
+    """The card of ``model``: its metadata plus one evaluation per (folder, description).
+
+    Raises
+    ------
+    SeenByModelError : an evaluation folder holds images the model has seen (its training
+        folder, or a copy of its training data): its scores would be filed as fresh ones.
+    """
     segmenter = Segmenter(model, providers=("cpu",), threads=threads)
     meta = segmenter.metadata
     card: dict[str, Any] = {
@@ -42,10 +71,25 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
         "validation_metrics": meta.validation_metrics, "fresh_synthetic_evaluations": [],
     }
     for folder, description in evaluations:
-        report = evaluate_folder(model, folder, threads=threads).as_dict()
-        report["model"] = str(model)
-        report["data"] = description
-        card["fresh_synthetic_evaluations"].append(report)
+        if meta.training_data_sha256 and folder_data_sha256(folder) == meta.training_data_sha256:
+            # a copy of the training folder is not matched by path (evaluate's seen_by_model)
+            raise SeenByModelError(f"{folder}: its labeled images are the model's training "
+                                   f"data (the model's training_data_sha256): not a fresh "
+                                   f"evaluation; give a folder of images it has not seen")
+        report = evaluate_folder(model, folder, threads=threads)
+        if report.seen_by_model:
+            seen = report.seen_by_model
+            raise SeenByModelError(f"{folder}: {len(seen)} of its {report.images} labeled "
+                                   f"images are the model's own ({report.seen_why}: "
+                                   f"{', '.join(seen[:5])}{', ...' if len(seen) > 5 else ''})"
+                                   f": not a fresh evaluation; give a folder of images it has "
+                                   f"not seen")
+        entry = report.as_dict()
+        entry["model"] = str(model)
+        # the folder scored stays named: the description says what it is, not where
+        entry["data"] = str(folder)
+        entry["description"] = description
+        card["fresh_synthetic_evaluations"].append(entry)
     card["status"] = status
     return strict_json(card)
 
@@ -63,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         card = build_card(args.model, [(Path(f), d) for f, d in args.eval], args.training_data,
                           args.status, args.threads)
-    except (DatasetLayoutError, ModelLoadError, ModelKindError) as exc:
+    except (DatasetLayoutError, ModelLoadError, ModelKindError, SeenByModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     with atomic_write(args.out) as handle:  # a card is never half written

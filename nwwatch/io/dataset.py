@@ -14,7 +14,9 @@ One parser for everyone who reads a DATA folder: ``nwwatch train`` (:mod:`traini
 
 ``nwwatch synth insitu OUT`` writes its frames directly in ``OUT/`` (``OUT/labels/`` beside
 them): when ``DATA/images/`` does not exist, the images are the ``.tif``/``.png`` files at the
-top of DATA. Images and labels pair by file stem; two files with one stem are an error.
+top of DATA. Images and labels pair by file stem; two files with one stem are an error. The
+folder is flat: sub-folders of images/ and labels/ are not read (:func:`nested_images_warning`
+names them).
 
 dataset.toml::
 
@@ -33,7 +35,7 @@ import glob
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TypeVar
+from typing import Literal, TypeVar
 
 import numpy as np
 
@@ -61,6 +63,9 @@ class DatasetLayoutError(ValueError):
         self.path = Path(path)
         self.reason = reason
         super().__init__(f"{self.path}: {reason}")
+
+    def __reduce__(self):  # else unpickling calls __init__(message): a worker pool hangs
+        return (type(self), (self.path, self.reason))
 
 
 def read_pages(path: str | os.PathLike[str]) -> np.ndarray:
@@ -198,6 +203,10 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
                                        f"{advice}")
     values, counts = np.unique(label, return_counts=True)
     problem = label_values_problem(values, num_classes, counts)
+    if problem and _one_id_past_the_classes(values, num_classes):
+        # an extra class or ids counted from 1: the folder's other label images tell which
+        problem = label_values_problem(values, num_classes, counts,
+                                       others=_other_labels_numbering(Path(path), num_classes))
     if problem:
         raise DatasetLayoutError(path, problem)
     rim = interpolated_rim_problem(label) if num_classes >= len(INSITU_CLASSES) else None
@@ -210,13 +219,68 @@ def check_label(label: np.ndarray, num_classes: int, path: str | os.PathLike[str
 #: stray stroke or a lossy save's residue, not for a class of another numbering.
 STRAY_VALUES_SHARE = 0.005
 
+#: How the other label images of a label's folder number their classes
+#: (:func:`label_values_problem`'s ``others``).
+OthersNumbering = Literal["from_0", "from_1"]
+
+
+def _one_id_past_the_classes(values: np.ndarray, num_classes: int) -> bool:
+    """0 .. ``num_classes`` and no 255: a class painted beyond the classes (contamination as a
+    4th in-situ class), or ids counted from 1 with 0 unlabeled (napari, ilastik)."""
+    bad = values[(values >= num_classes) & (values != UNLABELED) | (values < 0)]
+    return (bad.tolist() == [num_classes] and values.size > 0 and values[0] == 0
+            and UNLABELED not in values)
+
+
+def _other_labels_numbering(path: Path, num_classes: int) -> tuple[OthersNumbering, str] | None:
+    """How the other label images in ``path``'s folder (a DATA folder's ``labels/``) number
+    their classes, with one of them named: ``"from_1"`` when one of them also holds
+    0 .. ``num_classes`` and no 255 (a tool's ids counted from 1), ``"from_0"`` when every one
+    holds class ids 0 .. ``num_classes`` - 1 or 255 only (this image has a class the others
+    lack); None when there is no other, or they say neither. Files that cannot be read are
+    passed over (the run names them)."""
+    if path.parent.name != "labels" or not path.parent.is_dir():
+        return None  # a --labels file among unrelated images: no folder convention to read
+    others = [p for p in list_images(path.parent) if p.name != path.name]
+    in_range = []
+    for other in others:
+        try:
+            values = np.unique(_label_page(other, num_classes))
+        except DatasetLayoutError:
+            continue
+        if not np.issubdtype(values.dtype, np.integer):
+            continue
+        if _one_id_past_the_classes(values, num_classes):
+            return "from_1", other.name
+        if not label_values_problem(values, num_classes):
+            in_range.append(other.name)
+    if in_range and len(in_range) == len(others):
+        return "from_0", in_range[0]
+    return None
+
+
+def _extra_class_hint(num_classes: int) -> str:
+    """What to do with a class painted as ``num_classes``, one past the classes."""
+    if num_classes == len(INSITU_CLASSES):
+        merge = ("give its pixels 0 background, as docs/training.md labels what else the "
+                 "frames show (carbon film, contamination)")
+    else:
+        merge = f"give its pixels one of the classes 0..{num_classes - 1}"
+    return (f"a class of its own painted as {num_classes} (contamination, carbon film)? "
+            f"Only 0..{num_classes - 1} are trained: {merge}, e.g. numpy.where(labels == "
+            f"{num_classes}, 0, labels), or {UNLABELED} to leave those pixels unlabeled")
+
 
 def label_values_problem(values: np.ndarray, num_classes: int,
-                         counts: np.ndarray | None = None) -> str | None:
+                         counts: np.ndarray | None = None,
+                         others: tuple[OthersNumbering, str] | None = None) -> str | None:
     """Which of a label image's distinct integer ``values`` (sorted, as ``np.unique`` gives
     them, with their pixel ``counts`` when known) are not class ids (0 .. ``num_classes`` - 1,
     or 255 unlabeled), and what to do, or None when all are: the one way the DATA readers
-    and ``nwwatch measure`` say it."""
+    and ``nwwatch measure`` say it. ``others``: how the other label images of its folder
+    number their classes, and one of them (``"from_0"``: as here; ``"from_1"``: ids counted
+    from 1), which decides between an extra class and a tool's numbering for 0..N without
+    255."""
     is_bad = (values >= num_classes) & (values != UNLABELED) | (values < 0)
     bad = values[is_bad]
     stray = counts is not None and counts[is_bad].sum() < STRAY_VALUES_SHARE * counts.sum()
@@ -234,14 +298,35 @@ def label_values_problem(values: np.ndarray, num_classes: int,
                     f"{int(counts.sum())} hold them: painted in by mistake, or left by a "
                     f"lossy save (JPEG)? give those pixels their class (or {UNLABELED}, "
                     "unlabeled), or export the mask again losslessly")
-        elif bad.tolist() == [num_classes] and values[0] == 0 and UNLABELED not in values:
-            # 0..N without 255: classes counted from 1 with 0 unlabeled (napari's Labels
-            # layer, ilastik), whose 0 would be read as the first class here.
-            hint = (f"; 0..{num_classes} and no {UNLABELED}: labels with 0 unlabeled and "
-                    f"classes counted from 1 (napari, ilastik)? Here class ids count from 0 "
-                    f"and {UNLABELED} is unlabeled: convert them with "
-                    f"numpy.where(labels == 0, {UNLABELED}, labels - 1) (their class 1 "
-                    f"becomes 0)")
+        elif _one_id_past_the_classes(values, num_classes):
+            # 0..N without 255: a class painted beyond the classes, or classes counted from 1
+            # with 0 unlabeled (napari's Labels layer, ilastik), whose 0 would be read as the
+            # first class here. Shifting an extra class's image renumbers every class (0
+            # background -> unlabeled, 1 wire -> background) and then trains without a word.
+            shift = (f"numpy.where(labels == 0, {UNLABELED}, labels - 1) (their class 1 "
+                     f"becomes 0)")
+            extra = _extra_class_hint(num_classes)
+            kind, named = others if others is not None else (None, "")
+            if kind == "from_0":
+                hint = (f"; 0..{num_classes} and no {UNLABELED}, where the other label images "
+                        f"beside it hold class ids 0..{num_classes - 1} (e.g. {named}): "
+                        f"{extra} (its ids are those of the others: do not shift them)")
+            elif kind == "from_1":
+                hint = (f"; 0..{num_classes} and no {UNLABELED}, as in {named} beside it: "
+                        f"labels with 0 unlabeled and classes counted from 1 (napari, "
+                        f"ilastik)? Here class ids count from 0 and {UNLABELED} is "
+                        f"unlabeled: convert every such label image with {shift}")
+            elif num_classes == len(TOMOGRAM_CLASSES):
+                # docs/tomography.md paints a slice's classes in napari from 1: that reading first
+                hint = (f"; 0..{num_classes} and no {UNLABELED}: labels with 0 unlabeled and "
+                        f"classes counted from 1 (napari, ilastik)? Here class ids count "
+                        f"from 0 and {UNLABELED} is unlabeled: convert them with {shift}. "
+                        f"Or {extra}")
+            else:
+                hint = (f"; 0..{num_classes} and no {UNLABELED}: {extra}. Or, only if 0 "
+                        f"means unlabeled and the classes count from 1 (napari, ilastik; "
+                        f"then every label image holds {num_classes} where it has that "
+                        f"class): convert them with {shift}")
         else:
             # another tool's grey levels or ids: which value means which class is the
             # user's to say, so the table is theirs to write
@@ -272,6 +357,52 @@ def loose_images_warning(root: Path) -> str | None:
     return (f"{len(loose)} image(s) directly in {root} (e.g. {loose[0].name}) are not read: "
             f"with DATA/images/ there, frames are read from it; move them into images/ (their "
             f"labels into labels/)")
+
+
+def nested_image_folders(folder: Path) -> dict[Path, int]:
+    """{sub-folder: its number of image files} for the sub-folders of ``folder`` (at any
+    depth; hidden ones, such as .ipynb_checkpoints, passed over) that hold images
+    (:func:`list_images`), sorted: a DATA folder is flat, so none of them is read."""
+    found: dict[Path, int] = {}
+    if not folder.is_dir():
+        return found
+    for parent, dirs, _ in os.walk(folder):
+        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        for name in dirs:
+            count = len(list_images(Path(parent) / name))
+            if count:
+                found[Path(parent) / name] = count
+    return found
+
+
+def _nested_said(root: Path, nested: dict[Path, int]) -> str:
+    """``images/sub (2 images), ...``: sub-folders named under the DATA folder ``root``."""
+    shown = [f"{path.relative_to(root)} ({count} image{'' if count == 1 else 's'})"
+             for path, count in list(nested.items())[:5]]
+    more = len(nested) - len(shown)
+    return ", ".join(shown) + (f" and {more} more" if more > 0 else "")
+
+
+def nested_images_warning(root: Path) -> str | None:
+    """Why images in sub-folders of the DATA folder ``root``'s ``images/`` and ``labels/`` are
+    not read (a DATA folder is flat), or None: said by train and evaluate, not passed over."""
+    nested: dict[Path, int] = {}
+    if (root / "images").is_dir():  # without it, DATA's own sub-folders are its layout
+        nested.update(nested_image_folders(root / "images"))
+    nested.update(nested_image_folders(root / "labels"))
+    if not nested:
+        return None
+    return (f"images in sub-folders of {root} are not read: {_nested_said(root, nested)}; a "
+            f"DATA folder is flat: move them up into images/ (their labels into labels/)")
+
+
+def _found_below(folder: Path, stem: str) -> Path | None:
+    """A file named ``stem`` with any suffix in a sub-folder of ``folder``, or None."""
+    for sub in nested_image_folders(folder):
+        found = sorted(p for p in sub.glob(f"{glob.escape(stem)}.*") if p.is_file())
+        if found:
+            return found[0]
+    return None
 
 
 def list_unlabeled(folder: Path) -> list[Path]:
@@ -376,6 +507,11 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
         said = (f" ({jpegs[0]} and other JPEG files are not read: convert the frames to TIFF "
                 f"or PNG)" if len(jpegs) > 1 else f" ({jpegs[0]} is not read: convert it to "
                 f"TIFF or PNG)" if jpegs else "")
+        nested = nested_image_folders(image_dir) if image_dir != root else {}
+        if nested:  # e.g. images/day1/, images/day2/: said, not "no images"
+            said += (f"; its sub-folders are not read: {_nested_said(root, nested)}: a DATA "
+                     f"folder is flat, move the images up into {image_dir.name}/ (their "
+                     f"labels into labels/)")
         raise DatasetLayoutError(image_dir, f"no images (.tif, .tiff, .png) in this folder"
                                             f"{said}")
     image_by_stem = by_stem(images)
@@ -387,17 +523,34 @@ def pair_folder(root: str | os.PathLike[str]) -> list[tuple[str, Path, Path]]:
                 raise DatasetLayoutError(path, f"no label for this image: {other[0]} is not "
                                                f"read (labels are PNG or TIFF; save them "
                                                f"losslessly: JPEG changes the class ids)")
-            # e.g. labels/img01_mask.png: said, not paired by a guess at the suffix
-            longer = sorted(name for name in label_by_stem if name.startswith(stem))
-            named = (f"; {label_by_stem[longer[0]].name} is there: name each label file "
-                     f"after its image" if longer else "")
+            # e.g. labels/img01_mask.png, labels/IMG01.png: said, not paired by a guess
+            same_but_case = sorted(name for name in label_by_stem
+                                   if name.lower() == stem.lower())
+            longer = sorted(name for name in label_by_stem
+                            if name.lower().startswith(stem.lower()))
+            below = _found_below(label_dir, stem)
+            if same_but_case:
+                named = (f"; {label_by_stem[same_but_case[0]].name} is there, a name that "
+                         f"differs in letter case only: name each label file after its image, "
+                         f"case included")
+            elif longer:
+                named = (f"; {label_by_stem[longer[0]].name} is there: name each label file "
+                         f"after its image")
+            elif below is not None:
+                named = (f"; {below.relative_to(root)} is there, in a sub-folder, which is "
+                         f"not read: a DATA folder is flat, move it up into labels/")
+            else:
+                named = ""
             raise DatasetLayoutError(path, f"no label for this image (expected "
                                            f"{label_dir / stem}.png){named}")
     for stem, path in label_by_stem.items():
         if stem not in image_by_stem:
             other = sorted(p for p in image_dir.glob(f"{glob.escape(stem)}.*") if p.is_file())
+            below = _found_below(image_dir, stem) if image_dir != root else None
             said = (f"; {other[0].name} is not read (frames are TIFF or PNG: convert it)"
-                    if other else "")
+                    if other else f"; {below.relative_to(root)} is there, in a sub-folder, "
+                    f"which is not read: a DATA folder is flat, move it up into "
+                    f"{image_dir.name}/" if below is not None else "")
             raise DatasetLayoutError(path, f"label without an image (expected {image_dir / stem}"
                                            f".tif){said}")
     return [(stem, image_by_stem[stem], label_by_stem[stem]) for stem in sorted(image_by_stem)]
@@ -445,6 +598,11 @@ def read_label_image(path: str | os.PathLike[str],
     ``nwwatch synth`` and the labelling page write them (in-situ: 3 classes; tomograms:
     ``len(TOMOGRAM_CLASSES)``). Raises :class:`DatasetLayoutError` naming the file when it is
     missing, unreadable, not a single 2D image or holds other values."""
+    return check_label(_label_page(path, num_classes), num_classes, path)
+
+
+def _label_page(path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
+    """The one page (H, W) of a label file as read, its values not checked."""
     suffix = Path(path).suffix.lower()
     if suffix not in IMAGE_SUFFIXES:  # else a JPEG was "not a TIFF file"
         raise DatasetLayoutError(path, f"labels are read from PNG or TIFF files, not "
@@ -478,7 +636,7 @@ def read_label_image(path: str | os.PathLike[str],
                                        f"pages (a labels volume?): labels are one 2-D image per "
                                        f"labeled image or slice; save the page of each labeled "
                                        f"slice alone (labels[Z] in numpy, Z its --slice)")
-    return check_label(pages[0], num_classes, path)
+    return pages[0]
 
 
 def read_pair(image_path: Path, label_path: Path, num_classes: int

@@ -75,6 +75,9 @@ class SavedSinceError(RuntimeError):
         self.stem = stem
         self.current = current
 
+    def __reduce__(self):  # else unpickling calls __init__(message) and fails
+        return (type(self), (self.stem, self.current))
+
 
 @contextmanager
 def data_lock(data_dir: str | os.PathLike[str]) -> Iterator[None]:

@@ -98,6 +98,9 @@ class LabelFileError(click.ClickException):
         self.path = path
         self.reason = reason
 
+    def __reduce__(self):  # else unpickling calls __init__(message) and fails
+        return (type(self), (self.path, self.reason))
+
 
 def _read_pages(path: Path) -> list[np.ndarray]:
     return [frame.image for frame in _read_frames(path)]

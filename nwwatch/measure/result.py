@@ -269,6 +269,9 @@ class Refused(Exception):
         super().__init__(result.reason)
         self.result = result
 
+    def __reduce__(self):  # else unpickling calls __init__(reason) and fails
+        return (type(self), (self.result,))
+
 
 def refuse(code: str, reason: str, **fields: Any) -> Refused:
     """The :class:`Refused` of a ``fit_failed`` result with ``reason_code`` ``code``."""

@@ -26,6 +26,9 @@ class ConfigError(ValueError):
         named = "" if key.startswith("(") else f"{key}: "
         super().__init__(f"{where}{named}{reason}")
 
+    def __reduce__(self):  # else unpickling calls __init__(message) and fails
+        return (type(self), (self.file, self.key, self.reason))
+
 
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The TOML document of the file at ``path``; :class:`ConfigError` (key ``(file)`` or

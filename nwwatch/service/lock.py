@@ -51,6 +51,8 @@ class LedgerElsewhereError(LedgerBusyError):
     (:func:`ledger_kept_elsewhere`): a ledger here would process files into it again."""
 
     def __init__(self, results_dir: Path, ledger: Path, other: Path) -> None:
+        # (not .ledger: LedgerBusyError's holds the busy ledger, which none is here)
+        self.results_dir, self.own_ledger, self.other = results_dir, ledger, other
         marker = elsewhere_path(results_dir)
         super().__init__(
             f"{results_dir}: its ledger is {other} ([state] ledger of the service that "
@@ -58,6 +60,9 @@ class LedgerElsewhereError(LedgerBusyError):
             f"files into these results again. Use that one (nwwatch replay --config with the "
             f"service's configuration; nwwatch compact / ledger rebuild --ledger {other}), "
             f"or move it to {ledger} and delete {marker}")
+
+    def __reduce__(self):  # else unpickling calls __init__(message) and fails
+        return (type(self), (self.results_dir, self.own_ledger, self.other))
 
 
 class LedgerOfAnotherFolderError(LedgerElsewhereError):
