@@ -38,7 +38,11 @@ def _examples() -> dict[str, BaseException]:
     from nwwatch.service.configreader import ConfigError
     from nwwatch.service.flush import ResultsWriteError
     from nwwatch.service.inputs import ExternalSymlinkError
-    from nwwatch.service.lock import LedgerBusyError, LedgerElsewhereError
+    from nwwatch.service.lock import (
+        LedgerBusyError,
+        LedgerElsewhereError,
+        LedgerOfAnotherFolderError,
+    )
     from nwwatch.service.stackmemory import StackTooLargeError
     from nwwatch.tomlfile import TomlFileError
     from nwwatch.volume.memory import TomogramTooLargeError
@@ -55,6 +59,7 @@ def _examples() -> dict[str, BaseException]:
         ExternalSymlinkError(Path("/w/a.tif"), "why"),
         LedgerBusyError("busy", Path("/r/ledger.sqlite"), "123"),
         LedgerElsewhereError(Path("/r"), Path("/r/ledger.sqlite"), Path("/s/ledger.sqlite")),
+        LedgerOfAnotherFolderError(Path("/r"), Path("/s/ledger.sqlite"), Path("/s")),
         StackTooLargeError(Path("/w/a.tif"), "why"),
         TomlFileError(Path("/d/dataset.toml"), "(syntax)", "why"),
         TomogramTooLargeError(Path("/w/v.mrc"), "why"),

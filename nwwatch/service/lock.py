@@ -71,6 +71,8 @@ class LedgerOfAnotherFolderError(LedgerElsewhereError):
     record or move rows that are not its folder's."""
 
     def __init__(self, results_dir: Path, ledger: Path, owner: Path) -> None:
+        # (the arguments under LedgerElsewhereError's names: its __reduce__ pickles them)
+        self.results_dir, self.own_ledger, self.other = results_dir, ledger, owner
         LedgerBusyError.__init__(
             self, f"{ledger}: the ledger of the results folder {owner}, not of {results_dir}; "
                   f"used for {results_dir} it would name files {owner} does not hold (a "
