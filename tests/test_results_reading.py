@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
@@ -126,3 +127,31 @@ def test_a_row_written_twice_counts_once_and_a_file_gone_meanwhile_is_listed_aga
 
     monkeypatch.setattr(reading, "dataset_files", one_gone)
     assert read_results(tmp_path).num_rows == 3 and len(calls) == 2
+
+
+def test_a_relative_path_that_looks_like_a_uri_and_a_name_not_utf8(tmp_path, monkeypatch):
+    # Was: pyarrow read "run:1/frames/…" as a URI of the scheme "run" ("not a readable
+    # Parquet file (Unrecognized filesystem type in URI …)"; `nwwatch status run:1` counted 0
+    # rows of 3 "unreadable" files), and a folder name that is not UTF-8 ended in a bare
+    # UnicodeEncodeError (status: a traceback).
+    import os
+
+    from nwwatch.results.outcome import count_results
+    from nwwatch.results.parquet import dataset_files
+
+    schema = frame_schema(MEASUREMENT_FIELDS)
+    monkeypatch.chdir(tmp_path)
+    for name in ("run:1", "file:x"):
+        _write(tmp_path / name, [_row("/acq/a.tif", 0, "s1", T0, 100.0),
+                                 _row("/acq/b.tif", 0, "s2", T0, 101.0)], schema, T0)
+        assert read_results(name).num_rows == 2
+        counts = count_results(dataset_files(os.path.join(name, "frames")))
+        assert (sum(counts.current.values()), counts.unreadable) == (2, [])
+    odd = os.fsdecode(os.fsencode(str(tmp_path)) + b"/bad\xff")
+    _write(Path(odd), [_row("/acq/a.tif", 0, "s1", T0, 100.0)], schema, T0)
+    counts = count_results(dataset_files(Path(odd) / "frames"))
+    assert (sum(counts.current.values()), counts.unreadable) == (1, [])
+    with pytest.raises(ResultsReadError, match="take paths in UTF-8 only"):
+        read_results(odd)
+    (tmp_path / "readable").symlink_to(odd)  # the way round it the message gives
+    assert read_results(tmp_path / "readable").num_rows == 1

@@ -126,14 +126,22 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     wanted = ("status", "reason_code", "model_name", *VERSION_COLUMNS)
     for path in paths:
         try:
-            parquet = pq.ParquetFile(Path(path))
+            # a file object: pyarrow reads a path string as a URI where it can ("run:1/…")
+            # and refuses one that is not UTF-8
+            handle = open(path, "rb")  # noqa: SIM115 - closed with the ParquetFile below
         except FileNotFoundError:
             out.missing.append(Path(path))
             continue
-        except (OSError, pa.ArrowInvalid):
+        except OSError:
             out.unreadable.append(Path(path))
             continue
-        with parquet:
+        try:
+            parquet = pq.ParquetFile(handle)
+        except (OSError, pa.ArrowInvalid):
+            handle.close()
+            out.unreadable.append(Path(path))
+            continue
+        with handle, parquet:
             try:
                 names = parquet.schema_arrow.names
                 # files of a few rows each: threads cost more than they save (measured:

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.dataset as ds
+import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
 from nwwatch.results.parquet import PARTITION_KEY, dataset_files, plain_schema
@@ -91,7 +92,10 @@ def _read_dataset(folder: Path) -> pa.Table:
     schemas = []
     for path in files:
         try:
-            schemas.append(plain_schema(pq.read_schema(path)))
+            # through a file object: pyarrow reads a path string as a URI where it can ("run:1/
+            # frames/…" as the scheme "run"), and refuses a name that is not UTF-8
+            with open(path, "rb") as handle:
+                schemas.append(plain_schema(pq.read_schema(handle)))
         except FileNotFoundError:
             raise
         except (OSError, pa.ArrowInvalid) as error:
@@ -105,9 +109,19 @@ def _read_dataset(folder: Path) -> pa.Table:
         raise ResultsReadError(f"{folder}: its files' columns do not fit together (a file "
                                f"written by another tool?): {error}") from error
     partition = pa.field(PARTITION_KEY, pa.string())
-    dataset = ds.dataset([str(p) for p in files], schema=schema.append(partition),
-                         format="parquet", partition_base_dir=str(folder),
-                         partitioning=ds.partitioning(pa.schema([partition]), flavor="hive"))
+    try:
+        # absolute paths on the local file system: never read as URIs (see above)
+        dataset = ds.dataset([os.path.abspath(p) for p in files],
+                             schema=schema.append(partition), format="parquet",
+                             filesystem=pafs.LocalFileSystem(),
+                             partition_base_dir=os.path.abspath(folder),
+                             partitioning=ds.partitioning(pa.schema([partition]),
+                                                          flavor="hive"))
+    except UnicodeEncodeError:
+        raise ResultsReadError(
+            f"{os.path.abspath(folder)!r}: pyarrow's datasets take paths in UTF-8 only, and "
+            "this one is not: rename the folder, or read it through a symbolic link whose "
+            "name is UTF-8") from None
     try:
         return dataset.to_table()
     except FileNotFoundError:
@@ -124,7 +138,7 @@ def _quarantined(root: Path) -> pa.Table | None:
     if not path.is_file():
         return None
     try:
-        with pq.ParquetFile(path) as parquet:
+        with open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
             entries = parquet.read().to_pylist()
     except (OSError, pa.ArrowInvalid):
         return None

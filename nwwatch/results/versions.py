@@ -277,7 +277,8 @@ def read_reverted(results_dir: str | os.PathLike[str]) -> pa.Table | None:
     if not path.is_file():
         return None
     try:  # ParquetFile: pq.read_table imports pandas, which `nwwatch status` spares
-        with pq.ParquetFile(path) as parquet:
+        # a file object: a path string is read as a URI where it can ("run:1/…")
+        with open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
             return parquet.read(use_threads=False).cast(reverted_schema())
     except (OSError, ValueError):  # damaged (pyarrow's errors are ValueErrors)
         return None
