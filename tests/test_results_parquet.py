@@ -34,6 +34,22 @@ def test_unknown_column_is_refused():
         rows_to_table([{"source": "a", "nope": 1}], SCHEMA)
 
 
+def test_a_naive_datetime_in_a_time_zones_column_is_refused():
+    # Was: pyarrow stored datetime(2024, 5, 1, 12, 0) as 12:00 UTC: a local time (the
+    # docs' rows are UTC) hours off, without a word
+    from datetime import UTC, datetime, timedelta, timezone
+
+    schema = pa.schema([pa.field("source", pa.string()),
+                        pa.field("acquired_at", pa.timestamp("us", tz="UTC"))])
+    with pytest.raises(ValueError, match="acquired_at: 2024-05-01 12:00:00 has no time zone"):
+        rows_to_table([{"source": "a", "acquired_at": datetime(2024, 5, 1, 12, 0)}], schema)
+    berlin = timezone(timedelta(hours=2))
+    table = rows_to_table([{"source": "a", "acquired_at": datetime(2024, 5, 1, 12, 0,
+                                                                   tzinfo=berlin)},
+                           {"source": "b", "acquired_at": None}], schema)
+    assert table["acquired_at"][0].as_py() == datetime(2024, 5, 1, 10, 0, tzinfo=UTC)
+
+
 def test_after_the_warm_up_a_first_table_imports_nothing_more():
     # pyarrow imported pandas on the service's first batch write (0.15-0.6 s): replay counted
     # it in its frames per second, and the live service's first rows waited for it.

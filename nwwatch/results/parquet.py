@@ -104,15 +104,26 @@ def plain_strings(table: pa.Table) -> pa.Table:
 
 
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:
-    """Build a table from row dicts, refusing keys the schema does not know.
+    """Build a table from row dicts, refusing keys the schema does not know, and naive
+    datetimes in a time zone's column (pyarrow takes their wall time for UTC: a local
+    12:00 stored as 12:00 UTC, hours off).
 
     Missing keys become nulls (a non-nullable column then raises in pyarrow).
     """
+    import datetime as dt
+
     names = set(schema.names)
+    zoned = [f.name for f in schema if pa.types.is_timestamp(f.type) and f.type.tz]
     for row in rows:
         unknown = set(row) - names
         if unknown:
             raise KeyError(f"row has columns not in the schema: {sorted(unknown)}")
+        for name in zoned:
+            value = row.get(name)
+            if isinstance(value, dt.datetime) and value.tzinfo is None:
+                raise ValueError(f"{name}: {value} has no time zone; give a time-zone aware "
+                                 f"datetime (e.g. datetime.now(UTC), or "
+                                 f"value.astimezone(UTC) for a local time)")
     return pa.Table.from_pylist(rows, schema=schema)
 
 
