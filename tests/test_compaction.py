@@ -19,6 +19,7 @@ from servicekit import REPO, hive_readers, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.results.parquet import dataset_files
+from nwwatch.results.reading import read_results
 from nwwatch.service import replay
 from nwwatch.service.cli import compact as compact_cmd
 from nwwatch.service.cli import rebuild as rebuild_cmd
@@ -501,3 +502,52 @@ def test_the_ledger_of_another_results_folder_is_refused_and_nothing_changes(res
                                          str(out / "frames" / "ledger.sqlite")])
     assert r.exit_code == 2 and "Invalid value for '--ledger'" in r.output, r.output
     assert not (out / "frames" / "ledger.sqlite").exists()
+
+
+def _as_written_before_partitions(out, groups: list[list[str]]) -> None:
+    """The rows of ``out/frames`` rewritten as a results folder from before partitioning
+    holds them: one file at the top of ``frames/`` per group of acquisition values (a group
+    of several: a file that mixes them), and the ledger rebuilt from those files."""
+    import shutil
+
+    table = pq.read_table(out / "frames")
+    for i, group in enumerate(groups):
+        mask = pa.compute.is_in(table["acquisition"].cast(pa.string()),
+                                pa.array(group, pa.string()))
+        rows = table.filter(mask).drop_columns(["acquisition"])
+        pq.write_table(rows, out / "frames" / f"frames-20240101T00000{i}000000Z-old{i}.parquet")
+    for partition in (out / "frames").glob("acquisition=*"):
+        shutil.rmtree(partition)
+    rebuild_ledger(out)
+
+
+def test_files_written_before_partitions_move_into_them_alone_too(results):
+    # Was: a file at the top of frames/ (results of a version before partitioning) stayed
+    # there when its acquisition had fewer than --min-files files ("1 acquisition(s) in
+    # fewer than 2 files left as they are"), so the polars and DuckDB globs of the docs
+    # never read its rows; read_results gave them a null acquisition, and a
+    # groupby("acquisition") left them out.
+    tmp, out, onnx = results
+    before = _frames(out)
+    values = sorted(before.acquisition.astype(str).unique())
+    _as_written_before_partitions(out, [[values[0]], [values[1]]])
+    assert not list((out / "frames").glob("acquisition=*"))
+    table = read_results(out, current=False).to_pandas()
+    assert sorted(table.acquisition.unique()) == values  # from each row's source
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0, r.output
+    assert "compacted 2 acquisition(s): 2 files -> 2, 8 rows" in r.output, r.output
+    assert sorted(p.parent.name for p in dataset_files(out / "frames")) == [
+        f"acquisition={v}" for v in values]
+    _assert_readers_agree(out, before)
+
+
+def test_rows_of_a_file_that_mixes_acquisitions_read_with_their_acquisition(results):
+    tmp, out, onnx = results
+    before = _frames(out)
+    values = sorted(before.acquisition.astype(str).unique())
+    _as_written_before_partitions(out, [values])
+    table = read_results(out).to_pandas()
+    pd.testing.assert_series_equal(
+        table.groupby("acquisition").size(),
+        before.astype({"acquisition": str}).groupby("acquisition").size())

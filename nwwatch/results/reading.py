@@ -18,7 +18,12 @@ import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
 
-from nwwatch.results.parquet import PARTITION_KEY, dataset_files, plain_schema
+from nwwatch.results.parquet import (
+    PARTITION_KEY,
+    acquisition_partition,
+    dataset_files,
+    plain_schema,
+)
 from nwwatch.results.quarantine import QUARANTINE_FILE, superseding_table
 from nwwatch.results.versions import newest_versions, read_reverted, without_repeated_rows
 
@@ -33,8 +38,9 @@ class ResultsReadError(ValueError):
 def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
                  current: bool = True) -> pa.Table:
     """Every row of ``results_dir/frames`` (``kind="frames"``) or ``results_dir/volumes``
-    (``"volumes"``) as one pyarrow table with the ``acquisition`` column of its partitions;
-    ``.to_pandas()`` for a DataFrame.
+    (``"volumes"``) as one pyarrow table with the ``acquisition`` column of its partitions
+    (rows of files outside them, written before results were partitioned: the acquisition
+    their partition would name); ``.to_pandas()`` for a DataFrame.
 
     Columns are the union of those of every file (a column added by a later version reads
     null in rows of files written before it). ``current`` (default): a row written twice (a
@@ -123,11 +129,27 @@ def _read_dataset(folder: Path) -> pa.Table:
             "this one is not: rename the folder, or read it through a symbolic link whose "
             "name is UTF-8") from None
     try:
-        return dataset.to_table()
+        return _with_acquisitions(dataset.to_table())
     except FileNotFoundError:
         raise
     except (OSError, pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise ResultsReadError(f"{folder}: {error}") from error
+
+
+def _with_acquisitions(table: pa.Table) -> pa.Table:
+    """``table`` with the ``acquisition`` of rows outside partitions (files at the top of
+    ``frames/``, written before results were partitioned, some holding rows of several
+    acquisitions) taken from their ``source``, as their partition would name it: a
+    ``groupby("acquisition")`` left those rows out."""
+    column = table.column(PARTITION_KEY)
+    if column.null_count == 0 or "source" not in table.column_names:
+        return table
+    sources = table.column("source").to_pylist()
+    values = [value if value is not None or source is None
+              else acquisition_partition(source).split("=", 1)[1]
+              for value, source in zip(column.to_pylist(), sources, strict=True)]
+    return table.set_column(table.schema.get_field_index(PARTITION_KEY), PARTITION_KEY,
+                            pa.array(values, pa.string()))
 
 
 def _quarantined(root: Path) -> pa.Table | None:

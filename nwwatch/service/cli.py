@@ -515,7 +515,9 @@ def compact(results: Path, ledger_path: Path | None, acquisition: Path | None,
     if report.recovered:
         say(f"finished {report.recovered} interrupted compaction(s)")
     for rel in report.mixed_files:
-        say(f"left alone (rows of several acquisitions): {rel}")
+        say(f"left alone (rows of several acquisitions, written before results were "
+            f"partitioned; the polars and DuckDB globs of the partitions miss them, "
+            f"read_results reads them): {rel}")
     for rel in report.unreadable_files:
         say(f"left alone (unreadable): {rel}", err=True)
     for rel in report.missing_files:
