@@ -39,7 +39,10 @@ def test_a_replay_into_the_results_of_a_service_with_another_ledger_is_refused(s
         write_frames(acq, 3, start=3)  # arriving while the replay is started
         # Unrefused, the replay would rebuild a second ledger, res/ledger.sqlite, from the
         # results and process the new frames beside the service: two rows each.
-        with pytest.raises(LedgerBusyError, match="in use by another nwwatch process"):
+        # named with the ledger to use (before: "res/ledger.sqlite: in use by another
+        # nwwatch process", a ledger that does not exist, and stopping the service as told
+        # only led to the same refusal, worded otherwise)
+        with pytest.raises(LedgerBusyError, match=f"its ledger is {elsewhere}"):
             replay(acq, res, model=onnx)
         assert not (res / "ledger.sqlite").exists()
         wait_rows(res, 6, proc=daemon)

@@ -28,7 +28,12 @@ from nwwatch.service.config import (
 from nwwatch.service.inference import InferenceConfig
 from nwwatch.service.inputs import layout_of_other_kind
 from nwwatch.service.ledgerdb import FileVersion, ledger_path_problem, mark_stopped
-from nwwatch.service.lock import LedgerBusyError, LedgerLock
+from nwwatch.service.lock import (
+    LedgerBusyError,
+    LedgerElsewhereError,
+    LedgerLock,
+    ledger_kept_elsewhere,
+)
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
@@ -213,6 +218,11 @@ def replay(
         except OSError as exc:  # below a file, no permission: name it, no traceback
             raise ConfigError(None, "--out", f"cannot create the folder {out}: "
                                              f"{exc.strerror or exc}") from None
+        # before the lock: a service keeping another ledger of these results holds their
+        # lock too, which read as this ledger (a file that need not exist) being in use
+        other = ledger_kept_elsewhere(out, ledger_path)
+        if other is not None:
+            raise LedgerElsewhereError(out, ledger_path, other)
         try:
             # released after a failed start's clean-up (undo)
             lock = LedgerLock(ledger_path, results_dir=out)
