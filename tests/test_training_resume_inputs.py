@@ -145,17 +145,32 @@ def test_an_interrupted_semi_supervised_run_resumes_to_the_same_weights(tmp_path
     assert all(torch.equal(whole["state"][k], resumed["state"][k]) for k in whole["state"])
 
 
-def test_a_resume_whose_frozen_encoder_is_gone_names_the_option(tmp_path):
+def test_a_resume_whose_frozen_encoder_is_gone_needs_it_no_more(tmp_path):
+    # Was: the resume read the encoder's file again ("--frozen-encoder: … not found"), also
+    # to export (--export-only), though the checkpoint holds every weight, the frozen ones
+    # too; the record of what was frozen is the checkpoint's.
     data = make_folder(tmp_path / "data", n=2, size=32, unlabeled=1)
     train(_config(tmp_path, "base", data), progress=False)
-    config = _config(tmp_path, "frozen", data, paradigm="cct",
+    config = _config(tmp_path, "frozen", data, paradigm="cct", export=True,
                      frozen_encoder=str(tmp_path / "base.pt"))
     train(config, progress=False)
+    recorded = load_checkpoint(tmp_path / "frozen.pt")["provenance"]
+    frozen_before = {k: v for k, v in load_checkpoint(tmp_path / "frozen.pt")["state"].items()
+                     if ".encoder." in k or k.startswith("model.encoder")}
     (tmp_path / "base.pt").unlink()
     config.epochs = 2
-    # before: "base.pt: checkpoint not found", without saying which input it was
-    with pytest.raises(ValueError, match=r"--frozen-encoder: .*base.pt not found"):
-        train(config, resume=True, progress=False)
+    train(config, resume=True, progress=False)
+    after = load_checkpoint(tmp_path / "frozen.pt")
+    assert after["epoch"] == 2 and after["provenance"]["frozen_encoder_sha256"] == \
+        recorded["frozen_encoder_sha256"]
+    # the encoder stayed frozen: its weights are those it started the resume with
+    assert frozen_before and all(torch.equal(after["state"][k], v)
+                                 for k, v in frozen_before.items())
+    (tmp_path / "frozen.onnx").unlink()
+    result = train(config, resume=True, progress=False, export_only=True)
+    assert result.out is not None and result.out.is_file()
+    provenance = _metadata(result.out)["extra"]["provenance"]
+    assert provenance["frozen_encoder_sha256"] == recorded["frozen_encoder_sha256"]
 
 
 def _metadata(path) -> dict:

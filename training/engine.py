@@ -500,7 +500,10 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                      f": the model gets no example of {name}; label it in another frame too")
     data = _without_held_out(data, val_items, echo, train_items)
 
-    paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes)
+    # a resume holds the frozen encoder's weights: its file is not read again
+    options = {"frozen_from_checkpoint": True} if payload is not None \
+        and config.frozen_encoder else {}
+    paradigm: Paradigm = PARADIGMS[config.paradigm](config, num_classes, **options)
     if initial is not None:
         paradigm.inference_model().load_state_dict(initial.state)
         # the exact weights started from: --init names a file that may be retrained later

@@ -52,7 +52,10 @@ class CCTParadigm(Paradigm):
     name = "cct"
     uses_unlabeled = True
 
-    def __init__(self, config, num_classes: int) -> None:
+    def __init__(self, config, num_classes: int, frozen_from_checkpoint: bool = False) -> None:
+        """``frozen_from_checkpoint``: a resumed run's encoder weights come from its
+        checkpoint: the ``--frozen-encoder`` file is not read (nor needed: ``--resume
+        --export-only`` of a run whose encoder file moved), its encoder is only frozen."""
         if config.perturb_skips and not config.arch.startswith("unet"):
             # it would do nothing: a PSPNet decoder reads no skip features
             raise ValueError(f"--perturb-skips perturbs a UNet's skip features; a "
@@ -74,7 +77,9 @@ class CCTParadigm(Paradigm):
         self.aux = nn.ModuleList(self.model.new_decoder() for _ in self.perturbation_names)
         self.modules["aux"] = self.aux
         self.frozen: nn.Module | None = None
-        if config.frozen_encoder:
+        if config.frozen_encoder and frozen_from_checkpoint:
+            self._freeze()
+        elif config.frozen_encoder:
             self._freeze_from(Path(config.frozen_encoder))
         self._generator = torch.Generator().manual_seed(config.seed + 17)
 
@@ -84,12 +89,10 @@ class CCTParadigm(Paradigm):
 
         if path.suffix == ".onnx":  # as for --init: the checkpoint next to the model
             path = checkpoint_path(path)
-        if not path.is_file():  # a resume reads it again: the run's record names it
+        if not path.is_file():
             why = not_a_network(path, "--frozen-encoder")
             raise ValueError(f"--frozen-encoder: {path} not found: "
-                             f"{why or 'the supervised checkpoint whose encoder is frozen'} "
-                             f"(a resumed run's encoder moved? give its new place with "
-                             f"--frozen-encoder; its sha256 checks it is the same file)")
+                             f"{why or 'the supervised checkpoint whose encoder is frozen'}")
         spec, state = load_inference_state(path)
         theirs = dict(spec["config"])
         if spec["type"] != "segmentation":  # e.g. a contrastive run's embedding network
@@ -116,11 +119,14 @@ class CCTParadigm(Paradigm):
             raise ValueError(f"{path}: its encoder does not fit this run's "
                              f"{self.config.arch!r} model: {'; '.join(differing)}; give "
                              f"--model-options '{json.dumps(options)}'") from None
+        self._freeze()
+        self.provenance["frozen_encoder"] = os.path.abspath(path)
+        self.provenance["frozen_encoder_sha256"] = file_sha256(path)
+
+    def _freeze(self) -> None:
         self.frozen = getattr(self.model.encoder, "backbone", self.model.encoder)
         for parameter in self.frozen.parameters():
             parameter.requires_grad_(False)
-        self.provenance["frozen_encoder"] = os.path.abspath(path)
-        self.provenance["frozen_encoder_sha256"] = file_sha256(path)
 
     def train_mode(self) -> None:
         self.modules.train()
