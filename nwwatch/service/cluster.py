@@ -24,6 +24,7 @@ not committed is adopted, one held but not written is released: processed again)
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 import os
@@ -163,11 +164,12 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     seen_here[path] = version
             # --force: of two files of the same bytes in a task the worker keeps the one
             # whose name the content's rows carry; the other is a copy (_commit)
-            owners = [p for p in args[0] if engine.ledger.holds_rows_of(
-                path_key(p), spec.model_sha256, spec.measurement_version)] if force else []
-            fut = client.submit(run_task, *args, spec, owners,
+            owners = tuple(p for p in args[0] if engine.ledger.holds_rows_of(
+                path_key(p), spec.model_sha256, spec.measurement_version)) if force else ()
+            task_spec = dataclasses.replace(spec, owners=owners) if owners else spec
+            fut = client.submit(run_task, *args, task_spec,
                                 key=f"nwwatch-task-{uuid.uuid4().hex}", pure=False)
-            stats.sent_bytes += len(pickle.dumps((args, spec)))
+            stats.sent_bytes += len(pickle.dumps((args, task_spec)))
             inflight[fut.key] = (fut, chunk)
             futures.add(fut)
 

@@ -65,6 +65,12 @@ class TaskSpec:
     #: workers present at the start are checked then, one that joins or restarts later
     #: (its nanny after a kill, after the environment was upgraded) only here. None: no check.
     code: dict[str, str] | None = None
+    #: A ``force`` run's task: its paths whose name the rows of their content carry already;
+    #: of two files of the same bytes in the task such a file is processed, whatever the
+    #: order (the other is a copy the driver leaves alone). Per task, in the spec (not an
+    #: argument of :func:`run_task`): a worker of an earlier release still gets the call
+    #: it can take, and refuses it by the code check.
+    owners: tuple[str, ...] = ()
 
 
 @dataclass
@@ -132,11 +138,8 @@ def _segmenter(spec: TaskSpec):
         return _SEGMENTERS[key]
 
 
-def run_task(paths: list[str], pages: list[int], spec: TaskSpec,
-             owners: list[str] | None = None) -> TaskResult:
-    """Process input files on a worker into one staged Parquet file (see the module docs).
-    ``owners``: paths whose name the rows of their content carry already (a forced run): of
-    two files of the same bytes such a file is processed, whatever the order."""
+def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
+    """Process input files on a worker into one staged Parquet file (see the module docs)."""
     import pyarrow.parquet as pq
 
     from nwwatch.filehash import file_sha256
@@ -165,7 +168,7 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec,
     results = {p: FileResult(p) for p in paths}
     items: list[Item] = []
     seen: dict[str, int] = {}  # content -> its item's index
-    owned = set(owners or ())
+    owned = set(spec.owners)
     for p, n_pages in zip(paths, pages, strict=True):
         r = results[p]
         try:
