@@ -56,8 +56,9 @@ def intensity_range(image: np.ndarray) -> tuple[float, float]:
         sample = array[np.ix_(*_grid(array.shape, _MAX_VOLUME_SAMPLES))].reshape(-1)
     elif array.ndim == 2:
         sample = _frame_grid(array).reshape(-1)
-    else:
-        sample = array.reshape(-1)
+    else:  # a 1-D array: evenly strided
+        flat = array.reshape(-1)
+        sample = flat[::max(1, flat.size // _MAX_SAMPLES)]
     if not np.issubdtype(sample.dtype, np.integer):
         # ordered in its own dtype (the same order statistics as in float64, without the copy)
         finite = np.isfinite(sample)

@@ -199,8 +199,10 @@ def test_force_on_a_copy_leaves_the_rows_with_the_file_that_holds_the_same_bytes
         forced = replay(data, results, model=onnx, dask=dask, force=True)
         assert (forced.done, len(forced.copies)) == (N_FRAMES, 1), results.name
         assert sorted(rows(results).source) == sorted(before.source)
-        # run A's file gone: the copy is what holds the content now, and its row moves to it
+        # run A's name a folder now (nothing there holds the bytes, nor can be forced): the
+        # copy is what holds the content, and its row moves to it
         (data / "runA" / "f003.tif").unlink()
+        (data / "runA" / "f003.tif").mkdir()
         forced = replay(data / "best", results, model=onnx, dask=dask, force=True)
         assert (forced.done, forced.copies) == (1, []), results.name
         assert str(data / "best" / "pick.tif") in set(rows(results).source)

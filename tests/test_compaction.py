@@ -551,3 +551,28 @@ def test_rows_of_a_file_that_mixes_acquisitions_read_with_their_acquisition(resu
     pd.testing.assert_series_equal(
         table.groupby("acquisition").size(),
         before.astype({"acquisition": str}).groupby("acquisition").size())
+
+
+def test_a_ledger_beside_an_input_folder_named_frames_is_no_results_folders(results):
+    # A layout of the review: input in /srv/nw/frames, results in /srv/nw/results, [state]
+    # ledger /srv/nw/ledger.sqlite. The check of another results folder's ledger took the
+    # input's frames/ for results and refused the service and replay at their start.
+    import shutil
+
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.lock import another_folders_ledger
+
+    tmp, out, onnx = results
+    nw = tmp / "nw"
+    shutil.copytree(tmp / "in" / "a", nw / "frames")  # TIFF frames, no Parquet
+    (nw / "results").mkdir()
+    ledger = nw / "ledger.sqlite"
+    assert another_folders_ledger(nw / "results", ledger) is None
+    Ledger(ledger, nw / "results").close()
+    assert ledger.is_file()
+    # a folder that does hold results is one, partitioned or written before partitions
+    assert another_folders_ledger(tmp / "elsewhere", out / "ledger.sqlite") == out
+    old = tmp / "old"
+    (old / "frames").mkdir(parents=True)
+    (old / "frames" / "frames-x.parquet").write_bytes(b"")
+    assert another_folders_ledger(tmp / "elsewhere", old / "ledger.sqlite") == old

@@ -420,6 +420,10 @@ def test_notifier_speaks_the_systemd_protocol(tmp_path):
         while True:
             received.append(sock.recv(100).decode())
     assert "READY=1\nSTATUS=again" in received
+    # no receiver at all (a socket path nobody binds): READY=1 is not waited for
+    t0 = time.monotonic()
+    Notifier({"NOTIFY_SOCKET": str(tmp_path / "nobody.sock")}).ready("x", wait_s=5.0)
+    assert time.monotonic() - t0 < 1.0
 
 
 def test_example_config_is_valid_and_drop_in_opens_its_folders(paths, monkeypatch):

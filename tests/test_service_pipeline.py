@@ -795,3 +795,14 @@ def test_replay_of_a_file_that_changes_while_it_is_read_is_incomplete(tmp_path, 
     monkeypatch.setattr(frames_module, "read_frames", real)
     again = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
     assert (again.done, again.skipped, again.changed, again.exit_status) == (1, 1, [], 0)
+    # deleted once it was read: vanished (as on --dask), not a file to replay again
+    write_frame_tiff(acq / "c.tif", paint_insitu(120, size=64))
+
+    def read_then_delete(path, *args, **kwargs):
+        frames = real(path, *args, **kwargs)
+        Path(path).unlink()
+        return frames
+
+    monkeypatch.setattr(frames_module, "read_frames", read_then_delete)
+    gone = replay(acq, tmp_path / "out", kind="insitu", model=onnx_model)
+    assert (gone.vanished, gone.changed, gone.exit_status) == (1, [], 0)

@@ -210,10 +210,13 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
     if not export_only and unlabeled_sha is not None and saved is not None \
             and saved != unlabeled_sha:
         where = Path(config.data) / "unlabeled" if config.data else config.volume
+        # (the hash is of the images as normalised: a checkpoint of an nwwatch that sampled
+        # a frame's percentiles otherwise reads as changed images too)
         raise TrainingError(f"{ckpt_file}: the unlabeled images ({where}) changed since this "
-                            f"checkpoint was written, and --paradigm {config.paradigm} trains "
-                            f"on them; start a new run instead of --resume (--init "
-                            f"{ckpt_file} starts it from these weights)")
+                            f"checkpoint was written, or their normalisation did (a "
+                            f"checkpoint of another nwwatch version), and --paradigm "
+                            f"{config.paradigm} trains on them; start a new run instead of "
+                            f"--resume (--init {ckpt_file} starts it from these weights)")
     teacher_sha = (payload.get("provenance") or {}).get("teacher_sha256")
     if not export_only and config.teacher and teacher_sha is not None \
             and Path(config.teacher).is_file() \

@@ -14,6 +14,7 @@ import os
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.dataset as ds
 import pyarrow.fs as pafs
 import pyarrow.parquet as pq
@@ -144,12 +145,19 @@ def _with_acquisitions(table: pa.Table) -> pa.Table:
     column = table.column(PARTITION_KEY)
     if column.null_count == 0 or "source" not in table.column_names:
         return table
-    sources = table.column("source").to_pylist()
-    values = [value if value is not None or source is None
-              else acquisition_partition(source).split("=", 1)[1]
-              for value, source in zip(column.to_pylist(), sources, strict=True)]
+    # only where the partition is null, once a distinct source (a stack's frames share it),
+    # the partition's hash once a folder (the acquisition is the file's folder's)
+    missing = pc.is_null(column)
+    sources = pc.unique(pc.filter(table.column("source"), missing)).drop_null()
+    by_folder: dict[str, str] = {}
+    named = pa.array([by_folder.get(folder) or by_folder.setdefault(
+                          folder, acquisition_partition(source).split("=", 1)[1])
+                      for source in sources.to_pylist()
+                      for folder in (os.path.dirname(source),)], pa.string())
+    found = pc.take(named, pc.index_in(table.column("source"), value_set=sources))
+    filled = pc.if_else(missing, found, column)
     return table.set_column(table.schema.get_field_index(PARTITION_KEY), PARTITION_KEY,
-                            pa.array(values, pa.string()))
+                            filled)
 
 
 def _quarantined(root: Path) -> pa.Table | None:

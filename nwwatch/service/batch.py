@@ -283,7 +283,15 @@ def forced_copy_of(ledger, name, known: ItemState | None, sha: str, beat=None) -
     acquisition, to it; the copy is skipped instead."""
     if known is None or known.state != "done" or known.source == name:
         return ""
-    return "" if _moved_from(ledger, name, known.source, sha, beat) else display(known.source)
+    owner = Path(os.fsdecode(known.source))
+    try:  # only a file seen to hold the bytes (gone, unreadable, a folder now: no copy)
+        st = check_regular(owner)
+        there = ledger.cached_sha(known.source, FileVersion.of(st), trust_earlier=False)
+        if there is None:
+            there = file_sha256(owner, progress=beat)
+    except (OSError, InputError):
+        return ""
+    return display(known.source) if there == sha else ""
 
 
 def _moved_from(ledger, name, done_as, sha: str, beat=None) -> str:

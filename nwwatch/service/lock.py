@@ -15,6 +15,7 @@ without ``--config``) would each process the same files into it.
 
 from __future__ import annotations
 
+import contextlib
 import fcntl
 import os
 from pathlib import Path
@@ -83,17 +84,21 @@ class LedgerOfAnotherFolderError(LedgerElsewhereError):
 def another_folders_ledger(results_dir: str | os.PathLike[str],
                            ledger_path: str | os.PathLike[str]) -> Path | None:
     """The results folder whose own ledger ``ledger_path`` is, when that is another folder
-    than ``results_dir`` (a ``ledger.sqlite`` beside ``frames/`` or ``volumes/``), else None.
-    A ``[state] ledger`` kept outside any results folder (/var/lib/nwwatch) is no such
-    ledger."""
+    than ``results_dir`` (a ``ledger.sqlite`` beside results: a ``frames/`` or ``volumes/``
+    folder holding partitions or Parquet files), else None. A ``[state] ledger`` kept
+    outside any results folder (/var/lib/nwwatch), or beside a watched folder that happens
+    to be named ``frames``, is no such ledger."""
     ledger = Path(ledger_path).absolute()
     owner = ledger.parent
     if ledger.name != default_ledger(owner).name or _same_place(
             ledger, default_ledger(Path(results_dir).absolute())):
         return None
-    if not any((owner / sub).is_dir() for sub in ("frames", "volumes")):
-        return None
-    return owner
+    for sub in ("frames", "volumes"):
+        with contextlib.suppress(OSError):  # a folder that cannot be listed holds no evidence
+            if any(entry.name.startswith("acquisition=") or entry.name.endswith(".parquet")
+                   for entry in os.scandir(owner / sub)):
+                return owner
+    return None
 
 
 class LedgerLock:

@@ -7,9 +7,13 @@ processing loop (so a hung loop, not merely a live process, is what systemd chec
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import time
+
+#: What a non-blocking send to a datagram socket whose queue is full fails with.
+_QUEUE_FULL = (errno.EAGAIN, errno.EWOULDBLOCK, errno.ENOBUFS)
 
 
 class Notifier:
@@ -36,23 +40,28 @@ class Notifier:
         """Send ``message``; False when it could not be sent. Never waits: a receiver whose
         queue is full (a datagram socket holds net.unix.max_dgram_qlen messages, 10 by
         default) loses this one rather than stopping the processing loop that sends it."""
+        return self._send(message) == 0
+
+    def _send(self, message: str) -> int:
+        """0 when sent, else the error number (EAGAIN: the receiver's queue is full)."""
         if self._address is None:
-            return True
+            return 0
         if self._socket is None:
             self._socket = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC
                                          | socket.SOCK_NONBLOCK)
         try:
             self._socket.sendto(message.encode("utf-8"), self._address)
-        except OSError:  # a full queue, or systemd gone (e.g. during shutdown)
-            return False
-        return True
+        except OSError as exc:  # a full queue, or systemd gone (e.g. during shutdown)
+            return exc.errno or -1
+        return 0
 
     def ready(self, status: str = "", wait_s: float = 5.0) -> None:
         """``READY=1`` (with ``status``): the one message systemd must get (a start it never
-        hears of ends in the unit's start timeout), tried again for ``wait_s``."""
+        hears of ends in the unit's start timeout), tried again for ``wait_s`` while the
+        receiver's queue is full (no receiver at all: not waited for)."""
         message = "READY=1" + (f"\nSTATUS={status}" if status else "")
         end = time.monotonic() + wait_s
-        while not self.send(message) and time.monotonic() < end:
+        while self._send(message) in _QUEUE_FULL and time.monotonic() < end:
             time.sleep(0.05)
 
     def status(self, text: str) -> None:

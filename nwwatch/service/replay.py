@@ -32,6 +32,8 @@ from nwwatch.service.lock import (
     LedgerBusyError,
     LedgerElsewhereError,
     LedgerLock,
+    LedgerOfAnotherFolderError,
+    another_folders_ledger,
     ledger_kept_elsewhere,
 )
 from nwwatch.service.names import path_key
@@ -223,6 +225,9 @@ def replay(
         other = ledger_kept_elsewhere(out, ledger_path)
         if other is not None:
             raise LedgerElsewhereError(out, ledger_path, other)
+        owner = another_folders_ledger(out, ledger_path)  # (its service holds that lock)
+        if owner is not None:
+            raise LedgerOfAnotherFolderError(out, ledger_path, owner)
         try:
             # released after a failed start's clean-up (undo)
             lock = LedgerLock(ledger_path, results_dir=out)

@@ -4,6 +4,7 @@ the same summary on a cluster)."""
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 import time
@@ -370,7 +371,8 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.quarantined += 1
         elif f.state == "failed":
             summary.failed += 1
-        elif f.state == "gone" and f.reason.startswith("changed"):
+        elif f.state == "gone" and f.reason.startswith("changed") \
+                and os.path.lexists(f.path):  # (deleted after it was read: vanished)
             summary.changed.append(f.path)
         elif f.state == "gone":
             summary.vanished += 1
