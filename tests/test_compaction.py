@@ -576,3 +576,18 @@ def test_a_ledger_beside_an_input_folder_named_frames_is_no_results_folders(resu
     (old / "frames").mkdir(parents=True)
     (old / "frames" / "frames-x.parquet").write_bytes(b"")
     assert another_folders_ledger(tmp / "elsewhere", old / "ledger.sqlite") == old
+
+
+def test_a_relative_results_path_that_looks_like_a_uri(results, monkeypatch):
+    # Was: pyarrow read "run:1/frames/…" as a URI of the scheme "run": compact left every
+    # file alone as unreadable, and `ledger rebuild run:1` moved the good ledger aside and
+    # rebuilt it from 0 files (the next replay refused the folder).
+    import shutil
+
+    tmp, out, onnx = results
+    shutil.copytree(out, tmp / "run:1")
+    monkeypatch.chdir(tmp)
+    report = compact("run:1")
+    assert (report.acquisitions, report.unreadable_files) == (2, [])
+    built = rebuild_ledger("run:1")
+    assert (built.files, built.rows, built.unreadable) == (2, 8, [])

@@ -264,8 +264,8 @@ class ResultsStore:
                 if path in cache and cache[path][0] == entry.inode():
                     continue
                 try:
-                    schema_names = pq.read_schema(path).names
-                    table = pq.read_table(path, columns=[c for c in columns
+                    schema_names = pq.read_schema(os.path.abspath(path)).names
+                    table = pq.read_table(os.path.abspath(path), columns=[c for c in columns
                                                          if c in schema_names])
                 except FileNotFoundError:
                     present.discard(path)  # removed meanwhile: its rows are elsewhere now
@@ -354,7 +354,7 @@ class ResultsStore:
         if key == self._quarantine_key:
             return False
         try:
-            self._quarantine = pq.read_table(path).to_pylist()
+            self._quarantine = pq.read_table(os.path.abspath(path)).to_pylist()
             self._superseding = self._quarantine
         except (OSError, pa.ArrowInvalid):
             # damaged: named as unreadable (an empty list would read as "none quarantined"),

@@ -154,7 +154,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 report.acquisitions += 1
                 report.files_before += len(group)
                 report.files_after += 1
-                report.rows += pq.ParquetFile(results / final).metadata.num_rows
+                report.rows += pq.ParquetFile(os.path.abspath(results / final)).metadata.num_rows
                 report.compacted.append(final)
         _remove_empty_staging(results)
         if wanted is not None and wanted not in seen:
@@ -184,7 +184,7 @@ def _acquisition_given(results: Path, folder: str | os.PathLike[str]) -> str:
 def _acquisitions_in(path: Path) -> set[str]:
     """The acquisitions (:func:`nwwatch.paths.acquisition_of`) of the rows of the results file
     at ``path``; OSError or ``pa.ArrowInvalid`` when it cannot be read."""
-    sources = pq.read_table(path, columns=["source"]).column("source")
+    sources = pq.read_table(os.path.abspath(path), columns=["source"]).column("source")
     return {acquisition_of(s) for s in sources.unique().to_pylist()}
 
 
@@ -209,7 +209,7 @@ def _partition_dir(acquisition: str) -> str | None:
 def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
                    files: list[tuple[str, list[str]]]) -> str:
     results = ledger.results_dir
-    tables = [plain_strings(_without_partition(pq.read_table(results / rel)))
+    tables = [plain_strings(_without_partition(pq.read_table(os.path.abspath(results / rel))))
               for rel, _ in files]
     table = pa.concat_tables(tables, promote_options="default")
     if table.num_rows != sum(t.num_rows for t in tables):

@@ -86,8 +86,8 @@ def rebuild(ledger: Ledger, strict: bool = True) -> RebuildReport:
     tables = []
     for file in batch_files(ledger.results_dir):
         try:
-            names = pq.read_schema(file).names
-            table = pq.read_table(file, columns=_COLUMNS
+            names = pq.read_schema(os.path.abspath(file)).names
+            table = pq.read_table(os.path.abspath(file), columns=_COLUMNS
                                   + (["mask_path"] if _folder(file) == "volumes" else [])
                                   + (["processed_at"] if "processed_at" in names else []))
         except Exception as exc:  # any damage: the file is not usable as a record
@@ -144,7 +144,7 @@ def _restore_quarantine(ledger: Ledger) -> int:
     from nwwatch.results.quarantine import QUARANTINE_FILE, write_quarantine
 
     try:
-        rows = pq.read_table(ledger.results_dir / QUARANTINE_FILE).to_pylist()
+        rows = pq.read_table(os.path.abspath(ledger.results_dir / QUARANTINE_FILE)).to_pylist()
     except (OSError, ValueError):  # missing or damaged (pyarrow's errors are ValueErrors)
         return 0
     restored = ledger.restore_quarantine(rows)

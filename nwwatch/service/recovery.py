@@ -6,6 +6,7 @@ are recorded when a lost ledger is rebuilt (:mod:`nwwatch.service.rebuild`)."""
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -73,9 +74,10 @@ class Recovery:
     def _adopt(self, batch_id: str, parquet: Path) -> None:
         import pyarrow.parquet as pq
 
-        names = pq.read_schema(parquet).names
-        table = pq.read_table(parquet, columns=[c for c in ("source_sha256", "batch_id")
-                                                if c in names])
+        local = os.path.abspath(parquet)  # a relative "run:1/…" is no URI
+        names = pq.read_schema(local).names
+        table = pq.read_table(local, columns=[c for c in ("source_sha256", "batch_id")
+                                              if c in names])
         shas = table.column("source_sha256").to_pylist()
         batches = (table.column("batch_id").to_pylist() if "batch_id" in names
                    else [None] * len(shas))
