@@ -236,6 +236,30 @@ def test_bad_config_exits_78_naming_the_key(paths):
     assert result.exit_code == 78 and "state.ledgr: unknown key" in result.output
 
 
+def test_a_ledger_through_a_symbolic_link_loop_exits_78_naming_the_key(paths, capsys):
+    """[state] ledger through a symbolic-link loop: Path.resolve's RuntimeError ended
+    `nwwatch run` (and the drop-in, `status --config`) with a traceback and exit 1, which
+    systemd restarts; the same loop as output.results was already a clean exit 78."""
+    from nwwatch.service.cli import status
+    from nwwatch.service.dropin import main as dropin_main
+
+    tmp, acq, res, m = paths
+    (tmp / "loop").symlink_to("loop")
+    cfg = write_config(tmp / "c.toml", acq, res, m,
+                       extra=f"[state]\nledger = \"{tmp / 'loop' / 'ledger.sqlite'}\"")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert info.value.key == "state.ledger"
+    assert "cannot follow the symbolic links of" in str(info.value)
+    result = CliRunner().invoke(run, ["--config", str(cfg)])
+    assert result.exit_code == 78 and "state.ledger: cannot follow" in result.output
+    assert dropin_main([str(cfg)]) == 78
+    assert "state.ledger: cannot follow" in capsys.readouterr().err
+    result = CliRunner().invoke(status, ["--config", str(cfg)])
+    assert result.exit_code == 1 and "state.ledger: cannot follow" in result.output
+    assert not isinstance(result.exception, RuntimeError)
+
+
 def test_observer_choice_from_mount_type(tmp_path, paths):
     _, acq, _, m = paths
     mounts = tmp_path / "mounts"

@@ -483,9 +483,18 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
 
 def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path]) -> None:
     """Refuse an output path inside (or equal to) an acquisition folder, symlinks followed
-    (``resolve`` also follows them in the part of the path that exists)."""
+    (``resolve`` also follows them in the part of the path that exists), and one whose
+    symbolic links cannot be followed (a loop)."""
     for i, p in enumerate(watched):
-        if lies_inside(path, p):
+        try:
+            inside = lies_inside(path, p)
+        except (RuntimeError, OSError) as exc:
+            # a symbolic link loop on the way (RuntimeError before Python 3.13, OSError
+            # after): a traceback and exit 1, which systemd restarts, without this
+            raise ConfigError(file, key, f"cannot follow the symbolic links of {path}: "
+                                         f"{getattr(exc, 'strerror', None) or exc}; fix or "
+                                         "remove the link, or give another path") from None
+        if inside:
             raise ConfigError(
                 file, key, f"lies inside acquisition folder watch[{i}].path ({p}): {path}; "
                 "nwwatch never writes into acquisition folders"
