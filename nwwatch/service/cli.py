@@ -346,7 +346,9 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
         from nwwatch.service.config import load_config
 
         try:
-            cfg = load_config(config_path)
+            # the models are the service's to judge: one gone missing stops it (exit 78),
+            # which is when its results are looked at
+            cfg = load_config(config_path, models=False)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         ledger, results = cfg.ledger, cfg.results

@@ -203,7 +203,8 @@ def _looked_at(r: TableReader, key: str, path: Path) -> os.stat_result | None:
                            f"service runs as must be able to reach it") from None
 
 
-def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
+def _watch(file: Path | None, index: int, table: Any, base: Path,
+           models: bool = True) -> WatchConfig:
     r = TableReader(file, f"watch[{index}]", table)
     path = r.path("path", base, required=True)
     found = _looked_at(r, "path", path)
@@ -214,7 +215,11 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     if kind not in KINDS:
         raise r.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
     model = r.path("model", base)
-    if model is None:
+    if not models:
+        # only the paths are wanted (status --config): a model file gone missing is what
+        # stopped the service, when its results are looked at
+        model = model or DEFAULT_MODELS.get(kind)
+    elif model is None:
         if kind in NO_DEFAULT_MODEL:
             raise r.error("model", NO_DEFAULT_MODEL[kind])
         model = DEFAULT_MODELS[kind]
@@ -360,11 +365,15 @@ def _written_by_the_service(path: Path, results: Path) -> str | None:
     return None
 
 
-def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
+def parse_config(data: dict[str, Any], file: Path | None = None, *,
+                 models: bool = True) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder.
 
     Every path comes out absolute and normalised (the folder's symbolic links resolved, ``..``
-    taken from there): the systemd drop-in refuses anything else."""
+    taken from there): the systemd drop-in refuses anything else. ``models`` False: the
+    ``[[watch]] model`` files are not looked at (a missing one, or a tomogram watch without
+    one, is no error; ``WatchConfig.model`` is then the path given, the kind's default or
+    None), for readers of the results and ledger only."""
     base = file.parent.resolve() if file is not None else Path.cwd()
     top = TableReader(file, "", data)
     if isinstance(top.table.get("watch"), dict):  # [watch]: one table, not an array of them
@@ -375,7 +384,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if not watches_raw:
         raise ConfigError(file, "watch", "at least one [[watch]] table is required"
                                          f"{top.misspelt('watch')}")
-    watches = tuple(_watch(file, i, t, base) for i, t in enumerate(watches_raw))
+    watches = tuple(_watch(file, i, t, base, models) for i, t in enumerate(watches_raw))
     paths = [w.path.resolve() for w in watches]
     for i, p in enumerate(paths):
         for j, q in enumerate(paths):
@@ -511,10 +520,12 @@ def make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
                                               f"{exc.strerror or exc}") from None
 
 
-def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
+def load_config(path: str | os.PathLike[str], *, models: bool = True) -> ServiceConfig:
     """Read (:func:`~nwwatch.service.configreader.read_toml`) and validate the TOML file at
-    ``path``; raise :class:`ConfigError` on any problem."""
-    return parse_config(read_toml(path), Path(path))
+    ``path``; raise :class:`ConfigError` on any problem. ``models`` False: leave the model
+    files unchecked (:func:`parse_config`), for ``nwwatch status --config``, which reads
+    only the results and the ledger."""
+    return parse_config(read_toml(path), Path(path), models=models)
 
 
 def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[str],
