@@ -90,6 +90,12 @@ BATCH_LATENCY_MAX_MS = 60_000.0  # inference.max_batch_latency_ms: a minute
 THREADS_MAX = 128
 UNIT_TASKS_MAX = 256  # systemd/nwwatch.service TasksMax
 STREAMS_MAX = 64  # inference.streams: each stream holds its frames in memory ("auto": <= 8)
+#: The service's own threads besides its sessions' and streams' (main, writer, frame worker,
+#: dashboard, stop deadline, the BLAS threads of the unit's OMP_NUM_THREADS=4), with room to
+#: spare: 6 to 9 measured with one watch and no dashboard.
+SERVICE_THREADS = 16
+#: Threads of each [[watch]] (its observer and emitter: 3 measured with inotify, 2 polling).
+THREADS_PER_WATCH = 3
 MARGIN_MAX_PX, MIN_COMPONENT_MAX_VOXELS = 1024, 1_000_000_000  # [tomogram] (10⁹: a 1000³ volume)
 FLUSH_ROWS_MAX = 1_000_000  # output.flush_rows: rows held in memory until written
 FLUSH_MAX_S = 3600.0  # output.flush_seconds
@@ -309,6 +315,46 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     return cfg
 
 
+def unit_threads(threads: int, sessions: int, streams: int, watches: int) -> int:
+    """The most threads the service runs with ``[inference] threads``, ``sessions`` ONNX
+    Runtime sessions of that many intra-op threads each (one per model file), ``streams``
+    concurrent frame streams (a thread each) and ``watches`` [[watch]] folders, its own
+    threads counted with a margin (:data:`SERVICE_THREADS`, :data:`THREADS_PER_WATCH`)."""
+    return (threads * sessions + streams + SERVICE_THREADS + THREADS_PER_WATCH * watches)
+
+
+def _threads_fit_the_unit(file: Path | None, inference: InferenceConfig,
+                          watches: tuple[WatchConfig, ...]) -> None:
+    """Refuse ``[inference] threads`` whose threads, over every model file's session, do not
+    fit the shipped unit's TasksMax: the start of the session past the limit blocks, and
+    the service never becomes ready (no error, no exit). ``threads`` unset (ONNX Runtime's
+    default, the cores) is the machine's to tell, not checked here."""
+    if inference.threads is None:
+        return
+    from nwwatch.service.inference import AUTO_MAX_STREAMS
+
+    # one session per model file, as build_engines shares them (by resolved path; realpath
+    # does not raise on a link loop, which the engines' own read of the file names)
+    models = sorted({os.path.realpath(w.model) for w in watches if w.model is not None})
+    sessions = max(1, len(models))
+    streams = (min(inference.threads, AUTO_MAX_STREAMS) if inference.streams == "auto"
+               else int(inference.streams))
+    total = unit_threads(inference.threads, sessions, streams, len(watches))
+    if total <= UNIT_TASKS_MAX:
+        return
+    own = SERVICE_THREADS + THREADS_PER_WATCH * len(watches)
+    most = (UNIT_TASKS_MAX - streams - own) // sessions
+    named = ", ".join(Path(m).name for m in models)
+    fix = (f"at most {most} threads with these {sessions} model files" if most >= 1 else
+           "fewer streams, model files or [[watch]] folders")
+    raise ConfigError(file, "inference.threads", (
+        f"{inference.threads} threads x {sessions} sessions (one per model file: {named}) "
+        f"+ {streams} stream thread{'s' if streams > 1 else ''} + {own} of the service's own "
+        f"({SERVICE_THREADS} + {THREADS_PER_WATCH} per [[watch]], {len(watches)}) = {total} "
+        f"threads, more than the shipped unit's TasksMax={UNIT_TASKS_MAX}: the start of a "
+        f"session past the limit hangs and the service never becomes ready; give {fix}"))
+
+
 def _streams(r: TableReader) -> int | str:
     r.used.add("streams")
     value = r.table.get("streams", 1)
@@ -412,6 +458,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None, *,
                                                        "never reads its own outputs")
 
     inference = _inference(file, top.get("inference", dict, {}))
+    if models:
+        _threads_fit_the_unit(file, inference, watches)
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
 
     state = TableReader(file, "state", top.get("state", dict, {}))
