@@ -841,6 +841,35 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
     _verify_with_systemd(tmp, text)
 
 
+def test_drop_in_refuses_a_folder_that_resolves_to_a_name_not_utf8(paths, capsys):
+    """A watched path that is a symbolic link to a folder named in Latin-1 ("Donn\\xe9es"):
+    the drop-in named the resolved path as its raw bytes, systemd refused the whole unit
+    ("String is not UTF-8 clean"), while `python -m nwwatch.service.dropin` exited 0. Now
+    refused naming the key, exit 78, saying that a UTF-8 link is not enough."""
+    from nwwatch.service.dropin import main as dropin_main
+    from nwwatch.service.dropin import unit_dropin
+
+    tmp, _, res, m = paths
+    latin1 = tmp / os.fsdecode(b"Donn\xe9es")
+    (latin1 / "acq").mkdir(parents=True)
+    link = tmp / "acq-link"
+    link.symlink_to(latin1 / "acq")
+    cfg_path = write_config(tmp / "c.toml", link, res, m)
+    with pytest.raises(ConfigError) as info:
+        unit_dropin(load_config(cfg_path))
+    err = info.value
+    assert err.key == "watch[0].path" and "Donn\\xe9es" in str(err)
+    assert "not UTF-8" in str(err) and "symbolic link of a UTF-8 name to it is not enough" \
+        in str(err)
+    assert dropin_main([str(cfg_path)]) == 78
+    assert "watch[0].path:" in capsys.readouterr().err
+    # the results folder behind a link too
+    res_link = tmp / "res-link"
+    res_link.symlink_to(latin1)
+    with pytest.raises(ConfigError, match=r"output\.results: .*not UTF-8"):
+        unit_dropin(load_config(write_config(tmp / "d.toml", tmp / "acq", res_link, m)))
+
+
 def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):
     """A tomogram watch on RESULTS/masks was accepted: it would read the service's own masks
     back as new tomograms, each writing another mask there. No watched folder may lie inside
