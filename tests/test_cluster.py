@@ -159,6 +159,26 @@ def test_cluster_qa_pictures_equal_local_replays(cluster, acq, tmp_path):
     assert len(runs["dask"][1]) == 2 * N_FRAMES  # an overlay and a label image per frame
 
 
+def test_cluster_replay_with_config_takes_the_watch_s_patterns(cluster, acq, tmp_path):
+    """--dask --config on a watched folder: the files the [[watch]]'s patterns and
+    ignore_patterns leave out are not sent to the workers (they got rows, which the service
+    never writes)."""
+    from servicekit import write_config
+
+    address, _ = cluster
+    folder, onnx = acq
+    config = write_config(tmp_path / "c.toml", folder, tmp_path / "service", onnx)
+    config.write_text(config.read_text().replace(
+        'kind = "insitu"\n', 'kind = "insitu"\npatterns = ["f00*.tif"]\n'
+                             'ignore_patterns = [".*", "f003.tif"]\n', 1))
+    summary = replay(folder, tmp_path / "res", dask=address, config=config)
+    taken = [f"f00{i}.tif" for i in range(10) if i != 3]
+    assert (summary.files, summary.done, summary.frames) == (9, 9, 9)
+    table = assert_exactly_once(tmp_path / "res", 9)
+    assert sorted(Path(s).name for s in table.source) == taken
+    assert len(summary.not_in_patterns) == N_FRAMES + 1 - 9  # bad.tif among them
+
+
 def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, acq, tmp_path):
     address, _ = cluster
     folder, onnx = acq

@@ -5,6 +5,7 @@ rolling trend, angle statistics, cursors, the stale warning, ``[dashboard]`` val
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -481,6 +482,38 @@ def test_dashboard_config(tmp_path):
             parse_listen(bad, allow_remote=True)
     with pytest.raises(ValueError, match=r"port 99999 is out of range \(0-65535"):
         parse_listen("localhost:99999")
+
+
+def test_listen_takes_ip_addresses_and_host_names_only(tmp_path):
+    """An IPv6 address without brackets was split at its last colon: "::1" refused as "':' is
+    not a loopback address", with allow_remote host ":" port 1; "2001:db8::5" host
+    "2001:db8:" port 5, on which the service's dashboard failed to bind and was restarted
+    forever; "LOCALHOST:8765" refused as not the loopback, although the Host-header check
+    takes it. Now the host must be an IP address (IPv6 in brackets) or a host name."""
+    for text in ("::1", "2001:db8::5", "::1:8765"):
+        for remote in (False, True):
+            with pytest.raises(ValueError, match=r"is not HOST:PORT: an IPv6 address is "
+                                                 r"written in brackets, then its port"):
+                parse_listen(text, allow_remote=remote)
+    with pytest.raises(ValueError, match=r'"\[2001:db8::5\]:8765"'):
+        parse_listen("2001:db8::5", allow_remote=True)
+    with pytest.raises(ValueError, match=r'"\[::1\]:8765"'):
+        parse_listen("::1:8765")
+    assert parse_listen("[2001:db8::5]:80", allow_remote=True) == ("2001:db8::5", 80)
+    assert parse_listen("LOCALHOST:8765") == ("localhost", 8765)
+    assert parse_listen("LocalHost.:0") == ("LocalHost.", 0)
+    for bad, why in (("999.1.1.1:80", "is not an IPv4 address"),
+                     ("[gg::1]:80", "is not an IPv6 address"),
+                     ("[127.0.0.1]:80", "brackets hold an IPv6 address only"),
+                     ("a_b:80", "is neither an IP address nor a host name"),
+                     ("-lab-.example.org:80", "is neither an IP address nor a host name")):
+        with pytest.raises(ValueError, match=re.escape(why)):
+            parse_listen(bad, allow_remote=True)
+    assert parse_listen("lab-pc.example.org:80", allow_remote=True) == (
+        "lab-pc.example.org", 80)
+    # the service's configuration names the key
+    with pytest.raises(ConfigError, match=r"dashboard\.listen: '::1' is not HOST:PORT"):
+        parse_config(_config(tmp_path, '[dashboard]\nlisten = "::1"\nallow_remote = true'))
 
 
 def test_a_file_replaced_by_rename_is_read_again(tmp_path):

@@ -3,6 +3,8 @@ its [[watch]] names, as the service would process it."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pyarrow.parquet as pq
 import pytest
 from onnx_models import build_threshold_model
@@ -82,3 +84,48 @@ def test_replay_with_config_of_a_tomogram_folder_without_kind_tomogram(tmp_path)
     frames = replay(tomos, tmp_path / "out3", kind="insitu", config=config,
                     model=DEFAULT_INSITU_MODEL)
     assert frames.frames == 4  # asked for: one row a slice
+
+
+def _sources(out):
+    return sorted(Path(s).name for s in pq.read_table(out / "frames").to_pandas().source)
+
+
+def test_replay_with_config_takes_the_watch_s_patterns(tmp_path):
+    """`nwwatch replay ACQ --config C` wrote rows for files the [[watch]]'s patterns and
+    ignore_patterns leave out (a gain reference, notes), which the service never processes,
+    into what may be the service's own results. Now a watched folder (or file) is listed
+    with its watch's names, the files left out are named on a note line, and a folder
+    outside every watch keeps the default names."""
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for angle, name in zip((100.0, 120.0, 140.0),
+                           ("run_001.tif", "ref_gain.tif", "notes_001.tif"), strict=True):
+        write_frame_tiff(acq / name, paint_insitu(angle))  # distinct contents: a row each
+    mine = build_threshold_model(tmp_path / "mine.onnx")
+    config = write_config(tmp_path / "c.toml", acq, tmp_path / "results", mine)
+    text = config.read_text().replace(
+        'kind = "insitu"\n', 'kind = "insitu"\npatterns = ["run_*.tif"]\n'
+                             'ignore_patterns = [".*", "*_gain.tif"]\n', 1)
+    config.write_text(text)
+    summary = replay(acq, tmp_path / "out", kind="insitu", config=config)
+    assert summary.complete and summary.files == 1
+    assert _sources(tmp_path / "out") == ["run_001.tif"]
+    assert sorted(p.name for p in summary.not_in_patterns) == ["notes_001.tif", "ref_gain.tif"]
+    note = next(line for line in summary.lines() if "not replayed" in line)
+    assert "watch[0] patterns run_*.tif" in note and "ref_gain.tif" in note
+    # Files named (a shell glob) are judged by the same names.
+    named = replay(sorted(acq.iterdir()), tmp_path / "out2", kind="insitu", config=config)
+    assert _sources(tmp_path / "out2") == ["run_001.tif"] and len(named.not_in_patterns) == 2
+    # Only left-out files named: nothing processed, the last line says why.
+    none = replay(acq / "ref_gain.tif", tmp_path / "out3", kind="insitu", config=config)
+    assert none.files == 0 and "watch[0] patterns run_*.tif" in none.lines()[-1]
+    # Outside every watch: the default names, as before.
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    for angle, name in zip((100.0, 120.0), ("run_001.tif", "ref_gain.tif"), strict=True):
+        write_frame_tiff(elsewhere / name, paint_insitu(angle))
+    outside = replay(elsewhere, tmp_path / "out4", kind="insitu", config=config)
+    assert outside.files == 2 and not outside.not_in_patterns
+    # Without --config: the default names.
+    replay(acq, tmp_path / "out5", kind="insitu", model=mine)
+    assert _sources(tmp_path / "out5") == ["notes_001.tif", "ref_gain.tif", "run_001.tif"]

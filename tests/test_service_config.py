@@ -179,12 +179,75 @@ def test_the_threads_bound_fits_the_shipped_units_task_limit():
     after its start timeout, again and again, without a word why)."""
     import re
 
-    from nwwatch.service.config import STREAMS_MAX, THREADS_MAX, UNIT_TASKS_MAX
+    from nwwatch.service.config import STREAMS_MAX, THREADS_MAX, UNIT_TASKS_MAX, unit_threads
 
     unit = (Path(__file__).resolve().parents[1] / "systemd" / "nwwatch.service").read_text()
     (tasks_max,) = map(int, re.findall(r"^TasksMax=(\d+)$", unit, re.M))
     assert UNIT_TASKS_MAX == tasks_max
-    assert THREADS_MAX + STREAMS_MAX + 48 <= tasks_max  # 48: the service's own threads
+    # every key at its bound, one model file, one watch: accepted, so it must fit
+    assert unit_threads(THREADS_MAX, 1, STREAMS_MAX, 1) <= tasks_max
+
+
+def _two_models(tmp, acq, res, m, threads, streams=1):
+    """A configuration of two [[watch]] folders with two model files (two sessions), as the
+    example's in-situ and tomogram watches."""
+    import shutil
+
+    other = tmp / "acq2"
+    other.mkdir(exist_ok=True)
+    second = shutil.copy(m, tmp / "second.onnx")
+    cfg = write_config(tmp / "c.toml", acq, res, m)
+    text = cfg.read_text().replace("threads = 1", f"threads = {threads}\nstreams = {streams}")
+    cfg.write_text(f"[[watch]]\npath = \"{other}\"\nmodel = \"{second}\"\n" + text)
+    return cfg
+
+
+def test_threads_over_every_model_s_session_must_fit_the_units_task_limit(paths):
+    """threads = 128 (the documented maximum) with two model files made two sessions of 128
+    threads: 263 threads, and under the unit's TasksMax=256 the start hung after one
+    model_loaded line. Refused now, naming the key and the arithmetic; the most it names
+    is accepted."""
+    from nwwatch.service.config import THREADS_MAX, UNIT_TASKS_MAX, unit_threads
+
+    tmp, acq, res, m = paths
+    cfg = _two_models(tmp, acq, res, m, THREADS_MAX)
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    err = info.value
+    total = unit_threads(THREADS_MAX, 2, 1, 2)
+    assert err.key == "inference.threads" and total > UNIT_TASKS_MAX
+    assert f"{THREADS_MAX} threads x 2 sessions (one per model file: model.onnx, second.onnx)" \
+        in str(err) and f"= {total} threads, more than the shipped unit's TasksMax=256" in str(err)
+    most = int(re.search(r"at most (\d+) threads", str(err)).group(1))
+    assert unit_threads(most, 2, 1, 2) <= UNIT_TASKS_MAX < unit_threads(most + 1, 2, 1, 2)
+    assert load_config(_two_models(tmp, acq, res, m, most)).inference.threads == most
+    # streams count too
+    with pytest.raises(ConfigError, match=r"\+ 64 stream threads"):
+        load_config(_two_models(tmp, acq, res, m, most, streams=64))
+    # the drop-in (install.sh) and `nwwatch run` refuse it with exit 78
+    result = CliRunner().invoke(run, ["--config", str(_two_models(tmp, acq, res, m, 128))])
+    assert result.exit_code == 78 and "inference.threads: 128 threads x 2" in result.output
+
+
+def test_a_started_service_s_threads_stay_within_the_counted_bound(paths):
+    """The bound's own margins (SERVICE_THREADS, THREADS_PER_WATCH) hold for a running
+    service: two sessions, streams, a polling watch and the dashboard, threads counted in
+    /proc once it is ready."""
+    from servicekit import DaemonProcess
+
+    from nwwatch.service.config import unit_threads
+
+    tmp, acq, res, m = paths
+    cfg = _two_models(tmp, acq, res, m, threads=6, streams=3)
+    cfg.write_text(cfg.read_text() + '\n[dashboard]\nlisten = "127.0.0.1:0"\n')
+    cfg.write_text(cfg.read_text().replace("path = ", "polling = true\npath = ", 1))
+    daemon = DaemonProcess(cfg, tmp / "log.jsonl", env={"OMP_NUM_THREADS": "4"})
+    try:
+        daemon.wait_event("ready", timeout=60)
+        running = len(os.listdir(f"/proc/{daemon.proc.pid}/task"))
+    finally:
+        daemon.terminate()
+    assert running <= unit_threads(6, 2, 3, 2), running
 
 
 def test_missing_model_syntax_error_and_results_inside_acquisition(paths):
@@ -236,6 +299,30 @@ def test_bad_config_exits_78_naming_the_key(paths):
     cfg = write_config(tmp / "c.toml", acq, res, m, extra="[state]\nledgr = \"x\"")
     result = CliRunner().invoke(run, ["--config", str(cfg)])
     assert result.exit_code == 78 and "state.ledgr: unknown key" in result.output
+
+
+def test_a_ledger_through_a_symbolic_link_loop_exits_78_naming_the_key(paths, capsys):
+    """[state] ledger through a symbolic-link loop: Path.resolve's RuntimeError ended
+    `nwwatch run` (and the drop-in, `status --config`) with a traceback and exit 1, which
+    systemd restarts; the same loop as output.results was already a clean exit 78."""
+    from nwwatch.service.cli import status
+    from nwwatch.service.dropin import main as dropin_main
+
+    tmp, acq, res, m = paths
+    (tmp / "loop").symlink_to("loop")
+    cfg = write_config(tmp / "c.toml", acq, res, m,
+                       extra=f"[state]\nledger = \"{tmp / 'loop' / 'ledger.sqlite'}\"")
+    with pytest.raises(ConfigError) as info:
+        load_config(cfg)
+    assert info.value.key == "state.ledger"
+    assert "cannot follow the symbolic links of" in str(info.value)
+    result = CliRunner().invoke(run, ["--config", str(cfg)])
+    assert result.exit_code == 78 and "state.ledger: cannot follow" in result.output
+    assert dropin_main([str(cfg)]) == 78
+    assert "state.ledger: cannot follow" in capsys.readouterr().err
+    result = CliRunner().invoke(status, ["--config", str(cfg)])
+    assert result.exit_code == 1 and "state.ledger: cannot follow" in result.output
+    assert not isinstance(result.exception, RuntimeError)
 
 
 def test_observer_choice_from_mount_type(tmp_path, paths):
@@ -770,6 +857,35 @@ def test_drop_in_quotes_paths_with_spaces_and_percent_signs(paths, capsys):
     plain = load_config(write_config(tmp / "d.toml", tmp / "acq", tmp / "res", m))
     assert f"ReadOnlyPaths=-{tmp / 'acq'}\n" in unit_dropin(plain)  # quoted only when needed
     _verify_with_systemd(tmp, text)
+
+
+def test_drop_in_refuses_a_folder_that_resolves_to_a_name_not_utf8(paths, capsys):
+    """A watched path that is a symbolic link to a folder named in Latin-1 ("Donn\\xe9es"):
+    the drop-in named the resolved path as its raw bytes, systemd refused the whole unit
+    ("String is not UTF-8 clean"), while `python -m nwwatch.service.dropin` exited 0. Now
+    refused naming the key, exit 78, saying that a UTF-8 link is not enough."""
+    from nwwatch.service.dropin import main as dropin_main
+    from nwwatch.service.dropin import unit_dropin
+
+    tmp, _, res, m = paths
+    latin1 = tmp / os.fsdecode(b"Donn\xe9es")
+    (latin1 / "acq").mkdir(parents=True)
+    link = tmp / "acq-link"
+    link.symlink_to(latin1 / "acq")
+    cfg_path = write_config(tmp / "c.toml", link, res, m)
+    with pytest.raises(ConfigError) as info:
+        unit_dropin(load_config(cfg_path))
+    err = info.value
+    assert err.key == "watch[0].path" and "Donn\\xe9es" in str(err)
+    assert "not UTF-8" in str(err) and "symbolic link of a UTF-8 name to it is not enough" \
+        in str(err)
+    assert dropin_main([str(cfg_path)]) == 78
+    assert "watch[0].path:" in capsys.readouterr().err
+    # the results folder behind a link too
+    res_link = tmp / "res-link"
+    res_link.symlink_to(latin1)
+    with pytest.raises(ConfigError, match=r"output\.results: .*not UTF-8"):
+        unit_dropin(load_config(write_config(tmp / "d.toml", tmp / "acq", res_link, m)))
 
 
 def test_a_watched_folder_inside_the_results_folder_is_refused(paths, tmp_path):

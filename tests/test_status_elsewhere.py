@@ -4,6 +4,7 @@ the one recorded, as ``nwwatch dashboard RESULTS`` does, and says so."""
 
 from __future__ import annotations
 
+import pytest
 from servicekit import model, run_nwwatch, write_small_tomogram
 
 from nwwatch.service import replay
@@ -50,3 +51,35 @@ def test_status_takes_the_results_folder_as_report_and_compact_do(tmp_path):
     assert f"give the results folder once: RESULTS {res} or --out {other}" in both.stderr
     with_config = run_nwwatch("status", str(res), "--config", str(tmp_path / "c.toml"))
     assert with_config.returncode == 2, with_config.stderr
+
+
+def test_status_config_reads_the_results_while_a_model_is_missing(tmp_path):
+    """The service stops with exit 78 when a [[watch]] model file goes missing, and
+    deploy/README.md then has the admin run `nwwatch status --config`: it was refused for the
+    same missing model ("watch[0].model: file not found", exit 1), although it reads only the
+    results and the ledger."""
+    from click.testing import CliRunner
+    from onnx_models import build_threshold_model
+    from servicekit import paint_insitu, write_config
+
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import replay
+    from nwwatch.service.cli import status
+    from nwwatch.service.config import ConfigError, load_config
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_frame_tiff(acq / "f.tif", paint_insitu(120.0))
+    mine = build_threshold_model(tmp_path / "mine.onnx")
+    config = write_config(tmp_path / "c.toml", acq, tmp_path / "res", mine)
+    replay(acq, tmp_path / "res", kind="insitu", config=config)
+    mine.rename(tmp_path / "mine.onnx.old")  # moved, or its share not mounted
+    with pytest.raises(ConfigError, match=r"watch\[0\]\.model: file not found"):
+        load_config(config)  # the service's start: still refused
+    result = CliRunner().invoke(status, ["--config", str(config)])
+    assert result.exit_code == 0, result.output
+    assert "files: 1 done" in result.output
+    # the other keys are still checked
+    config.write_text(config.read_text().replace("max_attempts = 3", "max_attempts = 0"))
+    result = CliRunner().invoke(status, ["--config", str(config)])
+    assert result.exit_code == 1 and "retry.max_attempts" in result.output

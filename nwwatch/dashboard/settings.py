@@ -8,7 +8,8 @@ import re
 from dataclasses import dataclass
 
 LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
-_HOST = re.compile(r"[A-Za-z0-9._:%-]+")
+#: One label of a host name (RFC 1123): letters, digits and '-', not first or last.
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _PORT = re.compile(r"[0-9]+")
 
 
@@ -28,8 +29,8 @@ class DashboardConfig:
 
 def is_loopback(host: str) -> bool:
     """``localhost`` or a loopback address (all of 127.0.0.0/8, ::1): reachable from this
-    machine alone."""
-    if host in LOOPBACK_HOSTS:
+    machine alone; names in any case, as resolvers and Host headers take them."""
+    if host.lower().removesuffix(".") in LOOPBACK_HOSTS:
         return True
     try:
         return ipaddress.ip_address(host).is_loopback
@@ -74,18 +75,59 @@ def foreign_host(header: str | None) -> str | None:
             f"the loopback and answers requests for localhost, 127.0.0.1 or [::1] only")
 
 
+def _host_problem(host: str) -> str | None:
+    """Why ``host`` (unbracketed) is neither an IP address nor a host name, or None."""
+    try:
+        ipaddress.ip_address(host)
+        return None
+    except ValueError:
+        pass
+    if ":" in host:
+        return "is not an IPv6 address"
+    labels = host.removesuffix(".").split(".")
+    if all(label.isdigit() for label in labels):  # "999.1.1.1", "127.1": a bind refuses it
+        return "is not an IPv4 address (four numbers 0-255: 127.0.0.1)"
+    if len(host) > 253 or not all(_LABEL.fullmatch(label) for label in labels):
+        return ("is neither an IP address nor a host name (letters, digits and '-' between "
+                "dots)")
+    return None
+
+
 def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     """``"HOST:PORT"`` (``"[::1]:PORT"`` for IPv6) -> (host, port); port 0 picks a free one.
 
-    A host other than the loopback needs ``allow_remote`` (the operator's explicit choice).
+    HOST is an IP address or a host name; an IPv6 address is bracketed (its own colons would
+    be read as the port's). A host other than the loopback (``localhost`` in any case,
+    127.0.0.0/8, ``::1``) needs ``allow_remote`` (the operator's explicit choice).
     Raises ValueError with the reason.
     """
-    host, sep, port_text = text.rpartition(":")
-    host = host[1:-1] if host.startswith("[") and host.endswith("]") else host
-    # ASCII digits only ("٣".isdigit() too), and a host name or address without brackets,
-    # spaces or other characters no bind accepts (a lone "[" came from a typo)
-    if not sep or not _HOST.fullmatch(host) or not _PORT.fullmatch(port_text):
-        raise ValueError(f"{text!r} is not HOST:PORT (e.g. \"127.0.0.1:8765\")")
+    example = "(e.g. \"127.0.0.1:8765\", \"[::1]:8765\")"
+    if text.startswith("["):
+        host, close, rest = text[1:].partition("]")
+        sep, port_text = rest[:1], rest[1:]
+        if not close or sep != ":" or not host:
+            raise ValueError(f"{text!r} is not HOST:PORT {example}")
+        if ":" not in host:  # "[127.0.0.1]:80": brackets are for IPv6 addresses only
+            raise ValueError(f"{text!r} is not HOST:PORT: brackets hold an IPv6 address only "
+                             f"{example}")
+    elif text.count(":") > 1:
+        # "::1", "2001:db8::5", "::1:8765": an IPv6 address whose last group was read as a
+        # port (host "2001:db8:" port 5, which no bind accepts)
+        prefix, _, last = text.rpartition(":")
+        meant = (f"[{prefix}]:{last}" if _is_ipv6(prefix) and _PORT.fullmatch(last)
+                 else f"[{text}]:8765" if _is_ipv6(text) else "[::1]:8765")
+        raise ValueError(f"{text!r} is not HOST:PORT: an IPv6 address is written in "
+                         f"brackets, then its port: \"{meant}\"")
+    else:
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not host or "]" in host:
+            raise ValueError(f"{text!r} is not HOST:PORT {example}")
+    # ASCII digits only ("٣".isdigit() too)
+    if not _PORT.fullmatch(port_text):
+        raise ValueError(f"{text!r} is not HOST:PORT {example}: the port is a number")
+    problem = _host_problem(host)
+    if problem is not None:
+        raise ValueError(f"{text!r} is not HOST:PORT: {host!r} {problem}")
     if int(port_text) > 65535:
         raise ValueError(f"{text!r}: port {int(port_text)} is out of range (0-65535; 0 picks "
                          "a free one)")
@@ -93,4 +135,12 @@ def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
         raise ValueError(f"{host!r} is not a loopback address; binding elsewhere exposes the "
                          "dashboard to the network: allow it explicitly (allow_remote = true "
                          "in [dashboard], --allow-remote for nwwatch dashboard)")
-    return host, int(port_text)
+    # "LOCALHOST" as the name the loopback checks and messages use
+    return (host.lower() if host.lower() in LOOPBACK_HOSTS else host), int(port_text)
+
+
+def _is_ipv6(text: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(text), ipaddress.IPv6Address)
+    except ValueError:
+        return False

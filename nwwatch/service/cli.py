@@ -183,9 +183,10 @@ _OPTION_KEYS = ("--overlays", "--overlay-frames", "--save-labels", "--triplanar/
 @click.option("--force", is_flag=True, help="Process files the ledger lists as done again.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False, path_type=Path),
               default=None, help="Use this service configuration's [inference], [retry], "
-                                 "[tomogram] and [output] overlays settings, the model of "
-                                 "the [[watch]] holding PATH, and its [state] ledger when its "
-                                 "results folder is --out.")
+                                 "[tomogram] and [output] overlays settings, the model, "
+                                 "patterns and ignore_patterns of the [[watch]] holding PATH "
+                                 "(files they leave out are not replayed), and its [state] "
+                                 "ledger when its results folder is --out.")
 @click.option("--triplanar", is_flag=True,
               help="Tomograms: also segment along Y and X and average (3x the work); adds to "
                    "the --config [tomogram] table.")
@@ -346,7 +347,9 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
         from nwwatch.service.config import load_config
 
         try:
-            cfg = load_config(config_path)
+            # the models are the service's to judge: one gone missing stops it (exit 78),
+            # which is when its results are looked at
+            cfg = load_config(config_path, models=False)
         except ConfigError as exc:
             raise click.ClickException(str(exc)) from None
         ledger, results = cfg.ledger, cfg.results

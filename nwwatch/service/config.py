@@ -90,6 +90,12 @@ BATCH_LATENCY_MAX_MS = 60_000.0  # inference.max_batch_latency_ms: a minute
 THREADS_MAX = 128
 UNIT_TASKS_MAX = 256  # systemd/nwwatch.service TasksMax
 STREAMS_MAX = 64  # inference.streams: each stream holds its frames in memory ("auto": <= 8)
+#: The service's own threads besides its sessions' and streams' (main, writer, frame worker,
+#: dashboard, stop deadline, the BLAS threads of the unit's OMP_NUM_THREADS=4), with room to
+#: spare: 6 to 9 measured with one watch and no dashboard.
+SERVICE_THREADS = 16
+#: Threads of each [[watch]] (its observer and emitter: 3 measured with inotify, 2 polling).
+THREADS_PER_WATCH = 3
 MARGIN_MAX_PX, MIN_COMPONENT_MAX_VOXELS = 1024, 1_000_000_000  # [tomogram] (10⁹: a 1000³ volume)
 FLUSH_ROWS_MAX = 1_000_000  # output.flush_rows: rows held in memory until written
 FLUSH_MAX_S = 3600.0  # output.flush_seconds
@@ -203,7 +209,8 @@ def _looked_at(r: TableReader, key: str, path: Path) -> os.stat_result | None:
                            f"service runs as must be able to reach it") from None
 
 
-def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig:
+def _watch(file: Path | None, index: int, table: Any, base: Path,
+           models: bool = True) -> WatchConfig:
     r = TableReader(file, f"watch[{index}]", table)
     path = r.path("path", base, required=True)
     found = _looked_at(r, "path", path)
@@ -214,7 +221,11 @@ def _watch(file: Path | None, index: int, table: Any, base: Path) -> WatchConfig
     if kind not in KINDS:
         raise r.error("kind", f"{kind!r} is not one of {', '.join(KINDS)}")
     model = r.path("model", base)
-    if model is None:
+    if not models:
+        # only the paths are wanted (status --config): a model file gone missing is what
+        # stopped the service, when its results are looked at
+        model = model or DEFAULT_MODELS.get(kind)
+    elif model is None:
         if kind in NO_DEFAULT_MODEL:
             raise r.error("model", NO_DEFAULT_MODEL[kind])
         model = DEFAULT_MODELS[kind]
@@ -304,6 +315,46 @@ def _inference(file: Path | None, table: Any) -> InferenceConfig:
     return cfg
 
 
+def unit_threads(threads: int, sessions: int, streams: int, watches: int) -> int:
+    """The most threads the service runs with ``[inference] threads``, ``sessions`` ONNX
+    Runtime sessions of that many intra-op threads each (one per model file), ``streams``
+    concurrent frame streams (a thread each) and ``watches`` [[watch]] folders, its own
+    threads counted with a margin (:data:`SERVICE_THREADS`, :data:`THREADS_PER_WATCH`)."""
+    return (threads * sessions + streams + SERVICE_THREADS + THREADS_PER_WATCH * watches)
+
+
+def _threads_fit_the_unit(file: Path | None, inference: InferenceConfig,
+                          watches: tuple[WatchConfig, ...]) -> None:
+    """Refuse ``[inference] threads`` whose threads, over every model file's session, do not
+    fit the shipped unit's TasksMax: the start of the session past the limit blocks, and
+    the service never becomes ready (no error, no exit). ``threads`` unset (ONNX Runtime's
+    default, the cores) is the machine's to tell, not checked here."""
+    if inference.threads is None:
+        return
+    from nwwatch.service.inference import AUTO_MAX_STREAMS
+
+    # one session per model file, as build_engines shares them (by resolved path; realpath
+    # does not raise on a link loop, which the engines' own read of the file names)
+    models = sorted({os.path.realpath(w.model) for w in watches if w.model is not None})
+    sessions = max(1, len(models))
+    streams = (min(inference.threads, AUTO_MAX_STREAMS) if inference.streams == "auto"
+               else int(inference.streams))
+    total = unit_threads(inference.threads, sessions, streams, len(watches))
+    if total <= UNIT_TASKS_MAX:
+        return
+    own = SERVICE_THREADS + THREADS_PER_WATCH * len(watches)
+    most = (UNIT_TASKS_MAX - streams - own) // sessions
+    named = ", ".join(Path(m).name for m in models)
+    fix = (f"at most {most} threads with these {sessions} model files" if most >= 1 else
+           "fewer streams, model files or [[watch]] folders")
+    raise ConfigError(file, "inference.threads", (
+        f"{inference.threads} threads x {sessions} sessions (one per model file: {named}) "
+        f"+ {streams} stream thread{'s' if streams > 1 else ''} + {own} of the service's own "
+        f"({SERVICE_THREADS} + {THREADS_PER_WATCH} per [[watch]], {len(watches)}) = {total} "
+        f"threads, more than the shipped unit's TasksMax={UNIT_TASKS_MAX}: the start of a "
+        f"session past the limit hangs and the service never becomes ready; give {fix}"))
+
+
 def _streams(r: TableReader) -> int | str:
     r.used.add("streams")
     value = r.table.get("streams", 1)
@@ -360,11 +411,15 @@ def _written_by_the_service(path: Path, results: Path) -> str | None:
     return None
 
 
-def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfig:
+def parse_config(data: dict[str, Any], file: Path | None = None, *,
+                 models: bool = True) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder.
 
     Every path comes out absolute and normalised (the folder's symbolic links resolved, ``..``
-    taken from there): the systemd drop-in refuses anything else."""
+    taken from there): the systemd drop-in refuses anything else. ``models`` False: the
+    ``[[watch]] model`` files are not looked at (a missing one, or a tomogram watch without
+    one, is no error; ``WatchConfig.model`` is then the path given, the kind's default or
+    None), for readers of the results and ledger only."""
     base = file.parent.resolve() if file is not None else Path.cwd()
     top = TableReader(file, "", data)
     if isinstance(top.table.get("watch"), dict):  # [watch]: one table, not an array of them
@@ -375,7 +430,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
     if not watches_raw:
         raise ConfigError(file, "watch", "at least one [[watch]] table is required"
                                          f"{top.misspelt('watch')}")
-    watches = tuple(_watch(file, i, t, base) for i, t in enumerate(watches_raw))
+    watches = tuple(_watch(file, i, t, base, models) for i, t in enumerate(watches_raw))
     paths = [w.path.resolve() for w in watches]
     for i, p in enumerate(paths):
         for j, q in enumerate(paths):
@@ -403,6 +458,8 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
                                                        "never reads its own outputs")
 
     inference = _inference(file, top.get("inference", dict, {}))
+    if models:
+        _threads_fit_the_unit(file, inference, watches)
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
 
     state = TableReader(file, "state", top.get("state", dict, {}))
@@ -483,9 +540,18 @@ def parse_config(data: dict[str, Any], file: Path | None = None) -> ServiceConfi
 
 def _outside_watches(file: Path | None, key: str, path: Path, watched: list[Path]) -> None:
     """Refuse an output path inside (or equal to) an acquisition folder, symlinks followed
-    (``resolve`` also follows them in the part of the path that exists)."""
+    (``resolve`` also follows them in the part of the path that exists), and one whose
+    symbolic links cannot be followed (a loop)."""
     for i, p in enumerate(watched):
-        if lies_inside(path, p):
+        try:
+            inside = lies_inside(path, p)
+        except (RuntimeError, OSError) as exc:
+            # a symbolic link loop on the way (RuntimeError before Python 3.13, OSError
+            # after): a traceback and exit 1, which systemd restarts, without this
+            raise ConfigError(file, key, f"cannot follow the symbolic links of {path}: "
+                                         f"{getattr(exc, 'strerror', None) or exc}; fix or "
+                                         "remove the link, or give another path") from None
+        if inside:
             raise ConfigError(
                 file, key, f"lies inside acquisition folder watch[{i}].path ({p}): {path}; "
                 "nwwatch never writes into acquisition folders"
@@ -502,10 +568,12 @@ def make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
                                               f"{exc.strerror or exc}") from None
 
 
-def load_config(path: str | os.PathLike[str]) -> ServiceConfig:
+def load_config(path: str | os.PathLike[str], *, models: bool = True) -> ServiceConfig:
     """Read (:func:`~nwwatch.service.configreader.read_toml`) and validate the TOML file at
-    ``path``; raise :class:`ConfigError` on any problem."""
-    return parse_config(read_toml(path), Path(path))
+    ``path``; raise :class:`ConfigError` on any problem. ``models`` False: leave the model
+    files unchecked (:func:`parse_config`), for ``nwwatch status --config``, which reads
+    only the results and the ledger."""
+    return parse_config(read_toml(path), Path(path), models=models)
 
 
 def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[str],

@@ -18,7 +18,9 @@ def unit_dropin(config: ServiceConfig) -> str:
     """The systemd drop-in that opens exactly the configured folders to the sandboxed unit:
     acquisition folders read-only, results and ledger writable, all of them mounted before
     start (results on a share not yet mounted were written into the empty mount point,
-    hidden once the share mounted over it)."""
+    hidden once the share mounted over it). :class:`ConfigError` naming the key of a folder
+    whose path, symbolic links resolved, is not UTF-8: systemd refuses such a unit file."""
+    _check_utf8(config)
     watched = sorted({_unit_path(w.path) for w in config.watches})
     # "-": a missing acquisition folder is waited for by the service, but systemd refuses to
     # start a unit whose ReadOnlyPaths= folder is missing (226/NAMESPACE) unless the path is
@@ -69,6 +71,29 @@ def check_private_tmp(config: ServiceConfig) -> None:
 def writable_folders(config: ServiceConfig) -> list[str]:
     """The folders the service writes (results, the ledger's), as plain paths."""
     return sorted({str(config.results), str(config.ledger.parent)})
+
+
+def _check_utf8(config: ServiceConfig) -> None:
+    """Raise ConfigError naming the key of a folder the drop-in names whose path, or the
+    path its symbolic links lead to, is not UTF-8 (Linux names are bytes: a folder named in
+    Latin-1, "Donn\\xe9es"): systemd refuses the whole unit file ("String is not UTF-8
+    clean"), and the service would not start at all."""
+    places = [(f"watch[{i}].path", w.path) for i, w in enumerate(config.watches)]
+    places += [("output.results", config.results), ("state.ledger", config.ledger.parent)]
+    for key, path in places:
+        for text in (str(path), os.path.realpath(path)):
+            try:
+                text.encode("utf-8")
+            except UnicodeEncodeError:
+                shown = os.fsencode(text).decode("utf-8", "backslashreplace")
+                if text != str(path):
+                    shown = f"{path} leads, symbolic links resolved, to {shown}"
+                raise ConfigError(config.source, key, (
+                    f"{shown}, a path that is not UTF-8: the drop-in names this path and "
+                    "systemd refuses a unit file that is not UTF-8 clean, so "
+                    "the service could not start; rename the folder to a UTF-8 name (e.g. "
+                    "with convmv). A symbolic link of a UTF-8 name to it is not enough: the "
+                    "drop-in also names the path the links lead to")) from None
 
 
 def _unit_path(path, missing_ok: bool = False) -> str:

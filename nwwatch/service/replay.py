@@ -21,6 +21,7 @@ from nwwatch.service.config import (
     OVERLAY_MODES,
     ConfigError,
     OverlaySettings,
+    ServiceConfig,
     TomogramSettings,
     WatchConfig,
     load_config,
@@ -39,7 +40,7 @@ from nwwatch.service.lock import (
 from nwwatch.service.names import path_key
 from nwwatch.service.readiness import ReadyFile
 from nwwatch.service.rebuild import open_ledger
-from nwwatch.service.replaymodel import replay_model
+from nwwatch.service.replaymodel import replay_model, watch_holding
 from nwwatch.service.replaysummary import (
     Progress,
     ReplaySummary,
@@ -47,7 +48,7 @@ from nwwatch.service.replaysummary import (
 )
 from nwwatch.service.startundo import CreatedPaths, ledger_files
 from nwwatch.service.streammemory import call_streams
-from nwwatch.service.watcher import original_beside, scan
+from nwwatch.service.watcher import matches, original_beside, scan
 from nwwatch.stopsignals import raise_lost_interrupt
 
 #: A replay hands ``REPLAY_CHUNKS * streams * batch_size`` frames to each ``process`` call
@@ -61,11 +62,15 @@ REPLAY_FLUSH_ROWS = 20_000
 
 
 def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | None = None,
-                unread: list[Path] | None = None) -> list[Path]:
+                unread: list[Path] | None = None,
+                watch: WatchConfig | None = None) -> list[Path]:
     """Input files under ``path`` (recursively, default patterns), or ``[path]`` for a file.
     ``unlisted``: called with the error of each folder that cannot be listed (default: raised).
     ``unread``: collects the files of a folder that the kind's names leave out and that nwwatch
-    can say what to do with (:func:`nwwatch.service.watcher.scan`)."""
+    can say what to do with (:func:`nwwatch.service.watcher.scan`). ``watch``: the
+    configuration's [[watch]] that holds the folder ``path``, whose ``patterns`` and
+    ``ignore_patterns`` then take the place of the defaults, as the service lists that
+    folder."""
     if path.is_file():
         return [path]
     if not path.is_dir():
@@ -85,7 +90,9 @@ def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | Non
                 raise error
             unlisted(error)
 
-    return list(scan(WatchConfig(path=path, kind=kind, recursive=True), unread,
+    names = {} if watch is None else {"patterns": watch.patterns,
+                                      "ignore_patterns": watch.ignore_patterns}
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=True, **names), unread,
                      unlisted=unlisted, linked=linked))
 
 
@@ -127,7 +134,9 @@ def replay(
         rows (same file content, model and measurement version) are replaced, not duplicated.
     config : a service TOML whose ``[inference]``, ``[retry]``, ``[tomogram]`` and
         ``[output] overlays`` settings are used; its ledger too when its results folder is
-        ``out_dir``.
+        ``out_dir``; a path that one of its ``[[watch]]`` folders of ``kind`` holds is
+        listed with that watch's ``patterns`` and ``ignore_patterns`` (the files they leave
+        out: ``ReplaySummary.not_in_patterns``).
     progress : show a progress bar with frames per second on stderr.
     log : the structlog logger of the replay's events (default: ``nwwatch.replay``'s). Called
         from a script, they are printed as structlog is configured there; the ``nwwatch``
@@ -270,7 +279,7 @@ def replay(
         ledger.reconcile(max_attempts).log_to(log)
         # an adopted batch (or build_engines' retry of tomograms) may have taken files off it
         refresh_quarantine(ledger, out, log)
-        files = _inputs_of(roots, kind, summary)
+        files = _inputs_of(roots, kind, summary, cfg if config is not None else None)
         summary.files = len(files)
         if not files and created.made(out):
             # Nothing to process: the results folder this run made goes again (with its empty
@@ -372,26 +381,38 @@ def _record_stop(ledger_path: Path, log) -> None:
         log.warning("stop_not_recorded", error=str(exc))
 
 
-def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tuple[Path, Path]]:
+def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary,
+               cfg: ServiceConfig | None = None) -> list[tuple[Path, Path]]:
     """(input file, the folder its symbolic links must stay in) of every path in ``roots``,
     each once (by absolute path), in order; a named file that is not a TIFF (:func:`_named_input`)
     goes to ``summary.not_tiff``, a SerialEM ``.mdoc`` named without its MRC file to
     ``summary.mdocs`` (named with it, it is passed over: read with the MRC file), the error
     of a folder that cannot be listed to ``summary.unlisted``, a folder's files its kind
     leaves out (MRC files of the other kind's names, tilt series, ...) to
-    ``summary.left_out``."""
+    ``summary.left_out``. A root that a [[watch]] of ``kind`` in ``cfg`` holds is listed with
+    that watch's patterns and ignore patterns (the files the service processes there); the
+    files they leave out that the default names take go to ``summary.not_in_patterns``."""
     from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 
     seen, out, named, mdocs = set(), [], [], []
     for root in roots:
         folder = root if root.is_dir() else root.parent
-        for file in list_inputs(root, kind, summary.unlisted.append, summary.left_out):
+        held = None if cfg is None else watch_holding(root, cfg, kind)
+        watch = None if held is None else held[1]
+        inputs = list_inputs(root, kind, summary.unlisted.append, summary.left_out, watch)
+        if held is not None:
+            _note_patterns(root, kind, held, inputs, summary)
+        for file in inputs:
             key = os.path.abspath(file)
             if key in seen:
                 continue
             seen.add(key)
             if not root.is_dir() and is_mdoc(file):
                 mdocs.append(file)
+            elif not root.is_dir() and watch is not None and not matches(file.name, watch) \
+                    and _named_input(file):
+                # named (a shell glob), but a name the service leaves out of that folder
+                summary.not_in_patterns.append(file)
             elif root.is_dir() or _named_input(file):
                 out.append((file, folder))
                 if not root.is_dir():
@@ -408,7 +429,27 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary) -> list[tup
         out = [(file, folder) for file, folder in out if os.path.abspath(file) not in exports]
     # each once, as the inputs: folders named twice, or one inside another, walk it again
     summary.left_out[:] = list({os.path.abspath(p): p for p in summary.left_out}.values())
+    # each once, and none that another named root (outside every watch) replayed
+    replayed = {os.path.abspath(file) for file, _ in out}
+    summary.not_in_patterns[:] = list({os.path.abspath(p): p for p in summary.not_in_patterns
+                                       if os.path.abspath(p) not in replayed}.values())
     return out
+
+
+def _note_patterns(root: Path, kind: str, held: tuple[int, WatchConfig], inputs: list[Path],
+                   summary: ReplaySummary) -> None:
+    """Record in ``summary`` the files under ``root`` that the default names of ``kind``
+    take and the patterns of the [[watch]] ``held`` leave out (``inputs``: its listing), and
+    which watch's patterns the replay of ``root`` used."""
+    index, watch = held
+    summary.patterns_of.setdefault(
+        f"watch[{index}]", (tuple(watch.patterns), tuple(watch.ignore_patterns)))
+    if root.is_dir():
+        # walked again with the default names: only a replay with --config of a watched
+        # folder pays for it; folders it cannot list are already in summary.unlisted
+        taken = {os.path.abspath(p) for p in inputs}
+        summary.not_in_patterns += [p for p in list_inputs(root, kind, lambda exc: None)
+                                    if os.path.abspath(p) not in taken]
 
 
 def _export_of_named(file: Path, kind: str, inputs: set[str]) -> bool:

@@ -9,15 +9,29 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from nwwatch.paths import lies_inside
-from nwwatch.service.config import DEFAULT_MODELS, NO_DEFAULT_MODEL, ConfigError, ServiceConfig
+from nwwatch.service.config import (
+    DEFAULT_MODELS,
+    NO_DEFAULT_MODEL,
+    ConfigError,
+    ServiceConfig,
+    WatchConfig,
+)
 
 
-def _watch_of(root: Path, cfg: ServiceConfig, kind: str):
-    """The [[watch]] of ``kind`` whose folder holds ``root`` (symlinks followed), or None."""
-    for watch in cfg.watches:
+def watch_holding(root: Path, cfg: ServiceConfig, kind: str) -> tuple[int, WatchConfig] | None:
+    """(index, [[watch]]) of the watch of ``kind`` whose folder holds ``root`` (symlinks
+    followed), or None: the watch whose model and file name patterns a replay of ``root``
+    with this configuration takes."""
+    for index, watch in enumerate(cfg.watches):
         if watch.kind == kind and lies_inside(root, watch.path):
-            return watch
+            return index, watch
     return None
+
+
+def _watch_of(root: Path, cfg: ServiceConfig, kind: str) -> WatchConfig | None:
+    """The [[watch]] of ``kind`` whose folder holds ``root`` (symlinks followed), or None."""
+    held = watch_holding(root, cfg, kind)
+    return None if held is None else held[1]
 
 
 def replay_model(kind: str, model: str | os.PathLike[str] | None, cfg: ServiceConfig | None,

@@ -93,6 +93,14 @@ class ReplaySummary:
     #: Files skipped as done whose content was done under a name whose file no longer holds
     #: it (renamed after it was processed): (file, the name its rows keep).
     renamed: list[tuple[Path, str]] = field(default_factory=list)
+    #: With a configuration: the [[watch]] (e.g. "watch[0]") whose (patterns, ignore
+    #: patterns) listed the replayed paths it holds, as the service lists that folder.
+    patterns_of: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = field(
+        default_factory=dict)
+    #: Files in those paths that the kind's default names take but that watch's patterns
+    #: leave out (or its ignore patterns take): not replayed, as the service never processes
+    #: them; not counted in ``files``.
+    not_in_patterns: list[Path] = field(default_factory=list)
     #: Files a ``--force`` run skipped as copies of a file that holds the same bytes and
     #: whose rows hold them: (file, that file's name).
     copies: list[tuple[Path, str]] = field(default_factory=list)
@@ -187,6 +195,23 @@ class ReplaySummary:
         return (f"{n} {mrc}file{'s' if n > 1 else ''} whose name{'s' if n > 1 else ''} "
                 f"{replay} does not look for ({names}): {advice}")
 
+    def _patterns_text(self) -> str:
+        """The names the configuration's watches gave the replay ("--config's watch[0]
+        patterns run_*.tif (ignore_patterns .*, *_gain.tif)")."""
+        return "; ".join(
+            f"--config's {watch} patterns {', '.join(patterns)} (ignore_patterns "
+            f"{', '.join(ignored) or 'none'})"
+            for watch, (patterns, ignored) in self.patterns_of.items())
+
+    def _not_in_patterns(self) -> str:
+        """The clause on :attr:`not_in_patterns`: how many, which, and why."""
+        n = len(self.not_in_patterns)
+        return (f"{n} file{'s' if n > 1 else ''} not replayed, as the service never processes "
+                f"{'them' if n > 1 else 'it'}: left out by the "
+                f"{self._patterns_text()} ({_first(p.name for p in self.not_in_patterns)}); "
+                "replay without --config to process "
+                f"{'them' if n > 1 else 'it'} anyway")
+
     def lines(self) -> list[str]:
         """The text ``nwwatch replay`` prints; the last line says whether every file was
         processed."""
@@ -248,6 +273,8 @@ class ReplaySummary:
             # the service logs these as unread_format; a replay that found other files
             # still leaves them out
             out.append(f"note: left out of this replay: {'; '.join(self._left_out_clauses())}")
+        if self.not_in_patterns and (self.files or self.input_path is None):
+            out.append(f"note: {self._not_in_patterns()}")
         if self.not_tiff:
             n = len(self.not_tiff)
             out.append(f"{n} named file{'s' if n > 1 else ''} skipped, neither TIFF (by "
@@ -280,6 +307,12 @@ class ReplaySummary:
             out.append(f"replay found no input files: {self.input_path} is neither a TIFF "
                        "(by extension or header) nor an MRC, DigitalMicrograph, Velox EMD "
                        "or TIA series file (by extension)")
+        elif self.complete and self.files == 0 and self.patterns_of and \
+                self.input_path is not None:
+            # the names were the --config watch's, not the defaults the line below describes
+            left = f"; {self._not_in_patterns()}" if self.not_in_patterns else ""
+            out.append(f"replay found no input files in {self.input_path} under the "
+                       f"{self._patterns_text()}{left}")
         elif self.complete and self.files == 0:
             where = f" in {self.input_path}" if self.input_path is not None else ""
             other = "".join(f"; it holds {clause}" for clause in self._left_out_clauses())
