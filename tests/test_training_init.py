@@ -23,8 +23,8 @@ TINY = {"widths": [4, 8, 16], "encoder_convs": [1, 1, 1], "decoder_convs": [1, 1
 
 def _run(tmp_path, name, data, epochs=2, **kwargs):
     config = TrainConfig(out=str(tmp_path / f"{name}.onnx"), data=str(data), epochs=epochs,
-                         steps_per_epoch=3, batch_size=2, crop=32, export=False, seed=1,
-                         val_fraction=0.0, **kwargs)
+                         steps_per_epoch=3, batch_size=2, crop=32, seed=1, val_fraction=0.0,
+                         **{"export": False, **kwargs})
     return train(config, progress=False)
 
 
@@ -206,3 +206,22 @@ def test_init_with_an_onnx_model_that_does_not_exist_says_so(tmp_path):
                                               r"the checkpoint .*shipped weights: "
                                               r"\['insitu-default'\]$"):
         load_initial_weights(str(missing))
+
+
+def test_init_of_a_model_copied_over_another_runs_model_is_refused(tmp_path):
+    # Was: a redeploy by copying mine2.onnx over mine.onnx left round 1's mine.pt beside it;
+    # `--init mine.onnx` fine-tuned round 1's weights under mine2's working scale without a
+    # word, and the new model recorded only "--init mine.onnx".
+    import shutil
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    more = make_folder(tmp_path / "more", n=5, size=32, seed=7)
+    _run(tmp_path, "mine", data, epochs=1, model_options=dict(TINY), export=True)
+    _run(tmp_path, "mine2", more, epochs=1, model_options=dict(TINY), export=True)
+    assert load_initial_weights(str(tmp_path / "mine.onnx")).path == tmp_path / "mine.pt"
+    shutil.copyfile(tmp_path / "mine2.onnx", tmp_path / "mine.onnx")
+    with pytest.raises(CheckpointError, match=r"mine\.pt is not the checkpoint mine\.onnx was "
+                                              r"exported from"):
+        load_initial_weights(str(tmp_path / "mine.onnx"))
+    shutil.copyfile(tmp_path / "mine2.pt", tmp_path / "mine.pt")  # its own run's beside it
+    assert load_initial_weights(str(tmp_path / "mine.onnx")).path == tmp_path / "mine.pt"

@@ -136,11 +136,38 @@ def load_initial_weights(name_or_path: str) -> InitialWeights:
     except KeyError as exc:
         raise CheckpointError(f"{path}: {exc.args[0]}") from None
     scale, source = init_working_scale(path)
+    _check_exported_from(path, payload, source)
     return InitialWeights(path=path, arch=arch, model_options=config, num_classes=num_classes,
                           class_names=payload.get("class_names"),
                           state=payload["inference_state"], working_scale=scale,
                           working_scale_source=source,
                           seen_images_sha256=seen_images(payload))
+
+
+def _check_exported_from(checkpoint: Path, payload: dict[str, Any],
+                         model: Path | None) -> None:
+    """CheckpointError when ``model`` (the ONNX file beside ``checkpoint``, whose working
+    scale and name the run takes) records other training data than the checkpoint: a model
+    copied over ``MODEL.onnx`` (a redeploy) leaves the ``MODEL.pt`` of an earlier run beside
+    it, and ``--init MODEL.onnx`` fine-tuned those earlier weights under the new model's
+    scale without a word. Files that record no data hash (shipped weights) are not
+    compared."""
+    from training.modelmeta import model_file_metadata
+
+    theirs = payload.get("training_data_sha256")
+    if model is None or theirs is None:
+        return
+    try:
+        recorded = model_file_metadata(model).training_data_sha256
+    except (OSError, ValueError):
+        return
+    if recorded and recorded != theirs:
+        raise CheckpointError(
+            f"--init: {checkpoint} is not the checkpoint {model.name} was exported from "
+            f"(they record other training data: {theirs[:12]}… against {recorded[:12]}…; "
+            f"a model copied over {model.name} leaves an earlier run's weights beside it): "
+            f"give the checkpoint of {model.name}'s own run (--init THAT_RUN.pt), or copy "
+            f"it beside {model.name}")
 
 
 def seen_images(payload: dict[str, Any]) -> frozenset[str]:
