@@ -322,8 +322,12 @@ class ReplaySummary:
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
             n = self.files - self.vanished
+            # "all 26 files processed" read as work done when every one was skipped
+            before = ("" if not self.skipped else
+                      ", none of them new: all done before" if self.skipped == n
+                      else f", {self.skipped} of them done before")
             out.append(f"replay complete: {'the' if n == 1 else 'all'} {n} "
-                       f"file{'' if n == 1 else 's'} processed{gone}")
+                       f"file{'' if n == 1 else 's'} processed{gone}{before}")
         else:
             unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
             if self.changed:
