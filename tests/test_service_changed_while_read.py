@@ -49,7 +49,8 @@ def test_a_file_truncated_after_hashing_does_not_quarantine_its_content(acq, tmp
 
     _change_after_hashing(monkeypatch, truncate)
     s = replay(folder, out, kind="insitu", model=onnx)
-    assert (s.done, s.quarantined, s.vanished) == (0, 0, 1), s.lines()
+    assert (s.done, s.quarantined, s.vanished, len(s.changed), s.exit_status) == \
+        (0, 0, 0, 1, 3), s.lines()
     monkeypatch.undo()
     (folder / "f.tif").write_bytes(v1)  # the writer finishes: the whole file
     s = replay(folder, out, kind="insitu", model=onnx)
@@ -78,7 +79,7 @@ def test_a_file_rewritten_after_hashing_is_not_recorded_under_the_old_hash(acq, 
     out = tmp_path / "out"
     _change_after_hashing(monkeypatch, lambda p: p.write_bytes(v2))
     s = replay(folder, out, kind="insitu", model=onnx)
-    assert (s.done, s.vanished) == (0, 1), s.lines()
+    assert (s.done, s.vanished, len(s.changed), s.exit_status) == (0, 0, 1, 3), s.lines()
     monkeypatch.undo()
     s = replay(folder, out, kind="insitu", model=onnx)
     assert s.done == 1

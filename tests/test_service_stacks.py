@@ -156,8 +156,9 @@ def test_a_stack_changed_between_chunks_is_released_and_processed_as_its_new_ver
 
     monkeypatch.setattr(frames_module._StackReader, "next_chunk", then_rewritten)
     summary = replay(tmp_path / "acq", tmp_path / "out", kind="insitu", model=onnx)
-    assert (summary.done, summary.failed, summary.quarantined, summary.vanished) == \
-        (0, 0, 0, 1), summary.lines()
+    # changed while read: no row, and the replay is incomplete (exit 3)
+    assert (summary.done, summary.failed, summary.quarantined, summary.vanished,
+            len(summary.changed), summary.exit_status) == (0, 0, 0, 0, 1, 3), summary.lines()
     assert read == [8]  # the later chunks are not read
     assert not (tmp_path / "out" / "frames").exists()  # no rows of a part of a version
     monkeypatch.undo()
