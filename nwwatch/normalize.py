@@ -18,13 +18,18 @@ NORMALIZATION = "percentile-0.5-99.5-to-pm1-v1"
 
 _LOW_PERCENTILE = 0.5
 _HIGH_PERCENTILE = 99.5
-# Percentiles on a subsample: ~64k values give the same range to <0.1 % and cost ~1 ms
-# instead of ~10 ms on a 512x512 frame. Both a frame's and a volume's are an even grid over
-# every axis (:func:`_frame_grid`, :func:`_grid`): about 64k pixels of a frame, about 1M
-# voxels of a volume (every voxel of a 96^3 volume), about 10-20 ms once per volume. (A
-# stride through a frame in memory order took whole columns, 32 of a 2048^2 frame: a wire
-# along them weighed by where the columns fell.)
+# Percentiles on a subsample of about 64k values (about 1 ms instead of about 10 ms on a
+# 512x512 frame). Frames of up to 4 x 64k pixels (512^2: the sizes the shipped models were
+# trained at) are sampled every k-th pixel in memory order, the sample those models learned
+# their ranges from (an even grid instead moved the shipped model's angles on held-out
+# frames: 18 valid of 60 against 20, bench/results/model_angles_2.2.19.json); larger frames
+# on an even grid over rows and columns (:func:`_frame_grid`): the stride took whole
+# columns, 32 of a 2048^2 frame, so a wire along them weighed by where they fell and a
+# one-column shift moved the shipped model's angle by 1.75 deg. A volume's is an even grid
+# over every axis of about 1M voxels (:func:`_grid`; every voxel of a 96^3 volume), about
+# 10-20 ms once per volume.
 _MAX_SAMPLES = 65_536
+_STRIDED_MAX_PX = 4 * _MAX_SAMPLES
 _MAX_VOLUME_SAMPLES = 1 << 20
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
 #: What NaN pixels become, per model kind: in-situ frames the nearest pixel with data (as
@@ -54,9 +59,9 @@ def intensity_range(image: np.ndarray) -> tuple[float, float]:
         array = array.reshape([n for n in array.shape if n > 1] or [array.size])
     if array.ndim >= 3:
         sample = array[np.ix_(*_grid(array.shape, _MAX_VOLUME_SAMPLES))].reshape(-1)
-    elif array.ndim == 2:
+    elif array.ndim == 2 and array.size > _STRIDED_MAX_PX:
         sample = _frame_grid(array).reshape(-1)
-    else:  # a 1-D array: evenly strided
+    else:  # a frame up to 512^2, a 1-D array: evenly strided in memory order
         flat = array.reshape(-1)
         sample = flat[::max(1, flat.size // _MAX_SAMPLES)]
     if not np.issubdtype(sample.dtype, np.integer):
