@@ -22,8 +22,8 @@ _HIGH_PERCENTILE = 99.5
 # 512x512 frame). Frames of up to 4 x 64k pixels (512^2: the sizes the shipped models were
 # trained at) are sampled every k-th pixel in memory order, the sample those models learned
 # their ranges from (an even grid instead moved the shipped model's angles on held-out
-# frames: 18 valid of 60 against 20, bench/results/model_angles_2.2.19.json); larger frames
-# on an even grid over rows and columns (:func:`_frame_grid`): the stride took whole
+# frames: 18 valid of 60 against 20, bench/results/model_angles_2.2.19_grid_sample.json);
+# larger frames on an even grid over rows and columns (:func:`_frame_grid`): the stride took whole
 # columns, 32 of a 2048^2 frame, so a wire along them weighed by where they fell and a
 # one-column shift moved the shipped model's angle by 1.75 deg. A volume's is an even grid
 # over every axis of about 1M voxels (:func:`_grid`; every voxel of a 96^3 volume), about
