@@ -591,3 +591,9 @@ def test_a_relative_results_path_that_looks_like_a_uri(results, monkeypatch):
     assert (report.acquisitions, report.unreadable_files) == (2, [])
     built = rebuild_ledger("run:1")
     assert (built.files, built.rows, built.unreadable) == (2, 8, [])
+    # --force rewrites earlier files without the rows it replaces: a traceback, and the
+    # ledger left with batches in flight that every later replay failed on
+    forced = replay(tmp / "in" / "a" / "f00.tif", "run:1", kind="insitu", model=onnx,
+                    force=True)
+    assert forced.done == 1
+    assert replay(tmp / "in" / "a", "run:1", kind="insitu", model=onnx).skipped == 6

@@ -211,8 +211,9 @@ def test_threads_over_every_model_s_session_must_fit_the_units_task_limit(paths)
 
     tmp, acq, res, m = paths
     cfg = _two_models(tmp, acq, res, m, THREADS_MAX)
+    assert load_config(cfg).inference.threads == THREADS_MAX  # replay, a run by hand: free
     with pytest.raises(ConfigError) as info:
-        load_config(cfg)
+        load_config(cfg, unit=True)
     err = info.value
     total = unit_threads(THREADS_MAX, 2, 1, 2)
     assert err.key == "inference.threads" and total > UNIT_TASKS_MAX
@@ -220,12 +221,16 @@ def test_threads_over_every_model_s_session_must_fit_the_units_task_limit(paths)
         in str(err) and f"= {total} threads, more than the shipped unit's TasksMax=256" in str(err)
     most = int(re.search(r"at most (\d+) threads", str(err)).group(1))
     assert unit_threads(most, 2, 1, 2) <= UNIT_TASKS_MAX < unit_threads(most + 1, 2, 1, 2)
-    assert load_config(_two_models(tmp, acq, res, m, most)).inference.threads == most
+    assert load_config(_two_models(tmp, acq, res, m, most), unit=True).inference.threads == most
     # streams count too
     with pytest.raises(ConfigError, match=r"\+ 64 stream threads"):
-        load_config(_two_models(tmp, acq, res, m, most, streams=64))
-    # the drop-in (install.sh) and `nwwatch run` refuse it with exit 78
-    result = CliRunner().invoke(run, ["--config", str(_two_models(tmp, acq, res, m, 128))])
+        load_config(_two_models(tmp, acq, res, m, most, streams=64), unit=True)
+    # the drop-in (install.sh) and `nwwatch run` under systemd refuse it with exit 78
+    from nwwatch.service.dropin import main as dropin_main
+
+    assert dropin_main([str(_two_models(tmp, acq, res, m, 128))]) == 78
+    result = CliRunner().invoke(run, ["--config", str(_two_models(tmp, acq, res, m, 128))],
+                                env={"INVOCATION_ID": "0123abcd"})
     assert result.exit_code == 78 and "inference.threads: 128 threads x 2" in result.output
 
 

@@ -335,7 +335,7 @@ def _tool_truth(path: Path) -> bool:
     import pyarrow.parquet as pq
 
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(os.path.abspath(path))
     except (OSError, pa.ArrowException):
         return False
     if "truth" not in table.column_names:

@@ -328,10 +328,11 @@ def _pictures_named(out: Path) -> dict[tuple[str, int], set[Path]]:
     name, as resolved paths, by their rows' (source, frame)."""
     import pyarrow.parquet as pq
 
+    local = os.path.abspath(out)  # a relative "a:b.parquet" is no URI
     try:
-        if not {"overlay_path", "source", "frame"} <= set(pq.read_schema(out).names):
+        if not {"overlay_path", "source", "frame"} <= set(pq.read_schema(local).names):
             return {}
-        rows = pq.read_table(out, columns=["overlay_path", "source", "frame"]).to_pylist()
+        rows = pq.read_table(local, columns=["overlay_path", "source", "frame"]).to_pylist()
     except (OSError, ValueError):  # no earlier output, or not one that reads
         return {}
     named: dict[tuple[str, int], set[Path]] = {}
@@ -430,7 +431,7 @@ def _is_earlier_output(path: Path) -> bool:
     import pyarrow.parquet as pq  # lazily, as in _write
 
     try:
-        names = set(pq.read_schema(path).names)
+        names = set(pq.read_schema(os.path.abspath(path)).names)
     except (OSError, ValueError):  # pyarrow's ArrowInvalid is a ValueError: not readable
         return False
     # columns of every version's rows, not the whole schema: an upgrade adds columns
@@ -438,7 +439,7 @@ def _is_earlier_output(path: Path) -> bool:
         return False
     if "batch_id" in names:  # the service's or replay's rows (a copy): they carry a batch
         try:
-            batches = pq.read_table(path, columns=["batch_id"]).column(0)
+            batches = pq.read_table(os.path.abspath(path), columns=["batch_id"]).column(0)
         except (OSError, ValueError):
             return False
         return batches.null_count == len(batches)

@@ -159,7 +159,7 @@ def drop_rows(path: str | os.PathLike[str], source_sha256: list[str],
     rows removed (none: the file is unchanged). Idempotent.
     """
     file = Path(path)
-    table = pq.read_table(file)
+    table = pq.read_table(os.path.abspath(file))  # a relative "run:1/…" is no URI
     drop = pc.is_in(table.column("source_sha256"), pa.array(source_sha256, pa.string()))
     for column, value in (same or {}).items():
         if column in table.column_names:

@@ -66,7 +66,8 @@ def run(config_path: Path) -> None:
     log = get_logger("nwwatch.service")
     daemon = None
     try:
-        config = load_config(config_path)
+        # under systemd (INVOCATION_ID: the unit's TasksMax bounds its threads)
+        config = load_config(config_path, unit=bool(os.environ.get("INVOCATION_ID")))
         configure_logging(config.log_level)
         daemon = Daemon(config, stop_event=stop)
         code = daemon.run()

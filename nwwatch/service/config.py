@@ -412,7 +412,7 @@ def _written_by_the_service(path: Path, results: Path) -> str | None:
 
 
 def parse_config(data: dict[str, Any], file: Path | None = None, *,
-                 models: bool = True) -> ServiceConfig:
+                 models: bool = True, unit: bool = False) -> ServiceConfig:
     """Validate a parsed TOML document; relative paths are relative to the file's folder.
 
     Every path comes out absolute and normalised (the folder's symbolic links resolved, ``..``
@@ -458,7 +458,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None, *,
                                                        "never reads its own outputs")
 
     inference = _inference(file, top.get("inference", dict, {}))
-    if models:
+    if unit:  # the service as the shipped unit runs it (its TasksMax)
         _threads_fit_the_unit(file, inference, watches)
     tomogram = _tomogram(file, top.get("tomogram", dict, {}))
 
@@ -568,12 +568,16 @@ def make_folder(config: ServiceConfig, key: str, folder: Path) -> None:
                                               f"{exc.strerror or exc}") from None
 
 
-def load_config(path: str | os.PathLike[str], *, models: bool = True) -> ServiceConfig:
+def load_config(path: str | os.PathLike[str], *, models: bool = True,
+                unit: bool = False) -> ServiceConfig:
     """Read (:func:`~nwwatch.service.configreader.read_toml`) and validate the TOML file at
     ``path``; raise :class:`ConfigError` on any problem. ``models`` False: leave the model
     files unchecked (:func:`parse_config`), for ``nwwatch status --config``, which reads
-    only the results and the ledger."""
-    return parse_config(read_toml(path), Path(path), models=models)
+    only the results and the ledger. ``unit``: the configuration of the service under the
+    shipped systemd unit (the drop-in at install, ``nwwatch run`` started by systemd):
+    its threads must fit the unit's TasksMax; a replay, which loads one model, and a service
+    run by hand are not bound by it."""
+    return parse_config(read_toml(path), Path(path), models=models, unit=unit)
 
 
 def one_folder_config(watch: str | os.PathLike[str], results: str | os.PathLike[str],

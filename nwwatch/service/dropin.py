@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
     from nwwatch.segment.session import ModelLoadError
 
     try:
-        config = load_config(args[0])
+        config = load_config(args[0], unit=True)  # the unit the drop-in is for
         if "--private-tmp" in flags:
             check_private_tmp(config)
         if not flags & {"--writable", "--watched"}:  # the drop-in first: models judged once

@@ -94,9 +94,10 @@ def another_folders_ledger(results_dir: str | os.PathLike[str],
             ledger, default_ledger(Path(results_dir).absolute())):
         return None
     for sub in ("frames", "volumes"):
-        with contextlib.suppress(OSError):  # a folder that cannot be listed holds no evidence
+        # a folder that cannot be listed holds no evidence
+        with contextlib.suppress(OSError), os.scandir(owner / sub) as entries:
             if any(entry.name.startswith("acquisition=") or entry.name.endswith(".parquet")
-                   for entry in os.scandir(owner / sub)):
+                   for entry in entries):
                 return owner
     return None
 

@@ -322,10 +322,11 @@ class ReplaySummary:
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
             n = self.files - self.vanished
-            # "all 26 files processed" read as work done when every one was skipped
-            before = ("" if not self.skipped else
-                      ", none of them new: all done before" if self.skipped == n
-                      else f", {self.skipped} of them done before")
+            # "all 26 files processed" read as work done when every one was done earlier
+            k = self.skipped_earlier
+            before = ("" if not k else ", done before" if n == 1 and k == 1
+                      else ", none of them new: all done before" if k == n
+                      else f", {k} of them done before")
             out.append(f"replay complete: {'the' if n == 1 else 'all'} {n} "
                        f"file{'' if n == 1 else 's'} processed{gone}{before}")
         else:
