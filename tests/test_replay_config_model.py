@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from onnx_models import build_threshold_model
@@ -129,3 +130,20 @@ def test_replay_with_config_takes_the_watch_s_patterns(tmp_path):
     # Without --config: the default names.
     replay(acq, tmp_path / "out5", kind="insitu", model=mine)
     assert _sources(tmp_path / "out5") == ["notes_001.tif", "ref_gain.tif", "run_001.tif"]
+    # A watch without its sub-folders (recursive = false): their files are not replayed;
+    # an MRC file the patterns leave out is named once, as left out by them (it was also
+    # named as a file "an in-situ replay does not look for", with no advice after the colon)
+    import mrcfile
+
+    (acq / "sub").mkdir()
+    write_frame_tiff(acq / "sub" / "run_002.tif", paint_insitu(130.0))
+    with mrcfile.new(acq / "other.mrc") as mrc:
+        mrc.set_data(np.zeros((2, 8, 8), np.float32))
+    config.write_text(text.replace('patterns = ["run_*.tif"]\n',
+                                   'patterns = ["run_*.tif"]\nrecursive = false\n', 1))
+    flat = replay(acq, tmp_path / "out6", kind="insitu", config=config)
+    assert _sources(tmp_path / "out6") == ["run_001.tif"]
+    assert "run_002.tif" in {p.name for p in flat.not_in_patterns}
+    assert not any("does not look for" in line for line in flat.lines()), flat.lines()
+    below = replay(acq / "sub", tmp_path / "out7", kind="insitu", config=config)
+    assert below.files == 0 and [p.name for p in below.not_in_patterns] == ["run_002.tif"]

@@ -92,7 +92,10 @@ def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | Non
 
     names = {} if watch is None else {"patterns": watch.patterns,
                                       "ignore_patterns": watch.ignore_patterns}
-    return list(scan(WatchConfig(path=path, kind=kind, recursive=True, **names), unread,
+    if watch is not None and not watch.recursive and os.path.realpath(watch.path) != top:
+        return []  # a folder below a watch without its sub-folders: the service reads none
+    recursive = watch is None or watch.recursive
+    return list(scan(WatchConfig(path=path, kind=kind, recursive=recursive, **names), unread,
                      unlisted=unlisted, linked=linked))
 
 
@@ -448,8 +451,13 @@ def _note_patterns(root: Path, kind: str, held: tuple[int, WatchConfig], inputs:
         # walked again with the default names: only a replay with --config of a watched
         # folder pays for it; folders it cannot list are already in summary.unlisted
         taken = {os.path.abspath(p) for p in inputs}
-        summary.not_in_patterns += [p for p in list_inputs(root, kind, lambda exc: None)
-                                    if os.path.abspath(p) not in taken]
+        left = [p for p in list_inputs(root, kind, lambda exc: None)
+                if os.path.abspath(p) not in taken]
+        summary.not_in_patterns += left
+        # named once, as what the service leaves out there (the watch's narrower patterns
+        # also put them among the files the kind leaves out, with no advice that fits)
+        gone = {os.path.abspath(p) for p in left}
+        summary.left_out[:] = [p for p in summary.left_out if os.path.abspath(p) not in gone]
 
 
 def _export_of_named(file: Path, kind: str, inputs: set[str]) -> bool:
