@@ -179,6 +179,31 @@ def test_cluster_replay_with_config_takes_the_watch_s_patterns(cluster, acq, tmp
     assert len(summary.not_in_patterns) == N_FRAMES + 1 - 9  # bad.tif among them
 
 
+def test_a_cluster_replay_reads_the_tiff_export_of_an_original_it_quarantines(cluster,
+                                                                             tmp_path):
+    # the exports left out beside originals refused on the driver (at their structural
+    # check) or on a worker (when read) are sent once those refusals are committed
+    from test_exports import refused_originals_with_exports
+
+    address, _ = cluster
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    refused_originals_with_exports(acq)
+    summary = replay(acq, tmp_path / "res", model=onnx, dask=address)
+    assert (summary.files, summary.done, summary.quarantined) == (5, 3, 2), summary.lines()
+    table = assert_exactly_once(tmp_path / "res", 3)
+    assert sorted(Path(s).name for s in table.source) == ["b.tif", "c.dm4", "stem 1.2 Mx.tif"]
+    assert [p.name for p in summary.exports] == ["c.tif"]
+    # every original refused on the driver: nothing to send but the export
+    only = tmp_path / "only"
+    only.mkdir()
+    for name in ("stem 1.2 Mx.emd", "stem 1.2 Mx.tif"):
+        shutil.copy(acq / name, only / name)
+    summary = replay(only, tmp_path / "res2", model=onnx, dask=address)
+    assert (summary.files, summary.done, summary.quarantined) == (2, 1, 1), summary.lines()
+    table = assert_exactly_once(tmp_path / "res2", 1)
+    assert [Path(s).name for s in table.source] == ["stem 1.2 Mx.tif"]
+
+
 def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, acq, tmp_path):
     address, _ = cluster
     folder, onnx = acq

@@ -144,6 +144,25 @@ def test_a_folder_of_many_frames_saved_in_both_forms_reads_each_original_once():
     assert len(read) == n and all(p.suffix == ".dm4" for p in read)
 
 
+def test_a_scan_asks_only_of_originals_with_an_export_whether_they_are_refused(tmp_path):
+    # an export of a refused (quarantined) original is an input; the service's rescan asks
+    # the ledger about the originals that have an export beside them, and no other file
+    for name in ("a.dm4", "a.tif", "b.emd", "b.TIF", "lone.dm4", "c.tif"):
+        (tmp_path / name).write_bytes(b"")
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    asked: list[str] = []
+
+    def refused(original: Path) -> bool:
+        asked.append(original.name)
+        return original.name == "b.emd"
+
+    unread: list[Path] = []
+    assert [p.name for p in scan(watch, unread, refused=refused)] == [
+        "a.dm4", "b.TIF", "b.emd", "c.tif", "lone.dm4"]
+    assert sorted(asked) == ["a.dm4", "b.emd"]
+    assert [p.name for p in unread] == ["a.tif"]
+
+
 def test_replay_names_thousands_of_exports_at_once():
     from nwwatch.service.replaysummary import ReplaySummary
 
@@ -179,3 +198,118 @@ def test_the_service_leaves_out_a_tiff_beside_an_original_of_any_suffix_case(tmp
     assert original_beside(tmp_path / "a.tif", watch) == tmp_path / "a.Dm4"
     assert original_beside(tmp_path / "b.TIFF", watch) == tmp_path / "b.sEr"
     assert unread_hint(tmp_path / "b.TIFF", "insitu").startswith("a TIFF export of b.sEr")
+
+
+def _two_detectors(path: Path, img) -> None:
+    """A Velox STEM image of two detectors (HAADF, BF), one frame each: refused at its
+    structural check, its reason saying to export the frames wanted as TIFF."""
+    import h5py
+    from test_io_emd import _add_image, _metadata
+
+    with h5py.File(path, "w") as hdf:
+        for detector in ("HAADF", "BF"):
+            _add_image(hdf, img[None], [_metadata(detector=detector)])
+
+
+def _damaged_emd(path: Path, img) -> None:
+    """A Velox image whose structure checks out and whose pixels do not decode: refused
+    when it is read."""
+    import h5py
+    from test_io_emd import _write
+
+    _write(path, img[None], compression="gzip")
+    with h5py.File(path, "r") as hdf:
+        (name,) = list(hdf["Data/Image"])
+        offset = hdf[f"Data/Image/{name}/Data"].id.get_chunk_info(0).byte_offset
+    with open(path, "r+b") as handle:
+        handle.seek(offset)
+        handle.write(b"\xff" * 16)
+
+
+def refused_originals_with_exports(acq: Path) -> None:
+    """``acq``: two originals refused beside their TIFF exports (``stem 1.2 Mx.emd`` at its
+    structural check, ``b.emd`` when read) and a readable original beside its export
+    (``c.dm4``)."""
+    acq.mkdir()
+    img = paint_insitu(110.0, size=64)
+    _two_detectors(acq / "stem 1.2 Mx.emd", img)
+    write_frame_tiff(acq / "stem 1.2 Mx.tif", img, pixel_size_nm=0.76)
+    img = paint_insitu(112.0, size=64)
+    _damaged_emd(acq / "b.emd", img)
+    write_frame_tiff(acq / "b.tif", img, pixel_size_nm=0.25)
+    _pair(acq, "c", 114.0)
+
+
+def test_replay_reads_the_tiff_export_of_an_original_it_quarantines(tmp_path):
+    # The refusal of a two-detector Velox file says to export the frames wanted as TIFF;
+    # saved beside it, that TIFF was left out as "the original is read", and the replay
+    # gave 0 rows, whether the original was refused at its check or when read.
+    acq = tmp_path / "acq"
+    refused_originals_with_exports(acq)
+    onnx = model(tmp_path)
+    s = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (s.files, s.done, s.quarantined, s.exit_status) == (5, 3, 2, 3), s.lines()
+    rows = ds.dataset(tmp_path / "out" / "frames", format="parquet").to_table().to_pylist()
+    assert sorted(r["source"] for r in rows) == [str(acq / n) for n in
+                                                 ("b.tif", "c.dm4", "stem 1.2 Mx.tif")]
+    (left_out,) = [line for line in s.lines() if line.startswith("note: left out")]
+    assert "1 TIFF export of the file of the same name beside it (c.tif): the original is " \
+           "read" in left_out, left_out
+    (read,) = [line for line in s.lines() if "in place of" in line]
+    assert "2 TIFF exports replayed in place of their originals, quarantined (b.tif, stem " \
+           "1.2 Mx.tif" in read, read
+    # again: the exports are done, the originals still quarantined, no row added
+    again = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (again.files, again.done, again.skipped, again.still_quarantined) == (5, 0, 3, 2)
+    assert ds.dataset(tmp_path / "out" / "frames", format="parquet").count_rows() == 3
+    # a shell glob naming every file gives the same rows
+    named = replay(sorted(acq.iterdir()), tmp_path / "named", kind="insitu", model=onnx)
+    assert (named.files, named.done, named.quarantined) == (5, 3, 2), named.lines()
+    rows = ds.dataset(tmp_path / "named" / "frames", format="parquet").to_table().to_pylist()
+    assert sorted(r["source"] for r in rows) == [str(acq / n) for n in
+                                                 ("b.tif", "c.dm4", "stem 1.2 Mx.tif")]
+
+
+def test_the_service_reads_the_tiff_export_of_an_original_it_quarantines(tmp_path):
+    acq, res = tmp_path / "in", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=1.0,
+                       batch_size=1, latency_ms=50, rescan=1.0)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    a, b = paint_insitu(110.0, size=64), paint_insitu(112.0, size=64)
+    try:
+        daemon.wait_event("ready", timeout=60)
+        # saved together: the export waits for its original's verdict, then is read
+        write_frame_tiff(acq / "a.tif", a, pixel_size_nm=0.5)
+        _two_detectors(acq / "a.emd", a)
+        queued = daemon.wait_event("export_queued", timeout=60)
+        assert (queued["source"], queued["original"]) == (str(acq / "a.tif"),
+                                                          str(acq / "a.emd"))
+        wait_rows(res, 1, timeout=60, proc=daemon)
+        # refused when read, the export saved only then, as the refusal says
+        _damaged_emd(acq / "b.emd", b)
+        daemon.wait_event("bad_input", timeout=60)
+        write_frame_tiff(acq / "b.tif", b, pixel_size_nm=0.5)
+        wait_rows(res, 2, timeout=60, proc=daemon)
+        time.sleep(3.0)  # rescans: neither export left out again, nor read twice
+        # a readable version replaces a.emd: it is read; the export's row stays
+        from test_io_emd import _write
+
+        fixed = _write(tmp_path / "a.emd", a[None])  # one image: read
+        fixed.replace(acq / "a.emd")
+        wait_rows(res, 3, timeout=60, proc=daemon)
+        time.sleep(2.0)
+        code, _ = daemon.terminate(timeout=30)
+        assert code == 0
+    finally:
+        if daemon.proc.poll() is None:
+            daemon.kill()
+    events = daemon.events()
+    processed = [e["source"] for e in events if e.get("event") == "file_processed"]
+    assert processed == [str(acq / "a.tif"), str(acq / "b.tif"), str(acq / "a.emd")], processed
+    rows = ds.dataset(res / "frames", format="parquet").to_table().to_pylist()
+    assert sorted(r["source"] for r in rows) == [str(acq / n) for n in
+                                                 ("a.emd", "a.tif", "b.tif")]
+    # left out again once its original is read
+    unread = [e for e in events if e.get("event") == "unread_format"]
+    assert str(acq / "a.tif") in unread[-1]["files"], unread

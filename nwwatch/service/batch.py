@@ -336,6 +336,19 @@ def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> 
     engine.log.info("file_reverted", source=source_name(path), sha256=key.sha256)
 
 
+def quarantined_now(engine: Engine, path: Path) -> bool:
+    """Whether ``engine``'s ledger lists the present version of ``path`` as quarantined
+    for its model and measurement version, as a rescan and a replay skip it (False for a
+    file gone): an original so refused has its TIFF export read in its place."""
+    try:
+        st = path.stat()
+    except OSError:
+        return False
+    return engine.ledger.quarantined_version(path_key(path), FileVersion.of(st),
+                                             engine.segmenter.model_sha256,
+                                             engine.measurement_version)
+
+
 def _stat(path: Path) -> tuple[int | None, int | None]:
     try:
         st = os.stat(path)

@@ -32,7 +32,7 @@ import pickle
 import shutil
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -79,13 +79,16 @@ class ClusterStats:
 
 def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: Engine,
                    summary, bar, *, inference, chunk_frames: int, force: bool = False,
-                   log=None, connection=None) -> ClusterStats:
+                   log=None, connection=None,
+                   then: Callable[[], Iterable[tuple[Path, object]]] | None = None
+                   ) -> ClusterStats:
     """Process the ``(file, structural check)`` pairs of ``todo`` on the cluster at
     ``address``, committing each task's rows to ``engine``'s ledger as it comes back.
     Counts go to ``summary`` (a :class:`~nwwatch.service.replaysummary.ReplaySummary`) and ``bar``;
     ``chunk_frames``: frames of the first tasks (local replay's chunk). ``connection``: the
     caller's :func:`nwwatch.service.clusterconnect.connect` (it closes it); None: connect
-    when there is work.
+    when there is work. ``then``: called once ``todo`` is done, every task of it committed,
+    for more pairs to process the same way (the TIFF exports of originals refused by then).
     """
     from distributed import as_completed
 
@@ -93,6 +96,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
     staging = (engine.results_dir / STAGING_DIR).resolve()
     pending = iter(todo)
     first = next(pending, None)
+    if first is None and then is not None:  # every file refused, skipped or done already
+        pending, then = iter(then()), None
+        first = next(pending, None)
     if first is None:  # all done already (a finished backfill resumed): no cluster needed
         clear_staging(staging)
         return stats
@@ -241,6 +247,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                         bar.advance(1, 0)
                     fut.release()
                     fill()
+                    if not inflight and then is not None:  # (as below)
+                        pending, then = iter(then()), None
+                        fill()
                     continue
                 if getattr(res, "code", None) != spec.code:  # a worker of an earlier release
                     _refuse_other_code(client, fut, res)
@@ -263,6 +272,10 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
                     frames_per_task = min(64 * engine.batch_size, max(
                         engine.batch_size, math.ceil(TARGET_TASK_S / max(per_frame_s, 1e-4))))
                 fill()
+                if not inflight and then is not None:
+                    # every task committed: the refusals read on the workers are recorded
+                    pending, then = iter(then()), None
+                    fill()
         clear_staging(staging)
     except Exception:
         _raise_if_scheduler_lost(client, address)

@@ -46,6 +46,8 @@ from nwwatch.service.engines import (
 from nwwatch.service.flush import FlushPolicy, write_held
 from nwwatch.service.inputs import LAYOUT_NOTES, layout_of_other_kind
 from nwwatch.service.ledger import Ledger, LedgerLostError, LedgerWriteError
+from nwwatch.service.ledgerdb import FileVersion
+from nwwatch.service.names import path_key, source_name
 from nwwatch.service.notify import Notifier
 from nwwatch.service.pipeline import (
     BatchReport,
@@ -58,7 +60,7 @@ from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
 from nwwatch.service.storagepause import StoragePause
 from nwwatch.service.tally import Tally
-from nwwatch.service.watcher import FolderWatcher, original_beside, stop_watchers
+from nwwatch.service.watcher import FolderWatcher, exports_beside, stop_watchers
 from nwwatch.service.watches import Watch
 from nwwatch.stopsignals import StopEvent
 
@@ -251,8 +253,6 @@ class Daemon:
                 self._settle_unfinished(raise_errors=True)
                 self.pause.probe(self.ledger)
             ready, bad = self.tracker.poll(self._inspect, now, budget_s=POLL_BUDGET_S)
-            if bad:
-                self._quarantine_bad(bad, watches)
             for item in ready:
                 w = watches[item.watch]
                 if item.path in queued:
@@ -260,7 +260,7 @@ class Daemon:
                     # structural check (a stack's pages) is the one its batch must read by
                     w.files = [item if f.path == item.path else f for f in w.files]
                     continue
-                if original_beside(item.path, w.config) is not None:
+                if w.left_out_as_export(item.path):
                     continue  # a TIFF export: its original is read (the rescan names it)
                 layout = layout_of_other_kind(w.config.kind, item.info)
                 if layout is not None:  # processed as the watch's kind, as replay does
@@ -271,6 +271,8 @@ class Daemon:
                 w.files.append(item)
                 w.since = w.since if w.since is not None else now
                 queued.add(item.path)
+            if bad:  # after the ready ones: an export among them, left out, is queued again
+                self._quarantine_bad(bad, watches)
             did_work = False
             for w in watches:
                 if not w.files:
@@ -419,6 +421,29 @@ class Daemon:
         counted = {o.batch_id for o in report.files if o.state == "done"}
         for held in w.engine.buffer.batches:
             held.tallied |= held.batch_id in counted
+        self._queue_exports([o.path for o in report.files if o.state == "quarantined"], w)
+
+    def _queue_exports(self, quarantined: list[Path], w: Watch) -> None:
+        """Queue the TIFF exports beside originals just quarantined: left out while the
+        original might be read, they are now the frames to read (a refusal may say to
+        export them). One ``export_queued`` line each, naming both files."""
+        for original in quarantined:
+            for export in exports_beside(original, w.config):
+                if export in self._queued or w.left_out_as_export(export):
+                    continue  # (another original of its stem may still be read)
+                try:
+                    st = export.stat()
+                except OSError:
+                    continue
+                if w.engine.ledger.is_finished(path_key(export), FileVersion.of(st),
+                                               w.engine.segmenter.model_sha256,
+                                               w.engine.measurement_version):
+                    continue
+                self.log.info("export_queued", source=source_name(export),
+                              original=source_name(original),
+                              reason="its original is quarantined: the TIFF export is read "
+                                     "in its place")
+                self.tracker.touch(export, w.index, w.config.settle_seconds)
 
     def _quarantine_bad(self, bad, watches: list[Watch]) -> None:
         for w in watches:
@@ -427,6 +452,7 @@ class Daemon:
                 BadInput(b.path, b.error, b.size if b.size >= 0 else None,
                          b.mtime_ns if b.mtime_ns >= 0 else None) for b in mine], self.log)
             self.tally.quarantined_on_inspection([b.path for b in mine])
+            self._queue_exports([b.path for b in mine], w)
 
     def _status_text(self, watches: list[Watch]) -> str:
         paused = self.pause.status_text()

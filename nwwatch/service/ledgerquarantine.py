@@ -70,6 +70,11 @@ class QuarantineList:
             return not keys or (model_sha256, measurement_version) in keys
         return True
 
+    def quarantined_paths(self) -> set[PathKey]:
+        """The paths the list holds, whatever their version: one query, so that a rescan
+        asks :meth:`quarantined_at` (a query and a stat a file) only of these."""
+        return {row[0] for row in self._db.execute("SELECT path FROM quarantine")}
+
     def quarantined_sha(self, path: PathKey) -> str | None:
         """The content hash the quarantine entry of ``path`` recorded (None: none, or refused
         before the file was hashed)."""

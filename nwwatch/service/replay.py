@@ -294,6 +294,12 @@ def replay(
         t0 = time.perf_counter()
         bar = Progress(len(files), enabled=progress, opened=bars)
         todo = _to_process(files, engine, force, summary, bar, log, kind)
+        exports = _exports_left_out(files, summary)
+
+        def exports_todo() -> Iterator[tuple[Path, object]]:
+            """The exports of originals refused by now (every file before processed)."""
+            again = _exports_of_refused(exports, engine, summary, bar, log)
+            return _to_process(again, engine, force, summary, bar, log, kind)
         if dask is not None:
             from nwwatch.service.cluster import run_on_cluster
             from nwwatch.service.clusterconnect import ClusterStartError
@@ -302,7 +308,7 @@ def replay(
                 summary.cluster = run_on_cluster(
                     todo, dask, engine, summary, bar, inference=inference, force=force,
                     log=log, chunk_frames=REPLAY_CHUNKS * engine.batch_size,
-                    connection=connection)
+                    connection=connection, then=exports_todo if exports else None)
             except ClusterStartError as exc:  # before any file was processed
                 if created.made(out):  # the folder this run made goes, as on a failed start
                     from nwwatch.results.quarantine import QUARANTINE_FILE
@@ -341,16 +347,20 @@ def replay(
             batch, frames = [], 0
 
         with held_rows_written_at_end(engine, summary.parquet_files):
-            for file, info in todo:
-                pages = max(1, info.n_pages)
-                # streams as the frame stage will run them for this file's frame size
-                streams = call_streams(engine, [info])
-                if batch and frames + pages > REPLAY_CHUNKS * streams * engine.batch_size:
-                    flush()
-                batch.append(ReadyFile(file, 0, info.size_bytes, 0, info, detected_at=None))
-                frames += pages
-                summary.seconds = time.perf_counter() - t0
-            flush()
+            # the exports left out last: an original refused at read is known once every
+            # batch before has been processed
+            for part in [lambda: todo] + ([exports_todo] if exports else []):
+                for file, info in part():
+                    pages = max(1, info.n_pages)
+                    # streams as the frame stage will run them for this file's frame size
+                    streams = call_streams(engine, [info])
+                    if batch and frames + pages > REPLAY_CHUNKS * streams * engine.batch_size:
+                        flush()
+                    batch.append(ReadyFile(file, 0, info.size_bytes, 0, info,
+                                           detected_at=None))
+                    frames += pages
+                    summary.seconds = time.perf_counter() - t0
+                flush()
         summary.seconds = time.perf_counter() - t0
         bar.close()
         # what an interrupted replay on Dask staged: this run processed those files itself
@@ -458,6 +468,56 @@ def _note_patterns(root: Path, kind: str, held: tuple[int, WatchConfig], inputs:
         # also put them among the files the kind leaves out, with no advice that fits)
         gone = {os.path.abspath(p) for p in left}
         summary.left_out[:] = [p for p in summary.left_out if os.path.abspath(p) not in gone]
+
+
+def _exports_left_out(files: list[tuple[Path, Path]], summary: ReplaySummary
+                      ) -> list[tuple[Path, Path, list[Path]]]:
+    """The TIFF exports the listing left out beside their originals (in
+    ``summary.left_out``), each with the folder its links must stay in and its originals
+    among ``files``: read after all, should those originals be refused
+    (:func:`_exports_of_refused`)."""
+    from nwwatch.service.watcher import ORIGINAL_SUFFIXES
+
+    by_stem: dict[str, list[tuple[Path, Path]]] = {}
+    for file, folder in files:
+        stem, suffix = os.path.splitext(os.path.abspath(file))
+        if suffix.lower() in ORIGINAL_SUFFIXES:
+            by_stem.setdefault(stem, []).append((file, folder))
+    if not by_stem:  # (a folder of TIFF frames only: nothing to look up)
+        return []
+    out = []
+    for export in summary.exports:
+        originals = by_stem.get(os.path.splitext(os.path.abspath(export))[0])
+        if originals:
+            out.append((export, originals[0][1], [file for file, _ in originals]))
+    return out
+
+
+def _exports_of_refused(exports: list[tuple[Path, Path, list[Path]]], engine,
+                        summary: ReplaySummary, bar: Progress, log) -> list[tuple[Path, Path]]:
+    """(export, its folder) of each of ``exports`` (:func:`_exports_left_out`) whose
+    originals the ledger now lists as quarantined at their present version, in this run or
+    an earlier one: the export is read in their place (a refusal may say to export the
+    frames as TIFF). Taken off ``summary.left_out`` (whose note says the original is read)
+    onto ``summary.exports_read``, counted in ``summary.files`` and ``bar``; one
+    ``replay.export_read`` line each, naming both files."""
+    from nwwatch.service.batch import quarantined_now
+    from nwwatch.service.names import source_name
+
+    again = [(export, folder, originals) for export, folder, originals in exports
+             if all(quarantined_now(engine, original) for original in originals)]
+    if not again:
+        return []
+    for export, _, originals in again:
+        log.info("replay.export_read", source=source_name(export),
+                 original=source_name(originals[0]),
+                 reason="its original is quarantined: the TIFF export is read in its place")
+    read = {os.path.abspath(export) for export, _, _ in again}
+    summary.left_out[:] = [p for p in summary.left_out if os.path.abspath(p) not in read]
+    summary.exports_read += [export for export, _, _ in again]
+    summary.files += len(again)
+    bar.extend(len(again))
+    return [(export, folder) for export, folder, _ in again]
 
 
 def _export_of_named(file: Path, kind: str, inputs: set[str]) -> bool:

@@ -101,6 +101,10 @@ class ReplaySummary:
     #: leave out (or its ignore patterns take): not replayed, as the service never processes
     #: them; not counted in ``files``.
     not_in_patterns: list[Path] = field(default_factory=list)
+    #: TIFF exports left out beside their originals (listed in :attr:`left_out` at first)
+    #: and read after all, as those originals were quarantined (in this run or an earlier
+    #: one, and unchanged since): counted in ``files``.
+    exports_read: list[Path] = field(default_factory=list)
     #: Files a ``--force`` run skipped as copies of a file that holds the same bytes and
     #: whose rows hold them: (file, that file's name).
     copies: list[tuple[Path, str]] = field(default_factory=list)
@@ -273,6 +277,14 @@ class ReplaySummary:
             # the service logs these as unread_format; a replay that found other files
             # still leaves them out
             out.append(f"note: left out of this replay: {'; '.join(self._left_out_clauses())}")
+        if self.exports_read:
+            n = len(self.exports_read)
+            many = n > 1
+            out.append(f"note: {n} TIFF export{'s' if many else ''} replayed in place of "
+                       f"{'their' if many else 'its'} original{'s' if many else ''}, "
+                       f"quarantined ({_first(p.name for p in self.exports_read)}; the "
+                       f"reason{'s' if many else ''}: nwwatch status --out "
+                       f"{self.results_dir})")
         if self.not_in_patterns and (self.files or self.input_path is None):
             out.append(f"note: {self._not_in_patterns()}")
         if self.not_tiff:
@@ -483,6 +495,12 @@ class Progress:
             except (OSError, ValueError):  # EIO from a hung-up terminal; a closed stream
                 if self._bar is not None:
                     self._gone()
+
+    def extend(self, files: int) -> None:
+        """``files`` more to process than the bar was made for."""
+        with self._lock:
+            if self._bar is not None:
+                self._bar.length += files
 
     def close(self) -> None:
         """Finish the bar (the terminal's cursor shown again, a new line); once."""

@@ -109,7 +109,8 @@ def _matcher(patterns: tuple[str, ...]) -> Callable[[str], re.Match | None]:
 
 def scan(watch: WatchConfig, unread: list[Path] | None = None,
          unlisted: Callable[[OSError], None] | None = None,
-         linked: Callable[[Path], None] | None = None) -> Iterator[Path]:
+         linked: Callable[[Path], None] | None = None,
+         refused: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """Every input file currently in the folder (hidden folders skipped), in sorted order.
 
     ``unread``, when given, collects the files the patterns leave out that are of a
@@ -122,7 +123,10 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
     called with the error of each folder that cannot be listed (no permission: a run folder
     of another user with mode 0700), whose files are then not yielded; None: such an error is
     raised. ``linked``: called with each symbolic link to a folder met by a recursive scan
-    (not followed)."""
+    (not followed). ``refused``: called with each original that has a TIFF export beside it
+    (and with no other file); True: the original is refused (quarantined at its present
+    version), so its exports are inputs, yielded, not left out, once every original of
+    their stem is refused."""
     if not watch.path.is_dir():
         return
 
@@ -137,7 +141,8 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
         except OSError as exc:
             failed(exc)
             return
-        yield from _folder(watch.path, [e.name for e in entries if e.is_file()], watch, unread)
+        yield from _folder(watch.path, [e.name for e in entries if e.is_file()], watch, unread,
+                           refused)
         return
     # os.walk's default skips a folder it cannot list in silence (its files were lost)
     for root, dirs, files in os.walk(watch.path, onerror=failed):
@@ -146,7 +151,7 @@ def scan(watch: WatchConfig, unread: list[Path] | None = None,
             for d in dirs:
                 if os.path.islink(os.path.join(root, d)):
                     linked(Path(root) / d)
-        yield from _folder(Path(root), sorted(files), watch, unread)
+        yield from _folder(Path(root), sorted(files), watch, unread, refused)
 
 
 #: What a file that a kind's default names take is most likely, and how nwwatch reads it.
@@ -192,26 +197,50 @@ def unread_hint(name: str | os.PathLike[str], kind: str) -> str:
 ORIGINAL_SUFFIXES = DM_SUFFIXES + EMD_SUFFIXES + SER_SUFFIXES
 
 
-def _original_names(path: Path) -> list[Path]:
-    """The names an original of the TIFF ``path`` may have: its stem with an
-    :data:`ORIGINAL_SUFFIXES` suffix in any case (``a.Dm4`` too, as :func:`scan` takes it)."""
+def _names_with(path: Path, suffixes: Iterable[str]) -> list[Path]:
+    """``path``'s stem with each of ``suffixes`` in any case (``a.Dm4`` too, as :func:`scan`
+    takes it)."""
     return [path.with_suffix("." + "".join(letters))
-            for suffix in ORIGINAL_SUFFIXES
+            for suffix in suffixes
             for letters in itertools.product(*((c.lower(), c.upper()) if c.isalpha() else (c,)
                                                for c in suffix.lstrip(".")))]
 
 
-def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
-    """The original that a TIFF ``path`` is an export of: a file of the same stem and an
-    :data:`ORIGINAL_SUFFIXES` suffix (any case) in its folder that ``watch`` takes as an
-    input; None for any other file. Such a TIFF is left out (by :func:`scan`, and by the
-    service once the file is ready: looked up once a file, not at each of its events), so a
-    frame saved in both forms gives one row, with the original's metadata."""
+def _original_names(path: Path) -> list[Path]:
+    """The names an original of the TIFF ``path`` may have: its stem with an
+    :data:`ORIGINAL_SUFFIXES` suffix in any case."""
+    return _names_with(path, ORIGINAL_SUFFIXES)
+
+
+def originals_beside(path: str | os.PathLike[str], watch: WatchConfig) -> list[Path]:
+    """Every original that a TIFF ``path`` is an export of: the files of the same stem and
+    an :data:`ORIGINAL_SUFFIXES` suffix (any case) in its folder that ``watch`` takes as
+    inputs; [] for any other file."""
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES:
-        return None
-    return next((o for o in _original_names(path) if matches(o.name, watch) and o.is_file()),
-                None)
+        return []
+    return [o for o in _original_names(path) if matches(o.name, watch) and o.is_file()]
+
+
+def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
+    """The original that a TIFF ``path`` is an export of (the first of
+    :func:`originals_beside`); None for any other file. Such a TIFF is left out (by
+    :func:`scan`, and by the service once the file is ready: looked up once a file, not at
+    each of its events), so a frame saved in both forms gives one row, with the original's
+    metadata, unless the original is refused (quarantined: :func:`scan`'s ``refused``),
+    when the export is read in its place."""
+    return next(iter(originals_beside(path, watch)), None)
+
+
+def exports_beside(original: str | os.PathLike[str], watch: WatchConfig) -> list[Path]:
+    """The TIFF exports of ``original`` (a file of an :data:`ORIGINAL_SUFFIXES` suffix) in
+    its folder that ``watch`` takes as inputs: files of its stem and a TIFF suffix, any
+    case; [] for any other file."""
+    original = Path(original)
+    if original.suffix.lower() not in ORIGINAL_SUFFIXES:
+        return []
+    return [e for e in _names_with(original, TIFF_SUFFIXES)
+            if matches(e.name, watch) and e.is_file()]
 
 
 def _export_hint(path: Path) -> str:
@@ -226,14 +255,24 @@ def _export_hint(path: Path) -> str:
 
 
 def _folder(folder: Path, names: list[str], watch: WatchConfig,
-            unread: list[Path] | None) -> Iterator[Path]:
+            unread: list[Path] | None,
+            refused: Callable[[Path], bool] | None = None) -> Iterator[Path]:
     """The input files among ``names`` (files of ``folder``, sorted); see :func:`scan`."""
     inputs = [name for name in names if matches(name, watch)]
-    originals = {os.path.splitext(name)[0] for name in inputs
-                 if os.path.splitext(name)[1].lower() in ORIGINAL_SUFFIXES}
+    originals: dict[str, list[str]] = {}  # stem: the names of its originals
+    for name in inputs:
+        stem, suffix = os.path.splitext(name)
+        if suffix.lower() in ORIGINAL_SUFFIXES:
+            originals.setdefault(stem, []).append(name)
     # a set: a folder of thousands of frames saved in both forms is scanned every minute
     exports = {name for name in inputs if os.path.splitext(name)[0] in originals
                and os.path.splitext(name)[1].lower() in TIFF_SUFFIXES}
+    if exports and refused is not None:
+        # a refused original's export is read in its place (its refusal may say to export
+        # the frames as TIFF); only the originals that have an export beside them are asked
+        read = {stem for stem in {os.path.splitext(name)[0] for name in exports}
+                if all(refused(folder / name) for name in originals[stem])}
+        exports = {name for name in exports if os.path.splitext(name)[0] not in read}
     yield from (folder / name for name in inputs if name not in exports)
     if unread is not None:
         stems = {Path(name).stem for name in inputs}

@@ -8,7 +8,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from nwwatch.service.batch import Engine
+from nwwatch.service.batch import Engine, quarantined_now
 from nwwatch.service.config import WatchConfig
 from nwwatch.service.ledgerdb import FileVersion
 from nwwatch.service.names import file_identity, path_key
@@ -16,6 +16,7 @@ from nwwatch.service.readiness import ReadyFile, Tracker
 from nwwatch.service.watcher import (
     SLOW_POLL_INTERVAL_S,
     FolderWatcher,
+    originals_beside,
     paced_wait_seconds,
     scan,
 )
@@ -39,6 +40,35 @@ class Watch:
     unlisted: set[str] = field(default_factory=set)
     #: ``polling_slow`` was logged (once per service run and folder).
     slow_poll_logged: bool = False
+
+    def original_refused(self, original: Path) -> bool:
+        """Whether ``original`` is quarantined at its present version under this watch's
+        engine (:func:`nwwatch.service.batch.quarantined_now`): a TIFF export beside it is
+        then read in its place. A version replaced since (a readable file saved over it)
+        is not refused: its export is left out again."""
+        return quarantined_now(self.engine, original)
+
+    def left_out_as_export(self, path: Path) -> bool:
+        """Whether ``path`` is a TIFF export of an original beside it that may be read
+        (:func:`nwwatch.service.watcher.original_beside`): left out, the original read.
+        The export of originals all refused (:meth:`original_refused`) is read."""
+        originals = originals_beside(path, self.config)
+        return bool(originals) and not all(map(self.original_refused, originals))
+
+    def _refused_check(self):
+        """:func:`scan`'s ``refused`` for one rescan: the quarantine list is read once, at
+        the first original with an export beside it, and only the originals it names are
+        stat'ed and checked by version (a folder of thousands of frames saved in both forms
+        costs one query a rescan)."""
+        listed: set | None = None
+
+        def refused(original: Path) -> bool:
+            nonlocal listed
+            if listed is None:
+                listed = self.engine.ledger.quarantined_paths()
+            return path_key(original) in listed and self.original_refused(original)
+
+        return refused
 
     def frames(self) -> int:
         return sum(max(1, getattr(f.info, "n_pages", 1)) for f in self.files)
@@ -141,7 +171,8 @@ class Watch:
         # tracker check it sooner.
         tracked = None
         try:
-            for path in scan(self.config, unread, errors.append):
+            for path in scan(self.config, unread, errors.append,
+                             refused=self._refused_check()):
                 if tracked is None:
                     tracked = tracker.paths()
                     ledger = self.engine.ledger
