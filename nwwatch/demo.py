@@ -7,6 +7,7 @@ of frames, labels and tomogram slices.
 
 from __future__ import annotations
 
+import os
 import time
 from collections import Counter
 from dataclasses import dataclass
@@ -262,8 +263,8 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     )
 
     say("4/4 plotting contact angle against time and drawing overlays")
-    frames_table = ds.dataset(results / "frames", format="parquet").to_table()
-    truth_table = pq.read_table(video / "truth.parquet")
+    frames_table = ds.dataset(os.path.abspath(results / "frames"), format="parquet").to_table()
+    truth_table = pq.read_table(os.path.abspath(video / "truth.parquet"))
     series = angle_vs_time(frames_table, truth_table)
     stats = angle_errors(series.true_deg, series.valid_deg)
     plot = out / "contact_angle_vs_time.png"

@@ -194,7 +194,7 @@ def _truth_angles(root: Path, stems: list[str]
 
     path = root / "truth.parquet"
     try:
-        table = pq.read_table(path)
+        table = pq.read_table(os.path.abspath(path))  # a relative "d:1/…" is no URI
     except (OSError, pa.ArrowException) as exc:
         raise DatasetLayoutError(path, f"cannot be read as a Parquet table ({exc}); remove it "
                                        f"or give --no-angles") from None

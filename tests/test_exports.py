@@ -313,3 +313,57 @@ def test_the_service_reads_the_tiff_export_of_an_original_it_quarantines(tmp_pat
     # left out again once its original is read
     unread = [e for e in events if e.get("event") == "unread_format"]
     assert str(acq / "a.tif") in unread[-1]["files"], unread
+
+
+def test_an_original_too_large_whose_export_stood_in_is_not_read_later(tmp_path, monkeypatch):
+    """An EMD series read whole, refused as too large for the memory, whose TIFF export (the
+    refusal's advice) was read in its place, was taken off the quarantine list at the next
+    start with more memory (or by any --dask replay) and read too: every frame twice."""
+    from collections import Counter
+
+    import numpy as np
+    import tifffile
+    from test_io_emd import _write
+
+    import nwwatch.service.stackmemory as stackmemory
+    from nwwatch.resources import Limit
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    frames = np.stack([paint_insitu(100.0 + i * 0.2, size=64)
+                       for i in range(80)]).astype(np.float32)
+    _write(acq / "a.emd", frames, chunked=False)
+    tifffile.imwrite(acq / "a.tif", frames)  # a page a frame: read a chunk at a time
+    onnx = model(tmp_path)
+    monkeypatch.setattr(stackmemory, "CHECKED_FROM_BYTES", 0)
+    monkeypatch.setattr(stackmemory, "available_memory",
+                        lambda *a: Limit(512 * 1024, "/sys/fs/cgroup/memory.max"))
+    first = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (first.done, first.quarantined) == (1, 1)
+    monkeypatch.undo()  # the memory raised
+    replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    table = ds.dataset(tmp_path / "out" / "frames", format="parquet").to_table()
+    assert Counter(Path(s).name for s in table.column("source").to_pylist()) == {"a.tif": 80}
+
+
+def test_on_a_case_insensitive_mount_an_original_is_found_once_by_its_listed_name(
+        tmp_path, monkeypatch):
+    # Was: every spelling of a.emd (8 of them) "existed" on a Windows share, none of them
+    # the name the ledger knows (a.EMD), so the service never took the original as refused
+    # and never read its export. Simulated: every spelling opens the listed file.
+    from nwwatch.service.watcher import exports_beside, originals_beside
+
+    (tmp_path / "a.EMD").write_bytes(b"x")
+    (tmp_path / "a.tif").write_bytes(b"y")
+    real_stat = Path.stat
+
+    def case_blind(self, *args, **kwargs):
+        for listed in ("a.EMD", "a.tif"):
+            if self.name.lower() == listed.lower():
+                return real_stat(self.parent / listed, *args, **kwargs)
+        return real_stat(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "stat", case_blind)
+    watch = WatchConfig(path=tmp_path, kind="insitu")
+    assert originals_beside(tmp_path / "a.tif", watch) == [tmp_path / "a.EMD"]
+    assert exports_beside(tmp_path / "a.EMD", watch) == [tmp_path / "a.tif"]

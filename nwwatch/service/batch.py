@@ -336,15 +336,26 @@ def note_skipped(engine: Engine, path: Path, key: ItemKey, known: ItemState) -> 
     engine.log.info("file_reverted", source=source_name(path), sha256=key.sha256)
 
 
+#: Refusals of a file the service may not read: it is read as soon as it opens
+#: (``quarantined_at``), so its TIFF export must not stand in for it meanwhile (the frames
+#: would get rows twice, the export's and then the original's). A stack refused as too large
+#: for the memory is not retried once its export stood in (``retry_stacks_that_fit``).
+RETRIED_REFUSALS = frozenset({"UnreadableFileError"})
+
+
 def quarantined_now(engine: Engine, path: Path) -> bool:
     """Whether ``engine``'s ledger lists the present version of ``path`` as quarantined
-    for its model and measurement version, as a rescan and a replay skip it (False for a
-    file gone): an original so refused has its TIFF export read in its place."""
+    for its model and measurement version, for what the file is (not a refusal that is
+    retried, :data:`RETRIED_REFUSALS`), as a rescan and a replay skip it (False for a file
+    gone): an original so refused has its TIFF export read in its place."""
     try:
         st = path.stat()
     except OSError:
         return False
-    return engine.ledger.quarantined_version(path_key(path), FileVersion.of(st),
+    key = path_key(path)
+    if engine.ledger.quarantine_error_type(key) in RETRIED_REFUSALS:
+        return False
+    return engine.ledger.quarantined_version(key, FileVersion.of(st),
                                              engine.segmenter.model_sha256,
                                              engine.measurement_version)
 

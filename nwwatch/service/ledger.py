@@ -181,6 +181,12 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
             "AND state='done' LIMIT 1", (path, model_sha256, measurement_version),
         ).fetchone() is not None
 
+    def has_rows_under(self, path: PathKey) -> bool:
+        """Whether the rows of a done content carry the name ``path`` (any model or
+        measurement version)."""
+        return self._db.execute("SELECT 1 FROM items WHERE source=? AND state='done' LIMIT 1",
+                                (path,)).fetchone() is not None
+
     def cached_sha(self, path: PathKey, version: FileVersion, *,
                    trust_earlier: bool = True) -> str | None:
         """The hash of this ``version`` of ``path`` when it was hashed before, else None.

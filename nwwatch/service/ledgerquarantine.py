@@ -75,6 +75,12 @@ class QuarantineList:
         asks :meth:`quarantined_at` (a query and a stat a file) only of these."""
         return {row[0] for row in self._db.execute("SELECT path FROM quarantine")}
 
+    def quarantine_error_type(self, path: PathKey) -> str | None:
+        """The error type of ``path``'s entry of the list (None: not listed)."""
+        row = self._db.execute("SELECT error_type FROM quarantine WHERE path=?",
+                               (path,)).fetchone()
+        return None if row is None else row[0]
+
     def quarantined_sha(self, path: PathKey) -> str | None:
         """The content hash the quarantine entry of ``path`` recorded (None: none, or refused
         before the file was hashed)."""

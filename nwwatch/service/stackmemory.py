@@ -113,7 +113,16 @@ def retry_stacks_that_fit(ledger, log, check_memory: bool = True) -> int:
     ``check_memory`` False: every one whose file is unchanged is tried again, unread (a Dask
     replay: the workers' memory decides). Logs ``stack_retried`` per file; returns their
     number."""
+    from nwwatch.service.config import WatchConfig
+    from nwwatch.service.names import path_key
+    from nwwatch.service.watcher import exports_beside
+
     def fits(path: Path) -> TiffInfo | None:
+        if any(ledger.has_rows_under(path_key(export)) for export in
+               exports_beside(path, WatchConfig(path=path.parent, kind="insitu"))):
+            # its TIFF export was read in its place (the refusal's own advice): read now,
+            # its frames would get rows twice
+            return None
         try:
             info = inspect_tiff(path)
             if check_memory:

@@ -14,6 +14,7 @@ import functools
 import itertools
 import os
 import re
+import stat
 import statistics
 import threading
 import time
@@ -219,7 +220,34 @@ def originals_beside(path: str | os.PathLike[str], watch: WatchConfig) -> list[P
     path = Path(path)
     if path.suffix.lower() not in TIFF_SUFFIXES:
         return []
-    return [o for o in _original_names(path) if matches(o.name, watch) and o.is_file()]
+    return [o for o in _existing(_original_names(path)) if matches(o.name, watch)]
+
+
+def _existing(names: list[Path]) -> list[Path]:
+    """The regular files among ``names`` (spellings of one stem and suffix in every case),
+    each once, under the name its folder lists: on a case-insensitive mount (a Windows
+    share) every spelling opens the one file, and the ledger knows it by its listed name."""
+    found: dict[tuple[int, int], list[Path]] = {}
+    for name in names:
+        try:
+            st = name.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode):
+            found.setdefault((st.st_dev, st.st_ino), []).append(name)
+    out = []
+    for spellings in found.values():
+        if len(spellings) == 1:
+            out.append(spellings[0])
+            continue
+        folder = spellings[0].parent
+        wanted = {s.name for s in spellings}
+        try:
+            listed = [n for n in os.listdir(folder) if n in wanted]
+        except OSError:
+            listed = []
+        out.append(folder / listed[0] if listed else spellings[0])
+    return out
 
 
 def original_beside(path: str | os.PathLike[str], watch: WatchConfig) -> Path | None:
@@ -239,8 +267,8 @@ def exports_beside(original: str | os.PathLike[str], watch: WatchConfig) -> list
     original = Path(original)
     if original.suffix.lower() not in ORIGINAL_SUFFIXES:
         return []
-    return [e for e in _names_with(original, TIFF_SUFFIXES)
-            if matches(e.name, watch) and e.is_file()]
+    return [e for e in _existing(_names_with(original, TIFF_SUFFIXES))
+            if matches(e.name, watch)]
 
 
 def _export_hint(path: Path) -> str:
