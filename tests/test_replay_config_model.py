@@ -147,3 +147,6 @@ def test_replay_with_config_takes_the_watch_s_patterns(tmp_path):
     assert not any("does not look for" in line for line in flat.lines()), flat.lines()
     below = replay(acq / "sub", tmp_path / "out7", kind="insitu", config=config)
     assert below.files == 0 and [p.name for p in below.not_in_patterns] == ["run_002.tif"]
+    named = replay(acq / "sub" / "run_002.tif", tmp_path / "out8", kind="insitu",
+                   config=config)
+    assert named.files == 0 and [p.name for p in named.not_in_patterns] == ["run_002.tif"]

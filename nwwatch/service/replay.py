@@ -422,8 +422,9 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary,
             seen.add(key)
             if not root.is_dir() and is_mdoc(file):
                 mdocs.append(file)
-            elif not root.is_dir() and watch is not None and not matches(file.name, watch) \
-                    and _named_input(file):
+            elif not root.is_dir() and watch is not None and _named_input(file) and (
+                    not matches(file.name, watch) or not watch.recursive
+                    and os.path.realpath(file.parent) != os.path.realpath(watch.path)):
                 # named (a shell glob), but a name the service leaves out of that folder
                 summary.not_in_patterns.append(file)
             elif root.is_dir() or _named_input(file):
