@@ -255,8 +255,8 @@ def test_replay_reads_the_tiff_export_of_an_original_it_quarantines(tmp_path):
     (left_out,) = [line for line in s.lines() if line.startswith("note: left out")]
     assert "1 TIFF export of the file of the same name beside it (c.tif): the original is " \
            "read" in left_out, left_out
-    (read,) = [line for line in s.lines() if "in place of" in line]
-    assert "2 TIFF exports replayed in place of their originals, quarantined (b.tif, stem " \
+    (read,) = [line for line in s.lines() if "stands in for" in line or "stand in for" in line]
+    assert "2 TIFF exports stand in for their originals, quarantined (b.tif, stem " \
            "1.2 Mx.tif" in read, read
     # again: the exports are done, the originals still quarantined, no row added
     again = replay(acq, tmp_path / "out", kind="insitu", model=onnx)

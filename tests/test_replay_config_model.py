@@ -144,6 +144,8 @@ def test_replay_with_config_takes_the_watch_s_patterns(tmp_path):
     flat = replay(acq, tmp_path / "out6", kind="insitu", config=config)
     assert _sources(tmp_path / "out6") == ["run_001.tif"]
     assert "run_002.tif" in {p.name for p in flat.not_in_patterns}
+    assert any("sub-folders, which it does not watch (recursive = false)" in line
+               for line in flat.lines()), flat.lines()
     assert not any("does not look for" in line for line in flat.lines()), flat.lines()
     below = replay(acq / "sub", tmp_path / "out7", kind="insitu", config=config)
     assert below.files == 0 and [p.name for p in below.not_in_patterns] == ["run_002.tif"]

@@ -995,3 +995,19 @@ def test_a_left_out_file_is_counted_once_when_its_folder_is_walked_twice(tmp_pat
     s = replay([acq, acq / "sub", acq], tmp_path / "out", kind="insitu", model=onnx)
     (note,) = [line for line in s.lines() if line.startswith("note: left out of this replay: ")]
     assert "2 files of a format replay does not read (a.avi, tilt.st)" in note, note
+
+
+def test_files_touched_since_they_were_done_read_as_done_before(tmp_path, acquisition):
+    # Was: a file whose bytes are unchanged but whose mtime is new was skipped as done once
+    # hashed, yet the last line read "all 5 files processed", as if each had been measured.
+    import os
+
+    acq, onnx = acquisition
+    (acq / "junk.tif").unlink()
+    replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    for file in acq.iterdir():
+        os.utime(file, None)
+    again = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
+    assert (again.done, again.skipped, again.skipped_earlier) == (0, 5, 5)
+    assert again.lines()[-1] == ("replay complete: all 5 files processed, none of them new: "
+                                 "all done before")

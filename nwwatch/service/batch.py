@@ -108,6 +108,9 @@ class FileOutcome:
     #: For a file skipped by a forced run: the name whose rows hold its content, a file that
     #: still holds the same bytes (forcing the copy would move those rows to it).
     copy_of: str = ""
+    #: For a file skipped as done: its own path's content was done before (its bytes
+    #: unchanged, its mtime new: not known by its version until hashed).
+    earlier: bool = False
 
     def row_counts(self) -> Counter[tuple[str, str]]:
         """This file's rows by (status, reason_code)."""
@@ -243,7 +246,9 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
                     report.files.append(FileOutcome(path, "quarantined", reason=why,
                                                     detected_at=detected_at))
                     continue
-            report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}"))
+            report.files.append(FileOutcome(path, "skipped", reason=f"already {known.state}",
+                                            earlier=known.state == "done"
+                                            and known.source == name))
             continue
         if engine.buffer.holds(key):  # processed, its rows wait for their file
             ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)

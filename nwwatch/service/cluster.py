@@ -616,6 +616,9 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
             summary.quarantined += 1
         else:
             summary.skipped += 1
+            known = ledger.item(key)  # its own path's content, done before (as batch.collect)
+            summary.skipped_earlier += (known is not None and known.state == "done"
+                                        and known.source == name and not f.duplicate)
     if copies and engine.overlays.mode != "none":
         _remove_pictures_of_copies(engine, res, copies)
     refresh_quarantine(ledger, engine.results_dir, log)

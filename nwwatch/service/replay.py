@@ -458,6 +458,8 @@ def _note_patterns(root: Path, kind: str, held: tuple[int, WatchConfig], inputs:
     index, watch = held
     summary.patterns_of.setdefault(
         f"watch[{index}]", (tuple(watch.patterns), tuple(watch.ignore_patterns)))
+    if not watch.recursive:
+        summary.not_recursive.add(f"watch[{index}]")
     if root.is_dir():
         # walked again with the default names: only a replay with --config of a watched
         # folder pays for it; folders it cannot list are already in summary.unlisted

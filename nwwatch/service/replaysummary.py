@@ -101,6 +101,9 @@ class ReplaySummary:
     #: leave out (or its ignore patterns take): not replayed, as the service never processes
     #: them; not counted in ``files``.
     not_in_patterns: list[Path] = field(default_factory=list)
+    #: Of those watches, the ones without their sub-folders (``recursive = false``): the
+    #: files there are left out by that, not by the patterns.
+    not_recursive: set[str] = field(default_factory=set)
     #: TIFF exports left out beside their originals (listed in :attr:`left_out` at first)
     #: and read after all, as those originals were quarantined (in this run or an earlier
     #: one, and unchanged since): counted in ``files``.
@@ -205,6 +208,8 @@ class ReplaySummary:
         return "; ".join(
             f"--config's {watch} patterns {', '.join(patterns)} (ignore_patterns "
             f"{', '.join(ignored) or 'none'})"
+            + (", and its sub-folders, which it does not watch (recursive = false)"
+               if watch in self.not_recursive else "")
             for watch, (patterns, ignored) in self.patterns_of.items())
 
     def _not_in_patterns(self) -> str:
@@ -280,7 +285,9 @@ class ReplaySummary:
         if self.exports_read:
             n = len(self.exports_read)
             many = n > 1
-            out.append(f"note: {n} TIFF export{'s' if many else ''} replayed in place of "
+            # (read now, or counted as done when an earlier replay read it)
+            out.append(f"note: {n} TIFF export{'s' if many else ''} "
+                       f"stand{'' if many else 's'} in for "
                        f"{'their' if many else 'its'} original{'s' if many else ''}, "
                        f"quarantined ({_first(p.name for p in self.exports_read)}; the "
                        f"reason{'s' if many else ''}: nwwatch status --out "
@@ -413,6 +420,7 @@ def tally(summary: ReplaySummary, report, bar: Progress) -> None:
             summary.still_quarantined += 1
         elif f.state == "skipped":
             summary.skipped += 1
+            summary.skipped_earlier += f.earlier
             if f.done_as:
                 summary.renamed.append((f.path, f.done_as))
             if f.copy_of:
