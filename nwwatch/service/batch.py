@@ -288,15 +288,21 @@ def forced_copy_of(ledger, name, known: ItemState | None, sha: str, beat=None) -
     acquisition, to it; the copy is skipped instead."""
     if known is None or known.state != "done" or known.source == name:
         return ""
-    owner = Path(os.fsdecode(known.source))
     try:  # only a file seen to hold the bytes (gone, unreadable, a folder now: no copy)
-        st = check_regular(owner)
-        there = ledger.cached_sha(known.source, FileVersion.of(st), trust_earlier=False)
-        if there is None:
-            there = file_sha256(owner, progress=beat)
+        there = _content_of(ledger, known.source, beat)
     except (OSError, InputError):
         return ""
     return display(known.source) if there == sha else ""
+
+
+def _content_of(ledger, name, beat=None) -> str:
+    """The sha256 of the regular file ``name`` (a ledger key) as it is now: the ledger's
+    hash of its version, else hashed. Raises FileNotFoundError when it is gone, OSError or
+    InputError when it cannot be read as a regular file."""
+    path = Path(os.fsdecode(name))
+    st = check_regular(path)
+    there = ledger.cached_sha(name, FileVersion.of(st), trust_earlier=False)
+    return there if there is not None else file_sha256(path, progress=beat)
 
 
 def _moved_from(ledger, name, done_as, sha: str, beat=None) -> str:
@@ -308,10 +314,7 @@ def _moved_from(ledger, name, done_as, sha: str, beat=None) -> str:
     if done_as == name:
         return ""
     try:
-        st = check_regular(Path(os.fsdecode(done_as)))
-        there = ledger.cached_sha(done_as, FileVersion.of(st), trust_earlier=False)
-        if there is None:
-            there = file_sha256(Path(os.fsdecode(done_as)), progress=beat)
+        there = _content_of(ledger, done_as, beat)
     except FileNotFoundError:
         return display(done_as)
     except (OSError, InputError):  # unreadable there: nothing known of a move

@@ -172,20 +172,16 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         ).fetchone()
         return None if row is None else ItemState(*row)
 
-    def holds_rows_of(self, path: PathKey, model_sha256: str, measurement_version: str) -> bool:
-        """Whether ``path`` is the file whose name the rows of a done content of this model
-        and measurement version carry (its copies elsewhere are skipped: one row per
-        content)."""
+    def holds_rows_of(self, path: PathKey, model_sha256: str | None = None,
+                      measurement_version: str | None = None) -> bool:
+        """Whether ``path`` is the file whose name the rows of a done content carry, of this
+        model and measurement version (None: any): its copies elsewhere are skipped, one row
+        per content."""
         return self._db.execute(
-            "SELECT 1 FROM items WHERE source=? AND model_sha256=? AND measurement_version=? "
-            "AND state='done' LIMIT 1", (path, model_sha256, measurement_version),
+            "SELECT 1 FROM items WHERE source=? AND state='done' AND (? IS NULL OR "
+            "model_sha256=?) AND (? IS NULL OR measurement_version=?) LIMIT 1",
+            (path, model_sha256, model_sha256, measurement_version, measurement_version),
         ).fetchone() is not None
-
-    def has_rows_under(self, path: PathKey) -> bool:
-        """Whether the rows of a done content carry the name ``path`` (any model or
-        measurement version)."""
-        return self._db.execute("SELECT 1 FROM items WHERE source=? AND state='done' LIMIT 1",
-                                (path,)).fetchone() is not None
 
     def cached_sha(self, path: PathKey, version: FileVersion, *,
                    trust_earlier: bool = True) -> str | None:

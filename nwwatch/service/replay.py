@@ -92,7 +92,7 @@ def list_inputs(path: Path, kind: str, unlisted: Callable[[OSError], None] | Non
 
     names = {} if watch is None else {"patterns": watch.patterns,
                                       "ignore_patterns": watch.ignore_patterns}
-    if watch is not None and not watch.recursive and os.path.realpath(watch.path) != top:
+    if watch is not None and _below_unwatched(path, watch):
         return []  # a folder below a watch without its sub-folders: the service reads none
     recursive = watch is None or watch.recursive
     return list(scan(WatchConfig(path=path, kind=kind, recursive=recursive, **names), unread,
@@ -423,8 +423,7 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary,
             if not root.is_dir() and is_mdoc(file):
                 mdocs.append(file)
             elif not root.is_dir() and watch is not None and _named_input(file) and (
-                    not matches(file.name, watch) or not watch.recursive
-                    and os.path.realpath(file.parent) != os.path.realpath(watch.path)):
+                    not matches(file.name, watch) or _below_unwatched(file.parent, watch)):
                 # named (a shell glob), but a name the service leaves out of that folder
                 summary.not_in_patterns.append(file)
             elif root.is_dir() or _named_input(file):
@@ -448,6 +447,12 @@ def _inputs_of(roots: list[Path], kind: str, summary: ReplaySummary,
     summary.not_in_patterns[:] = list({os.path.abspath(p): p for p in summary.not_in_patterns
                                        if os.path.abspath(p) not in replayed}.values())
     return out
+
+
+def _below_unwatched(folder: Path, watch: WatchConfig) -> bool:
+    """Whether ``folder`` is a sub-folder of ``watch``'s folder that it does not watch
+    (``recursive = false``): the service reads none of its files."""
+    return not watch.recursive and os.path.realpath(folder) != os.path.realpath(watch.path)
 
 
 def _note_patterns(root: Path, kind: str, held: tuple[int, WatchConfig], inputs: list[Path],

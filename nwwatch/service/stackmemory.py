@@ -118,7 +118,7 @@ def retry_stacks_that_fit(ledger, log, check_memory: bool = True) -> int:
     from nwwatch.service.watcher import exports_beside
 
     def fits(path: Path) -> TiffInfo | None:
-        if any(ledger.has_rows_under(path_key(export)) for export in
+        if any(ledger.holds_rows_of(path_key(export)) for export in
                exports_beside(path, WatchConfig(path=path.parent, kind="insitu"))):
             # its TIFF export was read in its place (the refusal's own advice): read now,
             # its frames would get rows twice
