@@ -37,8 +37,9 @@ class MeasurementPoints:
     facet: np.ndarray
     facet_rejected: np.ndarray
 
-#: Bumps whenever results for the same labels would change (the daemon's ledger keys on it).
-MEASUREMENT_VERSION = "2.2.19"
+#: Bumps whenever the rows of the same input files would change, by the measurement or by
+#: what reaches it (reading, normalisation): the daemon's ledger keys on it.
+MEASUREMENT_VERSION = "2.2.20"
 
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
