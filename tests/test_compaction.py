@@ -597,3 +597,74 @@ def test_a_relative_results_path_that_looks_like_a_uri(results, monkeypatch):
                     force=True)
     assert forced.done == 1
     assert replay(tmp / "in" / "a", "run:1", kind="insitu", model=onnx).skipped == 6
+
+
+#: Frame columns measurement 1.0.0 did not write yet (its files, at the top of frames/,
+#: hold the others, source, frame, status, reason, angle_valid and droplet_cut not-null).
+COLUMNS_AFTER_1_0_0 = [
+    "reason_code", "contact_angle_left_uncertainty_deg", "contact_angle_right_uncertainty_deg",
+    "facet_source", "facet_inclination_deg", "facet_scatter_px", "n_facet_points",
+    "facet_edge", "facet_edge_shift_px", "facet_edge_snr", "wire_status", "cap_excess_px",
+    "triple_depth_px", "confidence", "overlay_path", "confidence_ms"]
+
+
+def test_rows_of_measurement_1_0_0_are_compacted_with_current_rows(results, tmp_path):
+    # Was: `nwwatch compact` stopped with ArrowInvalid "Column 'reason_code' is declared
+    # non-nullable but contains nulls" on an acquisition holding rows of measurement 1.0.0
+    # (no reason_code column) beside current rows, so that folder could never be compacted.
+    from nwwatch.dashboard.data import ResultsStore
+    from nwwatch.dashboard.report import write_report
+
+    tmp, out, onnx = results
+    current = pq.read_table(dataset_files(out / "frames")[0])  # a's f00 and f01
+    old = current.drop_columns(COLUMNS_AFTER_1_0_0 + ["droplet_cut"])  # droplet_cut: the
+    # other not-null column a file of another writer may lack
+    old = old.set_column(old.schema.get_field_index("measurement_version"),
+                         "measurement_version", pa.array(["1.0.0"] * old.num_rows))
+    old = old.set_column(old.schema.get_field_index("batch_id"), "batch_id",
+                         pa.array(["b-1.0.0"] * old.num_rows))
+    assert not old.schema.field("status").nullable  # as 1.0.0 declared its columns
+    pq.write_table(old, out / "frames" / "frames-20240101T000000000000Z-old100.parquet")
+    rebuild_ledger(out)  # the ledger of a service that wrote both
+    before = read_results(out, current=False)
+    # the reader declares what its rows hold: null reason_code in the 1.0.0 rows
+    assert before.schema.field("reason_code").nullable
+    before = before.to_pandas()
+    assert len(before) == 10
+
+    r = CliRunner().invoke(compact_cmd, [str(out)])
+    assert r.exit_code == 0, r.output
+    assert "compacted 2 acquisition(s): 6 files -> 2, 10 rows" in r.output, r.output
+    [a_file] = [p for p in dataset_files(out / "frames") if "acquisition=a-" in str(p)]
+    schema = pq.read_schema(a_file)
+    assert schema.field("reason_code").nullable and schema.field("droplet_cut").nullable
+    assert not schema.field("status").nullable  # every file holds it: stays not-null
+    # every row kept; the 1.0.0 rows read null where they had no column
+    after = read_results(out, current=False)
+    assert after.schema.field("reason_code").nullable
+    key = ["source", "frame", "measurement_version"]
+    df = after.to_pandas()
+    pd.testing.assert_frame_equal(
+        df[key].sort_values(key).reset_index(drop=True),
+        before[key].sort_values(key).reset_index(drop=True))
+    old_rows = df[df.measurement_version == "1.0.0"]
+    assert len(old_rows) == 2 and old_rows.reason_code.isna().all()
+    assert df[df.measurement_version != "1.0.0"].reason_code.notna().all()
+    # status, the dashboard and the report read the merged file
+    st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output)
+    assert st["rows"] == 10
+    store = ResultsStore(out)
+    store.refresh()
+    assert sum(len(a) for a in store.snapshot.values()) == 10
+    assert write_report(out, tmp_path / "r.html").is_file()
+    # replay --force rewrites the merged file without its rows of the forced file
+    forced = replay(tmp / "in" / "a" / "f00.tif", out, kind="insitu", model=onnx, force=True)
+    assert forced.done == 1
+    assert len(read_results(out, current=False)) == 10
+    # and a ledger rebuilt from the results knows every row
+    os.replace(out / "ledger.sqlite", tmp / "old.sqlite")
+    for suffix in ("-wal", "-shm"):
+        (out / f"ledger.sqlite{suffix}").unlink(missing_ok=True)
+    assert rebuild_ledger(out).rows == 10
+    assert CliRunner().invoke(compact_cmd, [str(out)]).exit_code == 0
+    assert len(read_results(out, current=False)) == 10

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -101,6 +102,25 @@ def plain_strings(table: pa.Table) -> pa.Table:
     dashboard and ``nwwatch compact`` stopped with Arrow's traceback on other text types)."""
     schema = plain_schema(table.schema)
     return table if schema.equals(table.schema) else table.cast(schema)
+
+
+def merged_schema(schemas: Sequence[pa.Schema], promote_options: str = "default"
+                  ) -> pa.Schema:
+    """The schema of the rows of several results files together: the union of ``schemas``
+    (``pa.unify_schemas`` with ``promote_options``), with every column that some of them
+    lack nullable. A column added not-null by a later version (``reason_code``) holds null
+    in the rows of files written before it, and a table declaring it not-null cannot be
+    written (``nwwatch compact`` stopped on such a folder) nor trusted by a reader.
+
+    Raises ``pa.ArrowInvalid`` or ``pa.ArrowTypeError`` where the columns do not fit together.
+    """
+    unified = pa.unify_schemas(list(schemas), promote_options=promote_options)
+    absent = {name for schema in schemas for name in unified.names
+              if schema.get_field_index(name) < 0}
+    if not absent:
+        return unified
+    return pa.schema([f.with_nullable(True) if f.name in absent else f for f in unified],
+                     metadata=unified.metadata)
 
 
 def rows_to_table(rows: list[dict[str, Any]], schema: pa.Schema) -> pa.Table:

@@ -23,6 +23,7 @@ from nwwatch.results.parquet import (
     PARTITION_KEY,
     acquisition_partition,
     dataset_files,
+    merged_schema,
     plain_schema,
 )
 from nwwatch.results.quarantine import QUARANTINE_FILE, superseding_table
@@ -109,9 +110,11 @@ def _read_dataset(folder: Path) -> pa.Table:
             raise ResultsReadError(f"{path}: not a readable Parquet file ({error})") from error
     # a partition column a file also holds inside (none of nwwatch's) would clash
     try:
-        schema = pa.unify_schemas([s.remove(s.get_field_index(PARTITION_KEY))
-                                   if PARTITION_KEY in s.names else s for s in schemas],
-                                  promote_options="permissive")
+        # a not-null column some files lack (reason_code, added in measurement 2.0.0) is
+        # nullable: their rows read null there
+        schema = merged_schema([s.remove(s.get_field_index(PARTITION_KEY))
+                                if PARTITION_KEY in s.names else s for s in schemas],
+                               promote_options="permissive")
     except (pa.ArrowInvalid, pa.ArrowTypeError) as error:
         raise ResultsReadError(f"{folder}: its files' columns do not fit together (a file "
                                f"written by another tool?): {error}") from error

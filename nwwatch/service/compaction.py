@@ -52,6 +52,7 @@ from nwwatch.pathtext import path_text
 from nwwatch.results.parquet import (
     PARTITION_KEY,
     acquisition_partition,
+    merged_schema,
     plain_strings,
     results_file_name,
     write_table_atomic,
@@ -211,7 +212,10 @@ def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
     results = ledger.results_dir
     tables = [plain_strings(_without_partition(pq.read_table(os.path.abspath(results / rel))))
               for rel, _ in files]
-    table = pa.concat_tables(tables, promote_options="default")
+    # rows of files written before a not-null column was added (measurement 1.0.0 without
+    # reason_code) hold null there: the merged file declares such columns nullable
+    schema = merged_schema([t.schema for t in tables])
+    table = pa.concat_tables(tables, promote_options="default").cast(schema)
     if table.num_rows != sum(t.num_rows for t in tables):
         raise RuntimeError(f"compaction of {files[0][0]}…: row count changed")
     table = table.sort_by([(k, "ascending") for k in keys])
