@@ -531,3 +531,54 @@ def test_one_frame_in_two_folders_under_one_name_is_listed_once(tmp_path):
                        tmp_path / "other/frame_00000.tif"], data_dir=tmp_path / "DATA")
     assert [r.path.parent.name for r in refs] == ["acq", "other"]
     assert refs[0].stem == "frame_00000" and refs[1].stem.startswith("frame_00000_")
+
+
+def _offer_frames(results: Path, acq: Path, confidences: list[float], model_sha256: str,
+                  version: str) -> list[Path]:
+    """Frames of ``acq``, one per confidence, offered to the queue of RESULTS as ``model_sha256``
+    under measurement ``version`` ranked them ("": an entry written before the field)."""
+    from nwwatch.filehash import file_sha256
+
+    acq.mkdir(parents=True)
+    sources = [acq / f"frame_{k:05d}.tif" for k in range(len(confidences))]
+    for k, path in enumerate(sources):
+        write_frame_tiff(path, np.full((16, 16), k, np.uint16))
+    offer(results, [Candidate(QueueEntry(str(p), 0, file_sha256(p), c, "ok", None,
+                                         model_sha256, version), np.zeros((8, 8)))
+                    for p, c in zip(sources, confidences, strict=True)])
+    return sources
+
+
+def test_queues_of_two_models_and_versions_are_listed_apart_and_named(tmp_path):
+    """RESULTS of a service updated from 2.2.2 (band margin, about 0.76 here) with another
+    model: runY's queue was not processed since, runX's was under 2.2.19 (expected mIoU,
+    0.47-0.96). `nwwatch label --queue` ranked the eight together by confidence, runY's
+    frames between runX's, and its warning named runY's model as the one that ranked 'the
+    queue'. Each series is listed apart now, the newest version's first, and both named."""
+    from nwwatch.label.cli import _other_ranking_model
+    from nwwatch.label.frames import FrameRef
+
+    results = tmp_path / "RESULTS"
+    old_sha, new_sha = "2b" * 32, "c2" * 32
+    run_y = _offer_frames(results, tmp_path / "acq" / "runY", [0.768, 0.758, 0.766, 0.764],
+                          old_sha, "")
+    run_x = _offer_frames(results, tmp_path / "acq" / "runX", [0.957, 0.477, 0.959, 0.480],
+                          new_sha, "2.2.19")
+    queue = read_queue(results)
+    assert [(e.model_sha256, e.measurement_version) for e in queue] == (
+        [(new_sha, "2.2.19")] * 4 + [(old_sha, "")] * 4)
+    paths, pages, infos, warnings = queued_frames(results)
+    assert paths == [run_x[i] for i in (1, 3, 0, 2)] + [run_y[i] for i in (1, 3, 2, 0)]
+    assert warnings == [
+        "the queued frames were ranked by 2 models or measurement versions, whose "
+        "confidences are on different scales: listed one after the other, each least "
+        f"confident first: 4 of the model {new_sha[:12]} measurement 2.2.19, then 4 of the "
+        f"model {old_sha[:12]} measurement (version not recorded: before 2.2.3)"]
+    refs = [FrameRef(p, 0, p.stem, info) for p, info in zip(paths, infos, strict=True)]
+    assert _other_ranking_model(refs, new_sha, "insitu-default.onnx") == (
+        f"4 of the 8 queued frames were ranked by the model {old_sha[:12]} (the rows' "
+        f"model_sha256), the proposals come from insitu-default.onnx {new_sha[:12]}: give "
+        "that model's file as --model to start from its labels")
+    # of one measurement version, the model that queued last comes first
+    run_z = _offer_frames(results, tmp_path / "acq" / "runZ", [0.9, 0.5], "d4" * 32, "2.2.19")
+    assert queued_frames(results)[0][:4] == [run_z[1], run_z[0], run_x[1], run_x[3]]

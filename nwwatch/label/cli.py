@@ -7,6 +7,7 @@ import errno
 import signal
 import sys
 import webbrowser
+from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -22,9 +23,11 @@ DEFAULT_PORT = 8766
 
 
 def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], list[str]]:
-    """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first;
-    entries whose source file is gone, or was rewritten since (its SHA-256 is not the queued
-    one: the confidence and the recorded source were another frame's), become warnings."""
+    """(paths, pages, infos, warnings) of the label queue of RESULTS, least confident first
+    (series by series where several models or measurement versions ranked it:
+    :func:`nwwatch.results.label_queue.read_queue`, and a warning naming them); entries whose
+    source file is gone, or was rewritten since (its SHA-256 is not the queued one: the
+    confidence and the recorded source were another frame's), become warnings."""
     from nwwatch.filehash import file_sha256
     from nwwatch.io.errors import NotARegularFileError
     from nwwatch.io.regular import check_regular
@@ -33,6 +36,7 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
 
     paths, pages, infos, warnings = [], [], [], []
     hashes: dict[Path, str] = {}
+    listed: Counter[tuple[str, str]] = Counter()  # frames listed per series, in order
     for entry in read_queue(results):
         shown = entry.source  # text: a name that is not UTF-8 as \xNN
         source = Path(path_of_text(shown))
@@ -58,6 +62,15 @@ def queued_frames(results: Path) -> tuple[list[Path], list[int], list[dict], lis
         infos.append({"confidence": entry.confidence, "status": entry.status,
                       "source_sha256": entry.source_sha256,
                       "model_sha256": entry.model_sha256})
+        listed[entry.series] += 1
+    if len(listed) > 1:
+        series = ", then ".join(
+            f"{n} of the model {sha[:12] or '(not recorded)'} measurement "
+            f"{version or '(version not recorded: before 2.2.3)'}"
+            for (sha, version), n in listed.items())
+        warnings.append(f"the queued frames were ranked by {len(listed)} models or measurement "
+                        "versions, whose confidences are on different scales: listed one "
+                        f"after the other, each least confident first: {series}")
     return paths, pages, infos, warnings
 
 
@@ -84,13 +97,18 @@ def _other_ranking_model(refs: list, model_sha256: str, model_name: str) -> str:
     """Why the proposals of ``model_name`` (hash ``model_sha256``) are not the labels that
     ranked the queued frames of ``refs`` (their ``model_sha256``: a fine-tuned model's replay),
     or ""."""
-    ranked_by = sorted({ref.info["model_sha256"] for ref in refs
-                        if ref.info.get("model_sha256")} - {model_sha256})
-    if not ranked_by:
+    queued = [ref.info["model_sha256"] for ref in refs if ref.info.get("model_sha256")]
+    others = [sha for sha in queued if sha != model_sha256]
+    if not others:
         return ""
-    return (f"the queue was ranked by the model {', '.join(s[:12] for s in ranked_by)} (the "
-            f"rows' model_sha256), the proposals come from {model_name} {model_sha256[:12]}: "
-            "give that model's file as --model to start from its labels")
+    ranked_by = sorted(set(others))
+    # the queue of several acquisitions may be ranked by the proposals' model in part
+    which = "the queue was" if len(others) == len(queued) else (
+        f"{len(others)} of the {len(queued)} queued frames were")
+    return (f"{which} ranked by the model{'s' if len(ranked_by) > 1 else ''} "
+            f"{', '.join(s[:12] for s in ranked_by)} (the rows' model_sha256), the proposals "
+            f"come from {model_name} {model_sha256[:12]}: give that model's file as --model "
+            "to start from its labels")
 
 
 def _tomogram_notes(frames: Sequence[Path]) -> list[str]:

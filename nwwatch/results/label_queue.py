@@ -25,7 +25,8 @@ and closed page by page is a new file at each page). Confidences of another meas
 version are on another scale (2.2.3 changed what ``confidence`` is), and another model's
 on another model's: entries of a model or version other than the offered frames' are
 dropped at the next update, and their frames come back when the new model or version
-processes them (the ledger keys on both). A file put back to
+processes them (the ledger keys on both); the queue of an acquisition not processed since
+keeps them, and :func:`read_queue` lists each series apart. A file put back to
 content processed before (v1 -> v2 -> v1, ``RESULTS/reverted.parquet``) is not processed
 again, so nothing is offered: :func:`forget_other_contents` drops the entries of its other
 contents (v2's), which name frames no longer there.
@@ -84,6 +85,11 @@ class QueueEntry:
     @property
     def key(self) -> tuple[str, int]:
         return self.source_sha256, self.frame
+
+    @property
+    def series(self) -> tuple[str, str]:
+        """(``model_sha256``, ``measurement_version``): the scale of its ``confidence``."""
+        return self.model_sha256, self.measurement_version
 
 
 @dataclass(frozen=True)
@@ -163,9 +169,8 @@ def offer(results_dir: str | os.PathLike[str], candidates: Iterable[Candidate],
 def _update(folder: Path, cands: list[Candidate], capacity: int) -> int:
     current = {e.key: e for e in _read(folder)}
     old_keys = set(current)
-    series = {(c.entry.model_sha256, c.entry.measurement_version) for c in cands}
-    stale = [k for k, e in current.items()
-             if (e.model_sha256, e.measurement_version) not in series]
+    series = {c.entry.series for c in cands}
+    stale = [k for k, e in current.items() if e.series not in series]
     if stale:
         # Ranked with the offered frames, their confidences would mix two scales (another
         # measurement version) or two models' doubts; a frame the offering model has not
@@ -264,10 +269,30 @@ def forget_other_contents(results_dir: str | os.PathLike[str], source: str,
 
 
 def read_queue(results_dir: str | os.PathLike[str]) -> list[QueueEntry]:
-    """Every queued frame of every acquisition under RESULTS, least confident first."""
+    """Every queued frame of every acquisition under RESULTS, series by series
+    (:attr:`QueueEntry.series`), each least confident first. Each acquisition's queue holds
+    one series, but two acquisitions may hold two (one not processed since the service's
+    model or measurement version changed), whose confidences are on two scales: ranked
+    together, one series' frames would all go ahead of the other's. The series of the newest
+    measurement version comes first, of one version the one queued last."""
     root = Path(results_dir) / QUEUE_DIR
     if not root.is_dir():
         return []
     entries = [e for folder in sorted(p for p in root.iterdir() if p.is_dir())
                for e in _read(folder)]
-    return sorted(entries, key=lambda e: (e.confidence, e.source, e.frame))
+    newest: dict[tuple[str, str], tuple[tuple[int, ...], str]] = {}
+    for e in entries:
+        stamp = (_version_key(e.measurement_version), e.added_at)  # ISO UTC: sort as text
+        newest[e.series] = max(newest.get(e.series, stamp), stamp)
+    order = {s: i for i, s in enumerate(sorted(newest, key=lambda s: (newest[s], s),
+                                               reverse=True))}
+    return sorted(entries, key=lambda e: (order[e.series], e.confidence, e.source, e.frame))
+
+
+def _version_key(version: str) -> tuple[int, ...]:
+    """``2.2.19`` as (2, 2, 19), which sorts after (2, 2, 2); () for an entry written before
+    the field existed (or a version that is not numbers): older than any."""
+    try:
+        return tuple(int(part) for part in version.split("."))
+    except ValueError:
+        return ()
