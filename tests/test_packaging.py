@@ -83,6 +83,30 @@ def test_ci_installs_pinned_then_lints_and_runs_the_whole_suite(tmp_path):
     assert install[0] < lint[0] < tests[0]
 
 
+def test_the_version_is_written_once_in_nwwatch_init():
+    """pyproject.toml and nwwatch/__init__.py each held the version: the wheel said one, the
+    rows' nwwatch_version and `nwwatch --version` the other, and neither was raised, so
+    `pip install -U` of a newer wheel kept the installed one. pyproject reads __version__."""
+    import tomllib
+
+    import nwwatch
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"], pyproject["project"].get("version")
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "nwwatch.__version__"}
+    # setuptools reads it without importing nwwatch (its dependencies are not in a build
+    # environment): a plain string literal
+    import ast
+
+    tree = ast.parse((ROOT / "nwwatch" / "__init__.py").read_text())
+    literal = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+               and [getattr(t, "id", None) for t in node.targets] == ["__version__"]
+               and isinstance(node.value, ast.Constant)]
+    assert literal == [nwwatch.__version__]
+
+
 def test_every_shipped_binary_is_package_data():
     """Models and --init weights must reach a wheel install, not only this checkout."""
     import fnmatch
