@@ -153,3 +153,14 @@ def test_python_dash_m_runs_the_command(module, tmp_path):
     done = subprocess.run([sys.executable, "-m", module, "no-such-command"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and "no-such-command" in done.stderr
+
+
+def test_python_dash_m_does_not_import_the_users_files_in_the_current_folder(tmp_path):
+    # `python -m nwwatch train` in a folder holding the user's training.py failed with "No
+    # module named 'training.cli'; 'training' is not a package": python -m puts the current
+    # folder first on sys.path, and that file shadowed the product's `training` package.
+    (tmp_path / "training.py").write_text("def my_training_loop():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "nwwatch", "train", "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "--out" in done.stdout and "not a package" not in done.stderr
