@@ -44,7 +44,9 @@ def test_cli_help_lists_commands_without_importing_torch():
     assert out.stdout.strip().endswith("False")
 
 
-@pytest.mark.parametrize("args", [["train", "--help"], ["train", "data", "--out", "m.onnx"]])
+@pytest.mark.parametrize("args", [["train", "data", "--out", "m.onnx"],
+                                  ["train", "data", "--out", "--help"],
+                                  ["train", "data", "--", "--help"]])
 def test_train_without_torch_names_the_extra(monkeypatch, args):
     import importlib.util
 
@@ -60,6 +62,53 @@ def test_train_without_torch_names_the_extra(monkeypatch, args):
     assert result.exit_code == 1
     assert "torch not installed" in result.output
     assert "pip install 'nwwatch[train]'" in result.output
+
+
+@pytest.mark.parametrize("command, extra, option", [("train", "train", "--epochs"),
+                                                     ("report", "report", "--acquisition")])
+def test_help_without_the_extra_lists_the_options_and_the_extra(command, extra, option):
+    # `nwwatch train --help` and `report --help` exited 1 with only "needs the 'train' extra"
+    # (README: every command has --help). Their options are defined in modules that import
+    # neither torch nor matplotlib: here those cannot be imported at all.
+    code = ("import sys\n"
+            "for m in ('torch', 'onnx', 'onnxscript', 'matplotlib'): sys.modules[m] = None\n"
+            "from click.testing import CliRunner\nfrom nwwatch.cli import main\n"
+            f"r = CliRunner().invoke(main, [{command!r}, '--help'])\n"
+            "print(r.exit_code)\nprint(r.output)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    assert out.startswith("0\n"), out
+    assert option in out and "--help" in out, out
+    assert f"'nwwatch {command}' needs the '{extra}' extra" in " ".join(out.split()), out
+    assert f"pip install 'nwwatch[{extra}]'" in " ".join(out.split()), out
+
+
+def test_help_of_a_command_whose_module_needs_the_extra_says_its_purpose(monkeypatch):
+    # a module defining the command that imports the missing extra at its top: --help gives
+    # the command's purpose and the extra to install, and exits 0
+    import importlib
+    import importlib.util
+
+    from nwwatch.cli import main
+
+    real_find_spec, real_import = importlib.util.find_spec, importlib.import_module
+
+    def no_torch(name, *a, **k):
+        return None if name.split(".")[0] == "torch" else real_find_spec(name, *a, **k)
+
+    def torch_at_the_top(name, *a, **k):
+        if name == "training.cli":
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_torch)
+    monkeypatch.setattr(importlib, "import_module", torch_at_the_top)
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Train a segmentation model" in result.output
+    assert "pip install 'nwwatch[train]'" in " ".join(result.output.split())
+    result = CliRunner().invoke(main, ["train", "data", "--out", "m.onnx"])
+    assert result.exit_code == 1 and "torch not installed" in result.output
 
 
 def test_ci_installs_pinned_then_lints_and_runs_the_whole_suite(tmp_path):
