@@ -860,3 +860,47 @@ def test_a_first_install_on_the_untouched_example_makes_no_folder_and_starts_not
     made = calls.read_text().splitlines()
     assert "systemctl enable nwwatch" in made and "systemctl restart nwwatch" in made
     assert (data / "results2").is_dir()
+
+
+def test_the_documented_offline_wheel_command_builds_a_copy_not_the_checkout(tmp_path):
+    """deploy/README.md's `pip wheel ... . setuptools wheel` built the checkout in place: it
+    left build/ and nwwatch.egg-info there, and the next build packed a module removed from
+    the checkout since (left in build/lib). The documented commands run here in a copy of
+    the checkout; python3.11's pip builds, offline, the source folders they name."""
+    readme = (REPO / "deploy" / "README.md").read_text()
+    section = readme[readme.index("## Without network access"):]
+    block = section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    assert "pip wheel" in block, block
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for item in ("pyproject.toml", "README.md", "constraints.txt", "nwwatch", "training"):
+        copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
+        copy(REPO / item, checkout / item)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    # the requirements come from PyPI there: here only the source folders named are built
+    _script(bin_ / "python3.11",
+            f'[[ $1 == -m && $2 == pip && $3 == wheel ]] || exec {sys.executable} "$@"\n'
+            'shift 3; out=; dirs=()\n'
+            'while (($#)); do case $1 in -w) out=$2; shift 2;; -c) shift 2;;\n'
+            '  *) [[ -d $1 ]] && dirs+=("$1"); shift;; esac; done\n'
+            f'exec {sys.executable} -m pip wheel -q --no-deps --no-index --no-build-isolation'
+            ' -w "$out" "${dirs[@]}"\n')
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}")
+    (checkout / "nwwatch" / "obsolete_mod.py").write_text("X = 1\n")
+    for wheels in ("w1", "w2"):
+        script = block.replace("nwwatch-wheels", wheels)
+        done = subprocess.run(["bash", "-euc", script], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        (checkout / "nwwatch" / "obsolete_mod.py").unlink(missing_ok=True)
+    assert not (checkout / "build").exists() and not list(checkout.glob("*.egg-info"))
+    import zipfile
+
+    import nwwatch
+
+    for wheels, obsolete in (("w1", True), ("w2", False)):
+        found = list((checkout / wheels).glob("nwwatch-*.whl"))
+        assert [w.name for w in found] == [f"nwwatch-{nwwatch.__version__}-py3-none-any.whl"]
+        names = zipfile.ZipFile(found[0]).namelist()
+        assert ("nwwatch/obsolete_mod.py" in names) == obsolete, wheels
