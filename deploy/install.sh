@@ -151,14 +151,17 @@ make_dropin() {
     # Validates the config with the code of the venv $1 (errors name the key) and writes the
     # drop-in that opens exactly its folders to the unit into $dropin_tmp; $2 "placeholder":
     # the configuration is still the example, whose folders are not made.
+    # (-P on every run of a venv's python: `python -m`/`-c` put the current folder first on
+    # sys.path, and run from the checkout root, as deploy/README.md says, the checkout's
+    # nwwatch/ was imported instead of the venv's; the environment stays, as the unit's does)
     local venv=$1 dirs dir group listing
     dropin_tmp=$(mktemp)
-    "$venv/bin/python" -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$dropin_tmp" \
+    "$venv/bin/python" -P -m nwwatch.service.dropin "${PRIVATE_TMP[@]}" "$CONFIG" > "$dropin_tmp" \
         || die "fix $CONFIG and run: sudo $rerun"
     # Results and ledger folders must exist and belong to the service user before the drop-in
     # names them: systemd does not start a unit whose ReadWritePaths= folder is missing.
     # (plain paths from --writable: the drop-in's words are quoted and %-escaped for systemd)
-    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --writable "$CONFIG") \
+    dirs=$("$venv/bin/python" -P -m nwwatch.service.dropin --writable "$CONFIG") \
         || die "fix $CONFIG and run: sudo $rerun"
     group=$(service_group)
     # the example's placeholder folders (/data/...) would land on the root file system, maybe
@@ -193,7 +196,7 @@ make_dropin() {
         return 0
     fi
     local rc=0
-    dirs=$("$venv/bin/python" -m nwwatch.service.dropin --watched "$CONFIG" 2>/dev/null) || rc=$?
+    dirs=$("$venv/bin/python" -P -m nwwatch.service.dropin --watched "$CONFIG" 2>/dev/null) || rc=$?
     if ((rc == 2)); then
         echo "install.sh: $venv does not list the watched folders (an earlier version): whether $SERVICE_USER can list them is not checked" >&2
         return 0
@@ -260,7 +263,7 @@ if [[ $MODE == --rollback ]]; then
             && ! (cd / && runuser -u "$SERVICE_USER" -- "$PREVIOUS/bin/python" -c 'import nwwatch.cli'); then
         die "$SERVICE_USER cannot import nwwatch from $PREVIOUS (why: above); nothing was changed"
     fi
-    version() { "$1/bin/python" -c 'import nwwatch; print(nwwatch.__version__)' 2>/dev/null || echo '?'; }
+    version() { "$1/bin/python" -P -c 'import nwwatch; print(nwwatch.__version__)' 2>/dev/null || echo '?'; }
     from=$(version "$LIVE") to=$(version "$PREVIOUS")
     stop_service
     # a swap: running --rollback again goes forward to the version just left (one stopped
@@ -291,7 +294,8 @@ install -d -m 0755 "$PREFIX"
 rm -rf "$NEW"  # left by a run that was killed
 "$PYTHON" -m venv "$NEW" \
     || die "$PYTHON could not make the virtual environment $NEW (why: above; Debian/Ubuntu: apt install python3.X-venv); run again once it can"
-pip_install() { "$NEW/bin/python" -m pip install "${PIP_SOURCE[@]}" "$@"; }
+# (-P: the current folder is not imported from, as in make_dropin)
+pip_install() { "$NEW/bin/python" -P -m pip install "${PIP_SOURCE[@]}" "$@"; }
 pip_install --quiet --upgrade pip
 constraints=()
 [[ -f $SRC/constraints.txt ]] && constraints=(-c "$SRC/constraints.txt")

@@ -15,7 +15,9 @@ from pathlib import Path
 # Set before ONNX Runtime is imported (it reads it then); every nwwatch module imports this.
 os.environ.setdefault("ORT_DISABLE_TELEMETRY", "1")
 
-__version__ = "0.1.0"
+# The one place the version is written (pyproject.toml reads it): raise it for every release,
+# or pip install -U of the new wheel keeps the installed one.
+__version__ = "0.2.0"
 
 #: The in-situ model shipped with the package: what the service, replay, `nwwatch measure`,
 #: `nwwatch label` and the demo use when given none.

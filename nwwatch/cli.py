@@ -7,6 +7,7 @@ the training extra instead of failing with an ImportError when torch is absent.
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import importlib.util
 import signal
@@ -71,6 +72,10 @@ def _missing_modules(extra: str) -> list[str]:
     return [name for name in _EXTRA_MODULES[extra] if importlib.util.find_spec(name) is None]
 
 
+#: ctx.meta key: the command's --help is asked (set by resolve_command for get_command)
+_HELP_ASKED = "nwwatch.help_asked"
+
+
 class _LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted(_COMMANDS)
@@ -85,11 +90,21 @@ class _LazyGroup(click.Group):
         if extra is not None:
             missing = _missing_modules(extra)
             if missing:
-                raise click.ClickException(
-                    f"'nwwatch {name}' needs the {extra!r} extra ({', '.join(missing)} not "
-                    f"installed): pip install 'nwwatch[{extra}]'"
-                )
+                needs = (f"'nwwatch {name}' needs the {extra!r} extra ({', '.join(missing)} not "
+                         f"installed): pip install 'nwwatch[{extra}]'")
+                if not ctx.meta.get(_HELP_ASKED):
+                    raise click.ClickException(needs)
+                return _help_without_extra(name, module_name, attr, missing, needs)
         return getattr(importlib.import_module(module_name), attr)
+
+    def resolve_command(self, ctx: click.Context,
+                        args: list[str]) -> tuple[str | None, click.Command | None, list[str]]:
+        # get_command sees the command's name alone: whether its --help is asked (before a
+        # `--`) decides what a command whose extra is missing gives
+        rest = args[1:]
+        rest = rest[:rest.index("--")] if "--" in rest else rest
+        ctx.meta[_HELP_ASKED] = "--help" in rest
+        return super().resolve_command(ctx, args)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
@@ -113,6 +128,29 @@ class _LazyGroup(click.Group):
         rows = [(name, _HELP[name]) for name in sorted(_COMMANDS)]
         with formatter.section("Commands"):
             formatter.write_dl(rows)
+
+
+def _help_without_extra(name: str, module_name: str, attr: str, missing: list[str],
+                        needs: str) -> click.Command:
+    """``nwwatch NAME --help`` where NAME's extra is missing: its options and the extra to
+    install (README: every command has --help). The modules that define ``train`` and
+    ``report`` import neither torch nor matplotlib at the top; one that does gets the
+    command's purpose and the extra alone. Run anyway (``--out --help``), it says ``needs``."""
+
+    def refuse(**_params: object) -> None:
+        raise click.ClickException(needs)
+
+    try:
+        command = copy.copy(getattr(importlib.import_module(module_name), attr))
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in missing:
+            raise
+        return click.Command(name, callback=refuse, help=f"{_HELP[name]}\n\n{needs}",
+                             context_settings={"ignore_unknown_options": True},
+                             params=[click.Argument(["args"], nargs=-1)])
+    command.callback = refuse
+    command.epilog = f"{command.epilog}\n\n{needs}" if command.epilog else needs
+    return command
 
 
 def _said_unwritten() -> bool:

@@ -3,8 +3,11 @@ for a person at a terminal, one plain line per event."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
 from typing import TextIO
 
 import structlog
@@ -40,6 +43,33 @@ class _LineLogger(structlog.PrintLogger):
     fatal = failure = err = error = critical = exception = msg
 
 
+#: (event names, the list they are kept in) of the innermost :func:`held_events`
+_HELD: ContextVar[tuple[frozenset[str], list[dict]] | None] = ContextVar("nwwatch_held_events",
+                                                                       default=None)
+
+
+@contextlib.contextmanager
+def held_events(*names: str) -> Iterator[list[dict]]:
+    """Within it, the log events named ``names`` (at the configured level or above) are kept
+    in the list it yields, not written: for a command that tells its user about them in its
+    own words (``nwwatch measure``: one line per file whose calibration was ignored). Without
+    :func:`configure_logging` they are written as before, and the list stays empty."""
+    held: list[dict] = []
+    token = _HELD.set((frozenset(names), held))
+    try:
+        yield held
+    finally:
+        _HELD.reset(token)
+
+
+def _hold(_logger, _name: str, event: dict) -> dict:
+    held = _HELD.get()
+    if held is not None and event.get("event") in held[0]:
+        held[1].append(dict(event))
+        raise structlog.DropEvent
+    return event
+
+
 def configure_logging(level: str = "info", stream: TextIO | None = None,
                       plain: bool = False) -> None:
     """JSON lines on ``stream`` (stderr by default) at ``level`` and above; with ``plain``,
@@ -64,6 +94,7 @@ def configure_logging(level: str = "info", stream: TextIO | None = None,
         ]
     structlog.configure(
         processors=[
+            _hold,
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),

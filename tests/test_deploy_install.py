@@ -56,7 +56,8 @@ def sandbox(tmp_path):
     # scripts a real venv holds that name DIR: pip's console script `nwwatch` (its shebang)
     # and activate. pyvenv.cfg names the interpreter it was made with, as Python 3.11's does.
     _script(tmp_path / "venv-python",
-            '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '; exit 0; }\n'
+            '[[ $1 == -P && $2 == -m && $3 == pip ]] && { echo "pip ${*:4}" >> '
+            + str(calls) + '; exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
     _script(tmp_path / "python3.11",
             f'[[ $1 == -m && $2 == venv ]] || exec {sys.executable} "$@"\n'
@@ -332,7 +333,8 @@ def test_the_venv_is_installed_readable_by_the_service_user_under_a_strict_umask
     user could not import nwwatch (a restart loop after an update); the check that the
     service user can run the venv's python did not import anything. Files are made 022."""
     tmp, env, prefix, config, calls, data = sandbox
-    _script(tmp / "venv-python", '[[ $1 == -m && $2 == pip ]] && { echo "pip umask $(umask)" >> '
+    _script(tmp / "venv-python",
+            '[[ $1 == -P && $2 == -m && $3 == pip ]] && { echo "pip umask $(umask)" >> '
             + str(calls) + '; exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
     done = subprocess.run(["bash", str(REPO / "deploy" / "install.sh")], env=env, cwd=tmp,
@@ -372,7 +374,7 @@ def test_pip_builds_a_fresh_copy_of_the_package_not_the_checkout(sandbox):
     from the checkout stayed installed after the update (seen with a real venv)."""
     tmp, env, prefix, config, calls, data = sandbox
     _script(tmp / "venv-python",
-            '[[ $1 == -m && $2 == pip ]] && { last=${@: -1}\n'
+            '[[ $1 == -P && $2 == -m && $3 == pip ]] && { last=${@: -1}\n'
             '  [[ -d $last ]] && echo "src $last $(cd "$last" && echo *)" >> ' + str(calls)
             + '\n  exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
@@ -398,7 +400,7 @@ def test_a_failed_pip_install_says_what_it_needs_and_installs_no_unit(sandbox, w
         env["WHEELS"] = str(data / "wheels")
     # pip's own upgrade finds nothing newer offline and succeeds; installing nwwatch fails
     _script(tmp / "venv-python",
-            '[[ $1 == -m && $2 == pip ]] && { echo "pip ${*:3}" >> ' + str(calls) + '\n'
+            '[[ $1 == -P && $2 == -m && $3 == pip ]] && { echo "pip ${*:4}" >> ' + str(calls) + '\n'
             '  [[ $* == *constraints* ]] && { echo "ERROR: ResolutionImpossible" >&2; exit 1; }\n'
             '  exit 0; }\n'
             f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
@@ -542,11 +544,11 @@ def test_an_update_that_fails_leaves_the_running_service_and_its_venv_as_they_we
         config.write_text(config.read_text() + "\n[service]\nno_such_key = 1\n")
     elif failure == "pip":
         _script(tmp / "venv-python",
-                '[[ $1 == -m && $2 == pip && $* == *constraints* ]] && exit 1\n'
-                '[[ $1 == -m && $2 == pip ]] && exit 0\n'
+                '[[ $1 == -P && $2 == -m && $3 == pip && $* == *constraints* ]] && exit 1\n'
+                '[[ $1 == -P && $2 == -m && $3 == pip ]] && exit 0\n'
                 f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
     else:
-        _script(tmp / "venv-python", '[[ $1 == -m && $2 == pip ]] && exit 0\n'
+        _script(tmp / "venv-python", '[[ $1 == -P && $2 == -m && $3 == pip ]] && exit 0\n'
                 '[[ $1 == */bin/nwwatch ]] && { echo "ImportError: broken" >&2; exit 1; }\n'
                 f'exec env PYTHONPATH={REPO} {sys.executable} "$@"\n')
     calls.write_text("")
@@ -627,6 +629,50 @@ def test_rollback_swaps_the_kept_venv_back_and_again_forward(sandbox):
     done = subprocess.run(rollback, env=env, cwd=tmp, capture_output=True, text=True, timeout=60)
     assert done.returncode == 0, done.stderr
     assert (prefix / "venv" / "first").exists()
+
+
+@pytest.mark.parametrize("mode", ["--reconfigure", "--rollback"])
+def test_the_configuration_is_checked_with_the_venvs_code_from_the_checkout_root(sandbox, mode):
+    """deploy/README.md runs `sudo deploy/install.sh --reconfigure` (or --rollback) from the
+    checkout root: `python -m nwwatch.service.dropin` put the current folder first on sys.path,
+    so a newer checkout's nwwatch accepted a key the venv's code refuses, wrote the drop-in,
+    and the service was restarted on a configuration it then refused (exit 78)."""
+    tmp, env, prefix, config, calls, data = sandbox
+    assert _install(env, tmp).returncode == 0
+    if mode == "--rollback":
+        assert _install(env, tmp).returncode == 0  # an update keeps venv.previous
+    # a newer checkout, whose nwwatch accepts any configuration (the venvs run this tree's)
+    checkout = tmp / "checkout"
+    for folder in ("deploy", "systemd"):
+        shutil.copytree(REPO / folder, checkout / folder)
+    (checkout / "nwwatch" / "service").mkdir(parents=True)
+    (checkout / "nwwatch" / "__init__.py").write_text('__version__ = "checkout"\n')
+    (checkout / "nwwatch" / "service" / "__init__.py").write_text("")
+    (checkout / "nwwatch" / "service" / "dropin.py").write_text(
+        "import sys\n"
+        "if not {'--writable', '--watched'} & set(sys.argv):\n"
+        "    print('[Service]\\n# written by the checkout')\n")
+    config.write_text(config.read_text() + 'new_key = "x"\n')  # in [output]
+    dropin = tmp / "units" / "nwwatch.service.d" / "paths.conf"
+    before = dropin.read_text()
+    venvs = {p.name: sorted(q.name for q in p.iterdir()) for p in prefix.glob("venv*")}
+    calls.write_text("")
+    done = subprocess.run(["bash", "deploy/install.sh", mode], env=env, cwd=checkout,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "output.new_key: unknown key" in done.stderr, done.stderr
+    assert dropin.read_text() == before
+    assert not [c for c in calls.read_text().splitlines() if c.startswith("systemctl")]
+    assert {p.name: sorted(q.name for q in p.iterdir()) for p in prefix.glob("venv*")} == venvs
+    # fixed, it goes on with the venv's code: its drop-in, its version named
+    config.write_text(config.read_text().replace('new_key = "x"\n', ""))
+    done = subprocess.run(["bash", "deploy/install.sh", mode], env=env, cwd=checkout,
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "written by the checkout" not in dropin.read_text()
+    if mode == "--rollback":
+        import nwwatch
+        assert f"nwwatch {nwwatch.__version__} now runs" in done.stdout, done.stdout
 
 
 def test_real_venvs_are_swapped_and_their_scripts_run_from_venv(sandbox):
@@ -814,3 +860,47 @@ def test_a_first_install_on_the_untouched_example_makes_no_folder_and_starts_not
     made = calls.read_text().splitlines()
     assert "systemctl enable nwwatch" in made and "systemctl restart nwwatch" in made
     assert (data / "results2").is_dir()
+
+
+def test_the_documented_offline_wheel_command_builds_a_copy_not_the_checkout(tmp_path):
+    """deploy/README.md's `pip wheel ... . setuptools wheel` built the checkout in place: it
+    left build/ and nwwatch.egg-info there, and the next build packed a module removed from
+    the checkout since (left in build/lib). The documented commands run here in a copy of
+    the checkout; python3.11's pip builds, offline, the source folders they name."""
+    readme = (REPO / "deploy" / "README.md").read_text()
+    section = readme[readme.index("## Without network access"):]
+    block = section[section.index("```sh\n") + 6:section.index("```", section.index("```sh\n") + 6)]
+    assert "pip wheel" in block, block
+    checkout = tmp_path / "checkout"
+    checkout.mkdir()
+    for item in ("pyproject.toml", "README.md", "constraints.txt", "nwwatch", "training"):
+        copy = shutil.copytree if (REPO / item).is_dir() else shutil.copy
+        copy(REPO / item, checkout / item)
+    bin_ = tmp_path / "bin"
+    bin_.mkdir()
+    # the requirements come from PyPI there: here only the source folders named are built
+    _script(bin_ / "python3.11",
+            f'[[ $1 == -m && $2 == pip && $3 == wheel ]] || exec {sys.executable} "$@"\n'
+            'shift 3; out=; dirs=()\n'
+            'while (($#)); do case $1 in -w) out=$2; shift 2;; -c) shift 2;;\n'
+            '  *) [[ -d $1 ]] && dirs+=("$1"); shift;; esac; done\n'
+            f'exec {sys.executable} -m pip wheel -q --no-deps --no-index --no-build-isolation'
+            ' -w "$out" "${dirs[@]}"\n')
+    env = dict(os.environ, PATH=f"{bin_}:{os.environ['PATH']}")
+    (checkout / "nwwatch" / "obsolete_mod.py").write_text("X = 1\n")
+    for wheels in ("w1", "w2"):
+        script = block.replace("nwwatch-wheels", wheels)
+        done = subprocess.run(["bash", "-euc", script], cwd=checkout, env=env,
+                              capture_output=True, text=True, timeout=600)
+        assert done.returncode == 0, done.stderr
+        (checkout / "nwwatch" / "obsolete_mod.py").unlink(missing_ok=True)
+    assert not (checkout / "build").exists() and not list(checkout.glob("*.egg-info"))
+    import zipfile
+
+    import nwwatch
+
+    for wheels, obsolete in (("w1", True), ("w2", False)):
+        found = list((checkout / wheels).glob("nwwatch-*.whl"))
+        assert [w.name for w in found] == [f"nwwatch-{nwwatch.__version__}-py3-none-any.whl"]
+        names = zipfile.ZipFile(found[0]).namelist()
+        assert ("nwwatch/obsolete_mod.py" in names) == obsolete, wheels

@@ -1798,3 +1798,38 @@ def test_a_facet_line_refused_before_the_circle_spans_its_interface():
     for col in (r.facet_col - reach, r.facet_col + reach):
         c = int(round((col + 0.5) * z - 0.5))
         assert blue[row - 2 * z:row + 2 * z + 1, c - z:c + z + 1].any(), col
+
+
+def test_an_ignored_calibration_is_one_line_per_file_naming_the_size_used(tmp_path):
+    """A label TIFF saved by PIL at 72 dpi declares 352778 nm pixels, which the reader
+    ignores: measure printed two raw io.pixel_size_ignored JSON lines per file (one per
+    axis) and never said which pixel size the rows have instead."""
+    from PIL import Image
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    labels, images = tmp_path / "labels", tmp_path / "images"
+    labels.mkdir()
+    images.mkdir()
+    Image.fromarray(cap.labels).save(labels / "f.tif", dpi=(72, 72))
+    grey = np.where(cap.labels == 0, 3000, 1000).astype(np.uint16)
+    tifffile.imwrite(images / "f.tif", grey, imagej=True,
+                     resolution=(1 / 0.3713, 1 / 0.3713), metadata={"unit": "nm"})
+    # and a frame at 72 dpi beside a label PNG (no calibration of its own)
+    cv2.imwrite(str(labels / "g.png"), cap.labels)
+    Image.fromarray(grey).save(images / "g.tif", dpi=(72, 72))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", "--out", str(out), "--images", str(images),
+                                       str(labels / "f.tif"), str(labels / "g.png")])
+    assert result.exit_code == 0, result.output
+    assert "io.pixel_size_ignored" not in result.output, result.output
+    said = [line for line in result.output.splitlines() if "pixel size is ignored" in line]
+    assert said == [
+        f"warning: {labels / 'f.tif'}: its pixel size is ignored (TIFF resolution tags, y and "
+        f"x: 352778 nm is above 10000 nm); measured with 0.3713 nm from {images / 'f.tif'} "
+        "instead",
+        f"warning: {images / 'g.tif'} (the frame of {labels / 'g.png'}): its pixel size is "
+        "ignored (TIFF resolution tags, y and x: 352778 nm is above 10000 nm); "
+        f"{labels / 'g.png'} measured without a pixel size, in pixels (give --pixel-size-nm, "
+        "or its frame with --images)"], result.output
+    rows = pq.read_table(out).to_pylist()
+    assert [r["pixel_size_nm"] for r in rows] == [pytest.approx(0.3713), None]

@@ -44,7 +44,9 @@ def test_cli_help_lists_commands_without_importing_torch():
     assert out.stdout.strip().endswith("False")
 
 
-@pytest.mark.parametrize("args", [["train", "--help"], ["train", "data", "--out", "m.onnx"]])
+@pytest.mark.parametrize("args", [["train", "data", "--out", "m.onnx"],
+                                  ["train", "data", "--out", "--help"],
+                                  ["train", "data", "--", "--help"]])
 def test_train_without_torch_names_the_extra(monkeypatch, args):
     import importlib.util
 
@@ -60,6 +62,53 @@ def test_train_without_torch_names_the_extra(monkeypatch, args):
     assert result.exit_code == 1
     assert "torch not installed" in result.output
     assert "pip install 'nwwatch[train]'" in result.output
+
+
+@pytest.mark.parametrize("command, extra, option", [("train", "train", "--epochs"),
+                                                     ("report", "report", "--acquisition")])
+def test_help_without_the_extra_lists_the_options_and_the_extra(command, extra, option):
+    # `nwwatch train --help` and `report --help` exited 1 with only "needs the 'train' extra"
+    # (README: every command has --help). Their options are defined in modules that import
+    # neither torch nor matplotlib: here those cannot be imported at all.
+    code = ("import sys\n"
+            "for m in ('torch', 'onnx', 'onnxscript', 'matplotlib'): sys.modules[m] = None\n"
+            "from click.testing import CliRunner\nfrom nwwatch.cli import main\n"
+            f"r = CliRunner().invoke(main, [{command!r}, '--help'])\n"
+            "print(r.exit_code)\nprint(r.output)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=300).stdout
+    assert out.startswith("0\n"), out
+    assert option in out and "--help" in out, out
+    assert f"'nwwatch {command}' needs the '{extra}' extra" in " ".join(out.split()), out
+    assert f"pip install 'nwwatch[{extra}]'" in " ".join(out.split()), out
+
+
+def test_help_of_a_command_whose_module_needs_the_extra_says_its_purpose(monkeypatch):
+    # a module defining the command that imports the missing extra at its top: --help gives
+    # the command's purpose and the extra to install, and exits 0
+    import importlib
+    import importlib.util
+
+    from nwwatch.cli import main
+
+    real_find_spec, real_import = importlib.util.find_spec, importlib.import_module
+
+    def no_torch(name, *a, **k):
+        return None if name.split(".")[0] == "torch" else real_find_spec(name, *a, **k)
+
+    def torch_at_the_top(name, *a, **k):
+        if name == "training.cli":
+            raise ModuleNotFoundError("No module named 'torch'", name="torch")
+        return real_import(name, *a, **k)
+
+    monkeypatch.setattr(importlib.util, "find_spec", no_torch)
+    monkeypatch.setattr(importlib, "import_module", torch_at_the_top)
+    result = CliRunner().invoke(main, ["train", "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Train a segmentation model" in result.output
+    assert "pip install 'nwwatch[train]'" in " ".join(result.output.split())
+    result = CliRunner().invoke(main, ["train", "data", "--out", "m.onnx"])
+    assert result.exit_code == 1 and "torch not installed" in result.output
 
 
 def test_ci_installs_pinned_then_lints_and_runs_the_whole_suite(tmp_path):
@@ -81,6 +130,30 @@ def test_ci_installs_pinned_then_lints_and_runs_the_whole_suite(tmp_path):
     assert install and lint and tests, out
     assert "-c constraints.txt" in out[install[0]] and "train,dev,cluster" in out[install[0]]
     assert install[0] < lint[0] < tests[0]
+
+
+def test_the_version_is_written_once_in_nwwatch_init():
+    """pyproject.toml and nwwatch/__init__.py each held the version: the wheel said one, the
+    rows' nwwatch_version and `nwwatch --version` the other, and neither was raised, so
+    `pip install -U` of a newer wheel kept the installed one. pyproject reads __version__."""
+    import tomllib
+
+    import nwwatch
+
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    assert "version" not in pyproject["project"], pyproject["project"].get("version")
+    assert "version" in pyproject["project"]["dynamic"]
+    assert pyproject["tool"]["setuptools"]["dynamic"]["version"] == {
+        "attr": "nwwatch.__version__"}
+    # setuptools reads it without importing nwwatch (its dependencies are not in a build
+    # environment): a plain string literal
+    import ast
+
+    tree = ast.parse((ROOT / "nwwatch" / "__init__.py").read_text())
+    literal = [node.value.value for node in tree.body if isinstance(node, ast.Assign)
+               and [getattr(t, "id", None) for t in node.targets] == ["__version__"]
+               and isinstance(node.value, ast.Constant)]
+    assert literal == [nwwatch.__version__]
 
 
 def test_every_shipped_binary_is_package_data():
@@ -129,3 +202,14 @@ def test_python_dash_m_runs_the_command(module, tmp_path):
     done = subprocess.run([sys.executable, "-m", module, "no-such-command"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 2 and "no-such-command" in done.stderr
+
+
+def test_python_dash_m_does_not_import_the_users_files_in_the_current_folder(tmp_path):
+    # `python -m nwwatch train` in a folder holding the user's training.py failed with "No
+    # module named 'training.cli'; 'training' is not a package": python -m puts the current
+    # folder first on sys.path, and that file shadowed the product's `training` package.
+    (tmp_path / "training.py").write_text("def my_training_loop():\n    pass\n")
+    done = subprocess.run([sys.executable, "-m", "nwwatch", "train", "--help"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "--out" in done.stdout and "not a package" not in done.stderr

@@ -115,10 +115,16 @@ def test_the_environment_holds_the_runtime_alone(runtime_venv):
             "print(nwwatch.__file__)\n"
             "print([m for m in ('matplotlib', 'torch', 'pandas', 'skimage', 'dask', 'pytest')"
             " if importlib.util.find_spec(m)])\n")
+    code += ("from importlib.metadata import version\n"
+             "print(version('nwwatch'), nwwatch.__version__)\n")
     out = subprocess.run([str(py), "-c", code], capture_output=True, text=True, check=True,
                          cwd=runtime_venv, env={"PATH": os.environ["PATH"]}).stdout.split("\n")
     assert out[0].startswith(str(runtime_venv)), out  # the installed wheel, not this checkout
     assert out[1] == "[]"
+    # the wheel's version is nwwatch.__version__ (pyproject.toml reads it from there)
+    import nwwatch
+
+    assert out[2] == f"{nwwatch.__version__} {nwwatch.__version__}", out
     assert sysconfig.get_paths()["purelib"] not in out[0]
 
 

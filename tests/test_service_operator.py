@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from servicekit import REPO, model, without_file_access_override, write_config
 
 
@@ -319,6 +320,29 @@ def test_status_of_results_whose_ledger_is_elsewhere_says_to_give_the_configurat
     assert "nothing processed yet" not in r.output, r.output
     assert f"nwwatch ledger rebuild {tmp_path}" in r.output, r.output
     assert not (tmp_path / "ledger.sqlite").exists()
+
+
+@pytest.mark.parametrize("state", ["", "[state]\nledger = \"{dir}/state/ledger.sqlite\"\n"],
+                         ids=["in-results", "state-ledger"])
+def test_status_of_a_configuration_before_its_first_run_names_its_ledger(tmp_path, state):
+    """`nwwatch status --config CONFIG` before the service's first run said "no ledger here
+    (nothing processed yet? a service whose [state] ledger lies elsewhere: give its
+    --config)", with --config given."""
+    from click.testing import CliRunner
+
+    from nwwatch.service.cli import status
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, tmp_path / "res", model(tmp_path),
+                       extra=state.format(dir=tmp_path))
+    ledger = tmp_path / ("state" if state else "res") / "ledger.sqlite"
+    r = CliRunner().invoke(status, ["--config", str(cfg)])
+    assert r.exit_code == 1, r.output
+    assert f"{ledger}, the ledger of {cfg}, does not exist yet: nothing processed yet" \
+        in " ".join(r.output.split()), r.output
+    assert "give its --config" not in r.output, r.output
+    assert not ledger.exists()
 
 
 def test_status_of_a_folder_that_does_not_exist_says_so(tmp_path):

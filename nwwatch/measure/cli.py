@@ -51,6 +51,7 @@ from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
 from nwwatch.io.png import PICTURE_PNG_PARAMS, encode_image, low_grey_bit_depth
 from nwwatch.io.ser import SER_SUFFIXES
+from nwwatch.logsetup import held_events
 from nwwatch.measure.components import select_components
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.exchanged import angle_if_exchanged
@@ -297,6 +298,58 @@ def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> li
     say(f"warning: no {stem}.tif, .tiff or .png (or {stem} in another format measure "
         f"reads) in {images}{named}; overlay drawn on the labels", err=True)
     return none
+
+
+#: the metadata a reader's ``io.pixel_size_ignored`` event names as its ``source``
+_CALIBRATION_SOURCES = {
+    "tags": "TIFF resolution tags", "imagej": "ImageJ metadata", "ome": "OME metadata",
+    "fei": "FEI metadata", "jeol": "JEOL metadata", "emd": "Velox EMD metadata",
+    "ser": "SER calibration", "dm": "DM calibration", "mrc": "MRC header", "mdoc": ".mdoc file",
+}
+
+
+def _pixel_size_used(option_nm: float | None, frame: Frame,
+                     grey: Frame | None) -> tuple[float | None, str]:
+    """(the pixel size a page is measured with, where it comes from: "--pixel-size-nm" or the
+    file that declares it; None, "" for none)."""
+    if option_nm is not None:
+        return option_nm, "--pixel-size-nm"
+    if frame.pixel_size_nm is not None:
+        return frame.pixel_size_nm, str(frame.source)
+    if grey is not None and grey.pixel_size_nm is not None:
+        return grey.pixel_size_nm, str(grey.source)
+    return None, ""
+
+
+def _ignored_calibrations(path: Path, events: list[dict],
+                          sizes_nm: list[tuple[float | None, str]]) -> list[str]:
+    """One warning line per file whose calibration the readers ignored (``events``: their
+    ``io.pixel_size_ignored`` events while ``path`` and its --images frame were read), naming
+    what was ignored and the pixel size ``path``'s pages are measured with instead. The log
+    said it as a raw JSON line per axis and page."""
+    ignored: dict[str, dict[tuple[str, str], list[str]]] = {}
+    for event in events:
+        axes = ignored.setdefault(str(event.get("path", path)), {}).setdefault(
+            (str(event.get("source", "")), str(event.get("reason", ""))), [])
+        if event.get("axis") and event["axis"] not in axes:
+            axes.append(str(event["axis"]))
+    used: list[str] = []
+    for size_nm, origin in dict.fromkeys(sizes_nm):
+        used.append("without a pixel size, in pixels (give --pixel-size-nm, or its frame with "
+                    "--images)" if size_nm is None else f"with --pixel-size-nm {size_nm:g} "
+                    "instead" if origin == "--pixel-size-nm" else
+                    f"with {size_nm:.6g} nm from {origin} instead")
+    lines = []
+    for where, found in ignored.items():
+        what = "; ".join(
+            f"{_CALIBRATION_SOURCES.get(source, source or 'its metadata')}"
+            f"{', ' + ' and '.join(axes) if axes else ''}: {reason}"
+            for (source, reason), axes in found.items())
+        whose = "" if where == str(path) else f" (the frame of {path})"
+        measured = "measured" if where == str(path) else f"{path} measured"
+        lines.append(f"warning: {where}{whose}: its pixel size is ignored ({what}); "
+                     f"{measured} {'; '.join(used)}")
+    return lines
 
 
 def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: Path,
@@ -657,7 +710,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             continue
         filled_px: list[int] = []
         try:
-            frames = _read_frames(path)
+            with held_events("io.pixel_size_ignored") as ignored:  # said below, once
+                frames = _read_frames(path)
             pages = [frame.image for frame in frames]
             is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
             if is_labels:
@@ -686,7 +740,15 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             continue
         run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
-        greys = _grey_frames(images, path.stem, pages) if is_labels else None
+        with held_events("io.pixel_size_ignored") as ignored_grey:
+            greys = _grey_frames(images, path.stem, pages) if is_labels else None
+        # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
+        # label image declaring none has the pixels of its frame in --images
+        sizes_nm = [_pixel_size_used(pixel_size_nm, frames[index],
+                                     None if greys is None else greys[index])
+                    for index in range(len(pages))]
+        for line in _ignored_calibrations(path, [*ignored, *ignored_grey], sizes_nm):
+            say(line, err=True)
         for index, page in enumerate(pages):
             start = time.perf_counter()
             extra: dict = {}
@@ -707,14 +769,10 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             # A raw frame also places the facet line on its intensity step, as the service
             # does; label images are measured on their labels alone.
             frame = frames[index]
-            # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
-            # label image declaring none has the pixels of its frame in --images
-            size_nm = pixel_size_nm if pixel_size_nm is not None else frame.pixel_size_nm
+            size_nm = sizes_nm[index][0]
             # a label image's own time is its file's (a PNG's mtime, a TIFF's save): its
             # frame's, when --images gives it, is the acquisition's
             when = greys[index] if greys is not None and greys[index] is not None else frame
-            if size_nm is None and greys is not None and greys[index] is not None:
-                size_nm = greys[index].pixel_size_nm
             result = measure_contact_angle(labels, probability, pixel_size_nm=size_nm,
                                            image=None if is_labels else page)
             elapsed_ms = 1000.0 * (time.perf_counter() - t)

@@ -362,9 +362,16 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
         if note is not None:
             click.echo(note, err=True)
     from nwwatch.service.lock import LedgerElsewhereError
+    from nwwatch.service.reporting import NoLedgerYetError
 
     try:
         st = service_status(ledger, results)
+    except NoLedgerYetError as exc:
+        if config_path is None:
+            raise click.ClickException(str(exc)) from None
+        # the configuration names where its ledger lies: "give its --config" was given
+        raise click.ClickException(f"{ledger}, the ledger of {config_path}, does not exist "
+                                   "yet: nothing processed yet") from None
     except (FileNotFoundError, LedgerElsewhereError) as exc:
         raise click.ClickException(str(exc)) from None
     except PermissionError as exc:

@@ -163,10 +163,16 @@ class LedgerQueries:
         return int(n), n / busy_s
 
 
+class NoLedgerYetError(FileNotFoundError):
+    """No ledger at the path, and nothing says it is kept elsewhere: nothing processed yet,
+    or a ledger the caller was not told where to find."""
+
+
 def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
     """Open a ledger without writing or creating anything (beside a running service).
 
-    Raises FileNotFoundError when there is no ledger at ``path``.
+    Raises FileNotFoundError when there is no ledger at ``path`` (:class:`NoLedgerYetError`
+    where nothing says it is kept elsewhere).
     """
     file = Path(path)
     if not file.is_file():
@@ -175,8 +181,8 @@ def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
             raise FileNotFoundError(f"{file}: no ledger here; the service that writes these "
                                     f"results keeps it in {other} ([state] ledger): give its "
                                     "--config")
-        raise FileNotFoundError(f"{file}: no ledger here (nothing processed yet? a service "
-                                "whose [state] ledger lies elsewhere: give its --config)")
+        raise NoLedgerYetError(f"{file}: no ledger here (nothing processed yet? a service "
+                               "whose [state] ledger lies elsewhere: give its --config)")
     db = sqlite3.connect(sqlite_uri(file, "mode=ro"), uri=True, timeout=30.0,
                          isolation_level=None)
     try:
