@@ -179,4 +179,7 @@ def main() -> None:
 
 
 if __name__ == "__main__":  # `python -m nwwatch.cli ARGS`, as the console script
+    from nwwatch.__main__ import drop_current_folder_from_path
+
+    drop_current_folder_from_path()  # before a command imports `training` (as -m nwwatch)
     main()

@@ -579,6 +579,7 @@ def test_queues_of_two_models_and_versions_are_listed_apart_and_named(tmp_path):
         f"4 of the 8 queued frames were ranked by the model {old_sha[:12]} (the rows' "
         f"model_sha256), the proposals come from insitu-default.onnx {new_sha[:12]}: give "
         "that model's file as --model to start from its labels")
-    # of one measurement version, the model that queued last comes first
-    run_z = _offer_frames(results, tmp_path / "acq" / "runZ", [0.9, 0.5], "d4" * 32, "2.2.19")
+    # of one measurement version, the model that queued last comes first (its hash sorts
+    # before the other's, so an order by hash would put it second)
+    run_z = _offer_frames(results, tmp_path / "acq" / "runZ", [0.9, 0.5], "0a" * 32, "2.2.19")
     assert queued_frames(results)[0][:4] == [run_z[1], run_z[0], run_x[1], run_x[3]]

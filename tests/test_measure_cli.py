@@ -1833,3 +1833,28 @@ def test_an_ignored_calibration_is_one_line_per_file_naming_the_size_used(tmp_pa
         "or its frame with --images)"], result.output
     rows = pq.read_table(out).to_pylist()
     assert [r["pixel_size_nm"] for r in rows] == [pytest.approx(0.3713), None]
+
+
+def test_per_section_mdoc_sizes_are_said_as_the_reader_gives_them(tmp_path):
+    """An MRC whose .mdoc gives sections 3-5 twice the header's size: the reader uses each
+    section's own size and says so; measure's line called the header's size "ignored" and
+    then "used instead", and credited the .mdoc's size to the MRC file."""
+    from test_io_mrc import _mdoc, _serialem_stack
+
+    path = tmp_path / "heating.mrc"
+    _serialem_stack(path, 6, voxel_size_a=(7.6053, 7.6053, 7.6053))
+    mdoc = _mdoc(path, [f"05-Dec-2026  14:22:{31 + z:02d}" for z in range(6)], pixel="7.6053")
+    head, *sections = mdoc.read_bytes().decode().split("[ZValue")
+    sections[3:] = [s.replace("PixelSpacing = 7.6053", "PixelSpacing = 15.2106")
+                    for s in sections[3:]]
+    mdoc.write_bytes("[ZValue".join([head, *sections]).encode())
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", "--out", str(out), str(path)])
+    assert result.exit_code == 0, result.output
+    said = [line for line in result.output.splitlines() if line.startswith("warning: ")]
+    assert len(said) == 1, result.output
+    assert said[0].startswith(f"warning: {path}: {mdoc} gives sections 3-5 a PixelSpacing "
+                              "of 1.52106 nm, the header 0.76053 nm"), said
+    assert "ignored" not in said[0] and "instead" not in said[0], said
+    sizes = [r["pixel_size_nm"] for r in pq.read_table(out).to_pylist()]
+    assert sizes == [pytest.approx(0.76053)] * 3 + [pytest.approx(1.52106)] * 3

@@ -204,12 +204,28 @@ def test_python_dash_m_runs_the_command(module, tmp_path):
     assert done.returncode == 2 and "no-such-command" in done.stderr
 
 
-def test_python_dash_m_does_not_import_the_users_files_in_the_current_folder(tmp_path):
+@pytest.mark.parametrize("module", ["nwwatch", "nwwatch.cli"])
+def test_python_dash_m_does_not_import_the_users_files_in_the_current_folder(module,
+                                                                            tmp_path):
     # `python -m nwwatch train` in a folder holding the user's training.py failed with "No
     # module named 'training.cli'; 'training' is not a package": python -m puts the current
     # folder first on sys.path, and that file shadowed the product's `training` package.
     (tmp_path / "training.py").write_text("def my_training_loop():\n    pass\n")
-    done = subprocess.run([sys.executable, "-m", "nwwatch", "train", "--help"],
+    done = subprocess.run([sys.executable, "-m", module, "train", "--help"],
                           capture_output=True, text=True, cwd=tmp_path, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "--out" in done.stdout and "not a package" not in done.stderr
+
+
+def test_python_dash_m_runs_in_a_current_folder_that_was_removed(tmp_path):
+    # a shell left in a folder since removed: getcwd() raises, which the step that drops
+    # the current folder from sys.path turned into a traceback
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    done = subprocess.run(["bash", "-c", f'cd "{gone}" && rmdir "{gone}" && exec '
+                           f'"{sys.executable}" -m nwwatch --version'],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    from nwwatch import __version__
+
+    assert __version__ in done.stdout

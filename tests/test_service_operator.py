@@ -337,6 +337,15 @@ def test_status_of_a_configuration_before_its_first_run_names_its_ledger(tmp_pat
     cfg = write_config(tmp_path / "c.toml", acq, tmp_path / "res", model(tmp_path),
                        extra=state.format(dir=tmp_path))
     ledger = tmp_path / ("state" if state else "res") / "ledger.sqlite"
+    # results folder not made yet (or a share not mounted): named with its key, not as
+    # a ledger that is merely missing
+    r = CliRunner().invoke(status, ["--config", str(cfg)])
+    assert r.exit_code == 1, r.output
+    assert f"{tmp_path / 'res'} ([output] results of {cfg}) does not exist: nothing " \
+        "processed with this configuration yet, or the folder lies on a share that is " \
+        "not mounted" in " ".join(r.output.split()), r.output
+    (tmp_path / "res").mkdir()
+    ledger.parent.mkdir(exist_ok=True)
     r = CliRunner().invoke(status, ["--config", str(cfg)])
     assert r.exit_code == 1, r.output
     assert f"{ledger}, the ledger of {cfg}, does not exist yet: nothing processed yet" \

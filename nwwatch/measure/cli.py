@@ -328,7 +328,13 @@ def _ignored_calibrations(path: Path, events: list[dict],
     what was ignored and the pixel size ``path``'s pages are measured with instead. The log
     said it as a raw JSON line per axis and page."""
     ignored: dict[str, dict[tuple[str, str], list[str]]] = {}
+    lines = []
     for event in events:
+        if event.get("sections"):
+            # an .mdoc's per-section sizes against the header (io/mdoc.py): its reason says
+            # which sections get which size; it is no single size used "instead"
+            lines.append(f"warning: {event.get('path', path)}: {event.get('reason', '')}")
+            continue
         axes = ignored.setdefault(str(event.get("path", path)), {}).setdefault(
             (str(event.get("source", "")), str(event.get("reason", ""))), [])
         if event.get("axis") and event["axis"] not in axes:
@@ -339,7 +345,6 @@ def _ignored_calibrations(path: Path, events: list[dict],
                     "--images)" if size_nm is None else f"with --pixel-size-nm {size_nm:g} "
                     "instead" if origin == "--pixel-size-nm" else
                     f"with {size_nm:.6g} nm from {origin} instead")
-    lines = []
     for where, found in ignored.items():
         what = "; ".join(
             f"{_CALIBRATION_SOURCES.get(source, source or 'its metadata')}"

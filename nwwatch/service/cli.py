@@ -370,6 +370,13 @@ def status(config_path: Path | None, out_dir: Path | None, as_json: bool,
         if config_path is None:
             raise click.ClickException(str(exc)) from None
         # the configuration names where its ledger lies: "give its --config" was given
+        for folder, key in ((Path(results), "[output] results"),
+                            (Path(ledger).parent, "[state] ledger's folder")):
+            if not folder.is_dir():  # before the first run, or a share not mounted
+                raise click.ClickException(
+                    f"{folder} ({key} of {config_path}) does not exist: nothing processed "
+                    "with this configuration yet, or the folder lies on a share that is not "
+                    "mounted") from None
         raise click.ClickException(f"{ledger}, the ledger of {config_path}, does not exist "
                                    "yet: nothing processed yet") from None
     except (FileNotFoundError, LedgerElsewhereError) as exc:
