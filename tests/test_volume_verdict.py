@@ -402,3 +402,38 @@ def test_a_blank_volume_called_mostly_solid_is_named_without_contrast():
     verdict = assess_mask(0.7, 0.05, 0.9, 0.7, 0.7, contrast=_contrast(1.0, 1.0, 0.7),
                           trained=_contrast(3.6, 1.08, 0.12))
     assert verdict.reason_codes == ("no_contrast",)
+
+
+def test_a_volume_of_another_voxel_size_than_the_training_ones_is_suspect():
+    def codes(sizes, trained=(0.32, 0.32, 0.32)):
+        return assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, voxel_size_nm=sizes,
+                           trained_voxel_size_nm=trained).reason_codes
+
+    assert codes((0.32, 0.32, 0.32)) == ()
+    assert codes((0.48, 0.48, 0.48)) == ()  # 1.5 x: the limit itself
+    assert codes((0.2134, 0.2134, 0.2134)) == ()  # 1/1.5 x
+    assert codes((0.49, 0.49, 0.49)) == ("voxel_size_mismatch",)
+    assert codes((0.16, 0.16, 0.16)) == ("voxel_size_mismatch",)  # finer, 0.5 x
+    assert codes((1.0, 0.32, 0.32)) == ("voxel_size_mismatch",)  # one axis is enough
+    # without either size: no verdict on it
+    assert codes(None) == ()
+    assert codes((1.28, 1.28, 1.28), trained=None) == ()
+    verdict = assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, voxel_size_nm=(0.16, 0.16, 0.16),
+                          trained_voxel_size_nm=(0.32, 0.32, 0.32))
+    assert verdict.status == "suspect"
+    assert "0.5 x the training volume's 0.32 x 0.32 x 0.32 nm" in verdict.why[0]
+
+
+def test_a_bad_voxel_size_in_the_model_is_refused_naming_the_file_and_key(tmp_path):
+    from onnx_models import build_threshold_model
+
+    from nwwatch.volume import VolumeModelError, check_volume_model
+
+    for bad in ([0.32, 0.32], [0.32, -1.0, 0.32], "0.32", [0.32, None, 0.32]):
+        path = build_threshold_model(tmp_path / "bad.onnx", kind="tomogram",
+                                     metadata={"extra": {"voxel_size_nm": bad}})
+        with pytest.raises(VolumeModelError, match=r'bad\.onnx: extra\["voxel_size_nm"\]'):
+            check_volume_model(Segmenter(path, providers=("cpu",)))
+    null = build_threshold_model(tmp_path / "null.onnx", kind="tomogram",
+                                 metadata={"extra": {"voxel_size_nm": None}})
+    check_volume_model(Segmenter(null, providers=("cpu",)))

@@ -146,6 +146,7 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             # between files: a large tomogram takes longer than systemd's WatchdogSec.
             seg = segment_volume(engine.segmenter, data, batch_size=engine.batch_size,
                                  heartbeat=engine.beat, fill=fill,
+                                 voxel_size_nm=voxel_size_nm,
                                  **engine.volume_options.as_kwargs())
             mask = seg.mask
             # Where the volume has no data (NaN, infinite, a constant fill), the solid's
