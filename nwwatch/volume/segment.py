@@ -96,12 +96,13 @@ DEFAULT_MIN_COMPONENT_VOXELS = 8
 DEFAULT_MARGIN_PX = 16
 
 
-#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin;
-#: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur;
-#: 4: the volume's grey range from a grid over every axis, nwwatch.normalize; 5: a constant
-#: fill, nwwatch.volume.fill, is no data as NaN is), so the service does not count volumes
+#: Bumped when a default of segment_volume changes the masks or the verdicts it gives (2: the
+#: mirror margin; 3: voxels without data, NaN or infinite, are never solid and are left out
+#: of the Z blur; 4: the volume's grey range from a grid over every axis, nwwatch.normalize;
+#: 5: a constant fill, nwwatch.volume.fill, is no data as NaN is; 6: contrast_inverted's
+#: spread test needs the classes' shares swapped too), so the service does not count volumes
 #: segmented the old way as done.
-SEGMENTATION_VERSION = "5"
+SEGMENTATION_VERSION = "6"
 
 
 @dataclass(frozen=True)

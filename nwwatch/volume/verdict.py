@@ -29,13 +29,18 @@ compares the mask with something that does not share the model's failure modes:
 - ``contrast_inverted`` (models that recorded ``extra["contrast"]``): the mask's solid is
   darker than the rest while the labels' solid is brighter (or the reverse), or the mask's
   solid is the flatter of its two classes (standard-deviation ratio on the other side of 1)
-  while on the training volume, cut half-way between the labeled class means, the solid was
-  clearly the more variable one (ratio beyond ``SD_RATIO_CLEAR``), or the reverse. A volume
-  whose grey levels are inverted keeps the labels' bright class separated from the dark one,
-  so the first test alone does not see it: the model calls the vacuum solid, and the vacuum
-  is the flat class. Where the noise is alike in both classes (a filtered back-projection
-  spreads it everywhere) the spread says nothing; the vacuum called solid then shows as the
-  classes' shares swapped: the mask's solid the majority where the training volume's was a
+  and the majority, while on the training volume, cut half-way between the labeled class
+  means, the solid was clearly the more variable one (ratio beyond ``SD_RATIO_CLEAR``) and a
+  minority, or the reverse. A volume whose grey levels are inverted keeps the labels' bright
+  class separated from the dark one, so the first test alone does not see it: the model
+  calls the vacuum (and the pores) solid, and the vacuum is the flat class and, beside a
+  grain, most of the volume. The spread alone is no evidence: where a volume holds little
+  quiet vacuum (a crop inside the grain, a thin slab beside it) the rest is mostly noisy pore,
+  and a SIRT reconstruction, binning or a gamma change the noise of each class, so a right
+  mask's solid can be the flatter class (0.80-0.98 x) while it is a minority, as the grain's
+  solid is. Where the noise is alike in both classes (a filtered back-projection spreads it
+  everywhere) the spread says nothing; the vacuum called solid then shows as the classes'
+  shares swapped alone: the mask's solid the majority where the training volume's was a
   minority (or the reverse), by odds ``SHARE_ODDS_SWAPPED`` or more apart.
 - ``voxel_size_mismatch`` (models that recorded ``extra["voxel_size_nm"]``, volumes that
   declare their voxel size): the volume's voxel size differs from the training volume's by
@@ -256,28 +261,34 @@ def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | Non
     expected = abs(trained.separation_sd)
     bright, dark = ("brighter", "darker") if brighter else ("darker", "brighter")
     ratio, trained_ratio = contrast.solid_sd_ratio, trained.solid_sd_ratio
+    share, trained_share = contrast.solid_share, trained.solid_share
     if along < 0:
         return {"contrast_inverted": (
             f"the mask's solid is {dark} than the rest ({abs(along):.2f} pooled standard "
             f"deviations) while the labeled solid is {bright}: is the contrast inverted?")}
-    if math.isfinite(ratio) and ((trained_ratio >= SD_RATIO_CLEAR and ratio < 1.0)
-                                 or (trained_ratio <= 1.0 / SD_RATIO_CLEAR and ratio > 1.0)):
+    # The mask's solid the majority where the training volume's was a minority (or the
+    # reverse): what the vacuum called solid does to the shares.
+    swapped = (math.isfinite(trained_share)
+               and MIN_REFERENCE_SHARE <= trained_share <= 1.0 - MIN_REFERENCE_SHARE
+               and (share > 0.5) != (trained_share > 0.5))
+    if swapped and math.isfinite(ratio) and (
+            (trained_ratio >= SD_RATIO_CLEAR and ratio < 1.0)
+            or (trained_ratio <= 1.0 / SD_RATIO_CLEAR and ratio > 1.0)):
         return {"contrast_inverted": (
             f"the mask's solid is the {'flatter' if ratio < 1.0 else 'more variable'} of its "
-            f"two classes (standard deviation {ratio:.2f} x the rest's) while on the training "
-            f"volume, cut between the labeled class means, the solid was the "
-            f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x): is the "
-            f"contrast inverted?")}
+            f"two classes (standard deviation {ratio:.2f} x the rest's) and the "
+            f"{'majority' if share > 0.5 else 'minority'} ({share:.1%}) while on the "
+            f"training volume, cut between the labeled class means, the solid was the "
+            f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x) and "
+            f"the {'minority' if share > 0.5 else 'majority'} ({trained_share:.1%}): is the "
+            f"contrast inverted (or does the grain fill {'more' if share > 0.5 else 'less'} "
+            f"of this volume than of the training one)?")}
     if along < NO_CONTRAST_RATIO * expected:
         return {"no_contrast": (
             f"the mask's solid and the rest are {along:.2f} pooled standard deviations apart "
             f"in intensity, under {NO_CONTRAST_RATIO:g} x the training volume's {expected:.2f} "
             f"at the labels' cut: a volume without contrast (vacuum only, blank)?")}
-    share, trained_share = contrast.solid_share, trained.solid_share
-    if (math.isfinite(trained_share)
-            and MIN_REFERENCE_SHARE <= trained_share <= 1.0 - MIN_REFERENCE_SHARE
-            and (share > 0.5) != (trained_share > 0.5)
-            and abs(_logit(share) - _logit(trained_share)) >= math.log(SHARE_ODDS_SWAPPED)):
+    if swapped and abs(_logit(share) - _logit(trained_share)) >= math.log(SHARE_ODDS_SWAPPED):
         return {"contrast_inverted": (
             f"the mask calls {share:.1%} of the volume solid, the "
             f"{'majority' if share > 0.5 else 'minority'}, where the training volume cut "
