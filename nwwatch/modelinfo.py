@@ -175,6 +175,25 @@ def _selection_lines(extra: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
+    """The training volume's voxel size a tomogram model recorded (``extra["voxel_size_nm"]``),
+    against which the service checks every volume's (``voxel_size_mismatch``)."""
+    from nwwatch.volume.verdict import VOXEL_SIZE_FACTOR, VOXEL_SIZE_KEY, trained_voxel_size
+
+    if VOXEL_SIZE_KEY not in extra:
+        return ["training voxel size: not recorded (volumes are not checked against it)"]
+    try:
+        sizes = trained_voxel_size(extra)
+    except ValueError as exc:  # the service's to refuse; said here as it is
+        return [f"training voxel size: {exc}"]
+    if sizes is None:
+        return ["training voxel size: unknown (the training volume declared none; volumes "
+                "are not checked against it)"]
+    return [f"training voxel size: {' x '.join(f'{v:.4g}' for v in sizes)} nm (z x y x x); "
+            f"a volume more than {VOXEL_SIZE_FACTOR:g} x apart on an axis is suspect "
+            f"(voxel_size_mismatch)"]
+
+
 def _started_from(extra: dict[str, Any]) -> list[str]:
     """The line naming the weights a fine-tune started from (``extra.provenance.init``) and
     the model they are, by the sha256 its rows carry; none for a model trained from scratch
@@ -237,6 +256,7 @@ def format_model(info: dict[str, Any]) -> str:
             lines.append(f"exported weights: epoch {extra['exported_epoch']} of "
                          f"{extra.get('epochs', '?')} ({on}; keep these out of an evaluation)")
     if info["kind"] == "tomogram":
+        lines += _voxel_size_line(info["extra"] or {})
         lines += _selection_lines(info["extra"] or {})
     lines.append(f"nwwatch version: {info['nwwatch_version'] or 'not recorded'}; "
                  f"contract version {info['contract_version']}")

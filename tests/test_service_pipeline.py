@@ -430,6 +430,32 @@ def test_a_mask_that_disagrees_with_the_threshold_is_warned_about(tmp_path):
     assert f"< {AGREEMENT_WARN_BELOW}" in row.reason
 
 
+def test_a_tomograms_surface_leaves_out_where_the_solid_meets_no_data(tmp_path):
+    # A band of NaN (an aligned reconstruction's padding) through the block of solid: its
+    # cut faces are not surface, as the volume's own faces are not.
+    from onnx_models import TOMOGRAM_GREY
+
+    from nwwatch.io import read_volume, write_volume_tiff
+    from nwwatch.volume import volume_metrics
+
+    tomo_model = model(tmp_path, kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = np.full((10, 24, 32), TOMOGRAM_GREY[0], np.float32)
+    vol[2:8, 4:20, 4:28] = TOMOGRAM_GREY[1]
+    vol[:, :, 14:18] = np.nan
+    write_volume_tiff(acq / "padded.tif", vol)
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="tomogram", model=tomo_model).done == 1
+    row = ds.dataset(out / "volumes", format="parquet").to_table().to_pylist()[0]
+    mask = read_volume(out / row["mask_path"]).data
+    assert not mask[:, :, 14:18].any() and mask[2:8, 4:20, 4:14].all()
+    pieces = volume_metrics(mask[:, :, :14]).surface_area_px2 + \
+        volume_metrics(mask[:, :, 18:]).surface_area_px2
+    assert row["surface_area_px2"] == pytest.approx(pieces)
+    assert volume_metrics(mask).surface_area_px2 > pieces + 2 * 5 * 15  # the cut faces
+
+
 def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     # The same volume segmented with other settings is another result: replay with
     # --triplanar processes it again instead of reporting it done, and each row names its
@@ -443,10 +469,11 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     fused = replay(acq, out, kind="tomogram", model=tomo_model, triplanar=True, flips=True)
     assert fused.done == 1
     rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
-    # seg5: a constant fill is no data (seg4: the grey range from a grid over every axis;
-    # seg3 held the masks of volumes whose range came from a stride through memory order)
-    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg5",
-                                                f"{VOLUME_METRICS_VERSION}+seg5+triplanar+flips"]
+    # seg6: contrast_inverted's spread test needs the shares swapped (seg5: a constant fill
+    # is no data; seg4: the grey range from a grid over every axis; seg3 held the masks of
+    # volumes whose range came from a stride through memory order)
+    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg6",
+                                                f"{VOLUME_METRICS_VERSION}+seg6+triplanar+flips"]
     assert rows.solid_fraction.nunique() == 1  # a pointwise model: same mask either way
     from click.testing import CliRunner
 

@@ -601,3 +601,75 @@ def test_slices_that_each_hold_one_class_are_said():
     both[-4:, -4:] = 0
     data.labeled[0].label = both  # one slice with both: nothing to say
     assert not [w for w in label_warnings(data) if "no labeled slice" in w]
+
+
+def _binned(volume: np.ndarray) -> np.ndarray:
+    z, y, x = (s // 2 for s in volume.shape)
+    return volume[:2 * z, :2 * y, :2 * x].reshape(z, 2, y, 2, x, 2).mean(axis=(1, 3, 5))
+
+
+def test_a_model_records_its_voxel_size_and_flags_a_volume_of_another(tmp_path):
+    # A model trained at 0.32 nm served a 2x-binned volume (0.64 nm) with a worse mask and
+    # an ok row: nothing recorded the training volume's voxel size.
+    import json
+
+    import onnx
+
+    from nwwatch.cli import main
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.segment.contract import METADATA_KEY
+    from nwwatch.service import replay
+
+    truth = np.concatenate([_blobs(4)] * 2)  # 24 slices: binned, still 12
+    volume = (truth * 1.0 + np.random.default_rng(5).normal(0, 0.3, truth.shape))
+    volume = volume.astype(np.float32)
+    labels_path = tmp_path / "labels.png"
+    cv2.imwrite(str(labels_path), _patch_labels(truth[Z], CORNERS))
+    trained_on = write_volume_tiff(tmp_path / "train.tif", volume, voxel_size_nm=0.32)
+    selection, model = select_and_train(_config(tmp_path, trained_on, labels_path),
+                                         ("threshold",))
+    assert Segmenter(model, providers=("cpu",)).metadata.extra["voxel_size_nm"] == \
+        pytest.approx([0.32, 0.32, 0.32])
+    shown = CliRunner().invoke(main, ["model", str(model)]).output
+    assert ("training voxel size: 0.32 x 0.32 x 0.32 nm (z x y x x); a volume more than "
+            "1.5 x apart on an axis is suspect (voxel_size_mismatch)") in shown
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    binned = _binned(volume).astype(np.float32)
+    write_volume_tiff(acq / "same.tif", volume, voxel_size_nm=0.32)
+    write_volume_tiff(acq / "bin2.tif", binned, voxel_size_nm=0.64)
+    write_volume_tiff(acq / "close.tif", binned + 1.0, voxel_size_nm=0.45)  # 1.41 x
+    write_volume_tiff(acq / "zonly.tif", binned + 2.0, voxel_size_nm=(0.64, 0.32, 0.32))
+    write_volume_tiff(acq / "unknown.tif", binned + 3.0)  # declares no voxel size
+    assert replay(acq, tmp_path / "out", kind="tomogram", model=model).done == 5
+    rows = {r["source"].rsplit("/", 1)[-1]: r for r in
+            ds.dataset(tmp_path / "out" / "volumes").to_table().to_pylist()}
+    flagged = {name for name, row in rows.items()
+               if "voxel_size_mismatch" in row["reason_code"].split(",")}
+    assert flagged == {"bin2.tif", "zonly.tif"}
+    assert rows["bin2.tif"]["status"] == "suspect"
+    assert ("the volume's voxels are 0.64 x 0.64 x 0.64 nm (z x y x x), 2 x the training "
+            "volume's 0.32 x 0.32 x 0.32 nm") in rows["bin2.tif"]["reason"]
+    assert "2 / 1 / 1 x (z / y / x)" in rows["zonly.tif"]["reason"]
+
+    # Models without the record (trained before it was written) are not checked; nor is a
+    # model whose training volume declared no voxel size.
+    older = tmp_path / "older.onnx"
+    proto = onnx.load(str(model))
+    for prop in proto.metadata_props:
+        if prop.key == METADATA_KEY:
+            meta = json.loads(prop.value)
+            del meta["extra"]["voxel_size_nm"]
+            prop.value = json.dumps(meta, sort_keys=True)
+    onnx.save(proto, str(older))
+    assert "training voxel size: not recorded" in CliRunner().invoke(
+        main, ["model", str(older)]).output
+    unknown = write_volume_tiff(tmp_path / "unknown.tif", volume)
+    _, blind = select_and_train(_config(tmp_path / "blind", unknown, labels_path),
+                                ("threshold",))
+    assert Segmenter(blind, providers=("cpu",)).metadata.extra["voxel_size_nm"] is None
+    for other in (older, blind):
+        seg = segment_volume(Segmenter(other, providers=("cpu",)), binned,
+                             voxel_size_nm=(0.64, 0.64, 0.64))
+        assert "voxel_size_mismatch" not in seg.verdict.reason_codes

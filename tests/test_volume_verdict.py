@@ -244,15 +244,99 @@ def test_contrast_verdicts_follow_the_labels_direction_and_need_both_numbers():
     flat = _contrast(3.6, 1.1, 0.151)
     assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.4, 0.8, 0.134),
                        trained=flat).status == "ok"
-    # the reverse: the training solid clearly the flatter, the mask's the more variable
-    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.4, 1.2, 0.134),
+    # the reverse: the training solid clearly the flatter, the mask's the more variable and
+    # the majority (odds 7 x the training volume's: not the shares' test alone)
+    assert assess_mask(0.55, 0.05, 0.9, 0.55, 0.55, contrast=_contrast(3.4, 1.2, 0.55),
                        trained=_contrast(3.6, 0.7, 0.151)).reason_codes == ("contrast_inverted",)
+    assert assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, contrast=_contrast(3.4, 1.2, 0.134),
+                       trained=_contrast(3.6, 0.7, 0.151)).status == "ok"
     # a model without the training volume's numbers: today's verdict
     assert assess_mask(0.113, 0.13, 0.55, 0.10, 0.10,
                        contrast=_contrast(1.79, 2.35, 0.113)).status == "ok"
     # an (almost) empty mask is the collapse check's case
     assert assess_mask(0.001, 0.0, math.nan, 0.0005, 0.0005, contrast=_contrast(0.5, 1.0, 0.001),
                        trained=_contrast(*TRAINED)).status == "ok"
+
+
+def test_a_right_mask_whose_solid_is_the_flatter_minority_is_not_called_inverted():
+    # A forest trained on 8 patches of slice 32 of the 64³ synthetic volume (solid 1.74 x as
+    # variable as the rest, 14.4 % solid) gave right masks of volumes with little quiet
+    # vacuum or other noise a flatter solid: each was `contrast_inverted`. Their solid is
+    # still the minority, as the grain's is; the vacuum an inverted volume's mask calls solid
+    # makes it the majority.
+    trained = _contrast(3.67, 1.74, 0.144)
+    for name, separation, ratio, share in (("central 16 slices", 2.72, 0.98, 0.219),
+                                           ("central 8 slices", 2.69, 0.96, 0.241),
+                                           ("crop inside the grain", 2.53, 0.84, 0.447),
+                                           ("SIRT", 4.86, 0.87, 0.076),
+                                           ("binned 2x", 4.04, 0.87, 0.073)):
+        verdict = assess_mask(share, 0.05, 0.9, share, share,
+                              contrast=_contrast(separation, ratio, share), trained=trained)
+        assert verdict.status == "ok", name
+    # the central 8 slices inverted: the mask calls 63 % solid, the flat vacuum among it
+    inverted = assess_mask(0.631, 0.05, 0.9, 0.6, 0.6, contrast=_contrast(3.04, 0.64, 0.631),
+                           trained=trained)
+    assert inverted.reason_codes == ("contrast_inverted",)
+    assert "0.64 x the rest's) and the majority (63.1%)" in inverted.why[0]
+    assert "the more variable (1.74 x) and the minority (14.4%)" in inverted.why[0]
+    # an inverted volume whose mask's solid stays a minority is not seen by the spread
+    assert assess_mask(0.37, 0.05, 0.9, 0.37, 0.37, contrast=_contrast(2.23, 0.79, 0.37),
+                       trained=trained).status == "ok"
+
+
+def _truth_patches(truth_slice: np.ndarray, per_class: int = 4, side: int = 6) -> np.ndarray:
+    """Labels of ``per_class`` patches of mostly solid and of mostly pore, ``side`` px, apart
+    from each other (random places, seed 1): a user's few patches painted on the truth."""
+    rng = np.random.default_rng(1)
+    height, width = truth_slice.shape
+    labels = np.full((height, width), 255, np.uint8)
+    solid = pore = 0
+    for _ in range(5000):
+        if solid >= per_class and pore >= per_class:
+            break
+        y, x = int(rng.integers(0, height - side)), int(rng.integers(0, width - side))
+        if (labels[max(0, y - 2):y + side + 2, max(0, x - 2):x + side + 2] != 255).any():
+            continue
+        patch = truth_slice[y:y + side, x:x + side]
+        if patch.mean() > 0.7 and solid < per_class:
+            labels[y:y + side, x:x + side], solid = patch, solid + 1
+        elif patch.mean() < 0.3 and pore < per_class:
+            labels[y:y + side, x:x + side], pore = patch, pore + 1
+    return labels
+
+
+def test_a_forest_flags_no_thin_slab_sirt_or_binned_copy_as_inverted(tmp_path):
+    pytest.importorskip("torch")
+    import cv2
+
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.synth.tomogram import simulate_tomogram
+    from training.config import TrainConfig
+    from training.volume_select import select_and_train
+
+    sim = simulate_tomogram(64, seed=0)
+    volume = sim.volume.astype(np.float32)
+    volume_path = write_volume_tiff(tmp_path / "volume.tif", volume)
+    cv2.imwrite(str(tmp_path / "labels.png"), _truth_patches(sim.truth[32].astype(np.uint8)))
+    config = TrainConfig(out=str(tmp_path / "forest.onnx"), volume=str(volume_path),
+                         slice_index=32, labels=str(tmp_path / "labels.png"), threads=1,
+                         device="cpu", val_fraction=0.0)
+    selection, out = select_and_train(config, ("threshold", "features"))
+    assert selection.method == "features"
+    segmenter = Segmenter(out, providers=("cpu",))
+    assert segmenter.metadata.extra["contrast"]["volume"]["solid_sd_ratio"] > 1.25
+    binned = volume.reshape(32, 2, 32, 2, 32, 2).mean(axis=(1, 3, 5))
+    sirt = simulate_tomogram(64, seed=0, reconstruction="sirt").volume
+    for name, data in (("slices 24-39", volume[24:40]), ("slices 28-35", volume[28:36]),
+                       ("SIRT", sirt), ("binned 2x", binned)):
+        seg = segment_volume(segmenter, data)
+        assert "contrast_inverted" not in seg.verdict.reason_codes, (name, seg.verdict.why)
+        truth = sim.truth[24:40] if name == "slices 24-39" else None
+        if truth is not None:  # a right mask: as good as on the training volume
+            assert np.count_nonzero(seg.mask & truth) / np.count_nonzero(seg.mask | truth) > 0.6
+    # the same slab inverted is still flagged
+    inverted = segment_volume(segmenter, -volume[24:40])
+    assert inverted.verdict.reason_codes == ("contrast_inverted",)
 
 
 def test_mask_contrast_is_in_normalised_units_and_leaves_out_voxels_without_data():
@@ -402,3 +486,38 @@ def test_a_blank_volume_called_mostly_solid_is_named_without_contrast():
     verdict = assess_mask(0.7, 0.05, 0.9, 0.7, 0.7, contrast=_contrast(1.0, 1.0, 0.7),
                           trained=_contrast(3.6, 1.08, 0.12))
     assert verdict.reason_codes == ("no_contrast",)
+
+
+def test_a_volume_of_another_voxel_size_than_the_training_ones_is_suspect():
+    def codes(sizes, trained=(0.32, 0.32, 0.32)):
+        return assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, voxel_size_nm=sizes,
+                           trained_voxel_size_nm=trained).reason_codes
+
+    assert codes((0.32, 0.32, 0.32)) == ()
+    assert codes((0.48, 0.48, 0.48)) == ()  # 1.5 x: the limit itself
+    assert codes((0.2134, 0.2134, 0.2134)) == ()  # 1/1.5 x
+    assert codes((0.49, 0.49, 0.49)) == ("voxel_size_mismatch",)
+    assert codes((0.16, 0.16, 0.16)) == ("voxel_size_mismatch",)  # finer, 0.5 x
+    assert codes((1.0, 0.32, 0.32)) == ("voxel_size_mismatch",)  # one axis is enough
+    # without either size: no verdict on it
+    assert codes(None) == ()
+    assert codes((1.28, 1.28, 1.28), trained=None) == ()
+    verdict = assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, voxel_size_nm=(0.16, 0.16, 0.16),
+                          trained_voxel_size_nm=(0.32, 0.32, 0.32))
+    assert verdict.status == "suspect"
+    assert "0.5 x the training volume's 0.32 x 0.32 x 0.32 nm" in verdict.why[0]
+
+
+def test_a_bad_voxel_size_in_the_model_is_refused_naming_the_file_and_key(tmp_path):
+    from onnx_models import build_threshold_model
+
+    from nwwatch.volume import VolumeModelError, check_volume_model
+
+    for bad in ([0.32, 0.32], [0.32, -1.0, 0.32], "0.32", [0.32, None, 0.32]):
+        path = build_threshold_model(tmp_path / "bad.onnx", kind="tomogram",
+                                     metadata={"extra": {"voxel_size_nm": bad}})
+        with pytest.raises(VolumeModelError, match=r'bad\.onnx: extra\["voxel_size_nm"\]'):
+            check_volume_model(Segmenter(path, providers=("cpu",)))
+    null = build_threshold_model(tmp_path / "null.onnx", kind="tomogram",
+                                 metadata={"extra": {"voxel_size_nm": None}})
+    check_volume_model(Segmenter(null, providers=("cpu",)))

@@ -80,6 +80,9 @@ class TrainingData:
         the others out, as the runtime does (:func:`nwwatch.volume.smooth_along_z`).
     notes : warnings about what was read (a constant fill taken as no data, labels on it left
         out), said with :func:`label_warnings`'.
+    voxel_size_nm : (z, y, x) nm of the ``--volume`` workflow's volume as its reader gives
+        it, None when it declares none (or for a DATA folder, whose labeled slices are 2-D
+        images): the runtime flags volumes of another voxel size (``voxel_size_mismatch``).
     """
 
     kind: str
@@ -90,6 +93,7 @@ class TrainingData:
     source: str = ""
     valid: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
+    voxel_size_nm: tuple[float, float, float] | None = None
 
     @property
     def num_classes(self) -> int:
@@ -294,7 +298,9 @@ def load_volume_slices(
     if not slices:
         raise DatasetLayoutError(volume_path, "no labeled slice given")
     check_volume_memory(volume_path)
-    raw = read_tiff_volume(volume_path).data
+    read = read_tiff_volume(volume_path)
+    raw, voxel_size_nm = read.data, read.voxel_size_nm
+    del read
     depth = raw.shape[0]
     labels: dict[int, tuple[Path, np.ndarray]] = {}
     for slice_index, labels_path in slices:
@@ -339,7 +345,8 @@ def load_volume_slices(
     valid = np.isfinite(volume) if volume.dtype.kind == "f" else None
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
                         source=f"{volume_path}#z={where}",
-                        valid=None if valid is None or valid.all() else valid, notes=notes)
+                        valid=None if valid is None or valid.all() else valid, notes=notes,
+                        voxel_size_nm=voxel_size_nm)
 
 
 def _without_fill(raw: np.ndarray, volume_path: Path,

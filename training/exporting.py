@@ -21,6 +21,7 @@ from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
 from nwwatch.segment.scale import scale_from_labels
 from nwwatch.volume.crosscheck import REFERENCE_SIGMA_PX, ContrastAccumulator
+from nwwatch.volume.verdict import VOXEL_SIZE_KEY
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.modelfiles import int8_path
@@ -99,6 +100,14 @@ def class_contrast(data: TrainingData) -> dict[str, dict[str, float]]:
     return out
 
 
+def training_voxel_size(data: TrainingData) -> list[float] | None:
+    """The training volume's voxel size as recorded in a tomogram model's
+    ``extra["voxel_size_nm"]``: [z, y, x] nm, or None when the volume declared none."""
+    if data.voxel_size_nm is None:
+        return None
+    return [float(v) for v in data.voxel_size_nm]
+
+
 def class_pixel_counts(data: TrainingData) -> dict[str, int]:
     """Labeled pixels of each class ({name: count}, every class listed)."""
     return {name: int(sum(np.count_nonzero(item.label == class_id) for item in data.labeled))
@@ -153,6 +162,8 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         extra["class_pixel_counts"] = class_pixel_counts(data)
         # The runtime's contrast verdicts compare the mask's classes with these.
         extra["contrast"] = class_contrast(data)
+        # The runtime flags a volume of another voxel size (voxel_size_mismatch).
+        extra[VOXEL_SIZE_KEY] = training_voxel_size(data)
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

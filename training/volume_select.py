@@ -340,8 +340,14 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     """Train ``method`` on every label and export it to ``config.out``; returns its path."""
     from nwwatch import __version__
     from nwwatch.segment.contract import ModelMetadata
+    from nwwatch.volume.verdict import VOXEL_SIZE_KEY
     from training.export import export_onnx
-    from training.exporting import class_contrast, class_mean_intensity, class_pixel_counts
+    from training.exporting import (
+        class_contrast,
+        class_mean_intensity,
+        class_pixel_counts,
+        training_voxel_size,
+    )
     from training.volume_forest import export_feature_forest
     from training.volume_models import min_input_px
 
@@ -365,6 +371,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
                "class_mean_intensity": class_mean_intensity(data),
                "class_pixel_counts": class_pixel_counts(data),
                "contrast": class_contrast(data),
+               VOXEL_SIZE_KEY: training_voxel_size(data),
                "z_sigma_px": trainer.z_sigma_px, "min_input_px": min_input_px(model),
                "selection": selection.as_dict()})
     if method == "features" and trainer.forest_slices > 1:

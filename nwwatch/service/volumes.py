@@ -43,6 +43,7 @@ from nwwatch.volume.memory import (
     TomogramTooLargeError,
     tomogram_memory,
 )
+from nwwatch.volume.metrics import voxels_with_data
 
 #: The longest mask file name (bytes): Linux's NAME_MAX (255) less what the atomic writer adds
 #: to the name of its temporary file (``.{name}.{8 hex}.part``, nwwatch.atomic).
@@ -145,8 +146,12 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             # between files: a large tomogram takes longer than systemd's WatchdogSec.
             seg = segment_volume(engine.segmenter, data, batch_size=engine.batch_size,
                                  heartbeat=engine.beat, fill=fill,
+                                 voxel_size_nm=voxel_size_nm,
                                  **engine.volume_options.as_kwargs())
             mask = seg.mask
+            # Where the volume has no data (NaN, infinite, a constant fill), the solid's
+            # boundary is a cut, not a surface: one byte a voxel, and only for such volumes.
+            valid = voxels_with_data(data)
             # The pixels are not needed past the segmentation: the metrics' distance
             # transform is a tomogram's memory peak (docs/tomography.md, "Memory").
             del data
@@ -154,7 +159,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             t = time.perf_counter()
             # The metrics first: a tomogram that fails in them (a MemoryError in the distance
             # transform) must leave no mask that no row names, one per attempt.
-            metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat).as_row()
+            metrics = volume_metrics(mask, voxel_size_nm, heartbeat=engine.beat,
+                                     valid=valid).as_row()
+            del valid
             mask_path = mask_path_of(engine, it, batch_id)
             try:
                 mask_path.parent.mkdir(parents=True, exist_ok=True)

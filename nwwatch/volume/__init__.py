@@ -6,7 +6,7 @@ Public API::
         -> VolumeSegmentation   # mask, warning signs, verdict (status + reason codes)
     slab_stack(volume, centres, slices) -> (N, S, Y, X)   # what a slab model sees
     VolumeOptions(triplanar, flips, margin_px, min_component_voxels)   # the service's settings
-    volume_metrics(mask, voxel_size_nm=None) -> VolumeMetrics
+    volume_metrics(mask, voxel_size_nm=None, *, valid=None) -> VolumeMetrics   # valid: data
     VolumeMetrics.as_row()    # keys == names of VOLUME_METRIC_FIELDS
 
 The distance transform and 3D connected components are scipy.ndimage's; the marching-cubes

@@ -11,7 +11,9 @@ Definitions (all on the voxel grid; ``mask`` is 1 solid, 0 pore or vacuum):
   means. **porosity_volume** = non-solid voxels / all voxels (pores and vacuum), i.e.
   ``1 - solid_fraction``.
 - **surface area**: area of the marching-cubes iso-surface (level 0.5) of the mask - the
-  solid/pore and solid/vacuum interface inside the volume, not the volume's own faces. On
+  solid/pore and solid/vacuum interface inside the volume, not the volume's own faces nor
+  where the solid meets voxels without data (``valid``: the padding of an aligned
+  reconstruction cuts the grain as a face does). On
   binary masks marching cubes overestimates smooth surfaces (a digital sphere: about +8 %).
   **specific surface area** = surface area / solid volume (px^-1, nm^-1).
 - **pore count**: face-connected (6-neighbour) components of the pore space.
@@ -43,8 +45,9 @@ from nwwatch.volume.edt import distance_transform_edt_sq
 from nwwatch.volume.labeling import component_sizes, label_volume
 from nwwatch.volume.surface import surface_area
 
-#: Bumped whenever a metric's definition or algorithm changes the numbers.
-VOLUME_METRICS_VERSION = "2"
+#: Bumped whenever a metric's definition or algorithm changes the numbers (3: the surface
+#: leaves out where the solid meets voxels without data).
+VOLUME_METRICS_VERSION = "3"
 
 #: Default closing radius (voxels) of the grain envelope.
 DEFAULT_ENVELOPE_RADIUS_PX = 10.0
@@ -152,6 +155,18 @@ def _voxel_size(voxel_size_nm: float | tuple[float, float, float] | None):
     return sizes
 
 
+def voxels_with_data(volume: np.ndarray) -> np.ndarray | None:
+    """bool (Z, Y, X): the voxels of ``volume`` with data (finite), for
+    :func:`volume_metrics`'s ``valid``; None when every voxel has data (an integer volume, or
+    a float one without NaN or infinity), so that such volumes hold no copy. A constant fill
+    counts as no data once :func:`nwwatch.volume.fill.without_constant_fill` made it NaN."""
+    data = np.asarray(volume)
+    if data.dtype.kind != "f":
+        return None
+    finite = np.isfinite(data)
+    return None if finite.all() else finite
+
+
 def _fill_cavities(closed: np.ndarray) -> np.ndarray:
     """``closed`` plus every non-closed region that does not touch the volume's border."""
     outside, count = label_volume(~closed, connectivity=6)
@@ -241,6 +256,7 @@ def volume_metrics(
     *,
     envelope_radius_px: float = DEFAULT_ENVELOPE_RADIUS_PX,
     heartbeat: Callable[[], None] | None = None,
+    valid: np.ndarray | None = None,
 ) -> VolumeMetrics:
     """Measure a segmented tomogram.
 
@@ -251,6 +267,9 @@ def volume_metrics(
     envelope_radius_px : closing radius of the grain envelope, voxels (see module docstring).
     heartbeat : called between the stages and the envelope's slabs, so that a caller with a
         watchdog (the service) is not taken for hung while a large volume is measured.
+    valid : bool ndarray of the mask's shape, the voxels with data (not NaN, infinite or a
+        constant fill); the surface area leaves out where the solid meets the others. None:
+        every voxel has data.
 
     Returns
     -------
@@ -264,6 +283,8 @@ def volume_metrics(
     if not (math.isfinite(envelope_radius_px) and envelope_radius_px >= 0):
         raise ValueError(f"envelope_radius_px must be >= 0, got {envelope_radius_px}")
     sizes_nm = _voxel_size(voxel_size_nm)
+    if valid is not None and np.shape(valid) != array.shape:
+        raise ValueError(f"valid {np.shape(valid)} must have the mask's shape {array.shape}")
     solid = np.ascontiguousarray(array.astype(bool, copy=False))
 
     beat = heartbeat if heartbeat is not None else (lambda: None)
@@ -274,7 +295,7 @@ def volume_metrics(
     n_envelope = int(np.count_nonzero(envelope))
     n_pore = n_envelope - n_solid
 
-    area_px2 = surface_area(solid)
+    area_px2 = surface_area(solid, valid=valid)
     beat()
     labels, pore_count = label_volume(pore, connectivity=6)
     largest = (float(component_sizes(labels, pore_count)[1:].max() / n_pore)
@@ -303,7 +324,7 @@ def volume_metrics(
             nm["area"] = area_px2 * step * step
             diameters_nm = diameters_px * step
         else:
-            nm["area"] = surface_area(solid, sizes_nm)
+            nm["area"] = surface_area(solid, sizes_nm, valid)
             diameters_nm = (_medial_diameters(distance_transform_edt_sq(pore, sizes_nm), pore)
                             if n_pore else np.zeros(0))
         nm["mean"], nm["median"], nm["p10"], nm["p90"] = _summary(diameters_nm)

@@ -87,6 +87,7 @@ from nwwatch.volume.verdict import (
     assess_mask,
     labels_threshold_share,
     trained_contrast,
+    trained_voxel_size,
 )
 
 #: Default size (voxels) below which solid specks are removed and pores filled: a 2x2x2 cube.
@@ -95,12 +96,13 @@ DEFAULT_MIN_COMPONENT_VOXELS = 8
 DEFAULT_MARGIN_PX = 16
 
 
-#: Bumped when a default of segment_volume changes the masks it gives (2: the mirror margin;
-#: 3: voxels without data, NaN or infinite, are never solid and are left out of the Z blur;
-#: 4: the volume's grey range from a grid over every axis, nwwatch.normalize; 5: a constant
-#: fill, nwwatch.volume.fill, is no data as NaN is), so the service does not count volumes
+#: Bumped when a default of segment_volume changes the masks or the verdicts it gives (2: the
+#: mirror margin; 3: voxels without data, NaN or infinite, are never solid and are left out
+#: of the Z blur; 4: the volume's grey range from a grid over every axis, nwwatch.normalize;
+#: 5: a constant fill, nwwatch.volume.fill, is no data as NaN is; 6: contrast_inverted's
+#: spread test needs the classes' shares swapped too), so the service does not count volumes
 #: segmented the old way as done.
-SEGMENTATION_VERSION = "5"
+SEGMENTATION_VERSION = "6"
 
 
 @dataclass(frozen=True)
@@ -192,19 +194,27 @@ def _input_slices(segmenter: Segmenter) -> int:
 def check_volume_model(segmenter: Segmenter) -> None:
     """Raise :class:`VolumeModelError` (naming the model file) when ``segmenter``'s model
     cannot segment tomograms: not a ``tomogram`` model, no solid class, or an ``extra`` value
-    (``z_sigma_px``, ``min_input_px``, ``input_slices``, ``contrast``) :func:`segment_volume`
-    refuses. These depend on the model alone, so the service checks them once, when it loads
-    the model."""
+    (``z_sigma_px``, ``min_input_px``, ``input_slices``, ``contrast``, ``voxel_size_nm``)
+    :func:`segment_volume` refuses. These depend on the model alone, so the service checks
+    them once, when it loads the model."""
     _solid_index(segmenter)
     model_z_sigma_px(segmenter)
     _input_slices(segmenter)
     _min_input_px(segmenter)
     _trained_contrast(segmenter)
+    _trained_voxel_size(segmenter)
 
 
 def _trained_contrast(segmenter: Segmenter) -> ClassContrast | None:
     try:
         return trained_contrast(segmenter.metadata.extra)
+    except ValueError as exc:
+        raise VolumeModelError(f"{segmenter.model_path}: {exc}") from None
+
+
+def _trained_voxel_size(segmenter: Segmenter) -> tuple[float, float, float] | None:
+    try:
+        return trained_voxel_size(segmenter.metadata.extra)
     except ValueError as exc:
         raise VolumeModelError(f"{segmenter.model_path}: {exc}") from None
 
@@ -282,6 +292,7 @@ def segment_volume(
     return_probability: bool = False,
     heartbeat: Callable[[], None] | None = None,
     fill: tuple[ConstantFill, ...] | None = None,
+    voxel_size_nm: tuple[float, float, float] | None = None,
 ) -> VolumeSegmentation:
     """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
 
@@ -315,6 +326,10 @@ def segment_volume(
         ``without_constant_fill``'s array and this its fills (() for none), as the service
         hands it on; not looked for again (on the NaN copy the next value would be the
         extreme), so that every path finds the fill once and gets the same mask.
+    voxel_size_nm : the volume's voxel size (z, y, x) nm as its reader gives it, None when
+        unknown. Only the verdict uses it: a model that recorded its training volume's
+        voxel size flags a volume more than ``VOXEL_SIZE_FACTOR`` apart on an axis
+        (``voxel_size_mismatch``, :mod:`nwwatch.volume.verdict`).
 
     Returns
     -------
@@ -402,11 +417,13 @@ def segment_volume(
     mask = mask.astype(np.uint8)
     return VolumeSegmentation(mask=mask, solid_probability=probability,
                               uncertain_fraction=uncertain, fill=fill,
-                              **_crosscheck(data, mask, uncertain, segmenter, solid_index))
+                              **_crosscheck(data, mask, uncertain, segmenter, solid_index,
+                                            voxel_size_nm))
 
 
 def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter: Segmenter,
-                solid_index: int) -> dict[str, object]:
+                solid_index: int, voxel_size_nm: tuple[float, float, float] | None
+                ) -> dict[str, object]:
     """The mask's threshold agreement and verdict (one blurred copy of the volume for both)."""
     extra = segmenter.metadata.extra
     solid_name = segmenter.metadata.class_names[solid_index]
@@ -429,5 +446,5 @@ def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter:
     contrast = mask_contrast(data, mask) if trained is not None else None
     verdict = assess_mask(solid_fraction, uncertain, agreement, reference_share, labels_share,
                           extra.get("class_pixel_counts"), extra.get("selection"), beyond,
-                          contrast, trained)
+                          contrast, trained, voxel_size_nm, _trained_voxel_size(segmenter))
     return {"threshold_agreement": agreement, "verdict": verdict}

@@ -18,7 +18,10 @@ adds a vertex inside the cube) differ, which changes a whole volume's area by we
 percent (checked in the tests).
 
 The surface is only where solid meets non-solid inside the volume: the volume's outer faces
-are not surfaces (pad with zeros first to close objects that touch the border).
+are not surfaces (pad with zeros first to close objects that touch the border). Voxels without
+data (``valid`` False: the NaN or constant-filled padding of an aligned reconstruction) are
+the same kind of boundary: every cube with a corner there is left out, as the cubes beyond
+the outer faces are, so a grain cut by padding has the area of its part with data alone.
 """
 
 from __future__ import annotations
@@ -114,12 +117,14 @@ def area_table(spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)) -> np.ndar
     return table
 
 
-def cube_configurations(mask: np.ndarray) -> np.ndarray:
+def cube_configurations(mask: np.ndarray, valid: np.ndarray | None = None) -> np.ndarray:
     """Histogram of the 2x2x2 corner configurations of a binary volume.
 
     Parameters
     ----------
     mask : bool or 0/1 ndarray (Z, Y, X)
+    valid : bool ndarray of the same shape, the voxels with data; cubes with a corner outside
+        it are not counted. None: every voxel has data.
 
     Returns
     -------
@@ -128,6 +133,10 @@ def cube_configurations(mask: np.ndarray) -> np.ndarray:
     solid = np.asarray(mask).astype(bool, copy=False)
     if solid.ndim != 3:
         raise ValueError(f"mask must be a 3D (Z, Y, X) array, got shape {solid.shape}")
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        if valid.shape != solid.shape:
+            raise ValueError(f"valid {valid.shape} must have the mask's shape {solid.shape}")
     counts = np.zeros(256, dtype=np.int64)
     if min(solid.shape) < 2:
         return counts
@@ -135,16 +144,21 @@ def cube_configurations(mask: np.ndarray) -> np.ndarray:
     # One z-plane of cubes at a time keeps the temporaries small (a 256^3 volume: 64 kB each).
     for z in range(solid.shape[0] - 1):
         config = np.zeros((solid.shape[1] - 1, solid.shape[2] - 1), dtype=np.uint8)
+        inside = None if valid is None else np.ones(config.shape, dtype=bool)
         for corner in range(8):
             dz, dy, dx = (corner >> 2) & 1, (corner >> 1) & 1, corner & 1
-            plane = bits[z + dz, dy:dy + config.shape[0], dx:dx + config.shape[1]]
-            config |= plane << np.uint8(corner)
-        counts += np.bincount(config.ravel(), minlength=256)
+            window = (z + dz, slice(dy, dy + config.shape[0]), slice(dx, dx + config.shape[1]))
+            config |= bits[window] << np.uint8(corner)
+            if inside is not None:
+                inside &= valid[window]
+        counts += np.bincount(config.ravel() if inside is None else config[inside],
+                              minlength=256)
     return counts
 
 
 def surface_area(
-    mask: np.ndarray, spacing: float | tuple[float, float, float] = 1.0
+    mask: np.ndarray, spacing: float | tuple[float, float, float] = 1.0,
+    valid: np.ndarray | None = None,
 ) -> float:
     """Area of the marching-cubes iso-surface (level 0.5) of a binary volume.
 
@@ -152,10 +166,12 @@ def surface_area(
     ----------
     mask : bool or 0/1 ndarray (Z, Y, X), True for solid.
     spacing : voxel size, one number or (z, y, x); the area comes out in its unit squared.
+    valid : bool ndarray of the same shape, the voxels with data (module docstring); None:
+        all of them.
 
     Returns
     -------
-    float, the area of the solid / non-solid interface inside the volume.
+    float, the area of the solid / non-solid interface inside the volume's data.
     """
     if np.ndim(spacing) == 0:
         value = float(spacing)  # type: ignore[arg-type]
@@ -164,4 +180,4 @@ def surface_area(
         key = tuple(float(v) for v in spacing)  # type: ignore[union-attr]
     if len(key) != 3 or not all(np.isfinite(v) and v > 0 for v in key):
         raise ValueError(f"spacing must be one positive number or (z, y, x), got {spacing}")
-    return float(cube_configurations(mask) @ area_table(key))  # type: ignore[arg-type]
+    return float(cube_configurations(mask, valid) @ area_table(key))  # type: ignore[arg-type]

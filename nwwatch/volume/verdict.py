@@ -29,14 +29,24 @@ compares the mask with something that does not share the model's failure modes:
 - ``contrast_inverted`` (models that recorded ``extra["contrast"]``): the mask's solid is
   darker than the rest while the labels' solid is brighter (or the reverse), or the mask's
   solid is the flatter of its two classes (standard-deviation ratio on the other side of 1)
-  while on the training volume, cut half-way between the labeled class means, the solid was
-  clearly the more variable one (ratio beyond ``SD_RATIO_CLEAR``), or the reverse. A volume
-  whose grey levels are inverted keeps the labels' bright class separated from the dark one,
-  so the first test alone does not see it: the model calls the vacuum solid, and the vacuum
-  is the flat class. Where the noise is alike in both classes (a filtered back-projection
-  spreads it everywhere) the spread says nothing; the vacuum called solid then shows as the
-  classes' shares swapped: the mask's solid the majority where the training volume's was a
+  and the majority, while on the training volume, cut half-way between the labeled class
+  means, the solid was clearly the more variable one (ratio beyond ``SD_RATIO_CLEAR``) and a
+  minority, or the reverse. A volume whose grey levels are inverted keeps the labels' bright
+  class separated from the dark one, so the first test alone does not see it: the model
+  calls the vacuum (and the pores) solid, and the vacuum is the flat class and, beside a
+  grain, most of the volume. The spread alone is no evidence: where a volume holds little
+  quiet vacuum (a crop inside the grain, a thin slab beside it) the rest is mostly noisy pore,
+  and a SIRT reconstruction, binning or a gamma change the noise of each class, so a right
+  mask's solid can be the flatter class (0.80-0.98 x) while it is a minority, as the grain's
+  solid is. Where the noise is alike in both classes (a filtered back-projection spreads it
+  everywhere) the spread says nothing; the vacuum called solid then shows as the classes'
+  shares swapped alone: the mask's solid the majority where the training volume's was a
   minority (or the reverse), by odds ``SHARE_ODDS_SWAPPED`` or more apart.
+- ``voxel_size_mismatch`` (models that recorded ``extra["voxel_size_nm"]``, volumes that
+  declare their voxel size): the volume's voxel size differs from the training volume's by
+  more than ``VOXEL_SIZE_FACTOR`` on an axis. A model learns its features (blur widths,
+  texture, the Z blur) in voxels, so a binned volume gets a worse mask with nothing else
+  in the row to show it.
 - ``no_contrast`` (same models): the mask's classes lie less than ``NO_CONTRAST_RATIO`` times
   as many pooled standard deviations apart as the training volume's two sides of that cut (a
   volume of vacuum only, or a blank one: each volume is scaled to its own intensity range, so
@@ -88,10 +98,22 @@ SD_RATIO_CLEAR = 1.25
 #: its odds (solid / rest) this factor or more from the training volume's: classes swapped.
 SHARE_ODDS_SWAPPED = 10.0
 
+#: The key of a tomogram model's ``extra`` that records its training volume's voxel size:
+#: [z, y, x] nm as the volume's reader gave it, or null when the volume declared none.
+VOXEL_SIZE_KEY = "voxel_size_nm"
+#: A volume whose voxel size is more than this factor larger or smaller than the training
+#: volume's on any axis is suspect. Binning, the usual way a volume's size changes, goes in
+#: steps of 2 or more: a forest trained at 0.32 nm gave the same grain binned 2x an IoU of
+#: 0.677 where one trained at 0.64 nm gives 0.763; resampled by 1.25 and 1.5 it lost 0.014
+#: and 0.026 against 0.055 at 2 (docs/tomography.md). So a binning is flagged, while small
+#: differences (another magnification step, a calibration's few %) are not.
+VOXEL_SIZE_FACTOR = 1.5
+
 #: Every reason code a volume row can carry, in the order they are reported.
 REASON_CODES = ("mask_collapsed", "solid_fraction_mismatch", "uncertain",
                 "threshold_disagreement", "solid_beyond_threshold", "contrast_inverted",
-                "no_contrast", "few_labeled_pixels", "method_unvalidated")
+                "no_contrast", "voxel_size_mismatch", "few_labeled_pixels",
+                "method_unvalidated")
 
 
 @dataclass(frozen=True)
@@ -179,6 +201,53 @@ def trained_contrast(extra: dict) -> ClassContrast | None:
     return ClassContrast(separation, ratio, share)
 
 
+def trained_voxel_size(extra: dict) -> tuple[float, float, float] | None:
+    """The training volume's voxel size (z, y, x) nm from a model's ``extra["voxel_size_nm"]``
+    (written by ``nwwatch train --volume``); None when the model recorded none, or recorded
+    that the volume declared none (null).
+
+    Raises
+    ------
+    ValueError : the key holds something else than three finite, positive numbers or null
+        (the message names the key).
+    """
+    sizes = extra.get(VOXEL_SIZE_KEY)
+    if sizes is None:
+        return None
+    try:
+        values = tuple(float(v) for v in sizes)
+    except (TypeError, ValueError):
+        values = ()
+    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+        raise ValueError(f'extra["{VOXEL_SIZE_KEY}"] must be three positive numbers (z, y, x '
+                         f'nm) or null, got {sizes!r}')
+    return values  # type: ignore[return-value]
+
+
+def _sizes_text(sizes: tuple[float, ...]) -> str:
+    return " x ".join(f"{v:.4g}" for v in sizes)
+
+
+def _voxel_size_code(voxel_size_nm: tuple[float, float, float] | None,
+                     trained: tuple[float, float, float] | None) -> dict[str, str]:
+    """``voxel_size_mismatch`` (module docstring) of a volume's voxel size."""
+    if voxel_size_nm is None or trained is None:
+        return {}
+    factors = [float(v) / t for v, t in zip(voxel_size_nm, trained, strict=True)]
+    if max(max(f, 1.0 / f) for f in factors) <= VOXEL_SIZE_FACTOR:
+        return {}
+    if max(factors) - min(factors) <= 1e-3 * max(factors):
+        apart = f"{factors[0]:.3g} x"
+    else:
+        apart = " / ".join(f"{f:.3g}" for f in factors) + " x (z / y / x)"
+    return {"voxel_size_mismatch": (
+        f"the volume's voxels are {_sizes_text(tuple(voxel_size_nm))} nm (z x y x x), "
+        f"{apart} the training volume's {_sizes_text(trained)} nm (more than "
+        f"{VOXEL_SIZE_FACTOR:g} x apart on an axis): the model learned its features at "
+        f"another scale; resample the volume to the training voxel size, or train a model "
+        f"on a volume of this one")}
+
+
 def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | None
                     ) -> dict[str, str]:
     """``contrast_inverted`` / ``no_contrast`` (module docstring) of a mask's contrast."""
@@ -192,28 +261,34 @@ def _contrast_codes(contrast: ClassContrast | None, trained: ClassContrast | Non
     expected = abs(trained.separation_sd)
     bright, dark = ("brighter", "darker") if brighter else ("darker", "brighter")
     ratio, trained_ratio = contrast.solid_sd_ratio, trained.solid_sd_ratio
+    share, trained_share = contrast.solid_share, trained.solid_share
     if along < 0:
         return {"contrast_inverted": (
             f"the mask's solid is {dark} than the rest ({abs(along):.2f} pooled standard "
             f"deviations) while the labeled solid is {bright}: is the contrast inverted?")}
-    if math.isfinite(ratio) and ((trained_ratio >= SD_RATIO_CLEAR and ratio < 1.0)
-                                 or (trained_ratio <= 1.0 / SD_RATIO_CLEAR and ratio > 1.0)):
+    # The mask's solid the majority where the training volume's was a minority (or the
+    # reverse): what the vacuum called solid does to the shares.
+    swapped = (math.isfinite(trained_share)
+               and MIN_REFERENCE_SHARE <= trained_share <= 1.0 - MIN_REFERENCE_SHARE
+               and (share > 0.5) != (trained_share > 0.5))
+    if swapped and math.isfinite(ratio) and (
+            (trained_ratio >= SD_RATIO_CLEAR and ratio < 1.0)
+            or (trained_ratio <= 1.0 / SD_RATIO_CLEAR and ratio > 1.0)):
         return {"contrast_inverted": (
             f"the mask's solid is the {'flatter' if ratio < 1.0 else 'more variable'} of its "
-            f"two classes (standard deviation {ratio:.2f} x the rest's) while on the training "
-            f"volume, cut between the labeled class means, the solid was the "
-            f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x): is the "
-            f"contrast inverted?")}
+            f"two classes (standard deviation {ratio:.2f} x the rest's) and the "
+            f"{'majority' if share > 0.5 else 'minority'} ({share:.1%}) while on the "
+            f"training volume, cut between the labeled class means, the solid was the "
+            f"{'more variable' if ratio < 1.0 else 'flatter'} ({trained_ratio:.2f} x) and "
+            f"the {'minority' if share > 0.5 else 'majority'} ({trained_share:.1%}): is the "
+            f"contrast inverted (or does the grain fill {'more' if share > 0.5 else 'less'} "
+            f"of this volume than of the training one)?")}
     if along < NO_CONTRAST_RATIO * expected:
         return {"no_contrast": (
             f"the mask's solid and the rest are {along:.2f} pooled standard deviations apart "
             f"in intensity, under {NO_CONTRAST_RATIO:g} x the training volume's {expected:.2f} "
             f"at the labels' cut: a volume without contrast (vacuum only, blank)?")}
-    share, trained_share = contrast.solid_share, trained.solid_share
-    if (math.isfinite(trained_share)
-            and MIN_REFERENCE_SHARE <= trained_share <= 1.0 - MIN_REFERENCE_SHARE
-            and (share > 0.5) != (trained_share > 0.5)
-            and abs(_logit(share) - _logit(trained_share)) >= math.log(SHARE_ODDS_SWAPPED)):
+    if swapped and abs(_logit(share) - _logit(trained_share)) >= math.log(SHARE_ODDS_SWAPPED):
         return {"contrast_inverted": (
             f"the mask calls {share:.1%} of the volume solid, the "
             f"{'majority' if share > 0.5 else 'minority'}, where the training volume cut "
@@ -239,7 +314,10 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
                 selection: dict | None = None,
                 solid_beyond_reference: float = math.nan,
                 contrast: ClassContrast | None = None,
-                trained: ClassContrast | None = None) -> MaskVerdict:
+                trained: ClassContrast | None = None,
+                voxel_size_nm: tuple[float, float, float] | None = None,
+                trained_voxel_size_nm: tuple[float, float, float] | None = None
+                ) -> MaskVerdict:
     """Status and reason codes of a mask from its numbers (see the module docstring).
 
     Parameters
@@ -257,6 +335,9 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
         (:func:`nwwatch.volume.crosscheck.mask_contrast`), if computed.
     trained : the training volume's at the labels' cut (:func:`trained_contrast`), if the
         model recorded it; without both, no ``contrast_inverted`` / ``no_contrast``.
+    voxel_size_nm : the volume's voxel size (z, y, x) nm, if it declares one.
+    trained_voxel_size_nm : the training volume's (:func:`trained_voxel_size`), if the model
+        recorded it; without both, no ``voxel_size_mismatch``.
     """
     codes: dict[str, str] = {}
     refs = [f for f in (reference_solid_fraction, labels_solid_fraction) if math.isfinite(f)]
@@ -290,6 +371,7 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
             f"{BEYOND_DISTANCE_PX:g} px from any solid a threshold finds in its slice "
             f"(> {BEYOND_WARN_ABOVE:.0%}): vacuum called solid away from the grain?")
     codes.update(_contrast_codes(contrast, trained))
+    codes.update(_voxel_size_code(voxel_size_nm, trained_voxel_size_nm))
     few = {name: int(n) for name, n in (class_pixel_counts or {}).items()
            if int(n) < MIN_LABELED_PIXELS}
     if few:
