@@ -801,3 +801,35 @@ def test_the_plot_of_odd_names_times_and_providers_says_what_they_are(tmp_path, 
     assert mdates.num2date(axes[0].get_xlim()[0]).date() <= night[0]["acquired_at"].date()
     section = page.split("<h2>/acq/night</h2>")[1]
     assert "CPUExecutionProvider (1 row), CUDAExecutionProvider (1 row)" in section[:600]
+
+
+def test_times_from_the_files_modification_time_are_said_so(tmp_path, monkeypatch):
+    """A file without a time nwwatch reads gets its modification time (acquired_at_source
+    "mtime"): the report drew and listed those as acquisition times with no word of it."""
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    every = frame_rows("/acq/fiji", [100.0, 110.0, 120.0])
+    some = frame_rows("/acq/mixed", [100.0, 110.0, 120.0, 130.0])
+    own = frame_rows("/acq/tagged", [100.0, 110.0])
+    for row in every:
+        row["acquired_at_source"] = "mtime"
+    every[-1]["acquired_at"] = None  # the note on frames without a time kept beside it
+    for k, row in enumerate(some + own):
+        row["acquired_at_source"] = "mtime" if k == 0 else "metadata"
+    write(results, "frames-1.parquet", every + some + own)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    fiji = page.split("<h2>/acq/fiji</h2>")[1].split("<h2>")[0]
+    mixed = page.split("<h2>/acq/mixed</h2>")[1].split("<h2>")[0]
+    tagged = page.split("<h2>/acq/tagged</h2>")[1].split("<h2>")[0]
+    assert "All frames' times come from their file's modification time" in fiji
+    assert "1 frame without an acquisition time" in fiji
+    assert "1 of the 4 frames' times come from their file's modification time" in mixed
+    assert "modification time" not in tagged
+    labels = [fig.axes[-1].get_xlabel() for fig in figures]  # sections in folder order
+    assert labels[0].endswith(", file modification time)")
+    assert labels[1].endswith(", 1 of 4 from file modification time)")
+    assert "modification" not in labels[2]
+    # rows of another writer without the column: not known, said so
+    write(tmp_path / "other", "frames-1.parquet", frame_rows("/acq/other", [100.0]))
+    page = write_report(tmp_path / "other", tmp_path / "o.html").read_text()
+    assert "1 frame carries no <code>acquired_at_source</code>" in page

@@ -13,11 +13,13 @@ _COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#1
 
 
 def angle_figure(series: dict, title: str,
-                 trend_label: str = f"rolling median of the last {TREND_WINDOW} valid"):
+                 trend_label: str = f"rolling median of the last {TREND_WINDOW} valid",
+                 time_note: str = ""):
     """Contact angle against acquisition time: valid angles with their uncertainty bars, the
     trend (``series["trend"]``, named by ``trend_label``), refused frames as one row of
     markers per reason code in a lane of their own below the angle axes (no degree ticks:
-    they have no angle).
+    they have no angle). ``time_note``: words the time axis's label adds (where the times
+    are the files' modification times, not acquisition times).
 
     ``series``: :func:`nwwatch.dashboard.data.frame_series`. Returns a matplotlib Figure.
     """
@@ -84,7 +86,8 @@ def angle_figure(series: dict, title: str,
     days = sorted({d.date() for d in t}) if len(t) else []
     dates = (f"{days[0]:%Y-%m-%d}" if len(days) == 1 else
              f"{days[0]:%Y-%m-%d} – {days[-1]:%Y-%m-%d}" if days else "")
-    bottom.set_xlabel(f"acquisition time (UTC{', ' + dates if dates else ''})")
+    said = ", ".join(x for x in ("UTC", dates, time_note) if x)
+    bottom.set_xlabel(f"acquisition time ({said})")
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
         bottom.xaxis.get_major_locator(),
         formats=["%Y", "%b", "%d", "%H:%M", "%H:%M", "%H:%M:%S.%f"],
