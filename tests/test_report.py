@@ -833,3 +833,35 @@ def test_times_from_the_files_modification_time_are_said_so(tmp_path, monkeypatc
     write(tmp_path / "other", "frames-1.parquet", frame_rows("/acq/other", [100.0]))
     page = write_report(tmp_path / "other", tmp_path / "o.html").read_text()
     assert "1 frame carries no <code>acquired_at_source</code>" in page
+
+
+def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path,
+                                                                        monkeypatch):
+    """The page never said that the bars are 1 sigma, which sigma refuses an angle, which
+    measurement version made the rows or at which pixel size(s)."""
+    import nwwatch.measure.contact_angle as contact_angle
+
+    results = tmp_path / "res"
+    one = frame_rows("/acq/one", [100.0, 110.0])
+    bare = frame_rows("/acq/bare", [100.0])
+    two = frame_rows("/acq/two", [100.0, 110.0, 120.0])
+    for row in one + bare + two:
+        row["measurement_version"] = "2.2.20"
+    for row in one:
+        row["pixel_size_nm"] = 0.2816
+    two[0]["pixel_size_nm"], two[1]["pixel_size_nm"] = 0.25, 0.5
+    write(results, "frames-1.parquet", one + bare + two)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    sections = {name: page.split(f"<h2>/acq/{name}</h2>")[1].split("<h2>")[0]
+                for name in ("one", "bare", "two")}
+    cut = f"An angle whose 1σ exceeds {contact_angle.MAX_UNCERTAINTY_DEG:g}° is refused"
+    for text in sections.values():
+        assert "Error bars: 1σ of each angle." in text and cut in text
+        assert "measurement 2.2.20;" in text
+    assert "pixel size 0.2816 nm." in sections["one"]
+    assert "pixel size not calibrated (lengths in px)." in sections["bare"]
+    assert "pixel sizes 0.25–0.5 nm (2 values), 1 frame not calibrated." in sections["two"]
+    # the cut is the measurement's own, not a copy of its value
+    monkeypatch.setattr(contact_angle, "MAX_UNCERTAINTY_DEG", 2.25)
+    page = write_report(results, tmp_path / "r2.html").read_text()
+    assert "An angle whose 1σ exceeds 2.25° is refused" in page

@@ -176,6 +176,39 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
     return note, axis
 
 
+def _pixel_sizes(acq: Acquisition) -> str:
+    """The pixel size(s) of a section's rows: one value in nm, "not calibrated" where no row
+    has one (the angles need none; lengths stay in px), or the range of several, with the
+    frames that have none counted."""
+    t = acq.table
+    values = (np.asarray(t["pixel_size_nm"].to_pylist(), dtype=float)
+              if "pixel_size_nm" in t.column_names else np.full(t.num_rows, np.nan))
+    known = np.unique(values[np.isfinite(values)])
+    missing = int(np.count_nonzero(~np.isfinite(values)))
+    if not len(known):
+        return "pixel size not calibrated (lengths in px)"
+    text = (f"pixel size {known[0]:.4g} nm" if len(known) == 1 else
+            f"pixel sizes {known[0]:.4g}–{known[-1]:.4g} nm ({len(known)} values)")
+    return text + (f", {missing} frame{'' if missing == 1 else 's'} not calibrated"
+                   if missing else "")
+
+
+def _caption(acq: Acquisition, plotted: bool) -> str:
+    """What the section's numbers are (HTML): the error bars' sigma, the refusal cut on it
+    (the measurement's own constant), the measurement version and the pixel size(s)."""
+    from nwwatch.measure.contact_angle import MAX_UNCERTAINTY_DEG
+
+    t = acq.table
+    versions = (sorted({v for v in t["measurement_version"].to_pylist() if v})
+                if "measurement_version" in t.column_names else [])
+    version = (f"measurement {html.escape(', '.join(versions))}" if versions
+               else "measurement version not recorded")
+    bars = "Error bars: 1σ of each angle. " if plotted else "Uncertainties are 1σ. "
+    return (f"<p class='muted'>{bars}An angle whose 1σ exceeds {MAX_UNCERTAINTY_DEG:g}° is "
+            "refused (<code>angle_uncertain</code>); the other reason codes are in "
+            f"docs/measurement.md. {version}; {_pixel_sizes(acq)}.</p>")
+
+
 def _insitu_section(acq: Acquisition, files: Path) -> str:
     from nwwatch.dashboard.plots import angle_figure, save_png
 
@@ -238,7 +271,7 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         mean = (f"{stats['mean_deg']:.1f}° (one angle: no sd)" if stats["sd_deg"] is None
                 else f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}°")
     return (
-        img + note
+        img + _caption(acq, bool(img)) + note
         + "<table><tr><th>frames</th><th>valid</th><th>refused (by reason)</th>"
         "<th>median</th><th>IQR (q25–q75)</th><th>mean ± sd</th><th>acquired</th></tr>"
         f"<tr><td>{stats['n']}</td><td>{stats['n_valid']}</td><td>{refused}</td>"
