@@ -865,3 +865,26 @@ def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path
     monkeypatch.setattr(contact_angle, "MAX_UNCERTAINTY_DEG", 2.25)
     page = write_report(results, tmp_path / "r2.html").read_text()
     assert "An angle whose 1σ exceeds 2.25° is refused" in page
+
+
+def test_a_stack_of_one_time_gets_no_trend_line(tmp_path, monkeypatch):
+    """A stack whose pages share the file's time: the rolling median was drawn as a vertical
+    segment hidden behind the points, and listed in the legend."""
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    stack = frame_rows("/acq/stack", [100.0, 110.0, None, 120.0])
+    for k, row in enumerate(stack):
+        row["acquired_at"], row["frame"] = stack[0]["acquired_at"], k
+    write(results, "frames-1.parquet", stack + frame_rows("/acq/timed", [100.0, 110.0]))
+    write_report(results, tmp_path / "r.html")
+    stack_fig, timed_fig = figures  # sections in folder order
+
+    def labels(fig) -> list[str]:
+        return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+
+    assert not [x for x in labels(stack_fig) if x.startswith("rolling median")]
+    assert "valid (3)" in labels(stack_fig)
+    assert [x for x in labels(timed_fig) if x.startswith("rolling median")]
+    # the error bars' points alone: no trend line drawn behind them either
+    assert [line.get_label() for line in stack_fig.axes[0].get_lines()
+            if not line.get_label().startswith("_")] == []
