@@ -16,7 +16,6 @@ from pathlib import Path
 import click
 import cv2
 import numpy as np
-import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 
 from nwwatch import DEFAULT_INSITU_MODEL
@@ -25,6 +24,7 @@ from nwwatch.io.dataset import read_label_image
 from nwwatch.io.png import write_image_file
 from nwwatch.normalize import stretch_to_uint8
 from nwwatch.options import SEED, listed, model_file, require_writable, say
+from nwwatch.service.names import source_name
 from nwwatch.synth.video import VIDEO_SCENES, scene_options
 
 #: The main video (looks like the real frames) and the stress video (a small droplet at a
@@ -95,17 +95,61 @@ class AngleSeries:
         return dict(codes.most_common())
 
 
-def angle_vs_time(frames_table, truth_table) -> AngleSeries:
-    """Join the frame rows to the video's truth table by file name, in time order."""
-    columns = ("source", "contact_angle_deg", "contact_angle_uncertainty_deg", "angle_valid",
-               "reason_code")
-    rows = frames_table.select(list(columns)).to_pydict()
-    measured = {Path(s).name: (a, u, v, c) for s, a, u, v, c in zip(
-        *(rows[c] for c in columns), strict=True)}
+def angle_vs_time(frames_table, truth_table, truth_dir: str | os.PathLike[str],
+                  stack: str | os.PathLike[str] | None = None) -> AngleSeries:
+    """Join the frame rows (``frames_table``: ``source``, ``frame``, the angle columns) to a
+    truth table (``truth.parquet`` of ``truth_dir``), in time order.
+
+    A truth row is the page of one file: its ``file`` in ``truth_dir`` against the row's
+    ``source`` (both absolute, symbolic links resolved), and, where the truth names a file
+    more than once (a stack), its ``frame_index`` against the row's ``frame``; a file the
+    truth names once is its one page. ``stack``: the truth's frames were written as the pages
+    of this file instead (page = ``frame_index``), as a stack made from a synthetic video.
+    Rows of other files (other acquisitions in the same results folder) are left out; a truth
+    row with no row reads ``no_row``. Raises ValueError naming the file and page where one
+    truth row matches several rows (rows of several models or measurement versions, or a
+    stack's pages against a truth that names the file once): select one series first
+    (:func:`nwwatch.results.reading.read_results` keeps each file's newest version)."""
+    columns = ("source", "frame", "contact_angle_deg", "contact_angle_uncertainty_deg",
+               "angle_valid", "reason_code")
+    missing = [c for c in columns if c not in frames_table.column_names]
+    if missing:
+        raise ValueError(f"the frame rows have no {', '.join(missing)} column: give rows of "
+                         "a results folder (nwwatch.results.reading.read_results)")
+    rows = frames_table.to_pydict()
+    resolved: dict[str, str] = {}
+
+    def where(path: str) -> str:
+        # the same resolution on both sides: a results folder replayed through a symbolic
+        # link names its files by the link, a truth folder may be given by its real path
+        if path not in resolved:
+            resolved[path] = os.path.realpath(path)
+        return resolved[path]
+
+    by_file: dict[str, list[int]] = {}
+    for i, source in enumerate(rows["source"]):
+        by_file.setdefault(where(source), []).append(i)
     truth = truth_table.to_pydict()
+    names = Counter(truth["file"])
+    if (stack is not None or max(names.values(), default=1) > 1) and "frame_index" not in truth:
+        raise ValueError("the truth table has no frame_index column: it is needed to find "
+                         "the pages of a stack")
     order = np.argsort(np.asarray(truth["time_s"], float), kind="stable")
-    got = [measured.get(Path(truth["file"][i]).name, (None, None, False, "no_row"))
-           for i in order]
+    got = []
+    for i in order:
+        if stack is not None:
+            file, page = source_name(stack), int(truth["frame_index"][i])
+        else:
+            file = source_name(Path(truth_dir) / truth["file"][i])
+            page = int(truth["frame_index"][i]) if names[truth["file"][i]] > 1 else None
+        matches = [j for j in by_file.get(where(file), ())
+                   if page is None or rows["frame"][j] == page]
+        if len(matches) > 1:
+            raise ValueError(_several_rows(file, page, [
+                {c: rows[c][j] for c in ("frame", "model_sha256", "measurement_version")
+                 if c in rows} for j in matches]))
+        got.append(tuple(rows[c][matches[0]] for c in columns[2:]) if matches
+                   else (None, None, False, "no_row"))
 
     def floats(values) -> np.ndarray:
         return np.array([np.nan if v is None else float(v) for v in values])
@@ -115,6 +159,23 @@ def angle_vs_time(frames_table, truth_table) -> AngleSeries:
         true_deg=floats(truth["theta_apparent_deg"][i] for i in order),
         angle_deg=floats(g[0] for g in got), sigma_deg=floats(g[1] for g in got),
         valid=np.array([bool(g[2]) for g in got]), reason_code=[str(g[3]) for g in got])
+
+
+def _several_rows(file: str, page: int | None, matched: list[dict]) -> str:
+    """Why one truth row of ``file`` (its ``page``, None: the file's one page) matched the
+    rows ``matched`` (their frame, model and measurement version where the rows carry them)."""
+    what = f"{file}" + (f" page {page}" if page is not None else "")
+    frames = sorted({m["frame"] for m in matched})
+    if page is None and len(frames) > 1:
+        return (f"{what}: the truth names this file once, but {len(matched)} rows of pages "
+                f"{listed([str(f) for f in frames])} match it: give the truth's frames as the "
+                "pages of a stack (stack=, page = frame_index), or a truth that names each page")
+    series = sorted({(str(m.get("model_sha256") or "no model")[:8],
+                      str(m.get("measurement_version"))) for m in matched})
+    return (f"{what}: {len(matched)} rows match one truth row (model, measurement version: "
+            f"{listed([f'{a} {b}' for a, b in series])}): select one model and measurement "
+            "version, and read the results with nwwatch.results.reading.read_results, which "
+            "keeps each file's newest rows")
 
 
 def angle_errors(true_deg: np.ndarray, meas_deg: np.ndarray) -> dict[str, float]:
@@ -230,6 +291,7 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
          stress: bool) -> None:
     """Synthetic growth video -> nwwatch -> Parquet -> angle-vs-time plot and overlays."""
     from nwwatch.measure import draw_overlay, measure_contact_angle
+    from nwwatch.results.reading import read_results
     from nwwatch.segment.session import ModelLoadError, Segmenter
     from nwwatch.service.replay import replay
     from nwwatch.synth import generate_insitu, generate_tomogram
@@ -263,9 +325,9 @@ def demo(out: Path, n_frames: int, size: int, model: Path | None, seed: int,
     )
 
     say("4/4 plotting contact angle against time and drawing overlays")
-    frames_table = ds.dataset(os.path.abspath(results / "frames"), format="parquet").to_table()
+    frames_table = read_results(results)
     truth_table = pq.read_table(os.path.abspath(video / "truth.parquet"))
-    series = angle_vs_time(frames_table, truth_table)
+    series = angle_vs_time(frames_table, truth_table, video)
     stats = angle_errors(series.true_deg, series.valid_deg)
     plot = out / "contact_angle_vs_time.png"
     if not plot_angle_vs_time(series.time_s, series.true_deg, series.valid_deg, plot,

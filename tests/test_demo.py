@@ -9,6 +9,7 @@ import math
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
+import pytest
 from click.testing import CliRunner
 
 from bench.demo_look import demo_frames, real_crops
@@ -55,6 +56,7 @@ def test_the_summary_counts_refused_frames_by_reason_code():
 def test_the_angle_series_joins_rows_to_the_truth_by_file_name_in_time_order():
     frames = pa.table({
         "source": ["/acq/frame_00001.tif", "/acq/frame_00000.tif"],
+        "frame": [0, 0],
         "contact_angle_deg": [112.0, 104.0],
         "contact_angle_uncertainty_deg": [2.5, 0.4],
         "angle_valid": [False, True],
@@ -62,7 +64,7 @@ def test_the_angle_series_joins_rows_to_the_truth_by_file_name_in_time_order():
     })
     truth = pa.table({"file": ["frame_00002.tif", "frame_00001.tif", "frame_00000.tif"],
                       "time_s": [1.0, 0.5, 0.0], "theta_apparent_deg": [115.0, 110.0, 105.0]})
-    series = angle_vs_time(frames, truth)
+    series = angle_vs_time(frames, truth, "/acq")
     assert series.time_s.tolist() == [0.0, 0.5, 1.0]
     assert series.true_deg.tolist() == [105.0, 110.0, 115.0]
     assert series.angle_deg[:2].tolist() == [104.0, 112.0] and math.isnan(series.angle_deg[2])
@@ -70,6 +72,75 @@ def test_the_angle_series_joins_rows_to_the_truth_by_file_name_in_time_order():
     assert series.valid_deg[0] == 104.0 and np.isnan(series.valid_deg[1:]).all()
     # A frame without a row is refused as such, not silently dropped.
     assert series.refused_counts() == {"angle_uncertain": 1, "no_row": 1}
+
+
+def _rows_of(truth: pa.Table, sources: list[str], frames: list[int], offset_deg: float,
+             version: str = "2.2.20") -> pa.Table:
+    """Frame rows as a replay writes them, angles ``offset_deg`` above the truth's."""
+    n = truth.num_rows
+    return pa.table({
+        "source": sources, "frame": pa.array(frames, pa.int32()),
+        "contact_angle_deg": [a + offset_deg for a in truth["theta_apparent_deg"].to_pylist()],
+        "contact_angle_uncertainty_deg": [0.3] * n, "angle_valid": [True] * n,
+        "reason_code": ["ok"] * n, "model_sha256": ["c2bf5c2c" * 8] * n,
+        "measurement_version": [version] * n})
+
+
+@pytest.fixture(scope="module")
+def two_videos_and_a_stack(tmp_path_factory):
+    """Two synthetic videos (every one names its frames frame_00000.tif...) and a stack made
+    of the second one's frames, with rows of all three in one results table."""
+    import tifffile
+
+    from nwwatch.io.write import write_stack_tiff
+    from nwwatch.synth import generate_insitu
+
+    root = tmp_path_factory.mktemp("acquisitions")
+    truth_a = generate_insitu(root / "acqA", 3, video=True, seed=1, size=64)
+    truth_b = generate_insitu(root / "acqB", 3, video=True, seed=2, size=64)
+    pages = np.stack([tifffile.imread(root / "acqB" / f) for f in truth_b["file"].to_pylist()])
+    stack = write_stack_tiff(root / "stackB" / "stackB.tif", pages)
+    rows = pa.concat_tables([
+        _rows_of(truth_a, [str(root / "acqA" / f) for f in truth_a["file"].to_pylist()],
+                 [0, 0, 0], 5.0),
+        _rows_of(truth_b, [str(root / "acqB" / f) for f in truth_b["file"].to_pylist()],
+                 [0, 0, 0], 0.5),
+        _rows_of(truth_b, [str(stack)] * 3, [0, 1, 2], 0.25)])
+    return root, truth_a, truth_b, stack, rows
+
+
+def test_each_video_is_joined_to_its_own_rows_in_a_folder_of_several(two_videos_and_a_stack):
+    root, truth_a, truth_b, stack, rows = two_videos_and_a_stack
+    a = angle_vs_time(rows, truth_a, root / "acqA")
+    b = angle_vs_time(rows, truth_b, root / "acqB")
+    # each acquisition's own errors, not the rows of another that names its frames alike
+    assert a.valid.all() and np.allclose(a.angle_deg - a.true_deg, 5.0)
+    assert b.valid.all() and np.allclose(b.angle_deg - b.true_deg, 0.5)
+    assert angle_errors(b.true_deg, b.valid_deg)["rmse_deg"] == pytest.approx(0.5)
+
+
+def test_a_stack_made_of_a_videos_frames_is_joined_page_by_page(two_videos_and_a_stack):
+    root, _, truth_b, stack, rows = two_videos_and_a_stack
+    s = angle_vs_time(rows, truth_b, root / "acqB", stack=stack)
+    assert s.valid.all() and np.allclose(s.angle_deg - s.true_deg, 0.25)
+    # a truth table that names the stack's pages itself (frame_index = page)
+    named = truth_b.set_column(0, "file", [["stackB.tif"] * 3])
+    t = angle_vs_time(rows, named, root / "stackB")
+    assert t.valid.all() and np.allclose(t.angle_deg - t.true_deg, 0.25)
+
+
+def test_a_truth_row_matching_several_rows_is_refused_naming_the_file(two_videos_and_a_stack):
+    root, _, truth_b, stack, rows = two_videos_and_a_stack
+    older = _rows_of(truth_b, [str(root / "acqB" / f) for f in truth_b["file"].to_pylist()],
+                     [0, 0, 0], 1.0, version="2.2.19")
+    with pytest.raises(ValueError, match=r"acqB/frame_00000\.tif: 2 rows match one truth "
+                                         r"row .*2\.2\.19.*2\.2\.20"):
+        angle_vs_time(pa.concat_tables([rows, older]), truth_b, root / "acqB")
+    # a truth that names the stack once: which page it describes is not known
+    once = truth_b.slice(0, 1).set_column(0, "file", [["stackB.tif"]])
+    with pytest.raises(ValueError, match=r"stackB\.tif: the truth names this file once, but 3 "
+                                         r"rows of pages 0, 1, 2"):
+        angle_vs_time(rows, once, root / "stackB")
 
 
 def test_a_demo_run_again_into_its_folder_replaces_its_own_files_and_no_one_elses(tmp_path):

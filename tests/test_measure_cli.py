@@ -1858,3 +1858,53 @@ def test_per_section_mdoc_sizes_are_said_as_the_reader_gives_them(tmp_path):
     assert "ignored" not in said[0] and "instead" not in said[0], said
     sizes = [r["pixel_size_nm"] for r in pq.read_table(out).to_pylist()]
     assert sizes == [pytest.approx(0.76053)] * 3 + [pytest.approx(1.52106)] * 3
+
+
+def test_labels_saved_by_the_service_pair_with_their_frame_and_page(tmp_path):
+    """--save-labels names a label image {stem}-{sha12}-{model8}-m{version}-p{page}-labels.png:
+    `measure LABELS --images FRAMES` looked for a frame of that whole stem, warned "name the
+    labels after their frame", and gave the row no pixel size and the PNG's mtime; a stack's
+    page never matched. The name's stem, content hash and page now find the frame."""
+    from datetime import UTC, datetime, timedelta
+
+    from nwwatch.filehash import file_sha256
+    from nwwatch.io.write import write_stack_tiff
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    grey = np.where(cap.labels == 0, 3000, 1000).astype(np.uint16)
+    t0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    for name, size_nm, when in (("acqA", 0.25, t0), ("acqB", 0.5, t0 + timedelta(hours=1))):
+        (tmp_path / name).mkdir()  # every synthetic video names its frames alike
+        write_frame_tiff(tmp_path / name / "frame_00000.tif", grey + (name == "acqB"),
+                         pixel_size_nm=size_nm, acquired_at=when)
+    stack = write_stack_tiff(tmp_path / "stackB" / "stackB.tif", np.stack([grey] * 3),
+                             pixel_size_nm=0.75,
+                             acquired_at=[t0 + timedelta(seconds=k) for k in range(3)])
+    results = tmp_path / "res"
+    saved = {}
+    for key, source, page in (("frame", tmp_path / "acqB" / "frame_00000.tif", 0),
+                              ("page", stack, 2)):
+        stem = picture_stem(source, file_sha256(source), "c2bf5c2c" * 8, page, "2.2.20")
+        write_frame_pictures(results, "qa", stem, np.zeros((*SHAPE, 3), np.uint8), cap.labels)
+        saved[key] = results / "qa" / f"{stem}-labels.png"
+    out = tmp_path / "rows.parquet"
+
+    def measured(labels: Path, images: Path) -> tuple[dict, str]:
+        result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(out),
+                                           "--images", str(images)])
+        assert result.exit_code == 0, result.output
+        return pq.read_table(out).to_pylist()[0], " ".join(result.output.split())
+
+    row, said = measured(saved["frame"], tmp_path / "acqB")
+    assert "name the labels after their frame" not in said and "warning" not in said
+    assert row["pixel_size_nm"] == pytest.approx(0.5)
+    assert (row["acquired_at"], row["acquired_at_source"]) == (t0 + timedelta(hours=1),
+                                                               "metadata")
+    row, said = measured(saved["page"], tmp_path / "stackB")
+    assert row["pixel_size_nm"] == pytest.approx(0.75)
+    assert row["acquired_at"] == t0 + timedelta(seconds=2)  # page 2's own time
+    # acqA's frame_00000.tif is another frame: not paired by its name, said so
+    row, said = measured(saved["frame"], tmp_path / "acqA")
+    assert row["pixel_size_nm"] is None and row["acquired_at_source"] == "mtime"
+    assert "frame_00000.tif there holds other content" in said

@@ -801,3 +801,90 @@ def test_the_plot_of_odd_names_times_and_providers_says_what_they_are(tmp_path, 
     assert mdates.num2date(axes[0].get_xlim()[0]).date() <= night[0]["acquired_at"].date()
     section = page.split("<h2>/acq/night</h2>")[1]
     assert "CPUExecutionProvider (1 row), CUDAExecutionProvider (1 row)" in section[:600]
+
+
+def test_times_from_the_files_modification_time_are_said_so(tmp_path, monkeypatch):
+    """A file without a time nwwatch reads gets its modification time (acquired_at_source
+    "mtime"): the report drew and listed those as acquisition times with no word of it."""
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    every = frame_rows("/acq/fiji", [100.0, 110.0, 120.0])
+    some = frame_rows("/acq/mixed", [100.0, 110.0, 120.0, 130.0])
+    own = frame_rows("/acq/tagged", [100.0, 110.0])
+    for row in every:
+        row["acquired_at_source"] = "mtime"
+    every[-1]["acquired_at"] = None  # the note on frames without a time kept beside it
+    for k, row in enumerate(some + own):
+        row["acquired_at_source"] = "mtime" if k == 0 else "metadata"
+    write(results, "frames-1.parquet", every + some + own)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    fiji = page.split("<h2>/acq/fiji</h2>")[1].split("<h2>")[0]
+    mixed = page.split("<h2>/acq/mixed</h2>")[1].split("<h2>")[0]
+    tagged = page.split("<h2>/acq/tagged</h2>")[1].split("<h2>")[0]
+    assert "All frames' times come from their file's modification time" in fiji
+    assert "1 frame without an acquisition time" in fiji
+    assert "1 of the 4 frames' times come from their file's modification time" in mixed
+    assert "modification time" not in tagged
+    labels = [fig.axes[-1].get_xlabel() for fig in figures]  # sections in folder order
+    assert labels[0].endswith(", file modification time)")
+    assert labels[1].endswith(", 1 of 4 from file modification time)")
+    assert "modification" not in labels[2]
+    # rows of another writer without the column: not known, said so
+    write(tmp_path / "other", "frames-1.parquet", frame_rows("/acq/other", [100.0]))
+    page = write_report(tmp_path / "other", tmp_path / "o.html").read_text()
+    assert "1 frame carries no <code>acquired_at_source</code>" in page
+
+
+def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path,
+                                                                        monkeypatch):
+    """The page never said that the bars are 1 sigma, which sigma refuses an angle, which
+    measurement version made the rows or at which pixel size(s)."""
+    import nwwatch.measure.contact_angle as contact_angle
+
+    results = tmp_path / "res"
+    one = frame_rows("/acq/one", [100.0, 110.0])
+    bare = frame_rows("/acq/bare", [100.0])
+    two = frame_rows("/acq/two", [100.0, 110.0, 120.0])
+    for row in one + bare + two:
+        row["measurement_version"] = "2.2.20"
+    for row in one:
+        row["pixel_size_nm"] = 0.2816
+    two[0]["pixel_size_nm"], two[1]["pixel_size_nm"] = 0.25, 0.5
+    write(results, "frames-1.parquet", one + bare + two)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    sections = {name: page.split(f"<h2>/acq/{name}</h2>")[1].split("<h2>")[0]
+                for name in ("one", "bare", "two")}
+    cut = f"An angle whose 1σ exceeds {contact_angle.MAX_UNCERTAINTY_DEG:g}° is refused"
+    for text in sections.values():
+        assert "Error bars: 1σ of each angle." in text and cut in text
+        assert "measurement 2.2.20;" in text
+    assert "pixel size 0.2816 nm." in sections["one"]
+    assert "pixel size not calibrated (lengths in px)." in sections["bare"]
+    assert "pixel sizes 0.25–0.5 nm (2 values), 1 frame not calibrated." in sections["two"]
+    # the cut is the measurement's own, not a copy of its value
+    monkeypatch.setattr(contact_angle, "MAX_UNCERTAINTY_DEG", 2.25)
+    page = write_report(results, tmp_path / "r2.html").read_text()
+    assert "An angle whose 1σ exceeds 2.25° is refused" in page
+
+
+def test_a_stack_of_one_time_gets_no_trend_line(tmp_path, monkeypatch):
+    """A stack whose pages share the file's time: the rolling median was drawn as a vertical
+    segment hidden behind the points, and listed in the legend."""
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    stack = frame_rows("/acq/stack", [100.0, 110.0, None, 120.0])
+    for k, row in enumerate(stack):
+        row["acquired_at"], row["frame"] = stack[0]["acquired_at"], k
+    write(results, "frames-1.parquet", stack + frame_rows("/acq/timed", [100.0, 110.0]))
+    write_report(results, tmp_path / "r.html")
+    stack_fig, timed_fig = figures  # sections in folder order
+
+    def labels(fig) -> list[str]:
+        return [text.get_text() for legend in fig.legends for text in legend.get_texts()]
+
+    assert not [x for x in labels(stack_fig) if x.startswith("rolling median")]
+    assert "valid (3)" in labels(stack_fig)
+    assert [x for x in labels(timed_fig) if x.startswith("rolling median")]
+    # the error bars' points alone: no trend line drawn behind them either
+    assert [line.get_label() for line in stack_fig.axes[0].get_lines()
+            if not line.get_label().startswith("_")] == []

@@ -50,7 +50,9 @@ FRAME_COLUMNS = ("source", "frame", "status", "reason", "reason_code", "angle_va
                  "contact_angle_deg", "contact_angle_uncertainty_deg", "acquired_at",
                  "processed_at", "read_ms", "segment_ms", "measure_ms", "confidence_ms",
                  "model_name", "model_sha256", "measurement_version", "provider",
-                 "overlay_path", "source_sha256")
+                 "overlay_path", "source_sha256",
+                 # what the report says of its times and scale (dashboard/report.py)
+                 "acquired_at_source", "pixel_size_nm")
 VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "solid_fraction",
                   "porosity_envelope", "surface_area_nm2", "surface_area_px2", "pore_count",
                   "pore_diameter_median_nm", "pore_diameter_median_px", "uncertain_fraction",
@@ -68,7 +70,7 @@ _STRING, _INTEGER, _NUMBER, _BOOL, _TIME = "string", "integer", "number", "bool"
 _COLUMN_KINDS = {
     **dict.fromkeys(("source", "status", "reason", "reason_code", "model_name", "model_sha256",
                      "measurement_version", "provider", "overlay_path", "source_sha256",
-                     "mask_path"), _STRING),
+                     "mask_path", "acquired_at_source"), _STRING),
     "frame": _INTEGER, "pore_count": _INTEGER, "angle_valid": _BOOL,
     **dict.fromkeys(("acquired_at", "processed_at"), _TIME),
 }

@@ -13,11 +13,14 @@ _COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#1
 
 
 def angle_figure(series: dict, title: str,
-                 trend_label: str = f"rolling median of the last {TREND_WINDOW} valid"):
+                 trend_label: str = f"rolling median of the last {TREND_WINDOW} valid",
+                 time_note: str = ""):
     """Contact angle against acquisition time: valid angles with their uncertainty bars, the
-    trend (``series["trend"]``, named by ``trend_label``), refused frames as one row of
+    trend (``series["trend"]``, named by ``trend_label``; none where the valid angles share
+    one time), refused frames as one row of
     markers per reason code in a lane of their own below the angle axes (no degree ticks:
-    they have no angle).
+    they have no angle). ``time_note``: words the time axis's label adds (where the times
+    are the files' modification times, not acquisition times).
 
     ``series``: :func:`nwwatch.dashboard.data.frame_series`. Returns a matplotlib Figure.
     """
@@ -45,8 +48,11 @@ def angle_figure(series: dict, title: str,
         ax.errorbar(t[valid], angle[valid], yerr=np.nan_to_num(unc[valid]), fmt="o", ms=3.5,
                     color="#1f5fbf", ecolor="#1f5fbf80", elinewidth=1, capsize=0,
                     label=f"valid ({int(valid.sum())})")
-        ax.plot(t[valid], series["trend"][valid], color="#f28e2b", lw=2,
-                label=trend_label)
+        if t[valid].min() != t[valid].max():
+            # of one time (a stack without per-page times) the trend is a vertical segment
+            # behind the points: no trend to show
+            ax.plot(t[valid], series["trend"][valid], color="#f28e2b", lw=2,
+                    label=trend_label)
         lo = np.nanmin(angle[valid] - np.nan_to_num(unc[valid]))
         hi = np.nanmax(angle[valid] + np.nan_to_num(unc[valid]))
         y_min = max(0.0, np.floor((lo - 10) / 10) * 10)
@@ -84,7 +90,8 @@ def angle_figure(series: dict, title: str,
     days = sorted({d.date() for d in t}) if len(t) else []
     dates = (f"{days[0]:%Y-%m-%d}" if len(days) == 1 else
              f"{days[0]:%Y-%m-%d} – {days[-1]:%Y-%m-%d}" if days else "")
-    bottom.set_xlabel(f"acquisition time (UTC{', ' + dates if dates else ''})")
+    said = ", ".join(x for x in ("UTC", dates, time_note) if x)
+    bottom.set_xlabel(f"acquisition time ({said})")
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
         bottom.xaxis.get_major_locator(),
         formats=["%Y", "%b", "%d", "%H:%M", "%H:%M", "%H:%M:%S.%f"],

@@ -140,6 +140,75 @@ def _order(acq: Acquisition) -> tuple[str, float]:
     return acq.folder, float(np.min(acq.table["processed_at"].cast("int64").to_numpy()))
 
 
+def _time_sources(acq: Acquisition) -> tuple[str, str]:
+    """A note (HTML) on the frames whose time is not the acquisition's own, and the words the
+    plot's time axis adds for those of the file's modification time ("" each when every time
+    comes from the file's metadata).
+
+    ``acquired_at_source`` "mtime": the file holds no time nwwatch reads, and its
+    modification time stands in (docs/io.md, "Acquisition time"): a copy or an edit since
+    moves it. No ``acquired_at_source`` (rows of another writer): where the time comes from
+    is not known."""
+    t = acq.table
+    if "acquired_at" not in t.column_names:
+        return "", ""
+    timed = t["acquired_at"].is_valid().to_numpy(zero_copy_only=False)
+    n = int(timed.sum())
+    sources = (np.asarray(t["acquired_at_source"].to_pylist(), dtype=object)[timed]
+               if "acquired_at_source" in t.column_names else np.full(n, None, dtype=object))
+    mtime = int(np.count_nonzero(sources == "mtime"))
+    unknown = int(sum(s is None for s in sources))
+    note = axis = ""
+    if mtime:
+        which = "All" if mtime == n else f"{mtime} of the {n}"
+        # an ImageJ series without times steps back from the mtime by its frame interval
+        note += (f"<p class='muted'>{which} frames' times come from their file's modification "
+                 "time (<code>acquired_at_source</code> <code>mtime</code>: the file holds no "
+                 "acquisition time nwwatch reads; an ImageJ series keeps its frame interval "
+                 "back from it, docs/io.md): a copy or an edit since moves it, so it need not "
+                 "be when the frames were acquired.</p>")
+        axis = ("file modification time" if mtime == n
+                else f"{mtime} of {n} from file modification time")
+    if unknown:
+        note += (f"<p class='muted'>{unknown} frame{' carries' if unknown == 1 else 's carry'} no "
+                 "<code>acquired_at_source</code> (rows of another writer): where their times "
+                 "come from is not known.</p>")
+    return note, axis
+
+
+def _pixel_sizes(acq: Acquisition) -> str:
+    """The pixel size(s) of a section's rows: one value in nm, "not calibrated" where no row
+    has one (the angles need none; lengths stay in px), or the range of several, with the
+    frames that have none counted."""
+    t = acq.table
+    values = (np.asarray(t["pixel_size_nm"].to_pylist(), dtype=float)
+              if "pixel_size_nm" in t.column_names else np.full(t.num_rows, np.nan))
+    known = np.unique(values[np.isfinite(values)])
+    missing = int(np.count_nonzero(~np.isfinite(values)))
+    if not len(known):
+        return "pixel size not calibrated (lengths in px)"
+    text = (f"pixel size {known[0]:.4g} nm" if len(known) == 1 else
+            f"pixel sizes {known[0]:.4g}–{known[-1]:.4g} nm ({len(known)} values)")
+    return text + (f", {missing} frame{'' if missing == 1 else 's'} not calibrated"
+                   if missing else "")
+
+
+def _caption(acq: Acquisition, plotted: bool) -> str:
+    """What the section's numbers are (HTML): the error bars' sigma, the refusal cut on it
+    (the measurement's own constant), the measurement version and the pixel size(s)."""
+    from nwwatch.measure.contact_angle import MAX_UNCERTAINTY_DEG
+
+    t = acq.table
+    versions = (sorted({v for v in t["measurement_version"].to_pylist() if v})
+                if "measurement_version" in t.column_names else [])
+    version = (f"measurement {html.escape(', '.join(versions))}" if versions
+               else "measurement version not recorded")
+    bars = "Error bars: 1σ of each angle. " if plotted else "Uncertainties are 1σ. "
+    return (f"<p class='muted'>{bars}An angle whose 1σ exceeds {MAX_UNCERTAINTY_DEG:g}° is "
+            "refused (<code>angle_uncertain</code>); the other reason codes are in "
+            f"docs/measurement.md. {version}; {_pixel_sizes(acq)}.</p>")
+
+
 def _insitu_section(acq: Acquisition, files: Path) -> str:
     from nwwatch.dashboard.plots import angle_figure, save_png
 
@@ -166,7 +235,10 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         model = " ".join(x for x in (summary.get("model"),
                                      (summary.get("model_sha256") or "")[:12]) if x)
         title = acq.folder + (f" ({model})" if model else "")
-        png = save_png(angle_figure(shown, title, trend), files / f"{_slug(acq)}-angle.png")
+        weak, time_note = _time_sources(acq)
+        note += weak
+        png = save_png(angle_figure(shown, title, trend, time_note=time_note),
+                       files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
         span = _span(shown["t"])
         # A stack whose pages carry no time of their own: every page has the file's time
@@ -185,7 +257,7 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         names = [f"{html.escape(str(n))} (frame {f})"
                  for n, f in zip(np.asarray(series["source"])[~timed],
                                  np.asarray(series["frame"])[~timed], strict=True)]
-        note = (f"<p class='muted'>{untimed} frame{'' if untimed == 1 else 's'} without an "
+        note += (f"<p class='muted'>{untimed} frame{'' if untimed == 1 else 's'} without an "
                 "acquisition time (<code>acquired_at</code> null): counted in the statistics, "
                 f"not in the plot: {', '.join(names[:20])}"
                 + (f", … ({untimed - 20} more)" if untimed > 20 else "") + "</p>")
@@ -199,7 +271,7 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         mean = (f"{stats['mean_deg']:.1f}° (one angle: no sd)" if stats["sd_deg"] is None
                 else f"{stats['mean_deg']:.1f} ± {_fmt(stats['sd_deg'])}°")
     return (
-        img + note
+        img + _caption(acq, bool(img)) + note
         + "<table><tr><th>frames</th><th>valid</th><th>refused (by reason)</th>"
         "<th>median</th><th>IQR (q25–q75)</th><th>mean ± sd</th><th>acquired</th></tr>"
         f"<tr><td>{stats['n']}</td><td>{stats['n_valid']}</td><td>{refused}</td>"

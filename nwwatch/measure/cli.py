@@ -263,13 +263,60 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
     return out, filled_px
 
 
-def _grey_frames(images: Path | None, stem: str, labels: list[np.ndarray]) -> list:
+def _saved_labels_frame(images: Path, path: Path, labels: list[np.ndarray]) -> list | None:
+    """The frame a label image saved by the service or replay (``--save-labels``:
+    ``{stem}-{sha12}-{model8}-m{version}-p{page}-labels.png``) was drawn on: that page of
+    the file in ``images`` whose stem the name carries and whose content hash starts with its
+    ``sha12``, as a one-item list, or [None] with a warning saying why not; None when the
+    name is not such a picture's."""
+    from nwwatch.filehash import file_sha256
+    from nwwatch.results.pictures import picture_file_stem, saved_labels_of
+
+    saved = saved_labels_of(path.name)
+    if saved is None:
+        return None
+    stem, sha12, page = saved
+    # the picture's name carries the stem made safe (odd characters as _, 80 at most)
+    named = sorted(p for p in images.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES
+                   and picture_file_stem(p) == stem and p.is_file())
+    # every acquisition of a synthetic video names its frames alike: the content decides
+    same = [p for p in named if file_sha256(p).startswith(sha12)]
+    if not same:
+        other = (f" ({', '.join(p.name for p in named[:3])} there holds other content: "
+                 "not the frame these labels were saved from)" if named else "")
+        say(f"warning: no frame named {stem} whose sha256 starts {sha12} in {images}"
+            f"{other}; overlay drawn on the labels", err=True)
+        return [None]
+    try:
+        frames = _read_frames(same[0])
+    except LabelFileError as exc:
+        say(f"warning: {exc.format_message()}; overlay drawn on the labels", err=True)
+        return [None]
+    if page >= len(frames) or len(labels) != 1:
+        say(f"warning: {same[0]} has {len(frames)} page(s), {path.name} names page {page} "
+            f"and holds {len(labels)}; overlay drawn on the labels", err=True)
+        return [None] * len(labels)
+    if frames[page].image.shape != labels[0].shape:
+        say(f"warning: {same[0]} page {page} has shape {frames[page].image.shape}, labels "
+            f"{labels[0].shape}; overlay drawn on the labels, its pixel size not used",
+            err=True)
+        return [None]
+    return [frames[page]]
+
+
+def _grey_frames(images: Path | None, path: Path, labels: list[np.ndarray]) -> list:
     """The frames a label file's pages were drawn on: page k of the grey image with the same
-    stem in ``images``, or None per page (a warning says why). They are the overlays'
-    backgrounds, and their pixel size is the labels' when the shapes match."""
+    stem in ``images`` (for a label image the service saved, ``--save-labels``: the page of
+    the file its name names, :func:`_saved_labels_frame`), or None per page (a warning says
+    why). They are the overlays' backgrounds, and their pixel size and time are the labels'
+    when the shapes match."""
     none: list = [None] * len(labels)
     if images is None:
         return none
+    saved = _saved_labels_frame(images, path, labels)
+    if saved is not None:
+        return saved
+    stem = path.stem
     for suffix in _FRAME_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
@@ -746,7 +793,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
         with held_events("io.pixel_size_ignored") as ignored_grey:
-            greys = _grey_frames(images, path.stem, pages) if is_labels else None
+            greys = _grey_frames(images, path, pages) if is_labels else None
         # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
         # label image declaring none has the pixels of its frame in --images
         sizes_nm = [_pixel_size_used(pixel_size_nm, frames[index],

@@ -22,6 +22,12 @@ from nwwatch.pathtext import path_text
 _UNSAFE = re.compile(r"[^A-Za-z0-9._+-]")
 
 
+def picture_file_stem(source: str | os.PathLike[str]) -> str:
+    """The part of :func:`picture_stem` that names the file: its stem with characters other
+    than ASCII letters, digits and ``._+-`` as ``_``, at most 80 of them."""
+    return _UNSAFE.sub("_", Path(os.fsdecode(source)).stem)[:80] or "frame"
+
+
 def picture_stem(source: str | os.PathLike[str], source_sha256: str, model_sha256: str | None,
                  frame: int, measurement_version: str) -> str:
     """``{file stem}-{sha256[:12]}-{model sha256[:8]}-m{measurement version}-p{frame:04d}``;
@@ -29,12 +35,28 @@ def picture_stem(source: str | os.PathLike[str], source_sha256: str, model_sha25
     become ``_`` (the hashes keep names of different files apart; the version keeps the
     pictures of rows measured under an earlier version, which an update leaves beside the
     new ones, from being drawn over)."""
-    stem = _UNSAFE.sub("_", Path(os.fsdecode(source)).stem)[:80] or "frame"
+    stem = picture_file_stem(source)
     model = (model_sha256 or "nomodel")[:8]
     version = _UNSAFE.sub("_", measurement_version)[:20]
     return f"{stem}-{source_sha256[:12]}-{model}-m{version}-p{frame:04d}"
 
 
+
+
+#: A saved label image's name (:func:`write_frame_pictures` with labels): the picture's
+#: stem, then ``-labels.png``.
+_LABELS_NAME = re.compile(r"(?P<stem>.+)-(?P<sha12>[0-9a-f]{12})-(?P<model8>[0-9a-f]{8}|nomodel)"
+                          r"-m[A-Za-z0-9._+-]{1,20}-p(?P<page>\d{4,})-labels\.png")
+
+
+def saved_labels_of(name: str) -> tuple[str, str, int] | None:
+    """(file stem as :func:`picture_file_stem` writes it, the first 12 hex digits of the
+    file's sha256, page) of the frame a label image named as the service saves them
+    (``{picture_stem}-labels.png``) was drawn on; None for any other name."""
+    match = _LABELS_NAME.fullmatch(name)
+    if match is None:
+        return None
+    return match["stem"], match["sha12"], int(match["page"])
 
 
 def write_frame_pictures(
