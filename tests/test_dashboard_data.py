@@ -377,6 +377,45 @@ def test_payload_cursor_sends_only_new_rows(tmp_path):
     dash.close()
 
 
+def test_rows_committed_after_the_clock_was_set_back_reach_an_open_page(tmp_path):
+    """The cursor was the newest ``processed_at`` sent: after the computer's clock was set
+    back (an NTP step), rows committed later carried older times and were never sent to an
+    open page, until real time passed the old cursor. The cursor counts the store's
+    refreshes; a compaction that rewrites the rows sends none of them again."""
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+
+    results = tmp_path / "res"
+    before = frame_rows("/acq/a", [100.0, 101.0], processed=T0 + timedelta(seconds=300))
+    write(results, "frames-1.parquet", before)
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    first = dash.payload(next(iter(dash.store.snapshot.values())), None)
+    assert first["rows"]["source"] == ["f0000.tif", "f0001.tif"]
+    stepped = frame_rows("/acq/a", [110.0], start=2, processed=T0)  # 300 s back
+    write(results, "frames-2.parquet", stepped)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    second = dash.payload(acq, parse_cursor(first["cursor"]))
+    assert not second["reset"] and second["rows"]["source"] == ["f0002.tif"]
+    assert second["latest"]["source"] == "f0002.tif" and second["latest"]["angle"] == 110.0
+    assert dash.payload(acq, parse_cursor(second["cursor"]))["rows"]["source"] == []
+    # the two files compacted into one: the same rows, nothing for the open page
+    write(results, "frames-3.parquet", before + stepped)
+    for name in ("frames-1.parquet", "frames-2.parquet"):
+        (results / "frames" / name).unlink()
+    assert dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    third = dash.payload(acq, parse_cursor(second["cursor"]))
+    assert not third["reset"] and third["rows"]["source"] == []
+    later = frame_rows("/acq/a", [111.0], start=3, processed=T0 + timedelta(seconds=1))
+    write(results, "frames-4.parquet", later)
+    dash.store.refresh()
+    fourth = dash.payload(next(iter(dash.store.snapshot.values())),
+                          parse_cursor(third["cursor"]))
+    assert not fourth["reset"] and fourth["rows"]["source"] == ["f0003.tif"]
+    dash.close()
+
+
 def test_a_row_acquired_before_rows_the_page_holds_sends_their_new_trend(tmp_path):
     """A file retried, or arriving late, lands among rows the page has: their causal trend
     changes, and an open page gets it without a reload."""
@@ -800,9 +839,9 @@ def test_one_models_series_under_two_measurement_versions_are_told_apart(tmp_pat
 
 
 def test_rows_that_come_back_or_a_folder_that_comes_back_reset_its_page(tmp_path):
-    # Rows back with an old processed_at (a quarantine released) never reached an open page,
-    # and a folder whose rows all went and came back reused its generation: the page kept
-    # the deleted rows.
+    # Rows back with an old processed_at (a quarantine released) never reached an open page
+    # (they come as new rows now), and a folder whose rows all went and came back reused its
+    # generation: the page kept the deleted rows.
     from nwwatch.dashboard.app import Dashboard, parse_cursor
     from nwwatch.results.quarantine import write_quarantine
 
@@ -831,7 +870,8 @@ def test_rows_that_come_back_or_a_folder_that_comes_back_reset_its_page(tmp_path
     dash.store.refresh()
     acq = next(iter(dash.store.snapshot.values()))
     again = dash.payload(acq, parse_cursor(first["cursor"]))
-    assert again["reset"] and again["rows"]["source"] == ["f0000.tif", "f0001.tif"]
+    # f0001 again with the trend that f0000, acquired before it, changes
+    assert not again["reset"] and again["rows"]["source"] == ["f0000.tif", "f0001.tif"]
     # the folder's rows all gone, then new ones: the page starts again
     cursor = parse_cursor(again["cursor"])
     for path in (results / "frames").glob("*.parquet"):

@@ -17,11 +17,12 @@ Routes
                                        longer side when it is larger (the latest-frame panel)
 ``/metrics``                           Prometheus text format (live service only)
 
-A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and a
-generation — the server's start time and the acquisition's count of replacements — which
-changes when rows of that acquisition were replaced (``replay --force``, a stack's newer
-version) or the server restarted, so that the client starts again from scratch instead of
-keeping stale points.
+A cursor is ``GENERATION:REFRESH``: the number of the store's refresh that brought the
+newest rows the client has (:attr:`nwwatch.dashboard.data.Acquisition.arrivals`; not a
+``processed_at``, which goes back with the computer's clock), and a generation — the server's
+start time and the acquisition's count of replacements — which changes when rows of that
+acquisition were replaced (``replay --force``, a stack's newer version) or the server
+restarted, so that the client starts again from scratch instead of keeping stale points.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _clean(value):
 
 
 def parse_cursor(text: str | None) -> tuple[str, int] | None:
-    """``"GEN:US"`` -> (generation, microseconds); None for absent or malformed."""
+    """``"GEN:N"`` -> (generation, refresh number); None for absent or malformed."""
     if not text:
         return None
     gen, _, us = text.rpartition(":")
@@ -167,11 +168,10 @@ class Dashboard:
                                       # deleted since: nothing to do (as `status` says)
                                       "gone": quarantined_gone(q)}
                                      for q in acq.quarantined]}
-        newest_us = since[1] if since is not None and not reset else -1
+        newest = since[1] if since is not None and not reset else -1
         if len(acq) and acq.kind == "insitu":
             s = frame_series(acq)
-            processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
-            new = processed_us > newest_us
+            new = acq.arrivals > newest
             if new.any() and not reset:
                 # A row acquired before rows the page holds (a file retried, or arriving
                 # late) changes their rolling trend: they are sent again with it.
@@ -181,23 +181,24 @@ class Dashboard:
             out["rows"] = {k: s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
                                                    "trend", "source", "frame")}
             if len(pick):
-                newest_us = max(newest_us, int(processed_us.max()))
+                newest = max(newest, int(acq.arrivals.max()))
             # the latest frame the page captions: the last with an acquisition time (rows
             # without one sort last and are not charted), else the last row; frames of the
-            # same time in the table's order (source, then frame). Named here, not chosen
-            # again by the page, so caption and overlay picture are of one frame.
+            # same time in the table's order (source, then frame). Named and described here
+            # with its overlay picture, not looked up again among the page's rows, so that
+            # caption and picture are of one frame.
             timed = np.flatnonzero(np.isfinite(s["t"]))
             index = int(timed[-1]) if len(timed) else len(acq) - 1
-            out["latest"] = {"source": s["source"][index], "frame": s["frame"][index]}
+            out["latest"] = {k: s[k][index] for k in ("source", "frame", "t", "angle", "unc",
+                                                      "valid", "code")}
             last = acq.table.slice(index, 1)
             if "overlay_path" in last.column_names and last["overlay_path"][0].is_valid:
                 out["latest_overlay"] = last["overlay_path"][0].as_py()
         elif len(acq):
             cols = [c for c in VOLUME_COLUMNS if c in acq.table.column_names]
             out["volumes"] = acq.table.select(cols).to_pylist()
-            newest_us = int(np.round(acq.table["processed_at"].cast("int64")
-                                     .to_numpy().max()))
-        out["cursor"] = f"{gen}:{newest_us}"
+            newest = int(acq.arrivals.max())
+        out["cursor"] = f"{gen}:{newest}"
         return _clean(out)
 
 

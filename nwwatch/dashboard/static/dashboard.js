@@ -427,13 +427,14 @@ function renderChart(overlay, latest, trendWindow) {
     (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "") +
     (shared ? `<span class="untimed">sharing one acquisition time with others: ${shared} ` +
       "(drawn in one column)</span>" : "");
-  // the frame the server names as the latest (it also sends that frame's overlay picture)
-  const last = latest ? rows.get(`${latest.source}#${latest.frame}`) || null : null;
-  if (last) {
-    $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
-      (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
-      ` at ${timeText(last.t)}`;
-  } else if (!rows.size) {
+  // the frame the server names and describes as the latest, with that frame's overlay
+  // picture: captioned from the same update, not looked up among the rows the page holds
+  // (a frame missing there left the caption of an earlier frame above the new picture)
+  if (latest) {
+    $("latest").innerHTML = `${esc(latest.source)} frame ${latest.frame}: ` +
+      (latest.valid ? `<b>${fmt(latest.angle)}° ± ${fmt(latest.unc)}°</b>` :
+        `refused (<b>${esc(latest.code)}</b>)`) + ` at ${timeText(latest.t)}`;
+  } else {
     // no row left (its only file overwritten with a broken one, quarantined): the caption
     // and picture of a row that no longer counts stayed, with advice on pictures settings
     $("latest").textContent = "—";
