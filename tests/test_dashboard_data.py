@@ -352,6 +352,41 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
         pytest.approx(1 / 15))
 
 
+def test_a_storage_pause_is_on_the_page_instead_of_a_stale_warning(tmp_path):
+    """While results cannot be written (a full disk: nothing processed,
+    ``nwwatch_storage_paused`` 1) the page was told nothing, and after ``stale_after_s``
+    asked whether the microscope was still writing. The live figures carry the pause and
+    its reason; no acquisition is stale while it lasts."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows("/acq/a", [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    assert dash.summary(acq)["stale"] and dash.live_figures()["storage_paused"] is None
+    reason = "/res/frames: cannot write results ([Errno 28] No space left on device)"
+    try:
+        metrics.set_storage_paused(True, reason=reason)
+        paused = dash.live_figures()["storage_paused"]
+        assert paused["reason"] == reason and paused["since"] <= time.time()
+        assert not dash.summary(acq)["stale"]
+        # a pause that goes on counts from its start; its reason is the latest
+        metrics.set_storage_paused(True, reason="still full")
+        assert dash.live_figures()["storage_paused"] == {"reason": "still full",
+                                                          "since": paused["since"]}
+    finally:
+        metrics.set_storage_paused(False)
+    assert dash.live_figures()["storage_paused"] is None and dash.summary(acq)["stale"]
+    dash.close()
+
+
 def test_payload_cursor_sends_only_new_rows(tmp_path):
     from nwwatch.dashboard.app import Dashboard, parse_cursor
 

@@ -221,6 +221,57 @@ def test_dashboard_that_cannot_start_does_not_stop_processing_and_warns_when_sta
     stream.close()
 
 
+def test_a_storage_pause_is_on_the_page_not_a_stale_warning(tmp_path):
+    """Results that cannot be written (a full disk: processing paused, /metrics
+    ``nwwatch_storage_paused`` 1) never showed on the dashboard, and after ``stale_after_s``
+    the page asked whether the microscope was still writing. The page says that results
+    cannot be written, with the error the service logged, and no stale warning while the
+    pause lasts; the banner goes once the service writes again."""
+    import resource
+    import time
+
+    from servicekit import DaemonProcess, model, write_config
+
+    require_browser()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       extra='backoff_seconds = 0.5\n[dashboard]\nlisten = "127.0.0.1:0"\n'
+                             "stale_after_s = 2")
+    daemon = DaemonProcess(cfg, tmp_path / "log", pipe=True)  # its log is not limited
+    _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
+    try:
+        url = dashboard_url(daemon)
+        write_frames(acq, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(acq, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: the acquisition looks active
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))  # "disk full"
+        write_frames(acq, [114.0], start=2)
+        error = daemon.wait_event("storage_paused")["error"]
+        paused = wait_for(lambda: get_json(f"{url}/api/acquisitions")["live"]
+                          .get("storage_paused"), 30, "the pause in the live figures")
+        assert paused["reason"] == error
+        time.sleep(3.0)  # past stale_after_s + flush_seconds since the newest row
+        assert not _acquisition(url)["stale"]
+        with Browser(1280, 1000) as browser:
+            browser.get(url + "/")
+            wait_for(lambda: browser.displayed("#paused"), 30, "the banner")
+            text = browser.text("#paused")
+            assert "Results cannot be written" in text and error in text, text
+            wait_for(lambda: browser.text("#conn") == "connected", 30, "the stream")
+            time.sleep(1.0)
+            assert not browser.displayed("#stale")
+            resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+            daemon.wait_event("storage_resumed")
+            wait_rows(res, 3, proc=daemon)
+            wait_for(lambda: not browser.displayed("#paused"), 30, "the banner going away")
+    finally:
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        code, _ = daemon.terminate()
+    assert code == 0
+
+
 def test_standalone_dashboard_serves_finished_results(live, tmp_path):
     """``nwwatch dashboard RESULTS`` on a copy of the results: the series, no /metrics."""
     daemon, url, acq, res = live

@@ -150,11 +150,18 @@ class Dashboard:
                 "latency_p50_s": float(np.median(lat)) if lat else None,
                 "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
                 "frames_ok": snap.get("frames_ok"), "frames_flagged": snap.get("frames_flagged"),
-                "frames_quarantined": snap.get("frames_quarantined")}
+                "frames_quarantined": snap.get("frames_quarantined"),
+                # results or ledger cannot be written: nothing is processed (a full disk)
+                "storage_paused": metrics.storage_pause()}
 
     def summary(self, acq: Acquisition) -> dict:
-        return acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s,
-                                   active_since=self.active_since)
+        out = acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s,
+                                  active_since=self.active_since)
+        if out["stale"] and self.live and metrics.storage_pause() is not None:
+            # no row is written while the service cannot write: the page's banner says so,
+            # not a question whether the microscope still writes
+            out["stale"] = False
+        return out
 
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""

@@ -59,6 +59,8 @@ for _stage in STAGES:
 # Recent end-to-end latencies for the dashboard's page (Prometheus keeps only buckets).
 _recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
 _lock = threading.Lock()
+# The storage pause under way, for the dashboard's page: {"reason", "since" (epoch s)}.
+_storage_pause: dict | None = None
 
 
 def row_outcome(row: Mapping[str, object]) -> str:
@@ -90,9 +92,24 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
         LAST_FRAME.set(committed_at if committed_at is not None else time.time())
 
 
-def set_storage_paused(paused: bool) -> None:
-    """``nwwatch_storage_paused``: 1 from ``storage_paused`` to ``storage_resumed``."""
+def set_storage_paused(paused: bool, reason: str | None = None) -> None:
+    """``nwwatch_storage_paused``: 1 from ``storage_paused`` to ``storage_resumed``.
+    ``reason``: the write error the service logged, which the dashboard's page shows (the
+    latest of a pause that goes on; the pause counts from its first)."""
+    global _storage_pause
     STORAGE_PAUSED.set(1 if paused else 0)
+    with _lock:
+        if not paused:
+            _storage_pause = None
+        else:
+            since = time.time() if _storage_pause is None else _storage_pause["since"]
+            _storage_pause = {"reason": reason, "since": since}
+
+
+def storage_pause() -> dict | None:
+    """The storage pause under way (``reason``: text or None; ``since``: epoch s), else None."""
+    with _lock:
+        return None if _storage_pause is None else dict(_storage_pause)
 
 
 def set_last_frame(epoch_s: float | None) -> None:

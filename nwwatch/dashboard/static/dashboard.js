@@ -42,6 +42,7 @@ async function loadList() {
     return;
   }
   $("mode").textContent = data.live.live ? "live service" : "finished results";
+  renderPause(data.live);
   // Damaged results files (a failing disk, a partial copy): their rows, or the quarantine
   // list, are missing from this page. Said, not hidden (an acquisition vanished, and the
   // quarantine read "(none)", while `nwwatch status` named the files).
@@ -152,7 +153,23 @@ function applyUpdate(d) {
 
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
 
+// Results or the ledger cannot be written (a full disk, a read-only mount): the service
+// processes nothing until it can (/metrics: nwwatch_storage_paused). Said, with the error it
+// logged; the page showed nothing and, after stale_after_s, asked whether the microscope
+// was still writing.
+function renderPause(live) {
+  const p = live && live.storage_paused;
+  $("paused").hidden = !p;
+  if (p) {
+    $("paused").textContent = "Results cannot be written: the service has paused " +
+      `processing since ${timeText(p.since)}${p.reason ? ` (${p.reason})` : ""}. Files wait ` +
+      "and are processed once it can write again (free space on the results disk, or make " +
+      "it writable); no new row appears here until then.";
+  }
+}
+
 function renderHeader(s, live) {
+  renderPause(live);
   shownFolder = s.folder;
   $("folder").textContent = s.folder;
   // one tab per acquisition can be told apart (a text property: no markup is parsed)
