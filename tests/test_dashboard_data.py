@@ -387,6 +387,41 @@ def test_a_storage_pause_is_on_the_page_instead_of_a_stale_warning(tmp_path):
     dash.close()
 
 
+def test_files_waiting_behind_a_backlog_are_no_stale_acquisition(tmp_path):
+    """The stale warning asked whether the microscope was still writing while the folder's
+    files were there, queued behind a burst into another folder. With files of the folder
+    seen and not yet done, the acquisition is behind, not stale; the count is its own."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows("/acq/e", [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows("/acq/e", [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    try:
+        metrics.set_queue(160, {"/acq/f": 155})  # the burst's folder only
+        summary = dash.summary(acq)
+        assert summary["stale"] and not summary["behind"] and summary["waiting_files"] == 0
+        metrics.set_queue(165, {"/acq/f": 155, "/acq/e": 5})
+        summary = dash.summary(acq)
+        assert not summary["stale"] and summary["behind"] and summary["waiting_files"] == 5
+    finally:
+        metrics.set_queue(0, {})
+    assert dash.summary(acq)["stale"]
+    finished = Dashboard(results, None, live=False, stale_after_s=None)
+    finished.store.refresh()
+    summary = finished.summary(next(iter(finished.store.snapshot.values())))
+    assert summary["waiting_files"] is None and not summary["behind"]
+    dash.close()
+    finished.close()
+
+
 def test_payload_cursor_sends_only_new_rows(tmp_path):
     from nwwatch.dashboard.app import Dashboard, parse_cursor
 

@@ -272,6 +272,53 @@ def test_a_storage_pause_is_on_the_page_not_a_stale_warning(tmp_path):
     assert code == 0
 
 
+def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_path):
+    """A burst of files into another folder held this acquisition's next file in the queue,
+    and after ``stale_after_s`` the page asked whether the microscope was still writing. Its
+    files are seen and waiting: the page says the service is behind, and how many of the
+    acquisition's files wait. (The burst's batch is made to hang, so that the backlog stays
+    for as long as the test looks.)"""
+    import time
+
+    from servicekit import DaemonProcess, model, wait_batch_claimed, write_config
+
+    require_browser()
+    watch = tmp_path / "acq"
+    run_e, run_f = watch / "runE", watch / "runF"
+    run_e.mkdir(parents=True)
+    run_f.mkdir()
+    res = tmp_path / "res"
+    # batches wait up to 1 s for more files: the burst and runE's file are queued together
+    cfg = write_config(tmp_path / "c.toml", watch, res, model(tmp_path), settle=0.2,
+                       latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                       'stale_after_s = 2\n[service]\nstop_timeout_seconds = 1')
+    daemon = DaemonProcess(cfg, tmp_path / "log", env={"NWWATCH_CRASH_AT": "in_batch:3"})
+    try:
+        url = dashboard_url(daemon)
+        write_frames(run_e, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(run_e, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: runE looks active
+        write_frames(run_e, [114.0], start=2)
+        write_frames(run_f, [100.0] * 4)  # the burst
+        wait_batch_claimed(res)
+        time.sleep(3.0)  # past stale_after_s + flush_seconds since runE's newest row
+        (summary,) = get_json(f"{url}/api/acquisitions")["acquisitions"]
+        assert summary["folder"] == str(run_e), summary
+        assert not summary["stale"] and summary["behind"], summary
+        assert summary["waiting_files"] == 1, summary
+        with Browser(1280, 1000) as browser:
+            browser.get(f"{url}/?a={summary['id']}")
+            wait_for(lambda: browser.displayed("#stale"), 30, "the banner")
+            text = browser.text("#stale")
+            assert "1 of its files waits to be processed: the service is behind" in text, text
+            assert "microscope" not in text, text
+            assert "processing behind" in browser.text("#acqs")
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang
+
+
 def test_standalone_dashboard_serves_finished_results(live, tmp_path):
     """``nwwatch dashboard RESULTS`` on a copy of the results: the series, no /metrics."""
     daemon, url, acq, res = live

@@ -155,12 +155,19 @@ class Dashboard:
                 "storage_paused": metrics.storage_pause()}
 
     def summary(self, acq: Acquisition) -> dict:
+        """:func:`acquisition_summary`, live: ``waiting_files`` (the folder's files seen and
+        not yet done) and ``behind`` (no new row for ``stale_after_s`` while some wait: the
+        service is behind, the microscope has not stopped; not ``stale`` then)."""
         out = acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s,
                                   active_since=self.active_since)
+        out["waiting_files"] = metrics.waiting_files(acq.folder) if self.live else None
+        out["behind"] = False
         if out["stale"] and self.live and metrics.storage_pause() is not None:
             # no row is written while the service cannot write: the page's banner says so,
             # not a question whether the microscope still writes
             out["stale"] = False
+        elif out["stale"] and out["waiting_files"]:
+            out["stale"], out["behind"] = False, True
         return out
 
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:

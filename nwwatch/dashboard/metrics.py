@@ -61,6 +61,8 @@ _recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
 _lock = threading.Lock()
 # The storage pause under way, for the dashboard's page: {"reason", "since" (epoch s)}.
 _storage_pause: dict | None = None
+# Per acquisition folder, its files seen and not yet done (set_queue).
+_waiting_by_acquisition: dict[str, int] = {}
 
 
 def row_outcome(row: Mapping[str, object]) -> str:
@@ -146,8 +148,21 @@ def recent_latencies_s() -> list[float]:
         return list(_recent_latency_s)
 
 
-def set_queue(depth_files: int) -> None:
+def set_queue(depth_files: int, by_acquisition: Mapping[str, int] | None = None) -> None:
+    """``nwwatch_queue_depth_files``; ``by_acquisition``: per acquisition folder, its files
+    seen and not yet done (for the dashboard's page only: folders are no label values)."""
+    global _waiting_by_acquisition
     QUEUE_DEPTH.set(depth_files)
+    if by_acquisition is not None:
+        with _lock:
+            _waiting_by_acquisition = dict(by_acquisition)
+
+
+def waiting_files(acquisition: str) -> int:
+    """Files of the acquisition folder ``acquisition`` seen and not yet done, as last set by
+    :func:`set_queue`."""
+    with _lock:
+        return _waiting_by_acquisition.get(acquisition, 0)
 
 
 @contextlib.contextmanager

@@ -68,7 +68,8 @@ async function loadList() {
     `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} row${a.n === 1 ? "" : "s"}` +
     // a folder processed again with another model is one entry per model
     // with the start of its hash: a model retrained into the same file keeps its name
-    `${a.model ? `, ${esc(modelText(a))}` : ""}${a.stale ? ", no new file" : ""}</small></a></li>`)
+    `${a.model ? `, ${esc(modelText(a))}` : ""}${a.stale ? ", no new file" :
+      a.behind ? ", processing behind" : ""}</small></a></li>`)
     .join("");
   // An ID the results do not hold (an old link, a replaced results folder): say so instead
   // of opening a stream the server refuses (404); it connects once the acquisition appears.
@@ -177,11 +178,18 @@ function renderHeader(s, live) {
   document.title = `${s.folder.split("/").slice(-2).join("/")}` +
     `${s.model ? ` (${modelText(s)})` : ""} · nwwatch`;
   const stale = $("stale");
-  stale.hidden = !s.stale;
+  stale.hidden = !s.stale && !s.behind;
+  const mins = ((Date.now() / 1000 - s.last_processed) / 60).toFixed(1);
   if (s.stale) {
-    const mins = ((Date.now() / 1000 - s.last_processed) / 60).toFixed(1);
     stale.textContent = `No new file from this acquisition for ${mins} min although it was ` +
       "receiving frames: is the microscope still writing here?";
+  } else if (s.behind) {
+    // its files are there, waiting behind others (a burst into another folder): the
+    // question to the microscope was wrong
+    const n = s.waiting_files;
+    stale.textContent = `No new row from this acquisition for ${mins} min while ${n} of its ` +
+      `files wait${n === 1 ? "s" : ""} to be processed: the service is ` +
+      `behind (files waiting in all folders: ${fmt(live.queue_depth_files, 0)}).`;
   }
   const st = s.stats || {};
   const c = [card("rows", s.n)];
