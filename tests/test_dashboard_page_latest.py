@@ -98,6 +98,42 @@ def test_the_live_service_shows_the_latest_overlay(tmp_path):
         assert code == 0
 
 
+@pytest.mark.parametrize(("setting", "said"), [
+    ("flagged", 'its status is ok, and the service draws only the frames whose status is not '
+                'ok ([output] overlays = "flagged")'),
+    ("none", 'the service writes none ([output] overlays = "none", the default)')])
+def test_the_live_page_says_why_the_latest_frame_has_no_picture(tmp_path, setting, said):
+    """Under ``overlays = "flagged"`` an ok latest frame said that the service writes
+    pictures with "all" or "flagged" and that one that could not be written is in its log:
+    the page knows the setting, and says that ok frames get none under "flagged" (and that
+    the service writes none under "none")."""
+    from dashkit import dashboard_url
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    require_browser()
+    acq, res = tmp_path / "acq" / "run1", tmp_path / "res"
+    acq.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"\n')
+    cfg.write_text(cfg.read_text().replace("[output]", f'[output]\noverlays = "{setting}"'))
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        url = dashboard_url(daemon)
+        daemon.wait_event("ready")
+        write_frames(acq, [None, 120.0])  # a refused frame, then an ok one: the latest
+        wait_rows(res, 2, proc=daemon)
+        with Browser(1024, 700) as browser:
+            _open(browser, url, 2)
+            assert browser.execute("return document.getElementById('latest').textContent"
+                                   ).startswith("frame_0001.tif frame 0: 1")  # an angle
+            text = " ".join(browser.text("#latest-overlay").split())
+            assert said in text, text
+            assert "overlay_write_failed" not in text, text
+    finally:
+        code, _ = daemon.terminate()
+        assert code == 0
+
+
 def test_without_overlays_the_page_says_how_to_turn_them_on(tmp_path, serve):
     require_browser()
     results = tmp_path / "res"

@@ -112,9 +112,10 @@ class Dashboard:
 
     def __init__(self, results: Path, ledger: Path | None, *, live: bool,
                  stale_after_s: float | None, rows_held_s: float = 0.0,
-                 active_since: float | None = None) -> None:
+                 active_since: float | None = None, overlays: str | None = None) -> None:
         self.store = ResultsStore(results, ledger)
         self.live = live
+        self.overlays = overlays
         self.stale_after_s = stale_after_s if live else None
         self.rows_held_s = rows_held_s
         self.active_since = active_since
@@ -141,10 +142,11 @@ class Dashboard:
 
     def live_figures(self) -> dict:
         if not self.live:
-            return {"live": False, "pending_files": self.store.pending_files()}
+            return {"live": False, "pending_files": self.store.pending_files(),
+                    "overlays": self.overlays}
         lat = metrics.recent_latencies_s()
         snap = metrics.snapshot()
-        return {"live": True, "models": metrics.models(),
+        return {"live": True, "models": metrics.models(), "overlays": self.overlays,
                 "queue_depth_files": snap.get("queue_depth_files"),
                 "in_flight_frames": snap.get("in_flight_frames"),
                 "latency_p50_s": float(np.median(lat)) if lat else None,
@@ -206,6 +208,8 @@ class Dashboard:
             out["latest"] = {k: s[k][index] for k in ("source", "frame", "t", "angle", "unc",
                                                       "valid", "code")}
             last = acq.table.slice(index, 1)
+            if "status" in last.column_names:  # which frames get a picture under "flagged"
+                out["latest"]["status"] = last["status"][0].as_py()
             if "overlay_path" in last.column_names and last["overlay_path"][0].is_valid:
                 out["latest_overlay"] = last["overlay_path"][0].as_py()
         elif len(acq):
@@ -242,7 +246,8 @@ class _LoopbackHostOnly:
 
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
                stale_after_s: float | None = 120.0, rows_held_s: float = 0.0,
-               active_since: float | None = None, loopback_only: bool = False) -> Starlette:
+               active_since: float | None = None, loopback_only: bool = False,
+               overlays: str | None = None) -> Starlette:
     """The ASGI application for the results folder ``results``.
 
     ``loopback_only``: the server listens on the loopback; requests for another host name
@@ -252,11 +257,12 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
     warnings); otherwise a finished or replayed results folder. ``rows_held_s``: the
     service's ``[output] flush_seconds``, the longest its rows wait before they are written.
     ``active_since``: when the service started (epoch s); only acquisitions with rows
-    processed since can be stale.
+    processed since can be stale. ``overlays``: the service's ``[output] overlays`` (None:
+    not known), which tells the page why a latest frame has no overlay picture.
     """
     dash = Dashboard(Path(results), Path(ledger) if ledger else None, live=live,
                      stale_after_s=stale_after_s, rows_held_s=rows_held_s,
-                     active_since=active_since)
+                     active_since=active_since, overlays=overlays)
     static = resources.files("nwwatch.dashboard") / "static"
 
     async def page(request: Request) -> Response:

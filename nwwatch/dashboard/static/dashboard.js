@@ -144,7 +144,9 @@ function applyUpdate(d) {
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
-  else if (d.summary.kind === "insitu") renderChart(d.latest_overlay, d.latest, d.trend_window);
+  else if (d.summary.kind === "insitu") {
+    renderChart(d.latest_overlay, d.latest, d.trend_window, d.live.overlays);
+  }
   else {  // quarantined files only: no rows (it showed an empty angle chart and a "latest
     // frame" with advice on overlays, also for a tomogram folder)
     $("insitu").hidden = true;
@@ -352,7 +354,7 @@ function timeRange(u, min, max) {
   return range;
 }
 
-function renderChart(overlay, latest, trendWindow) {
+function renderChart(overlay, latest, trendWindow, overlaySetting) {
   $("insitu").hidden = false;
   $("tomo").hidden = true;
   // A row without an acquisition time (null acquired_at) has no place on the time axis (it
@@ -464,10 +466,33 @@ function renderChart(overlay, latest, trendWindow) {
     // and picture of a row that no longer counts stayed, with advice on pictures settings
     $("latest").textContent = "—";
     $("latest-overlay").dataset.href = "";
+    $("latest-overlay").dataset.note = "no row";
     $("latest-overlay").innerHTML = "<p class=\"muted\">No row: no latest frame.</p>";
     return;
   }
-  renderOverlay(overlay);
+  renderOverlay(overlay, latest, overlaySetting);
+}
+
+// Why the latest frame has no overlay picture, from the service's [output] overlays (null:
+// not known, a results folder served by `nwwatch dashboard`). An ok frame under "flagged"
+// was told that pictures are written with "flagged" and that its own could not be written.
+function missingOverlayNote(latest, setting) {
+  if (setting === "flagged" && latest && latest.status === "ok") {
+    return "<p class=\"muted\">No overlay picture of this frame: its status is ok, and the " +
+      "service draws only the frames whose status is not ok " +
+      "(<code>[output] overlays = \"flagged\"</code>); <code>\"all\"</code> draws every " +
+      "frame.</p>";
+  }
+  if (setting === "none") {
+    return "<p class=\"muted\">No overlay picture: the service writes none " +
+      "(<code>[output] overlays = \"none\"</code>, the default); <code>\"flagged\"</code> " +
+      "draws the frames whose status is not ok, <code>\"all\"</code> every frame.</p>";
+  }
+  return "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
+    "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
+    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay. " +
+    "With pictures on, one that could not be written is in the service's log " +
+    "(<code>overlay_write_failed</code>).</p>";
 }
 
 // Longer side, in device pixels, of the picture the panel asks for: its width or 70 % of
@@ -482,21 +507,19 @@ function overlayPreviewPx(box) {
 // file. The panel loads a copy scaled by the server to its size (?max_px): a 4096² frame's
 // overlay is a 22 MB PNG. Set only when it changes, so that a frame's picture does not
 // flicker on each update.
-function renderOverlay(overlay) {
+function renderOverlay(overlay, latest, setting) {
   const box = $("latest-overlay");
   // each segment encoded whole: a folder named "qa#1" or "qa?x" must not end the path
   const href = overlay ? `results/${overlay.split("/").map(encodeURIComponent).join("/")}` : "";
-  if (box.dataset.href === href) return;
+  // without a picture the note depends on the frame (its status) as well
+  const note = overlay ? "" : missingOverlayNote(latest, setting);
+  if (box.dataset.href === href && box.dataset.note === note) return;
   box.dataset.href = href;
+  box.dataset.note = note;
   const src = overlay ? `${href}?max_px=${overlayPreviewPx(box)}` : "";
   box.innerHTML = overlay ?
     `<a href="${esc(href)}" target="_blank" title="open the full-size picture">` +
-    `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` :
-    "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
-    "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
-    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay. " +
-    "With pictures on, one that could not be written is in the service's log " +
-    "(<code>overlay_write_failed</code>).</p>";
+    `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` : note;
   const img = box.querySelector("img");
   // a row naming a picture that is gone or unreadable (results folder copied without it):
   // say so instead of a broken-image icon
