@@ -272,8 +272,10 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
     async def acquisitions(request: Request) -> Response:
         await dash.refresh(force=True)
         snap = dash.store.snapshot
+        # newest first, by its newest row or quarantined file: a new folder whose files
+        # are all quarantined has no row, and was listed last
         items = sorted((dash.summary(a) for a in snap.values()),
-                       key=lambda s: -(s["last_processed"] or 0))
+                       key=lambda s: -max(s["last_processed"] or 0, s["last_quarantined"] or 0))
         return JSONResponse(_clean({"results": str(dash.store.results), "acquisitions": items,
                                     "unreadable_files": sorted(dash.store.unreadable),
                                     "live": dash.live_figures()}))

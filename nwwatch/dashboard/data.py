@@ -665,8 +665,12 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     ``now`` when live (0.0 once no row came in it), the minute before the newest row for
     finished results.
     """
+    # the newest quarantine of the folder's files (epoch s): a file that arrived, and failed
+    last_quarantined = max((q["quarantined_at"].timestamp() for q in acq.quarantined
+                            if q.get("quarantined_at") is not None), default=None)
     out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
+                 "last_quarantined": last_quarantined,
                  "frames_per_s": None, "proc_ms_median": None, "stale": False,
                  "model": None, "model_sha256": None, "provider": None,
                  "measurement_version": None}
@@ -700,8 +704,7 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
         # A file quarantined since is a file that arrived: files still come, they fail
         # (the warning asked whether the microscope was still writing while it was).
-        arrived = max((q["quarantined_at"].timestamp() for q in acq.quarantined
-                       if q.get("quarantined_at") is not None), default=-math.inf)
+        arrived = -math.inf if last_quarantined is None else last_quarantined
         out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2
                             and now - arrived > stale_after_s + rows_held_s)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None
