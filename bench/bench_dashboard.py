@@ -92,8 +92,8 @@ def reading(workdir: Path, files: int, rows: int) -> dict:
     full = dash.payload(acq, None)
     out["payload_full_ms"] = _ms(lambda: json.dumps(dash.payload(acq, None)), 3)
     out["payload_full_kb"] = round(len(json.dumps(full)) / 1024, 1)
-    gen, _, us = full["cursor"].rpartition(":")
-    since = (gen, int(us) - 1)  # the last batch only
+    gen, _, refresh = full["cursor"].rpartition(":")
+    since = (gen, int(refresh) - 1)  # the rows of the last refresh only (the new file)
     out["payload_after_cursor_ms"] = _ms(lambda: json.dumps(dash.payload(acq, since)), 3)
     dash.close()
     return {k: round(v, 2) if isinstance(v, float) else v for k, v in out.items()}

@@ -352,6 +352,76 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
         pytest.approx(1 / 15))
 
 
+def test_a_storage_pause_is_on_the_page_instead_of_a_stale_warning(tmp_path):
+    """While results cannot be written (a full disk: nothing processed,
+    ``nwwatch_storage_paused`` 1) the page was told nothing, and after ``stale_after_s``
+    asked whether the microscope was still writing. The live figures carry the pause and
+    its reason; no acquisition is stale while it lasts."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows("/acq/a", [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    assert dash.summary(acq)["stale"] and dash.live_figures()["storage_paused"] is None
+    reason = "/res/frames: cannot write results ([Errno 28] No space left on device)"
+    try:
+        metrics.set_storage_paused(True, reason=reason)
+        paused = dash.live_figures()["storage_paused"]
+        assert paused["reason"] == reason and paused["since"] <= time.time()
+        assert not dash.summary(acq)["stale"]
+        # a pause that goes on counts from its start; its reason is the latest
+        metrics.set_storage_paused(True, reason="still full")
+        assert dash.live_figures()["storage_paused"] == {"reason": "still full",
+                                                          "since": paused["since"]}
+    finally:
+        metrics.set_storage_paused(False)
+    assert dash.live_figures()["storage_paused"] is None and dash.summary(acq)["stale"]
+    dash.close()
+
+
+def test_files_waiting_behind_a_backlog_are_no_stale_acquisition(tmp_path):
+    """The stale warning asked whether the microscope was still writing while the folder's
+    files were there, queued behind a burst into another folder. With files of the folder
+    seen and not yet done, the acquisition is behind, not stale; the count is its own."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows("/acq/e", [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows("/acq/e", [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    try:
+        metrics.set_queue(160, {"/acq/f": 155})  # the burst's folder only
+        summary = dash.summary(acq)
+        assert summary["stale"] and not summary["behind"] and summary["waiting_files"] == 0
+        metrics.set_queue(165, {"/acq/f": 155, "/acq/e": 5})
+        summary = dash.summary(acq)
+        assert not summary["stale"] and summary["behind"] and summary["waiting_files"] == 5
+    finally:
+        metrics.set_queue(0, {})
+    assert dash.summary(acq)["stale"]
+    finished = Dashboard(results, None, live=False, stale_after_s=None)
+    finished.store.refresh()
+    summary = finished.summary(next(iter(finished.store.snapshot.values())))
+    assert summary["waiting_files"] is None and not summary["behind"]
+    dash.close()
+    finished.close()
+
+
 def test_payload_cursor_sends_only_new_rows(tmp_path):
     from nwwatch.dashboard.app import Dashboard, parse_cursor
 
@@ -374,6 +444,45 @@ def test_payload_cursor_sends_only_new_rows(tmp_path):
         again = dash.payload(acq, (other, since[1]))
         assert again["reset"] and len(again["rows"]["t"]) == 3
     assert parse_cursor("garbage") is None and parse_cursor(None) is None
+    dash.close()
+
+
+def test_rows_committed_after_the_clock_was_set_back_reach_an_open_page(tmp_path):
+    """The cursor was the newest ``processed_at`` sent: after the computer's clock was set
+    back (an NTP step), rows committed later carried older times and were never sent to an
+    open page, until real time passed the old cursor. The cursor counts the store's
+    refreshes; a compaction that rewrites the rows sends none of them again."""
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+
+    results = tmp_path / "res"
+    before = frame_rows("/acq/a", [100.0, 101.0], processed=T0 + timedelta(seconds=300))
+    write(results, "frames-1.parquet", before)
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    first = dash.payload(next(iter(dash.store.snapshot.values())), None)
+    assert first["rows"]["source"] == ["f0000.tif", "f0001.tif"]
+    stepped = frame_rows("/acq/a", [110.0], start=2, processed=T0)  # 300 s back
+    write(results, "frames-2.parquet", stepped)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    second = dash.payload(acq, parse_cursor(first["cursor"]))
+    assert not second["reset"] and second["rows"]["source"] == ["f0002.tif"]
+    assert second["latest"]["source"] == "f0002.tif" and second["latest"]["angle"] == 110.0
+    assert dash.payload(acq, parse_cursor(second["cursor"]))["rows"]["source"] == []
+    # the two files compacted into one: the same rows, nothing for the open page
+    write(results, "frames-3.parquet", before + stepped)
+    for name in ("frames-1.parquet", "frames-2.parquet"):
+        (results / "frames" / name).unlink()
+    assert dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    third = dash.payload(acq, parse_cursor(second["cursor"]))
+    assert not third["reset"] and third["rows"]["source"] == []
+    later = frame_rows("/acq/a", [111.0], start=3, processed=T0 + timedelta(seconds=1))
+    write(results, "frames-4.parquet", later)
+    dash.store.refresh()
+    fourth = dash.payload(next(iter(dash.store.snapshot.values())),
+                          parse_cursor(third["cursor"]))
+    assert not fourth["reset"] and fourth["rows"]["source"] == ["f0003.tif"]
     dash.close()
 
 
@@ -800,9 +909,9 @@ def test_one_models_series_under_two_measurement_versions_are_told_apart(tmp_pat
 
 
 def test_rows_that_come_back_or_a_folder_that_comes_back_reset_its_page(tmp_path):
-    # Rows back with an old processed_at (a quarantine released) never reached an open page,
-    # and a folder whose rows all went and came back reused its generation: the page kept
-    # the deleted rows.
+    # Rows back with an old processed_at (a quarantine released) never reached an open page
+    # (they come as new rows now), and a folder whose rows all went and came back reused its
+    # generation: the page kept the deleted rows.
     from nwwatch.dashboard.app import Dashboard, parse_cursor
     from nwwatch.results.quarantine import write_quarantine
 
@@ -831,7 +940,8 @@ def test_rows_that_come_back_or_a_folder_that_comes_back_reset_its_page(tmp_path
     dash.store.refresh()
     acq = next(iter(dash.store.snapshot.values()))
     again = dash.payload(acq, parse_cursor(first["cursor"]))
-    assert again["reset"] and again["rows"]["source"] == ["f0000.tif", "f0001.tif"]
+    # f0001 again with the trend that f0000, acquired before it, changes
+    assert not again["reset"] and again["rows"]["source"] == ["f0000.tif", "f0001.tif"]
     # the folder's rows all gone, then new ones: the page starts again
     cursor = parse_cursor(again["cursor"])
     for path in (results / "frames").glob("*.parquet"):

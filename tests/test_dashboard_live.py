@@ -221,6 +221,104 @@ def test_dashboard_that_cannot_start_does_not_stop_processing_and_warns_when_sta
     stream.close()
 
 
+def test_a_storage_pause_is_on_the_page_not_a_stale_warning(tmp_path):
+    """Results that cannot be written (a full disk: processing paused, /metrics
+    ``nwwatch_storage_paused`` 1) never showed on the dashboard, and after ``stale_after_s``
+    the page asked whether the microscope was still writing. The page says that results
+    cannot be written, with the error the service logged, and no stale warning while the
+    pause lasts; the banner goes once the service writes again."""
+    import resource
+    import time
+
+    from servicekit import DaemonProcess, model, write_config
+
+    require_browser()
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       extra='backoff_seconds = 0.5\n[dashboard]\nlisten = "127.0.0.1:0"\n'
+                             "stale_after_s = 2")
+    daemon = DaemonProcess(cfg, tmp_path / "log", pipe=True)  # its log is not limited
+    _, hard = resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE)
+    try:
+        url = dashboard_url(daemon)
+        write_frames(acq, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(acq, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: the acquisition looks active
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (1, hard))  # "disk full"
+        write_frames(acq, [114.0], start=2)
+        error = daemon.wait_event("storage_paused")["error"]
+        paused = wait_for(lambda: get_json(f"{url}/api/acquisitions")["live"]
+                          .get("storage_paused"), 30, "the pause in the live figures")
+        assert paused["reason"] == error
+        time.sleep(3.0)  # past stale_after_s + flush_seconds since the newest row
+        assert not _acquisition(url)["stale"]
+        with Browser(1280, 1000) as browser:
+            browser.get(url + "/")
+            wait_for(lambda: browser.displayed("#paused"), 30, "the banner")
+            text = browser.text("#paused")
+            assert "Results cannot be written" in text and error in text, text
+            wait_for(lambda: browser.text("#conn") == "connected", 30, "the stream")
+            time.sleep(1.0)
+            assert not browser.displayed("#stale")
+            resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+            daemon.wait_event("storage_resumed")
+            wait_rows(res, 3, proc=daemon)
+            wait_for(lambda: not browser.displayed("#paused"), 30, "the banner going away")
+    finally:
+        resource.prlimit(daemon.proc.pid, resource.RLIMIT_FSIZE, (hard, hard))
+        code, _ = daemon.terminate()
+    assert code == 0
+
+
+def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_path):
+    """A burst of files into another folder held this acquisition's next file in the queue,
+    and after ``stale_after_s`` the page asked whether the microscope was still writing. Its
+    files are seen and waiting: the page says the service is behind, and how many of the
+    acquisition's files wait. (The burst's batch is made to hang, so that the backlog stays
+    for as long as the test looks.)"""
+    import time
+
+    from servicekit import DaemonProcess, model, wait_batch_claimed, write_config
+
+    require_browser()
+    watch = tmp_path / "acq"
+    run_e, run_f = watch / "runE", watch / "runF"
+    run_e.mkdir(parents=True)
+    run_f.mkdir()
+    res = tmp_path / "res"
+    # batches wait up to 1 s for more files: the burst and runE's file are queued together
+    cfg = write_config(tmp_path / "c.toml", watch, res, model(tmp_path), settle=0.2,
+                       latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                       'stale_after_s = 2\n[service]\nstop_timeout_seconds = 1')
+    daemon = DaemonProcess(cfg, tmp_path / "log", env={"NWWATCH_CRASH_AT": "in_batch:3"})
+    try:
+        url = dashboard_url(daemon)
+        write_frames(run_e, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(run_e, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: runE looks active
+        write_frames(run_e, [114.0], start=2)
+        write_frames(run_f, [100.0] * 4)  # the burst
+        wait_batch_claimed(res)
+        time.sleep(3.0)  # past stale_after_s + flush_seconds since runE's newest row
+        (summary,) = get_json(f"{url}/api/acquisitions")["acquisitions"]
+        assert summary["folder"] == str(run_e), summary
+        assert not summary["stale"] and summary["behind"], summary
+        assert summary["waiting_files"] == 1, summary
+        with Browser(1280, 1000) as browser:
+            browser.get(f"{url}/?a={summary['id']}")
+            wait_for(lambda: browser.displayed("#stale"), 30, "the banner")
+            text = browser.text("#stale")
+            assert "1 of its files waits to be processed: the service is behind" in text, text
+            assert "microscope" not in text, text
+            assert "processing behind" in browser.text("#acqs")
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang
+
+
 def test_standalone_dashboard_serves_finished_results(live, tmp_path):
     """``nwwatch dashboard RESULTS`` on a copy of the results: the series, no /metrics."""
     daemon, url, acq, res = live

@@ -98,6 +98,42 @@ def test_the_live_service_shows_the_latest_overlay(tmp_path):
         assert code == 0
 
 
+@pytest.mark.parametrize(("setting", "said"), [
+    ("flagged", 'its status is ok, and the service draws only the frames whose status is not '
+                'ok ([output] overlays = "flagged")'),
+    ("none", 'the service writes none ([output] overlays = "none", the default)')])
+def test_the_live_page_says_why_the_latest_frame_has_no_picture(tmp_path, setting, said):
+    """Under ``overlays = "flagged"`` an ok latest frame said that the service writes
+    pictures with "all" or "flagged" and that one that could not be written is in its log:
+    the page knows the setting, and says that ok frames get none under "flagged" (and that
+    the service writes none under "none")."""
+    from dashkit import dashboard_url
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    require_browser()
+    acq, res = tmp_path / "acq" / "run1", tmp_path / "res"
+    acq.mkdir(parents=True)
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3,
+                       extra='[dashboard]\nlisten = "127.0.0.1:0"\n')
+    cfg.write_text(cfg.read_text().replace("[output]", f'[output]\noverlays = "{setting}"'))
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        url = dashboard_url(daemon)
+        daemon.wait_event("ready")
+        write_frames(acq, [None, 120.0])  # a refused frame, then an ok one: the latest
+        wait_rows(res, 2, proc=daemon)
+        with Browser(1024, 700) as browser:
+            _open(browser, url, 2)
+            assert browser.execute("return document.getElementById('latest').textContent"
+                                   ).startswith("frame_0001.tif frame 0: 1")  # an angle
+            text = " ".join(browser.text("#latest-overlay").split())
+            assert said in text, text
+            assert "overlay_write_failed" not in text, text
+    finally:
+        code, _ = daemon.terminate()
+        assert code == 0
+
+
 def test_without_overlays_the_page_says_how_to_turn_them_on(tmp_path, serve):
     require_browser()
     results = tmp_path / "res"
@@ -247,12 +283,42 @@ def test_frames_acquired_at_the_same_time_give_one_latest_frame(tmp_path, serve)
     url = serve(results)
     acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
     data = get_json(f"{url}/api/acquisitions/{acq['id']}/series")
-    assert data["latest"] == {"source": "f0001.tif", "frame": 0}
+    assert (data["latest"]["source"], data["latest"]["frame"]) == ("f0001.tif", 0)
+    assert data["latest"]["angle"] == 110.0
     assert data["latest_overlay"] == "overlays/f0001-0.png"
     with Browser(1024, 700) as browser:
         _open(browser, url, 2)
         caption = browser.execute("return document.getElementById('latest').textContent")
         assert caption.startswith("f0001.tif frame 0: 110"), caption
+
+
+def test_rows_committed_after_the_clock_was_set_back_reach_the_open_page(tmp_path, serve):
+    """After the computer's clock was set back (an NTP step), rows committed later carry
+    older ``processed_at`` times: the open page, asking for rows newer than the newest it had,
+    got none of them, and its caption kept naming the frame before while the overlay panel
+    showed the new latest frame's picture. The page gets the rows; caption and picture name
+    one frame."""
+    require_browser()
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/run1", [100.0, 101.0], processed=T0 + timedelta(seconds=300))
+    for row in rows:
+        row["overlay_path"] = f"overlays/{row['source'].rsplit('/', 1)[1]}.png"
+    write(results, "frames-1.parquet", rows)
+    url = serve(results)
+    caption = "return document.getElementById('latest').textContent"
+    with Browser(1024, 700) as browser:
+        _open(browser, url, 2)
+        assert browser.execute(caption).startswith("f0001.tif frame 0: 101"), (
+            browser.execute(caption))
+        stepped = frame_rows("/acq/run1", [110.0], start=2, processed=T0)  # 300 s back
+        stepped[0]["overlay_path"] = "overlays/f0002.tif.png"
+        write(results, "frames-2.parquet", stepped)
+        wait_for(lambda: browser.execute(
+            "return document.getElementById('latest-overlay').dataset.href")
+            .endswith("f0002.tif.png"), 30, "the new latest frame's picture")
+        assert browser.execute(caption).startswith("f0002.tif frame 0: 110"), (
+            browser.execute(caption))
+        wait_for(lambda: browser.attribute("#chart", "data-points") == "3", 10, "the new row")
 
 
 def test_long_folder_and_file_names_do_not_widen_the_page(tmp_path, serve):

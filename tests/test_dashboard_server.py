@@ -340,3 +340,35 @@ def test_mask_slices_show_the_voxels_true_aspect():
     assert (true[:, 12:20] == 255).sum() == 8 * 4  # 2 slices x 4 columns -> 8 rows x 4
     # no stretch without a size, and at most MAX_STRETCH times
     assert mask_slices(mask, (1000.0, 0.5, 0.5)).shape[0] == 4 * 16
+
+
+def test_a_new_folder_of_quarantined_files_only_is_listed_first(tmp_path):
+    """The side bar lists acquisitions newest first, by their newest row: a new folder whose
+    files were all quarantined (no row) came last, below folders finished hours before. The
+    newest of a folder's rows and quarantined files orders it."""
+    from datetime import timedelta
+
+    from dashkit import dashboard_thread
+    from test_dashboard_data import T0
+
+    from nwwatch.results.quarantine import write_quarantine
+
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/old", [100.0], processed=T0))
+    write(results, "frames-2.parquet", frame_rows("/acq/later", [100.0],
+                                                  processed=T0 + timedelta(seconds=60)))
+
+    def quarantined(path: str, seconds: float) -> dict:
+        return {"path": path, "sha256": None, "reason": "file is empty",
+                "error_type": "EmptyFileError", "attempts": 1,
+                "quarantined_at": (T0 + timedelta(seconds=seconds)).timestamp()}
+
+    write_quarantine([quarantined("/acq/new/bad.tif", 120)], results)
+    with dashboard_thread(results) as (_, url):
+        listed = [a["folder"] for a in get_json(f"{url}/api/acquisitions")["acquisitions"]]
+        assert listed == ["/acq/new", "/acq/later", "/acq/old"], listed
+        # a folder with rows whose file was quarantined since: by that time
+        write_quarantine([quarantined("/acq/new/bad.tif", 120),
+                          quarantined("/acq/old/bad.tif", 180)], results)
+        listed = [a["folder"] for a in get_json(f"{url}/api/acquisitions")["acquisitions"]]
+        assert listed == ["/acq/old", "/acq/new", "/acq/later"], listed

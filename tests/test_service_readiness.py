@@ -172,3 +172,33 @@ def test_a_backlog_is_looked_at_a_slice_at_a_time_within_the_budget(tmp_path):
         assert polls <= 40
     assert sorted(seen) == files and polls >= 2  # 0.4 s of checks in 0.05 s slices
     assert t.poll(slow_inspect, now=100.0) == ([], [])
+
+
+def test_files_seen_and_queued_are_counted_per_acquisition(tmp_path):
+    """The dashboard tells an acquisition whose files wait behind a backlog from one whose
+    microscope stopped by its files seen and not yet done: the tracker's candidates and the
+    files queued or in flight, counted per acquisition as they come and go (a Gatan time
+    tree's files under its recording's folder)."""
+    from nwwatch.service.readiness import QueuedFiles
+
+    run_e, run_f = tmp_path / "runE", tmp_path / "runF"
+    tree = run_f / "Hour_00" / "Minute_00" / "Second_01"
+    tree.mkdir(parents=True)
+    run_e.mkdir()
+    for f in (run_e / "a.tif", run_e / "b.tif", tree / "c.tif"):
+        _write(f, b"abc", mtime_s=time.time() - 60)
+    t = Tracker()
+    for f in (run_e / "a.tif", run_e / "b.tif", run_e / "b.tif", tree / "c.tif"):
+        t.touch(f, 0, settle_s=1.0)  # b.tif twice: one candidate
+    assert t.by_acquisition() == {str(run_e): 2, str(run_f): 1}
+    t.forget(run_e / "a.tif")
+    ready, _ = t.poll(_inspect_ok, now=100.0)
+    assert sorted(r.path.name for r in ready) == ["b.tif", "c.tif"] and not t.by_acquisition()
+    queued = QueuedFiles()
+    for r in ready + ready:
+        queued.add(r.path)
+    assert queued.by_acquisition() == {str(run_e): 1, str(run_f): 1} and len(queued) == 2
+    queued.discard(tree / "c.tif")
+    queued.discard(tree / "c.tif")
+    queued.discard(run_e / "gone.tif")
+    assert queued.by_acquisition() == {str(run_e): 1} and queued == {run_e / "b.tif"}

@@ -1011,3 +1011,31 @@ def test_files_touched_since_they_were_done_read_as_done_before(tmp_path, acquis
     assert (again.done, again.skipped, again.skipped_earlier) == (0, 5, 5)
     assert again.lines()[-1] == ("replay complete: all 5 files processed, none of them new: "
                                  "all done before")
+
+
+def test_status_names_as_last_the_frame_the_dashboard_names_as_latest(tmp_path):
+    """Frames committed together share their ``processed_at``: ``status`` named the one the
+    ledger's order put last, another frame of the batch than the dashboard's latest frame
+    (the last by acquisition time). Here the names run against the acquisition times."""
+    from datetime import timedelta
+
+    from nwwatch.dashboard.app import Dashboard
+
+    acq, onnx = tmp_path / "acq", model(tmp_path)
+    acq.mkdir()
+    t0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
+    for k, name in enumerate(["c.tif", "b.tif", "a.tif"]):  # a.tif acquired last
+        write_frame_tiff(acq / name, _ok_frame(110.0 + k), acquired_at=t0 + timedelta(seconds=k))
+    out = tmp_path / "out"
+    assert replay(acq, out, kind="insitu", model=onnx).done == 3
+    processed = pq.read_table(out / "frames", columns=["processed_at"])["processed_at"]
+    assert len(set(processed.to_pylist())) == 1  # committed together
+    dash = Dashboard(out, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    latest = dash.payload(next(iter(dash.store.snapshot.values())), None)["latest"]["source"]
+    dash.close()
+    assert latest == "a.tif"
+    st = json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output)
+    assert st["last"]["source"] == str(acq / "a.tif"), st["last"]
+    text = CliRunner().invoke(status_cmd, ["--out", str(out)]).output
+    assert f"last: {acq / 'a.tif'} (1 row) at " in text, text

@@ -17,11 +17,12 @@ Routes
                                        longer side when it is larger (the latest-frame panel)
 ``/metrics``                           Prometheus text format (live service only)
 
-A cursor is ``GENERATION:MICROSECONDS``: the newest ``processed_at`` the client has, and a
-generation — the server's start time and the acquisition's count of replacements — which
-changes when rows of that acquisition were replaced (``replay --force``, a stack's newer
-version) or the server restarted, so that the client starts again from scratch instead of
-keeping stale points.
+A cursor is ``GENERATION:REFRESH``: the number of the store's refresh that brought the
+newest rows the client has (:attr:`nwwatch.dashboard.data.Acquisition.arrivals`; not a
+``processed_at``, which goes back with the computer's clock), and a generation — the server's
+start time and the acquisition's count of replacements — which changes when rows of that
+acquisition were replaced (``replay --force``, a stack's newer version) or the server
+restarted, so that the client starts again from scratch instead of keeping stale points.
 """
 
 from __future__ import annotations
@@ -97,7 +98,7 @@ def _clean(value):
 
 
 def parse_cursor(text: str | None) -> tuple[str, int] | None:
-    """``"GEN:US"`` -> (generation, microseconds); None for absent or malformed."""
+    """``"GEN:N"`` -> (generation, refresh number); None for absent or malformed."""
     if not text:
         return None
     gen, _, us = text.rpartition(":")
@@ -111,9 +112,10 @@ class Dashboard:
 
     def __init__(self, results: Path, ledger: Path | None, *, live: bool,
                  stale_after_s: float | None, rows_held_s: float = 0.0,
-                 active_since: float | None = None) -> None:
+                 active_since: float | None = None, overlays: str | None = None) -> None:
         self.store = ResultsStore(results, ledger)
         self.live = live
+        self.overlays = overlays
         self.stale_after_s = stale_after_s if live else None
         self.rows_held_s = rows_held_s
         self.active_since = active_since
@@ -140,20 +142,35 @@ class Dashboard:
 
     def live_figures(self) -> dict:
         if not self.live:
-            return {"live": False, "pending_files": self.store.pending_files()}
+            return {"live": False, "pending_files": self.store.pending_files(),
+                    "overlays": self.overlays}
         lat = metrics.recent_latencies_s()
         snap = metrics.snapshot()
-        return {"live": True, "models": metrics.models(),
+        return {"live": True, "models": metrics.models(), "overlays": self.overlays,
                 "queue_depth_files": snap.get("queue_depth_files"),
                 "in_flight_frames": snap.get("in_flight_frames"),
                 "latency_p50_s": float(np.median(lat)) if lat else None,
                 "latency_p95_s": float(np.percentile(lat, 95)) if lat else None,
                 "frames_ok": snap.get("frames_ok"), "frames_flagged": snap.get("frames_flagged"),
-                "frames_quarantined": snap.get("frames_quarantined")}
+                "frames_quarantined": snap.get("frames_quarantined"),
+                # results or ledger cannot be written: nothing is processed (a full disk)
+                "storage_paused": metrics.storage_pause()}
 
     def summary(self, acq: Acquisition) -> dict:
-        return acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s,
-                                   active_since=self.active_since)
+        """:func:`acquisition_summary`, live: ``waiting_files`` (the folder's files seen and
+        not yet done) and ``behind`` (no new row for ``stale_after_s`` while some wait: the
+        service is behind, the microscope has not stopped; not ``stale`` then)."""
+        out = acquisition_summary(acq, time.time(), self.stale_after_s, self.rows_held_s,
+                                  active_since=self.active_since)
+        out["waiting_files"] = metrics.waiting_files(acq.folder) if self.live else None
+        out["behind"] = False
+        if out["stale"] and self.live and metrics.storage_pause() is not None:
+            # no row is written while the service cannot write: the page's banner says so,
+            # not a question whether the microscope still writes
+            out["stale"] = False
+        elif out["stale"] and out["waiting_files"]:
+            out["stale"], out["behind"] = False, True
+        return out
 
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
@@ -167,11 +184,10 @@ class Dashboard:
                                       # deleted since: nothing to do (as `status` says)
                                       "gone": quarantined_gone(q)}
                                      for q in acq.quarantined]}
-        newest_us = since[1] if since is not None and not reset else -1
+        newest = since[1] if since is not None and not reset else -1
         if len(acq) and acq.kind == "insitu":
             s = frame_series(acq)
-            processed_us = np.round(s["processed"] * 1e6).astype(np.int64)
-            new = processed_us > newest_us
+            new = acq.arrivals > newest
             if new.any() and not reset:
                 # A row acquired before rows the page holds (a file retried, or arriving
                 # late) changes their rolling trend: they are sent again with it.
@@ -181,23 +197,26 @@ class Dashboard:
             out["rows"] = {k: s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
                                                    "trend", "source", "frame")}
             if len(pick):
-                newest_us = max(newest_us, int(processed_us.max()))
+                newest = max(newest, int(acq.arrivals.max()))
             # the latest frame the page captions: the last with an acquisition time (rows
             # without one sort last and are not charted), else the last row; frames of the
-            # same time in the table's order (source, then frame). Named here, not chosen
-            # again by the page, so caption and overlay picture are of one frame.
+            # same time in the table's order (source, then frame). Named and described here
+            # with its overlay picture, not looked up again among the page's rows, so that
+            # caption and picture are of one frame.
             timed = np.flatnonzero(np.isfinite(s["t"]))
             index = int(timed[-1]) if len(timed) else len(acq) - 1
-            out["latest"] = {"source": s["source"][index], "frame": s["frame"][index]}
+            out["latest"] = {k: s[k][index] for k in ("source", "frame", "t", "angle", "unc",
+                                                      "valid", "code")}
             last = acq.table.slice(index, 1)
+            if "status" in last.column_names:  # which frames get a picture under "flagged"
+                out["latest"]["status"] = last["status"][0].as_py()
             if "overlay_path" in last.column_names and last["overlay_path"][0].is_valid:
                 out["latest_overlay"] = last["overlay_path"][0].as_py()
         elif len(acq):
             cols = [c for c in VOLUME_COLUMNS if c in acq.table.column_names]
             out["volumes"] = acq.table.select(cols).to_pylist()
-            newest_us = int(np.round(acq.table["processed_at"].cast("int64")
-                                     .to_numpy().max()))
-        out["cursor"] = f"{gen}:{newest_us}"
+            newest = int(acq.arrivals.max())
+        out["cursor"] = f"{gen}:{newest}"
         return _clean(out)
 
 
@@ -227,7 +246,8 @@ class _LoopbackHostOnly:
 
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
                stale_after_s: float | None = 120.0, rows_held_s: float = 0.0,
-               active_since: float | None = None, loopback_only: bool = False) -> Starlette:
+               active_since: float | None = None, loopback_only: bool = False,
+               overlays: str | None = None) -> Starlette:
     """The ASGI application for the results folder ``results``.
 
     ``loopback_only``: the server listens on the loopback; requests for another host name
@@ -237,11 +257,12 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
     warnings); otherwise a finished or replayed results folder. ``rows_held_s``: the
     service's ``[output] flush_seconds``, the longest its rows wait before they are written.
     ``active_since``: when the service started (epoch s); only acquisitions with rows
-    processed since can be stale.
+    processed since can be stale. ``overlays``: the service's ``[output] overlays`` (None:
+    not known), which tells the page why a latest frame has no overlay picture.
     """
     dash = Dashboard(Path(results), Path(ledger) if ledger else None, live=live,
                      stale_after_s=stale_after_s, rows_held_s=rows_held_s,
-                     active_since=active_since)
+                     active_since=active_since, overlays=overlays)
     static = resources.files("nwwatch.dashboard") / "static"
 
     async def page(request: Request) -> Response:
@@ -251,8 +272,10 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
     async def acquisitions(request: Request) -> Response:
         await dash.refresh(force=True)
         snap = dash.store.snapshot
+        # newest first, by its newest row or quarantined file: a new folder whose files
+        # are all quarantined has no row, and was listed last
         items = sorted((dash.summary(a) for a in snap.values()),
-                       key=lambda s: -(s["last_processed"] or 0))
+                       key=lambda s: -max(s["last_processed"] or 0, s["last_quarantined"] or 0))
         return JSONResponse(_clean({"results": str(dash.store.results), "acquisitions": items,
                                     "unreadable_files": sorted(dash.store.unreadable),
                                     "live": dash.live_figures()}))

@@ -62,6 +62,9 @@ VOLUME_COLUMNS = ("source", "status", "reason", "reason_code", "mask_path", "sol
 VOLUME_TIMING_COLUMNS = ("read_ms", "segment_ms", "measure_ms", "confidence_ms")
 #: The column of the kept rows that numbers the results file they came from.
 FILE_COLUMN = "__nwwatch_results_file"
+#: The column, while rows are joined and sorted, of the refresh that first brought each row
+#: (:attr:`Acquisition.arrivals`); never left in an acquisition's table.
+ARRIVAL_COLUMN = "__nwwatch_arrival"
 
 _STRING, _INTEGER, _NUMBER, _BOOL, _TIME = "string", "integer", "number", "bool", "timestamp"
 #: The kind of value of each column read (docs/service.md, "Results: Parquet schema"): a
@@ -99,31 +102,34 @@ def _entries(quarantined: list[dict]) -> set[tuple[str, Any, Any]]:
     return {(str(q["path"]), q.get("sha256"), q.get("quarantined_at")) for q in quarantined}
 
 
+def _row_keys(table: pa.Table) -> pa.ChunkedArray:
+    """Each row as one string of its source, frame, content and processing time."""
+    parts = [table[c].cast(pa.string()).fill_null("")
+             for c in ("source", "frame", "source_sha256") if c in table.column_names]
+    if "processed_at" in table.column_names:
+        parts.append(table["processed_at"].cast(pa.int64()).cast(pa.string()).fill_null(""))
+    return pc.binary_join_element_wise(*parts, "\0")
+
+
 def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
-    """Whether ``new`` is ``old`` with rows added after it: every row of ``old`` in ``new`` (by
-    source, frame, content and processing time), and every other row processed after the
-    newest of ``old`` (a page holding ``old`` asks for rows newer than that: rows that come
-    back, such as a quarantined file's again, would never reach it)."""
+    """Whether every row of ``old`` is in ``new`` (by source, frame, content and processing
+    time): a page holding ``old`` needs only the others, which
+    :meth:`ResultsStore._carry_generations` gives a refresh number of their own."""
     if old is None or old.num_rows == 0 or old is new:
         return True
     if new is None or new.num_rows < old.num_rows:
         return False
+    return bool(pc.all(pc.is_in(_row_keys(old), value_set=_row_keys(new))).as_py())
 
-    def keys(table: pa.Table) -> pa.ChunkedArray:
-        parts = [table[c].cast(pa.string()).fill_null("")
-                 for c in ("source", "frame", "source_sha256") if c in table.column_names]
-        if "processed_at" in table.column_names:
-            parts.append(table["processed_at"].cast(pa.int64()).cast(pa.string())
-                         .fill_null(""))
-        return pc.binary_join_element_wise(*parts, "\0")
 
-    old_keys, new_keys = keys(old), keys(new)
-    if not pc.all(pc.is_in(old_keys, value_set=new_keys)).as_py():
-        return False
-    added = new.filter(pc.invert(pc.is_in(new_keys, value_set=old_keys)))
-    if added.num_rows == 0 or "processed_at" not in new.column_names:
-        return True
-    return bool(pc.greater(pc.min(added["processed_at"]), pc.max(old["processed_at"])).as_py())
+def _arrivals_kept(old: Acquisition, new: Acquisition) -> np.ndarray:
+    """``new.arrivals`` with each row that ``old`` holds given back its refresh number there:
+    a compaction that rewrote the rows does not send them to an open page again."""
+    arrivals = np.array(new.arrivals, dtype=np.int64)
+    at = pc.index_in(_row_keys(new.table), value_set=_row_keys(old.table))
+    found = pc.is_valid(at).to_numpy(zero_copy_only=False)
+    arrivals[found] = old.arrivals[pc.drop_null(at).to_numpy()]
+    return arrivals
 
 
 def _not_results(table: pa.Table) -> bool:
@@ -181,6 +187,11 @@ class Acquisition:
     #: ``replay --force``): a page following it starts again from scratch. Its own, not the
     #: store's: a stack growing in one folder made every folder's page fetch all its rows.
     generation: int = 0
+    #: Per row of ``table`` (its order), the number of the store's refresh that first brought
+    #: it (increasing): a page's cursor. Not ``processed_at``, a wall-clock time: after the
+    #: clock was set back (an NTP step), rows committed later carried older times and an
+    #: open page, asking for rows newer than the newest it had, never got them.
+    arrivals: np.ndarray | None = field(default=None, repr=False)
 
     def __len__(self) -> int:
         return 0 if self.table is None else self.table.num_rows
@@ -225,6 +236,8 @@ class ResultsStore:
         #: Each acquisition id's last generation (Acquisition.generation), kept when an
         #: acquisition leaves the snapshot: one that comes back does not reuse a number.
         self._generations: dict[str, int] = {}
+        #: Numbers the refreshes (:attr:`Acquisition.arrivals`).
+        self._refresh_numbers = itertools.count(1)
         self.refreshed_at = 0.0
 
     # --- reading ------------------------------------------------------------------------
@@ -409,14 +422,16 @@ class ResultsStore:
             versions_changed = quarantine_changed and self._have_rows(
                 {path for path, _, _ in listed_before ^ _entries(self._superseding)})
             self.refreshed_at = time.time()
+            arrival = next(self._refresh_numbers)
             if (self.version == 0 or reverted_changed or versions_changed
                     or any(lost for _, lost in added.values())):
                 tables = {kind: self._kept_rows(kind) for kind in added}
-                previous, self.snapshot = self.snapshot, self._apply({}, tables)
+                previous, self.snapshot = self.snapshot, self._apply({}, tables, arrival)
                 self._carry_generations(previous)
             elif any(new for new, _ in added.values()) or quarantine_changed:
                 self.snapshot = self._apply(self.snapshot,
-                                            {k: new for k, (new, _) in added.items()})
+                                            {k: new for k, (new, _) in added.items()},
+                                            arrival)
             else:
                 return False
             self._generations.update((i, a.generation) for i, a in self.snapshot.items())
@@ -425,17 +440,22 @@ class ResultsStore:
 
     def _carry_generations(self, previous: dict[str, Acquisition]) -> None:
         """After a snapshot built anew: each acquisition keeps its generation when every row
-        it had is still there (a compaction rewrote its files), else the next one."""
+        it had is still there (a compaction rewrote its files), and those rows their refresh
+        numbers (the others have this refresh's), else the next generation."""
         for acq_id, acq in self.snapshot.items():
             old = previous.get(acq_id)
             if old is not None:
-                acq.generation = old.generation + (not _rows_kept(old.table, acq.table))
+                kept = _rows_kept(old.table, acq.table)
+                acq.generation = old.generation + (not kept)
+                if kept and old.table is not None and acq.table is not None:
+                    acq.arrivals = _arrivals_kept(old, acq)
             elif acq_id in self._generations:  # gone from the snapshot, and back
                 acq.generation = self._generations[acq_id] + 1
 
-    def _apply(self, base: dict[str, Acquisition],
-               tables: dict[str, list[pa.Table]]) -> dict[str, Acquisition]:
-        """A new snapshot: ``base`` with ``tables`` appended to their acquisitions."""
+    def _apply(self, base: dict[str, Acquisition], tables: dict[str, list[pa.Table]],
+               arrival: int) -> dict[str, Acquisition]:
+        """A new snapshot: ``base`` with ``tables`` appended to their acquisitions, their
+        rows brought by refresh number ``arrival``."""
         acqs = dict(base)
         quarantined = superseding_table(self._superseding)
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
@@ -461,8 +481,13 @@ class ResultsStore:
                     generation = old.generation
                 else:  # new, or gone from the snapshot and back: a number not used before
                     generation = self._generations.get(acq_id, -1) + 1
+                # each row's refresh number rides along through the joining and sorting
+                part = part.append_column(ARRIVAL_COLUMN,
+                                          pa.array(np.full(added, arrival, np.int64)))
                 if old is not None and old.table is not None:
-                    part = pa.concat_tables([old.table, part], promote_options="permissive")
+                    part = pa.concat_tables([old.table.append_column(
+                        ARRIVAL_COLUMN, pa.array(old.arrivals, pa.int64())), part],
+                        promote_options="permissive")
                 part = newest_versions(without_repeated_rows(part), self._reverted,
                                        quarantined)
                 if old is not None and part.num_rows < len(old) + added:
@@ -470,12 +495,14 @@ class ResultsStore:
                 order = [(sort_key, "ascending"), ("source", "ascending")]
                 if "frame" in part.column_names:
                     order.append(("frame", "ascending"))
+                part = part.sort_by(order)
                 acqs[acq_id] = Acquisition(acq_id, folder,
                                            "tomogram" if kind == "volumes" else "insitu",
-                                           part.sort_by(order),
+                                           part.drop_columns([ARRIVAL_COLUMN]),
                                            [] if old is None else old.quarantined,
                                            commits_s=commits_s, new_frames=new_frames,
-                                           generation=generation)
+                                           generation=generation,
+                                           arrivals=part[ARRIVAL_COLUMN].to_numpy())
         # Every snapshot (new rows may be a folder's first, or a new model's series): a
         # folder's quarantined files go with each series of its rows; a folder with
         # quarantined files only gets an entry of its own, dropped once it has rows.
@@ -490,7 +517,7 @@ class ResultsStore:
             elif listed != acq.quarantined:
                 acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
                                            acq.series_cache, acq.commits_s, acq.new_frames,
-                                           acq.generation)
+                                           acq.generation, acq.arrivals)
         for folder, listed in by_folder.items():
             if folder not in with_rows:
                 # quarantine.parquet does not record the folder's kind
@@ -640,8 +667,12 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     ``now`` when live (0.0 once no row came in it), the minute before the newest row for
     finished results.
     """
+    # the newest quarantine of the folder's files (epoch s): a file that arrived, and failed
+    last_quarantined = max((q["quarantined_at"].timestamp() for q in acq.quarantined
+                            if q.get("quarantined_at") is not None), default=None)
     out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
+                 "last_quarantined": last_quarantined,
                  "frames_per_s": None, "proc_ms_median": None, "stale": False,
                  "model": None, "model_sha256": None, "provider": None,
                  "measurement_version": None}
@@ -675,8 +706,7 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
         commits = np.unique(processed) if acq.commits_s is None else acq.commits_s
         # A file quarantined since is a file that arrived: files still come, they fail
         # (the warning asked whether the microscope was still writing while it was).
-        arrived = max((q["quarantined_at"].timestamp() for q in acq.quarantined
-                       if q.get("quarantined_at") is not None), default=-math.inf)
+        arrived = -math.inf if last_quarantined is None else last_quarantined
         out["stale"] = bool((commits >= last - stale_after_s).sum() >= 2
                             and now - arrived > stale_after_s + rows_held_s)
     out["model"] = t["model_name"][-1].as_py() if "model_name" in t.column_names else None

@@ -59,6 +59,10 @@ for _stage in STAGES:
 # Recent end-to-end latencies for the dashboard's page (Prometheus keeps only buckets).
 _recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
 _lock = threading.Lock()
+# The storage pause under way, for the dashboard's page: {"reason", "since" (epoch s)}.
+_storage_pause: dict | None = None
+# Per acquisition folder, its files seen and not yet done (set_queue).
+_waiting_by_acquisition: dict[str, int] = {}
 
 
 def row_outcome(row: Mapping[str, object]) -> str:
@@ -90,9 +94,24 @@ def observe_commit(rows: Iterable[Mapping[str, object]], timings_ms: Mapping[str
         LAST_FRAME.set(committed_at if committed_at is not None else time.time())
 
 
-def set_storage_paused(paused: bool) -> None:
-    """``nwwatch_storage_paused``: 1 from ``storage_paused`` to ``storage_resumed``."""
+def set_storage_paused(paused: bool, reason: str | None = None) -> None:
+    """``nwwatch_storage_paused``: 1 from ``storage_paused`` to ``storage_resumed``.
+    ``reason``: the write error the service logged, which the dashboard's page shows (the
+    latest of a pause that goes on; the pause counts from its first)."""
+    global _storage_pause
     STORAGE_PAUSED.set(1 if paused else 0)
+    with _lock:
+        if not paused:
+            _storage_pause = None
+        else:
+            since = time.time() if _storage_pause is None else _storage_pause["since"]
+            _storage_pause = {"reason": reason, "since": since}
+
+
+def storage_pause() -> dict | None:
+    """The storage pause under way (``reason``: text or None; ``since``: epoch s), else None."""
+    with _lock:
+        return None if _storage_pause is None else dict(_storage_pause)
 
 
 def set_last_frame(epoch_s: float | None) -> None:
@@ -129,8 +148,21 @@ def recent_latencies_s() -> list[float]:
         return list(_recent_latency_s)
 
 
-def set_queue(depth_files: int) -> None:
+def set_queue(depth_files: int, by_acquisition: Mapping[str, int] | None = None) -> None:
+    """``nwwatch_queue_depth_files``; ``by_acquisition``: per acquisition folder, its files
+    seen and not yet done (for the dashboard's page only: folders are no label values)."""
+    global _waiting_by_acquisition
     QUEUE_DEPTH.set(depth_files)
+    if by_acquisition is not None:
+        with _lock:
+            _waiting_by_acquisition = dict(by_acquisition)
+
+
+def waiting_files(acquisition: str) -> int:
+    """Files of the acquisition folder ``acquisition`` seen and not yet done, as last set by
+    :func:`set_queue`."""
+    with _lock:
+        return _waiting_by_acquisition.get(acquisition, 0)
 
 
 @contextlib.contextmanager

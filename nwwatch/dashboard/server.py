@@ -125,6 +125,7 @@ class DashboardThread:
             app = create_app(self.results, self.ledger, live=self.live,
                              stale_after_s=self.settings.stale_after_s,
                              rows_held_s=self.settings.rows_held_s,
+                             overlays=self.settings.overlays,
                              active_since=self.started_at,
                              loopback_only=is_loopback(self.settings.host))
             self._server = _server(app, sock)

@@ -25,6 +25,10 @@ class DashboardConfig:
     #: a row stamped ``processed_at`` t is seen by t + this at the latest, so the stale
     #: warning waits that much longer (held rows are no silence of the microscope).
     rows_held_s: float = 0.0
+    #: The service's ``[output] overlays`` ("none", "flagged" or "all"): the page says why
+    #: the latest frame has no overlay picture (an ok frame under "flagged" gets none).
+    #: None: not known (``nwwatch dashboard`` of a results folder).
+    overlays: str | None = None
 
 
 def is_loopback(host: str) -> bool:

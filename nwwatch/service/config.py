@@ -378,7 +378,8 @@ def _tomogram(file: Path | None, table: Any) -> TomogramSettings:
     return options
 
 
-def _dashboard(file: Path | None, table: Any, flush_seconds: float) -> DashboardConfig:
+def _dashboard(file: Path | None, table: Any, flush_seconds: float,
+               overlays: str) -> DashboardConfig:
     r = TableReader(file, "dashboard", table)
     listen = r.get("listen", str, "127.0.0.1:8765")
     # Read before the try: its own ConfigError (a ValueError) names its own key.
@@ -389,7 +390,7 @@ def _dashboard(file: Path | None, table: Any, flush_seconds: float) -> Dashboard
         raise r.error("listen", str(exc)) from None
     cfg = DashboardConfig(host, port, r.positive("stale_after_s", float, 120.0,
                                                  at_most=STALE_MAX_S),
-                          rows_held_s=flush_seconds)
+                          rows_held_s=flush_seconds, overlays=overlays)
     r.finish()
     return cfg
 
@@ -518,7 +519,7 @@ def parse_config(data: dict[str, Any], file: Path | None = None, *,
     logging_.finish()
     dashboard_table = top.get("dashboard", dict, None)  # [dashboard]
     dashboard = None if dashboard_table is None else _dashboard(file, dashboard_table,
-                                                                 flush_seconds)
+                                                                 flush_seconds, overlay_mode)
     top.finish()
     return ServiceConfig(
         watches=watches,

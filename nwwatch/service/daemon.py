@@ -55,7 +55,7 @@ from nwwatch.service.pipeline import (
     process,
     refresh_quarantine,
 )
-from nwwatch.service.readiness import Tracker
+from nwwatch.service.readiness import QueuedFiles, Tracker
 from nwwatch.service.rebuild import open_ledger
 from nwwatch.service.stopping import StopDeadline
 from nwwatch.service.storagepause import StoragePause
@@ -96,7 +96,7 @@ class Daemon:
         self.tally = Tally()
         # The loop's watches and queued paths (for files released after a failed write).
         self._watches: list[Watch] = []
-        self._queued: set[Path] = set()
+        self._queued: QueuedFiles = QueuedFiles()
         #: Ready (serving): an error raised from here on stopped a running service.
         self.started = False
 
@@ -168,7 +168,7 @@ class Daemon:
                        for i, w in enumerate(cfg.watches)]
             for w in watches:
                 w.start(self.log, self._watch_errors)
-            queued: set[Path] = set()
+            queued = QueuedFiles()
             self._watches, self._queued = watches, queued
             starting("starting: listing the watched folders")
             now = time.monotonic()
@@ -209,7 +209,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
-                    _metrics.set_queue(self._waiting())
+                    _metrics.set_queue(self._waiting(), self._waiting_by_acquisition())
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -372,12 +372,17 @@ class Daemon:
         """Files seen and waiting: queued for a batch or not complete yet."""
         return sum(len(w.files) for w in self._watches) + len(self.tracker)
 
+    def _waiting_by_acquisition(self) -> dict[str, int]:
+        """Per acquisition folder, its files seen and not yet done: not complete yet, queued
+        for a batch or in the batch in flight (kept counted as they come and go)."""
+        return dict(self._queued.by_acquisition() + self.tracker.by_acquisition())
+
     def _run_batch(self, w: Watch, queued: set[Path]) -> None:
         batch = w.take()
         # The loop sets the gauge and systemd's STATUS only between batches: the files left
         # waiting behind this one (a burst, a long stack) would read as an empty queue while
         # it runs.
-        _metrics.set_queue(self._waiting())
+        _metrics.set_queue(self._waiting(), self._waiting_by_acquisition())
         self.notifier.status(self._status_text(self._watches))
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):

@@ -19,13 +19,53 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from nwwatch.io import InputError, UnreadableFileError
+from nwwatch.paths import acquisition_of
+from nwwatch.service.names import source_name
 
 #: How often an unsettled candidate is looked at again (seconds).
 RECHECK_S = 0.25
+
+
+def acquisition_key(path: Path) -> str:
+    """The acquisition of input file ``path`` as the dashboard names it: the
+    :func:`~nwwatch.paths.acquisition_of` of its rows' ``source``."""
+    return acquisition_of(source_name(path))
+
+
+class QueuedFiles(set):
+    """The paths of the files queued for a batch or in the batch being processed, counted per
+    acquisition as they come and go (:meth:`by_acquisition`): the dashboard tells an
+    acquisition whose files wait behind a backlog from one whose microscope stopped, without
+    going through every queued path."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._per_acquisition: Counter[str] = Counter()
+
+    def add(self, path: Path) -> None:
+        if path not in self:
+            super().add(path)
+            self._per_acquisition[acquisition_key(path)] += 1
+
+    def discard(self, path: Path) -> None:
+        if path in self:
+            super().discard(path)
+            _uncount(self._per_acquisition, acquisition_key(path))
+
+    def by_acquisition(self) -> Counter[str]:
+        """Files queued or in flight, per acquisition folder (a copy)."""
+        return Counter(self._per_acquisition)
+
+
+def _uncount(counts: Counter[str], key: str) -> None:
+    counts[key] -= 1
+    if counts[key] <= 0:
+        del counts[key]
 
 
 @dataclass
@@ -33,6 +73,7 @@ class _Candidate:
     path: Path
     watch: int
     settle_s: float
+    acquisition: str  # acquisition_key(path)
     size: int = -1
     mtime_ns: int = -1
     stable_since: float = 0.0  # monotonic time the current (size, mtime) was first seen
@@ -76,10 +117,21 @@ class Tracker:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._candidates: dict[Path, _Candidate] = {}
+        self._per_acquisition: Counter[str] = Counter()
 
     def __len__(self) -> int:
         with self._lock:
             return len(self._candidates)
+
+    def by_acquisition(self) -> Counter[str]:
+        """Candidates per acquisition folder (:func:`acquisition_key`; a copy)."""
+        with self._lock:
+            return Counter(self._per_acquisition)
+
+    def _remove(self, cand: _Candidate) -> None:
+        """Drop ``cand`` (the lock held)."""
+        del self._candidates[cand.path]
+        _uncount(self._per_acquisition, cand.acquisition)
 
     def paths(self) -> set[Path]:
         """The paths tracked now (a copy: watchdog's threads add to the tracker meanwhile)."""
@@ -92,7 +144,9 @@ class Tracker:
         with self._lock:
             cand = self._candidates.get(path)
             if cand is None:
-                cand = self._candidates[path] = _Candidate(path, watch, settle_s)
+                cand = self._candidates[path] = _Candidate(path, watch, settle_s,
+                                                           acquisition_key(path))
+                self._per_acquisition[cand.acquisition] += 1
             cand.next_check = 0.0
             cand.hinted_at = time.time()
             if closed:
@@ -104,7 +158,9 @@ class Tracker:
 
     def forget(self, path: Path) -> None:
         with self._lock:
-            self._candidates.pop(Path(path), None)
+            cand = self._candidates.get(Path(path))
+            if cand is not None:
+                self._remove(cand)
 
     def poll(self, inspect, now: float | None = None, budget_s: float | None = None
              ) -> tuple[list[ReadyFile], list[BadFile]]:
@@ -128,7 +184,7 @@ class Tracker:
             if outcome is not None:
                 with self._lock:
                     if self._candidates.get(cand.path) is cand:
-                        del self._candidates[cand.path]
+                        self._remove(cand)
                 (ready if isinstance(outcome, ReadyFile) else bad).append(outcome)
         return ready, bad
 

@@ -128,12 +128,24 @@ class LedgerQueries:
         return out
 
     def last_done(self) -> dict | None:
-        row = self._db.execute(
-            "SELECT source, n_rows, processed_at FROM items WHERE state='done' "
-            "ORDER BY processed_at DESC, rowid DESC LIMIT 1"
-        ).fetchone()
-        return None if row is None else {"source": display(row[0]), "n_rows": row[1],
-                                         "processed_at": row[2]}
+        """The last file done (``source``, ``n_rows``, ``processed_at``): of the files of the
+        newest commit, the last by name (:meth:`done_last` gives them all)."""
+        done = self.done_last()
+        return None if not done else {k: done[-1][k] for k in ("source", "n_rows",
+                                                                "processed_at")}
+
+    def done_last(self) -> list[dict]:
+        """The files done at the newest ``processed_at`` (a batch's files share it), by name:
+        ``source``, ``n_rows``, ``processed_at`` and ``parquet`` (the results file of their
+        batch, relative to the results folder; None when the ledger names none)."""
+        rows = self._db.execute(
+            "SELECT i.source, i.n_rows, i.processed_at, b.parquet FROM items i "
+            "LEFT JOIN batches b ON b.batch_id = i.batch_id WHERE i.state='done' AND "
+            "i.processed_at = (SELECT MAX(processed_at) FROM items WHERE state='done')"
+        ).fetchall()
+        done = [{"source": display(source), "n_rows": n_rows, "processed_at": processed_at,
+                 "parquet": parquet or None} for source, n_rows, processed_at, parquet in rows]
+        return sorted(done, key=lambda d: d["source"])
 
     def throughput(self, window_s: float = 600.0) -> tuple[int, float]:
         """(rows committed in the last ``window_s`` seconds, rows per second of the time spent

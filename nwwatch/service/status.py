@@ -21,6 +21,51 @@ from nwwatch.service.reporting import open_readonly
 STATUS_READS = 5
 
 
+def latest_done(done: list[dict], results_dir: str | os.PathLike[str]) -> dict | None:
+    """The file ``status`` names as the last done, of the files of the newest commit
+    (:meth:`~nwwatch.service.reporting.LedgerQueries.done_last`): the one the dashboard
+    names as the latest frame, the latest by its rows' acquisition time (read from their
+    results files), files without one after those with one, then by name. Files committed
+    together share their ``processed_at``: the ledger's order named an earlier frame of the
+    batch than the dashboard. Returns ``source``, ``n_rows``, ``processed_at``, or None."""
+    if not done:
+        return None
+    acquired = _acquired_s(done, Path(results_dir)) if len(done) > 1 else {}
+
+    def key(d: dict) -> tuple:
+        t = acquired.get(d["source"])
+        return (t is not None, -math.inf if t is None else t, d["source"])
+
+    pick = max(done, key=key)
+    return {k: pick[k] for k in ("source", "n_rows", "processed_at")}
+
+
+def _acquired_s(done: list[dict], results_dir: Path) -> dict[str, float]:
+    """Per ``source`` of ``done``, the newest ``acquired_at`` of its rows (epoch s) in the
+    results files the ledger names; a file that cannot be read tells nothing (the name
+    decides)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    out: dict[str, float] = {}
+    for parquet in {d["parquet"] for d in done if d["parquet"]}:
+        try:
+            with open(results_dir / parquet, "rb") as handle:
+                table = pq.read_table(handle, columns=["source", "acquired_at"])
+        except (OSError, pa.ArrowInvalid):
+            continue  # gone (a compaction meanwhile), damaged, or without acquisition times
+        sources = pa.array(sorted({d["source"] for d in done}), pa.string())
+        # plain strings: rows written back by another program may hold categories
+        table = pa.table({"source": table["source"].cast(pa.string()),
+                          "acquired_at": table["acquired_at"]})
+        table = table.filter(pc.is_in(table["source"], value_set=sources))
+        for row in table.group_by("source").aggregate([("acquired_at", "max")]).to_pylist():
+            if row["acquired_at_max"] is not None:
+                out[row["source"]] = row["acquired_at_max"].timestamp()
+    return out
+
+
 def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.PathLike[str],
                    window_s: float = 600.0) -> dict:
     """Counts by state, throughput over the last ``window_s`` seconds, the last file done and
@@ -72,7 +117,7 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
             # and read again when a compaction or a forced replay replaced a file meanwhile.
             with ledger.snapshot():
                 recent, rate = ledger.throughput(window_s)
-                last = ledger.last_done()
+                last = latest_done(ledger.done_last(), results_dir)
                 quarantined = ledger.quarantined()
                 for q in quarantined:
                     q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)

@@ -49,7 +49,8 @@ class StoragePause:
                          action=f"nothing written; trying again in {backoff:g} s")
         self.status(f"paused: cannot write results or ledger ({exc}); "
                     f"retrying every {backoff:g} s")
-        _metrics.set_storage_paused(True)  # an alert needs no log parsing
+        # an alert needs no log parsing; the dashboard's page says why
+        _metrics.set_storage_paused(True, reason=str(exc))
 
     def probe(self, ledger: Ledger) -> None:
         """Raise LedgerWriteError or ResultsWriteError while the ledger, or the results

@@ -42,6 +42,7 @@ async function loadList() {
     return;
   }
   $("mode").textContent = data.live.live ? "live service" : "finished results";
+  renderPause(data.live);
   // Damaged results files (a failing disk, a partial copy): their rows, or the quarantine
   // list, are missing from this page. Said, not hidden (an acquisition vanished, and the
   // quarantine read "(none)", while `nwwatch status` named the files).
@@ -67,7 +68,8 @@ async function loadList() {
     `${esc(a.folder.split("/").slice(-2).join("/"))}<small>${a.kind}, ${a.n} row${a.n === 1 ? "" : "s"}` +
     // a folder processed again with another model is one entry per model
     // with the start of its hash: a model retrained into the same file keeps its name
-    `${a.model ? `, ${esc(modelText(a))}` : ""}${a.stale ? ", no new file" : ""}</small></a></li>`)
+    `${a.model ? `, ${esc(modelText(a))}` : ""}${a.stale ? ", no new file" :
+      a.behind ? ", processing behind" : ""}</small></a></li>`)
     .join("");
   // An ID the results do not hold (an old link, a replaced results folder): say so instead
   // of opening a stream the server refuses (404); it connects once the acquisition appears.
@@ -142,7 +144,9 @@ function applyUpdate(d) {
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
-  else if (d.summary.kind === "insitu") renderChart(d.latest_overlay, d.latest, d.trend_window);
+  else if (d.summary.kind === "insitu") {
+    renderChart(d.latest_overlay, d.latest, d.trend_window, d.live.overlays);
+  }
   else {  // quarantined files only: no rows (it showed an empty angle chart and a "latest
     // frame" with advice on overlays, also for a tomogram folder)
     $("insitu").hidden = true;
@@ -152,7 +156,23 @@ function applyUpdate(d) {
 
 function card(k, v) { return `<div class="card"><div class="v">${v}</div><div class="k">${k}</div></div>`; }
 
+// Results or the ledger cannot be written (a full disk, a read-only mount): the service
+// processes nothing until it can (/metrics: nwwatch_storage_paused). Said, with the error it
+// logged; the page showed nothing and, after stale_after_s, asked whether the microscope
+// was still writing.
+function renderPause(live) {
+  const p = live && live.storage_paused;
+  $("paused").hidden = !p;
+  if (p) {
+    $("paused").textContent = "Results cannot be written: the service has paused " +
+      `processing since ${timeText(p.since)}${p.reason ? ` (${p.reason})` : ""}. Files wait ` +
+      "and are processed once it can write again (free space on the results disk, or make " +
+      "it writable); no new row appears here until then.";
+  }
+}
+
 function renderHeader(s, live) {
+  renderPause(live);
   shownFolder = s.folder;
   $("folder").textContent = s.folder;
   // one tab per acquisition can be told apart (a text property: no markup is parsed)
@@ -160,11 +180,18 @@ function renderHeader(s, live) {
   document.title = `${s.folder.split("/").slice(-2).join("/")}` +
     `${s.model ? ` (${modelText(s)})` : ""} · nwwatch`;
   const stale = $("stale");
-  stale.hidden = !s.stale;
+  stale.hidden = !s.stale && !s.behind;
+  const mins = ((Date.now() / 1000 - s.last_processed) / 60).toFixed(1);
   if (s.stale) {
-    const mins = ((Date.now() / 1000 - s.last_processed) / 60).toFixed(1);
     stale.textContent = `No new file from this acquisition for ${mins} min although it was ` +
       "receiving frames: is the microscope still writing here?";
+  } else if (s.behind) {
+    // its files are there, waiting behind others (a burst into another folder): the
+    // question to the microscope was wrong
+    const n = s.waiting_files;
+    stale.textContent = `No new row from this acquisition for ${mins} min while ${n} of its ` +
+      `files wait${n === 1 ? "s" : ""} to be processed: the service is ` +
+      `behind (files waiting in all folders: ${fmt(live.queue_depth_files, 0)}).`;
   }
   const st = s.stats || {};
   const c = [card("rows", s.n)];
@@ -327,7 +354,7 @@ function timeRange(u, min, max) {
   return range;
 }
 
-function renderChart(overlay, latest, trendWindow) {
+function renderChart(overlay, latest, trendWindow, overlaySetting) {
   $("insitu").hidden = false;
   $("tomo").hidden = true;
   // A row without an acquisition time (null acquired_at) has no place on the time axis (it
@@ -427,21 +454,45 @@ function renderChart(overlay, latest, trendWindow) {
     (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "") +
     (shared ? `<span class="untimed">sharing one acquisition time with others: ${shared} ` +
       "(drawn in one column)</span>" : "");
-  // the frame the server names as the latest (it also sends that frame's overlay picture)
-  const last = latest ? rows.get(`${latest.source}#${latest.frame}`) || null : null;
-  if (last) {
-    $("latest").innerHTML = `${esc(last.source)} frame ${last.frame}: ` +
-      (last.valid ? `<b>${fmt(last.angle)}° ± ${fmt(last.unc)}°</b>` : `refused (<b>${esc(last.code)}</b>)`) +
-      ` at ${timeText(last.t)}`;
-  } else if (!rows.size) {
+  // the frame the server names and describes as the latest, with that frame's overlay
+  // picture: captioned from the same update, not looked up among the rows the page holds
+  // (a frame missing there left the caption of an earlier frame above the new picture)
+  if (latest) {
+    $("latest").innerHTML = `${esc(latest.source)} frame ${latest.frame}: ` +
+      (latest.valid ? `<b>${fmt(latest.angle)}° ± ${fmt(latest.unc)}°</b>` :
+        `refused (<b>${esc(latest.code)}</b>)`) + ` at ${timeText(latest.t)}`;
+  } else {
     // no row left (its only file overwritten with a broken one, quarantined): the caption
     // and picture of a row that no longer counts stayed, with advice on pictures settings
     $("latest").textContent = "—";
     $("latest-overlay").dataset.href = "";
+    $("latest-overlay").dataset.note = "no row";
     $("latest-overlay").innerHTML = "<p class=\"muted\">No row: no latest frame.</p>";
     return;
   }
-  renderOverlay(overlay);
+  renderOverlay(overlay, latest, overlaySetting);
+}
+
+// Why the latest frame has no overlay picture, from the service's [output] overlays (null:
+// not known, a results folder served by `nwwatch dashboard`). An ok frame under "flagged"
+// was told that pictures are written with "flagged" and that its own could not be written.
+function missingOverlayNote(latest, setting) {
+  if (setting === "flagged" && latest && latest.status === "ok") {
+    return "<p class=\"muted\">No overlay picture of this frame: its status is ok, and the " +
+      "service draws only the frames whose status is not ok " +
+      "(<code>[output] overlays = \"flagged\"</code>); <code>\"all\"</code> draws every " +
+      "frame.</p>";
+  }
+  if (setting === "none") {
+    return "<p class=\"muted\">No overlay picture: the service writes none " +
+      "(<code>[output] overlays = \"none\"</code>, the default); <code>\"flagged\"</code> " +
+      "draws the frames whose status is not ok, <code>\"all\"</code> every frame.</p>";
+  }
+  return "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
+    "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
+    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay. " +
+    "With pictures on, one that could not be written is in the service's log " +
+    "(<code>overlay_write_failed</code>).</p>";
 }
 
 // Longer side, in device pixels, of the picture the panel asks for: its width or 70 % of
@@ -456,21 +507,19 @@ function overlayPreviewPx(box) {
 // file. The panel loads a copy scaled by the server to its size (?max_px): a 4096² frame's
 // overlay is a 22 MB PNG. Set only when it changes, so that a frame's picture does not
 // flicker on each update.
-function renderOverlay(overlay) {
+function renderOverlay(overlay, latest, setting) {
   const box = $("latest-overlay");
   // each segment encoded whole: a folder named "qa#1" or "qa?x" must not end the path
   const href = overlay ? `results/${overlay.split("/").map(encodeURIComponent).join("/")}` : "";
-  if (box.dataset.href === href) return;
+  // without a picture the note depends on the frame (its status) as well
+  const note = overlay ? "" : missingOverlayNote(latest, setting);
+  if (box.dataset.href === href && box.dataset.note === note) return;
   box.dataset.href = href;
+  box.dataset.note = note;
   const src = overlay ? `${href}?max_px=${overlayPreviewPx(box)}` : "";
   box.innerHTML = overlay ?
     `<a href="${esc(href)}" target="_blank" title="open the full-size picture">` +
-    `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` :
-    "<p class=\"muted\">No overlay picture of this frame. The service writes them with " +
-    "<code>[output] overlays = \"all\"</code> (every frame) or <code>\"flagged\"</code> " +
-    "(frames whose status is not ok); <code>nwwatch replay … --overlays DIR</code> for a replay. " +
-    "With pictures on, one that could not be written is in the service's log " +
-    "(<code>overlay_write_failed</code>).</p>";
+    `<img src="${esc(src)}" alt="measurement overlay of the latest frame"></a>` : note;
   const img = box.querySelector("img");
   // a row naming a picture that is gone or unreadable (results folder copied without it):
   // say so instead of a broken-image icon
