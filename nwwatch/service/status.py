@@ -29,7 +29,10 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files: see
     :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ledger items, one per file content,
     so every version of a file processed again counts; ``quarantined`` counts ledger items,
-    ``quarantined_files`` the files on the quarantine list, which the text shows), ``rows`` (the
+    ``quarantined_files`` the files on the quarantine list, which the text shows; ``failed``
+    the failed items that will be tried again, ``failed_gone`` those whose file was deleted
+    or changed since, which nothing tries again:
+    :meth:`~nwwatch.service.reporting.LedgerQueries.failed_gone`), ``rows`` (the
     rows of the newest version of each file, read from the committed Parquet files:
     :func:`nwwatch.results.outcome.count_results`), ``rows_by_outcome`` ({"ok": n, "flagged":
     n}) and ``rows_by_reason`` (list of dicts: status, reason_code, rows; most frequent first,
@@ -78,6 +81,9 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                     q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
                 gone = ledger.quarantined_gone()
                 counts = ledger.counts()
+                # failed items whose file is gone or holds other content: never retried
+                counts["failed_gone"] = ledger.failed_gone()
+                counts["failed"] -= counts["failed_gone"]
                 counted = count_results((Path(results_dir) / rel
                                          for rel in ledger.committed_parquets()),
                                         read_reverted(results_dir),
@@ -155,7 +161,10 @@ def format_status(status: dict) -> str:
            f"distinct file{'' if c['done_files'] == 1 else 's'})"
            if c.get("done_files") is not None and c["done_files"] < c["done"] else "")
         + f", {c['pending']} {in_flight}, "
-        f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined"
+        f"{c['failed']} failed (will retry"
+        + (f"; {c['failed_gone']} more deleted or changed since, nothing to retry"
+           if c.get("failed_gone") else "")
+        + f"), {c['quarantined_files']} quarantined"
         + (f" ({gone} of them deleted since)" if gone else ""),
         f"rows: {status['rows']} ({_rows_text(status)})"
         + (", of the newest version of each file" if status["superseded"]["rows"] else ""),
