@@ -30,6 +30,7 @@ from nwwatch.results.versions import (
     bool_mask,
     codes,
     epoch_s,
+    newest_of_groups,
     newest_version_mask,
     row_groups,
 )
@@ -98,10 +99,12 @@ class ResultCounts:
     superseded_files: int = 0
     unreadable: list[Path] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
-    #: ``current`` per model: (model_name, model_sha256, measurement_version) -> (counts,
-    #: newest ``processed_at`` in epoch s). A frame processed by two models is a row of
-    #: each, so ``current`` counts it twice; this says whose rows they are.
-    by_model: dict[tuple[str, str, str], tuple[Counter[tuple[str, str]], float]] = \
+    #: ``current`` per model: (model_sha256, measurement_version) -> (counts, newest
+    #: ``processed_at`` in epoch s, the ``model_name`` values its rows carry, newest first).
+    #: A frame processed by two models is a row of each, so ``current`` counts it twice;
+    #: this says whose rows they are. A model is its content: one file deployed under
+    #: another name is one model that ran under two names.
+    by_model: dict[tuple[str, str], tuple[Counter[tuple[str, str]], float, list[str]]] = \
         field(default_factory=dict)
     #: Files (sources) with rows of more than one model in ``current``: their frames count
     #: once per model. None when ``by_model`` has one model or none, or the rows name no
@@ -180,8 +183,10 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     return out
 
 
-#: The columns that tell one model's rows from another's (:func:`_by_model`).
-_MODEL_COLUMNS = ("model_name", "model_sha256", "measurement_version")
+#: The columns that tell one model's rows from another's (:func:`_by_model`): the model's
+#: content and the measurement version, not the file's name (one file copied under another
+#: name is the same model, as the ledger and the dashboard count it).
+_MODEL_COLUMNS = ("model_sha256", "measurement_version")
 
 
 def _files_of_several_models(table: pa.Table) -> int | None:
@@ -194,10 +199,11 @@ def _files_of_several_models(table: pa.Table) -> int | None:
     return int((np.bincount(pairs[0]) > 1).sum())
 
 
-def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
-                                          tuple[Counter[tuple[str, str]], float]]:
-    """``table``'s rows counted per (model_name, model_sha256, measurement_version), each
-    with its newest ``processed_at`` (epoch s; NaN without the column)."""
+def _by_model(table: pa.Table) -> dict[tuple[str, str],
+                                          tuple[Counter[tuple[str, str]], float, list[str]]]:
+    """``table``'s rows counted per (model_sha256, measurement_version), each with its newest
+    ``processed_at`` (epoch s; NaN without the column) and the ``model_name`` values of its
+    rows, the one of the newest rows first ("" where the rows name none)."""
     n = table.num_rows
     group = np.zeros(n, np.int64)
     values: list[list] = []
@@ -208,6 +214,8 @@ def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
         values.append(names)
     processed = (epoch_s(table["processed_at"]) if "processed_at" in table.column_names
                  else np.full(n, np.nan))
+    name_code, model_names = (codes(table["model_name"]) if "model_name" in table.column_names
+                              else (np.full(n, -1, np.int64), []))
     out = {}
     for g in np.unique(group).tolist():
         rows = group == g
@@ -216,9 +224,15 @@ def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
             g, c = divmod(g, len(names) + 1)
             parts.append(str(names[c - 1]) if c else "")
         newest = processed[rows]
-        out[(parts[2], parts[1], parts[0])] = (
+        # the names the model's rows carry, the newest rows' first (ties: by name)
+        named = name_code[rows]
+        latest = {str(model_names[named[i]]) if named[i] >= 0 else "":
+                  -np.inf if np.isnan(newest[i]) else float(newest[i])
+                  for i in newest_of_groups(named, newest).tolist()}
+        out[(parts[1], parts[0])] = (
             count_table(table.filter(bool_mask(rows))),
-            float(np.nanmax(newest)) if np.isfinite(newest).any() else float("nan"))
+            float(np.nanmax(newest)) if np.isfinite(newest).any() else float("nan"),
+            sorted(latest, key=lambda label: (-latest[label], label)))
     return out
 
 
