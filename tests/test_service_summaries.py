@@ -788,6 +788,86 @@ def test_status_counts_quarantined_items_and_quarantined_files_apart(tmp_path):
         str(acq / "a.tif"): True, str(acq / "b.tif"): False}
 
 
+def test_failed_files_deleted_or_changed_since_a_kill_leave_the_failed_count(tmp_path):
+    """A kill mid-batch leaves its files failed, to be tried again in halves. Files of it
+    deleted since, or rewritten with another frame (processed as that new version), were
+    counted "failed (will retry)" for ever: nothing tries their content again. Status counts
+    them apart, as it marks a quarantined file deleted since (docs/service.md, Status)."""
+    from nwwatch.filehash import file_sha256
+    from nwwatch.paths import default_ledger
+    from nwwatch.service.ledger import ItemKey, Ledger
+    from nwwatch.service.ledgerdb import FileVersion
+    from nwwatch.service.names import path_key
+
+    acq, out = tmp_path / "acq", tmp_path / "r"
+    acq.mkdir()
+    files = [acq / f"frame_{i:06d}.tif" for i in range(4)]
+    for i, path in enumerate(files):
+        write_frame_tiff(path, _ok_frame(100.0 + 10 * i))
+
+    def hashed(ledger: Ledger, path) -> ItemKey:  # as the service hashes a file it finds
+        sha = file_sha256(path)
+        ledger.remember_sha(path_key(path), FileVersion.of(os.stat(path)), sha)
+        return ItemKey(sha, "m" * 64, "2.2.20")
+
+    ledger = Ledger(default_ledger(out), out)
+    ledger.claim("b1", "insitu", None, [(hashed(ledger, p), path_key(p)) for p in files])
+    ledger.close()  # killed while the batch was processed
+    ledger = Ledger(default_ledger(out), out)
+    ledger.reconcile(3)
+    ledger.close()
+
+    def status() -> tuple[str, dict]:
+        text = CliRunner().invoke(status_cmd, ["--out", str(out)]).output
+        data = json.loads(CliRunner().invoke(status_cmd, ["--out", str(out), "--json"]).output)
+        return text, data["counts"]
+
+    text, counts = status()
+    assert "0 in flight, 4 failed (will retry), 0 quarantined" in text, text
+    assert (counts["failed"], counts.get("failed_gone", 0)) == (4, 0)
+    files[0].unlink()  # deleted while the service was down
+    write_frame_tiff(files[1], _ok_frame(150.0))  # rewritten, not hashed yet
+    write_frame_tiff(files[2], _ok_frame(160.0))  # rewritten, its new version hashed
+    ledger = Ledger(default_ledger(out), out)
+    hashed(ledger, files[2])
+    ledger.close()
+    text, counts = status()
+    assert ("0 in flight, 1 failed (will retry; 3 more deleted or changed since, nothing to "
+            "retry), 0 quarantined") in text, text
+    assert (counts["failed"], counts["failed_gone"]) == (1, 3)
+
+
+def test_a_quarantined_frame_renamed_with_its_folder_then_completed_leaves_the_list(tmp_path):
+    """A frame quarantined as truncated while the camera paused, its run folder renamed, then
+    the frame completed and processed under the new name: the old path's entry stayed on the
+    list ("1 quarantined (1 of them deleted since)") beside the frame's rows. The entry
+    records the file's device and inode, and the file processed under its new name takes
+    its old path's entry off the list; an entry whose path is still there stays."""
+    onnx = model(tmp_path)
+    acq, out = tmp_path / "acq", tmp_path / "r"
+    (acq / "runG").mkdir(parents=True)
+    whole = tmp_path / "whole.tif"
+    write_frame_tiff(whole, _ok_frame(120.0))
+    data = whole.read_bytes()
+    (acq / "runG" / "p.tif").write_bytes(data[:len(data) * 2 // 3])  # the camera pauses
+    (acq / "runG" / "q.tif").write_bytes(data[:len(data) // 2])  # and another stays cut
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert s.quarantined == 2, s.lines()
+    (acq / "runG").rename(acq / "runG2")  # the operator renames the run's folder
+    with open(acq / "runG2" / "p.tif", "ab") as handle:  # the camera finishes the frame
+        handle.write(data[len(data) * 2 // 3:])
+    (acq / "runG").mkdir()  # another q.tif, still there: its entry stays
+    (acq / "runG" / "q.tif").write_bytes(data[:len(data) // 2])
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert s.done == 1, s.lines()
+    # q.tif, renamed and still cut short, is listed under its new name; its old name holds
+    # a file again, whose entry stays
+    listed = pq.read_table(out / "quarantine.parquet").column("path").to_pylist()
+    assert sorted(listed) == [str(acq / "runG" / "q.tif"), str(acq / "runG2" / "q.tif")]
+    text = CliRunner().invoke(status_cmd, ["--out", str(out)]).output
+    assert "2 quarantined" in text and "deleted since" not in text, text
+
+
 def test_status_finds_a_quarantined_file_whose_name_is_not_utf8(tmp_path):
     """A quarantined file named with a byte that is not UTF-8 (0xE9, Latin-1's é) was said to
     be "deleted since, nothing to do" while it was there: status looked for its text form

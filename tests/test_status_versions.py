@@ -381,6 +381,37 @@ def test_status_says_whose_rows_after_the_model_file_is_replaced(tmp_path):
     assert "by model" not in _status(only)[1]
 
 
+def test_status_counts_one_model_file_deployed_under_another_name_as_one_model(tmp_path):
+    """The same ONNX file (one sha256) copied under another name and given to a later replay:
+    status listed two models, "model" and "site-model", of one hash, where the dashboard and
+    `nwwatch report` show one series. A model is its content: one model, run under two
+    names, both said."""
+    import shutil
+
+    acq, out = tmp_path / "acq", tmp_path / "out"
+    acq.mkdir()
+    write_frame_tiff(acq / "a.tif", _ok_frame(100.0))
+    write_frame_tiff(acq / "b.tif", _wire_only_frame())
+    onnx = model(tmp_path)
+    replay(acq, out, kind="insitu", model=onnx)
+    (tmp_path / "m").mkdir()
+    site = shutil.copy(onnx, tmp_path / "m" / "site-model.onnx")
+    write_frame_tiff(acq / "c.tif", _ok_frame(110.0))
+    replay(acq, out, kind="insitu", model=site)  # a and b are done already: c alone
+    st, text = _status(out)
+    assert st["rows"] == 3
+    (only,) = st["rows_by_model"]
+    assert (only["model_name"], only["model_names"], only["rows"]) == (
+        "site-model", ["site-model", "model"], 3)
+    assert st["files_of_several_models"] is None
+    assert "  by model (1 model, run under 2 names):\n" in text, text
+    assert (f"    site-model {only['model_sha256'][:12]} (also named model): 3 rows (2 ok, "
+            "1 flagged (no_droplet 1)), last ") in text, text
+    store = ResultsStore(out)  # the dashboard's and the report's pages: one series too
+    store.refresh()
+    assert len(store.snapshot) == 1
+
+
 def test_status_of_an_in_situ_and_a_tomogram_model_says_no_file_counts_twice(tmp_path):
     """Results of an in-situ model and a tomogram model (two watches, or two replays into one
     folder): the heading said "a frame processed by several counts once per model", though

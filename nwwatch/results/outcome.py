@@ -25,11 +25,13 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nwwatch.results.parquet import PARTITION_KEY, partition_run
 from nwwatch.results.versions import (
     VERSION_COLUMNS,
     bool_mask,
     codes,
     epoch_s,
+    newest_of_groups,
     newest_version_mask,
     row_groups,
 )
@@ -98,10 +100,12 @@ class ResultCounts:
     superseded_files: int = 0
     unreadable: list[Path] = field(default_factory=list)
     missing: list[Path] = field(default_factory=list)
-    #: ``current`` per model: (model_name, model_sha256, measurement_version) -> (counts,
-    #: newest ``processed_at`` in epoch s). A frame processed by two models is a row of
-    #: each, so ``current`` counts it twice; this says whose rows they are.
-    by_model: dict[tuple[str, str, str], tuple[Counter[tuple[str, str]], float]] = \
+    #: ``current`` per model: (model_sha256, measurement_version) -> (counts, newest
+    #: ``processed_at`` in epoch s, the ``model_name`` values its rows carry, newest first).
+    #: A frame processed by two models is a row of each, so ``current`` counts it twice;
+    #: this says whose rows they are. A model is its content: one file deployed under
+    #: another name is one model that ran under two names.
+    by_model: dict[tuple[str, str], tuple[Counter[tuple[str, str]], float, list[str]]] = \
         field(default_factory=dict)
     #: Files (sources) with rows of more than one model in ``current``: their frames count
     #: once per model. None when ``by_model`` has one model or none, or the rows name no
@@ -158,7 +162,7 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
         if table.num_columns == 0:  # none of the columns: rows of another writer
             out.current[("unknown", "unknown")] += parquet.metadata.num_rows
         elif table.num_rows:
-            tables.append(table)
+            tables.append(_with_run(table, Path(path).parent.name))
     if not tables:
         return out
     table = pa.concat_tables(tables, promote_options="default")
@@ -176,12 +180,32 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     version = row_groups(old, ("source", "model_sha256", "measurement_version", "source_sha256"))
     out.superseded_versions = int(version.max()) + 1
     if "source" in old.column_names:
-        out.superseded_files = int(row_groups(old, ("source",)).max()) + 1
+        # a later run's file of a name is another file (partition column: _with_run)
+        out.superseded_files = int(row_groups(old, ("source", PARTITION_KEY)).max()) + 1
     return out
 
 
-#: The columns that tell one model's rows from another's (:func:`_by_model`).
-_MODEL_COLUMNS = ("model_name", "model_sha256", "measurement_version")
+def _with_run(table: pa.Table, folder: str) -> pa.Table:
+    """``table``, the rows of a file in the folder named ``folder``, with the partition
+    column (``acquisition``) where that folder is the partition of a later run of an
+    acquisition folder (:func:`nwwatch.results.parquet.partition_run`), whose files are
+    other files than the first run's of the same names; the others read it as null, run 1.
+    Built from buffers: ``pa.array`` would import pandas."""
+    if not folder.startswith(f"{PARTITION_KEY}=") or partition_run(folder) == 1:
+        return table
+    value = folder.split("=", 1)[1].encode("utf-8", "surrogateescape")
+    n = table.num_rows
+    dictionary = pa.Array.from_buffers(pa.string(), 1, [
+        None, pa.py_buffer(np.array([0, len(value)], np.int32)), pa.py_buffer(value)])
+    indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.zeros(n, np.int32))])
+    return table.append_column(PARTITION_KEY, pa.DictionaryArray.from_arrays(indices,
+                                                                             dictionary))
+
+
+#: The columns that tell one model's rows from another's (:func:`_by_model`): the model's
+#: content and the measurement version, not the file's name (one file copied under another
+#: name is the same model, as the ledger and the dashboard count it).
+_MODEL_COLUMNS = ("model_sha256", "measurement_version")
 
 
 def _files_of_several_models(table: pa.Table) -> int | None:
@@ -189,15 +213,16 @@ def _files_of_several_models(table: pa.Table) -> int | None:
     None without a ``source`` column (rows of another writer): not known."""
     if "source" not in table.column_names:
         return None
-    source = row_groups(table, ("source",))
+    source = row_groups(table, ("source", PARTITION_KEY))
     pairs = np.unique(np.stack([source, row_groups(table, _MODEL_COLUMNS)]), axis=1)
     return int((np.bincount(pairs[0]) > 1).sum())
 
 
-def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
-                                          tuple[Counter[tuple[str, str]], float]]:
-    """``table``'s rows counted per (model_name, model_sha256, measurement_version), each
-    with its newest ``processed_at`` (epoch s; NaN without the column)."""
+def _by_model(table: pa.Table) -> dict[tuple[str, str],
+                                          tuple[Counter[tuple[str, str]], float, list[str]]]:
+    """``table``'s rows counted per (model_sha256, measurement_version), each with its newest
+    ``processed_at`` (epoch s; NaN without the column) and the ``model_name`` values of its
+    rows, the one of the newest rows first ("" where the rows name none)."""
     n = table.num_rows
     group = np.zeros(n, np.int64)
     values: list[list] = []
@@ -208,6 +233,8 @@ def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
         values.append(names)
     processed = (epoch_s(table["processed_at"]) if "processed_at" in table.column_names
                  else np.full(n, np.nan))
+    name_code, model_names = (codes(table["model_name"]) if "model_name" in table.column_names
+                              else (np.full(n, -1, np.int64), []))
     out = {}
     for g in np.unique(group).tolist():
         rows = group == g
@@ -216,9 +243,15 @@ def _by_model(table: pa.Table) -> dict[tuple[str, str, str],
             g, c = divmod(g, len(names) + 1)
             parts.append(str(names[c - 1]) if c else "")
         newest = processed[rows]
-        out[(parts[2], parts[1], parts[0])] = (
+        # the names the model's rows carry, the newest rows' first (ties: by name)
+        named = name_code[rows]
+        latest = {str(model_names[named[i]]) if named[i] >= 0 else "":
+                  -np.inf if np.isnan(newest[i]) else float(newest[i])
+                  for i in newest_of_groups(named, newest).tolist()}
+        out[(parts[1], parts[0])] = (
             count_table(table.filter(bool_mask(rows))),
-            float(np.nanmax(newest)) if np.isfinite(newest).any() else float("nan"))
+            float(np.nanmax(newest)) if np.isfinite(newest).any() else float("nan"),
+            sorted(latest, key=lambda label: (-latest[label], label)))
     return out
 
 

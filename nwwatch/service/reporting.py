@@ -98,6 +98,30 @@ class LedgerQueries:
         return {display(key) for (key,) in self._db.execute("SELECT path FROM quarantine")
                 if not os.path.lexists(key)}
 
+    def failed_gone(self) -> int:
+        """How many failed items (files to be tried again) no longer have their content at
+        their path: the file was deleted since, or holds other content (hashed to another
+        content since, or another size or mtime than the content that failed was hashed at).
+        Nothing will try them again; a file that changed is processed as its new version.
+        A failed item whose file cannot be looked at, or whose hash was never cached, counts
+        as still there."""
+        gone = 0
+        for source, sha, size, mtime_ns, seen_sha in self._db.execute(
+                "SELECT i.source, i.sha256, s.size, s.mtime_ns, s.sha256 FROM items AS i "
+                "LEFT JOIN seen AS s ON s.path = i.source WHERE i.state='failed'"):
+            try:
+                st = os.stat(source)
+            except (FileNotFoundError, NotADirectoryError):
+                gone += 1
+                continue
+            except OSError:  # not reachable now (a share away, a permission): unknown
+                continue
+            if seen_sha is None:
+                continue
+            # the path's last hashed content is another, or the file changed since
+            gone += seen_sha != sha or (st.st_size, st.st_mtime_ns) != (size, mtime_ns)
+        return gone
+
     def committed_parquets(self) -> list[str]:
         """Parquet files (relative to the results folder) of committed batches, oldest first:
         the files that hold the rows the ledger counts as done."""

@@ -74,16 +74,21 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
     Returns a dict: ``counts`` (pending, done, failed, quarantined, rows, quarantined_files: see
     :meth:`nwwatch.service.reporting.LedgerQueries.counts`; ledger items, one per file content,
     so every version of a file processed again counts; ``quarantined`` counts ledger items,
-    ``quarantined_files`` the files on the quarantine list, which the text shows), ``rows`` (the
+    ``quarantined_files`` the files on the quarantine list, which the text shows; ``failed``
+    the failed items that will be tried again, ``failed_gone`` those whose file was deleted
+    or changed since, which nothing tries again:
+    :meth:`~nwwatch.service.reporting.LedgerQueries.failed_gone`), ``rows`` (the
     rows of the newest version of each file, read from the committed Parquet files:
     :func:`nwwatch.results.outcome.count_results`), ``rows_by_outcome`` ({"ok": n, "flagged":
     n}) and ``rows_by_reason`` (list of dicts: status, reason_code, rows; most frequent first,
     ties by name) of those rows, ``superseded`` (rows of earlier versions of a file, kept in the
     files but not counted in ``rows``: dict rows, versions, files, rows_by_outcome),
-    ``rows_by_model`` (the same rows per model and measurement version, newest first: list of
-    dicts model_name, model_sha256, measurement_version, rows, rows_by_outcome, rows_by_reason,
-    last_processed_at UTC datetime or None; a folder processed again after a model change holds
-    a row per frame of each model, so ``rows`` counts such a frame once per model),
+    ``rows_by_model`` (the same rows per model (its sha256) and measurement version, newest
+    first: list of dicts model_name (the name of its newest rows), model_names (every name
+    its rows carry, the newest first: one model file deployed under another name), model_sha256,
+    measurement_version, rows, rows_by_outcome, rows_by_reason, last_processed_at UTC
+    datetime or None; a folder processed again after a model change holds a row per frame of
+    each model, so ``rows`` counts such a frame once per model),
     ``files_of_several_models`` (how many files have rows of more than one model; None with
     fewer than two models), ``unreadable_files`` (committed results files that cannot be read:
     their rows are not counted), ``missing_files`` (committed results files that no longer
@@ -123,6 +128,9 @@ def service_status(ledger_path: str | os.PathLike[str], results_dir: str | os.Pa
                     q["quarantined_at"] = datetime.fromtimestamp(q["quarantined_at"], UTC)
                 gone = ledger.quarantined_gone()
                 counts = ledger.counts()
+                # failed items whose file is gone or holds other content: never retried
+                counts["failed_gone"] = ledger.failed_gone()
+                counts["failed"] -= counts["failed_gone"]
                 counted = count_results((Path(results_dir) / rel
                                          for rel in ledger.committed_parquets()),
                                         read_reverted(results_dir),
@@ -171,8 +179,9 @@ def _reasons(rows: Counter[tuple[str, str]]) -> list[dict]:
 
 def _rows_by_model(by_model: dict) -> list[dict]:
     out = []
-    for (name, sha, version), (rows, newest_s) in by_model.items():
-        out.append({"model_name": name, "model_sha256": sha, "measurement_version": version,
+    for (sha, version), (rows, newest_s, names) in by_model.items():
+        out.append({"model_name": names[0] if names else "", "model_names": names,
+                    "model_sha256": sha, "measurement_version": version,
                     "rows": sum(rows.values()), "rows_by_outcome": by_outcome(rows),
                     "rows_by_reason": _reasons(rows),
                     "last_processed_at": (None if math.isnan(newest_s)
@@ -200,7 +209,10 @@ def format_status(status: dict) -> str:
            f"distinct file{'' if c['done_files'] == 1 else 's'})"
            if c.get("done_files") is not None and c["done_files"] < c["done"] else "")
         + f", {c['pending']} {in_flight}, "
-        f"{c['failed']} failed (will retry), {c['quarantined_files']} quarantined"
+        f"{c['failed']} failed (will retry"
+        + (f"; {c['failed_gone']} more deleted or changed since, nothing to retry"
+           if c.get("failed_gone") else "")
+        + f"), {c['quarantined_files']} quarantined"
         + (f" ({gone} of them deleted since)" if gone else ""),
         f"rows: {status['rows']} ({_rows_text(status)})"
         + (", of the newest version of each file" if status["superseded"]["rows"] else ""),
@@ -241,10 +253,12 @@ def format_status(status: dict) -> str:
 
 
 def _model_lines(models: list[dict], shared_files: int | None) -> list[str]:
-    """Where rows of several models (or measurement versions: series) are held: each one's
-    rows, newest first; ``shared_files`` files have rows of several (a frame of theirs counts
+    """Where rows of several models (or measurement versions: series) are held, or of one
+    model file deployed under several names: each one's rows, newest first, with the names
+    it ran under; ``shared_files`` files have rows of several (a frame of theirs counts
     once per series)."""
-    if len(models) < 2:
+    renamed = any(len(m.get("model_names") or []) > 1 for m in models)
+    if len(models) < 2 and not renamed:
         return []
     versions = {m["measurement_version"] for m in models}
     # one model measured under two versions is two series, not two models
@@ -254,13 +268,19 @@ def _model_lines(models: list[dict], shared_files: int | None) -> list[str]:
               f": {shared_files} file{'' if shared_files == 1 else 's'} processed by several, "
               f"their rows counted once per {unit}")
     head = "by model" if unit == "model" else "by model and measurement version"
-    lines = [f"  {head}, newest first ({len(models)} {'models' if unit == 'model' else unit}"
-             f"{shared}):"]
+    if len(models) == 1:  # one model file, deployed under several names
+        lines = [f"  by model (1 model, run under {len(models[0]['model_names'])} names):"]
+    else:
+        lines = [f"  {head}, newest first ({len(models)} "
+                 f"{'models' if unit == 'model' else unit}{shared}):"]
     for m in models:
         when = m["last_processed_at"]
         n = m["rows"]
+        # one model file deployed under another name is one model: its names are said
+        others = [name or "?" for name in (m.get("model_names") or [])[1:]]
         lines.append(
             f"    {m['model_name'] or '?'} {m['model_sha256'][:12] or '?'}"
+            + (f" (also named {', '.join(others)})" if others else "")
             + (f" measurement {m['measurement_version'] or '?'}" if len(versions) > 1 else "")
             + f": {n} row{'' if n == 1 else 's'} ("
             + format_counts(Counter({(r["status"], r["reason_code"]): r["rows"]
