@@ -263,12 +263,34 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
     return out, filled_px
 
 
+def _acquisition_frames(images: Path) -> list[Path]:
+    """The files measure reads as frames in ``images`` and, where it is a Gatan In-Situ
+    recording (or one of its Hour_NN/Minute_NN/Second_NN folders), in its time tree
+    (:func:`nwwatch.paths.acquisition_of`: the service's acquisition of each file); other
+    sub-folders hold other acquisitions and are not searched."""
+    from nwwatch.paths import acquisition_named, acquisition_of, is_time_tree_folder
+
+    top = os.path.abspath(images)
+    recording = acquisition_named(top)
+    found = []
+    for folder, subfolders, files in os.walk(top):
+        subfolders[:] = sorted(d for d in subfolders if is_time_tree_folder(d))
+        for name in files:
+            path = Path(folder) / name
+            if (path.suffix.lower() in _FRAME_SUFFIXES
+                    and (folder == top or acquisition_of(str(path)) == recording)
+                    and path.is_file()):
+                found.append(path)
+    return found
+
+
 def _saved_labels_frame(images: Path, path: Path, labels: list[np.ndarray]) -> list | None:
     """The frame a label image saved by the service or replay (``--save-labels``:
     ``{stem}-{sha12}-{model8}-m{version}-p{page}-labels.png``) was drawn on: that page of
-    the file in ``images`` whose stem the name carries and whose content hash starts with its
-    ``sha12``, as a one-item list, or [None] with a warning saying why not; None when the
-    name is not such a picture's."""
+    the file in ``images`` (or the time tree of the Gatan In-Situ recording it names,
+    :func:`_acquisition_frames`) whose stem the name carries and whose content hash starts
+    with its ``sha12``, as a one-item list, or [None] with a warning saying why not; None
+    when the name is not such a picture's."""
     from nwwatch.filehash import file_sha256
     from nwwatch.results.pictures import picture_file_stem, saved_labels_of
 
@@ -276,9 +298,9 @@ def _saved_labels_frame(images: Path, path: Path, labels: list[np.ndarray]) -> l
     if saved is None:
         return None
     stem, sha12, page = saved
-    # the picture's name carries the stem made safe (odd characters as _, 80 at most)
-    named = sorted(p for p in images.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES
-                   and picture_file_stem(p) == stem and p.is_file())
+    # the picture's name carries the stem made safe (odd characters as _, 80 at most); a
+    # recording's frames lie in its time tree (REC/Hour_00/Minute_00/Second_00/)
+    named = sorted(p for p in _acquisition_frames(images) if picture_file_stem(p) == stem)
     # every acquisition of a synthetic video names its frames alike: the content decides
     same = [p for p in named if file_sha256(p).startswith(sha12)]
     if not same:
