@@ -193,20 +193,51 @@ def _pixel_sizes(acq: Acquisition) -> str:
                    if missing else "")
 
 
+def _refusal_cuts(versions: list[str]) -> str:
+    """What refuses an angle for its 1σ in rows of measurement ``versions`` (HTML): the cut
+    of each version (:func:`nwwatch.measure.contact_angle.max_uncertainty_deg_of`), not this
+    nwwatch's where it differed, nor for a version of no known cut."""
+    from nwwatch.measure import contact_angle
+
+    codes = "the other reason codes are in docs/measurement.md"
+    by_cut: dict[float | None, list[str]] = {}
+    for version in versions:
+        by_cut.setdefault(contact_angle.max_uncertainty_deg_of(version), []).append(version)
+    if len(by_cut) == 1 and None not in by_cut and not any(v.startswith("1.") for v in versions):
+        return (f"An angle whose 1σ exceeds {next(iter(by_cut)):g}° is refused "
+                f"(<code>angle_uncertain</code>); {codes}")
+    if not versions:  # rows of another writer: which version's cut refused them is not known
+        return ("An angle is refused when its 1σ exceeds the cut of the measurement version "
+                "that measured it, which the rows do not record (this nwwatch's: "
+                f"{contact_angle.MAX_UNCERTAINTY_DEG:g}°, <code>angle_uncertain</code>); "
+                f"{codes}")
+    said = []
+    for cut, named in by_cut.items():
+        of = f"measurement {html.escape(', '.join(named))}"
+        if cut is None:
+            said.append(f"for {of}, a cut this nwwatch does not know (docs/measurement.md "
+                        f"of {'that version' if len(named) == 1 else 'those versions'})")
+        elif all(v.startswith("1.") for v in named):  # before reason codes
+            said.append(f"{cut:g}° for {of} (status <code>fit_failed</code>)")
+        else:
+            said.append(f"{cut:g}° for {of} (<code>angle_uncertain</code>)")
+    return ("An angle is refused when its 1σ exceeds the cut of the measurement version "
+            f"that measured it: {'; '.join(said)}; the reason codes and statuses are in "
+            "docs/measurement.md")
+
+
 def _caption(acq: Acquisition, plotted: bool) -> str:
     """What the section's numbers are (HTML): the error bars' sigma, the refusal cut on it
-    (the measurement's own constant), the measurement version and the pixel size(s)."""
-    from nwwatch.measure.contact_angle import MAX_UNCERTAINTY_DEG
-
+    (that of the measurement version of the rows), the measurement version and the pixel
+    size(s)."""
     t = acq.table
     versions = (sorted({v for v in t["measurement_version"].to_pylist() if v})
                 if "measurement_version" in t.column_names else [])
     version = (f"measurement {html.escape(', '.join(versions))}" if versions
                else "measurement version not recorded")
     bars = "Error bars: 1σ of each angle. " if plotted else "Uncertainties are 1σ. "
-    return (f"<p class='muted'>{bars}An angle whose 1σ exceeds {MAX_UNCERTAINTY_DEG:g}° is "
-            "refused (<code>angle_uncertain</code>); the other reason codes are in "
-            f"docs/measurement.md. {version}; {_pixel_sizes(acq)}.</p>")
+    return (f"<p class='muted'>{bars}{_refusal_cuts(versions)}. {version}; "
+            f"{_pixel_sizes(acq)}.</p>")
 
 
 def _insitu_section(acq: Acquisition, files: Path) -> str:
