@@ -897,6 +897,30 @@ def test_the_caption_states_the_refusal_cut_of_the_rows_own_measurement_version(
                                                 None)] == [2.0, 1.5, 1.5, None, None, None]
 
 
+def test_one_pixel_size_written_as_float32_and_float64_is_one_value(tmp_path):
+    """0.2816 nm and its float32 neighbour were a range of one value printed twice:
+    "pixel sizes 0.2816–0.2816 nm (2 values)"."""
+    results = tmp_path / "res"
+    f32 = float(np.float32(0.2816))
+    sizes = {"one": [0.2816, f32, 0.2816],
+             # the float32 of 0.28165 rounds to 0.2817 at 4 digits, 0.28165 to 0.2816
+             "edge": [0.28165, float(np.float32(0.28165))],
+             "two": [0.2816, f32, 0.5]}
+    rows = []
+    for name, values in sizes.items():
+        for row, size_nm in zip(frame_rows(f"/acq/{name}", [100.0] * len(values)), values,
+                                strict=True):
+            row["pixel_size_nm"], row["measurement_version"] = size_nm, "2.2.20"
+            rows.append(row)
+    write(results, "frames-1.parquet", rows)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    sections = {name: page.split(f"<h2>/acq/{name}</h2>")[1].split("<h2>")[0]
+                for name in sizes}
+    assert "pixel size 0.2816 nm." in sections["one"]
+    assert re.search(r"pixel size 0\.281[67] nm\.", sections["edge"])
+    assert "pixel sizes 0.2816–0.5 nm (2 values)." in sections["two"]
+
+
 def test_a_stack_of_one_time_gets_no_trend_line(tmp_path, monkeypatch):
     """A stack whose pages share the file's time: the rolling median was drawn as a vertical
     segment hidden behind the points, and listed in the legend."""

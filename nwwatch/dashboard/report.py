@@ -176,19 +176,42 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
     return note, axis
 
 
+def _distinct_sizes_nm(values_nm: np.ndarray) -> list[float]:
+    """The distinct pixel sizes among finite ``values_nm``, sorted: sizes within
+    :data:`nwwatch.io.mdoc.SAME_PIXEL_SIZE_REL` of a group's smallest are one size written
+    twice (as float32 and float64, or rounded by a TIFF's rational tags), given as their
+    median."""
+    from nwwatch.io.mdoc import SAME_PIXEL_SIZE_REL
+
+    groups: list[list[float]] = []
+    for value in np.sort(values_nm):
+        # against the group's first: a chain of small steps is not one size
+        if groups and value - groups[-1][0] <= SAME_PIXEL_SIZE_REL * value:
+            groups[-1].append(float(value))
+        else:
+            groups.append([float(value)])
+    return [float(np.median(group)) for group in groups]
+
+
 def _pixel_sizes(acq: Acquisition) -> str:
     """The pixel size(s) of a section's rows: one value in nm, "not calibrated" where no row
-    has one (the angles need none; lengths stay in px), or the range of several, with the
-    frames that have none counted."""
+    has one (the angles need none; lengths stay in px), or the range of several
+    (:func:`_distinct_sizes_nm`), with the frames that have none counted."""
     t = acq.table
     values = (np.asarray(t["pixel_size_nm"].to_pylist(), dtype=float)
               if "pixel_size_nm" in t.column_names else np.full(t.num_rows, np.nan))
-    known = np.unique(values[np.isfinite(values)])
+    known = _distinct_sizes_nm(values[np.isfinite(values)])
     missing = int(np.count_nonzero(~np.isfinite(values)))
-    if not len(known):
+    if not known:
         return "pixel size not calibrated (lengths in px)"
-    text = (f"pixel size {known[0]:.4g} nm" if len(known) == 1 else
-            f"pixel sizes {known[0]:.4g}–{known[-1]:.4g} nm ({len(known)} values)")
+    if len(known) == 1:
+        text = f"pixel size {known[0]:.4g} nm"
+    else:
+        digits = 4  # more where two sizes differ beyond the grouping but not in 4 digits
+        while f"{known[0]:.{digits}g}" == f"{known[-1]:.{digits}g}" and digits < 17:
+            digits += 1
+        text = (f"pixel sizes {known[0]:.{digits}g}–{known[-1]:.{digits}g} nm "
+                f"({len(known)} values)")
     return text + (f", {missing} frame{'' if missing == 1 else 's'} not calibrated"
                    if missing else "")
 
