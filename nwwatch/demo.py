@@ -106,10 +106,13 @@ def angle_vs_time(frames_table, truth_table, truth_dir: str | os.PathLike[str],
     truth names once is its one page. ``stack``: the truth's frames were written as the pages
     of this file instead (page = ``frame_index``), as a stack made from a synthetic video.
     Rows of other files (other acquisitions in the same results folder) are left out; a truth
-    row with no row reads ``no_row``. Raises ValueError naming the file and page where one
-    truth row matches several rows (rows of several models or measurement versions, or a
-    stack's pages against a truth that names the file once): select one series first
-    (:func:`nwwatch.results.reading.read_results` keeps each file's newest version)."""
+    row with no row reads ``no_row``. Raises ValueError naming ``truth_dir`` and a row's
+    ``source`` where there are rows but none is of a file the truth names (the frames were
+    measured under another path: pass that path as ``truth_dir``). Raises ValueError naming
+    the file and page where one truth row matches several rows (rows of several models or
+    measurement versions, or a stack's pages against a truth that names the file once):
+    select one series first (:func:`nwwatch.results.reading.read_results` keeps each file's
+    newest version)."""
     columns = ("source", "frame", "contact_angle_deg", "contact_angle_uncertainty_deg",
                "angle_valid", "reason_code")
     missing = [c for c in columns if c not in frames_table.column_names]
@@ -150,6 +153,12 @@ def angle_vs_time(frames_table, truth_table, truth_dir: str | os.PathLike[str],
                  if c in rows} for j in matches]))
         got.append(tuple(rows[c][matches[0]] for c in columns[2:]) if matches
                    else (None, None, False, "no_row"))
+    if rows["source"] and got and not any(
+            where(f) in by_file for f in _truth_files(truth, truth_dir, stack)):
+        # rows that name the frames by another path (the folder moved or copied, another
+        # mount, rows written on another machine) would otherwise read as every frame
+        # unmeasured, with no hint that the join found nothing
+        raise ValueError(_nothing_joined(truth_dir, stack, rows["source"]))
 
     def floats(values) -> np.ndarray:
         return np.array([np.nan if v is None else float(v) for v in values])
@@ -159,6 +168,24 @@ def angle_vs_time(frames_table, truth_table, truth_dir: str | os.PathLike[str],
         true_deg=floats(truth["theta_apparent_deg"][i] for i in order),
         angle_deg=floats(g[0] for g in got), sigma_deg=floats(g[1] for g in got),
         valid=np.array([bool(g[2]) for g in got]), reason_code=[str(g[3]) for g in got])
+
+
+def _truth_files(truth: dict, truth_dir: str | os.PathLike[str],
+                 stack: str | os.PathLike[str] | None) -> list[str]:
+    """The files the truth's rows name, as the rows' ``source`` would name them."""
+    if stack is not None:
+        return [source_name(stack)]
+    return [source_name(Path(truth_dir) / f) for f in dict.fromkeys(truth["file"])]
+
+
+def _nothing_joined(truth_dir: str | os.PathLike[str], stack: str | os.PathLike[str] | None,
+                    sources: list[str]) -> str:
+    """Why no truth row found a row although there are rows: the paths differ."""
+    where = f"the stack {source_name(stack)}" if stack is not None else \
+        f"the truth folder {source_name(truth_dir)}"
+    return (f"none of the {len(sources)} frame rows is of a file in {where} (a row's source: "
+            f"{sources[0]}): give as truth_dir (or stack=) the path the frames were measured "
+            "under, as the rows' source names it, or replay the frames from where they are now")
 
 
 def _several_rows(file: str, page: int | None, matched: list[dict]) -> str:

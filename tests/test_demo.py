@@ -143,6 +143,29 @@ def test_a_truth_row_matching_several_rows_is_refused_naming_the_file(two_videos
         angle_vs_time(rows, once, root / "stackB")
 
 
+def test_rows_of_a_moved_video_folder_are_an_error_naming_both_paths(two_videos_and_a_stack):
+    # before: the video folder moved after its replay read as every frame no_row,
+    # "0/3 frames measured", with no hint that no row's source named a truth file
+    import shutil
+
+    root, _, truth_b, stack, rows = two_videos_and_a_stack
+    moved = root / "acqB_moved"
+    shutil.copytree(root / "acqB", moved)
+    own = rows.slice(3, 1)  # acqB's first frame
+    assert own["source"][0].as_py() == str(root / "acqB" / "frame_00000.tif")
+    with pytest.raises(ValueError, match=r"truth folder .*acqB_moved \(a row's source: "
+                                         r".*acqB/frame_00000\.tif\): give as truth_dir"):
+        angle_vs_time(own, truth_b, moved)
+    # the path the rows name joins them, though the truth is read from the new folder
+    truth = pq.read_table(moved / "truth.parquet")
+    assert angle_vs_time(own, truth, root / "acqB").valid.sum() == 1
+    # a stack the rows do not name either
+    with pytest.raises(ValueError, match=r"the stack .*other\.tif"):
+        angle_vs_time(own, truth_b, moved, stack=root / "other.tif")
+    # some frames without a row is no error: they are no_row
+    assert angle_vs_time(own, truth_b, root / "acqB").refused_counts() == {"no_row": 2}
+
+
 def test_a_demo_run_again_into_its_folder_replaces_its_own_files_and_no_one_elses(tmp_path):
     # before: a second run kept the first run's frames beyond its own count and replayed
     # them with its own (6 frames from 6 files after --frames 4), a folder of the user's

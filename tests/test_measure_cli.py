@@ -1908,3 +1908,90 @@ def test_labels_saved_by_the_service_pair_with_their_frame_and_page(tmp_path):
     row, said = measured(saved["frame"], tmp_path / "acqA")
     assert row["pixel_size_nm"] is None and row["acquired_at_source"] == "mtime"
     assert "frame_00000.tif there holds other content" in said
+
+
+def _saved_labels(results: Path, source: Path, page: int, labels: np.ndarray) -> Path:
+    """The label image the service saves (--save-labels) for page ``page`` of ``source``."""
+    from nwwatch.filehash import file_sha256
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    stem = picture_stem(source, file_sha256(source), "c2bf5c2c" * 8, page, "2.2.20")
+    write_frame_pictures(results, "qa", stem, np.zeros((*labels.shape, 3), np.uint8), labels)
+    return results / "qa" / f"{stem}-labels.png"
+
+
+def test_saved_labels_of_a_gatan_in_situ_recording_pair_with_a_frame_in_its_time_tree(tmp_path):
+    """A Gatan In-Situ recording keeps its frames in REC/Hour_00/Minute_00/Second_00/: the
+    documented `measure RESULTS/qa/*-labels.png --images ACQUISITION` listed REC's top level
+    only, warned "no frame named ...", and gave the row no pixel size and the PNG's mtime."""
+    from datetime import UTC, datetime
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    grey = np.where(cap.labels == 0, 3000, 1000).astype(np.uint16)
+    second = tmp_path / "REC" / "Hour_00" / "Minute_00" / "Second_01"
+    second.mkdir(parents=True)
+    when = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    frame = second / "REC_Hour_00_Minute_00_Second_01_Frame_0003.tif"
+    write_frame_tiff(frame, grey, pixel_size_nm=0.5, acquired_at=when)
+    labels = _saved_labels(tmp_path / "res", frame, 0, cap.labels)
+    out = tmp_path / "rows.parquet"
+    for images in (tmp_path / "REC", tmp_path / "REC" / "Hour_00", second):
+        result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(out),
+                                           "--images", str(images)])
+        assert result.exit_code == 0, result.output
+        assert "warning" not in result.output, (images, result.output)
+        row = pq.read_table(out).to_pylist()[0]
+        assert row["pixel_size_nm"] == pytest.approx(0.5), images
+        assert (row["acquired_at"], row["acquired_at_source"]) == (when, "metadata")
+    # sub-folders that are no time tree of ACQ's hold other acquisitions: not searched
+    import shutil
+
+    for sub in ("other", "Hour_00"):  # an Hour_00 without Minute/Second levels: no tree
+        (tmp_path / "ACQ" / sub).mkdir(parents=True)
+        shutil.copy(frame, tmp_path / "ACQ" / sub / frame.name)
+    result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(out),
+                                       "--images", str(tmp_path / "ACQ")])
+    assert result.exit_code == 0, result.output
+    assert "warning: no frame named REC_Hour_00_Minute_00_Second_01_Frame_0003" in \
+        " ".join(result.output.split())
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] is None
+
+
+def test_saved_labels_of_every_page_of_a_stack_hash_it_once_and_read_their_page_alone(
+        tmp_path, monkeypatch):
+    """Each saved label of a stack's page hashed the whole stack again and decoded all its
+    pages (30 labels of a 30-page stack: 30 hashes, 900 pages), and a recording over the
+    whole-read limit gave every label no frame, so no pixel size or time."""
+    from datetime import UTC, datetime, timedelta
+
+    import nwwatch.filehash
+    import nwwatch.io.limits
+    from nwwatch.io.write import write_stack_tiff
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    grey = np.where(cap.labels == 0, 3000, 1000).astype(np.uint16)
+    t0 = datetime(2024, 5, 6, 7, 8, 9, tzinfo=UTC)
+    n = 4
+    stack = write_stack_tiff(tmp_path / "S" / "stack.tif", np.stack([grey + k for k in range(n)]),
+                             pixel_size_nm=0.75,
+                             acquired_at=[t0 + timedelta(seconds=k) for k in range(n)])
+    labels = [_saved_labels(tmp_path / "res", stack, page, cap.labels) for page in range(n)]
+    hashed: list[str] = []
+    file_sha256 = nwwatch.filehash.file_sha256
+
+    def counted(path, *args, **kwargs):
+        hashed.append(Path(path).name)
+        return file_sha256(path, *args, **kwargs)
+
+    monkeypatch.setattr(nwwatch.filehash, "file_sha256", counted)
+    # the stack is over the limit for a file read whole; a page at a time it is read
+    monkeypatch.setattr(nwwatch.io.limits, "MAX_FILE_BYTES", grey.nbytes * 2)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *map(str, labels), "--out", str(out),
+                                       "--images", str(tmp_path / "S")])
+    assert result.exit_code == 0, result.output
+    assert "warning" not in result.output, result.output
+    assert hashed.count("stack.tif") == 1
+    rows = sorted(pq.read_table(out).to_pylist(), key=lambda r: r["acquired_at"])
+    assert [r["pixel_size_nm"] for r in rows] == [pytest.approx(0.75)] * n
+    assert [r["acquired_at"] for r in rows] == [t0 + timedelta(seconds=k) for k in range(n)]

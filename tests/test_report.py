@@ -867,6 +867,60 @@ def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path
     assert "An angle whose 1σ exceeds 2.25° is refused" in page
 
 
+def test_the_caption_states_the_refusal_cut_of_the_rows_own_measurement_version(tmp_path):
+    """Rows of measurement 1.0.0 (refused above 2.0°) got today's cut in the caption,
+    "refused when 1σ exceeds 1.5°", beside their valid angles with 1.8° bars."""
+    from nwwatch.measure.result import MEASUREMENT_VERSION
+
+    results = tmp_path / "res"
+    rows = []
+    for name, version in (("old", "1.0.0"), ("now", MEASUREMENT_VERSION), ("later", "9.1.0")):
+        for row in frame_rows(f"/acq/{name}", [100.0, 110.0]):
+            row["measurement_version"], row["contact_angle_uncertainty_deg"] = version, 1.8
+            rows.append(row)
+    write(results, "frames-1.parquet", rows)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    sections = {name: page.split(f"<h2>/acq/{name}</h2>")[1].split("<h2>")[0]
+                for name in ("old", "now", "later")}
+    assert "1.5°" not in sections["old"] and "1.5°" not in sections["later"]
+    cut = "An angle is refused when its 1σ exceeds the cut of the measurement version that "
+    assert (cut + "measured it: 2° for measurement 1.0.0 (status <code>fit_failed</code>);"
+            in sections["old"])
+    assert (cut + "measured it: for measurement 9.1.0, a cut this nwwatch does not know"
+            in sections["later"])
+    assert ("An angle whose 1σ exceeds 1.5° is refused (<code>angle_uncertain</code>)"
+            in sections["now"])
+    # each version's cut from the history of MAX_UNCERTAINTY_DEG; unknown ones not guessed
+    from nwwatch.measure.contact_angle import max_uncertainty_deg_of
+
+    assert [max_uncertainty_deg_of(v) for v in ("1.0.0", "2.0.0", "2.2.19", "2.3.0", "x",
+                                                None)] == [2.0, 1.5, 1.5, None, None, None]
+
+
+def test_one_pixel_size_written_as_float32_and_float64_is_one_value(tmp_path):
+    """0.2816 nm and its float32 neighbour were a range of one value printed twice:
+    "pixel sizes 0.2816–0.2816 nm (2 values)"."""
+    results = tmp_path / "res"
+    f32 = float(np.float32(0.2816))
+    sizes = {"one": [0.2816, f32, 0.2816],
+             # the float32 of 0.28165 rounds to 0.2817 at 4 digits, 0.28165 to 0.2816
+             "edge": [0.28165, float(np.float32(0.28165))],
+             "two": [0.2816, f32, 0.5]}
+    rows = []
+    for name, values in sizes.items():
+        for row, size_nm in zip(frame_rows(f"/acq/{name}", [100.0] * len(values)), values,
+                                strict=True):
+            row["pixel_size_nm"], row["measurement_version"] = size_nm, "2.2.20"
+            rows.append(row)
+    write(results, "frames-1.parquet", rows)
+    page = write_report(results, tmp_path / "r.html").read_text()
+    sections = {name: page.split(f"<h2>/acq/{name}</h2>")[1].split("<h2>")[0]
+                for name in sizes}
+    assert "pixel size 0.2816 nm." in sections["one"]
+    assert re.search(r"pixel size 0\.281[67] nm\.", sections["edge"])
+    assert "pixel sizes 0.2816–0.5 nm (2 values)." in sections["two"]
+
+
 def test_a_stack_of_one_time_gets_no_trend_line(tmp_path, monkeypatch):
     """A stack whose pages share the file's time: the rolling median was drawn as a vertical
     segment hidden behind the points, and listed in the legend."""

@@ -176,37 +176,91 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
     return note, axis
 
 
+def _distinct_sizes_nm(values_nm: np.ndarray) -> list[float]:
+    """The distinct pixel sizes among finite ``values_nm``, sorted: sizes within
+    :data:`nwwatch.io.mdoc.SAME_PIXEL_SIZE_REL` of a group's smallest are one size written
+    twice (as float32 and float64, or rounded by a TIFF's rational tags), given as their
+    median."""
+    from nwwatch.io.mdoc import SAME_PIXEL_SIZE_REL
+
+    groups: list[list[float]] = []
+    for value in np.sort(values_nm):
+        # against the group's first: a chain of small steps is not one size
+        if groups and value - groups[-1][0] <= SAME_PIXEL_SIZE_REL * value:
+            groups[-1].append(float(value))
+        else:
+            groups.append([float(value)])
+    return [float(np.median(group)) for group in groups]
+
+
 def _pixel_sizes(acq: Acquisition) -> str:
     """The pixel size(s) of a section's rows: one value in nm, "not calibrated" where no row
-    has one (the angles need none; lengths stay in px), or the range of several, with the
-    frames that have none counted."""
+    has one (the angles need none; lengths stay in px), or the range of several
+    (:func:`_distinct_sizes_nm`), with the frames that have none counted."""
     t = acq.table
     values = (np.asarray(t["pixel_size_nm"].to_pylist(), dtype=float)
               if "pixel_size_nm" in t.column_names else np.full(t.num_rows, np.nan))
-    known = np.unique(values[np.isfinite(values)])
+    known = _distinct_sizes_nm(values[np.isfinite(values)])
     missing = int(np.count_nonzero(~np.isfinite(values)))
-    if not len(known):
+    if not known:
         return "pixel size not calibrated (lengths in px)"
-    text = (f"pixel size {known[0]:.4g} nm" if len(known) == 1 else
-            f"pixel sizes {known[0]:.4g}–{known[-1]:.4g} nm ({len(known)} values)")
+    if len(known) == 1:
+        text = f"pixel size {known[0]:.4g} nm"
+    else:
+        digits = 4  # more where two sizes differ beyond the grouping but not in 4 digits
+        while f"{known[0]:.{digits}g}" == f"{known[-1]:.{digits}g}" and digits < 17:
+            digits += 1
+        text = (f"pixel sizes {known[0]:.{digits}g}–{known[-1]:.{digits}g} nm "
+                f"({len(known)} values)")
     return text + (f", {missing} frame{'' if missing == 1 else 's'} not calibrated"
                    if missing else "")
 
 
+def _refusal_cuts(versions: list[str]) -> str:
+    """What refuses an angle for its 1σ in rows of measurement ``versions`` (HTML): the cut
+    of each version (:func:`nwwatch.measure.contact_angle.max_uncertainty_deg_of`), not this
+    nwwatch's where it differed, nor for a version of no known cut."""
+    from nwwatch.measure import contact_angle
+
+    codes = "the other reason codes are in docs/measurement.md"
+    by_cut: dict[float | None, list[str]] = {}
+    for version in versions:
+        by_cut.setdefault(contact_angle.max_uncertainty_deg_of(version), []).append(version)
+    if len(by_cut) == 1 and None not in by_cut and not any(v.startswith("1.") for v in versions):
+        return (f"An angle whose 1σ exceeds {next(iter(by_cut)):g}° is refused "
+                f"(<code>angle_uncertain</code>); {codes}")
+    if not versions:  # rows of another writer: which version's cut refused them is not known
+        return ("An angle is refused when its 1σ exceeds the cut of the measurement version "
+                "that measured it, which the rows do not record (this nwwatch's: "
+                f"{contact_angle.MAX_UNCERTAINTY_DEG:g}°, <code>angle_uncertain</code>); "
+                f"{codes}")
+    said = []
+    for cut, named in by_cut.items():
+        of = f"measurement {html.escape(', '.join(named))}"
+        if cut is None:
+            said.append(f"for {of}, a cut this nwwatch does not know (docs/measurement.md "
+                        f"of {'that version' if len(named) == 1 else 'those versions'})")
+        elif all(v.startswith("1.") for v in named):  # before reason codes
+            said.append(f"{cut:g}° for {of} (status <code>fit_failed</code>)")
+        else:
+            said.append(f"{cut:g}° for {of} (<code>angle_uncertain</code>)")
+    return ("An angle is refused when its 1σ exceeds the cut of the measurement version "
+            f"that measured it: {'; '.join(said)}; the reason codes and statuses are in "
+            "docs/measurement.md")
+
+
 def _caption(acq: Acquisition, plotted: bool) -> str:
     """What the section's numbers are (HTML): the error bars' sigma, the refusal cut on it
-    (the measurement's own constant), the measurement version and the pixel size(s)."""
-    from nwwatch.measure.contact_angle import MAX_UNCERTAINTY_DEG
-
+    (that of the measurement version of the rows), the measurement version and the pixel
+    size(s)."""
     t = acq.table
     versions = (sorted({v for v in t["measurement_version"].to_pylist() if v})
                 if "measurement_version" in t.column_names else [])
     version = (f"measurement {html.escape(', '.join(versions))}" if versions
                else "measurement version not recorded")
     bars = "Error bars: 1σ of each angle. " if plotted else "Uncertainties are 1σ. "
-    return (f"<p class='muted'>{bars}An angle whose 1σ exceeds {MAX_UNCERTAINTY_DEG:g}° is "
-            "refused (<code>angle_uncertain</code>); the other reason codes are in "
-            f"docs/measurement.md. {version}; {_pixel_sizes(acq)}.</p>")
+    return (f"<p class='muted'>{bars}{_refusal_cuts(versions)}. {version}; "
+            f"{_pixel_sizes(acq)}.</p>")
 
 
 def _insitu_section(acq: Acquisition, files: Path) -> str:

@@ -34,7 +34,7 @@ from nwwatch.classes import (
     fill_unsure_band,
     interpolated_rim_problem,
 )
-from nwwatch.io import Frame, ImageTooLargeError, InputError, inspect_tiff
+from nwwatch.io import Frame, FrameReader, ImageTooLargeError, InputError, inspect_tiff
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     JPEG_NAMED_PNG,
@@ -46,6 +46,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
+from nwwatch.io.errors import PageIndexError, check_page_index
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
@@ -263,59 +264,171 @@ def read_labels(path: Path, pages: list[np.ndarray] | None = None
     return out, filled_px
 
 
-def _saved_labels_frame(images: Path, path: Path, labels: list[np.ndarray]) -> list | None:
+def _acquisition_frames(images: Path) -> list[Path]:
+    """The files measure reads as frames in ``images`` and, where it is a Gatan In-Situ
+    recording (or one of its Hour_NN/Minute_NN/Second_NN folders), in its time tree
+    (:func:`nwwatch.paths.acquisition_of`: the service's acquisition of each file); other
+    sub-folders hold other acquisitions and are not searched."""
+    from nwwatch.paths import acquisition_named, acquisition_of, is_time_tree_folder
+
+    top = os.path.abspath(images)
+    recording = acquisition_named(top)
+    found = []
+    for folder, subfolders, files in os.walk(top):
+        subfolders[:] = sorted(d for d in subfolders if is_time_tree_folder(d))
+        for name in files:
+            path = Path(folder) / name
+            if (path.suffix.lower() in _FRAME_SUFFIXES
+                    and (folder == top or acquisition_of(str(path)) == recording)
+                    and path.is_file()):
+                found.append(path)
+    return found
+
+
+class _SavedLabelFrames:
+    """The frames in ``--images`` that label images saved by the service or replay
+    (``--save-labels``) were drawn on, for one ``measure`` run.
+
+    The folder is listed once (:func:`_acquisition_frames`); each candidate's sha256 is
+    computed once; and a frame is read alone, by :class:`nwwatch.io.FrameReader`, from the
+    file last asked for, kept open: the labels of a stack's pages come one after another,
+    and each would otherwise hash the stack and decode all its pages again, and a recording
+    too long to read whole would give its labels no frame."""
+
+    def __init__(self, images: Path) -> None:
+        self.images = images
+        self._named: dict[str, list[Path]] | None = None
+        self._sha256: dict[Path, str] = {}
+        self._reader: tuple[Path, FrameReader, list[dict]] | None = None
+        #: the readers' ``io.pixel_size_ignored`` events of the files frames were served from
+        #: since last taken (:meth:`take_events`): said once per label, as a whole read said
+        #: them, though the file is opened once
+        self.events: list[dict] = []
+
+    def named(self, stem: str) -> list[Path]:
+        """The files whose stem, made safe as a picture's name makes it
+        (:func:`nwwatch.results.pictures.picture_file_stem`), is ``stem``, sorted."""
+        from nwwatch.results.pictures import picture_file_stem
+
+        if self._named is None:
+            self._named = {}
+            for path in _acquisition_frames(self.images):
+                self._named.setdefault(picture_file_stem(path), []).append(path)
+        return sorted(self._named.get(stem, []))
+
+    def sha256(self, path: Path) -> str:
+        """The file's sha256, computed once."""
+        from nwwatch.filehash import file_sha256
+
+        if path not in self._sha256:
+            self._sha256[path] = file_sha256(path)
+        return self._sha256[path]
+
+    def frame(self, path: Path, page: int) -> Frame:
+        """Page ``page`` of ``path``, read alone; the file's ``io.pixel_size_ignored`` events
+        added to :attr:`events`. Raises PageIndexError where the file has no such page,
+        LabelFileError where it cannot be read."""
+        if path.suffix.lower() == ".png":  # a PNG frame: one page, read as measure reads it
+            frames = _read_frames(path)
+            check_page_index(path, page, len(frames))
+            return frames[page]
+        if self._reader is None or self._reader[0] != path:
+            self.close()
+            try:
+                with held_events("io.pixel_size_ignored") as opened:  # read when opened
+                    reader = FrameReader(path)
+            except InputError as exc:
+                raise LabelFileError(Path(exc.path), exc.reason) from None
+            except FileNotFoundError:
+                raise LabelFileError(path, "file not found") from None
+            self._reader = (path, reader, opened)
+        _, reader, opened = self._reader
+        try:
+            # an MRC file's header and .mdoc are read with its first frame, not when opened
+            with held_events("io.pixel_size_ignored") as read:
+                frame = reader.frame(page)
+        except PageIndexError:
+            raise
+        except InputError as exc:
+            raise LabelFileError(Path(exc.path), exc.reason) from None
+        finally:
+            opened.extend(e for e in read if e not in opened)
+            self.events.extend(opened)
+        return frame
+
+    def take_events(self) -> list[dict]:
+        """:attr:`events`, emptied."""
+        events, self.events = self.events, []
+        return events
+
+    def close(self) -> None:
+        """Close the file kept open."""
+        if self._reader is not None:
+            self._reader[1].close()
+            self._reader = None
+
+
+def _saved_labels_frame(saved_frames: _SavedLabelFrames, path: Path,
+                        labels: list[np.ndarray]) -> list | None:
     """The frame a label image saved by the service or replay (``--save-labels``:
     ``{stem}-{sha12}-{model8}-m{version}-p{page}-labels.png``) was drawn on: that page of
-    the file in ``images`` whose stem the name carries and whose content hash starts with its
-    ``sha12``, as a one-item list, or [None] with a warning saying why not; None when the
-    name is not such a picture's."""
-    from nwwatch.filehash import file_sha256
-    from nwwatch.results.pictures import picture_file_stem, saved_labels_of
+    the file in ``--images`` (or the time tree of the Gatan In-Situ recording it names) whose
+    stem the name carries and whose content hash starts with its ``sha12``, as a one-item
+    list, or [None] with a warning saying why not; None when the name is not such a
+    picture's."""
+    from nwwatch.results.pictures import saved_labels_of
 
     saved = saved_labels_of(path.name)
     if saved is None:
         return None
     stem, sha12, page = saved
+    images = saved_frames.images
     # the picture's name carries the stem made safe (odd characters as _, 80 at most)
-    named = sorted(p for p in images.iterdir() if p.suffix.lower() in _FRAME_SUFFIXES
-                   and picture_file_stem(p) == stem and p.is_file())
+    named = saved_frames.named(stem)
     # every acquisition of a synthetic video names its frames alike: the content decides
-    same = [p for p in named if file_sha256(p).startswith(sha12)]
+    same = [p for p in named if saved_frames.sha256(p).startswith(sha12)]
     if not same:
         other = (f" ({', '.join(p.name for p in named[:3])} there holds other content: "
                  "not the frame these labels were saved from)" if named else "")
         say(f"warning: no frame named {stem} whose sha256 starts {sha12} in {images}"
             f"{other}; overlay drawn on the labels", err=True)
         return [None]
+    if len(labels) != 1:
+        say(f"warning: {path.name} holds {len(labels)} pages, a saved label image one; "
+            "overlays drawn on the labels", err=True)
+        return [None] * len(labels)
     try:
-        frames = _read_frames(same[0])
+        frame = saved_frames.frame(same[0], page)
+    except PageIndexError as exc:
+        say(f"warning: {same[0]} has {exc.n_pages} page(s), {path.name} names page {page}; "
+            "overlay drawn on the labels", err=True)
+        return [None]
     except LabelFileError as exc:
         say(f"warning: {exc.format_message()}; overlay drawn on the labels", err=True)
         return [None]
-    if page >= len(frames) or len(labels) != 1:
-        say(f"warning: {same[0]} has {len(frames)} page(s), {path.name} names page {page} "
-            f"and holds {len(labels)}; overlay drawn on the labels", err=True)
-        return [None] * len(labels)
-    if frames[page].image.shape != labels[0].shape:
-        say(f"warning: {same[0]} page {page} has shape {frames[page].image.shape}, labels "
+    if frame.image.shape != labels[0].shape:
+        say(f"warning: {same[0]} page {page} has shape {frame.image.shape}, labels "
             f"{labels[0].shape}; overlay drawn on the labels, its pixel size not used",
             err=True)
         return [None]
-    return [frames[page]]
+    return [frame]
 
 
-def _grey_frames(images: Path | None, path: Path, labels: list[np.ndarray]) -> list:
+def _grey_frames(saved_frames: _SavedLabelFrames | None, path: Path,
+                 labels: list[np.ndarray]) -> list:
     """The frames a label file's pages were drawn on: page k of the grey image with the same
-    stem in ``images`` (for a label image the service saved, ``--save-labels``: the page of
-    the file its name names, :func:`_saved_labels_frame`), or None per page (a warning says
-    why). They are the overlays' backgrounds, and their pixel size and time are the labels'
-    when the shapes match."""
+    stem in ``--images`` (``saved_frames.images``; for a label image the service saved,
+    ``--save-labels``: the page of the file its name names, :func:`_saved_labels_frame`), or
+    None per page (a warning says why; all None without ``--images``). They are the
+    overlays' backgrounds, and their pixel size and time are the labels' when the shapes
+    match."""
     none: list = [None] * len(labels)
-    if images is None:
+    if saved_frames is None:
         return none
-    saved = _saved_labels_frame(images, path, labels)
+    saved = _saved_labels_frame(saved_frames, path, labels)
     if saved is not None:
         return saved
+    images = saved_frames.images
     stem = path.stem
     for suffix in _FRAME_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
@@ -616,6 +729,8 @@ def measure(inputs: tuple[Path, ...], out: Path, pixel_size_nm: float | None,
     except KeyboardInterrupt as stop:
         # one that came while the command's modules were imported, raised as the block opens
         _stopped(stop, run, out)
+    finally:
+        run.close()
 
 
 #: The name of a picture :func:`_overlay_name` gives.
@@ -650,6 +765,13 @@ class _Run:
         # TIA writes NAME.emi (the series' metadata, not read) beside NAME_1.ser, NAME_2.ser
         self._emis = {os.path.abspath(path.with_name(path.stem.rpartition("_")[0] + ".emi"))
                       for path in inputs if path.suffix.lower() == ".ser"}
+        #: the --images frames saved label images pair with (a file kept open: :meth:`close`)
+        self.saved_frames: _SavedLabelFrames | None = None
+
+    def close(self) -> None:
+        """Close the --images file kept open."""
+        if self.saved_frames is not None:
+            self.saved_frames.close()
 
     @property
     def file_rows(self) -> int:
@@ -752,6 +874,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     if overlays is not None:
         require_writable(overlays, "'--overlays'", folder=True)
     rows = run.rows
+    if images is not None:
+        run.saved_frames = _SavedLabelFrames(images)
     used_names: set[str] = set()
     # the pictures the output to be replaced names, by frame: this run's rows replace those
     # rows, so a frame measured again (its labels corrected) keeps its picture's name
@@ -793,7 +917,9 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
         with held_events("io.pixel_size_ignored") as ignored_grey:
-            greys = _grey_frames(images, path, pages) if is_labels else None
+            greys = _grey_frames(run.saved_frames, path, pages) if is_labels else None
+        if run.saved_frames is not None:  # those of a frame file opened for an earlier label
+            ignored_grey = [*ignored_grey, *run.saved_frames.take_events()]
         # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
         # label image declaring none has the pixels of its frame in --images
         sizes_nm = [_pixel_size_used(pixel_size_nm, frames[index],

@@ -63,8 +63,29 @@ MIN_ARC_SPAN_DEG = 30.0
 #: (a wrong shape grows with size) with a floor for the 1-3 px wiggles of drawn boundaries.
 MAX_RESIDUAL_RMS_PX = 3.0
 MAX_RESIDUAL_RMS_FRACTION = 0.03
-#: A 1-sigma uncertainty above this means the visible arc cannot fix the angle.
+#: A 1-sigma uncertainty above this means the visible arc cannot fix the angle. On a change
+#: (a measurement version bump), add the versions that refused with the old value to
+#: :data:`EARLIER_MAX_UNCERTAINTY_DEG`.
 MAX_UNCERTAINTY_DEG = 1.5
+#: The cut of earlier measurement versions, as (first version, last version, cut in deg),
+#: both versions included, from the project's history: 1.0.0 refused above 2.0 deg (as
+#: status ``fit_failed``: reason codes came with 2.0.0), 2.0.0 to 2.2.20 above 1.5 deg.
+EARLIER_MAX_UNCERTAINTY_DEG = (((1, 0, 0), (1, 0, 0), 2.0), ((2, 0, 0), (2, 2, 20), 1.5))
+
+
+def max_uncertainty_deg_of(version: str | None) -> float | None:
+    """The refusal cut on the angle's 1 sigma (deg) of rows of measurement ``version``:
+    :data:`MAX_UNCERTAINTY_DEG` for this nwwatch's version, else that of
+    :data:`EARLIER_MAX_UNCERTAINTY_DEG`; None for a version neither names (a later one,
+    none, or not a version)."""
+    if version == R.MEASUREMENT_VERSION:
+        return MAX_UNCERTAINTY_DEG
+    try:
+        number = tuple(int(part) for part in str(version).split("."))
+    except ValueError:
+        return None
+    return next((cut for first, last, cut in EARLIER_MAX_UNCERTAINTY_DEG
+                 if first <= number <= last), None)
 #: Interface scatter allowed, as its cost in degrees at the droplet's size: a scatter of
 #: ``d`` px about the facet line is ``d / a`` rad of angle if it were all systematic.
 MAX_SCATTER_COST_DEG = 6.0
