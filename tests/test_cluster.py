@@ -33,8 +33,7 @@ from servicekit import (
 )
 
 from nwwatch.io import write_frame_tiff
-from nwwatch.results.parquet import acquisition_partition, dataset_files
-from nwwatch.results.reading import read_results
+from nwwatch.results.parquet import dataset_files
 from nwwatch.service.cluster import STAGING_DIR
 from nwwatch.service.clusterconnect import (
     ClusterUnavailableError,
@@ -217,27 +216,6 @@ def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, ac
     assert (forced.done, forced.frames) == (N_FRAMES, N_FRAMES)
     after = assert_exactly_once(tmp_path / "res", N_FRAMES)  # replaced, not duplicated
     assert set(after.batch_id).isdisjoint(before.batch_id)
-
-
-def test_a_cluster_replay_of_a_new_run_in_a_folder_of_a_reused_name(cluster, tmp_path):
-    """The earlier run's folder moved away and a new one made under its name, its frames
-    named as the earlier run's: the Dask driver files their rows in the new run's partition,
-    as local replay does, and the earlier run's rows stay current."""
-    address, _ = cluster
-    onnx = model(tmp_path)
-    folder, out = tmp_path / "acq" / "Acquisition", tmp_path / "res"
-    folder.mkdir(parents=True)
-    for i in range(3):
-        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(100 + 5 * i, size=64))
-    replay(folder.parent, out, model=onnx)
-    folder.rename(tmp_path / "day1")
-    folder.mkdir()
-    for i in range(2):
-        write_frame_tiff(folder / f"f{i:03d}.tif", paint_insitu(130 + 5 * i, size=64))
-    assert replay(folder.parent, out, model=onnx, dask=address).done == 2
-    first = acquisition_partition(str(folder / "f000.tif"))
-    assert {p.parent.name for p in dataset_files(out / "frames")} == {first, f"{first}-run2"}
-    assert len(read_results(out)) == 5
 
 
 def test_force_on_a_copy_leaves_the_rows_with_the_file_that_holds_the_same_bytes(cluster, acq,

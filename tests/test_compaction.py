@@ -381,10 +381,10 @@ def test_a_recording_filed_one_partition_per_second_is_compacted_by_its_name(tmp
     (a time-tree name may hold any recording's rows) and merges them with REC's own."""
     import hashlib
 
-    import nwwatch.service.ledgerruns as ledgerruns
+    import nwwatch.service.pipeline as pipeline
     from nwwatch.results.parquet import PARTITION_KEY, acquisition_partition
 
-    def per_folder(source: str, run: int = 1) -> str:  # the partition of the file's folder
+    def per_folder(source: str) -> str:  # the partition of the folder a file lies in
         parent = os.path.dirname(source)
         digest = hashlib.sha1(parent.encode("utf-8", "surrogateescape")).hexdigest()[:8]
         return f"{PARTITION_KEY}={os.path.basename(parent)}-{digest}"
@@ -397,7 +397,7 @@ def test_a_recording_filed_one_partition_per_second_is_compacted_by_its_name(tmp
         write_frame_tiff(folder / f"f{second}.tif", paint_insitu(100.0 + 5 * second, size=48))
         with monkeypatch.context() as m:
             if second < 2:  # the first two seconds as filed before
-                m.setattr(ledgerruns, "acquisition_partition", per_folder)
+                m.setattr(pipeline, "acquisition_partition", per_folder)
             replay(rec, out, kind="insitu", model=onnx)
     assert sorted(p.parent.name.split("-")[0] for p in dataset_files(out / "frames")) == [
         "acquisition=Second_00", "acquisition=Second_01", "acquisition=growth"]

@@ -1,16 +1,13 @@
 """Read what the service has committed, grouped per acquisition, for the dashboard and report.
 
 An acquisition is the folder that holds the input files (a watched folder or a sub-folder of
-it): rows are grouped by the parent folder of their ``source`` and the run of that folder
-(another folder made under the name of one moved away, whose files reuse its names: its rows
-lie in a partition ``…-run<N>`` of their own, :mod:`nwwatch.service.ledgerruns`), and within
-a folder by the model and measurement version that made them (a folder processed again
-after a model change holds one row per frame of each; mixed, every frame would count twice
-and its angles read as one series). A file processed in several versions (a stack grown
-page by page) counts with its newest version's rows only
-(:func:`nwwatch.results.versions.newest_versions`, which ``nwwatch status`` counts with too;
-a file put back to content processed before counts with that content's rows,
-``reverted.parquet``). Only committed data is read:
+it): rows are grouped by the parent folder of their ``source``, and within a folder by the
+model and measurement version that made them (a folder processed again after a model change
+holds one row per frame of each; mixed, every frame would count twice and its angles read as
+one series). A file processed in several versions (a stack grown page by page) counts with
+its newest version's rows only (:func:`nwwatch.results.versions.newest_versions`, which
+``nwwatch status`` counts with too; a file put back to content processed before counts with
+that content's rows, ``reverted.parquet``). Only committed data is read:
 Parquet files under their final names (written by atomic rename; hidden temporaries are
 skipped), ``quarantine.parquet`` and ``reverted.parquet`` (rewritten atomically) and,
 read-only, the ledger. A file
@@ -38,14 +35,13 @@ import pyarrow.parquet as pq
 from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
 from nwwatch.paths import acquisition_of, default_ledger
 from nwwatch.pathtext import path_of_text
-from nwwatch.results.parquet import PARTITION_KEY, partition_run, plain_strings
+from nwwatch.results.parquet import plain_strings
 from nwwatch.results.quarantine import superseding_table
 from nwwatch.results.versions import (
     REVERTED_FILE,
     epoch_s,
     newest_versions,
     read_reverted,
-    row_runs,
     series_key,
     without_repeated_rows,
 )
@@ -151,38 +147,23 @@ def _not_results(table: pa.Table) -> bool:
     return False
 
 
-def acquisition_id(folder: str, series: str = "", run: int = 1) -> str:
-    """A short stable id for an acquisition folder, the ``series`` of its rows (model and
-    measurement version, :func:`series_key`) and the folder's ``run``, used in URLs instead
-    of the path."""
+def acquisition_id(folder: str, series: str = "") -> str:
+    """A short stable id for an acquisition folder and the ``series`` of its rows (model and
+    measurement version, :func:`series_key`), used in URLs instead of the path."""
     key = folder if not series else f"{folder}\0{series}"
-    key += f"\0run{run}" if run > 1 else ""
     return hashlib.sha1(key.encode()).hexdigest()[:12]
 
 
-def _split_by_series(table: pa.Table) -> dict[tuple[str, int, str], pa.Table]:
-    """Rows grouped by (acquisition of ``source``, :func:`nwwatch.paths.acquisition_of`; the
-    run of that folder, :func:`nwwatch.results.versions.row_runs`; :func:`series_key`)."""
+def _split_by_series(table: pa.Table) -> dict[tuple[str, str], pa.Table]:
+    """Rows grouped by (acquisition of ``source``, :func:`nwwatch.paths.acquisition_of`;
+    :func:`series_key`)."""
     sources = pc.unique(table["source"])
     parents = np.array([acquisition_of(s) for s in sources.to_pylist()], dtype=object)
     folder_of_row = parents[pc.index_in(table["source"], sources).to_numpy()]
-    run_of_row = row_runs(table)
     series_of_row = series_key(table)
-    groups = sorted(set(zip(folder_of_row, run_of_row.tolist(), series_of_row, strict=True)))
-    return {(str(f), r, str(k)): table.filter(pa.array((folder_of_row == f) & (run_of_row == r)
-                                                       & (series_of_row == k)))
-            for f, r, k in groups}
-
-
-def _with_partition(table: pa.Table, path: str) -> pa.Table:
-    """The rows of the results file ``path`` with its partition column (``acquisition``)
-    where its folder is the partition of a later run of an acquisition folder (those rows are
-    another run's, :func:`_split_by_series`); other files' rows read it as null, run 1."""
-    folder = os.path.basename(os.path.dirname(path))
-    if not folder.startswith(f"{PARTITION_KEY}=") or partition_run(folder) == 1:
-        return table
-    value = folder.split("=", 1)[1]
-    return table.append_column(PARTITION_KEY, pa.array([value] * table.num_rows, pa.string()))
+    groups = sorted(set(zip(folder_of_row, series_of_row, strict=True)))
+    return {(str(f), str(k)): table.filter(pa.array((folder_of_row == f) & (series_of_row == k)))
+            for f, k in groups}
 
 
 @dataclass
@@ -211,18 +192,9 @@ class Acquisition:
     #: clock was set back (an NTP step), rows committed later carried older times and an
     #: open page, asking for rows newer than the newest it had, never got them.
     arrivals: np.ndarray | None = field(default=None, repr=False)
-    #: The run of the folder (1, or 2, 3 … for another folder made under the name of one
-    #: moved away, whose files reuse its names: nwwatch.service.ledgerruns).
-    run: int = 1
 
     def __len__(self) -> int:
         return 0 if self.table is None else self.table.num_rows
-
-    @property
-    def label(self) -> str:
-        """The folder as the page and the report name it: its path, and ``(run N)`` for a
-        later run of it."""
-        return self.folder if self.run == 1 else f"{self.folder} (run {self.run})"
 
 
 class ResultsStore:
@@ -258,10 +230,6 @@ class ResultsStore:
         #: ``replay --force`` replaced them): not damaged; the next refresh sees their rows.
         self._vanished: dict[str, frozenset[str]] = {"frames": frozenset(),
                                                       "volumes": frozenset()}
-        #: The partitions of later runs of a folder read so far, and whether the last scan
-        #: found a new one (:meth:`refresh` then builds every page again).
-        self._run_folders: set[str] = set()
-        self._new_run = False
         self._lock = threading.Lock()
         self.snapshot: dict[str, Acquisition] = {}
         self.version = 0  # bumps whenever the snapshot changes
@@ -326,12 +294,7 @@ class ResultsStore:
                     present.discard(path)
                     bad.add(path)
                     continue
-                table = _with_partition(plain_strings(table), path)
-                if PARTITION_KEY in table.column_names and path not in cache:
-                    # a folder's later run: the newest run of a folder takes its quarantined
-                    # files (_apply), so its earlier runs' pages are made again
-                    self._new_run |= os.path.dirname(path) not in self._run_folders
-                    self._run_folders.add(os.path.dirname(path))
+                table = plain_strings(table)
                 try:  # rows that cannot join the others (a column of another type)
                     schema = pa.unify_schemas([table.schema] if schema is None
                                               else [schema, table.schema],
@@ -460,8 +423,7 @@ class ResultsStore:
                 {path for path, _, _ in listed_before ^ _entries(self._superseding)})
             self.refreshed_at = time.time()
             arrival = next(self._refresh_numbers)
-            new_run, self._new_run = self._new_run, False
-            if (self.version == 0 or reverted_changed or versions_changed or new_run
+            if (self.version == 0 or reverted_changed or versions_changed
                     or any(lost for _, lost in added.values())):
                 tables = {kind: self._kept_rows(kind) for kind in added}
                 previous, self.snapshot = self.snapshot, self._apply({}, tables, arrival)
@@ -496,21 +458,14 @@ class ResultsStore:
         rows brought by refresh number ``arrival``."""
         acqs = dict(base)
         quarantined = superseding_table(self._superseding)
-        split = {}
-        for kind in ("frames", "volumes"):
-            parts = [t for t in tables.get(kind, []) if t.num_rows]
-            # permissive: int32 and int64, float32 and float64 of different writers
-            split[kind] = _split_by_series(pa.concat_tables(
-                parts, promote_options="permissive")) if parts else {}
-        # A quarantined file is one of its folder's newest run (the folder there now): the
-        # rows of an earlier run's file of that name are not superseded by it
-        newest_run: dict[str, int] = {}
-        for folder, run in [(a.folder, a.run) for a in acqs.values()] + [
-                (folder, run) for parts in split.values() for folder, run, _ in parts]:
-            newest_run[folder] = max(newest_run.get(folder, 1), run)
         for kind, sort_key in (("frames", "acquired_at"), ("volumes", "processed_at")):
-            for (folder, run, series), part in split[kind].items():
-                acq_id = acquisition_id(folder, series, run)
+            parts = [t for t in tables.get(kind, []) if t.num_rows]
+            if not parts:
+                continue
+            # permissive: int32 and int64, float32 and float64 of different writers
+            for (folder, series), part in _split_by_series(pa.concat_tables(
+                    parts, promote_options="permissive")).items():
+                acq_id = acquisition_id(folder, series)
                 old = acqs.get(acq_id)
                 commits_s = new_frames = None
                 if "processed_at" in part.column_names:
@@ -534,7 +489,7 @@ class ResultsStore:
                         ARRIVAL_COLUMN, pa.array(old.arrivals, pa.int64())), part],
                         promote_options="permissive")
                 part = newest_versions(without_repeated_rows(part), self._reverted,
-                                       quarantined if run == newest_run[folder] else None)
+                                       quarantined)
                 if old is not None and part.num_rows < len(old) + added:
                     generation += 1  # an older version of a file gave way
                 order = [(sort_key, "ascending"), ("source", "ascending")]
@@ -547,8 +502,7 @@ class ResultsStore:
                                            [] if old is None else old.quarantined,
                                            commits_s=commits_s, new_frames=new_frames,
                                            generation=generation,
-                                           arrivals=part[ARRIVAL_COLUMN].to_numpy(),
-                                           run=run)
+                                           arrivals=part[ARRIVAL_COLUMN].to_numpy())
         # Every snapshot (new rows may be a folder's first, or a new model's series): a
         # folder's quarantined files go with each series of its rows; a folder with
         # quarantined files only gets an entry of its own, dropped once it has rows.
@@ -557,14 +511,13 @@ class ResultsStore:
             by_folder.setdefault(acquisition_of(str(q["path"])), []).append(q)
         with_rows = {a.folder for a in acqs.values() if a.table is not None}
         for acq_id, acq in list(acqs.items()):
-            listed = (by_folder.get(acq.folder, [])
-                      if acq.run == newest_run.get(acq.folder, 1) else [])
+            listed = by_folder.get(acq.folder, [])
             if acq.table is None and (not listed or acq.folder in with_rows):
                 del acqs[acq_id]
             elif listed != acq.quarantined:
                 acqs[acq_id] = Acquisition(acq.id, acq.folder, acq.kind, acq.table, listed,
                                            acq.series_cache, acq.commits_s, acq.new_frames,
-                                           acq.generation, acq.arrivals, acq.run)
+                                           acq.generation, acq.arrivals)
         for folder, listed in by_folder.items():
             if folder not in with_rows:
                 # quarantine.parquet does not record the folder's kind
@@ -717,8 +670,7 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     # the newest quarantine of the folder's files (epoch s): a file that arrived, and failed
     last_quarantined = max((q["quarantined_at"].timestamp() for q in acq.quarantined
                             if q.get("quarantined_at") is not None), default=None)
-    out: dict = {"id": acq.id, "folder": acq.label, "run": acq.run, "kind": acq.kind,
-                 "n": len(acq),
+    out: dict = {"id": acq.id, "folder": acq.folder, "kind": acq.kind, "n": len(acq),
                  "quarantined": len(acq.quarantined), "last_processed": None,
                  "last_quarantined": last_quarantined,
                  "frames_per_s": None, "proc_ms_median": None, "stale": False,

@@ -288,12 +288,12 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         # the model in the title: a picture of one folder per model, kept apart from the page
         model = " ".join(x for x in (summary.get("model"),
                                      (summary.get("model_sha256") or "")[:12]) if x)
-        title = acq.label + (f" ({model})" if model else "")
+        title = acq.folder + (f" ({model})" if model else "")
         weak, time_note = _time_sources(acq)
         note += weak
         png = save_png(angle_figure(shown, title, trend, time_note=time_note),
                        files / f"{_slug(acq)}-angle.png")
-        img = _img(png, f"contact angle against time, {acq.label}")
+        img = _img(png, f"contact angle against time, {acq.folder}")
         span = _span(shown["t"])
         # A stack whose pages carry no time of their own: every page has the file's time
         # (docs/io.md), and the plot draws them all at one x.
@@ -526,7 +526,7 @@ def _write_page(results: Path, out: Path, store: ResultsStore, acqs: list[Acquis
         kind = "quarantined files only" if acq.kind == "unknown" else acq.kind
         # no rows, no model: "model — on —" said nothing
         made_by = f"; model {_model(s)} on {_providers(s)}" if len(acq) else ""
-        parts.append(f"<h2>{html.escape(acq.label)}</h2><p class='muted'>{kind}, "
+        parts.append(f"<h2>{html.escape(acq.folder)}</h2><p class='muted'>{kind}, "
                      f"{len(acq)} row{'' if len(acq) == 1 else 's'}{made_by}</p>")
         if len(acq) and acq.kind == "insitu":
             parts.append(_insitu_section(acq, files))

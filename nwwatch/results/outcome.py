@@ -25,7 +25,6 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from nwwatch.results.parquet import PARTITION_KEY, partition_run
 from nwwatch.results.versions import (
     VERSION_COLUMNS,
     bool_mask,
@@ -162,7 +161,7 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
         if table.num_columns == 0:  # none of the columns: rows of another writer
             out.current[("unknown", "unknown")] += parquet.metadata.num_rows
         elif table.num_rows:
-            tables.append(_with_run(table, Path(path).parent.name))
+            tables.append(table)
     if not tables:
         return out
     table = pa.concat_tables(tables, promote_options="default")
@@ -180,26 +179,8 @@ def count_results(paths: Iterable[str | os.PathLike[str]],
     version = row_groups(old, ("source", "model_sha256", "measurement_version", "source_sha256"))
     out.superseded_versions = int(version.max()) + 1
     if "source" in old.column_names:
-        # a later run's file of a name is another file (partition column: _with_run)
-        out.superseded_files = int(row_groups(old, ("source", PARTITION_KEY)).max()) + 1
+        out.superseded_files = int(row_groups(old, ("source",)).max()) + 1
     return out
-
-
-def _with_run(table: pa.Table, folder: str) -> pa.Table:
-    """``table``, the rows of a file in the folder named ``folder``, with the partition
-    column (``acquisition``) where that folder is the partition of a later run of an
-    acquisition folder (:func:`nwwatch.results.parquet.partition_run`), whose files are
-    other files than the first run's of the same names; the others read it as null, run 1.
-    Built from buffers: ``pa.array`` would import pandas."""
-    if not folder.startswith(f"{PARTITION_KEY}=") or partition_run(folder) == 1:
-        return table
-    value = folder.split("=", 1)[1].encode("utf-8", "surrogateescape")
-    n = table.num_rows
-    dictionary = pa.Array.from_buffers(pa.string(), 1, [
-        None, pa.py_buffer(np.array([0, len(value)], np.int32)), pa.py_buffer(value)])
-    indices = pa.Array.from_buffers(pa.int32(), n, [None, pa.py_buffer(np.zeros(n, np.int32))])
-    return table.append_column(PARTITION_KEY, pa.DictionaryArray.from_arrays(indices,
-                                                                             dictionary))
 
 
 #: The columns that tell one model's rows from another's (:func:`_by_model`): the model's
@@ -213,7 +194,7 @@ def _files_of_several_models(table: pa.Table) -> int | None:
     None without a ``source`` column (rows of another writer): not known."""
     if "source" not in table.column_names:
         return None
-    source = row_groups(table, ("source", PARTITION_KEY))
+    source = row_groups(table, ("source",))
     pairs = np.unique(np.stack([source, row_groups(table, _MODEL_COLUMNS)]), axis=1)
     return int((np.bincount(pairs[0]) > 1).sum())
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import re
 import uuid
 from collections.abc import Sequence
 from datetime import UTC, datetime
@@ -28,12 +27,8 @@ from nwwatch.paths import acquisition_of
 
 #: The hive partition key of the result folders: one directory per acquisition
 #: (:func:`nwwatch.paths.acquisition_of`: the folder the input files lie in),
-#: ``acquisition=<folder name>-<8 hex of its path>``, and ``…-run<N>`` for the N-th folder
-#: found at that path (:func:`acquisition_partition`).
+#: ``acquisition=<folder name>-<8 hex of its path>``.
 PARTITION_KEY = "acquisition"
-
-#: The suffix of the partition of a later run of an acquisition folder: ``-run2``, ``-run3``…
-_RUN_SUFFIX = re.compile(r"-run([0-9]+)$")
 
 
 def results_file_name(prefix: str, token: str | None = None) -> str:
@@ -44,31 +39,17 @@ def results_file_name(prefix: str, token: str | None = None) -> str:
     return f"{prefix}-{stamp}-{token or uuid.uuid4().hex[:16]}.parquet"
 
 
-def acquisition_partition(source: str, run: int = 1) -> str:
+def acquisition_partition(source: str) -> str:
     """The partition directory name (``acquisition=<value>``) of a row whose input file is
     ``source`` (the row's ``source`` column, an absolute path). The value keeps the folder's
     name readable (characters other than letters, digits, ``-_.`` become ``_``) and adds a
     hash of the whole folder path, so that two folders of the same name never share a
-    partition; it needs no escaping in a path or a hive reader.
-
-    ``run``: which folder found at that path the file lay in, the first (1) or a later one
-    (the path's folder moved away or renamed and another made under its name, whose files
-    reuse the names of the first's: ``nwwatch.service.ledgerruns``): a later run's rows go
-    to a partition of their own, the value followed by ``-run<N>``
-    (:func:`partition_run`)."""
+    partition; it needs no escaping in a path or a hive reader."""
     parent = acquisition_of(source)
     name = "".join(ch if ch.isascii() and (ch.isalnum() or ch in "-_.") else "_"
                    for ch in os.path.basename(parent))[:60]
     digest = hashlib.sha1(parent.encode("utf-8", "surrogateescape")).hexdigest()[:8]
-    return f"{PARTITION_KEY}={name or 'root'}-{digest}" + (f"-run{run}" if run > 1 else "")
-
-
-def partition_run(value: str | None) -> int:
-    """The run a partition holds (:func:`acquisition_partition`): N of a value (or
-    directory name) ending in ``-run<N>``, else 1 (a folder's first run, a partition of an
-    earlier layout, files outside partitions: None)."""
-    found = _RUN_SUFFIX.search(value) if value else None
-    return int(found.group(1)) if found else 1
+    return f"{PARTITION_KEY}={name or 'root'}-{digest}"
 
 
 def dataset_files(folder: str | os.PathLike[str]) -> list[Path]:

@@ -11,13 +11,6 @@ Rows of another model or measurement version (a folder processed again after a m
 change) are a series of their own (:func:`series_key`), never an earlier version: each
 series keeps the newest version of each of its files.
 
-A folder moved away (or renamed) and another made under its name, whose files reuse the
-first's names (acquisition software that writes every run into ``Acquisition/frame_000000.tif``
-…), is a new *run* of that path: its rows lie in a partition of their own
-(:func:`nwwatch.results.parquet.acquisition_partition`, ``…-run2``), and a file's versions
-are those of one run (:func:`row_runs`): the new run's ``frame_000000.tif`` is another file
-than the first run's, whose rows stay current.
-
 A file put back to content already processed (v1 -> v2 -> v1 under one name) is not
 processed again (the ledger is keyed by content), so no row says that v1 is current again:
 the service records it in ``RESULTS/reverted.parquet`` (:data:`REVERTED_FILE`, one row per
@@ -36,9 +29,6 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-
-from nwwatch.paths import acquisition_of
-from nwwatch.results.parquet import PARTITION_KEY, partition_run
 
 #: The columns :func:`newest_version_mask` reads (those a table lacks are treated as null).
 VERSION_COLUMNS: tuple[str, ...] = ("source", "source_sha256", "processed_at", "model_sha256",
@@ -133,51 +123,11 @@ def series_key(table: pa.Table) -> np.ndarray:
     return joined.to_numpy(zero_copy_only=False).astype(object)
 
 
-def row_runs(table: pa.Table) -> np.ndarray:
-    """Per row, the run of its acquisition folder it belongs to
-    (:func:`nwwatch.results.parquet.partition_run` of its ``acquisition`` partition column):
-    1 where the column is null or absent (rows outside partitions, a table read without
-    them). int64, shape (n,)."""
-    if PARTITION_KEY not in table.column_names:
-        return np.ones(table.num_rows, dtype=np.int64)
-    code, values = codes(table[PARTITION_KEY])
-    runs = np.array([partition_run(v) for v in values] + [1], dtype=np.int64)
-    return runs[code]  # code -1 (null): the last, 1
-
-
-def _record_runs(table: pa.Table, runs: np.ndarray, pairs: np.ndarray, n_reverted: int,
-                 quarantined_sources: list) -> np.ndarray:
-    """The run each record counts in (:func:`newest_version_mask`): a file found back at
-    earlier content, the run whose rows hold that content (``pairs``: per row of ``table``
-    and then per record, file and series and content as one number); a quarantine, the
-    newest run of the file's folder among the rows (the file at that path now is in the
-    folder there now). int64, shape (records,)."""
-    n = table.num_rows
-    out = np.ones(len(pairs) - n, dtype=np.int64)
-    if n_reverted:
-        known, at = np.unique(pairs[:n], return_inverse=True)
-        run_of = np.ones(len(known), dtype=np.int64)
-        np.maximum.at(run_of, at.reshape(-1), runs)
-        wanted = pairs[n:n + n_reverted]
-        index = np.minimum(np.searchsorted(known, wanted), len(known) - 1)
-        out[:n_reverted] = np.where(known[index] == wanted, run_of[index], 1)
-    if quarantined_sources:
-        later = runs > 1
-        newest: dict[str, int] = {}
-        for source, run in zip(table["source"].filter(bool_mask(later)).to_pylist(),
-                               runs[later].tolist(), strict=True):
-            folder = acquisition_of(str(source))
-            newest[folder] = max(newest.get(folder, 1), run)
-        out[n_reverted:] = [newest.get(acquisition_of(str(s)), 1) for s in quarantined_sources]
-    return out
-
-
 def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None,
                         quarantined: pa.Table | None = None) -> np.ndarray:
     """True for the rows of ``table`` that belong to the newest version of their file: per
-    ``source``, run of its folder (:func:`row_runs`) and series (:func:`series_key`), the
-    rows of the ``source_sha256`` its latest ``processed_at`` belongs to. Boolean array,
-    shape (n,).
+    ``source`` and series (:func:`series_key`), the rows of the ``source_sha256`` its latest
+    ``processed_at`` belongs to. Boolean array, shape (n,).
 
     ``reverted``: the rows of ``RESULTS/reverted.parquet`` (:func:`read_reverted`): a file
     found holding content processed before counts that content as processed at
@@ -190,8 +140,7 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None,
     series (a file overwritten with a broken one, whose earlier rows were still counted
     beside its quarantine; a null ``sha256``: never hashed) makes its earlier rows an
     earlier version's; content with rows there (quarantined by another model only) keeps
-    them current. A quarantine counts in the newest run of the file's folder that has rows
-    in ``table``: the rows of an earlier run's file of that name stay current.
+    them current.
 
     Rows with a null ``source_sha256`` are kept, and so is every row of a table without the
     ``source``, ``source_sha256`` or ``processed_at`` column (nothing tells versions apart).
@@ -218,14 +167,6 @@ def newest_version_mask(table: pa.Table, reverted: pa.Table | None = None,
     quarantine = np.zeros(len(group) - n, dtype=bool)
     if gone is not None:
         quarantine[records - gone.num_rows:] = True
-    runs = row_runs(table)
-    if n and int(runs.max()) > 1:  # a folder's later runs: a file's versions are one run's
-        n_gone = 0 if gone is None else gone.num_rows
-        runs = np.r_[runs, _record_runs(table, runs, pairs, records - n_gone,
-                                        [] if gone is None else gone["source"].to_pylist())]
-        group = np.unique(group * (int(runs.max()) + 1) + runs, return_inverse=True)[1]
-        group = group.reshape(-1)
-        pairs = group * (int(sha.max()) + 2) + (sha + 1)
     if np.unique(pairs[:n]).size == np.unique(group[:n]).size and not quarantine.any():
         return np.ones(n, dtype=bool)  # one version per file: the usual case
     # records count only for a (file, content) that has rows; a quarantine, for a file that

@@ -469,17 +469,15 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
-    from nwwatch.paths import acquisition_of
     from nwwatch.results.outcome import count_table
+    from nwwatch.results.parquet import acquisition_partition
     from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch, ResultsWriteError
     from nwwatch.service.jobs import job_for
-    from nwwatch.service.ledgerruns import run_partition
 
     ledger = engine.ledger
     early: list[Failure] = []
-    # per acquisition: the items to claim, their failures, rows per item
+    # per acquisition partition: the items to claim, their failures, rows per item
     parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
-    paths: dict[str, list[Path]] = {}  # per acquisition: its files (its run's partition)
     seen: set[ItemKey] = set()
     copies: list[tuple[str, FileResult, ItemKey]] = []  # skipped: done or held elsewhere
     for f in res.files:
@@ -523,9 +521,8 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
             copies.append((name, f, key))
             continue
         seen.add(key)
-        acquisition = acquisition_of(source_name(f.path))
-        paths.setdefault(acquisition, []).append(Path(f.path))
-        claim, failures, rows_per_item = parts.setdefault(acquisition, ([], [], {}))
+        claim, failures, rows_per_item = parts.setdefault(
+            acquisition_partition(source_name(f.path)), ([], [], {}))
         claim.append((key, name))
         if f.reason:
             failures.append(Failure(key, name, f.reason, f.error_type, f.permanent, f.size,
@@ -559,9 +556,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         staged = staged.set_column(at, "processed_at", pa.array(
             [datetime.now(UTC)] * staged.num_rows, staged.schema.field(at).type))
     job = job_for(engine.kind)
-    for acquisition, (claim, failures, rows_per_item) in parts.items():
-        # the folder's run, as local replay takes it (nwwatch.service.ledgerruns)
-        partition = run_partition(engine, paths[acquisition])
+    for partition, (claim, failures, rows_per_item) in parts.items():
         batch_id = uuid.uuid4().hex[:16]
         keep = pa.array(sorted(k.sha256 for k in rows_per_item), pa.string())
         table = staged.filter(pc.is_in(staged.column("source_sha256"), keep))

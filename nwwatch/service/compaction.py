@@ -3,11 +3,9 @@ sorted by (source, frame), in the acquisition's partition directory
 (``frames/acquisition=<key>/``, :func:`nwwatch.results.parquet.acquisition_partition`),
 without a crash ever losing or doubling a row.
 
-An acquisition is the folder its input files lie in (:func:`nwwatch.paths.acquisition_of`),
-in one run of that folder (another folder made under the name of one moved away writes a
-partition ``…-run<N>`` of its own, :mod:`nwwatch.service.ledgerruns`): each run is compacted
-in its own partition. A batch file is compacted when all its rows belong to one acquisition
-(files that mix acquisitions, at the boundary of two, stay as they are). Steps, each recorded in the
+An acquisition is the folder its input files lie in (:func:`nwwatch.paths.acquisition_of`).
+A batch file is compacted when all its rows belong to one acquisition (files that mix
+acquisitions, at the boundary of two, stay as they are). Steps, each recorded in the
 ledger's ``compactions`` table so that a kill at any point is finished or undone at the
 next start (``reconcile``):
 
@@ -55,7 +53,6 @@ from nwwatch.results.parquet import (
     PARTITION_KEY,
     acquisition_partition,
     merged_schema,
-    partition_run,
     plain_strings,
     results_file_name,
     write_table_atomic,
@@ -128,8 +125,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
             files: dict[str, list[str]] = defaultdict(list)
             for batch_id, rel, _ in ledger.queries.committed_batches(folder):
                 files[rel].append(batch_id)
-            # per (acquisition, run of its folder)
-            groups: dict[tuple[str, int], list[tuple[str, list[str]]]] = defaultdict(list)
+            groups: dict[str, list[tuple[str, list[str]]]] = defaultdict(list)
             for rel, batch_ids in files.items():
                 if wanted_dir is not None and _other_partition(Path(rel).parent.name,
                                                                wanted_dir):
@@ -145,8 +141,8 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 if len(acqs) != 1:
                     report.mixed_files.append(rel)
                     continue
-                groups[(acqs.pop(), _run_of(rel))].append((rel, batch_ids))
-            for (acq, run), group in groups.items():
+                groups[acqs.pop()].append((rel, batch_ids))
+            for acq, group in groups.items():
                 if wanted is not None and acq != wanted:
                     continue
                 # a file outside its partition (written before results were partitioned)
@@ -155,7 +151,7 @@ def compact(results_dir: str | os.PathLike[str], ledger_path: str | os.PathLike[
                 if len(group) < min_files and not unplaced:
                     report.below_min_files += 1
                     continue
-                final = _compact_group(ledger, folder, kind, keys, group, run)
+                final = _compact_group(ledger, folder, kind, keys, group)
                 report.acquisitions += 1
                 report.files_before += len(group)
                 report.files_after += 1
@@ -195,24 +191,13 @@ def _acquisitions_in(path: Path) -> set[str]:
 
 def _other_partition(folder: str, wanted_dir: str) -> bool:
     """Whether the results folder ``folder`` is another acquisition's partition than
-    ``wanted_dir`` (the first run's; a later run's, ``wanted_dir-run<N>``, is the same
-    acquisition's). A partition named after a Gatan time-tree folder (``Second_00``...) may
+    ``wanted_dir``. A partition named after a Gatan time-tree folder (``Second_00``...) may
     hold any recording's rows: results written before a recording was one acquisition filed
     each of its seconds apart."""
     prefix = f"{PARTITION_KEY}="
     if not folder.startswith(prefix) or folder == wanted_dir:
         return False
-    run = partition_run(folder)
-    if run > 1 and folder == f"{wanted_dir}-run{run}":
-        return False
     return not is_time_tree_folder(folder[len(prefix):].rpartition("-")[0])
-
-
-def _run_of(rel: str) -> int:
-    """The run of its acquisition folder that the results file ``rel`` holds rows of: that of
-    its partition (1 outside partitions, written before any later run)."""
-    folder = Path(rel).parent.name
-    return partition_run(folder) if folder.startswith(f"{PARTITION_KEY}=") else 1
 
 
 def _partition_dir(acquisition: str) -> str | None:
@@ -223,7 +208,7 @@ def _partition_dir(acquisition: str) -> str | None:
 
 
 def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
-                   files: list[tuple[str, list[str]]], run: int) -> str:
+                   files: list[tuple[str, list[str]]]) -> str:
     results = ledger.results_dir
     tables = [plain_strings(_without_partition(pq.read_table(os.path.abspath(results / rel))))
               for rel, _ in files]
@@ -235,7 +220,7 @@ def _compact_group(ledger: Ledger, folder: str, kind: str, keys: list[str],
         raise RuntimeError(f"compaction of {files[0][0]}…: row count changed")
     table = table.sort_by([(k, "ascending") for k in keys])
     cid = f"{COMPACTED_BATCH_PREFIX}{uuid.uuid4().hex[:12]}"
-    partition = acquisition_partition(table.column("source")[0].as_py(), run)
+    partition = acquisition_partition(table.column("source")[0].as_py())
     final_rel = f"{folder}/{partition}/{results_file_name(folder, cid)}"
     staged_rel = f"{STAGING_DIR}/{Path(final_rel).name}"
     write_table_atomic(table, results / staged_rel)  # step 1

@@ -22,9 +22,8 @@ frame ends up exactly once in the results.
 
 File paths are stored as :func:`nwwatch.service.names.path_key` (lossless for any name).
 The quarantine list is :mod:`nwwatch.service.ledgerquarantine`, files put back to content
-already done :mod:`nwwatch.service.ledgerreverts`, the runs of an acquisition folder (another
-folder made under the name of one moved away) :mod:`nwwatch.service.ledgerruns`. Reporting
-queries live in :mod:`nwwatch.service.reporting`, the lock in
+already done :mod:`nwwatch.service.ledgerreverts`. Reporting queries live in
+:mod:`nwwatch.service.reporting`, the lock in
 :mod:`nwwatch.service.lock`, rebuilding from the results in :mod:`nwwatch.service.rebuild`.
 """
 
@@ -53,7 +52,6 @@ from nwwatch.service.ledgerdb import (
 from nwwatch.service.ledgerhold import HeldBatches
 from nwwatch.service.ledgerquarantine import QuarantineList
 from nwwatch.service.ledgerreverts import RevertedFiles
-from nwwatch.service.ledgerruns import AcquisitionRuns
 from nwwatch.service.lock import (
     LedgerBusyError,
     LedgerElsewhereError,
@@ -75,7 +73,7 @@ class LedgerLostError(RuntimeError):
     process: going on could write rows twice."""
 
 
-class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles, AcquisitionRuns):
+class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
     """The service's state. One instance per process; not shared across threads.
 
     Parameters

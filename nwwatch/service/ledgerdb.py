@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from nwwatch.paths import default_ledger
 
-SCHEMA_VERSION = 8
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -76,9 +76,6 @@ CREATE TABLE IF NOT EXISTS quarantine_identity (
     path TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS quarantine_identity_ino ON quarantine_identity (ino, dev);
-CREATE TABLE IF NOT EXISTS acquisition_runs (
-    folder TEXT PRIMARY KEY, run INTEGER NOT NULL, ino INTEGER, updated_at REAL NOT NULL
-);
 CREATE TABLE IF NOT EXISTS compactions (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -14,8 +14,7 @@ at most that many files.
 
 A batch holds the files of one acquisition. Its rows are held and written with those of
 other batches of the acquisition, by size or time, to
-``RESULTS/{frames,volumes}/acquisition=<key>/*.parquet`` (:mod:`nwwatch.service.flush`; a
-later run of the folder, ``acquisition=<key>-run<N>``: :mod:`nwwatch.service.ledgerruns`).
+``RESULTS/{frames,volumes}/acquisition=<key>/*.parquet`` (:mod:`nwwatch.service.flush`).
 """
 
 from __future__ import annotations
@@ -26,7 +25,7 @@ from collections.abc import Sequence
 
 from nwwatch.dashboard import metrics as _metrics
 from nwwatch.paths import acquisition_of
-from nwwatch.results.parquet import rows_to_table
+from nwwatch.results.parquet import acquisition_partition, rows_to_table
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service.batch import (
     BatchReport,
@@ -42,7 +41,6 @@ from nwwatch.service.flush import HeldBatch, ResultsWriteError, summary_of, writ
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, LedgerLostError, LedgerWriteError
 from nwwatch.service.ledgerquarantine import refresh_quarantine
-from nwwatch.service.ledgerruns import run_partition
 from nwwatch.service.names import path_key, source_name
 from nwwatch.stopsignals import ctrl_c_after_the_call
 
@@ -159,9 +157,6 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     log = engine.log
     ledger = engine.ledger
     job = job_for(engine.kind)
-    # the acquisition folder's run: another folder under the name of one moved away, whose
-    # files reuse its names, writes a partition of its own (nwwatch.service.ledgerruns)
-    partition = run_partition(engine, [it.path for it in items])
     aux = job.side_files(engine, items, batch_id)
     # The rows' file is named when they are written (nwwatch.service.flush).
     ledger.claim(batch_id, engine.kind, None,
@@ -207,7 +202,7 @@ def _run_batch(items: list[_Item], engine: Engine, batch_id: str, report: BatchR
     if rows:
         table = rows_to_table(rows, job.schema())
         held = HeldBatch(
-            batch_id, job.folder, partition, table,
+            batch_id, job.folder, acquisition_partition(rows[0]["source"]), table,
             rows_per_item, supersede=force, aux=aux, summaries=[summary_of(r) for r in rows],
             detected_at=[it.detected_at for it in items
                          if not it.failed and it.detected_at is not None],
