@@ -229,7 +229,7 @@ def test_a_ledger_without_claim_times_gets_the_column_and_keeps_its_items(tmp_pa
         ("done", None, 3.0)]
     db.close()
     assert sqlite3.connect(path).execute(
-        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("7",)
+        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("6",)
 
 
 def test_hashes_cached_by_an_earlier_version_are_trusted_to_skip_not_to_process(tmp_path):

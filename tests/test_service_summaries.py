@@ -837,37 +837,6 @@ def test_failed_files_deleted_or_changed_since_a_kill_leave_the_failed_count(tmp
     assert (counts["failed"], counts["failed_gone"]) == (1, 3)
 
 
-def test_a_quarantined_frame_renamed_with_its_folder_then_completed_leaves_the_list(tmp_path):
-    """A frame quarantined as truncated while the camera paused, its run folder renamed, then
-    the frame completed and processed under the new name: the old path's entry stayed on the
-    list ("1 quarantined (1 of them deleted since)") beside the frame's rows. The entry
-    records the file's device and inode, and the file processed under its new name takes
-    its old path's entry off the list; an entry whose path is still there stays."""
-    onnx = model(tmp_path)
-    acq, out = tmp_path / "acq", tmp_path / "r"
-    (acq / "runG").mkdir(parents=True)
-    whole = tmp_path / "whole.tif"
-    write_frame_tiff(whole, _ok_frame(120.0))
-    data = whole.read_bytes()
-    (acq / "runG" / "p.tif").write_bytes(data[:len(data) * 2 // 3])  # the camera pauses
-    (acq / "runG" / "q.tif").write_bytes(data[:len(data) // 2])  # and another stays cut
-    s = replay(acq, out, kind="insitu", model=onnx)
-    assert s.quarantined == 2, s.lines()
-    (acq / "runG").rename(acq / "runG2")  # the operator renames the run's folder
-    with open(acq / "runG2" / "p.tif", "ab") as handle:  # the camera finishes the frame
-        handle.write(data[len(data) * 2 // 3:])
-    (acq / "runG").mkdir()  # another q.tif, still there: its entry stays
-    (acq / "runG" / "q.tif").write_bytes(data[:len(data) // 2])
-    s = replay(acq, out, kind="insitu", model=onnx)
-    assert s.done == 1, s.lines()
-    # q.tif, renamed and still cut short, is listed under its new name; its old name holds
-    # a file again, whose entry stays
-    listed = pq.read_table(out / "quarantine.parquet").column("path").to_pylist()
-    assert sorted(listed) == [str(acq / "runG" / "q.tif"), str(acq / "runG2" / "q.tif")]
-    text = CliRunner().invoke(status_cmd, ["--out", str(out)]).output
-    assert "2 quarantined" in text and "deleted since" not in text, text
-
-
 def test_status_finds_a_quarantined_file_whose_name_is_not_utf8(tmp_path):
     """A quarantined file named with a byte that is not UTF-8 (0xE9, Latin-1's é) was said to
     be "deleted since, nothing to do" while it was there: status looked for its text form

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from nwwatch.paths import default_ledger
 
-SCHEMA_VERSION = 7
+SCHEMA_VERSION = 6
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -72,10 +72,6 @@ CREATE TABLE IF NOT EXISTS quarantine (
     attempts INTEGER NOT NULL,
     quarantined_at REAL NOT NULL
 );
-CREATE TABLE IF NOT EXISTS quarantine_identity (
-    path TEXT PRIMARY KEY, dev INTEGER NOT NULL, ino INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS quarantine_identity_ino ON quarantine_identity (ino, dev);
 CREATE TABLE IF NOT EXISTS compactions (
     id TEXT PRIMARY KEY,
     kind TEXT NOT NULL,

@@ -4,11 +4,7 @@ its attempts reach ``max_attempts``, and a file leaving the list once its path h
 that is done (fixed and processed, or replaced by bytes already done).
 
 The list is keyed by path; each entry names the file version (size, mtime) it was made for,
-so a rescan of that same version skips the file without reading it. Beside it the ledger keeps
-the file's identity (device, inode) when it was listed (``quarantine_identity``, a table of its
-own: the list's columns are those earlier versions write): a file renamed after its quarantine
-(its folder renamed), then completed and processed under its new name, takes its old path's
-entry off the list (:meth:`QuarantineList._unquarantine_done`).
+so a rescan of that same version skips the file without reading it.
 """
 
 from __future__ import annotations
@@ -124,7 +120,6 @@ class QuarantineList:
             db.execute("INSERT OR REPLACE INTO quarantine VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                        (path, size, mtime_ns, key.sha256, None, reason, row[1], row[2],
                         time.time()))
-            _remember_identity(db, path)
         return reason
 
     def quarantined_as(self, error_type: str) -> list[tuple[PathKey, int | None, int | None]]:
@@ -174,18 +169,10 @@ class QuarantineList:
         return retried
 
     def _unquarantine_done(self, db, batch_id: str) -> None:
-        """Files of the batch now done leave the quarantine list (fixed after quarantine),
-        and so do the entries of paths that no longer exist which were listed for the very
-        file now done under another name (same device and inode: a file renamed with its
-        folder, then completed, e.g. a frame quarantined as truncated while it was written)."""
-        done = [row[0] for row in db.execute(
-            "SELECT source FROM items WHERE batch_id=? AND state='done'", (batch_id,))]
+        """Files of the batch now done leave the quarantine list (fixed after quarantine)."""
         gone = db.execute(
             "DELETE FROM quarantine WHERE path IN (SELECT source FROM items "
             "WHERE batch_id=? AND state='done')", (batch_id,)).rowcount
-        for source in done:
-            for old in _renamed_entries(db, source):
-                gone += db.execute("DELETE FROM quarantine WHERE path=?", (old,)).rowcount
         self.quarantine_changed |= gone > 0
 
     def record_failures(self, failures: Sequence[Failure], max_attempts: int) -> list[Failure]:
@@ -223,7 +210,6 @@ class QuarantineList:
                  failure.key.sha256 if failure.key else None, None, failure.reason,
                  failure.error_type, attempts, now),
             )
-            _remember_identity(db, failure.source)
             self.quarantine_changed = True
             return True
         return False
@@ -257,37 +243,7 @@ class QuarantineList:
             with self._tx() as db:
                 db.executemany("INSERT OR REPLACE INTO quarantine VALUES "
                                "(?, ?, ?, ?, ?, ?, ?, ?, ?)", entries)
-                for entry in entries:
-                    _remember_identity(db, entry[0])
         return len(entries)
-
-
-def _remember_identity(db, path: PathKey) -> None:
-    """Record the device and inode of the file ``path`` as its quarantine entry is made
-    (nothing when it cannot be looked at: then no renamed file is ever tied to the entry)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        db.execute("DELETE FROM quarantine_identity WHERE path=?", (path,))
-        return
-    db.execute("INSERT OR REPLACE INTO quarantine_identity VALUES (?, ?, ?)",
-               (path, st.st_dev, st.st_ino))
-
-
-def _renamed_entries(db, source: PathKey) -> list[PathKey]:
-    """The paths of quarantine entries made for the file now at ``source`` under another
-    name: listed with its device and inode, and no longer there (renamed away). An inode
-    number is only trusted this far: a mount that numbers files anew (CIFS without server
-    inode numbers) could tie an entry to another file, and only an entry of a path gone
-    would then leave the list."""
-    try:
-        st = os.stat(source)
-    except OSError:
-        return []
-    rows = db.execute(
-        "SELECT i.path FROM quarantine_identity AS i JOIN quarantine AS q ON q.path = i.path "
-        "WHERE i.ino=? AND i.dev=? AND i.path != ?", (st.st_ino, st.st_dev, source)).fetchall()
-    return [path for (path,) in rows if not os.path.lexists(path)]
 
 
 def refresh_quarantine(ledger: Any, results_dir: Path, log: Any, force: bool = False) -> None:
