@@ -189,9 +189,12 @@ def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
     if sizes is None:
         return ["training voxel size: unknown (the training volume declared none; volumes "
                 "are not checked against it)"]
-    return [f"training voxel size: {' x '.join(f'{v:.4g}' for v in sizes)} nm (z x y x x); "
-            f"a volume more than {VOXEL_SIZE_FACTOR:g} x apart on an axis is suspect "
-            f"(voxel_size_mismatch)"]
+    unknown = [axis for axis, v in zip("zyx", sizes, strict=True) if v is None]
+    not_declared = (f"; {' and '.join(unknown)} not declared by the training volume, not "
+                    f"compared" if unknown else "")
+    shown = " x ".join("?" if v is None else f"{v:.4g}" for v in sizes)
+    return [f"training voxel size: {shown} nm (z x y x x{not_declared}); a volume more than "
+            f"{VOXEL_SIZE_FACTOR:g} x apart on an axis is suspect (voxel_size_mismatch)"]
 
 
 def _started_from(extra: dict[str, Any]) -> list[str]:

@@ -100,12 +100,13 @@ def class_contrast(data: TrainingData) -> dict[str, dict[str, float]]:
     return out
 
 
-def training_voxel_size(data: TrainingData) -> list[float] | None:
+def training_voxel_size(data: TrainingData) -> list[float | None] | None:
     """The training volume's voxel size as recorded in a tomogram model's
-    ``extra["voxel_size_nm"]``: [z, y, x] nm, or None when the volume declared none."""
-    if data.voxel_size_nm is None:
+    ``extra["voxel_size_nm"]``: [z, y, x] nm, None on an axis the volume declared no size
+    for (never compared), or None when it declared none at all."""
+    if data.voxel_size_nm is None or all(v is None for v in data.voxel_size_nm):
         return None
-    return [float(v) for v in data.voxel_size_nm]
+    return [None if v is None else float(v) for v in data.voxel_size_nm]
 
 
 def class_pixel_counts(data: TrainingData) -> dict[str, int]:
