@@ -669,6 +669,7 @@ def test_a_model_records_its_voxel_size_and_flags_a_volume_of_another(tmp_path):
     _, blind = select_and_train(_config(tmp_path / "blind", unknown, labels_path),
                                 ("threshold",))
     assert Segmenter(blind, providers=("cpu",)).metadata.extra["voxel_size_nm"] is None
+    assert Segmenter(blind, providers=("cpu",)).metadata.extra["voxel_size_source"] == "volume"
     for other in (older, blind):
         seg = segment_volume(Segmenter(other, providers=("cpu",)), binned,
                              voxel_size_nm=(0.64, 0.64, 0.64))

@@ -84,6 +84,9 @@ class TrainingData:
         it (``Volume.declared_voxel_size_nm``: None on an axis it declares none for), None
         for a DATA folder, whose labeled slices are 2-D images: the runtime flags volumes of
         another voxel size (``voxel_size_mismatch``).
+    voxel_size_source : where ``voxel_size_nm`` comes from, recorded beside it so that a null
+        tells a volume that declared none from a DATA folder: "volume" (the ``--volume``
+        workflow's file) or "data_folder".
     """
 
     kind: str
@@ -95,6 +98,7 @@ class TrainingData:
     valid: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
     voxel_size_nm: tuple[float | None, float | None, float | None] | None = None
+    voxel_size_source: str = "data_folder"
 
     @property
     def num_classes(self) -> int:
@@ -349,7 +353,7 @@ def load_volume_slices(
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
                         source=f"{volume_path}#z={where}",
                         valid=None if valid is None or valid.all() else valid, notes=notes,
-                        voxel_size_nm=voxel_size_nm)
+                        voxel_size_nm=voxel_size_nm, voxel_size_source="volume")
 
 
 def _without_fill(raw: np.ndarray, volume_path: Path,

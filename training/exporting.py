@@ -21,7 +21,7 @@ from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
 from nwwatch.segment.scale import scale_from_labels
 from nwwatch.volume.crosscheck import REFERENCE_SIGMA_PX, ContrastAccumulator
-from nwwatch.volume.verdict import VOXEL_SIZE_KEY
+from nwwatch.volume.verdict import VOXEL_SIZE_KEY, VOXEL_SIZE_SOURCE_KEY
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.modelfiles import int8_path
@@ -165,6 +165,7 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         extra["contrast"] = class_contrast(data)
         # The runtime flags a volume of another voxel size (voxel_size_mismatch).
         extra[VOXEL_SIZE_KEY] = training_voxel_size(data)
+        extra[VOXEL_SIZE_SOURCE_KEY] = data.voxel_size_source
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

@@ -104,6 +104,9 @@ SHARE_ODDS_SWAPPED = 10.0
 #: [z, y, x] nm as the volume's file declared it, null on an axis it declared none for
 #: (``Volume.declared_voxel_size_nm``), or null when it declared none at all.
 VOXEL_SIZE_KEY = "voxel_size_nm"
+#: The key that says where that record comes from: "volume" (the file of ``nwwatch train
+#: --volume``) or "data_folder" (a DATA folder, whose labeled slices are 2-D images: null).
+VOXEL_SIZE_SOURCE_KEY = "voxel_size_source"
 #: A volume whose voxel size is more than this factor larger or smaller than the training
 #: volume's on any axis is suspect. Binning, the usual way a volume's size changes, goes in
 #: steps of 2 or more: a forest trained at 0.32 nm gave the same grain binned 2x an IoU of
