@@ -175,6 +175,24 @@ def _selection_lines(extra: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _no_voxel_size_why(extra: dict[str, Any]) -> str:
+    """Why a tomogram model recorded no training voxel size: its volume declared none, or it
+    was trained on a DATA folder (``extra["voxel_size_source"]``; for models without that
+    key, ``extra["training_source"]``: ``nwwatch train --volume`` writes ``PATH#z=...``)."""
+    from nwwatch.volume.verdict import VOXEL_SIZE_SOURCE_KEY
+
+    source = extra.get(VOXEL_SIZE_SOURCE_KEY)
+    if source not in ("volume", "data_folder"):
+        trained_on = extra.get("training_source")
+        source = (None if not isinstance(trained_on, str)
+                  else "volume" if "#z=" in trained_on else "data_folder")
+    if source == "volume":
+        return "the training volume declared none"
+    if source == "data_folder":
+        return "trained on a DATA folder, whose labeled slices are 2-D images"
+    return "the training volume declared none, or the model was trained on a DATA folder"
+
+
 def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
     """The training volume's voxel size a tomogram model recorded (``extra["voxel_size_nm"]``),
     against which the service checks every volume's (``voxel_size_mismatch``)."""
@@ -187,11 +205,14 @@ def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
     except ValueError as exc:  # the service's to refuse; said here as it is
         return [f"training voxel size: {exc}"]
     if sizes is None:
-        return ["training voxel size: unknown (the training volume declared none; volumes "
-                "are not checked against it)"]
-    return [f"training voxel size: {' x '.join(f'{v:.4g}' for v in sizes)} nm (z x y x x); "
-            f"a volume more than {VOXEL_SIZE_FACTOR:g} x apart on an axis is suspect "
-            f"(voxel_size_mismatch)"]
+        return [f"training voxel size: unknown ({_no_voxel_size_why(extra)}; volumes are not "
+                f"checked against it)"]
+    unknown = [axis for axis, v in zip("zyx", sizes, strict=True) if v is None]
+    not_declared = (f"; {' and '.join(unknown)} not declared by the training volume, not "
+                    f"compared" if unknown else "")
+    shown = " x ".join("?" if v is None else f"{v:.4g}" for v in sizes)
+    return [f"training voxel size: {shown} nm (z x y x x{not_declared}); a volume more than "
+            f"{VOXEL_SIZE_FACTOR:g} x apart on an axis is suspect (voxel_size_mismatch)"]
 
 
 def _started_from(extra: dict[str, Any]) -> list[str]:

@@ -242,24 +242,36 @@ def test_tifffile_imagej_writer_units(tmp_path, unit, nm_per_unit):
     assert [f.pixel_size_nm for f in read_frames(path)] == pytest.approx([xy_nm] * 3)
 
 
-def test_imagej_stack_without_spacing_means_one_unit(tmp_path):
-    # ImageJ writes no `spacing` line when the voxel depth is 1 unit.
+def test_an_imagej_stack_without_spacing_declares_no_depth_unless_its_pixels_are_one_unit(
+        tmp_path):
+    # ImageJ writes no `spacing` line when the voxel depth is 1 unit, which is also Fiji's
+    # default: a Fiji tomogram of 0.32 nm pixels saved without a voxel depth read as
+    # 1000 x 0.32 x 0.32 nm, its row stored z = 1000 and a model's check flagged it
+    # voxel_size_mismatch against a training volume of 0.32 nm voxels.
+    path = tmp_path / "fiji.tif"
+    tifffile.imwrite(path, _image((3, 8, 8), "uint8"), imagej=True,
+                     resolution=(1 / 0.00032, 1 / 0.00032),
+                     metadata={"axes": "ZYX", "unit": "micron"})
+    with capture_logs() as logs:
+        volume = read_volume(path)
+    assert volume.voxel_size_nm is None
+    assert volume.declared_voxel_size_nm == (None, pytest.approx(0.32), pytest.approx(0.32))
+    (warning,) = [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+    assert warning["path"] == str(path) and warning["voxel_depth_nm"] == pytest.approx(1000)
+    assert "3125 times the pixel size" in warning["reason"]
+    assert "Image > Properties" in warning["reason"]
+    # 2 x the pixel size, as undeclared as 3125 x
     path = tmp_path / "ij.tif"
     tifffile.imwrite(path, _image((3, 8, 8), "uint8"), imagej=True, resolution=(2.0, 2.0),
                      metadata={"axes": "ZYX", "unit": "nm"})
-    assert read_volume(path).voxel_size_nm == pytest.approx((1.0, 0.5, 0.5))
-
-
-def test_a_depth_of_one_unit_far_beyond_the_pixel_size_is_read_with_a_warning(tmp_path):
-    # 2 nm pixels in um and no spacing= : the slices read 1 um apart, as Fiji shows them,
-    # but 500 times the pixel size is most likely a missing calibration: it was read silently.
-    path = tmp_path / "ij.tif"
-    tifffile.imwrite(path, _image((3, 8, 8), "uint8"), imagej=True,
-                     resolution=(500.0, 500.0), metadata={"axes": "ZYX", "unit": "um"})
+    assert read_volume(path).voxel_size_nm is None
+    # pixels of 1 unit: the voxels are cubic whether the depth was set or not
+    cubic = tmp_path / "cubic.tif"
+    tifffile.imwrite(cubic, _image((3, 8, 8), "uint8"), imagej=True, resolution=(1.0, 1.0),
+                     metadata={"axes": "ZYX", "unit": "nm"})
     with capture_logs() as logs:
-        assert read_volume(path).voxel_size_nm == pytest.approx((1000.0, 2.0, 2.0))
-    (warning,) = [e for e in logs if e["event"] == "io.voxel_depth_implied"]
-    assert warning["path"] == str(path) and "500 times the pixel size" in warning["reason"]
+        assert read_volume(cubic).voxel_size_nm == pytest.approx((1.0, 1.0, 1.0))
+    assert not [e for e in logs if e["event"] == "io.voxel_depth_implied"]
     # a depth the file states, however large, is the user's: no warning
     stated = tmp_path / "stated.tif"
     tifffile.imwrite(stated, _image((3, 8, 8), "uint8"), imagej=True,
@@ -268,6 +280,8 @@ def test_a_depth_of_one_unit_far_beyond_the_pixel_size_is_read_with_a_warning(tm
     with capture_logs() as logs:
         assert read_volume(stated).voxel_size_nm == pytest.approx((1000.0, 2.0, 2.0))
     assert not [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+    # frames take x and y alone, as before
+    assert [f.pixel_size_nm for f in read_frames(path)] == pytest.approx([0.5] * 3)
 
 
 @pytest.mark.parametrize(

@@ -260,6 +260,27 @@ def test_a_tomogram_model_shows_how_its_method_was_chosen(tmp_path):
                                "labels held no patch out") for line in lines)
 
 
+def test_a_null_training_voxel_size_says_whether_a_volume_or_a_data_folder_gave_it(tmp_path):
+    # A null voxel_size_nm was always shown as "the training volume declared none", also for
+    # a model trained on a DATA folder, which records none whatever its volumes declare.
+    def line(extra):
+        path = build_threshold_model(tmp_path / "t.onnx", kind="tomogram",
+                                     metadata={"extra": {"voxel_size_nm": None, **extra}})
+        (shown,) = [x for x in run(str(path)).output.splitlines()
+                    if x.startswith("training voxel size")]
+        return shown
+
+    volume = "training voxel size: unknown (the training volume declared none; volumes"
+    folder = ("training voxel size: unknown (trained on a DATA folder, whose labeled slices "
+              "are 2-D images; volumes")
+    assert line({"voxel_size_source": "volume"}).startswith(volume)
+    assert line({"voxel_size_source": "data_folder"}).startswith(folder)
+    # models recorded without the key: their training source says which
+    assert line({"training_source": "/data/vol.tif#z=32"}).startswith(volume)
+    assert line({"training_source": "/data/train"}).startswith(folder)
+    assert "or the model was trained on a DATA folder" in line({})
+
+
 def test_a_tomogram_models_held_out_scores_are_listed_best_first(tmp_path):
     selection = {"method": "features", "grouping": "patches", "folds": 3,
                  "reason": "features (0.944) is within 0.05 of the best, contrastive (0.946), "

@@ -155,6 +155,12 @@ def test_a_tomogram_data_folder_with_few_labels_warns_as_train_volume_does(tmp_p
     # 64³ synthetic volume this route gave IoU 0.346 where --volume gave 0.736).
     assert "note: a tomogram DATA folder trains one network" in result.output
     assert "nwwatch train --volume" in result.output
+    # Its null voxel size is no volume that declared none: `nwwatch model` said it was.
+    extra = Segmenter(out, providers=("cpu",)).metadata.extra
+    assert extra["voxel_size_nm"] is None and extra["voxel_size_source"] == "data_folder"
+    shown = CliRunner().invoke(main, ["model", str(out)]).output
+    assert ("training voxel size: unknown (trained on a DATA folder, whose labeled slices are "
+            "2-D images; volumes are not checked against it)") in shown
 
 
 def test_volume_help_says_how_slices_are_counted_and_what_0_means():

@@ -669,7 +669,64 @@ def test_a_model_records_its_voxel_size_and_flags_a_volume_of_another(tmp_path):
     _, blind = select_and_train(_config(tmp_path / "blind", unknown, labels_path),
                                 ("threshold",))
     assert Segmenter(blind, providers=("cpu",)).metadata.extra["voxel_size_nm"] is None
+    assert Segmenter(blind, providers=("cpu",)).metadata.extra["voxel_size_source"] == "volume"
     for other in (older, blind):
         seg = segment_volume(Segmenter(other, providers=("cpu",)), binned,
                              voxel_size_nm=(0.64, 0.64, 0.64))
         assert "voxel_size_mismatch" not in seg.verdict.reason_codes
+
+
+def _fiji_tiff(path, volume: np.ndarray, pixel_nm: float):
+    """``volume`` saved as Fiji saves a stack whose voxel depth was never set: a pixel size
+    in microns and no spacing= (ImageJ's default depth, 1 micron)."""
+    import tifffile
+
+    per_um = 1000.0 / pixel_nm
+    tifffile.imwrite(path, volume.astype(np.float32), imagej=True, resolution=(per_um, per_um),
+                     metadata={"unit": "micron", "axes": "ZYX"})
+    return path
+
+
+def test_a_depth_a_tiff_does_not_declare_is_neither_recorded_nor_compared(tmp_path):
+    # A Fiji tomogram of 0.32 nm pixels saved without a voxel depth read as 1000 x 0.32 x
+    # 0.32 nm: served to a model of 0.32 nm voxels it was `suspect voxel_size_mismatch`
+    # ("resample the volume to the training voxel size"), its row stored z = 1000 nm; a model
+    # trained on it recorded z = 1000 nm and flagged every calibrated volume it served.
+    from nwwatch.cli import main
+    from nwwatch.io import write_volume_tiff
+    from nwwatch.service import replay
+
+    truth = np.concatenate([_blobs(4)] * 2)
+    volume = (truth * 1.0 + np.random.default_rng(5).normal(0, 0.3, truth.shape))
+    volume = volume.astype(np.float32)
+    labels_path = tmp_path / "labels.png"
+    cv2.imwrite(str(labels_path), _patch_labels(truth[Z], CORNERS))
+
+    calibrated = write_volume_tiff(tmp_path / "train.tif", volume, voxel_size_nm=0.32)
+    _, model = select_and_train(_config(tmp_path, calibrated, labels_path), ("threshold",))
+    fiji = _fiji_tiff(tmp_path / "fiji_train.tif", volume, 0.32)
+    _, fiji_model = select_and_train(_config(tmp_path / "f", fiji, labels_path),
+                                     ("threshold",))
+    assert Segmenter(fiji_model, providers=("cpu",)).metadata.extra["voxel_size_nm"] == \
+        [None, pytest.approx(0.32), pytest.approx(0.32)]
+    shown = CliRunner().invoke(main, ["model", str(fiji_model)]).output
+    assert ("training voxel size: ? x 0.32 x 0.32 nm (z x y x x; z not declared by the "
+            "training volume, not compared)") in shown
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    binned = _binned(volume).astype(np.float32)
+    _fiji_tiff(acq / "fiji.tif", volume + 1.0, 0.32)
+    _fiji_tiff(acq / "fiji_bin2.tif", binned, 0.64)
+    write_volume_tiff(acq / "calibrated.tif", volume + 2.0, voxel_size_nm=0.32)
+    for name, served in (("calibrated", model), ("fiji", fiji_model)):
+        assert replay(acq, tmp_path / name, kind="tomogram", model=served).done == 3
+        rows = {r["source"].rsplit("/", 1)[-1]: r for r in
+                ds.dataset(tmp_path / name / "volumes").to_table().to_pylist()}
+        flagged = {n for n, row in rows.items()
+                   if "voxel_size_mismatch" in row["reason_code"].split(",")}
+        assert flagged == {"fiji_bin2.tif"}, name  # y and x, which both declare
+        # a volume without a declared depth has no voxel size in its row, as documented
+        assert [rows["fiji.tif"][f"voxel_size_{axis}_nm"] for axis in "zyx"] == [None] * 3
+        assert rows["fiji.tif"]["surface_area_nm2"] is None
+        assert rows["calibrated.tif"]["voxel_size_z_nm"] == pytest.approx(0.32)

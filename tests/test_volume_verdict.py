@@ -508,12 +508,46 @@ def test_a_volume_of_another_voxel_size_than_the_training_ones_is_suspect():
     assert "0.5 x the training volume's 0.32 x 0.32 x 0.32 nm" in verdict.why[0]
 
 
+def test_only_the_axes_both_volumes_declare_are_compared():
+    # A Fiji tomogram saved without a voxel depth declares none (its reader leaves z None):
+    # Fiji's default 1 um against a training volume's 0.32 nm was flagged as a mismatch.
+    def verdict(sizes, trained=(0.32, 0.32, 0.32)):
+        return assess_mask(0.134, 0.05, 0.9, 0.13, 0.13, voxel_size_nm=sizes,
+                           trained_voxel_size_nm=trained)
+
+    assert verdict((None, 0.32, 0.32)).reason_codes == ()
+    # the reverse: a model trained on such a file recorded no depth
+    assert verdict((0.32, 0.32, 0.32), trained=(None, 0.32, 0.32)).reason_codes == ()
+    assert verdict((1000.0, 0.32, 0.32), trained=(None, 0.32, 0.32)).reason_codes == ()
+    # the axes both declare still count, and the reason names what was not compared
+    binned = verdict((None, 0.64, 0.64))
+    assert binned.reason_codes == ("voxel_size_mismatch",)
+    assert ("the volume's voxels are ? x 0.64 x 0.64 nm (z x y x x), 2 x the training "
+            "volume's 0.32 x 0.32 x 0.32 nm (z not compared: not declared by both)"
+            ) in binned.why[0]
+    assert "1 / 2 x (y / x)" in verdict((0.32, 0.32, 0.64),
+                                        trained=(None, 0.32, 0.32)).why[0]
+    # no axis in common: no verdict on the voxel size
+    assert verdict((0.64, None, None), trained=(None, 0.32, 0.32)).reason_codes == ()
+
+
+def test_trained_voxel_size_reads_an_axis_recorded_as_null():
+    from nwwatch.volume.verdict import trained_voxel_size
+
+    assert trained_voxel_size({"voxel_size_nm": [None, 0.32, 0.32]}) == (None, 0.32, 0.32)
+    assert trained_voxel_size({"voxel_size_nm": [None, None, None]}) is None
+    assert trained_voxel_size({"voxel_size_nm": None}) is None
+    assert trained_voxel_size({}) is None
+    with pytest.raises(ValueError, match=r'extra\["voxel_size_nm"\]'):
+        trained_voxel_size({"voxel_size_nm": [None, 0.0, 0.32]})
+
+
 def test_a_bad_voxel_size_in_the_model_is_refused_naming_the_file_and_key(tmp_path):
     from onnx_models import build_threshold_model
 
     from nwwatch.volume import VolumeModelError, check_volume_model
 
-    for bad in ([0.32, 0.32], [0.32, -1.0, 0.32], "0.32", [0.32, None, 0.32]):
+    for bad in ([0.32, 0.32], [0.32, -1.0, 0.32], "0.32", [0.32, "x", 0.32]):
         path = build_threshold_model(tmp_path / "bad.onnx", kind="tomogram",
                                      metadata={"extra": {"voxel_size_nm": bad}})
         with pytest.raises(VolumeModelError, match=r'bad\.onnx: extra\["voxel_size_nm"\]'):
@@ -521,3 +555,7 @@ def test_a_bad_voxel_size_in_the_model_is_refused_naming_the_file_and_key(tmp_pa
     null = build_threshold_model(tmp_path / "null.onnx", kind="tomogram",
                                  metadata={"extra": {"voxel_size_nm": None}})
     check_volume_model(Segmenter(null, providers=("cpu",)))
+    # null on an axis the training volume did not declare
+    partial = build_threshold_model(tmp_path / "partial.onnx", kind="tomogram",
+                                    metadata={"extra": {"voxel_size_nm": [None, 0.32, 0.32]}})
+    check_volume_model(Segmenter(partial, providers=("cpu",)))

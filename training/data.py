@@ -80,9 +80,13 @@ class TrainingData:
         the others out, as the runtime does (:func:`nwwatch.volume.smooth_along_z`).
     notes : warnings about what was read (a constant fill taken as no data, labels on it left
         out), said with :func:`label_warnings`'.
-    voxel_size_nm : (z, y, x) nm of the ``--volume`` workflow's volume as its reader gives
-        it, None when it declares none (or for a DATA folder, whose labeled slices are 2-D
-        images): the runtime flags volumes of another voxel size (``voxel_size_mismatch``).
+    voxel_size_nm : (z, y, x) nm of the ``--volume`` workflow's volume as its file declares
+        it (``Volume.declared_voxel_size_nm``: None on an axis it declares none for), None
+        for a DATA folder, whose labeled slices are 2-D images: the runtime flags volumes of
+        another voxel size (``voxel_size_mismatch``).
+    voxel_size_source : where ``voxel_size_nm`` comes from, recorded beside it so that a null
+        tells a volume that declared none from a DATA folder: "volume" (the ``--volume``
+        workflow's file) or "data_folder".
     """
 
     kind: str
@@ -93,7 +97,8 @@ class TrainingData:
     source: str = ""
     valid: np.ndarray | None = None
     notes: list[str] = field(default_factory=list)
-    voxel_size_nm: tuple[float, float, float] | None = None
+    voxel_size_nm: tuple[float | None, float | None, float | None] | None = None
+    voxel_size_source: str = "data_folder"
 
     @property
     def num_classes(self) -> int:
@@ -299,7 +304,9 @@ def load_volume_slices(
         raise DatasetLayoutError(volume_path, "no labeled slice given")
     check_volume_memory(volume_path)
     read = read_tiff_volume(volume_path)
-    raw, voxel_size_nm = read.data, read.voxel_size_nm
+    # per axis, as the file declares it: a depth it does not declare (an ImageJ stack
+    # without spacing=) is recorded as unknown, not as Fiji's default of 1 unit
+    raw, voxel_size_nm = read.data, read.declared_voxel_size_nm
     del read
     depth = raw.shape[0]
     labels: dict[int, tuple[Path, np.ndarray]] = {}
@@ -346,7 +353,7 @@ def load_volume_slices(
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
                         source=f"{volume_path}#z={where}",
                         valid=None if valid is None or valid.all() else valid, notes=notes,
-                        voxel_size_nm=voxel_size_nm)
+                        voxel_size_nm=voxel_size_nm, voxel_size_source="volume")
 
 
 def _without_fill(raw: np.ndarray, volume_path: Path,

@@ -21,7 +21,7 @@ from nwwatch.segment.contract import ModelMetadata
 from nwwatch.segment.scale import METADATA_KEY as WORKING_SCALE_KEY
 from nwwatch.segment.scale import scale_from_labels
 from nwwatch.volume.crosscheck import REFERENCE_SIGMA_PX, ContrastAccumulator
-from nwwatch.volume.verdict import VOXEL_SIZE_KEY
+from nwwatch.volume.verdict import VOXEL_SIZE_KEY, VOXEL_SIZE_SOURCE_KEY
 from training.config import TrainConfig
 from training.data import TrainingData
 from training.modelfiles import int8_path
@@ -100,12 +100,13 @@ def class_contrast(data: TrainingData) -> dict[str, dict[str, float]]:
     return out
 
 
-def training_voxel_size(data: TrainingData) -> list[float] | None:
+def training_voxel_size(data: TrainingData) -> list[float | None] | None:
     """The training volume's voxel size as recorded in a tomogram model's
-    ``extra["voxel_size_nm"]``: [z, y, x] nm, or None when the volume declared none."""
-    if data.voxel_size_nm is None:
+    ``extra["voxel_size_nm"]``: [z, y, x] nm, None on an axis the volume declared no size
+    for (never compared), or None when it declared none at all."""
+    if data.voxel_size_nm is None or all(v is None for v in data.voxel_size_nm):
         return None
-    return [float(v) for v in data.voxel_size_nm]
+    return [None if v is None else float(v) for v in data.voxel_size_nm]
 
 
 def class_pixel_counts(data: TrainingData) -> dict[str, int]:
@@ -164,6 +165,7 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         extra["contrast"] = class_contrast(data)
         # The runtime flags a volume of another voxel size (voxel_size_mismatch).
         extra[VOXEL_SIZE_KEY] = training_voxel_size(data)
+        extra[VOXEL_SIZE_SOURCE_KEY] = data.voxel_size_source
     if provenance:
         extra["provenance"] = provenance
     return ModelMetadata(

@@ -340,7 +340,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     """Train ``method`` on every label and export it to ``config.out``; returns its path."""
     from nwwatch import __version__
     from nwwatch.segment.contract import ModelMetadata
-    from nwwatch.volume.verdict import VOXEL_SIZE_KEY
+    from nwwatch.volume.verdict import VOXEL_SIZE_KEY, VOXEL_SIZE_SOURCE_KEY
     from training.export import export_onnx
     from training.exporting import (
         class_contrast,
@@ -372,6 +372,7 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
                "class_pixel_counts": class_pixel_counts(data),
                "contrast": class_contrast(data),
                VOXEL_SIZE_KEY: training_voxel_size(data),
+               VOXEL_SIZE_SOURCE_KEY: data.voxel_size_source,
                "z_sigma_px": trainer.z_sigma_px, "min_input_px": min_input_px(model),
                "selection": selection.as_dict()})
     if method == "features" and trainer.forest_slices > 1:

@@ -39,9 +39,9 @@ MIN_PLAUSIBLE_PIXEL_SIZE_NM = 1.0e-3
 #: round); a larger difference makes a frame unreadable (AnisotropicPixelsError).
 ANISOTROPY_TOLERANCE = 1.0e-3
 
-#: An ImageJ stack without ``spacing=`` has a voxel depth of 1 unit (as Fiji shows it); where
-#: that is more than this many times the pixel size (1 um slices of 2 nm pixels: 500), the
-#: depth is most likely a missing calibration, and reading it says so with a warning.
+#: An MRC header whose sections lie more than this many times the pixel size apart (a stack
+#: of 2 nm images whose z cell spans the whole stack: hundreds) most likely holds no depth
+#: calibration, and reading it says so with a warning.
 MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO = 20.0
 
 #: Acquisition times a reader takes from a file's own tags lie in these years (the first

@@ -5,7 +5,8 @@ Pixel size sources, first match wins:
 1. OME-XML ``Pixels`` ``PhysicalSizeX/Y/Z`` of the image read, with their units (OME default:
    micrometre);
 2. ImageJ: ``unit`` in the description with ``XResolution``/``YResolution`` in pixels per
-   ``unit`` and ``spacing`` for z (ImageJ omits ``spacing`` when it is 1 unit);
+   ``unit`` and ``spacing`` for z (ImageJ omits ``spacing`` when it is 1 unit, which is also
+   its default: no z size without it, :func:`imagej_default_depth_nm`);
 3. FEI / Thermo Fisher: ``[Scan] PixelWidth``/``PixelHeight`` (metres) of the private tag
    34682 (FEI_HELIOS, as tifffile parses it), written by xT and the other FEI/Thermo
    microscope software, whose resolution tags are a screen's 64 or 96 dpi;
@@ -45,7 +46,6 @@ import tifffile
 from nwwatch.io.errors import AnisotropicPixelsError
 from nwwatch.io.limits import (
     ANISOTROPY_TOLERANCE,
-    MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO,
     MAX_PLAUSIBLE_PIXEL_SIZE_NM,
     MIN_PLAUSIBLE_PIXEL_SIZE_NM,
     PLAUSIBLE_ACQUISITION_YEARS,
@@ -398,26 +398,27 @@ def _imagej_sizes(path: Path, tif: tifffile.TiffFile) -> Sizes | None:
     z_factor = _axis_unit_nm(path, meta, "zunit", factor)
     y_per_unit, x_per_unit = _resolution(tif.pages.first)
     x_nm = None if x_per_unit is None else _per_unit_nm(factor, x_per_unit)
-    if z_factor is None:
-        z_nm = None
-    elif "spacing" in meta:
-        z_nm = nm_from(_float(meta["spacing"]), z_factor)
-    elif _float(meta.get("slices", 1)) > 1:
-        z_nm = z_factor  # ImageJ does not write spacing when it is 1 unit
-        if x_nm and z_nm > MAX_PLAUSIBLE_IMPLIED_DEPTH_RATIO * x_nm:
-            _log.warning("io.voxel_depth_implied", path=str(path), voxel_depth_nm=z_nm,
-                         pixel_size_nm=x_nm,
-                         reason=f"no spacing= in the ImageJ metadata: the slices are read "
-                                f"as 1 {unit} apart, {z_nm / x_nm:.0f} times the pixel "
-                                "size; if they are not, set the voxel depth (Fiji: Image > "
-                                "Properties) and save again")
-    else:
-        z_nm = None
+    # Without spacing= the depth is ImageJ's default, not declared: imagej_default_depth_nm.
+    z_nm = (nm_from(_float(meta["spacing"]), z_factor)
+            if z_factor is not None and "spacing" in meta else None)
     return (
         z_nm,
         None if y_per_unit is None or y_factor is None else _per_unit_nm(y_factor, y_per_unit),
         x_nm,
     )
+
+
+def imagej_default_depth_nm(tif: tifffile.TiffFile) -> float | None:
+    """The voxel depth Fiji shows for an ImageJ stack (``slices`` > 1) whose metadata gives a
+    length unit and no ``spacing=``: 1 unit (``zunit``'s, else ``unit``'s), in nm; None for
+    any other file. ImageJ writes no spacing line when the depth is 1 unit, so such a file
+    does not tell a depth of 1 unit set on purpose from one never set (Fiji's default, also
+    beside a pixel size of 0.32 nm): :func:`physical_sizes_nm` takes no z size from it."""
+    meta = tif.imagej_metadata if tif.is_imagej else None
+    if (not meta or "unit" not in meta or "spacing" in meta
+            or not _float(meta.get("slices", 1)) > 1):
+        return None
+    return unit_to_nm(str(meta.get("zunit", meta["unit"])))
 
 
 def _axis_unit_nm(path: Path, meta: dict, key: str, factor: float) -> float | None:

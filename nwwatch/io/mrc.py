@@ -288,8 +288,8 @@ def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
     """Read a tomogram from an MRC file: sections are Z slices, (Z, Y, X).
 
     ``voxel_size_nm`` (z, y, x) comes from the header's cell size over its sampling (Å ->
-    nm); None when any of the three is zero (no calibration). Raises as
-    :func:`inspect_mrc`.
+    nm); None when any of the three is zero (no calibration), ``declared_voxel_size_nm``
+    the axes that are not. Raises as :func:`inspect_mrc`.
     """
     path = Path(path)
     data, info, sizes_nm, _, per_volume = _read(path)
@@ -310,7 +310,8 @@ def read_mrc_volume(path: str | os.PathLike[str]) -> Volume:
                             f"{size_z / size_x:.0f} times the pixel size; if they are not, "
                             "set the voxel size in the header (e.g. mrcfile's "
                             "voxel_size) and save again")
-    return Volume(data=data, source=path, voxel_size_nm=voxel_nm)
+    return Volume(data=data, source=path, voxel_size_nm=voxel_nm,
+                  declared_voxel_size_nm=(size_z, size_y, size_x))
 
 
 def read_mrc_frames(path: str | os.PathLike[str]) -> list[Frame]:

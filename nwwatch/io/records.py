@@ -53,11 +53,22 @@ class Volume:
     source : Path
     voxel_size_nm : (z, y, x) floats or None
         None unless the file declares all three sizes.
+    declared_voxel_size_nm : (z, y, x), each a float or None
+        The sizes the file declares, None on an axis it declares none for (such as the
+        depth of an ImageJ stack without ``spacing=``, Fiji's default of 1 unit); by
+        default ``voxel_size_nm``'s. What a model's training voxel size is compared with
+        and recorded from, axis by axis.
     """
 
     data: np.ndarray
     source: Path
     voxel_size_nm: tuple[float, float, float] | None
+    declared_voxel_size_nm: tuple[float | None, float | None, float | None] | None = None
+
+    def __post_init__(self) -> None:
+        if self.declared_voxel_size_nm is None:
+            object.__setattr__(self, "declared_voxel_size_nm",
+                               self.voxel_size_nm or (None, None, None))
 
 
 @dataclass(frozen=True)

@@ -46,7 +46,7 @@ from nwwatch.io.errors import (
     UnsupportedLayoutError,
     check_page_index,
 )
-from nwwatch.io.limits import check_whole_read_bytes
+from nwwatch.io.limits import ANISOTROPY_TOLERANCE, check_whole_read_bytes
 from nwwatch.io.mdoc import mdoc_path
 from nwwatch.io.metadata import (
     acquisition_times,
@@ -55,7 +55,7 @@ from nwwatch.io.metadata import (
     fei_calibration_key,
     fei_image_size,
     frame_pixel_size_nm,
-    physical_sizes_nm,
+    imagej_default_depth_nm,
 )
 from nwwatch.io.mrc import (
     _FrameMetadata,
@@ -433,8 +433,10 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
     Returns
     -------
     Volume with ``data`` (Z, Y, X) in the file's dtype, Y without the rows of an FEI /
-    Thermo Fisher page's data bar (:func:`_image_rows`), and ``voxel_size_nm`` (z, y, x)
-    when the file declares all three sizes, else None.
+    Thermo Fisher page's data bar (:func:`_image_rows`), ``voxel_size_nm`` (z, y, x)
+    when the file declares all three sizes, else None, and ``declared_voxel_size_nm`` those
+    it declares (an ImageJ stack without ``spacing=`` declares no depth unless its pixels
+    are 1 unit: :func:`_imagej_depth_nm`).
 
     Raises
     ------
@@ -464,14 +466,48 @@ def read_volume(path: str | os.PathLike[str]) -> Volume:
             )
         series = image_series(tif)[0]
         with corrupt_structure_refused(path):
-            sizes = physical_sizes_nm(path, tif, series[0].keyframe)
+            source, sizes = declared_sizes_nm(path, tif, series[0].keyframe)
+            if source == "imagej" and sizes[0] is None:
+                sizes = (_imagej_depth_nm(path, tif, sizes[2]), sizes[1], sizes[2])
             rows = _image_rows(path, series, info.page_shape)
         height, width = info.page_shape
         data = _read_pixels(path, info, series).reshape(info.n_pages, height, width)
         if rows < height:
             data = np.ascontiguousarray(data[:, :rows])
     voxel_size_nm = None if None in sizes else (sizes[0], sizes[1], sizes[2])
-    return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm)
+    return Volume(data=data, source=path, voxel_size_nm=voxel_size_nm,
+                  declared_voxel_size_nm=(sizes[0], sizes[1], sizes[2]))
+
+
+def _imagej_depth_nm(path: Path, tif: tifffile.TiffFile, pixel_size_nm: float | None
+                     ) -> float | None:
+    """The z size of an ImageJ stack without ``spacing=`` (:func:`~nwwatch.io.metadata.
+    imagej_default_depth_nm`): its 1 unit where the pixels are 1 unit too (cubic voxels,
+    whether the depth was set or not), else None, said in an ``io.voxel_depth_implied``
+    warning: ImageJ's default depth is no calibration, and taken as one it made the volume's
+    nm metrics and its voxel size check against a model's training size (a 0.32 nm volume
+    read 1000 x 0.32 x 0.32 nm) wrong."""
+    depth_nm = imagej_default_depth_nm(tif)
+    if depth_nm is None:
+        return None
+    if (pixel_size_nm is not None
+            and abs(depth_nm - pixel_size_nm) <= ANISOTROPY_TOLERANCE * depth_nm):
+        return depth_nm
+    meta = tif.imagej_metadata
+    unit = meta.get("zunit", meta["unit"])
+    ratio = None if pixel_size_nm is None else depth_nm / pixel_size_nm
+    times = ("" if ratio is None
+             else f", {ratio:.0f} times the pixel size" if ratio >= 10
+             else f", {ratio:.3g} times the pixel size")
+    _log.warning("io.voxel_depth_implied", path=str(path), voxel_depth_nm=depth_nm,
+                 pixel_size_nm=pixel_size_nm,
+                 reason=f"no spacing= in the ImageJ metadata: Fiji shows the slices 1 {unit} "
+                        f"apart{times}, its default depth, which such a file does not tell "
+                        "from a depth set to 1 unit; the volume's depth is not declared, so "
+                        "it has no voxel size (its mask and row have none) and its depth is "
+                        "not checked against a model's: set the voxel depth (Fiji: Image > "
+                        "Properties) and save again")
+    return None
 
 
 def check_tomogram(volume: Volume) -> Volume:

@@ -133,7 +133,7 @@ def write_volume_tiff(
         if len(voxel_size_nm) != 3:
             raise ValueError(f"voxel_size_nm must be one float or (z, y, x), got {voxel_size_nm}")
         if any(v is None for v in voxel_size_nm):
-            # an ImageJ stack without spacing reads as slices 1 unit apart: no "unknown z"
+            # ImageJ has no "unknown z": a stack without spacing shows slices 1 unit apart
             raise TypeError(f"voxel_size_nm must be one number or (z, y, x) numbers of nm, "
                             f"got {voxel_size_nm}; without a z size give none at all")
         z_nm, y_nm, x_nm = (_check_size(v, f"voxel_size_nm[{i}]")

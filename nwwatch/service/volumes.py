@@ -138,7 +138,9 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             # segment_volume), the file's own voxels are let go before the segmentation
             # holds its float copy.
             data, fill = without_constant_fill(volume.data)
-            voxel_size_nm = volume.voxel_size_nm
+            # the metrics and the mask need all three sizes; the model's check compares the
+            # axes the file declares (an ImageJ stack without spacing= declares no depth)
+            voxel_size_nm, declared_nm = volume.voxel_size_nm, volume.declared_voxel_size_nm
             del volume
             if fill:
                 log_constant_fill(engine.log, it.path, fill)
@@ -146,7 +148,7 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
             # between files: a large tomogram takes longer than systemd's WatchdogSec.
             seg = segment_volume(engine.segmenter, data, batch_size=engine.batch_size,
                                  heartbeat=engine.beat, fill=fill,
-                                 voxel_size_nm=voxel_size_nm,
+                                 voxel_size_nm=declared_nm,
                                  **engine.volume_options.as_kwargs())
             mask = seg.mask
             # Where the volume has no data (NaN, infinite, a constant fill), the solid's

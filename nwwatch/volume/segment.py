@@ -83,6 +83,7 @@ from nwwatch.volume.runner import SliceRunner, VolumeModelError
 from nwwatch.volume.slab import SlabModelError, model_input_slices
 from nwwatch.volume.verdict import (
     UNCERTAIN_BAND,
+    AxisSizes,
     MaskVerdict,
     assess_mask,
     labels_threshold_share,
@@ -212,7 +213,7 @@ def _trained_contrast(segmenter: Segmenter) -> ClassContrast | None:
         raise VolumeModelError(f"{segmenter.model_path}: {exc}") from None
 
 
-def _trained_voxel_size(segmenter: Segmenter) -> tuple[float, float, float] | None:
+def _trained_voxel_size(segmenter: Segmenter) -> AxisSizes | None:
     try:
         return trained_voxel_size(segmenter.metadata.extra)
     except ValueError as exc:
@@ -292,7 +293,7 @@ def segment_volume(
     return_probability: bool = False,
     heartbeat: Callable[[], None] | None = None,
     fill: tuple[ConstantFill, ...] | None = None,
-    voxel_size_nm: tuple[float, float, float] | None = None,
+    voxel_size_nm: AxisSizes | None = None,
 ) -> VolumeSegmentation:
     """Segment a tomogram into solid and pore/vacuum with a 2D nwwatch model.
 
@@ -326,10 +327,11 @@ def segment_volume(
         ``without_constant_fill``'s array and this its fills (() for none), as the service
         hands it on; not looked for again (on the NaN copy the next value would be the
         extreme), so that every path finds the fill once and gets the same mask.
-    voxel_size_nm : the volume's voxel size (z, y, x) nm as its reader gives it, None when
-        unknown. Only the verdict uses it: a model that recorded its training volume's
-        voxel size flags a volume more than ``VOXEL_SIZE_FACTOR`` apart on an axis
-        (``voxel_size_mismatch``, :mod:`nwwatch.volume.verdict`).
+    voxel_size_nm : the volume's voxel size (z, y, x) nm as its file declares it
+        (``Volume.declared_voxel_size_nm``: None on an axis without a declared size), None
+        when unknown. Only the verdict uses it: a model that recorded its training volume's
+        voxel size flags a volume more than ``VOXEL_SIZE_FACTOR`` apart on an axis both
+        declare (``voxel_size_mismatch``, :mod:`nwwatch.volume.verdict`).
 
     Returns
     -------
@@ -422,7 +424,7 @@ def segment_volume(
 
 
 def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter: Segmenter,
-                solid_index: int, voxel_size_nm: tuple[float, float, float] | None
+                solid_index: int, voxel_size_nm: AxisSizes | None
                 ) -> dict[str, object]:
     """The mask's threshold agreement and verdict (one blurred copy of the volume for both)."""
     extra = segmenter.metadata.extra

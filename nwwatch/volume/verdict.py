@@ -44,7 +44,9 @@ compares the mask with something that does not share the model's failure modes:
   minority (or the reverse), by odds ``SHARE_ODDS_SWAPPED`` or more apart.
 - ``voxel_size_mismatch`` (models that recorded ``extra["voxel_size_nm"]``, volumes that
   declare their voxel size): the volume's voxel size differs from the training volume's by
-  more than ``VOXEL_SIZE_FACTOR`` on an axis. A model learns its features (blur widths,
+  more than ``VOXEL_SIZE_FACTOR`` on an axis both declare (a size a file does not declare,
+  such as the depth of an ImageJ stack without ``spacing=``, is neither recorded nor
+  compared). A model learns its features (blur widths,
   texture, the Z blur) in voxels, so a binned volume gets a worse mask with nothing else
   in the row to show it.
 - ``no_contrast`` (same models): the mask's classes lie less than ``NO_CONTRAST_RATIO`` times
@@ -99,8 +101,12 @@ SD_RATIO_CLEAR = 1.25
 SHARE_ODDS_SWAPPED = 10.0
 
 #: The key of a tomogram model's ``extra`` that records its training volume's voxel size:
-#: [z, y, x] nm as the volume's reader gave it, or null when the volume declared none.
+#: [z, y, x] nm as the volume's file declared it, null on an axis it declared none for
+#: (``Volume.declared_voxel_size_nm``), or null when it declared none at all.
 VOXEL_SIZE_KEY = "voxel_size_nm"
+#: The key that says where that record comes from: "volume" (the file of ``nwwatch train
+#: --volume``) or "data_folder" (a DATA folder, whose labeled slices are 2-D images: null).
+VOXEL_SIZE_SOURCE_KEY = "voxel_size_source"
 #: A volume whose voxel size is more than this factor larger or smaller than the training
 #: volume's on any axis is suspect. Binning, the usual way a volume's size changes, goes in
 #: steps of 2 or more: a forest trained at 0.32 nm gave the same grain binned 2x an IoU of
@@ -201,48 +207,65 @@ def trained_contrast(extra: dict) -> ClassContrast | None:
     return ClassContrast(separation, ratio, share)
 
 
-def trained_voxel_size(extra: dict) -> tuple[float, float, float] | None:
+#: (z, y, x) nm, None on an axis whose size is not declared.
+AxisSizes = tuple[float | None, float | None, float | None]
+
+
+def trained_voxel_size(extra: dict) -> AxisSizes | None:
     """The training volume's voxel size (z, y, x) nm from a model's ``extra["voxel_size_nm"]``
-    (written by ``nwwatch train --volume``); None when the model recorded none, or recorded
-    that the volume declared none (null).
+    (written by ``nwwatch train --volume``), None on an axis recorded as null (the volume
+    declared no size there); None when the model recorded none, or recorded that the volume
+    declared none (null, or null on every axis).
 
     Raises
     ------
-    ValueError : the key holds something else than three finite, positive numbers or null
-        (the message names the key).
+    ValueError : the key holds something else than three values, each a finite, positive
+        number or null, or null (the message names the key).
     """
     sizes = extra.get(VOXEL_SIZE_KEY)
     if sizes is None:
         return None
     try:
-        values = tuple(float(v) for v in sizes)
+        values = tuple(None if v is None else float(v) for v in sizes)
     except (TypeError, ValueError):
         values = ()
-    if len(values) != 3 or not all(math.isfinite(v) and v > 0 for v in values):
+    if len(values) != 3 or not all(v is None or (math.isfinite(v) and v > 0)
+                                   for v in values):
         raise ValueError(f'extra["{VOXEL_SIZE_KEY}"] must be three positive numbers (z, y, x '
-                         f'nm) or null, got {sizes!r}')
-    return values  # type: ignore[return-value]
+                         f'nm; null on an axis not declared) or null, got {sizes!r}')
+    return None if values == (None, None, None) else values  # type: ignore[return-value]
 
 
-def _sizes_text(sizes: tuple[float, ...]) -> str:
-    return " x ".join(f"{v:.4g}" for v in sizes)
+def _sizes_text(sizes: tuple[float | None, ...]) -> str:
+    return " x ".join("?" if v is None else f"{v:.4g}" for v in sizes)
 
 
-def _voxel_size_code(voxel_size_nm: tuple[float, float, float] | None,
-                     trained: tuple[float, float, float] | None) -> dict[str, str]:
-    """``voxel_size_mismatch`` (module docstring) of a volume's voxel size."""
+def _voxel_size_code(voxel_size_nm: AxisSizes | None,
+                     trained: AxisSizes | None) -> dict[str, str]:
+    """``voxel_size_mismatch`` (module docstring) of a volume's voxel size, on the axes that
+    both it and the training volume declare."""
     if voxel_size_nm is None or trained is None:
         return {}
-    factors = [float(v) / t for v, t in zip(voxel_size_nm, trained, strict=True)]
+    axes = [(axis, float(v) / t) for axis, v, t in zip("zyx", voxel_size_nm, trained,
+                                                      strict=True)
+            if v is not None and t is not None]
+    if not axes:
+        return {}
+    factors = [f for _, f in axes]
     if max(max(f, 1.0 / f) for f in factors) <= VOXEL_SIZE_FACTOR:
         return {}
+    names = "".join(axis for axis, _ in axes)
     if max(factors) - min(factors) <= 1e-3 * max(factors):
         apart = f"{factors[0]:.3g} x"
     else:
-        apart = " / ".join(f"{f:.3g}" for f in factors) + " x (z / y / x)"
+        apart = " / ".join(f"{f:.3g}" for f in factors) + f" x ({' / '.join(names)})"
+    # an axis that either does not declare is left out of the comparison: say so
+    unchecked = [axis for axis in "zyx" if axis not in names]
+    unsaid = (f" ({' and '.join(unchecked)} not compared: not declared by both)"
+              if unchecked else "")
     return {"voxel_size_mismatch": (
         f"the volume's voxels are {_sizes_text(tuple(voxel_size_nm))} nm (z x y x x), "
-        f"{apart} the training volume's {_sizes_text(trained)} nm (more than "
+        f"{apart} the training volume's {_sizes_text(trained)} nm{unsaid} (more than "
         f"{VOXEL_SIZE_FACTOR:g} x apart on an axis): the model learned its features at "
         f"another scale; resample the volume to the training voxel size, or train a model "
         f"on a volume of this one")}
@@ -315,8 +338,8 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
                 solid_beyond_reference: float = math.nan,
                 contrast: ClassContrast | None = None,
                 trained: ClassContrast | None = None,
-                voxel_size_nm: tuple[float, float, float] | None = None,
-                trained_voxel_size_nm: tuple[float, float, float] | None = None
+                voxel_size_nm: AxisSizes | None = None,
+                trained_voxel_size_nm: AxisSizes | None = None
                 ) -> MaskVerdict:
     """Status and reason codes of a mask from its numbers (see the module docstring).
 
@@ -335,9 +358,10 @@ def assess_mask(solid_fraction: float, uncertain_fraction: float, threshold_agre
         (:func:`nwwatch.volume.crosscheck.mask_contrast`), if computed.
     trained : the training volume's at the labels' cut (:func:`trained_contrast`), if the
         model recorded it; without both, no ``contrast_inverted`` / ``no_contrast``.
-    voxel_size_nm : the volume's voxel size (z, y, x) nm, if it declares one.
+    voxel_size_nm : the volume's voxel size (z, y, x) nm, if it declares one; None on an
+        axis it declares no size for.
     trained_voxel_size_nm : the training volume's (:func:`trained_voxel_size`), if the model
-        recorded it; without both, no ``voxel_size_mismatch``.
+        recorded it; ``voxel_size_mismatch`` compares the axes both declare.
     """
     codes: dict[str, str] = {}
     refs = [f for f in (reference_solid_fraction, labels_solid_fraction) if math.isfinite(f)]
