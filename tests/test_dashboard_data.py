@@ -422,6 +422,42 @@ def test_files_waiting_behind_a_backlog_are_no_stale_acquisition(tmp_path):
     finished.close()
 
 
+def test_files_seen_during_a_batch_count_at_once(tmp_path):
+    """The folder's files seen and not yet queued reached the page only with the queue's
+    counts, which the service sets between batches: a file that arrived during a long batch
+    of another folder left the acquisition stale. They are read live from the service
+    (its tracker), the queued and in-flight ones as last set."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows("/acq/e", [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows("/acq/e", [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    seen = {"/acq/f": 3}
+    try:
+        metrics.set_queue(4, {"/acq/f": 4})  # before the batch: the other folder's files
+        metrics.set_seen_files(lambda folder: seen.get(folder, 0))
+        assert dash.summary(acq)["stale"]
+        seen["/acq/e"] = 1  # arrives while the batch runs: no queue update meanwhile
+        summary = dash.summary(acq)
+        assert not summary["stale"] and summary["behind"] and summary["waiting_files"] == 1
+        metrics.set_queue(4, {"/acq/f": 3, "/acq/e": 1})  # queued (seen no more)
+        del seen["/acq/e"]
+        assert dash.summary(acq)["waiting_files"] == 1
+    finally:
+        metrics.set_seen_files(None)
+        metrics.set_queue(0, {})
+    assert dash.summary(acq)["stale"]
+    dash.close()
+
+
 def test_payload_cursor_sends_only_new_rows(tmp_path):
     from nwwatch.dashboard.app import Dashboard, parse_cursor
 

@@ -319,6 +319,44 @@ def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_pat
     assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang
 
 
+def test_a_file_that_arrives_while_another_folders_batch_runs_counts_at_once(tmp_path):
+    """A file that arrived in this acquisition while a long batch of another folder ran (a
+    tomogram, a big CPU batch) was counted only once the batch ended, when the service
+    updates its queue: after ``stale_after_s`` the page asked whether the microscope was
+    still writing. The files seen and not yet queued count live: the acquisition is behind.
+    (The other folder's batch is made to hang: a batch longer than ``stale_after_s``.)"""
+    import time
+
+    from servicekit import DaemonProcess, model, wait_batch_claimed, write_config
+
+    watch = tmp_path / "acq"
+    run_e, run_f = watch / "runE", watch / "runF"
+    run_e.mkdir(parents=True)
+    run_f.mkdir()
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", watch, res, model(tmp_path), settle=0.2,
+                       latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                       'stale_after_s = 2\n[service]\nstop_timeout_seconds = 1')
+    daemon = DaemonProcess(cfg, tmp_path / "log", env={"NWWATCH_CRASH_AT": "in_batch:3"})
+    try:
+        url = dashboard_url(daemon)
+        write_frames(run_e, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(run_e, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: runE looks active
+        write_frames(run_f, [100.0] * 4)
+        wait_batch_claimed(res)  # runF's batch, the long one
+        write_frames(run_e, [114.0], start=2)  # arrives meanwhile
+        time.sleep(3.0)  # past stale_after_s + flush_seconds since runE's newest row
+        (summary,) = get_json(f"{url}/api/acquisitions")["acquisitions"]
+        assert summary["folder"] == str(run_e), summary
+        assert not summary["stale"] and summary["behind"], summary
+        assert summary["waiting_files"] == 1, summary
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang
+
+
 def test_standalone_dashboard_serves_finished_results(live, tmp_path):
     """``nwwatch dashboard RESULTS`` on a copy of the results: the series, no /metrics."""
     daemon, url, acq, res = live

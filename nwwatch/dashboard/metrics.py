@@ -13,7 +13,7 @@ import collections
 import contextlib
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -61,8 +61,11 @@ _recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
 _lock = threading.Lock()
 # The storage pause under way, for the dashboard's page: {"reason", "since" (epoch s)}.
 _storage_pause: dict | None = None
-# Per acquisition folder, its files seen and not yet done (set_queue).
-_waiting_by_acquisition: dict[str, int] = {}
+# Per acquisition folder, its files queued for a batch or in the batch in flight (set_queue).
+_queued_by_acquisition: dict[str, int] = {}
+# The running service's live count of a folder's files seen and not yet queued
+# (set_seen_files).
+_seen_files: Callable[[str], int] | None = None
 
 
 def row_outcome(row: Mapping[str, object]) -> str:
@@ -148,21 +151,35 @@ def recent_latencies_s() -> list[float]:
         return list(_recent_latency_s)
 
 
-def set_queue(depth_files: int, by_acquisition: Mapping[str, int] | None = None) -> None:
-    """``nwwatch_queue_depth_files``; ``by_acquisition``: per acquisition folder, its files
-    seen and not yet done (for the dashboard's page only: folders are no label values)."""
-    global _waiting_by_acquisition
+def set_queue(depth_files: int, queued_by_acquisition: Mapping[str, int] | None = None
+              ) -> None:
+    """``nwwatch_queue_depth_files``; ``queued_by_acquisition``: per acquisition folder, its
+    files queued for a batch or in the batch in flight (for the dashboard's page only:
+    folders are no label values)."""
+    global _queued_by_acquisition
     QUEUE_DEPTH.set(depth_files)
-    if by_acquisition is not None:
+    if queued_by_acquisition is not None:
         with _lock:
-            _waiting_by_acquisition = dict(by_acquisition)
+            _queued_by_acquisition = dict(queued_by_acquisition)
+
+
+def set_seen_files(count: Callable[[str], int] | None) -> None:
+    """``count(folder)``: the running service's files of an acquisition folder seen and not
+    yet queued, read live by :func:`waiting_files` (thread-safe and cheap: the service's
+    :meth:`~nwwatch.service.readiness.Tracker.waiting_in`, which watchdog's threads update
+    while a batch runs, when the queue's counts are not updated); None: no service."""
+    global _seen_files
+    with _lock:
+        _seen_files = count
 
 
 def waiting_files(acquisition: str) -> int:
-    """Files of the acquisition folder ``acquisition`` seen and not yet done, as last set by
-    :func:`set_queue`."""
+    """Files of the acquisition folder ``acquisition`` seen and not yet done: those seen and
+    not yet queued, counted now (:func:`set_seen_files`), plus those queued or in the batch
+    in flight as last set by :func:`set_queue`."""
     with _lock:
-        return _waiting_by_acquisition.get(acquisition, 0)
+        queued, seen = _queued_by_acquisition.get(acquisition, 0), _seen_files
+    return queued + (0 if seen is None else seen(acquisition))
 
 
 @contextlib.contextmanager
