@@ -649,6 +649,27 @@ def _processing_ms(t: pa.Table) -> np.ndarray:
             + np.nan_to_num(floats("confidence_ms")))
 
 
+def newest_first(summaries: list[dict]) -> list[dict]:
+    """:func:`acquisition_summary` dicts in the side bar's order, newest first: by the newest
+    row, and for the newest series of each folder (its current model) the newer of that and
+    the folder's newest quarantined file (a new folder whose files are all quarantined has
+    no row, and would be listed last). The quarantine list is the folder's, shared by each
+    of its series: counted for each, it would lift an older model's series above the
+    current one, and the page opens the first."""
+    current: dict[str, dict] = {}
+    for s in summaries:
+        best = current.get(s["folder"])
+        if best is None or (s["last_processed"] or 0) > (best["last_processed"] or 0):
+            current[s["folder"]] = s
+
+    def key(s: dict) -> tuple[float, float]:
+        processed = s["last_processed"] or 0
+        quarantined = (s["last_quarantined"] or 0) if current[s["folder"]] is s else 0
+        return -max(processed, quarantined), -processed
+
+    return sorted(summaries, key=key)
+
+
 def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | None,
                         rows_held_s: float = 0.0, active_since: float | None = None) -> dict:
     """What the page header shows: counts, angle statistics, rate, model, stale warning.
