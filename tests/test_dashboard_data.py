@@ -441,16 +441,26 @@ def test_files_seen_during_a_batch_count_at_once(tmp_path):
     dash.store.refresh()
     acq = next(iter(dash.store.snapshot.values()))
     seen = {"/acq/f": 3}
+
+    class Tracker:  # the service's files seen and not yet queued, read live
+        def waiting_in(self, folder: str) -> int:
+            return seen.get(folder, 0)
+
+        def waiting(self) -> int:
+            return sum(seen.values())
+
     try:
         metrics.set_queue(4, {"/acq/f": 4})  # before the batch: the other folder's files
-        metrics.set_seen_files(lambda folder: seen.get(folder, 0))
+        metrics.set_seen_files(Tracker())
         assert dash.summary(acq)["stale"]
         seen["/acq/e"] = 1  # arrives while the batch runs: no queue update meanwhile
         summary = dash.summary(acq)
         assert not summary["stale"] and summary["behind"] and summary["waiting_files"] == 1
-        metrics.set_queue(4, {"/acq/f": 3, "/acq/e": 1})  # queued (seen no more)
+        assert dash.live_figures()["queue_depth_files"] == 8  # of all folders, as counted
+        metrics.set_queue(5, {"/acq/f": 4, "/acq/e": 1})  # queued (seen no more)
         del seen["/acq/e"]
         assert dash.summary(acq)["waiting_files"] == 1
+        assert dash.live_figures()["queue_depth_files"] == 8
     finally:
         metrics.set_seen_files(None)
         metrics.set_queue(0, {})

@@ -288,9 +288,10 @@ def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_pat
     run_e.mkdir(parents=True)
     run_f.mkdir()
     res = tmp_path / "res"
-    # batches wait up to 1 s for more files: the burst and runE's file are queued together
+    # batches wait up to 1 s for more files: the burst and runE's file are queued together,
+    # one batch
     cfg = write_config(tmp_path / "c.toml", watch, res, model(tmp_path), settle=0.2,
-                       latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                       batch_size=8, latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
                        'stale_after_s = 2\n[service]\nstop_timeout_seconds = 1')
     daemon = DaemonProcess(cfg, tmp_path / "log", env={"NWWATCH_CRASH_AT": "in_batch:3"})
     try:
@@ -311,7 +312,12 @@ def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_pat
             browser.get(f"{url}/?a={summary['id']}")
             wait_for(lambda: browser.displayed("#stale"), 30, "the banner")
             text = browser.text("#stale")
-            assert "1 of its files waits to be processed: the service is behind" in text, text
+            # runE's file is in the batch with the burst: the folder's count holds the
+            # batch, and says so; the figures of all folders say where the files are (the
+            # banner said "1 of its files waits …" beside "files waiting in all folders: 0")
+            assert ("1 of its files is waiting or in the batch being processed: the service "
+                    "is behind (all folders: 0 files waiting, 5 frames in the batch being "
+                    "processed)") in text, text
             assert "microscope" not in text, text
             assert "processing behind" in browser.text("#acqs")
     finally:
@@ -348,10 +354,14 @@ def test_a_file_that_arrives_while_another_folders_batch_runs_counts_at_once(tmp
         wait_batch_claimed(res)  # runF's batch, the long one
         write_frames(run_e, [114.0], start=2)  # arrives meanwhile
         time.sleep(3.0)  # past stale_after_s + flush_seconds since runE's newest row
-        (summary,) = get_json(f"{url}/api/acquisitions")["acquisitions"]
+        data = get_json(f"{url}/api/acquisitions")
+        (summary,) = data["acquisitions"]
         assert summary["folder"] == str(run_e), summary
         assert not summary["stale"] and summary["behind"], summary
         assert summary["waiting_files"] == 1, summary
+        # the figures of all folders count it too: waiting, beside the batch in flight
+        assert data["live"]["queue_depth_files"] == 1, data["live"]
+        assert data["live"]["in_flight_frames"] == 4, data["live"]
     finally:
         code, _ = daemon.terminate()
     assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang

@@ -221,5 +221,6 @@ def test_a_folders_files_seen_are_counted_live_until_the_loop_has_queued_them(tm
     assert len(ready) == 1 and not t.by_acquisition()
     t.touch(run_e / "b.tif", 0, settle_s=1.0)
     assert t.waiting_in(str(run_e)) == 2  # a.tif handed to the loop, b.tif a candidate
+    assert t.waiting() == 2 and len(t) == 1
     t.handed_over()
-    assert t.waiting_in(str(run_e)) == 1
+    assert t.waiting_in(str(run_e)) == 1 and t.waiting() == 1

@@ -172,7 +172,7 @@ class Daemon:
             self._watches, self._queued = watches, queued
             # the dashboard counts a folder's files seen and not yet queued live: a file that
             # arrives while a long batch runs (no queue update until it ends) counts at once
-            _metrics.set_seen_files(self.tracker.waiting_in)
+            _metrics.set_seen_files(self.tracker)
             starting("starting: listing the watched folders")
             now = time.monotonic()
             for w in watches:
@@ -212,7 +212,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
-                    _metrics.set_queue(self._waiting(), queued.by_acquisition())
+                    _metrics.set_queue(self._queued_files(), queued.by_acquisition())
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -279,7 +279,7 @@ class Daemon:
                 self._quarantine_bad(bad, watches)
             if ready or bad:
                 # the dashboard counts them queued from now (the tracker did until here)
-                _metrics.set_queue(self._waiting(), queued.by_acquisition())
+                _metrics.set_queue(self._queued_files(), queued.by_acquisition())
                 self.tracker.handed_over()
             did_work = False
             for w in watches:
@@ -376,16 +376,16 @@ class Daemon:
             self.log.error("batch_left_unfinished", error=str(exc),
                            note="settled at the next start")
 
-    def _waiting(self) -> int:
-        """Files seen and waiting: queued for a batch or not complete yet."""
-        return sum(len(w.files) for w in self._watches) + len(self.tracker)
+    def _queued_files(self) -> int:
+        """Files queued for a batch (not those of the batch in flight)."""
+        return sum(len(w.files) for w in self._watches)
 
     def _run_batch(self, w: Watch, queued: QueuedFiles) -> None:
         batch = w.take()
-        # The loop sets the gauge and systemd's STATUS only between batches: the files left
-        # waiting behind this one (a burst, a long stack) would read as an empty queue while
-        # it runs. (Files seen meanwhile the dashboard counts from the tracker, live.)
-        _metrics.set_queue(self._waiting(), queued.by_acquisition())
+        # The loop sets the queued files' counts and systemd's STATUS only between batches:
+        # the files left waiting behind this one (a burst, a long stack) would read as an
+        # empty queue while it runs. (Files seen meanwhile are counted from the tracker, live.)
+        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
         self.notifier.status(self._status_text(self._watches))
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
@@ -420,6 +420,8 @@ class Daemon:
             return
         for f in batch:
             queued.discard(f.path)
+        # done: no longer in flight on the page (the loop's update may be a second away)
+        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
         self._record(report, w)
 
     def _record(self, report: BatchReport, w: Watch) -> None:

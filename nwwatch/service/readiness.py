@@ -139,6 +139,11 @@ class Tracker:
             return (self._per_acquisition.get(acquisition, 0)
                     + self._handed_out.get(acquisition, 0))
 
+    def waiting(self) -> int:
+        """Files seen and not yet queued, all folders (as :meth:`waiting_in` counts them)."""
+        with self._lock:
+            return len(self._candidates) + self._handed_out.total()
+
     def handed_over(self) -> None:
         """The files :meth:`poll` returned are queued, quarantined or left out, and the
         queue's counts published: :meth:`waiting_in` stops counting them (a file between
