@@ -532,6 +532,41 @@ def test_rows_committed_after_the_clock_was_set_back_reach_an_open_page(tmp_path
     dash.close()
 
 
+def test_a_compaction_builds_each_rows_keys_once(tmp_path, monkeypatch):
+    """A rebuilt snapshot (a compaction rewrote the files) tells, per acquisition, whether
+    every row it had is still there and gives those their refresh numbers back: it built
+    every row's key of both tables twice, once for each answer (about a second and a half
+    for 300k rows, in the dashboard's thread). Each table's keys are built once."""
+    from nwwatch.dashboard import data
+
+    calls: list[int] = []
+    row_keys = data._row_keys
+
+    def counted(table: pa.Table):
+        calls.append(table.num_rows)
+        return row_keys(table)
+
+    monkeypatch.setattr(data, "_row_keys", counted)
+    results = tmp_path / "res"
+    first = frame_rows("/acq/a", [100.0, 101.0], processed=T0)
+    second = frame_rows("/acq/a", [102.0], start=2, processed=T0 + timedelta(seconds=5))
+    write(results, "frames-1.parquet", first)
+    write(results, "frames-2.parquet", second)
+    store = ResultsStore(results)
+    store.refresh()
+    (acq,) = store.snapshot.values()
+    arrivals = acq.arrivals.copy()
+    write(results, "frames-3.parquet", first + second)  # compacted into one
+    for name in ("frames-1.parquet", "frames-2.parquet"):
+        (results / "frames" / name).unlink()
+    calls.clear()
+    assert store.refresh()
+    (compacted,) = store.snapshot.values()
+    assert calls == [3, 3]  # the old table's keys, the new table's
+    assert compacted.generation == acq.generation
+    assert np.array_equal(compacted.arrivals, arrivals)  # nothing sent to an open page again
+
+
 def test_a_row_acquired_before_rows_the_page_holds_sends_their_new_trend(tmp_path):
     """A file retried, or arriving late, lands among rows the page has: their causal trend
     changes, and an open page gets it without a reload."""
