@@ -422,6 +422,52 @@ def test_files_waiting_behind_a_backlog_are_no_stale_acquisition(tmp_path):
     finished.close()
 
 
+def test_files_seen_during_a_batch_count_at_once(tmp_path):
+    """The folder's files seen and not yet queued reached the page only with the queue's
+    counts, which the service sets between batches: a file that arrived during a long batch
+    of another folder left the acquisition stale. They are read live from the service
+    (its tracker), the queued and in-flight ones as last set."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows("/acq/e", [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows("/acq/e", [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    seen = {"/acq/f": 3}
+
+    class Tracker:  # the service's files seen and not yet queued, read live
+        def waiting_in(self, folder: str) -> int:
+            return seen.get(folder, 0)
+
+        def waiting(self) -> int:
+            return sum(seen.values())
+
+    try:
+        metrics.set_queue(4, {"/acq/f": 4})  # before the batch: the other folder's files
+        metrics.set_seen_files(Tracker())
+        assert dash.summary(acq)["stale"]
+        seen["/acq/e"] = 1  # arrives while the batch runs: no queue update meanwhile
+        summary = dash.summary(acq)
+        assert not summary["stale"] and summary["behind"] and summary["waiting_files"] == 1
+        assert dash.live_figures()["queue_depth_files"] == 8  # of all folders, as counted
+        metrics.set_queue(5, {"/acq/f": 4, "/acq/e": 1})  # queued (seen no more)
+        del seen["/acq/e"]
+        assert dash.summary(acq)["waiting_files"] == 1
+        assert dash.live_figures()["queue_depth_files"] == 8
+    finally:
+        metrics.set_seen_files(None)
+        metrics.set_queue(0, {})
+    assert dash.summary(acq)["stale"]
+    dash.close()
+
+
 def test_payload_cursor_sends_only_new_rows(tmp_path):
     from nwwatch.dashboard.app import Dashboard, parse_cursor
 
@@ -484,6 +530,41 @@ def test_rows_committed_after_the_clock_was_set_back_reach_an_open_page(tmp_path
                           parse_cursor(third["cursor"]))
     assert not fourth["reset"] and fourth["rows"]["source"] == ["f0003.tif"]
     dash.close()
+
+
+def test_a_compaction_builds_each_rows_keys_once(tmp_path, monkeypatch):
+    """A rebuilt snapshot (a compaction rewrote the files) tells, per acquisition, whether
+    every row it had is still there and gives those their refresh numbers back: it built
+    every row's key of both tables twice, once for each answer (about a second and a half
+    for 300k rows, in the dashboard's thread). Each table's keys are built once."""
+    from nwwatch.dashboard import data
+
+    calls: list[int] = []
+    row_keys = data._row_keys
+
+    def counted(table: pa.Table):
+        calls.append(table.num_rows)
+        return row_keys(table)
+
+    monkeypatch.setattr(data, "_row_keys", counted)
+    results = tmp_path / "res"
+    first = frame_rows("/acq/a", [100.0, 101.0], processed=T0)
+    second = frame_rows("/acq/a", [102.0], start=2, processed=T0 + timedelta(seconds=5))
+    write(results, "frames-1.parquet", first)
+    write(results, "frames-2.parquet", second)
+    store = ResultsStore(results)
+    store.refresh()
+    (acq,) = store.snapshot.values()
+    arrivals = acq.arrivals.copy()
+    write(results, "frames-3.parquet", first + second)  # compacted into one
+    for name in ("frames-1.parquet", "frames-2.parquet"):
+        (results / "frames" / name).unlink()
+    calls.clear()
+    assert store.refresh()
+    (compacted,) = store.snapshot.values()
+    assert calls == [3, 3]  # the old table's keys, the new table's
+    assert compacted.generation == acq.generation
+    assert np.array_equal(compacted.arrivals, arrivals)  # nothing sent to an open page again
 
 
 def test_a_row_acquired_before_rows_the_page_holds_sends_their_new_trend(tmp_path):

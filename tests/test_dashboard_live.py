@@ -253,7 +253,10 @@ def test_a_storage_pause_is_on_the_page_not_a_stale_warning(tmp_path):
                           .get("storage_paused"), 30, "the pause in the live figures")
         assert paused["reason"] == error
         time.sleep(3.0)  # past stale_after_s + flush_seconds since the newest row
-        assert not _acquisition(url)["stale"]
+        # neither stale nor behind: the file waits (back in the queue) because nothing can
+        # be written, which the page says
+        summary = _acquisition(url)
+        assert not summary["stale"] and not summary["behind"], summary
         with Browser(1280, 1000) as browser:
             browser.get(url + "/")
             wait_for(lambda: browser.displayed("#paused"), 30, "the banner")
@@ -288,9 +291,10 @@ def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_pat
     run_e.mkdir(parents=True)
     run_f.mkdir()
     res = tmp_path / "res"
-    # batches wait up to 1 s for more files: the burst and runE's file are queued together
+    # batches wait up to 1 s for more files: the burst and runE's file are queued together,
+    # one batch
     cfg = write_config(tmp_path / "c.toml", watch, res, model(tmp_path), settle=0.2,
-                       latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                       batch_size=8, latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
                        'stale_after_s = 2\n[service]\nstop_timeout_seconds = 1')
     daemon = DaemonProcess(cfg, tmp_path / "log", env={"NWWATCH_CRASH_AT": "in_batch:3"})
     try:
@@ -311,9 +315,56 @@ def test_files_waiting_behind_another_folders_burst_are_no_stale_warning(tmp_pat
             browser.get(f"{url}/?a={summary['id']}")
             wait_for(lambda: browser.displayed("#stale"), 30, "the banner")
             text = browser.text("#stale")
-            assert "1 of its files waits to be processed: the service is behind" in text, text
+            # runE's file is in the batch with the burst: the folder's count holds the
+            # batch, and says so; the figures of all folders say where the files are (the
+            # banner said "1 of its files waits …" beside "files waiting in all folders: 0")
+            assert ("1 of its files is waiting or in the batch being processed: the service "
+                    "is behind (all folders: 0 files waiting, 5 frames in the batch being "
+                    "processed)") in text, text
             assert "microscope" not in text, text
             assert "processing behind" in browser.text("#acqs")
+    finally:
+        code, _ = daemon.terminate()
+    assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang
+
+
+def test_a_file_that_arrives_while_another_folders_batch_runs_counts_at_once(tmp_path):
+    """A file that arrived in this acquisition while a long batch of another folder ran (a
+    tomogram, a big CPU batch) was counted only once the batch ended, when the service
+    updates its queue: after ``stale_after_s`` the page asked whether the microscope was
+    still writing. The files seen and not yet queued count live: the acquisition is behind.
+    (The other folder's batch is made to hang: a batch longer than ``stale_after_s``.)"""
+    import time
+
+    from servicekit import DaemonProcess, model, wait_batch_claimed, write_config
+
+    watch = tmp_path / "acq"
+    run_e, run_f = watch / "runE", watch / "runF"
+    run_e.mkdir(parents=True)
+    run_f.mkdir()
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", watch, res, model(tmp_path), settle=0.2,
+                       latency_ms=1000, extra='[dashboard]\nlisten = "127.0.0.1:0"\n'
+                       'stale_after_s = 2\n[service]\nstop_timeout_seconds = 1')
+    daemon = DaemonProcess(cfg, tmp_path / "log", env={"NWWATCH_CRASH_AT": "in_batch:3"})
+    try:
+        url = dashboard_url(daemon)
+        write_frames(run_e, [110.0])
+        wait_rows(res, 1, proc=daemon)
+        write_frames(run_e, [112.0], start=1)
+        wait_rows(res, 2, proc=daemon)  # two commits: runE looks active
+        write_frames(run_f, [100.0] * 4)
+        wait_batch_claimed(res)  # runF's batch, the long one
+        write_frames(run_e, [114.0], start=2)  # arrives meanwhile
+        time.sleep(3.0)  # past stale_after_s + flush_seconds since runE's newest row
+        data = get_json(f"{url}/api/acquisitions")
+        (summary,) = data["acquisitions"]
+        assert summary["folder"] == str(run_e), summary
+        assert not summary["stale"] and summary["behind"], summary
+        assert summary["waiting_files"] == 1, summary
+        # the figures of all folders count it too: waiting, beside the batch in flight
+        assert data["live"]["queue_depth_files"] == 1, data["live"]
+        assert data["live"]["in_flight_frames"] == 4, data["live"]
     finally:
         code, _ = daemon.terminate()
     assert code == 1 and daemon.wait_event("stop_timeout")  # the batch made to hang

@@ -372,3 +372,39 @@ def test_a_new_folder_of_quarantined_files_only_is_listed_first(tmp_path):
                           quarantined("/acq/old/bad.tif", 180)], results)
         listed = [a["folder"] for a in get_json(f"{url}/api/acquisitions")["acquisitions"]]
         assert listed == ["/acq/old", "/acq/new", "/acq/later"], listed
+
+
+def test_a_quarantine_never_lifts_an_older_models_series_above_the_current_one(tmp_path):
+    """A folder processed again with a new model is one side-bar entry per model, each with
+    the folder's quarantine list: a file quarantined since gave the old model's series the
+    new one's place, and the page, which opens the first entry, opened the old model's rows.
+    The quarantine orders the folder's newest series only: the current model's comes first,
+    and the old one stays below folders processed after it."""
+    from datetime import timedelta
+
+    from dashkit import dashboard_thread
+    from test_dashboard_data import T0
+
+    from nwwatch.results.quarantine import write_quarantine
+
+    results = tmp_path / "res"
+    for name, model, hours, angles in (("frames-1.parquet", "old", 0, [100.0, 101.0]),
+                                       ("frames-2.parquet", "new", 20, [110.0, 111.0])):
+        rows = frame_rows("/acq/x", angles, processed=T0 + timedelta(hours=hours))
+        for r in rows:
+            r["model_name"], r["model_sha256"] = model, model[0] * 64
+        write(results, name, rows)
+    write(results, "frames-3.parquet", frame_rows("/acq/y", [100.0],
+                                                  processed=T0 + timedelta(hours=10)))
+
+    def listed(url: str) -> list[tuple[str, str]]:
+        return [(a["folder"], a["model"])
+                for a in get_json(f"{url}/api/acquisitions")["acquisitions"]]
+
+    with dashboard_thread(results) as (_, url):
+        assert listed(url) == [("/acq/x", "new"), ("/acq/y", "m"), ("/acq/x", "old")]
+        write_quarantine([{"path": "/acq/x/bad.tif", "sha256": None, "reason": "file is empty",
+                           "error_type": "EmptyFileError", "attempts": 1,
+                           "quarantined_at": (T0 + timedelta(hours=21)).timestamp()}],
+                         results)
+        assert listed(url) == [("/acq/x", "new"), ("/acq/y", "m"), ("/acq/x", "old")]

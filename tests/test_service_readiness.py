@@ -202,3 +202,25 @@ def test_files_seen_and_queued_are_counted_per_acquisition(tmp_path):
     queued.discard(tree / "c.tif")
     queued.discard(run_e / "gone.tif")
     assert queued.by_acquisition() == {str(run_e): 1} and queued == {run_e / "b.tif"}
+
+
+def test_a_folders_files_seen_are_counted_live_until_the_loop_has_queued_them(tmp_path):
+    """The dashboard reads a folder's files seen and not yet queued from the tracker, live
+    (a file that arrives while a long batch runs, when the loop publishes no queue counts):
+    one that :meth:`Tracker.poll` returned stays counted until the loop has queued it and
+    published the queue's counts (``handed_over``), so that it is never counted nowhere."""
+    run_e = tmp_path / "runE"
+    run_e.mkdir()
+    for name in ("a.tif", "b.tif"):
+        _write(run_e / name, b"abc", mtime_s=time.time() - 60)
+    t = Tracker()
+    assert t.waiting_in(str(run_e)) == 0
+    t.touch(run_e / "a.tif", 0, settle_s=1.0)
+    assert t.waiting_in(str(run_e)) == 1 and t.waiting_in(str(tmp_path / "runF")) == 0
+    ready, _ = t.poll(_inspect_ok, now=100.0)
+    assert len(ready) == 1 and not t.by_acquisition()
+    t.touch(run_e / "b.tif", 0, settle_s=1.0)
+    assert t.waiting_in(str(run_e)) == 2  # a.tif handed to the loop, b.tif a candidate
+    assert t.waiting() == 2 and len(t) == 1
+    t.handed_over()
+    assert t.waiting_in(str(run_e)) == 1 and t.waiting() == 1

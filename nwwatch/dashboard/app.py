@@ -58,6 +58,7 @@ from nwwatch.dashboard.data import (
     ResultsStore,
     acquisition_summary,
     frame_series,
+    newest_first,
     quarantined_gone,
 )
 from nwwatch.dashboard.masks import mask_slices_png
@@ -272,10 +273,7 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
     async def acquisitions(request: Request) -> Response:
         await dash.refresh(force=True)
         snap = dash.store.snapshot
-        # newest first, by its newest row or quarantined file: a new folder whose files
-        # are all quarantined has no row, and was listed last
-        items = sorted((dash.summary(a) for a in snap.values()),
-                       key=lambda s: -max(s["last_processed"] or 0, s["last_quarantined"] or 0))
+        items = newest_first([dash.summary(a) for a in snap.values()])
         return JSONResponse(_clean({"results": str(dash.store.results), "acquisitions": items,
                                     "unreadable_files": sorted(dash.store.unreadable),
                                     "live": dash.live_figures()}))

@@ -111,25 +111,24 @@ def _row_keys(table: pa.Table) -> pa.ChunkedArray:
     return pc.binary_join_element_wise(*parts, "\0")
 
 
-def _rows_kept(old: pa.Table | None, new: pa.Table | None) -> bool:
+def _carried_arrivals(old: Acquisition, new: Acquisition) -> tuple[bool, np.ndarray | None]:
     """Whether every row of ``old`` is in ``new`` (by source, frame, content and processing
-    time): a page holding ``old`` needs only the others, which
-    :meth:`ResultsStore._carry_generations` gives a refresh number of their own."""
-    if old is None or old.num_rows == 0 or old is new:
-        return True
-    if new is None or new.num_rows < old.num_rows:
-        return False
-    return bool(pc.all(pc.is_in(_row_keys(old), value_set=_row_keys(new))).as_py())
-
-
-def _arrivals_kept(old: Acquisition, new: Acquisition) -> np.ndarray:
-    """``new.arrivals`` with each row that ``old`` holds given back its refresh number there:
-    a compaction that rewrote the rows does not send them to an open page again."""
+    time), and if so ``new.arrivals`` with each row that ``old`` holds given back its refresh
+    number there: a compaction that rewrote the rows does not send them to an open page
+    again, which needs only the others (:meth:`ResultsStore._carry_generations`). One look-up
+    of each old row among the new answers both (each table's row keys built once)."""
+    if old.table is None or old.table.num_rows == 0:
+        return True, new.arrivals
+    if old.table is new.table:
+        return True, np.array(old.arrivals, dtype=np.int64)
+    if new.table is None or new.table.num_rows < old.table.num_rows:
+        return False, new.arrivals
+    at = pc.index_in(_row_keys(old.table), value_set=_row_keys(new.table))
+    if at.null_count:
+        return False, new.arrivals
     arrivals = np.array(new.arrivals, dtype=np.int64)
-    at = pc.index_in(_row_keys(new.table), value_set=_row_keys(old.table))
-    found = pc.is_valid(at).to_numpy(zero_copy_only=False)
-    arrivals[found] = old.arrivals[pc.drop_null(at).to_numpy()]
-    return arrivals
+    arrivals[at.to_numpy()] = old.arrivals
+    return True, arrivals
 
 
 def _not_results(table: pa.Table) -> bool:
@@ -445,10 +444,8 @@ class ResultsStore:
         for acq_id, acq in self.snapshot.items():
             old = previous.get(acq_id)
             if old is not None:
-                kept = _rows_kept(old.table, acq.table)
+                kept, acq.arrivals = _carried_arrivals(old, acq)
                 acq.generation = old.generation + (not kept)
-                if kept and old.table is not None and acq.table is not None:
-                    acq.arrivals = _arrivals_kept(old, acq)
             elif acq_id in self._generations:  # gone from the snapshot, and back
                 acq.generation = self._generations[acq_id] + 1
 
@@ -647,6 +644,27 @@ def _processing_ms(t: pa.Table) -> np.ndarray:
 
     return (floats("read_ms") + floats("segment_ms") + floats("measure_ms")
             + np.nan_to_num(floats("confidence_ms")))
+
+
+def newest_first(summaries: list[dict]) -> list[dict]:
+    """:func:`acquisition_summary` dicts in the side bar's order, newest first: by the newest
+    row, and for the newest series of each folder (its current model) the newer of that and
+    the folder's newest quarantined file (a new folder whose files are all quarantined has
+    no row, and would be listed last). The quarantine list is the folder's, shared by each
+    of its series: counted for each, it would lift an older model's series above the
+    current one, and the page opens the first."""
+    current: dict[str, dict] = {}
+    for s in summaries:
+        best = current.get(s["folder"])
+        if best is None or (s["last_processed"] or 0) > (best["last_processed"] or 0):
+            current[s["folder"]] = s
+
+    def key(s: dict) -> tuple[float, float]:
+        processed = s["last_processed"] or 0
+        quarantined = (s["last_quarantined"] or 0) if current[s["folder"]] is s else 0
+        return -max(processed, quarantined), -processed
+
+    return sorted(summaries, key=key)
 
 
 def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | None,

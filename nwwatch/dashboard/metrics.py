@@ -14,6 +14,7 @@ import contextlib
 import threading
 import time
 from collections.abc import Iterable, Iterator, Mapping
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
@@ -61,8 +62,23 @@ _recent_latency_s: collections.deque[float] = collections.deque(maxlen=200)
 _lock = threading.Lock()
 # The storage pause under way, for the dashboard's page: {"reason", "since" (epoch s)}.
 _storage_pause: dict | None = None
-# Per acquisition folder, its files seen and not yet done (set_queue).
-_waiting_by_acquisition: dict[str, int] = {}
+# Files queued for a batch, all folders; per acquisition folder, its files queued for a
+# batch or in the batch in flight (set_queue).
+_queued_files = 0
+_queued_by_acquisition: dict[str, int] = {}
+
+
+class SeenFiles(Protocol):
+    """The running service's files seen and not yet queued (its
+    :class:`~nwwatch.service.readiness.Tracker`): thread-safe, cheap, read live."""
+
+    def waiting_in(self, acquisition: str) -> int: ...
+
+    def waiting(self) -> int: ...
+
+
+# (set_seen_files)
+_seen_files: SeenFiles | None = None
 
 
 def row_outcome(row: Mapping[str, object]) -> str:
@@ -148,21 +164,48 @@ def recent_latencies_s() -> list[float]:
         return list(_recent_latency_s)
 
 
-def set_queue(depth_files: int, by_acquisition: Mapping[str, int] | None = None) -> None:
-    """``nwwatch_queue_depth_files``; ``by_acquisition``: per acquisition folder, its files
-    seen and not yet done (for the dashboard's page only: folders are no label values)."""
-    global _waiting_by_acquisition
-    QUEUE_DEPTH.set(depth_files)
-    if by_acquisition is not None:
-        with _lock:
-            _waiting_by_acquisition = dict(by_acquisition)
+def set_queue(queued_files: int, queued_by_acquisition: Mapping[str, int] | None = None
+              ) -> None:
+    """``queued_files``: files queued for a batch (not those in the batch in flight), all
+    folders; ``queued_by_acquisition``: per acquisition folder, its files queued for a batch
+    or in the batch in flight (for the dashboard's page only: folders are no label values).
+    With the files seen and not yet queued (:func:`set_seen_files`), read when asked, they
+    make ``nwwatch_queue_depth_files``."""
+    global _queued_files, _queued_by_acquisition
+    with _lock:
+        _queued_files = queued_files
+        if queued_by_acquisition is not None:
+            _queued_by_acquisition = dict(queued_by_acquisition)
+
+
+def set_seen_files(seen: SeenFiles | None) -> None:
+    """The running service's files seen and not yet queued, read live by
+    :func:`waiting_files` and ``nwwatch_queue_depth_files`` (its tracker, which watchdog's
+    threads update while a batch runs, when the loop sets no queue counts); None: none."""
+    global _seen_files
+    with _lock:
+        _seen_files = seen
 
 
 def waiting_files(acquisition: str) -> int:
-    """Files of the acquisition folder ``acquisition`` seen and not yet done, as last set by
-    :func:`set_queue`."""
+    """Files of the acquisition folder ``acquisition`` seen and not yet done: those seen and
+    not yet queued, counted now (:func:`set_seen_files`), plus those queued or in the batch
+    in flight as last set by :func:`set_queue`."""
     with _lock:
-        return _waiting_by_acquisition.get(acquisition, 0)
+        queued, seen = _queued_by_acquisition.get(acquisition, 0), _seen_files
+    return queued + (0 if seen is None else seen.waiting_in(acquisition))
+
+
+def _queue_depth_files() -> float:
+    """``nwwatch_queue_depth_files``: files seen and waiting, all folders — queued for a
+    batch (as last set) and seen, not yet queued (now) — not those in the batch in flight."""
+    with _lock:
+        queued, seen = _queued_files, _seen_files
+    return float(queued + (0 if seen is None else seen.waiting()))
+
+
+# read when scraped: files that arrive while a long batch runs count at once
+QUEUE_DEPTH.set_function(_queue_depth_files)
 
 
 @contextlib.contextmanager

@@ -170,6 +170,9 @@ class Daemon:
                 w.start(self.log, self._watch_errors)
             queued = QueuedFiles()
             self._watches, self._queued = watches, queued
+            # the dashboard counts a folder's files seen and not yet queued live: a file that
+            # arrives while a long batch runs (no queue update until it ends) counts at once
+            _metrics.set_seen_files(self.tracker)
             starting("starting: listing the watched folders")
             now = time.monotonic()
             for w in watches:
@@ -209,7 +212,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
-                    _metrics.set_queue(self._waiting(), self._waiting_by_acquisition())
+                    _metrics.set_queue(self._queued_files(), queued.by_acquisition())
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -238,13 +241,14 @@ class Daemon:
         finally:
             if dashboard is not None:
                 dashboard.stop()
+            _metrics.set_seen_files(None)
             stop_watchers([w.watcher for w in watches], self.log)
             ledger.close()
             self.notifier.close()
         self.log.info("stopped")
         return 0
 
-    def _work(self, watches: list[Watch], queued: set[Path], now: float) -> bool:
+    def _work(self, watches: list[Watch], queued: QueuedFiles, now: float) -> bool:
         """Settle what a failed write left, quarantine bad files, run due batches. Returns
         True when a batch ran. A failed write pauses processing (see module docstring)."""
         try:
@@ -273,6 +277,10 @@ class Daemon:
                 queued.add(item.path)
             if bad:  # after the ready ones: an export among them, left out, is queued again
                 self._quarantine_bad(bad, watches)
+            if ready or bad:
+                # the dashboard counts them queued from now (the tracker did until here)
+                _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+                self.tracker.handed_over()
             did_work = False
             for w in watches:
                 if not w.files:
@@ -296,7 +304,7 @@ class Daemon:
         self.pause.resume()
         return did_work
 
-    def _released(self, watches: list[Watch], queued: set[Path], requeue: bool) -> None:
+    def _released(self, watches: list[Watch], queued: QueuedFiles, requeue: bool) -> None:
         """Files of held batches released because their rows could not be written: no
         longer counted as processed, and (``requeue``) back at the head of their watch's
         queue, processed again as soon as processing resumes; otherwise the next rescan
@@ -368,21 +376,16 @@ class Daemon:
             self.log.error("batch_left_unfinished", error=str(exc),
                            note="settled at the next start")
 
-    def _waiting(self) -> int:
-        """Files seen and waiting: queued for a batch or not complete yet."""
-        return sum(len(w.files) for w in self._watches) + len(self.tracker)
+    def _queued_files(self) -> int:
+        """Files queued for a batch (not those of the batch in flight)."""
+        return sum(len(w.files) for w in self._watches)
 
-    def _waiting_by_acquisition(self) -> dict[str, int]:
-        """Per acquisition folder, its files seen and not yet done: not complete yet, queued
-        for a batch or in the batch in flight (kept counted as they come and go)."""
-        return dict(self._queued.by_acquisition() + self.tracker.by_acquisition())
-
-    def _run_batch(self, w: Watch, queued: set[Path]) -> None:
+    def _run_batch(self, w: Watch, queued: QueuedFiles) -> None:
         batch = w.take()
-        # The loop sets the gauge and systemd's STATUS only between batches: the files left
-        # waiting behind this one (a burst, a long stack) would read as an empty queue while
-        # it runs.
-        _metrics.set_queue(self._waiting(), self._waiting_by_acquisition())
+        # The loop sets the queued files' counts and systemd's STATUS only between batches:
+        # the files left waiting behind this one (a burst, a long stack) would read as an
+        # empty queue while it runs. (Files seen meanwhile are counted from the tracker, live.)
+        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
         self.notifier.status(self._status_text(self._watches))
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
@@ -417,6 +420,8 @@ class Daemon:
             return
         for f in batch:
             queued.discard(f.path)
+        # done: no longer in flight on the page (the loop's update may be a second away)
+        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
         self._record(report, w)
 
     def _record(self, report: BatchReport, w: Watch) -> None:

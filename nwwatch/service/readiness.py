@@ -118,6 +118,9 @@ class Tracker:
         self._lock = threading.Lock()
         self._candidates: dict[Path, _Candidate] = {}
         self._per_acquisition: Counter[str] = Counter()
+        # Files :meth:`poll` returned that the loop has not yet queued and published
+        # (:meth:`handed_over`), per acquisition: counted by :meth:`waiting_in` meanwhile.
+        self._handed_out: Counter[str] = Counter()
 
     def __len__(self) -> int:
         with self._lock:
@@ -127,6 +130,26 @@ class Tracker:
         """Candidates per acquisition folder (:func:`acquisition_key`; a copy)."""
         with self._lock:
             return Counter(self._per_acquisition)
+
+    def waiting_in(self, acquisition: str) -> int:
+        """Files of the acquisition folder ``acquisition`` seen and not yet queued: its
+        candidates, and the files the last :meth:`poll` returned until :meth:`handed_over`.
+        Thread-safe and cheap (the dashboard reads it live, also while a batch runs)."""
+        with self._lock:
+            return (self._per_acquisition.get(acquisition, 0)
+                    + self._handed_out.get(acquisition, 0))
+
+    def waiting(self) -> int:
+        """Files seen and not yet queued, all folders (as :meth:`waiting_in` counts them)."""
+        with self._lock:
+            return len(self._candidates) + self._handed_out.total()
+
+    def handed_over(self) -> None:
+        """The files :meth:`poll` returned are queued, quarantined or left out, and the
+        queue's counts published: :meth:`waiting_in` stops counting them (a file between
+        the two would otherwise be counted nowhere)."""
+        with self._lock:
+            self._handed_out.clear()
 
     def _remove(self, cand: _Candidate) -> None:
         """Drop ``cand`` (the lock held)."""
@@ -170,7 +193,8 @@ class Tracker:
         stop looking once this much time (monotonic seconds) has passed, the candidates not
         looked at staying due for the next call (:meth:`due_left` says whether any do); a
         backlog of tens of thousands of files takes tens of seconds to look at, which in one
-        call would hold the service's loop (its watchdog pings, its stop) that long.
+        call would hold the service's loop (its watchdog pings, its stop) that long. The files
+        returned stay counted by :meth:`waiting_in` until :meth:`handed_over`.
         """
         now = time.monotonic() if now is None else now
         with self._lock:
@@ -185,6 +209,7 @@ class Tracker:
                 with self._lock:
                     if self._candidates.get(cand.path) is cand:
                         self._remove(cand)
+                    self._handed_out[cand.acquisition] += 1
                 (ready if isinstance(outcome, ReadyFile) else bad).append(outcome)
         return ready, bad
 

@@ -187,11 +187,15 @@ function renderHeader(s, live) {
       "receiving frames: is the microscope still writing here?";
   } else if (s.behind) {
     // its files are there, waiting behind others (a burst into another folder): the
-    // question to the microscope was wrong
+    // question to the microscope was wrong. Its count holds the batch being processed, the
+    // queue figure does not: both are said so (the batch's are frames, of any folder).
     const n = s.waiting_files;
+    const q = live.queue_depth_files;
+    const f = live.in_flight_frames;
     stale.textContent = `No new row from this acquisition for ${mins} min while ${n} of its ` +
-      `files wait${n === 1 ? "s" : ""} to be processed: the service is ` +
-      `behind (files waiting in all folders: ${fmt(live.queue_depth_files, 0)}).`;
+      `files ${n === 1 ? "is" : "are"} waiting or in the batch being processed: the service ` +
+      `is behind (all folders: ${fmt(q, 0)} file${q === 1 ? "" : "s"} waiting, ${fmt(f, 0)} ` +
+      `frame${f === 1 ? "" : "s"} in the batch being processed).`;
   }
   const st = s.stats || {};
   const c = [card("rows", s.n)];
