@@ -22,7 +22,6 @@ from nwwatch.service import replay
 from nwwatch.volume.memory import (
     MEASURED_PEAK_KIB,
     MEASURED_VOXELS,
-    NO_DATA_BYTES_PER_VOXEL,
     PEAK_BYTES_PER_CALL_PIXEL_HIGH,
     PEAK_BYTES_PER_CALL_PIXEL_LOW,
     PEAK_BYTES_PER_VOXEL_BESIDE_CALL,
@@ -30,7 +29,6 @@ from nwwatch.volume.memory import (
     PEAK_BYTES_PER_VOXEL_LOW,
     TomogramTooLargeError,
     check_tomogram_memory,
-    may_hold_no_data,
     tomogram_peak_bytes,
 )
 
@@ -59,11 +57,8 @@ def test_the_estimate_reproduces_the_measured_peaks():
     assert round(PEAK_BYTES_PER_VOXEL_BESIDE_CALL, 1) == 19.2
     measured = tomogram_peak_bytes((64, 768, 768), "float32")
     assert measured.voxels == 64 * 768 * 768
-    # that volume had data in every voxel; the estimate counts the bool of the voxels with
-    # data that a float volume may need besides
-    no_data = NO_DATA_BYTES_PER_VOXEL * measured.voxels
-    assert measured.low - no_data + 0.12 * GIB == pytest.approx(1317120 * 1024)
-    assert measured.high - no_data + 0.12 * GIB >= 1615648 * 1024  # the forest's, within
+    assert measured.low + 0.12 * GIB == pytest.approx(1317120 * 1024)
+    assert measured.high + 0.12 * GIB >= 1615648 * 1024  # the forest's peak, within
     # a uint8 volume holds 1 byte a voxel where float32 held 4; the rest is float32 work
     small = tomogram_peak_bytes((64, 768, 768), np.uint8)
     assert measured.low - small.low == 3 * measured.voxels
@@ -91,39 +86,18 @@ def test_volumes_of_few_or_large_slices_are_within_the_estimate():
     # (measured with a U-Net: 1.00 GiB), 256 x 512 x 512 deep enough for the voxel share
     assert tomogram_peak_bytes((8, 512, 512), "float32").high >= 1.0 * GIB
     deep = tomogram_peak_bytes((256, 512, 512), "float32")
-    assert deep.low == int(256 * 512 * 512 * (PEAK_BYTES_PER_VOXEL_LOW + NO_DATA_BYTES_PER_VOXEL))
-
-
-def test_a_volume_that_can_have_voxels_without_data_counts_their_mask():
-    # The service holds a bool of the voxels with data (1 byte a voxel) through the metrics'
-    # distance transform, the peak, for a volume with NaN or a constant fill; the estimate,
-    # measured on volumes with data throughout, did not count it. The header cannot say
-    # whether a volume has such voxels: those that can count the byte.
-    voxels = 256 * 512 * 512
-    assert NO_DATA_BYTES_PER_VOXEL == 1
-    assert tomogram_peak_bytes((256, 512, 512), "float32").low == int(
-        voxels * (PEAK_BYTES_PER_VOXEL_LOW + 1))
-    # uint16: 2 bytes a voxel where float32 held 4, and a constant fill is looked for
-    assert tomogram_peak_bytes((256, 512, 512), "uint16").low == int(
-        voxels * (PEAK_BYTES_PER_VOXEL_LOW - 2 + 1))
-    # NaN in a float volume of any depth, a fill in one of 8 slices or more (MIN_SLICES)
-    assert may_hold_no_data((2, 64, 64), "float32")
-    assert may_hold_no_data((8, 64, 64), "uint8")
-    assert not may_hold_no_data((7, 64, 64), "int16")
-    thin = tomogram_peak_bytes((7, 2048, 2048), "int16")
-    assert thin.low == int(7 * 2048 * 2048 * (PEAK_BYTES_PER_VOXEL_BESIDE_CALL - 2)
-                           + 2048 * 2048 * PEAK_BYTES_PER_CALL_PIXEL_LOW)
+    assert deep.low == int(256 * 512 * 512 * PEAK_BYTES_PER_VOXEL_LOW)
 
 
 def test_the_check_refuses_only_what_cannot_fit_even_with_the_threshold(tmp_path):
-    shape = (200, 2048, 2048)  # 839 M voxels: about 26 to 32 GiB
+    shape = (200, 2048, 2048)  # 839 M voxels: about 25 to 32 GiB
     need = tomogram_peak_bytes(shape, "float32")
     path = tmp_path / "big.tif"
     with pytest.raises(TomogramTooLargeError) as error:
         check_tomogram_memory(path, shape, "float32", 7.6 * GIB, "/cg/memory.max")
     assert isinstance(error.value, InputError) and error.value.path == path
     assert error.value.reason.startswith(
-        "a 200 x 2048 x 2048 float32 tomogram (838,860,800 voxels) needs about 26.0 to 32.4 GiB of "
+        "a 200 x 2048 x 2048 float32 tomogram (838,860,800 voxels) needs about 25.2 to 31.6 GiB of "
         "memory to be segmented and measured, and 7.6 GiB are available (/cg/memory.max): "
         "raise that limit (the service's MemoryMax: systemctl edit nwwatch), or bin the "
         "volume (2 x 2 x 2: 8 times fewer voxels); it is tried again when the service or a "

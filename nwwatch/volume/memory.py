@@ -25,11 +25,7 @@ hungry model measured (HIGH; the forest 1475); per voxel, the threshold's 64 x 7
 peak less its call's share: 19.2 bytes.
 
 The float32 voxels of those volumes (4 bytes of each) are held through the segmentation, so
-another pixel type shifts the voxel shares by its own item size less 4. Those volumes had
-data in every voxel; one with voxels without data (NaN, infinite, a constant fill) keeps a
-bool of them through the metrics' distance transform, the peak (the surface leaves the
-solid's cut by them out), so a volume that can hold such voxels counts
-:data:`NO_DATA_BYTES_PER_VOXEL` more: its header cannot tell whether it does.
+another pixel type shifts the voxel shares by its own item size less 4.
 """
 
 from __future__ import annotations
@@ -72,19 +68,6 @@ PEAK_BYTES_PER_VOXEL_BESIDE_CALL = (MEASURED_PEAK_KIB["smoothed-threshold"] * 10
                                     ) / MEASURED_VOXELS
 #: Slices a model call takes at most unless told (``inference.batch_size``'s default).
 SLICES_PER_CALL = 8
-#: Bytes a voxel of the bool of the voxels with data (nwwatch.volume.metrics.
-#: voxels_with_data), which the service holds through the metrics for a volume that has
-#: voxels without data, counted for every volume that can have them (module docstring).
-NO_DATA_BYTES_PER_VOXEL = 1
-
-
-def may_hold_no_data(shape: tuple[int, ...], dtype: np.dtype | str) -> bool:
-    """Whether a volume of ``shape`` (Z, Y, X) and ``dtype`` can have voxels without data:
-    a float one (NaN, infinity), or one deep enough for a constant fill to be looked for
-    (:data:`nwwatch.volume.fill.MIN_SLICES`)."""
-    from nwwatch.volume.fill import MIN_SLICES
-
-    return np.dtype(dtype).kind == "f" or (len(shape) == 3 and int(shape[0]) >= MIN_SLICES)
 
 
 class TomogramTooLargeError(InputError):
@@ -109,9 +92,7 @@ def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str,
     """The memory a tomogram of ``shape`` (Z, Y, X) voxels of ``dtype`` needs at the peak of
     its segmentation and measurement, above what the process held before (module docstring):
     the larger of a share per voxel, and a smaller share per voxel plus a share per pixel of
-    one model call (``slices_per_call``: the batch size the model is run with); both shares
-    per voxel with :data:`NO_DATA_BYTES_PER_VOXEL` more where the volume can have voxels
-    without data (:func:`may_hold_no_data`)."""
+    one model call (``slices_per_call``: the batch size the model is run with)."""
     from nwwatch.volume.runner import MAX_CALL_PIXELS
 
     voxels = int(np.prod(shape, dtype=np.int64))
@@ -121,8 +102,6 @@ def tomogram_peak_bytes(shape: tuple[int, ...], dtype: np.dtype | str,
                           MAX_CALL_PIXELS // slice_pixels))
     call_pixels = per_call * slice_pixels
     shift = np.dtype(dtype).itemsize - MEASURED_ITEMSIZE
-    if may_hold_no_data(shape, dtype):
-        shift += NO_DATA_BYTES_PER_VOXEL
     held = voxels * (PEAK_BYTES_PER_VOXEL_BESIDE_CALL + shift)
     low = max(voxels * (PEAK_BYTES_PER_VOXEL_LOW + shift),
               held + call_pixels * PEAK_BYTES_PER_CALL_PIXEL_LOW)
