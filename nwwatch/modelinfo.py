@@ -212,7 +212,8 @@ def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
                     f"compared" if unknown else "")
     shown = " x ".join("?" if v is None else f"{v:.4g}" for v in sizes)
     return [f"training voxel size: {shown} nm (z x y x x{not_declared}); a volume more than "
-            f"{VOXEL_SIZE_FACTOR:g} x apart on an axis is suspect (voxel_size_mismatch)"]
+            f"{VOXEL_SIZE_FACTOR:g} x apart on an axis both declare is suspect "
+            "(voxel_size_mismatch)"]
 
 
 def _started_from(extra: dict[str, Any]) -> list[str]:

@@ -260,6 +260,15 @@ def test_an_imagej_stack_without_spacing_declares_no_depth_unless_its_pixels_are
     assert warning["path"] == str(path) and warning["voxel_depth_nm"] == pytest.approx(1000)
     assert "3125 times the pixel size" in warning["reason"]
     assert "Image > Properties" in warning["reason"]
+    # the unit as Fiji shows it, not as ImageJ's metadata escapes it
+    micro = tmp_path / "micro.tif"
+    tifffile.imwrite(micro, _image((3, 8, 8), "uint8"), imagej=True,
+                     resolution=(1 / 0.00032, 1 / 0.00032),
+                     metadata={"axes": "ZYX", "unit": "\\u00B5m"})
+    with capture_logs() as logs:
+        assert read_volume(micro).voxel_size_nm is None
+    (warning,) = [e for e in logs if e["event"] == "io.voxel_depth_implied"]
+    assert "the slices 1 \u00b5m apart" in warning["reason"], warning["reason"]
     # 2 x the pixel size, as undeclared as 3125 x
     path = tmp_path / "ij.tif"
     tifffile.imwrite(path, _image((3, 8, 8), "uint8"), imagej=True, resolution=(2.0, 2.0),

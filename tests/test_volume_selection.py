@@ -632,7 +632,7 @@ def test_a_model_records_its_voxel_size_and_flags_a_volume_of_another(tmp_path):
         pytest.approx([0.32, 0.32, 0.32])
     shown = CliRunner().invoke(main, ["model", str(model)]).output
     assert ("training voxel size: 0.32 x 0.32 x 0.32 nm (z x y x x); a volume more than "
-            "1.5 x apart on an axis is suspect (voxel_size_mismatch)") in shown
+            "1.5 x apart on an axis both declare is suspect (voxel_size_mismatch)") in shown
 
     acq = tmp_path / "acq"
     acq.mkdir()

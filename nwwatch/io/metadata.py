@@ -106,10 +106,15 @@ def unit_to_nm(unit: str) -> float | None:
     return _NM_PER_UNIT.get(_unit_key(unit))
 
 
+def unit_text(unit: str) -> str:
+    """``unit`` as ImageJ metadata writes it, with its escapes (``\\u00B5``) resolved: "µm"."""
+    return re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
+
+
 def _unit_key(unit: str) -> str:
-    """``unit`` with ImageJ's escapes (``\\u00B5``) resolved, NFKC-normalised, lower case."""
-    text = re.sub(r"\\u([0-9a-fA-F]{4})", lambda m: chr(int(m.group(1), 16)), unit)
-    return unicodedata.normalize("NFKC", text).strip().lower()
+    """``unit`` with ImageJ's escapes resolved (:func:`unit_text`), NFKC-normalised, lower
+    case."""
+    return unicodedata.normalize("NFKC", unit_text(unit)).strip().lower()
 
 
 def physical_sizes_nm(

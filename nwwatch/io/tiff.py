@@ -56,6 +56,7 @@ from nwwatch.io.metadata import (
     fei_image_size,
     frame_pixel_size_nm,
     imagej_default_depth_nm,
+    unit_text,
 )
 from nwwatch.io.mrc import (
     _FrameMetadata,
@@ -494,7 +495,7 @@ def _imagej_depth_nm(path: Path, tif: tifffile.TiffFile, pixel_size_nm: float | 
             and abs(depth_nm - pixel_size_nm) <= ANISOTROPY_TOLERANCE * depth_nm):
         return depth_nm
     meta = tif.imagej_metadata
-    unit = meta.get("zunit", meta["unit"])
+    unit = unit_text(str(meta.get("zunit", meta["unit"])))
     ratio = None if pixel_size_nm is None else depth_nm / pixel_size_nm
     times = ("" if ratio is None
              else f", {ratio:.0f} times the pixel size" if ratio >= 10
@@ -504,9 +505,9 @@ def _imagej_depth_nm(path: Path, tif: tifffile.TiffFile, pixel_size_nm: float | 
                  reason=f"no spacing= in the ImageJ metadata: Fiji shows the slices 1 {unit} "
                         f"apart{times}, its default depth, which such a file does not tell "
                         "from a depth set to 1 unit; the volume's depth is not declared, so "
-                        "it has no voxel size (its mask and row have none) and its depth is "
-                        "not checked against a model's: set the voxel depth (Fiji: Image > "
-                        "Properties) and save again")
+                        "it has no voxel size (no mask or row of it has one, nor a model "
+                        "trained on it) and its depth is not checked against a model's: "
+                        "set the voxel depth (Fiji: Image > Properties) and save again")
     return None
 
 
