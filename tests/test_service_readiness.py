@@ -224,3 +224,129 @@ def test_a_folders_files_seen_are_counted_live_until_the_loop_has_queued_them(tm
     assert t.waiting() == 2 and len(t) == 1
     t.handed_over()
     assert t.waiting_in(str(run_e)) == 1 and t.waiting() == 1
+
+
+def test_a_read_between_the_loops_two_steps_counts_a_waiting_file(tmp_path, monkeypatch):
+    """The loop counts a file queued (``set_queue``) and then lets the tracker go of it
+    (``handed_over``); the dashboard read the queue first and the tracker second, so a read
+    that fell between the two steps counted the waiting file nowhere (a stale warning for a
+    folder with a file waiting). It reads the tracker first: such a read counts it twice."""
+    from nwwatch.dashboard import metrics
+    from nwwatch.service.readiness import QueuedFiles, acquisition_key
+
+    run_e = tmp_path / "runE"
+    run_e.mkdir()
+    _write(run_e / "a.tif", b"abc", mtime_s=time.time() - 60)
+    folder = acquisition_key(run_e / "a.tif")
+    t, queued = Tracker(), QueuedFiles()
+    monkeypatch.setattr(metrics, "_seen_files", None)
+    monkeypatch.setattr(metrics, "_queued_files", 0)
+    monkeypatch.setattr(metrics, "_queued_by_acquisition", {})
+    t.touch(run_e / "a.tif", 0, settle_s=1.0)
+    ready, _ = t.poll(_inspect_ok, now=100.0)
+    assert len(ready) == 1 and t.waiting_in(folder) == 1  # handed out, not yet queued
+
+    class LoopStepsBetweenReads:  # the loop's two steps run inside the dashboard's read
+        def waiting_in(self, acquisition):
+            queued.add(run_e / "a.tif")
+            metrics.set_queue(len(queued), queued.by_acquisition())
+            t.handed_over()
+            return t.waiting_in(acquisition)
+
+        def waiting(self):
+            return t.waiting()
+
+    metrics.set_seen_files(LoopStepsBetweenReads())
+    try:
+        assert metrics.waiting_files(folder) >= 1
+    finally:
+        metrics.set_seen_files(None)
+    assert metrics.waiting_files(folder) == 1  # queued, the tracker has let it go
+
+
+def test_files_polled_when_a_quarantine_write_fails_are_not_counted_waiting_for_ever(
+        tmp_path, monkeypatch):
+    """A bad file's quarantine whose ledger write fails (a full disk) paused processing
+    before the loop published the queue and let the tracker go of the files it had polled:
+    they stayed counted as waiting after they were done (the folder 'behind' for ever)."""
+    from types import SimpleNamespace as NS
+
+    import numpy as np
+
+    from nwwatch.dashboard import metrics
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.service import daemon as daemon_module
+    from nwwatch.service.daemon import Daemon
+    from nwwatch.service.ledgerdb import LedgerWriteError
+    from nwwatch.service.readiness import QueuedFiles, acquisition_key
+    from nwwatch.service.storagepause import StoragePause
+    from nwwatch.service.tally import Tally
+
+    monkeypatch.setattr(daemon_module, "write_held", lambda *a, **k: None)
+    for name, value in (("_seen_files", None), ("_queued_files", 0),
+                        ("_queued_by_acquisition", {})):
+        monkeypatch.setattr(metrics, name, value)
+    run = tmp_path / "acq" / "runE"
+    run.mkdir(parents=True)
+    good, bad = run / "good.tif", run / "bad.tif"
+    write_frame_tiff(good, np.arange(64 * 64, dtype=np.uint16).reshape(64, 64))
+    bad.write_bytes(b"II*\0not a tiff")
+    for p in (good, bad):
+        os.utime(p, (time.time() - 600,) * 2)
+
+    class Ledger:
+        full = True
+
+        def record_failures(self, failures, max_attempts):
+            if self.full:
+                raise LedgerWriteError("database or disk is full")
+
+        def probe(self):
+            pass
+
+    class Log:
+        def __getattr__(self, name):
+            return lambda *a, **k: None
+
+    buffer = NS(take_released=lambda: [])
+    engine = NS(ledger=Ledger(), results_dir=tmp_path / "res", max_attempts=3, batch_size=8,
+                buffer=buffer)
+
+    class W:
+        index = 0
+        config = NS(kind="insitu", settle_seconds=0.0, path=tmp_path / "acq",
+                    follow_symlinks=False)
+
+        def __init__(self):
+            self.files, self.since, self.engine = [], None, engine
+
+        def left_out_as_export(self, p):
+            return False
+
+        def frames(self):
+            return len(self.files)
+
+    w = W()
+    d = Daemon.__new__(Daemon)
+    d.config = NS(inference=NS(max_batch_latency_ms=10**9), watches=[w.config],
+                  backoff_seconds=0.0)
+    d.log, d.ledger, d.tracker, d.tally, d._watches = Log(), engine.ledger, Tracker(), Tally(), [w]
+    queued = d._queued = QueuedFiles()
+    d.pause = StoragePause(0.0, d.log, lambda s: None)
+    d._stop = NS(is_set=lambda: False)
+    metrics.set_seen_files(d.tracker)
+    try:
+        folder = acquisition_key(good)
+        d.tracker.touch(good, 0, 0.0)
+        d.tracker.touch(bad, 0, 0.0)
+        d._work([w], queued, time.monotonic())  # the quarantine's write fails: a pause
+        assert d.pause.paused
+        assert metrics.waiting_files(folder) == 1  # good.tif, queued; not counted twice
+        # the good file's batch done (as _run_batch does), the bad file removed
+        for f in w.files:
+            queued.discard(f.path)
+        w.files.clear()
+        metrics.set_queue(0, queued.by_acquisition())
+        assert metrics.waiting_files(folder) == 0
+    finally:
+        metrics.set_seen_files(None)

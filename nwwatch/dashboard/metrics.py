@@ -191,17 +191,25 @@ def waiting_files(acquisition: str) -> int:
     """Files of the acquisition folder ``acquisition`` seen and not yet done: those seen and
     not yet queued, counted now (:func:`set_seen_files`), plus those queued or in the batch
     in flight as last set by :func:`set_queue`."""
+    # the tracker first, the queue second: the loop counts a file queued before the tracker
+    # lets it go, so a read between the two counts it twice, never nowhere
     with _lock:
-        queued, seen = _queued_by_acquisition.get(acquisition, 0), _seen_files
-    return queued + (0 if seen is None else seen.waiting_in(acquisition))
+        seen = _seen_files
+    live = 0 if seen is None else seen.waiting_in(acquisition)
+    with _lock:
+        queued = _queued_by_acquisition.get(acquisition, 0)
+    return queued + live
 
 
 def _queue_depth_files() -> float:
     """``nwwatch_queue_depth_files``: files seen and waiting, all folders — queued for a
     batch (as last set) and seen, not yet queued (now) — not those in the batch in flight."""
+    with _lock:  # the tracker first, as waiting_files
+        seen = _seen_files
+    live = 0 if seen is None else seen.waiting()
     with _lock:
-        queued, seen = _queued_files, _seen_files
-    return float(queued + (0 if seen is None else seen.waiting()))
+        queued = _queued_files
+    return float(queued + live)
 
 
 # read when scraped: files that arrive while a long batch runs count at once

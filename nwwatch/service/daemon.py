@@ -275,12 +275,14 @@ class Daemon:
                 w.files.append(item)
                 w.since = w.since if w.since is not None else now
                 queued.add(item.path)
-            if bad:  # after the ready ones: an export among them, left out, is queued again
-                self._quarantine_bad(bad, watches)
-            if ready or bad:
-                # the dashboard counts them queued from now (the tracker did until here)
-                _metrics.set_queue(self._queued_files(), queued.by_acquisition())
-                self.tracker.handed_over()
+            try:
+                if bad:  # after the ready ones: an export among them, left out, is queued again
+                    self._quarantine_bad(bad, watches)
+            finally:  # also when the quarantine's write fails: else they stay counted waiting
+                if ready or bad:
+                    # the dashboard counts them queued from now (the tracker did until here)
+                    _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+                    self.tracker.handed_over()
             did_work = False
             for w in watches:
                 if not w.files:
@@ -299,6 +301,7 @@ class Daemon:
             did_work = did_work or self.tracker.due_left(now)
         except (ResultsWriteError, LedgerWriteError) as exc:
             self._released(watches, queued, requeue=True)
+            _metrics.set_queue(self._queued_files(), queued.by_acquisition())  # requeued ones
             self.pause.pause(exc)
             return False
         self.pause.resume()

@@ -164,6 +164,12 @@ class Tracker:
     def touch(self, path: Path, watch: int, settle_s: float, closed: bool = False) -> None:
         """Note activity on ``path``; ``closed``: the writer closed or renamed it into place."""
         path = Path(path)
+        st = None
+        if closed:  # outside the lock: the dashboard reads the counts under it, and a stat
+            try:    # of a slow share would hold its page and /metrics
+                st = os.stat(path)
+            except OSError:
+                pass
         with self._lock:
             cand = self._candidates.get(path)
             if cand is None:
@@ -172,11 +178,7 @@ class Tracker:
                 self._per_acquisition[cand.acquisition] += 1
             cand.next_check = 0.0
             cand.hinted_at = time.time()
-            if closed:
-                try:
-                    st = os.stat(path)
-                except OSError:
-                    return
+            if st is not None:
                 cand.closed_stat = (st.st_size, st.st_mtime_ns)
 
     def forget(self, path: Path) -> None:
