@@ -26,6 +26,7 @@ from nwwatch.segment.session import Segmenter
 from nwwatch.service.flush import FlushPolicy, RowBuffer, write_held
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.pipeline import Engine, process
+from nwwatch.service.readiness import QueuedFiles
 
 KEY = ["source", "frame"]
 T0 = datetime(2026, 11, 21, 8, 0, tzinfo=UTC)
@@ -337,7 +338,7 @@ def _service(tmp_path, onnx_model, policy: FlushPolicy):
     daemon.log = engine.log = _Log()
     daemon.ledger = engine.ledger
     watch = Watch(0, config.watches[0], engine, watcher=None)
-    daemon._watches, daemon._queued = [watch], set()
+    daemon._watches, daemon._queued = [watch], QueuedFiles()
     return daemon, watch, daemon._queued
 
 

@@ -20,7 +20,7 @@ from nwwatch.segment.session import Segmenter
 from nwwatch.service.flush import FlushPolicy, RowBuffer
 from nwwatch.service.ledger import Ledger
 from nwwatch.service.pipeline import Engine, process
-from nwwatch.service.readiness import ReadyFile
+from nwwatch.service.readiness import QueuedFiles, ReadyFile
 
 
 @pytest.fixture()
@@ -96,7 +96,7 @@ def test_a_newer_version_found_ready_replaces_the_queued_one(tmp_path, onnx_mode
     engine.batch_size = 64  # nothing due: the stack waits in the queue
     daemon.ledger = engine.ledger
     watch = Watch(0, config.watches[0], engine, watcher=None)
-    queued: set = set()
+    queued = QueuedFiles()
     daemon._watches, daemon._queued = [watch], queued
 
     def ready_now(path):
