@@ -196,7 +196,12 @@ def _no_voxel_size_why(extra: dict[str, Any]) -> str:
 def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
     """The training volume's voxel size a tomogram model recorded (``extra["voxel_size_nm"]``),
     against which the service checks every volume's (``voxel_size_mismatch``)."""
-    from nwwatch.volume.verdict import VOXEL_SIZE_FACTOR, VOXEL_SIZE_KEY, trained_voxel_size
+    from nwwatch.volume.verdict import (
+        VOXEL_SIZE_FACTOR,
+        VOXEL_SIZE_KEY,
+        sizes_text,
+        trained_voxel_size,
+    )
 
     if VOXEL_SIZE_KEY not in extra:
         return ["training voxel size: not recorded (volumes are not checked against it)"]
@@ -210,9 +215,8 @@ def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
     unknown = [axis for axis, v in zip("zyx", sizes, strict=True) if v is None]
     not_declared = (f"; {' and '.join(unknown)} not declared by the training volume, not "
                     f"compared" if unknown else "")
-    shown = " x ".join("?" if v is None else f"{v:.4g}" for v in sizes)
-    return [f"training voxel size: {shown} nm (z x y x x{not_declared}); a volume more than "
-            f"{VOXEL_SIZE_FACTOR:g} x apart on an axis both declare is suspect "
+    return [f"training voxel size: {sizes_text(sizes)} nm (z x y x x{not_declared}); a "
+            f"volume more than {VOXEL_SIZE_FACTOR:g} x apart on an axis both declare is suspect "
             "(voxel_size_mismatch)"]
 
 

@@ -38,6 +38,7 @@ from nwwatch.io.volumeranges import labels_off_no_data
 from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
 from nwwatch.volume.fill import ConstantFill, data_volumes, fill_text, without_constant_fill
 from nwwatch.volume.memory import tomogram_memory
+from nwwatch.volume.metrics import voxels_with_data
 from nwwatch.volume.verdict import MIN_LABELED_PIXELS, labeled_pixels
 
 __all__ = ["IMAGE_SUFFIXES", "DatasetLayoutError", "LabeledImage", "Split", "TrainingData",
@@ -349,10 +350,9 @@ def load_volume_slices(
                for z, (path, label) in sorted(labels.items())]
     unlabeled = [page for z, page in enumerate(pages) if z not in labels]
     where = ",".join(str(z) for z in sorted(labels))
-    valid = np.isfinite(volume) if volume.dtype.kind == "f" else None
     return TrainingData("tomogram", class_names, "volume", labeled, unlabeled,
                         source=f"{volume_path}#z={where}",
-                        valid=None if valid is None or valid.all() else valid, notes=notes,
+                        valid=voxels_with_data(volume), notes=notes,
                         voxel_size_nm=voxel_size_nm, voxel_size_source="volume")
 
 

@@ -102,10 +102,10 @@ def parse_cursor(text: str | None) -> tuple[str, int] | None:
     """``"GEN:N"`` -> (generation, refresh number); None for absent or malformed."""
     if not text:
         return None
-    gen, _, us = text.rpartition(":")
-    if not (gen and us.lstrip("-").isdigit()):
+    gen, _, n = text.rpartition(":")
+    if not (gen and n.lstrip("-").isdigit()):
         return None
-    return gen, int(us)
+    return gen, int(n)
 
 
 class Dashboard:

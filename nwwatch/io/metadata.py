@@ -117,22 +117,14 @@ def _unit_key(unit: str) -> str:
     return unicodedata.normalize("NFKC", unit_text(unit)).strip().lower()
 
 
-def physical_sizes_nm(
-    path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
-) -> Sizes:
-    """(z, y, x) pixel/voxel size in nm declared by the file; None where not declared.
-
-    ``page``: whose resolution tags and FEI metadata to read (default the first page); OME
-    sizes are those of the OME image that holds ``page``, ImageJ sizes the file's.
-    """
-    return declared_sizes_nm(path, tif, page)[1]
-
-
 def declared_sizes_nm(
     path: Path, tif: tifffile.TiffFile, page: tifffile.TiffPage | None = None
 ) -> tuple[str, Sizes]:
-    """The metadata source ("ome", "imagej", "fei", "jeol", "tags"; "" for none) and the sizes of
-    :func:`physical_sizes_nm`."""
+    """The metadata source ("ome", "imagej", "fei", "jeol", "tags"; "" for none) and the
+    (z, y, x) pixel/voxel sizes in nm the file declares, None where it declares none.
+
+    ``page``: whose resolution tags and FEI metadata to read (default the first page); OME
+    sizes are those of the OME image that holds ``page``, ImageJ sizes the file's."""
     readers = (("ome", lambda p, t: _ome_sizes(p, t, page)), ("imagej", _imagej_sizes),
                ("fei", lambda p, t: _fei_sizes(t, page)),
                ("jeol", lambda p, t: _jeol_sizes(p, t, page)),
@@ -418,7 +410,7 @@ def imagej_default_depth_nm(tif: tifffile.TiffFile) -> float | None:
     length unit and no ``spacing=``: 1 unit (``zunit``'s, else ``unit``'s), in nm; None for
     any other file. ImageJ writes no spacing line when the depth is 1 unit, so such a file
     does not tell a depth of 1 unit set on purpose from one never set (Fiji's default, also
-    beside a pixel size of 0.32 nm): :func:`physical_sizes_nm` takes no z size from it."""
+    beside a pixel size of 0.32 nm): :func:`declared_sizes_nm` takes no z size from it."""
     meta = tif.imagej_metadata if tif.is_imagej else None
     if (not meta or "unit" not in meta or "spacing" in meta
             or not _float(meta.get("slices", 1)) > 1):

@@ -80,9 +80,8 @@ def max_uncertainty_deg_of(version: str | None) -> float | None:
     none, or not a version)."""
     if version == R.MEASUREMENT_VERSION:
         return MAX_UNCERTAINTY_DEG
-    try:
-        number = tuple(int(part) for part in str(version).split("."))
-    except ValueError:
+    number = R.measurement_version_tuple(str(version))
+    if not number:
         return None
     return next((cut for first, last, cut in EARLIER_MAX_UNCERTAINTY_DEG
                  if first <= number <= last), None)

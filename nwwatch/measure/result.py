@@ -41,6 +41,15 @@ class MeasurementPoints:
 #: what reaches it (reading, normalisation): the daemon's ledger keys on it.
 MEASUREMENT_VERSION = "2.2.20"
 
+
+def measurement_version_tuple(version: str) -> tuple[int, ...]:
+    """``"2.2.19"`` as (2, 2, 19), which sorts after (2, 2, 2); () for a version that is not
+    numbers (or none)."""
+    try:
+        return tuple(int(part) for part in str(version).split("."))
+    except ValueError:
+        return ()
+
 OK = "ok"
 SEVERAL_DROPLETS = "several_droplets"
 OUT_OF_RANGE = "angle_out_of_physical_range"

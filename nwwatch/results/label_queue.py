@@ -290,9 +290,9 @@ def read_queue(results_dir: str | os.PathLike[str]) -> list[QueueEntry]:
 
 
 def _version_key(version: str) -> tuple[int, ...]:
-    """``2.2.19`` as (2, 2, 19), which sorts after (2, 2, 2); () for an entry written before
-    the field existed (or a version that is not numbers): older than any."""
-    try:
-        return tuple(int(part) for part in version.split("."))
-    except ValueError:
-        return ()
+    """The version as numbers (:func:`measurement_version_tuple`); () for an entry written
+    before the field existed (or a version that is not numbers): older than any."""
+    # here, not at the top: the measurement's package is heavy for the paths that read queues
+    from nwwatch.measure.result import measurement_version_tuple
+
+    return measurement_version_tuple(version)

@@ -236,7 +236,8 @@ def trained_voxel_size(extra: dict) -> AxisSizes | None:
     return None if values == (None, None, None) else values  # type: ignore[return-value]
 
 
-def _sizes_text(sizes: tuple[float | None, ...]) -> str:
+def sizes_text(sizes: tuple[float | None, ...]) -> str:
+    """(z, y, x) sizes as "0.32 x 0.32 x 0.32", "?" for an axis not declared."""
     return " x ".join("?" if v is None else f"{v:.4g}" for v in sizes)
 
 
@@ -264,8 +265,8 @@ def _voxel_size_code(voxel_size_nm: AxisSizes | None,
     unsaid = (f" ({' and '.join(unchecked)} not compared: not declared by both)"
               if unchecked else "")
     return {"voxel_size_mismatch": (
-        f"the volume's voxels are {_sizes_text(tuple(voxel_size_nm))} nm (z x y x x), "
-        f"{apart} the training volume's {_sizes_text(trained)} nm{unsaid} (more than "
+        f"the volume's voxels are {sizes_text(tuple(voxel_size_nm))} nm (z x y x x), "
+        f"{apart} the training volume's {sizes_text(trained)} nm{unsaid} (more than "
         f"{VOXEL_SIZE_FACTOR:g} x apart on an axis): the model learned its features at "
         f"another scale; resample the volume to the training voxel size, or train a model "
         f"on a volume of this one")}
