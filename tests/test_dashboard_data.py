@@ -352,6 +352,25 @@ def test_stale_only_after_an_active_acquisition_stops(tmp_path):
         pytest.approx(1 / 15))
 
 
+def _live_dashboard_of_a_quiet_folder(tmp_path, folder: str):
+    """A live dashboard (``stale_after_s`` 120) of ``folder``'s two rows processed 5 min ago,
+    refreshed: the folder reads stale unless something says otherwise. (dashboard, its
+    acquisition)."""
+    import time
+
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    now = datetime.fromtimestamp(time.time(), UTC)
+    write(results, "frames-1.parquet", frame_rows(folder, [100.0],
+                                                  processed=now - timedelta(seconds=300)))
+    write(results, "frames-2.parquet", frame_rows(folder, [101.0], start=1,
+                                                  processed=now - timedelta(seconds=295)))
+    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
+    dash.store.refresh()
+    return dash, next(iter(dash.store.snapshot.values()))
+
+
 def test_a_storage_pause_is_on_the_page_instead_of_a_stale_warning(tmp_path):
     """While results cannot be written (a full disk: nothing processed,
     ``nwwatch_storage_paused`` 1) the page was told nothing, and after ``stale_after_s``
@@ -359,17 +378,7 @@ def test_a_storage_pause_is_on_the_page_instead_of_a_stale_warning(tmp_path):
     its reason; no acquisition is stale while it lasts."""
     import time
 
-    from nwwatch.dashboard.app import Dashboard
-
-    results = tmp_path / "res"
-    now = datetime.fromtimestamp(time.time(), UTC)
-    write(results, "frames-1.parquet", frame_rows("/acq/a", [100.0],
-                                                  processed=now - timedelta(seconds=300)))
-    write(results, "frames-2.parquet", frame_rows("/acq/a", [101.0], start=1,
-                                                  processed=now - timedelta(seconds=295)))
-    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
-    dash.store.refresh()
-    acq = next(iter(dash.store.snapshot.values()))
+    dash, acq = _live_dashboard_of_a_quiet_folder(tmp_path, "/acq/a")
     assert dash.summary(acq)["stale"] and dash.live_figures()["storage_paused"] is None
     reason = "/res/frames: cannot write results ([Errno 28] No space left on device)"
     try:
@@ -391,19 +400,9 @@ def test_files_waiting_behind_a_backlog_are_no_stale_acquisition(tmp_path):
     """The stale warning asked whether the microscope was still writing while the folder's
     files were there, queued behind a burst into another folder. With files of the folder
     seen and not yet done, the acquisition is behind, not stale; the count is its own."""
-    import time
-
     from nwwatch.dashboard.app import Dashboard
 
-    results = tmp_path / "res"
-    now = datetime.fromtimestamp(time.time(), UTC)
-    write(results, "frames-1.parquet", frame_rows("/acq/e", [100.0],
-                                                  processed=now - timedelta(seconds=300)))
-    write(results, "frames-2.parquet", frame_rows("/acq/e", [101.0], start=1,
-                                                  processed=now - timedelta(seconds=295)))
-    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
-    dash.store.refresh()
-    acq = next(iter(dash.store.snapshot.values()))
+    dash, acq = _live_dashboard_of_a_quiet_folder(tmp_path, "/acq/e")
     try:
         metrics.set_queue(160, {"/acq/f": 155})  # the burst's folder only
         summary = dash.summary(acq)
@@ -414,7 +413,7 @@ def test_files_waiting_behind_a_backlog_are_no_stale_acquisition(tmp_path):
     finally:
         metrics.set_queue(0, {})
     assert dash.summary(acq)["stale"]
-    finished = Dashboard(results, None, live=False, stale_after_s=None)
+    finished = Dashboard(tmp_path / "res", None, live=False, stale_after_s=None)
     finished.store.refresh()
     summary = finished.summary(next(iter(finished.store.snapshot.values())))
     assert summary["waiting_files"] is None and not summary["behind"]
@@ -427,19 +426,7 @@ def test_files_seen_during_a_batch_count_at_once(tmp_path):
     counts, which the service sets between batches: a file that arrived during a long batch
     of another folder left the acquisition stale. They are read live from the service
     (its tracker), the queued and in-flight ones as last set."""
-    import time
-
-    from nwwatch.dashboard.app import Dashboard
-
-    results = tmp_path / "res"
-    now = datetime.fromtimestamp(time.time(), UTC)
-    write(results, "frames-1.parquet", frame_rows("/acq/e", [100.0],
-                                                  processed=now - timedelta(seconds=300)))
-    write(results, "frames-2.parquet", frame_rows("/acq/e", [101.0], start=1,
-                                                  processed=now - timedelta(seconds=295)))
-    dash = Dashboard(results, None, live=True, stale_after_s=120.0)
-    dash.store.refresh()
-    acq = next(iter(dash.store.snapshot.values()))
+    dash, acq = _live_dashboard_of_a_quiet_folder(tmp_path, "/acq/e")
     seen = {"/acq/f": 3}
 
     class Tracker:  # the service's files seen and not yet queued, read live
