@@ -164,8 +164,7 @@ def recent_latencies_s() -> list[float]:
         return list(_recent_latency_s)
 
 
-def set_queue(queued_files: int, queued_by_acquisition: Mapping[str, int] | None = None
-              ) -> None:
+def set_queue(queued_files: int, queued_by_acquisition: Mapping[str, int]) -> None:
     """``queued_files``: files queued for a batch (not those in the batch in flight), all
     folders; ``queued_by_acquisition``: per acquisition folder, its files queued for a batch
     or in the batch in flight (for the dashboard's page only: folders are no label values).
@@ -174,8 +173,7 @@ def set_queue(queued_files: int, queued_by_acquisition: Mapping[str, int] | None
     global _queued_files, _queued_by_acquisition
     with _lock:
         _queued_files = queued_files
-        if queued_by_acquisition is not None:
-            _queued_by_acquisition = dict(queued_by_acquisition)
+        _queued_by_acquisition = dict(queued_by_acquisition)
 
 
 def set_seen_files(seen: SeenFiles | None) -> None:

@@ -212,7 +212,7 @@ class Daemon:
                     did_work = self._work(watches, queued, now)
                 if now >= next_status:
                     next_status = now + STATUS_S
-                    _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+                    self._publish_queue(queued)
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
@@ -281,7 +281,7 @@ class Daemon:
             finally:  # also when the quarantine's write fails: else they stay counted waiting
                 if ready or bad:
                     # the dashboard counts them queued from now (the tracker did until here)
-                    _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+                    self._publish_queue(queued)
                     self.tracker.handed_over()
             did_work = False
             for w in watches:
@@ -301,7 +301,7 @@ class Daemon:
             did_work = did_work or self.tracker.due_left(now)
         except (ResultsWriteError, LedgerWriteError) as exc:
             self._released(watches, queued, requeue=True)
-            _metrics.set_queue(self._queued_files(), queued.by_acquisition())  # requeued ones
+            self._publish_queue(queued)  # requeued ones
             self.pause.pause(exc)
             return False
         self.pause.resume()
@@ -383,12 +383,17 @@ class Daemon:
         """Files queued for a batch (not those of the batch in flight)."""
         return sum(len(w.files) for w in self._watches)
 
+    def _publish_queue(self, queued: QueuedFiles) -> None:
+        """The queue's counts for the dashboard and /metrics: files queued for a batch, and
+        per acquisition those queued or in the batch in flight."""
+        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+
     def _run_batch(self, w: Watch, queued: QueuedFiles) -> None:
         batch = w.take()
         # The loop sets the queued files' counts and systemd's STATUS only between batches:
         # the files left waiting behind this one (a burst, a long stack) would read as an
         # empty queue while it runs. (Files seen meanwhile are counted from the tracker, live.)
-        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+        self._publish_queue(queued)
         self.notifier.status(self._status_text(self._watches))
         try:
             with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
@@ -424,7 +429,7 @@ class Daemon:
         for f in batch:
             queued.discard(f.path)
         # done: no longer in flight on the page (the loop's update may be a second away)
-        _metrics.set_queue(self._queued_files(), queued.by_acquisition())
+        self._publish_queue(queued)
         self._record(report, w)
 
     def _record(self, report: BatchReport, w: Watch) -> None:
