@@ -88,6 +88,24 @@ def rows(results: Path) -> pd.DataFrame:
     return table.sort_values(["source", "frame"]).reset_index(drop=True)
 
 
+#: How the driver names a worker in the stops about its view: address, host and pid.
+WORKER = r"the Dask worker (tcp://\S+) at (\S+) \(pid (\d+)\)"
+
+
+def assert_names_a_worker(client, message: str) -> None:
+    """``message`` names one of ``client``'s workers by its address, host and pid."""
+    import socket
+
+    address, host, pid = re.search(WORKER, message).groups()
+    pids = client.run(os.getpid)
+    assert address in pids and int(pid) == pids[address] and host == socket.gethostname()
+
+
+def assert_ledger_closed(results: Path) -> None:
+    """No write-ahead log beside the ledger: its connection was closed at the stop."""
+    assert not list(results.glob("ledger.sqlite-*")), sorted(os.listdir(results))
+
+
 def assert_exactly_once(results: Path, n: int) -> pd.DataFrame:
     table = rows(results)
     assert len(table) == n
@@ -476,7 +494,7 @@ def test_a_model_the_workers_cannot_use_stops_the_replay_without_charging_files(
     monkeypatch.setattr(cluster_module, "TaskSpec", lambda **kw: dataclasses.replace(
         TaskSpec(**kw), model_sha256="0" * 64))  # what a worker with another file sees
     results = tmp_path / "res"
-    with pytest.raises(ModelLoadError, match="differs on this worker"):
+    with pytest.raises(ModelLoadError, match=rf"differs on {WORKER} \(sha256"):
         replay(folder, results, model=onnx, dask=address)
     db = sqlite3.connect(f"file:{results / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
@@ -1564,7 +1582,8 @@ def test_tasks_whose_files_all_vanished_are_counted_not_taken_for_an_unshared_fo
 def test_a_results_folder_a_worker_sees_but_does_not_share_is_named_as_such(cluster, acq,
                                                                             tmp_path):
     """A worker whose results path is a writable folder of its own (a node-local /scratch):
-    the driver found no staged file and said only its path (a FileNotFoundError)."""
+    the driver found no staged file and said only its path (a FileNotFoundError). Then it
+    said `a Dask worker wrote its rows to …`: not which of many nodes."""
     from distributed import Client
 
     from nwwatch.service.clusterconnect import StagingUnwritableError
@@ -1579,11 +1598,14 @@ def test_a_results_folder_a_worker_sees_but_does_not_share_is_named_as_such(clus
         client.run(_staging_elsewhere_for, "z-node")
         try:
             with pytest.raises(StagingUnwritableError,
-                               match=r"which this results folder does not hold: the results "
-                                     r"folder must be shared with every worker"):
+                               match=rf"\.cluster: {WORKER} wrote its rows to .*, "
+                                     r"which this results folder does not hold: the results "
+                                     r"folder must be shared with every worker") as caught:
                 replay(folder, results, model=onnx, dask=address)
         finally:
             client.run(_run_task_restored)
+        assert_names_a_worker(client, str(caught.value))
+    assert_ledger_closed(results)
     for leftover in (results / ".cluster").glob("*.node-local"):
         leftover.unlink()
     summary = replay(folder, results, model=onnx, dask=address)
@@ -1963,6 +1985,64 @@ def test_a_worker_with_another_nwwatch_is_refused_before_any_task(cluster, acq, 
     assert not (tmp_path / "res" / "frames").exists()
 
 
+def _an_earlier_release(version: str | None) -> None:  # run on a worker
+    """Its nwwatch as an earlier release's: no ``code_identity``, ``version`` (None: none
+    that can be read) and measurement 2.2.14."""
+    import nwwatch
+    import nwwatch.measure.result as result
+    import nwwatch.service.clustertask as task
+
+    task._real_code_identity = task.code_identity
+    del task.code_identity
+    nwwatch._real_version = nwwatch.__version__
+    if version is None:
+        del nwwatch.__version__
+    else:
+        nwwatch.__version__ = version
+    result._real_version, result.MEASUREMENT_VERSION = result.MEASUREMENT_VERSION, "2.2.14"
+
+
+def _this_release() -> None:
+    import nwwatch
+    import nwwatch.measure.result as result
+    import nwwatch.service.clustertask as task
+
+    task.code_identity = task._real_code_identity
+    nwwatch.__version__ = nwwatch._real_version
+    result.MEASUREMENT_VERSION = result._real_version
+
+
+@pytest.mark.parametrize(("version", "said"), [
+    ("0.1.0", r"the worker's 0\.1\.0 \(measurement 2\.2\.14\), this driver's "),
+    (None, r"the worker's version not known \(AttributeError: .*\), this driver's ")])
+def test_a_worker_of_an_earlier_release_is_refused_saying_whose_version_is_whose(
+        cluster, acq, tmp_path, version, said):
+    """A worker whose nwwatch predates the code check: the refusal gave the driver's
+    versions in brackets, read as the worker's; now it gives the worker's, read from what
+    every release has (``nwwatch.__version__``), and the driver's, each named. A worker
+    whose version cannot be read is still refused, the same way."""
+    from distributed import Client
+
+    from nwwatch import __version__
+    from nwwatch.measure.result import MEASUREMENT_VERSION
+
+    folder, onnx = acq
+    address, _ = cluster
+    with Client(address) as client:
+        [worker] = list(client.scheduler_info()["workers"])[:1]
+        client.run(_an_earlier_release, version, workers=[worker])
+        try:
+            with pytest.raises(ClusterUnavailableError, match=(
+                    rf"^the Dask worker {re.escape(worker)} runs another nwwatch than this "
+                    rf"driver: {said}{re.escape(__version__)} \(measurement "
+                    rf"{re.escape(MEASUREMENT_VERSION)}\); the worker's cannot run this "
+                    r"version's check \(.*code_identity.*\): install the driver's nwwatch")):
+                replay(folder, tmp_path / "res", model=onnx, dask=address)
+        finally:
+            client.run(_this_release, workers=[worker])
+    assert not (tmp_path / "res" / "frames").exists()
+
+
 def test_a_worker_that_restarts_with_another_nwwatch_mid_run_is_refused(cluster, acq, tmp_path,
                                                                          monkeypatch):
     """The workers are checked at the start; one that joins or restarts later (its nanny
@@ -1985,9 +2065,11 @@ def test_a_worker_that_restarts_with_another_nwwatch_mid_run_is_refused(cluster,
                 replay(folder, tmp_path / "res", model=onnx, dask=address)
         finally:
             client.run(_own_sources, workers=workers)
-    said = str(caught.value)
+        said = str(caught.value)
+        assert_names_a_worker(client, said)
     assert "which joined or restarted after the replay started" in said
     assert "its Python sources differ from the driver's" in said
+    assert_ledger_closed(tmp_path / "res")
     assert not dataset_files(tmp_path / "res" / "frames")  # every worker differs: no row
     monkeypatch.undo()
     replay(folder, tmp_path / "res", model=onnx, dask=address)  # the workers put right
@@ -2105,11 +2187,13 @@ def test_a_worker_that_may_not_read_a_file_the_driver_reads_stops_the_replay(clu
         client.run(_cannot_read_f003)
         try:
             with pytest.raises(ClusterUnavailableError,
-                               match=r"f003\.tif: a Dask worker cannot read this file \(cannot "
-                                     r"read: Permission denied\), which this driver reads"):
+                               match=rf"f003\.tif: {WORKER} cannot read this file \(cannot "
+                                     r"read: Permission denied\), which this driver reads"
+                               ) as caught:
                 replay(folder, tmp_path / "res", model=onnx, dask=address)
         finally:
             client.run(_can_read_again)
+        assert_names_a_worker(client, str(caught.value))
     ledger = tmp_path / "res" / "ledger.sqlite"
     if ledger.exists():  # nothing charged to the file
         with sqlite3.connect(ledger) as db:
@@ -2142,7 +2226,9 @@ def test_a_worker_reading_another_version_than_the_driver_sent_stops_the_replay(
     with pytest.raises(InputNotSharedError, match="a Dask worker read another file under this "
                                                   "path \\(100 bytes"):
         _check_same_file(worker_saw(100, st.st_mtime_ns + day), sent)
-    with pytest.raises(InputNotSharedError):
-        _check_same_file(worker_saw(90, st.st_mtime_ns), sent)
+    with pytest.raises(InputNotSharedError, match=r"f\.tif: the Dask worker tcp://10\.0\.0\.7:1 "
+                                                  r"at node07 \(pid 5\) read another file"):
+        _check_same_file(worker_saw(90, st.st_mtime_ns), sent,
+                         "tcp://10.0.0.7:1 at node07 (pid 5)")
     path.write_bytes(b"y" * 120)  # rewritten here since it was sent: not a stale copy
     _check_same_file(worker_saw(100, st.st_mtime_ns + day), sent)

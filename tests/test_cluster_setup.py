@@ -80,17 +80,40 @@ def _unhide() -> None:
     inputs.check_regular = getattr(inputs, "_real_check_regular", inputs.check_regular)
 
 
+#: How the driver names a worker in the stops about its view: address, host and pid.
+WORKER = r"the Dask worker (tcp://\S+) at (\S+) \(pid (\d+)\)"
+
+
+def assert_names_a_worker(client, message: str) -> None:
+    """``message`` names one of ``client``'s workers by its address, host and pid."""
+    import re
+
+    address, host, pid = re.search(WORKER, message).groups()
+    pids = client.run(os.getpid)
+    assert address in pids and int(pid) == pids[address] and host == socket.gethostname()
+
+
+def assert_ledger_closed(results: Path) -> None:
+    """No write-ahead log beside the ledger: its connection was closed at the stop."""
+    assert not list(results.glob("ledger.sqlite-*")), sorted(os.listdir(results))
+
+
 def test_an_input_the_workers_do_not_see_stops_the_replay_naming_it(client, acq, tmp_path):
-    """Was: every file counted as vanished, `replay complete`, exit 0, no rows."""
+    """Was: every file counted as vanished, `replay complete`, exit 0, no rows. Then: the
+    stop said `a Dask worker does not find this file`: on a cluster of many nodes, not
+    which one lacks the mount."""
     from nwwatch.service.clusterconnect import InputNotSharedError
 
     folder, onnx = acq
     client.run(_hide_from_workers, str(folder))
     try:
-        with pytest.raises(InputNotSharedError, match=r"f00\d\.tif: a Dask worker does not"):
+        with pytest.raises(InputNotSharedError,
+                           match=rf"f00\d\.tif: {WORKER} does not find this file") as caught:
             replay(folder, tmp_path / "res", model=onnx, dask=client.scheduler.address)
     finally:
         client.run(_unhide)
+    assert_names_a_worker(client, str(caught.value))
+    assert_ledger_closed(tmp_path / "res")
 
 
 def _server(answer: bytes | None) -> tuple[str, threading.Event]:
@@ -204,10 +227,12 @@ def test_a_results_folder_the_workers_cannot_write_stops_the_replay_charging_no_
     results = tmp_path / "res"
     client.run(_results_unwritable_on_workers)
     try:
-        with pytest.raises(StagingUnwritableError, match="cannot write here"):
+        with pytest.raises(StagingUnwritableError, match=rf"{WORKER} cannot write here"
+                           ) as caught:
             replay(folder, results, model=onnx, dask=client.scheduler.address)
     finally:
         client.run(_results_writable_again)
+    assert_names_a_worker(client, str(caught.value))
     db = sqlite3.connect(f"file:{results / 'ledger.sqlite'}?mode=ro", uri=True)
     try:
         charged = db.execute("SELECT source, state FROM items WHERE state != 'pending'"
@@ -234,8 +259,10 @@ def test_a_model_that_does_not_load_on_a_worker_says_it_is_the_worker(client, ac
     broken.write_bytes(b"not a model")
     monkeypatch.setattr(cluster_module, "TaskSpec", lambda **kw: dataclasses.replace(
         TaskSpec(**kw), model=str(broken)))  # what a worker with another file loads
-    with pytest.raises(ModelLoadError, match=r"^on the Dask worker at .*worker-copy\.onnx"):
+    with pytest.raises(ModelLoadError, match=rf"^on {WORKER}: .*worker-copy\.onnx"
+                       ) as caught:
         replay(folder, tmp_path / "res", model=onnx, dask=client.scheduler.address)
+    assert_names_a_worker(client, str(caught.value))
 
 
 def test_a_scheduler_address_connects_from_inside_a_running_event_loop(client):
@@ -296,3 +323,5 @@ def test_workers_without_nwwatch_stop_the_replay_naming_it(client, acq, tmp_path
     (exc,) = outcome
     assert isinstance(exc, ClusterUnavailableError), repr(exc)
     assert "cannot import nwwatch" in str(exc)
+    address = str(exc).split("the Dask worker ")[1].split(" cannot import")[0]
+    assert address in client.scheduler_info()["workers"]  # the one to mend, named

@@ -346,11 +346,11 @@ def _check_workers_import_nwwatch(client) -> None:
 
     answers = client.run(importlib.import_module, "nwwatch.service.clustertask",
                          on_error="return")
-    for answer in answers.values():
+    for worker, answer in answers.items():
         if isinstance(answer, ImportError):
             raise clusterconnect.ClusterUnavailableError(
-                f"a Dask worker cannot import nwwatch ({answer}): install the driver's nwwatch "
-                "version in every worker's Python environment") from None
+                f"the Dask worker {worker} cannot import nwwatch ({answer}): install the "
+                "driver's nwwatch version in every worker's Python environment") from None
         # A connection error: the worker was lost meanwhile (killed, its job ended); its
         # tasks go to the others, as when one is lost mid-run.
         if isinstance(answer, BaseException) and not isinstance(answer, OSError):
@@ -361,10 +361,10 @@ def _check_workers_import_nwwatch(client) -> None:
             continue  # lost meanwhile, as above
         if isinstance(answer, BaseException):  # an nwwatch without this function
             raise clusterconnect.ClusterUnavailableError(
-                f"the Dask worker {worker} runs another nwwatch than this driver "
-                f"({mine['nwwatch']}, measurement {mine['measurement']}): it cannot run this "
-                "version's check "
-                f"({type(answer).__name__}: {answer}); install the driver's nwwatch in every "
+                f"the Dask worker {worker} runs another nwwatch than this driver: "
+                f"{_release_of(client, worker)}, this driver's {mine['nwwatch']} (measurement "
+                f"{mine['measurement']}); the worker's cannot run this version's check "
+                f"({type(answer).__name__}: {answer}): install the driver's nwwatch in every "
                 "worker's Python environment") from None
         differ = [f"{what} {answer.get(what)} (here {value})" for what, value in mine.items()
                   if what != "sources" and answer.get(what) != value]
@@ -377,6 +377,34 @@ def _check_workers_import_nwwatch(client) -> None:
                 + "; ".join(differ) + ". Its rows would carry this version's name: install "
                 "the driver's nwwatch in every worker's Python environment (and restart "
                 "workers started before an upgrade)")
+
+
+def _release_of(client, worker: str) -> str:
+    """``the worker's 0.1.0 (measurement 2.2.14)``: the nwwatch release of ``worker``, whose
+    nwwatch has no :func:`~nwwatch.service.clustertask.code_identity` (an earlier release),
+    read from what every release has, or why it could not be read (said, never raised: the
+    refusal this serves is the message)."""
+
+    # Defined here, so that it is sent by value (cloudpickle): a function of this module
+    # sent by name would not exist in the worker's earlier release.
+    def release_there() -> str:
+        import nwwatch
+
+        version = str(nwwatch.__version__)
+        try:
+            from nwwatch.measure.result import MEASUREMENT_VERSION
+        except Exception:  # noqa: BLE001 - a release without it: the version says enough
+            return version
+        return f"{version} (measurement {MEASUREMENT_VERSION})"
+
+    try:
+        answer = client.run(release_there, workers=[worker], on_error="return").get(worker)
+    except Exception as exc:  # noqa: BLE001 - the worker or scheduler lost meanwhile
+        answer = exc
+    if isinstance(answer, str):
+        return f"the worker's {answer}"
+    why = f"{type(answer).__name__}: {answer}" if isinstance(answer, BaseException) else "no answer"
+    return f"the worker's version not known ({why})"
 
 
 def _check_workers_zone(client) -> str | None:
@@ -426,17 +454,25 @@ def _version_here(path: str) -> tuple[int, int] | None:
 MTIME_SLACK_NS = 2_000_000_000
 
 
-def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]]) -> None:
+def _worker_named(worker: str) -> str:
+    """A worker as the driver's messages name it: ``worker`` is a task result's
+    :func:`~nwwatch.service.clustertask.worker_name` (its address, host and pid), empty
+    where not known."""
+    return f"the Dask worker {worker}" if worker else "a Dask worker"
+
+
+def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]],
+                     worker: str = "") -> None:
     """Raise :class:`~nwwatch.service.clusterconnect.InputNotSharedError` when the worker
-    could not read a file this driver reads (a worker running as another user), or read
-    another version of it than this driver sent and still sees (a stale copy under the same
-    path on the worker's node): the file's rows, or its quarantine, would be this run's
-    under a name whose content here is another."""
+    (``worker``: :func:`_worker_named`'s) could not read a file this driver reads (a worker
+    running as another user), or read another version of it than this driver sent and
+    still sees (a stale copy under the same path on the worker's node): the file's rows, or
+    its quarantine, would be this run's under a name whose content here is another."""
     if f.sha256 is None:
         if f.error_type == "UnreadableFileError" and opens_as_regular_file(f.path):
             raise clusterconnect.InputNotSharedError(
-                f"{f.path}: a Dask worker cannot read this file ({f.reason}), which this "
-                "driver reads: every worker must run as a user that may read the input")
+                f"{f.path}: {_worker_named(worker)} cannot read this file ({f.reason}), which "
+                "this driver reads: every worker must run as a user that may read the input")
         return
     sent = seen_here.get(f.path)
     if f.version is None or sent is None:
@@ -446,7 +482,8 @@ def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]]) -> No
         return
     if _version_here(f.path) == sent:  # not changed here since: the worker sees another file
         raise clusterconnect.InputNotSharedError(
-            f"{f.path}: a Dask worker read another file under this path ({theirs[0]} bytes, "
+            f"{f.path}: {_worker_named(worker)} read another file under this path "
+            f"({theirs[0]} bytes, "
             f"modified {_when(theirs[1])}) than this driver sees ({sent[0]} bytes, modified "
             f"{_when(sent[1])}): every worker must see the input itself under the same "
             "absolute path, not a copy of its own")
@@ -480,17 +517,18 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
     parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
     seen: set[ItemKey] = set()
     copies: list[tuple[str, FileResult, ItemKey]] = []  # skipped: done or held elsewhere
+    worker = _worker_named(res.worker)  # one node of many: the one to mend
     for f in res.files:
         if not f.gone:
-            _check_same_file(f, seen_here or {})
+            _check_same_file(f, seen_here or {}, res.worker)
     for f in res.files:
         if f.gone:
             # Never found on the worker, but here: every file would be. (One the worker
             # hashed and then found changed or removed while reading it is no such case.)
             if f.size is None and os.path.lexists(f.path):
                 raise clusterconnect.InputNotSharedError(
-                    f"{f.path}: a Dask worker does not find this file, which exists here: "
-                    "the input must be shared with every worker under the same absolute path")
+                    f"{f.path}: {worker} does not find this file, which exists here: the "
+                    "input must be shared with every worker under the same absolute path")
             if f.size is not None and os.path.lexists(f.path):  # hashed, then it changed
                 summary.changed.append(Path(f.path))
             else:
@@ -544,7 +582,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         # lost alike: said as such, not as one missing file. (A task with no file
         # to read, all gone, shares its empty staged file with others: not read, not checked)
         raise clusterconnect.StagingUnwritableError(
-            f"{Path(res.staged).parent}: a Dask worker wrote its rows to {res.staged}, which "
+            f"{Path(res.staged).parent}: {worker} wrote its rows to {res.staged}, which "
             "this results folder does not hold: the results folder must be shared with every "
             "worker under the same path, and writable by them")
     staged = pq.read_table(res.staged) if parts else None

@@ -110,6 +110,9 @@ class TaskResult:
     #: the worker's :func:`code_identity`, which the driver compares with its own: a worker
     #: of an earlier release ignores ``TaskSpec.code`` and sends none
     code: dict[str, str] | None = None
+    #: the worker that ran the task (:func:`worker_name`), for the driver's messages about
+    #: that worker's view (an input or results folder it does not share): one node of many
+    worker: str = ""
 
 
 _SEGMENTERS: dict[tuple[str, str], object] = {}
@@ -126,14 +129,11 @@ def _segmenter(spec: TaskSpec):
             try:
                 seg = Segmenter(spec.model, providers=spec.providers, threads=spec.threads)
             except ModelLoadError as exc:  # the driver loaded it: say where it did not load
-                import socket
-
-                raise ModelLoadError(f"on the Dask worker at {socket.gethostname()}: {exc}"
-                                     ) from None
+                raise ModelLoadError(f"on the Dask worker {worker_name()}: {exc}") from None
             if seg.model_sha256 != spec.model_sha256:
                 raise ModelLoadError(
-                    f"{spec.model}: differs on this worker (sha256 {seg.model_sha256[:12]}, "
-                    f"driver {spec.model_sha256[:12]})")
+                    f"{spec.model}: differs on the Dask worker {worker_name()} (sha256 "
+                    f"{seg.model_sha256[:12]}, driver {spec.model_sha256[:12]})")
             _SEGMENTERS[key] = seg
         return _SEGMENTERS[key]
 
@@ -151,15 +151,13 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
 
     mine = code_identity()  # also sent back with the result, for the driver to compare
     if spec.code is not None and mine != spec.code:
-        import socket
-
         from nwwatch.service.clusterconnect import WorkerCodeMismatchError
 
         differ = [f"{what} {mine.get(what)} (driver {value})" for what, value in
                   spec.code.items() if what != "sources" and mine.get(what) != value] or [
             "the same version numbers, but its Python sources differ from the driver's"]
         raise WorkerCodeMismatchError(
-            f"the Dask worker at {socket.gethostname()} (pid {os.getpid()}), which joined or "
+            f"the Dask worker {worker_name()}, which joined or "
             f"restarted after the replay started, runs another nwwatch than the driver: "
             + "; ".join(differ) + ". Rows committed so far are kept: restart every worker "
             "with the driver's nwwatch and run the same command again")
@@ -225,7 +223,8 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
             from nwwatch.service.clusterconnect import StagingUnwritableError
 
             raise StagingUnwritableError(
-                f"{spec.staging}: a Dask worker cannot write here ({exc.strerror or exc}): "
+                f"{spec.staging}: the Dask worker {worker_name()} cannot write here "
+                f"({exc.strerror or exc}): "
                 "the results folder must be shared with every worker under the same path, "
                 "and writable by them") from None
         _exit_once()
@@ -245,9 +244,25 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     result.files = [results[p] for p in paths]
     result.frames = table.num_rows
     result.code = mine
+    result.worker = worker_name()
     result.seconds = time.perf_counter() - t0
     result.staged_bytes = staged.stat().st_size
     return result
+
+
+def worker_name() -> str:
+    """This process as the messages name a worker: ``tcp://10.0.0.7:38699 at node07 (pid
+    23206)`` — its Dask address (none outside a Dask worker), its host and its process, so
+    that the operator of a cluster of many nodes finds the one to mend."""
+    import socket
+
+    try:
+        from distributed import get_worker
+
+        address = f"{get_worker().address} "
+    except (ImportError, ValueError):  # ValueError: not run by a Dask worker
+        address = ""
+    return f"{address}at {socket.gethostname()} (pid {os.getpid()})"
 
 
 def code_identity() -> dict[str, str]:
@@ -352,8 +367,9 @@ def _compute(items, spec: TaskSpec, batch_id: str, side: Path):
             from nwwatch.service.clusterconnect import StagingUnwritableError
 
             raise StagingUnwritableError(
-                f"{exc}: a Dask worker cannot write here; the results folder must be shared "
-                "with every worker under the same path, and writable by them") from None
+                f"{exc}: the Dask worker {worker_name()} cannot write here; the results "
+                "folder must be shared with every worker under the same path, and writable "
+                "by them") from None
     finally:
         shutil.rmtree(scratch, ignore_errors=True)
     rows = [row for it in items if not it.failed for row in it.rows]
