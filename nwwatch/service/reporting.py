@@ -205,7 +205,11 @@ class NoLedgerYetError(FileNotFoundError):
 
 
 def open_readonly(path: str | os.PathLike[str]) -> LedgerQueries:
-    """Open a ledger without writing or creating anything (beside a running service).
+    """Open a ledger read-only, beside a running service or not: nothing in it is written.
+
+    A reader of a write-ahead-log database makes SQLite create the ``-wal`` and ``-shm``
+    files beside it where they are missing, and SQLite leaves them there after a
+    read-only connection closes: empty or redundant, harmless, used again by the next writer.
 
     Raises FileNotFoundError when there is no ledger at ``path`` (:class:`NoLedgerYetError`
     where nothing says it is kept elsewhere).
