@@ -11,6 +11,14 @@ polygon labels at 1.5 px of vertex jitter, a vertex every 10 px) it counts, per 
   number them) that are not refused at all, so that no note is printed and the row carries
   an angle of the wrong object.
 
+and, for the note on a background that is not 0
+(:func:`nwwatch.measure.exchanged.background_not_zero`):
+
+* wrong background notes: labels refused in the right order that read as another background;
+* the four orders with the background not 0 (as an image editor's indexed colours may
+  number them): how many are noted, how many of those with the right angle, and how many
+  are given an angle (no note; the row an angle of the wrong object).
+
 Usage::
 
     python -m bench.bench_exchanged_ids --per-geometry 8 --seed 11 \\
@@ -31,12 +39,17 @@ from bench.bench_contact_angle import DEGRADATIONS, degrade, real_geometry_frame
 from bench.bench_polygon_labels import polygon_labels
 from nwwatch.classes import exchange_wire_and_droplet
 from nwwatch.measure import measure_contact_angle
+from nwwatch.measure.exchanged import background_not_zero
+
+#: the orders that number the background 1 or 2: class id -> the id it is drawn with
+BACKGROUND_ORDERS = ((1, 0, 2), (1, 2, 0), (2, 0, 1), (2, 1, 0))
 
 
 def run(per_geometry: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     labels_total, refused, wrong_note = Counter(), Counter(), Counter()
     exchanged_valid = Counter()
+    wrong_background, orders, noted, noted_right, orders_valid = (Counter() for _ in range(5))
     for _, wire, labels, _ in real_geometry_frames(rng, per_geometry):
         variants = [("exact", labels)]
         variants += [(kind, degrade(labels, wire, kind, rng)) for kind in DEGRADATIONS]
@@ -49,10 +62,26 @@ def run(per_geometry: int, seed: int) -> dict:
             if not right.angle_valid:
                 refused[kind] += 1
                 wrong_note[kind] += int(exchanged.angle_valid)
+                wrong_background[kind] += int(background_not_zero(drawn, right) is not None)
+            for order in BACKGROUND_ORDERS:
+                renumbered = np.asarray(order, np.uint8)[drawn]
+                found = measure_contact_angle(renumbered)
+                orders[kind] += 1
+                orders_valid[kind] += int(found.angle_valid)
+                other = background_not_zero(renumbered, found)
+                noted[kind] += int(other is not None)
+                noted_right[kind] += int(
+                    other is not None and other.angle_deg is not None and right.angle_valid
+                    and abs(other.angle_deg - right.contact_angle_deg) < 1e-9)
     return {"per_geometry": per_geometry, "seed": seed,
             "kinds": {kind: {"labels": n, "refused_in_right_order": refused[kind],
                              "wrong_notes": wrong_note[kind],
-                             "exchanged_labels_given_an_angle": exchanged_valid[kind]}
+                             "exchanged_labels_given_an_angle": exchanged_valid[kind],
+                             "wrong_background_notes": wrong_background[kind],
+                             "background_not_0": orders[kind],
+                             "background_not_0_noted": noted[kind],
+                             "background_not_0_noted_with_the_angle": noted_right[kind],
+                             "background_not_0_given_an_angle": orders_valid[kind]}
                       for kind, n in labels_total.items()}}
 
 
@@ -68,7 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     for kind, k in record["kinds"].items():
         print(f"{kind}: {k['labels']} labels, {k['refused_in_right_order']} refused, "
               f"{k['wrong_notes']} wrong notes; exchanged, {k['exchanged_labels_given_an_angle']}"
-              " given an angle")
+              f" given an angle; {k['wrong_background_notes']} wrong background notes; "
+              f"background not 0: {k['background_not_0']}, {k['background_not_0_noted']} noted "
+              f"({k['background_not_0_noted_with_the_angle']} with the angle), "
+              f"{k['background_not_0_given_an_angle']} given an angle")
     if args.json:
         args.json.write_text(json.dumps(record, indent=1) + "\n")
 

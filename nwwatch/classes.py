@@ -140,6 +140,65 @@ UNSURE_BAND_MAX_REACH_PX = 16.0
 _JUNCTION_MAX_ANGLE_DEG = 60.0
 
 
+#: A label page without a background (0) pixel whose unlabeled (255) pixels cover at least
+#: this share of the frame, or of the frame's border, reads as a mask saved with a white
+#: background: filled with the nearest class, it has no background and no free surface. An
+#: unsure band covers a few per cent of a frame and touches its border at the classes' edges.
+WHITE_BACKGROUND_MIN_FRAME_SHARE = 0.1
+WHITE_BACKGROUND_MIN_BORDER_SHARE = 0.5
+
+
+def border_pixels(labels: np.ndarray) -> np.ndarray:
+    """The values (N,) of the pixels on the frame's border of ``labels`` (H, W), each once."""
+    labels = np.asarray(labels)
+    if min(labels.shape) <= 2:
+        return labels.ravel()
+    return np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+
+
+def white_background_problem(labels: np.ndarray) -> str | None:
+    """Why in-situ labels (uint8 (H, W)) read as a mask whose background was saved as 255,
+    the unlabeled value, or None: no pixel is 0 and 255 covers a large part of the frame
+    (:data:`WHITE_BACKGROUND_MIN_FRAME_SHARE`) or of its border
+    (:data:`WHITE_BACKGROUND_MIN_BORDER_SHARE`). Given the nearest class, such pixels leave
+    the page without background, whose measurement no angle can come from."""
+    labels = np.asarray(labels)
+    if labels.size == 0 or (labels == BACKGROUND).any():
+        return None
+    frame_share = float(np.mean(labels == UNLABELED))
+    border_share = float(np.mean(border_pixels(labels) == UNLABELED))
+    if (frame_share < WHITE_BACKGROUND_MIN_FRAME_SHARE
+            and border_share < WHITE_BACKGROUND_MIN_BORDER_SHARE):
+        return None
+    return (f"{UNLABELED} covers {100 * frame_share:.0f} % of the frame ({100 * border_share:.0f} "
+            f"% of its border) and no pixel is 0: is {UNLABELED} your background? Renumber it "
+            f"to 0 ({UNLABELED} means unlabeled, given the class of the nearest labeled pixel; "
+            f"docs/measurement.md, 'Masks from other tools')")
+
+
+def missing_class(labels: np.ndarray) -> int | None:
+    """NANOWIRE or DROPLET when in-situ labels (H, W) hold no pixel of it (the nanowire
+    first), else None."""
+    labels = np.asarray(labels)
+    for class_id in (NANOWIRE, DROPLET):
+        if not (labels == class_id).any():
+            return class_id
+    return None
+
+
+def absent_class_hint(labels: np.ndarray) -> str:
+    """For in-situ labels (uint8 (H, W)) holding 255 and no nanowire (1) or no droplet (2)
+    pixel (:func:`missing_class`): "; no droplet (2) pixel: ..." saying to renumber 255 if
+    it marks that class (a mask painted 0/1/255 or 0/255/2); else ""."""
+    labels = np.asarray(labels)
+    missing = missing_class(labels)
+    if missing is None or not (labels == UNLABELED).any():
+        return ""
+    name = INSITU_CLASSES[missing]
+    return (f"; no {name} ({missing}) pixel: if {UNLABELED} marks the {name}, renumber it to "
+            f"{missing} ({UNLABELED} means unlabeled)")
+
+
 class UnsureBandError(ValueError):
     """Labels whose unlabeled pixels cannot be given the nearest class: the reason of
     :func:`unsure_band_problem`."""
@@ -169,7 +228,10 @@ def unsure_band_problem(labels: np.ndarray,
     wire and background extends each class straight out to the border whatever its depth,
     while a wider band between two classes, or a corner with one class along one side and
     the other along the next, is the annotator's to say. Labels without a nanowire or droplet
-    pixel (a 0/255 mask, or nothing labeled) have no band to fill."""
+    pixel (a 0/255 mask, or nothing labeled) have no band to fill, and labels without a 0
+    pixel whose 255 covers much of the frame have a white background
+    (:func:`white_background_problem`), not a band. Where 255 is refused and the labels lack
+    the nanowire or the droplet, the reason ends with :func:`absent_class_hint`."""
     return _filled_or_problem(labels, max_reach_px)[0]
 
 
@@ -187,6 +249,9 @@ def _filled_or_problem(labels: np.ndarray, max_reach_px: float
         return (f"found {UNLABELED} and no nanowire (1) or droplet (2) pixel: a 0/255 mask of "
                 "one object, not class ids; give every class its id (docs/measurement.md, "
                 "'Masks from other tools')"), None
+    white = white_background_problem(labels)
+    if white:
+        return white, None
     from scipy.ndimage import distance_transform_edt
 
     reach, (near_rows, near_cols) = distance_transform_edt(unsure, return_indices=True)
@@ -232,4 +297,5 @@ def _filled_or_problem(labels: np.ndarray, max_reach_px: float
             f"lies between {names} and reaches {farthest:.1f} px from any labeled pixel there "
             f"(an unsure band between classes is given the nearest class up to "
             f"{max_reach_px:g} px; beyond, a region is only extended from where its classes "
-            f"meet, as a strip along the frame's border is): give it its classes"), None
+            f"meet, as a strip along the frame's border is): give it its classes"
+            f"{absent_class_hint(labels)}"), None

@@ -144,6 +144,26 @@ def test_palette_indices_are_read_even_where_entries_share_a_colour(tmp_path):
     np.testing.assert_array_equal(read_label_image(tmp_path / "dup.png", 3), [[0, 1], [2, 0]])
 
 
+def test_a_colour_tiff_label_is_told_to_renumber_its_colours(tmp_path):
+    """An RGB TIFF in labels/ got the frame reader's advice (a picture saved as displayed:
+    give the acquisition software's own file); a label mask's is to renumber its colours."""
+    import tifffile
+
+    label = np.zeros((12, 10), np.uint8)
+    label[2:6, 3:7] = 1
+    label[6:10, 2:8] = 2
+    colours = np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0]], np.uint8)
+    tifffile.imwrite(tmp_path / "rgb.tif", colours[label], photometric="rgb")
+    with pytest.raises(DatasetLayoutError) as info:
+        read_label_image(tmp_path / "rgb.tif", 3)
+    assert info.value.path.name == "rgb.tif"
+    assert info.value.reason.startswith("3 channels per pixel (shape (12, 10, 3)) holding 3 "
+                                        "colours, (0, 0, 0), (0, 200, 0), (200, 0, 0): a colour "
+                                        "label mask")
+    assert "renumber its colours to class ids" in info.value.reason
+    assert "acquisition software" not in info.value.reason
+
+
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32])
 def test_a_label_tiff_of_another_pixel_type_is_told_to_be_uint8(tmp_path, dtype):
     # napari saves a labels layer as an int32 or int64 TIFF: the image reader's advice

@@ -162,7 +162,10 @@ def test_tiffs_are_read_as_the_service_reads_them(tmp_path):
     assert "rgb.tif: 3 channels per pixel" in result.output
     assert "f64.tif: pixel type float64 is not supported" in result.output
     assert "aniso.tif: pixel size x 5 nm differs from y 6 nm" in result.output
-    for bad in (rgb, f64, aniso):  # the reasons are the service's own
+    # a colour picture of a label mask's three colours is told what a label mask needs
+    assert "holding 3 colours, (0, 0, 0), (1, 1, 1), (2, 2, 2): a colour label mask" \
+        in result.output
+    for bad in (f64, aniso):  # the reasons are the service's own
         with pytest.raises(InputError) as refused:
             read_frames(bad)
         assert f"{bad}: {refused.value.reason}" in result.output
@@ -1995,3 +1998,177 @@ def test_saved_labels_of_every_page_of_a_stack_hash_it_once_and_read_their_page_
     rows = sorted(pq.read_table(out).to_pylist(), key=lambda r: r["acquired_at"])
     assert [r["pixel_size_nm"] for r in rows] == [pytest.approx(0.75)] * n
     assert [r["acquired_at"] for r in rows] == [t0 + timedelta(seconds=k) for k in range(n)]
+
+
+def _indexed_png(path: Path, indices: np.ndarray, palette: list[tuple[int, int, int]]) -> None:
+    """An indexed-colour PNG, as an image editor's "convert to indexed" saves a mask."""
+    from PIL import Image
+
+    image = Image.fromarray(indices.astype(np.uint8), mode="P")
+    flat = [c for rgb in palette for c in rgb]
+    image.putpalette(flat + [0] * (768 - len(flat)))
+    image.save(path)
+
+
+def test_a_mask_whose_background_is_not_0_is_named_with_its_palette(tmp_path):
+    # An image editor's indexed colours put the background's black at index 1 (0 red wire,
+    # 2 green droplet): the indices were read as class ids and the row refused for a
+    # geometric reason (interface_not_line), nothing saying the file's background is 1.
+    # Of the five wrong orders, only 1 <-> 2 exchanged got a note.
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    red, black, green = (255, 0, 0), (0, 0, 0), (0, 255, 0)
+    _indexed_png(tmp_path / "gimp.png", np.array([1, 0, 2], np.uint8)[cap.labels],
+                 [red, black, green])
+    _indexed_png(tmp_path / "right.png", cap.labels, [black, red, green])
+    orders = {"bg1_wire2_drop0": (1, 2, 0), "bg2_wire0_drop1": (2, 0, 1),
+              "bg2_wire1_drop0": (2, 1, 0)}  # class id -> the id it is drawn with
+    for name, order in orders.items():
+        cv2.imwrite(str(tmp_path / f"{name}.png"), np.array(order, np.uint8)[cap.labels])
+    out = tmp_path / "rows.parquet"
+    names = ["gimp", "right", *orders]
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / f"{n}.png") for n in names),
+                                       "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    rows = {Path(r["source"]).stem: r for r in pq.read_table(out).to_pylist()}
+    right = rows["right"]["contact_angle_deg"]
+    assert rows["right"]["status"] == "ok"
+    lines = result.output.splitlines()
+    notes = {line.split("[0]")[0].split()[-1]: line for line in lines
+             if "reads as a mask whose background is" in line}
+    assert set(notes) == {f"{n}.png" for n in ("gimp", *orders)}, result.output
+    for name, background in (("gimp", 1), *((n, o[0]) for n, o in orders.items())):
+        # the row keeps the refusal; the note under its line names the file and the cause
+        assert not rows[name]["angle_valid"]
+        note = notes[f"{name}.png"]
+        assert lines[lines.index(note) - 1].startswith(f"{tmp_path / name}.png[0] (labels)")
+        assert note.startswith(f"  note: {name}.png[0] reads as a mask whose background is "
+                               f"{background}, not 0 ({background} holds ")
+        assert f"it gives {right:.2f} deg; nwwatch reads 0 background, 1 nanowire, 2 " \
+               "droplet: renumber the mask (docs/measurement.md, 'Masks from other tools')" \
+               in note
+    assert ("its palette (index: RGB) 0: (255, 0, 0), 1: (0, 0, 0), 2: (0, 255, 0), 1 the "
+            "darkest: an indexed-colour PNG is read as its palette indices, not its colours"
+            in notes["gimp.png"])
+    assert "renumbered 1 -> 0, 0 -> 1, 2 -> 2, it gives" in notes["gimp.png"]
+    assert (f"4 refused label page(s) read as masks whose background is not 0: check the "
+            f"masks' class ids (first: {tmp_path / 'gimp.png'}[0]" in result.output)
+
+
+def test_a_right_mask_whose_wire_fills_the_border_gets_no_background_note(tmp_path):
+    # the evidence must not fire on correct masks: a thick wire filling a corner of the
+    # frame (more of the border than the background) under a droplet the frame cuts, and a
+    # frame that wire and droplet fill, both refused as drawn
+    from nwwatch.measure.exchanged import background_not_zero
+
+    corner = render_ideal_cap((80, 80), 112.0, 20.0, 135.0, (15.0, 15.0),
+                              wire_radius_px=40.0).labels
+    full = render_ideal_cap((100, 100), 130.0, 60.0, 90.0, (40.0, 50.0)).labels
+    border = np.concatenate([corner[0], corner[-1], corner[1:-1, 0], corner[1:-1, -1]])
+    assert np.mean(border == NANOWIRE) > max(0.5, np.mean(border == 0))
+    assert not (full == 0).any()
+    for labels in (corner, full):
+        result = measure_contact_angle(labels)
+        assert not result.angle_valid
+        assert background_not_zero(labels, result) is None
+    cv2.imwrite(str(tmp_path / "corner.png"), corner)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "corner.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "note" not in result.output and "background is" not in result.output
+
+
+def test_a_mask_with_a_white_background_is_refused_naming_255(tmp_path):
+    # 255 is the unlabeled value: a mask saved with a white background had 82 % of its frame
+    # given the nearest class and was refused as free_surface_too_small; one whose wire is
+    # 255 read as no_wire, neither saying that 255 is no class
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    thin = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8), wire_radius_px=6.0)
+    cv2.imwrite(str(tmp_path / "white.png"), np.array([255, 1, 2], np.uint8)[cap.labels])
+    cv2.imwrite(str(tmp_path / "wire255.png"), np.array([0, 255, 2], np.uint8)[thin.labels])
+    cv2.imwrite(str(tmp_path / "droplet255.png"), np.array([0, 1, 255], np.uint8)[cap.labels])
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / f"{n}.png") for n in
+                                                    ("white", "wire255", "droplet255")),
+                                       "--out", str(out)])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    share = round(100 * np.mean(cap.labels == 0))
+    assert (f"skipped {tmp_path / 'white.png'}: labels must be 0 background, 1 nanowire, "
+            f"2 droplet; 255 covers {share} % of the frame (92 % of its border) and no pixel is "
+            "0: is 255 your background? Renumber it to 0 (255 means unlabeled") in output
+    # filled (a band the fill gives classes) and measured as no_wire: the note says why
+    rows = pq.read_table(out).to_pylist()
+    assert [(Path(r["source"]).name, r["status"]) for r in rows] == [("wire255.png", "no_wire")]
+    assert ("note: no nanowire (1) pixel in wire255.png[0]: if its 255 px mark the nanowire, "
+            "renumber them to 1 (255 means unlabeled)") in output
+    # refused as a band too wide to fill: the reason says which class is missing
+    assert f"skipped {tmp_path / 'droplet255.png'}: labels must be" in output
+    assert ("give it its classes; no droplet (2) pixel: if 255 marks the droplet, renumber it "
+            "to 2 (255 means unlabeled)") in output
+
+
+def test_a_right_mask_with_an_unsure_band_and_no_background_border_is_filled(tmp_path):
+    # the white-background refusal needs 255 over much of the frame or its border: a mask
+    # without 0 whose 255 is a thin band is filled and measured as before
+    from nwwatch.classes import fill_unsure_band
+
+    labels = np.ones((40, 40), np.uint8)
+    labels[:, 20:] = DROPLET
+    labels[:, 19:21] = 255
+    filled = fill_unsure_band(labels)
+    assert not (filled == 255).any()
+
+
+def test_a_colour_tiff_label_mask_is_told_to_renumber_its_colours(tmp_path):
+    # a colour TIFF mask got the frame's advice (a picture saved as displayed: give the
+    # acquisition software's own file) where the same mask as PNG was told to renumber its
+    # colours to class ids
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    colours = np.array([[0, 0, 0], [255, 0, 0], [0, 255, 0]], np.uint8)
+    tifffile.imwrite(tmp_path / "mask.tif", colours[cap.labels], photometric="rgb")
+    rng = np.random.default_rng(0)
+    picture = rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)  # a screenshot's colours
+    tifffile.imwrite(tmp_path / "picture.tif", picture, photometric="rgb")
+    for read_as in ("auto", "labels"):
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / "mask.tif"), "--read-as",
+                                           read_as, "--out", str(tmp_path / "r.parquet")])
+        assert result.exit_code == 1
+        output = " ".join(result.output.split())
+        assert (f"skipped {tmp_path / 'mask.tif'}: 3 channels per pixel (shape (200, 200, 3)) "
+                "holding 3 colours, (0, 0, 0), (0, 255, 0), (255, 0, 0): a colour label mask; "
+                "nwwatch reads class ids from single-channel grey images: renumber its colours "
+                "to class ids (docs/measurement.md, 'Masks from other tools')") in output
+        assert "acquisition software" not in output
+    # a picture of many colours: a frame saved as displayed, unless read as labels
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "picture.tif"), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert "acquisition software's own file" in " ".join(result.output.split())
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "picture.tif"), "--read-as",
+                                       "labels", "--out", str(tmp_path / "r.parquet")])
+    output = " ".join(result.output.split())
+    assert "3 channels per pixel (shape (64, 64, 3)) holding " in output
+    assert " colours: a colour label mask" in output
+    assert "acquisition software" not in output
+
+
+def test_a_resized_mask_with_pixel_size_nm_is_told_the_size_applies_to_its_pixels(tmp_path):
+    # the warning said "its pixel size not used", as if the row had no pixel size, while
+    # --pixel-size-nm was applied to the mask's pixels, half the frame's
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    masks, images = tmp_path / "masks", tmp_path / "images"
+    masks.mkdir()
+    images.mkdir()
+    cv2.imwrite(str(masks / "f.png"), cv2.resize(cap.labels, (400, 400),
+                                                 interpolation=cv2.INTER_NEAREST))
+    write_frame_tiff(images / "f.tif", np.where(cap.labels == 0, 3000, 1000).astype(np.uint16))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(masks / "f.png"), "--images", str(images),
+                                       "--pixel-size-nm", "0.5", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    output = " ".join(result.output.split())
+    assert (f"warning: {images / 'f.tif'} has shape (200, 200), labels (400, 400); overlay "
+            "drawn on the labels; --pixel-size-nm 0.5 applied to the labels' pixels, which "
+            "are 0.5x the frame's (the labels are 2x its size): if 0.5 nm is the frame's "
+            "pixel size, give --pixel-size-nm 0.25 for these labels") in output
+    assert "not used" not in output
+    assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.5)

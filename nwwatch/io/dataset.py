@@ -46,7 +46,7 @@ from nwwatch.classes import (
     interpolated_rim_problem,
     misplaced_insitu_class,
 )
-from nwwatch.io.errors import InputError, UnsupportedDtypeError
+from nwwatch.io.errors import InputError, MultichannelError, UnsupportedDtypeError
 from nwwatch.io.png import decode_image_file, low_grey_bit_depth
 from nwwatch.io.records import Frame, Volume
 from nwwatch.io.regular import check_regular, open_regular
@@ -131,6 +131,26 @@ def _palette_indices(path: Path) -> np.ndarray | None:
     exports (PASCAL VOC, CVAT's segmentation masks) store the class ids as indices and draw
     them in colours, which is all OpenCV decodes. None for any other PNG, and for a grey
     palette (R = G = B for every entry), whose grey values are read as for a grey PNG."""
+    read = _colour_palette_png(path, pixels=True)
+    return None if read is None else read[1]
+
+
+def indexed_png_palette(path: str | os.PathLike[str]) -> np.ndarray | None:
+    """The palette (N, 3) uint8 RGB of a PNG :func:`read_pages` reads as its palette indices
+    (an indexed-colour PNG with a colour palette): entry i is the colour index i is drawn in,
+    which says which index an image editor's "convert to indexed" gave the background.
+    None for any other file."""
+    path = Path(path)
+    if path.suffix.lower() != ".png":
+        return None
+    read = _colour_palette_png(path, pixels=False)
+    return None if read is None else read[0]
+
+
+def _colour_palette_png(path: Path, pixels: bool
+                        ) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """(palette (N, 3) uint8, its indices (H, W) uint8 when ``pixels``) of an indexed-colour
+    PNG with a colour palette; None for any other PNG (a grey palette included)."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -140,9 +160,57 @@ def _palette_indices(path: Path) -> np.ndarray | None:
             palette = np.frombuffer(bytes(image.getpalette() or []), np.uint8).reshape(-1, 3)
             if (palette[:, 0] == palette[:, 1]).all() and (palette[:, 0] == palette[:, 2]).all():
                 return None
-            return np.asarray(image, dtype=np.uint8)
+            return palette, np.asarray(image, dtype=np.uint8) if pixels else None
     except (OSError, UnidentifiedImageError, ValueError):
         return None  # OpenCV reads it, or names it as unreadable
+
+
+#: A colour TIFF with at most this many colours reads as a colour label mask (three classes,
+#: perhaps an unlabeled colour and a stray one), not as a picture saved as displayed, whose
+#: contrast and colour table give it many.
+LABEL_MASK_MAX_COLOURS = 8
+
+
+def colour_label_mask_reason(path: str | os.PathLike[str], as_labels: bool | None = None
+                             ) -> str | None:
+    """Why a TIFF of several samples per pixel (RGB, RGBA: refused by the TIFF reader as a
+    picture saved as displayed) is not read, said for a colour label mask: what to do is
+    to renumber its colours to class ids, not to give the acquisition software's file.
+    ``as_labels`` True: the file is read as labels whatever its colours; None: when its first
+    page holds at most :data:`LABEL_MASK_MAX_COLOURS` colours; False: never. None for any
+    other file, or one that cannot be read here (the reader's own reason stands)."""
+    if as_labels is False or Path(path).suffix.lower() not in TIFF_SUFFIXES:
+        return None
+    import tifffile
+
+    from nwwatch.io.limits import MAX_FRAME_PIXELS
+
+    try:
+        with tifffile.TiffFile(path) as tif:
+            page = tif.pages[0]
+            shape = tuple(page.shape)
+            if (page.samplesperpixel < 2 or page.planarconfig != 1 or len(shape) != 3
+                    or shape[-1] != page.samplesperpixel
+                    or shape[0] * shape[1] * shape[2] > MAX_FRAME_PIXELS):
+                return None  # planes stored apart: frames written as colour (the reader says)
+            data = page.asarray()
+    except Exception:  # noqa: BLE001 - tifffile's errors are of many types: its reason stands
+        return None
+    if data.dtype.kind not in "ui" or data.dtype.itemsize > 2:
+        return None
+    pixels = data.reshape(-1, data.shape[-1]).astype(np.uint64)
+    codes = np.zeros(pixels.shape[0], np.uint64)
+    for channel in range(pixels.shape[1]):  # one number per colour: unique on 1-D is fast
+        codes = (codes << np.uint64(16)) | pixels[:, channel]
+    colours, first = np.unique(codes, return_index=True)
+    if as_labels is None and colours.size > LABEL_MASK_MAX_COLOURS:
+        return None
+    shown = (", " + ", ".join(str(tuple(int(v) for v in pixels[k])) for k in first)
+             if colours.size <= LABEL_MASK_MAX_COLOURS else "")
+    return (f"{data.shape[-1]} channels per pixel (shape {data.shape}) holding "
+            f"{colours.size} colours{shown}: a colour label mask; nwwatch reads class ids "
+            f"from single-channel grey images: renumber its colours to class ids "
+            f"(docs/measurement.md, 'Masks from other tools')")
 
 
 T = TypeVar("T")
@@ -618,6 +686,10 @@ def _label_page(path: str | os.PathLike[str], num_classes: int) -> np.ndarray:
         pages = read_pages(path) if suffix == ".png" else _as_layout_error(read_volume,
                                                                            path).data
     except DatasetLayoutError as exc:
+        colour = (colour_label_mask_reason(path, as_labels=True)
+                  if isinstance(exc.__cause__, MultichannelError) else None)
+        if colour is not None:  # the frame reader's advice (the acquisition's file) is no help
+            raise DatasetLayoutError(exc.path, colour) from exc
         if not isinstance(exc.__cause__, UnsupportedDtypeError):
             raise
         # The image reader's advice (float32 for int32 pixels) is for images, not class ids.

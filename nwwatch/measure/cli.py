@@ -33,12 +33,15 @@ from nwwatch.classes import (
     UnsureBandError,
     fill_unsure_band,
     interpolated_rim_problem,
+    missing_class,
 )
 from nwwatch.io import Frame, FrameReader, ImageTooLargeError, InputError, inspect_tiff
 from nwwatch.io.dataset import (
     IMAGE_SUFFIXES,
     JPEG_NAMED_PNG,
     DatasetLayoutError,
+    colour_label_mask_reason,
+    indexed_png_palette,
     label_values_problem,
     read_pages,
     read_tiff_frames,
@@ -46,7 +49,7 @@ from nwwatch.io.dataset import (
 )
 from nwwatch.io.dm import DM_SUFFIXES
 from nwwatch.io.emd import EMD_SUFFIXES
-from nwwatch.io.errors import PageIndexError, check_page_index
+from nwwatch.io.errors import MultichannelError, PageIndexError, check_page_index
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
@@ -55,7 +58,7 @@ from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.logsetup import held_events
 from nwwatch.measure.components import select_components
 from nwwatch.measure.contact_angle import measure_contact_angle
-from nwwatch.measure.exchanged import angle_if_exchanged
+from nwwatch.measure.exchanged import OtherBackground, angle_if_exchanged, background_not_zero
 from nwwatch.measure.overlay import draw_overlay
 from nwwatch.measure.result import MEASUREMENT_FIELDS, MEASUREMENT_VERSION
 from nwwatch.options import FiniteFloatRange, InputFile, OutputFile, model_file, say
@@ -105,13 +108,16 @@ class LabelFileError(click.ClickException):
 
 
 def _read_pages(path: Path) -> list[np.ndarray]:
-    return [frame.image for frame in _read_frames(path)]
+    return [frame.image for frame in _read_frames(path, as_labels=True)]
 
 
-def _read_frames(path: Path) -> list[Frame]:
+def _read_frames(path: Path, as_labels: bool | None = False) -> list[Frame]:
     """The pages of ``path`` as frames. A TIFF is read by :func:`nwwatch.io.read_frames`,
     as the service reads it: the same refusals, the file's pixel size and acquisition times.
-    A PNG (label images) has neither: pixel size None, acquired at the file's mtime."""
+    A PNG (label images) has neither: pixel size None, acquired at the file's mtime.
+    ``as_labels`` (True: read as labels; None: either, ``--read-as auto``) gives a colour
+    TIFF of a label mask's few colours the label mask's advice
+    (:func:`nwwatch.io.dataset.colour_label_mask_reason`), not the frame's."""
     if path.is_symlink() and not path.exists():  # named by a shell glob, its target gone
         raise LabelFileError(path, f"a symbolic link to {os.fsdecode(os.readlink(path))!r}, "
                                    "which does not exist")
@@ -126,6 +132,10 @@ def _read_frames(path: Path) -> list[Frame]:
             # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
             pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
+        colour = (colour_label_mask_reason(path, as_labels)
+                  if isinstance(exc.__cause__, MultichannelError) else None)
+        if colour is not None:  # a colour mask: the frame's advice (the raw file) is no help
+            raise LabelFileError(path, colour) from None
         if isinstance(exc.__cause__, ImageTooLargeError) and _sound_structure(path):
             # a recording too long to hold whole, which replay reads a chunk at a time
             raise LabelFileError(path, f"{exc.reason}; `nwwatch replay {path} --out RESULTS` "
@@ -368,8 +378,33 @@ class _SavedLabelFrames:
             self._reader = None
 
 
+def _other_shape_warning(frame: str, frame_shape: tuple[int, ...],
+                         labels_shape: tuple[int, ...], pixel_size_nm: float | None) -> str:
+    """The warning for labels of another shape than their frame (a mask resized, or drawn on
+    a resized copy): its pixels are not the frame's, so the frame's pixel size is not used;
+    a --pixel-size-nm given is applied to the labels' pixels, and the warning says how
+    their size compares with the frame's pixels."""
+    said = (f"warning: {frame} has shape {frame_shape}, labels {labels_shape}; overlay drawn "
+            "on the labels")
+    if pixel_size_nm is None:
+        return f"{said}, its pixel size not used"
+    # a labels' pixel spans frame/labels frame pixels along each axis
+    rows, cols = (f / n for f, n in zip(frame_shape[:2], labels_shape[:2], strict=True))
+    if abs(rows - cols) <= 0.01 * max(rows, cols):
+        size = (f"{rows:.3g}x the frame's (the labels are {1 / rows:.3g}x its size): if "
+                f"{pixel_size_nm:g} nm is the frame's pixel size, give --pixel-size-nm "
+                f"{pixel_size_nm * rows:.4g} for these labels")
+    else:
+        size = (f"{rows:.3g}x the frame's along rows and {cols:.3g}x along columns (not "
+                "square: its *_nm columns mix the two); resize the labels to the frame's "
+                "shape with nearest-neighbour interpolation")
+    return (f"{said}; --pixel-size-nm {pixel_size_nm:g} applied to the labels' pixels, which "
+            f"are {size}")
+
+
 def _saved_labels_frame(saved_frames: _SavedLabelFrames, path: Path,
-                        labels: list[np.ndarray]) -> list | None:
+                        labels: list[np.ndarray], pixel_size_nm: float | None = None
+                        ) -> list | None:
     """The frame a label image saved by the service or replay (``--save-labels``:
     ``{stem}-{sha12}-{model8}-m{version}-p{page}-labels.png``) was drawn on: that page of
     the file in ``--images`` (or the time tree of the Gatan In-Situ recording it names) whose
@@ -407,25 +442,24 @@ def _saved_labels_frame(saved_frames: _SavedLabelFrames, path: Path,
         say(f"warning: {exc.format_message()}; overlay drawn on the labels", err=True)
         return [None]
     if frame.image.shape != labels[0].shape:
-        say(f"warning: {same[0]} page {page} has shape {frame.image.shape}, labels "
-            f"{labels[0].shape}; overlay drawn on the labels, its pixel size not used",
-            err=True)
+        say(_other_shape_warning(f"{same[0]} page {page}", frame.image.shape,
+                                 labels[0].shape, pixel_size_nm), err=True)
         return [None]
     return [frame]
 
 
 def _grey_frames(saved_frames: _SavedLabelFrames | None, path: Path,
-                 labels: list[np.ndarray]) -> list:
+                 labels: list[np.ndarray], pixel_size_nm: float | None = None) -> list:
     """The frames a label file's pages were drawn on: page k of the grey image with the same
     stem in ``--images`` (``saved_frames.images``; for a label image the service saved,
     ``--save-labels``: the page of the file its name names, :func:`_saved_labels_frame`), or
     None per page (a warning says why; all None without ``--images``). They are the
     overlays' backgrounds, and their pixel size and time are the labels' when the shapes
-    match."""
+    match (``pixel_size_nm``: --pixel-size-nm, which a warning of another shape names)."""
     none: list = [None] * len(labels)
     if saved_frames is None:
         return none
-    saved = _saved_labels_frame(saved_frames, path, labels)
+    saved = _saved_labels_frame(saved_frames, path, labels, pixel_size_nm)
     if saved is not None:
         return saved
     images = saved_frames.images
@@ -446,9 +480,8 @@ def _grey_frames(saved_frames: _SavedLabelFrames | None, path: Path,
                 return none
             if frames[0].image.shape != labels[0].shape:
                 # a resized mask's pixels are not the frame's: its size would be wrong
-                say(f"warning: {candidate} has shape {frames[0].image.shape}, labels "
-                    f"{labels[0].shape}; overlay drawn on the labels, its pixel size "
-                    "not used", err=True)
+                say(_other_shape_warning(str(candidate), frames[0].image.shape,
+                                         labels[0].shape, pixel_size_nm), err=True)
                 return none
             return frames
     # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
@@ -751,6 +784,8 @@ class _Run:
         self.rows: list[dict] = []
         self.skipped = 0
         self.swapped_valid: list[str] = []
+        #: refused label pages that read as masks whose background is not 0
+        self.other_background: list[str] = []
         #: index in ``inputs`` of the file being read or measured (len(inputs): all done)
         self.position = 0
         #: where the rows of the file at ``position`` begin in ``rows``, and its number of
@@ -819,7 +854,7 @@ def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
     sigint = signal.getsignal(signal.SIGINT)
     for signum in STOP_SIGNALS if main_thread else ():
         signal.signal(signum, signal.SIG_IGN)
-    _say_swapped(run.swapped_valid)  # a terminal hung up takes no more lines: dropped
+    _say_misnumbered(run)  # a terminal hung up takes no more lines: dropped
     if not run.rows:
         written = f"nothing was written to {out}"
     else:
@@ -838,11 +873,57 @@ def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
     sys.exit(interrupt_exit_status(stop))
 
 
-def _say_swapped(swapped_valid: list[str]) -> None:
-    if swapped_valid:
-        say(f"{len(swapped_valid)} refused label page(s) give an angle with the "
+def _say_misnumbered(run: _Run) -> None:
+    """The counts of refused label pages whose ids read as another numbering."""
+    if run.swapped_valid:
+        say(f"{len(run.swapped_valid)} refused label page(s) give an angle with the "
             "nanowire and droplet ids exchanged: check the masks' class order (first: "
-            + ", ".join(swapped_valid[:3]) + ")")
+            + ", ".join(run.swapped_valid[:3]) + ")")
+    if run.other_background:
+        say(f"{len(run.other_background)} refused label page(s) read as masks whose "
+            "background is not 0: check the masks' class ids (first: "
+            + ", ".join(run.other_background[:3]) + ")")
+
+
+def _darkest_id(palette: np.ndarray | None, labels: np.ndarray) -> int | None:
+    """The class id among those ``labels`` (H, W) hold that ``palette`` (an indexed PNG's,
+    (N, 3) RGB) draws darkest, when darker than 0's colour (an image editor's indexed
+    colours put the background's black elsewhere); else None."""
+    if palette is None:
+        return None
+    used = [k for k in (0, NANOWIRE, DROPLET) if k < len(palette) and (labels == k).any()]
+    if 0 not in used:
+        return None
+    luma = {k: float(np.dot(palette[k], (0.299, 0.587, 0.114))) for k in used}
+    darkest = min(used, key=lambda k: luma[k])
+    return darkest if luma[darkest] < luma[0] else None
+
+
+def _other_background_note(page: str, other: OtherBackground, palette: np.ndarray | None,
+                           labels: np.ndarray) -> str:
+    """The note under a refused label page that reads as a mask whose background is
+    ``other.background_id`` (:func:`nwwatch.measure.exchanged.background_not_zero`)."""
+    k = other.background_id
+    why = []
+    if other.border_share > other.zero_border_share:
+        why.append(f"{k} holds {100 * other.border_share:.0f} % of the frame's border, 0 "
+                   f"{100 * other.zero_border_share:.0f} %")
+    if palette is not None:
+        entries = ", ".join(f"{i}: {tuple(int(c) for c in palette[i])}"
+                            for i in (0, NANOWIRE, DROPLET)
+                            if i < len(palette) and (labels == i).any())
+        darkest = f", {k} the darkest" if _darkest_id(palette, labels) == k else ""
+        why.append(f"its palette (index: RGB) {entries}{darkest}: an indexed-colour PNG is "
+                   "read as its palette indices, not its colours")
+    if other.renumbering is not None:
+        order = ", ".join(f"{old} -> {new}" for old, new in other.renumbering.items())
+        measured = f"renumbered {order}, it gives {other.angle_deg:.2f} deg"
+    else:
+        measured = (f"with {k} as background neither order of the two other ids gives an "
+                    "angle")
+    return (f"  note: {page} reads as a mask whose background is {k}, not 0 ("
+            + "; ".join(why) + f"); {measured}; nwwatch reads 0 background, 1 nanowire, "
+            "2 droplet: renumber the mask (docs/measurement.md, 'Masks from other tools')")
 
 
 def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path | None,
@@ -887,7 +968,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         filled_px: list[int] = []
         try:
             with held_events("io.pixel_size_ignored") as ignored:  # said below, once
-                frames = _read_frames(path)
+                frames = _read_frames(path, as_labels={"labels": True, "auto": None}.get(
+                    read_as, False))
             pages = [frame.image for frame in frames]
             is_labels = read_as == "labels" or (read_as == "auto" and looks_like_labels(pages))
             if is_labels:
@@ -917,7 +999,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
         run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
         with held_events("io.pixel_size_ignored") as ignored_grey:
-            greys = _grey_frames(run.saved_frames, path, pages) if is_labels else None
+            greys = (_grey_frames(run.saved_frames, path, pages, pixel_size_nm) if is_labels
+                     else None)
         if run.saved_frames is not None:  # those of a frame file opened for an earlier label
             ignored_grey = [*ignored_grey, *run.saved_frames.take_events()]
         # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
@@ -1005,6 +1088,12 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                     f"{path.name}[{index}] were given the class of the nearest labeled "
                     "pixel (a boundary midway across an unsure band, or run on to the "
                     "frame's border)")
+                missing = None if result.angle_valid else missing_class(labels)
+                if missing is not None:  # e.g. a mask painted 0/255/2: 255 its wire?
+                    name = INSITU_CLASSES[missing]
+                    say(f"  note: no {name} ({missing}) pixel in {path.name}[{index}]: if its "
+                        f"{UNLABELED} px mark the {name}, renumber them to {missing} "
+                        f"({UNLABELED} means unlabeled)")
             if is_labels and not result.angle_valid:
                 # said, not corrected: the row keeps the refusal
                 swapped_deg = angle_if_exchanged(labels, result, size_nm)
@@ -1014,8 +1103,16 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                         f"gives {swapped_deg:.2f} deg; if your tool "
                         "numbers them so, renumber the mask (docs/measurement.md, "
                         "'Masks from other tools')")
+                else:
+                    palette = indexed_png_palette(path)
+                    other = background_not_zero(labels, result, size_nm,
+                                                _darkest_id(palette, labels))
+                    if other is not None:
+                        run.other_background.append(f"{path}[{index}]")
+                        say(_other_background_note(f"{path.name}[{index}]", other, palette,
+                                                   labels))
     run.position = len(run.inputs)
-    _say_swapped(run.swapped_valid)
+    _say_misnumbered(run)
     if rows:
         try:
             _write(rows, out)

@@ -1,16 +1,21 @@
-"""Whether a refused label image reads as another tool's class order (1 droplet, 2 nanowire).
+"""Whether a refused label image reads as another tool's class order: 1 droplet, 2 nanowire
+(:func:`angle_if_exchanged`), or a background that is not 0 (:func:`background_not_zero`:
+an image editor's indexed colours, whose palette order is not the classes').
 
-Another tool's order reads as a wire on a droplet and is refused for a geometric reason.
-It is said, never corrected: which id means which class is the user's to say. Of the
-benchmark's real-geometry labels refused in the right order, none gives an angle exchanged
+Another tool's order reads as a wire on a droplet, or a background as a droplet or wire, and
+is refused for a geometric reason. It is said, never corrected: which id means which class
+is the user's to say. Of the benchmark's real-geometry labels refused in the right order,
+none gives an angle exchanged and none reads as another background
 (bench/bench_exchanged_ids.py).
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
-from nwwatch.classes import exchange_wire_and_droplet
+from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, border_pixels, exchange_wire_and_droplet
 from nwwatch.measure.contact_angle import measure_contact_angle
 from nwwatch.measure.result import ContactAngleResult
 
@@ -29,3 +34,75 @@ def angle_if_exchanged(labels: np.ndarray, result: ContactAngleResult,
     swapped = measure_contact_angle(exchange_wire_and_droplet(labels),
                                     pixel_size_nm=pixel_size_nm)
     return swapped.contact_angle_deg if swapped.angle_valid else None
+
+
+#: A refused label page reads as one whose background is another id, angle or none, when that
+#: id holds more than this share of the frame's border pixels and at least
+#: :data:`BORDER_BACKGROUND_MIN_RATIO` times 0's share. A background surrounds the wire and
+#: the droplet, which reach the border where the frame cuts them: on the benchmark's real
+#: geometries the background holds 43-100 % of the border, the wire at most 36 %, the
+#: droplet at most 25 %.
+BORDER_BACKGROUND_MIN_SHARE = 0.5
+BORDER_BACKGROUND_MIN_RATIO = 2.0
+
+
+@dataclass(frozen=True)
+class OtherBackground:
+    """A refused label page that reads as one whose background is ``background_id``, not 0.
+
+    ``border_share`` and ``zero_border_share``: the shares of the frame's border pixels
+    holding ``background_id`` and 0. ``renumbering`` (the page's id -> class id) and
+    ``angle_deg``: the renumbering with ``background_id`` as background that gives a valid
+    angle, and that angle; both None when neither order of the two other ids gives one."""
+
+    background_id: int
+    border_share: float
+    zero_border_share: float
+    renumbering: dict[int, int] | None = None
+    angle_deg: float | None = None
+
+
+def background_not_zero(labels: np.ndarray, result: ContactAngleResult,
+                        pixel_size_nm: float | None = None,
+                        dark_id: int | None = None) -> OtherBackground | None:
+    """Whether ``labels`` (uint8 (H, W), 0/1/2), refused as measured (``result``), read as a
+    mask whose background is id 1 or 2; None when ``result`` is valid or nothing says so.
+
+    The candidate is the id holding more of the frame's border than 0 does, and ``dark_id``
+    (the id an indexed PNG's palette draws darkest, when not 0). With it as background, both
+    orders of the two other ids are measured. A candidate whose renumbering gives one valid
+    angle is returned with it; the border's candidate is returned without one where it holds
+    more than :data:`BORDER_BACKGROUND_MIN_SHARE` of the border and
+    :data:`BORDER_BACKGROUND_MIN_RATIO` times 0's share, and the page holds 0 (a frame that
+    wire and droplet fill has no background to renumber). A correct mask's wire filling a
+    corner of the frame, or its droplet cut by the frame, holds less of the border than its
+    background."""
+    if result.angle_valid:
+        return None
+    border = border_pixels(labels)
+    shares = {k: float(np.mean(border == k)) if border.size else 0.0
+              for k in (BACKGROUND, NANOWIRE, DROPLET)}
+    top = max((NANOWIRE, DROPLET), key=lambda k: shares[k])
+    candidates = [top] if shares[top] > shares[BACKGROUND] else []
+    if dark_id in (NANOWIRE, DROPLET) and dark_id not in candidates:
+        candidates.append(dark_id)
+    for candidate in candidates:
+        other = NANOWIRE + DROPLET - candidate
+        valid = []
+        for zero_to, other_to in ((NANOWIRE, DROPLET), (DROPLET, NANOWIRE)):
+            renumbering = {candidate: BACKGROUND, BACKGROUND: zero_to, other: other_to}
+            table = np.arange(256, dtype=np.uint8)
+            for old, new in renumbering.items():
+                table[old] = new
+            found = measure_contact_angle(table[labels], pixel_size_nm=pixel_size_nm)
+            if found.angle_valid:
+                valid.append((renumbering, found.contact_angle_deg))
+        said = OtherBackground(candidate, shares[candidate], shares[BACKGROUND])
+        if len(valid) == 1:  # both orders valid: the ids do not say which is which
+            return OtherBackground(said.background_id, said.border_share,
+                                   said.zero_border_share, *valid[0])
+        if candidate == top and shares[top] > BORDER_BACKGROUND_MIN_SHARE and (
+                shares[top] >= BORDER_BACKGROUND_MIN_RATIO * shares[BACKGROUND]) and (
+                labels == BACKGROUND).any():
+            return said
+    return None
