@@ -299,10 +299,13 @@ def hive_readers(results: Path, folder: str = "frames") -> dict:
     glob = f"{results}/{folder}/*/*.parquet"
     tables = {
         "pandas": pd.read_parquet(results / folder, columns=[*HIVE_KEY, "acquisition"]),
-        "polars": pl.read_parquet(glob, hive_partitioning=True)
+        # as docs/service.md reads them: the acquisition's type given, never guessed
+        "polars": pl.read_parquet(glob, hive_partitioning=True,
+                                  hive_schema={"acquisition": pl.String})
                     .select([*HIVE_KEY, "acquisition"]).to_pandas(),
         "duckdb": duckdb.sql(f"SELECT source, frame, acquisition FROM read_parquet('{glob}', "
-                             "hive_partitioning = true)").df(),
+                             "hive_partitioning = true, "
+                             "hive_types = {'acquisition': VARCHAR})").df(),
         "nwwatch": read_results(results, folder, current=False)
                    .select([*HIVE_KEY, "acquisition"]).to_pandas(),
     }

@@ -284,3 +284,31 @@ def test_int8_rejected_below_the_agreement_threshold(classifier_path, tmp_path, 
     # The caller says it (`nwwatch train`: "int8 model not kept: ..."); a WARNING here reached
     # stderr through logging's last-resort handler as a second line saying the same.
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING]
+
+
+@pytest.mark.parametrize("layout", ["images", "flat"])
+def test_the_int8_snippet_of_the_models_doc_reads_either_data_layout(classifier_path,
+                                                                     tmp_path, monkeypatch,
+                                                                     layout):
+    """docs/models.md's INT8 snippet globbed DATA/images/*.tif: on the flat layout that
+    `nwwatch synth insitu` writes and `nwwatch train` reads it found no image ("need at
+    least one array to stack")."""
+    import re
+    import shutil
+    from pathlib import Path
+
+    from training_helpers import make_folder
+
+    doc = (Path(__file__).parents[1] / "docs" / "models.md").read_text()
+    (snippet,) = re.findall(r"## INT8\n\n```python\n(.*?)```", doc, re.S)
+    data = make_folder(tmp_path / "DATA", n=4)
+    if layout == "flat":  # frames beside labels/, as `nwwatch synth insitu` writes them
+        for path in (data / "images").iterdir():
+            path.rename(data / path.name)
+        (data / "images").rmdir()
+    shutil.copy(classifier_path, tmp_path / "model.onnx")
+    monkeypatch.chdir(tmp_path)
+    namespace: dict = {}
+    exec(compile(snippet, "docs/models.md", "exec"), namespace)  # noqa: S102 (the doc's text)
+    assert namespace["calibration_images"].shape == (4, 48, 48)
+    assert namespace["report"].calibration_images == 3

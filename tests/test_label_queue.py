@@ -583,3 +583,17 @@ def test_queues_of_two_models_and_versions_are_listed_apart_and_named(tmp_path):
     # before the other's, so an order by hash would put it second)
     run_z = _offer_frames(results, tmp_path / "acq" / "runZ", [0.9, 0.5], "0a" * 32, "2.2.19")
     assert queued_frames(results)[0][:4] == [run_z[1], run_z[0], run_x[1], run_x[3]]
+
+
+def test_a_queue_folder_and_its_partition_end_in_the_same_hash(tmp_path):
+    """docs/service.md joins a queue folder and its acquisition's partition by the hash after
+    the last '-': their names differ for a folder name of other letters than ASCII
+    (run_2_ünï / run_2__n_) or of more than 60 characters, the hash does not."""
+    from nwwatch.results.parquet import acquisition_partition
+
+    for name in ("run 2 ünï", "x" * 100, "plain"):
+        source = str(tmp_path / "acq" / name / "f.tif")
+        queue = acquisition_folder(tmp_path / "res", source).name
+        partition = acquisition_partition(source).split("=", 1)[1]
+        assert queue.rsplit("-", 1)[1] == partition.rsplit("-", 1)[1]
+        assert (queue == partition) == (name == "plain")

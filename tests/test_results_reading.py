@@ -155,3 +155,70 @@ def test_a_relative_path_that_looks_like_a_uri_and_a_name_not_utf8(tmp_path, mon
         read_results(odd)
     (tmp_path / "readable").symlink_to(odd)  # the way round it the message gives
     assert read_results(tmp_path / "readable").num_rows == 1
+
+
+def test_tomogram_rows_asked_for_as_frames_name_the_kind_to_give(tmp_path):
+    """A results folder of tomograms alone read with the default kind gave a table of no
+    rows and no columns, without a word (the README's next line: AttributeError)."""
+    from nwwatch.results.schema import volume_schema
+    from nwwatch.volume import VOLUME_METRIC_FIELDS
+
+    source = "/tomo/t1.tif"
+    folder = tmp_path / "volumes" / acquisition_partition(source)
+    folder.mkdir(parents=True)
+    write_batch([{"source": source, "status": "ok", "source_sha256": "t1",
+                  "processed_at": T0}], volume_schema(VOLUME_METRIC_FIELDS), folder, "volumes")
+    (tmp_path / "frames").mkdir()  # an empty frames/ too: still no frame rows
+    with pytest.raises(ResultsReadError, match=r"no frame rows .*kind='volumes'") as error:
+        read_results(tmp_path)
+    assert str(tmp_path) in str(error.value)
+    assert read_results(tmp_path, kind="volumes")["source"].to_pylist() == [source]
+    # the other way round: frame rows alone asked for as volumes
+    other = tmp_path / "frames-only"
+    _write(other, [_row("/acq/a.tif", 0, "s1", T0, 100.0)], frame_schema(MEASUREMENT_FIELDS),
+           T0)
+    with pytest.raises(ResultsReadError, match=r"no tomogram rows .*kind='frames'"):
+        read_results(other, kind="volumes")
+
+
+def _documented_recipe() -> str:
+    """docs/service.md's expression for applying reverted.parquet and quarantine.parquet
+    outside nwwatch."""
+    import re
+
+    doc = (Path(__file__).parents[1] / "docs" / "service.md").read_text()
+    (recipe,) = {re.sub(r"\s+", " ", m)
+                 for m in re.findall(r"`nwwatch\.results\.versions\.(newest_versions\(table,"
+                                     r"[^`]*\))`", doc)}
+    return recipe
+
+
+def test_the_documented_recipe_reads_a_replays_folder_without_quarantine_file(tmp_path):
+    """A replay that quarantined nothing writes no quarantine.parquet; the docs' recipe read
+    that file and ended in FileNotFoundError."""
+    import pyarrow.dataset as ds
+    from servicekit import model, paint_insitu
+
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.results import quarantine, versions
+    from nwwatch.service import replay
+
+    acq = tmp_path / "in"
+    acq.mkdir()
+    for k in range(2):
+        write_frame_tiff(acq / f"f{k}.tif", paint_insitu(100.0 + 10 * k, size=48))
+    out = tmp_path / "res"
+    summary = replay(acq, out, kind="insitu", model=model(tmp_path))
+    assert summary.done == 2 and summary.quarantined == 0
+    assert not (out / quarantine.QUARANTINE_FILE).exists()
+    namespace = {"table": ds.dataset(out / "frames", partitioning="hive").to_table(),
+                 "RESULTS": out, **vars(versions), **vars(quarantine)}
+    recipe = _documented_recipe()
+    assert sorted(eval(recipe, namespace)["source"].to_pylist()) == sorted(  # noqa: S307
+        read_results(out)["source"].to_pylist())
+    # once a file is quarantined (overwritten with a broken one) the same recipe applies it
+    write_quarantine([{"path": str(acq / "f0.tif"), "sha256": "broken", "reason": "truncated",
+                       "error_type": "TruncatedTiffError", "attempts": 1,
+                       "quarantined_at": datetime.now(UTC).timestamp() + 60}], out)
+    assert eval(recipe, namespace)["source"].to_pylist() == [str(acq / "f1.tif")]  # noqa: S307
+    assert read_results(out)["source"].to_pylist() == [str(acq / "f1.tif")]

@@ -7,6 +7,8 @@ import itertools
 import re
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).parents[1]
 DOC = (ROOT / "docs" / "service.md").read_text()
 
@@ -104,3 +106,89 @@ def test_every_event_the_dask_driver_logs_is_named_in_the_cluster_doc():
     assert {"dask_dashboard", "cluster_task_failed"} <= events  # the pattern finds the calls
     assert sorted(e for e in events
                   if f"`{e}`" not in cluster_doc and f"`{e}`" not in DOC) == []
+
+
+def _reader_calls(results: Path) -> list[str]:
+    """The calls of the python blocks of "Results: Parquet schema", one expression each,
+    with RESULTS the folder ``results``."""
+    blocks = re.findall(r"```python\n(.*?)```", _section("## Results: Parquet schema"), re.S)
+    calls, pending = [], ""
+    for line in "\n".join(blocks).splitlines():
+        pending += " " + line.split("  #", 1)[0].strip()
+        if pending.count("(") == pending.count(")"):  # a call's last line
+            calls.append(pending.strip().replace("RESULTS", str(results)))
+            pending = ""
+    return [c for c in calls if c]
+
+
+def _results_of(root: Path, folders: list[str]) -> dict[str, str]:
+    """A results folder at ``root`` with one frame row per acquisition folder (rows written
+    as the service writes them); their partition values by source."""
+    from datetime import UTC, datetime
+
+    from nwwatch.measure import MEASUREMENT_FIELDS
+    from nwwatch.results.parquet import acquisition_partition, write_batch
+    from nwwatch.results.schema import frame_schema
+
+    partitions = {}
+    for k, folder in enumerate(folders):
+        source = f"{folder}/f{k}.tif"
+        partition = acquisition_partition(source)
+        row = {"source": source, "frame": 0, "status": "ok", "reason_code": "ok",
+               "reason": "", "angle_valid": True, "droplet_cut": False,
+               "contact_angle_deg": 100.0 + k, "source_sha256": f"s{k}",
+               "processed_at": datetime(2026, 5, 1, tzinfo=UTC), "model_sha256": "m" * 64,
+               "measurement_version": "9.9"}
+        write_batch([row], frame_schema(MEASUREMENT_FIELDS), root / "frames" / partition,
+                    "frames")
+        partitions[source] = partition.split("=", 1)[1]
+    return partitions
+
+
+def _digits_only(name: str) -> str:
+    """An acquisition folder named ``name`` whose 8-hex hash is all digits."""
+    import hashlib
+
+    return next(f"/acq/s{i}/{name}" for i in range(10_000)
+                if hashlib.sha1(f"/acq/s{i}/{name}".encode()).hexdigest()[:8].isdigit())
+
+
+def test_the_documented_readers_read_the_acquisition_as_text(tmp_path):
+    """Folders named 1e and 2E whose hash is all digits (acquisition=1e-78836267): polars
+    guessed a number from the names and read both as 0.0, one acquisition."""
+    import pyarrow.dataset  # the doc's pyarrow.dataset.dataset
+
+    namespace = {"pandas": pytest.importorskip("pandas"), "pyarrow": pyarrow,
+                 "polars": pytest.importorskip("polars"),
+                 "duckdb": pytest.importorskip("duckdb")}
+    # only these two: one name that is no number made polars read every name as text
+    partitions = _results_of(tmp_path, [_digits_only("1e"), _digits_only("2E")])
+    assert all(p.split("-")[-1].isdigit() for p in partitions.values())
+    calls = _reader_calls(tmp_path)
+    readers = {c.split(".")[0]: c for c in calls[:4]}
+    assert sorted(readers) == ["duckdb", "pandas", "polars", "pyarrow"], calls
+    assert "'run42-%'" in readers["duckdb"]  # its one acquisition: here the folder 1e's
+    readers["duckdb"] = readers["duckdb"].replace("'run42-%'", "'1e-%'")
+    for name, call in readers.items():
+        table = eval(call, namespace)  # noqa: S307 (the doc's own text)
+        table = (table.to_table().to_pandas() if name == "pyarrow" else table.df()
+                 if name == "duckdb" else table.to_pandas() if name == "polars" else table)
+        got = dict(zip(table.source, table.acquisition.astype(str), strict=True))
+        want = {s: p for s, p in partitions.items() if name != "duckdb" or "/1e/" in s}
+        assert got == want, (name, call)
+
+
+def test_the_documented_duckdb_read_takes_no_folder_above_the_results(tmp_path):
+    """A results folder under acquisition=campaign1/ and frame=7/: DuckDB's hive partitioning
+    gave every row that acquisition and frame 7; the doc's remedy reads the rows' own."""
+    duckdb = pytest.importorskip("duckdb")
+    results = tmp_path / "frame=7" / "acquisition=campaign1" / "RESULTS"
+    partitions = _results_of(results, ["/acq/a", "/acq/b"])
+    glob = f"{results}/frames/*/*.parquet"
+    trap = duckdb.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning = true)").df()
+    assert set(trap.acquisition) == {"campaign1"} and set(trap.frame) == {7}  # as documented
+    remedy = [c for c in _reader_calls(results) if "filename = true" in c]
+    assert len(remedy) == 1
+    table = eval(remedy[0], {"duckdb": duckdb}).df()  # noqa: S307 (the doc's own text)
+    assert dict(zip(table.source, table.acquisition, strict=True)) == partitions
+    assert set(table.frame) == {0}

@@ -81,6 +81,29 @@ def test_rows_count_by_status_and_reason_code_with_or_without_the_column():
                                      "uncertain_fraction 1)")
 
 
+
+def test_the_status_table_says_how_status_counts_each_status():
+    """docs/measurement.md's status table gives each status's `angle_valid` and how
+    `nwwatch status` counts it: `several_droplets` has a valid angle and was read as ok from
+    the README's `frames[frames.angle_valid]`, but status counts it flagged."""
+    import re
+    from pathlib import Path
+
+    from nwwatch.measure.result import STATUSES, VALID_STATUSES
+    from nwwatch.results.outcome import row_outcome
+
+    doc = (Path(__file__).parents[1] / "docs" / "measurement.md").read_text()
+    table = doc.split("### Statuses and reason codes", 1)[1].split("\n\n", 2)[1]
+    assert table.startswith("| status | `angle_valid` | `nwwatch status` counts it |"), table
+    rows = {}
+    for names, valid, counted in re.findall(r"^\| (`[^|]+`) \| (yes|no) \| (\w+) \|", table,
+                                            flags=re.M):
+        for name in re.findall(r"`([^`]+)`", names):
+            rows[name] = (valid == "yes", counted)
+    assert rows == {s: (s in VALID_STATUSES, row_outcome(s)) for s in STATUSES}
+    assert rows["several_droplets"] == (True, "flagged")
+
+
 def test_reason_codes_of_equal_count_are_listed_by_name_whatever_the_row_order():
     """The same rows counted in another order (a Dask replay commits tasks as they finish)
     printed "labels_noisy 2, arc_too_short 2" where local replay printed "arc_too_short 2,

@@ -51,3 +51,23 @@ def superseding_table(entries: list[dict]) -> pa.Table | None:
                      "sha256": pa.array([q.get("sha256") for q in timed], pa.string()),
                      "quarantined_at": pa.array([q["quarantined_at"] for q in timed],
                                                 pa.timestamp("us", tz="UTC"))})
+
+
+def read_quarantined(results_dir: str | os.PathLike[str]) -> pa.Table | None:
+    """``path``, ``sha256`` and ``quarantined_at`` of ``RESULTS/quarantine.parquet`` as
+    :func:`nwwatch.results.versions.newest_versions` takes them (beside
+    :func:`nwwatch.results.versions.read_reverted`); None when there is no such file (a
+    replay that quarantined nothing writes none), when it lists no file with a time, or
+    when it cannot be read (damaged): then no file's rows are superseded by a quarantine."""
+    import pyarrow.parquet as pq  # here: the writers of the list need none of it
+
+    path = Path(results_dir) / QUARANTINE_FILE
+    if not path.is_file():
+        return None
+    try:
+        # a file object: a path string is read as a URI where it can ("run:1/…")
+        with open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
+            entries = parquet.read().to_pylist()
+    except (OSError, pa.ArrowInvalid):
+        return None
+    return superseding_table(entries)

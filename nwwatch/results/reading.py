@@ -26,11 +26,13 @@ from nwwatch.results.parquet import (
     merged_schema,
     plain_schema,
 )
-from nwwatch.results.quarantine import QUARANTINE_FILE, superseding_table
+from nwwatch.results.quarantine import read_quarantined
 from nwwatch.results.versions import newest_versions, read_reverted, without_repeated_rows
 
 #: The datasets of a results folder :func:`read_results` reads.
 KINDS: tuple[str, ...] = ("frames", "volumes")
+#: What the rows of each dataset are, for messages.
+ROWS_OF: dict[str, str] = {"frames": "frame rows (in-situ)", "volumes": "tomogram rows"}
 
 
 class ResultsReadError(ValueError):
@@ -57,10 +59,12 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
     counting or averaging.
 
     Raises :class:`ResultsReadError` naming the folder when it is no results folder (it
-    holds neither ``frames`` nor ``volumes``) or the file that cannot be read; a
-    ``kind`` that is not one of :data:`KINDS` raises ValueError listing them. A file removed
-    between listing and reading (a compaction, the service replacing its files) makes the
-    folder be listed again. An empty dataset gives a table of no rows and no columns."""
+    holds neither ``frames`` nor ``volumes``), when ``kind``'s folder holds no file but the
+    other kind's does (tomogram rows asked for as frames: the error names the ``kind`` to
+    give), or naming the file that cannot be read; a ``kind`` that is not one of
+    :data:`KINDS` raises ValueError listing them. A file removed between listing and reading
+    (a compaction, the service replacing its files) makes the folder be listed again. An
+    empty dataset (neither kind has a file yet) gives a table of no rows and no columns."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     root = Path(results_dir)
@@ -70,6 +74,12 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
         raise ResultsReadError(f"{root}: not a results folder (it holds no frames/ or "
                                "volumes/ folder)")
     folder = root / kind
+    other = next(name for name in KINDS if name != kind)
+    if not dataset_files(folder) and dataset_files(root / other):
+        # an empty table of no columns read as "no rows" and failed later on a column
+        raise ResultsReadError(f"{root}: no {ROWS_OF[kind]} here ({kind}/ holds no file), "
+                               f"only {ROWS_OF[other]} ({other}/): read them with "
+                               f"read_results(..., kind={other!r})")
     for attempt in range(READ_ATTEMPTS):
         try:
             table = _read_dataset(folder)
@@ -84,7 +94,7 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
     # as the dashboard counts: a row written twice (a copied batch file, a compaction cut
     # short) once, then each file's newest version
     return newest_versions(without_repeated_rows(table), read_reverted(root),
-                           _quarantined(root))
+                           read_quarantined(root))
 
 
 #: How often :func:`read_results` lists and reads a folder whose files are replaced meanwhile.
@@ -161,18 +171,3 @@ def _with_acquisitions(table: pa.Table) -> pa.Table:
     filled = pc.if_else(missing, found, column)
     return table.set_column(table.schema.get_field_index(PARTITION_KEY), PARTITION_KEY,
                             filled)
-
-
-def _quarantined(root: Path) -> pa.Table | None:
-    """``path``, ``sha256`` and ``quarantined_at`` of ``root/quarantine.parquet`` as
-    :func:`nwwatch.results.versions.newest_versions` takes them; None without the file (or
-    when it cannot be read: then no file's rows are superseded by a quarantine)."""
-    path = root / QUARANTINE_FILE
-    if not path.is_file():
-        return None
-    try:
-        with open(path, "rb") as handle, pq.ParquetFile(handle) as parquet:
-            entries = parquet.read().to_pylist()
-    except (OSError, pa.ArrowInvalid):
-        return None
-    return superseding_table(entries)
