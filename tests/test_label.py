@@ -300,6 +300,61 @@ def test_a_frame_with_nothing_labeled_is_not_saved_and_a_hidden_droplet_has_no_a
     assert doc["contact_angle_reason"].startswith("no droplet pixel in the labels")
 
 
+def test_a_circle_whose_own_pixels_are_not_droplet_has_no_angle(tmp_path):
+    """before: the angle was refused only where the label image held no droplet pixel at
+    all; a circle cut away at the wire polygon's edge (it painted nothing) beside droplet
+    strokes, as a proposal drew it, kept its angle (40.7 deg here), shown with no reason and
+    written to truth.parquet as ground truth. The circle's own pixels decide."""
+    from nwwatch.label.server import preview
+
+    wire = ((99.5, 39.5), (99.5, 216.5), (255.5, 216.5), (255.5, 39.5))
+    # a false droplet enclosed by the wire, and the real one on the wire's top, as strokes
+    false = Stroke(DROPLET, ((179.5, 69.5), (179.5, 186.5), (240.5, 186.5), (240.5, 69.5)))
+    cap = np.linspace(0.0, np.pi, 25)
+    real = Stroke(DROPLET, tuple((100.0 - 45 * np.sin(t), 128.0 + 45 * np.cos(t))
+                                 for t in cap))
+    cut = LabelGeometry((256, 256), Circle((210.0, 128.0), 60.0), wire,
+                        strokes=(false, real))
+    assert contact_angle(cut).angle_deg == pytest.approx(40.68, abs=0.01)  # the shapes'
+    doc = preview(cut)
+    assert doc["counts"][DROPLET] > 10000  # all of them the strokes'
+    assert doc["contact_angle_deg"] is None
+    assert doc["contact_angle_reason"] == (
+        "no droplet pixel in the labels from the circle (its disk cut away at the facet "
+        f"line, painted over as unlabeled, or off the frame); the label image's "
+        f"{doc['counts'][DROPLET]} droplet pixels are the strokes'")
+    image = np.full((256, 256), 1000, np.uint16)
+    saved = save_labeled_frame(tmp_path, "cut", image, cut)
+    assert saved["contact_angle_deg"] is None
+    record = json.loads((tmp_path / "geometry" / "cut.json").read_text())
+    assert record["contact_angle_deg"] is None
+    assert record["contact_angle_reason"] == doc["contact_angle_reason"]
+    assert pq.read_table(tmp_path / "truth.parquet").num_rows == 0
+    # the circle on the real droplet, the false one still a stroke: its angle stands
+    on_real = LabelGeometry((256, 256), Circle((110.0, 128.0), 46.0), wire, strokes=(false,))
+    assert preview(on_real)["contact_angle_deg"] == pytest.approx(76.81, abs=0.01)
+    # ... but not once all but a sliver of it is painted over as unlabeled: 267 px beside
+    # the stroke's 7137, fewer than the 5 % nwwatch measure asks of a droplet region
+    sliver = on_real.replace(strokes=(false, Stroke(UNLABELED, ((0.0, 0.0), (0.0, 255.0),
+                                                                (96.5, 255.0), (96.5, 0.0)))))
+    doc = preview(sliver)
+    assert doc["contact_angle_deg"] is None
+    assert doc["contact_angle_reason"].startswith(
+        "the circle paints only 267 of the label image's 7404 droplet pixels (under 371")
+    saved = save_labeled_frame(tmp_path, "sliver", image, sliver)
+    assert saved["contact_angle_deg"] is None
+    # a few of its own pixels and no other droplet: under the 12 px of a droplet region
+    tiny = LabelGeometry((256, 256), Circle((98.0, 128.0), 2.0), wire)  # 9 px
+    doc = preview(tiny)
+    assert 0 < doc["counts"][DROPLET] < 12 and doc["contact_angle_deg"] is None
+    assert doc["contact_angle_reason"].startswith(
+        f"the circle paints only {doc['counts'][DROPLET]} droplet pixels in the labels")
+    save_labeled_frame(tmp_path, "on_real", image, on_real)
+    rows = pq.read_table(tmp_path / "truth.parquet").to_pylist()
+    assert [(r["file"], round(r["theta_apparent_deg"], 2)) for r in rows] == [
+        ("images/on_real.tif", 76.81)]
+
+
 def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
     from nwwatch.evaluate import _truth_angles
 

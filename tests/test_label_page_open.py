@@ -24,9 +24,11 @@ from webdriver import Browser
 
 from nwwatch.filehash import file_sha256
 from nwwatch.io import write_frame_tiff
-from nwwatch.label.cli import queued_frames
+from nwwatch.label.cli import _labelled_queue_last, queued_frames
 from nwwatch.label.frames import frame_refs
+from nwwatch.label.geometry import Circle, LabelGeometry
 from nwwatch.label.server import LabelSession
+from nwwatch.label.store import save_labeled_frame
 from nwwatch.results.label_queue import THUMBS_DIR, Candidate, QueueEntry, offer, read_queue
 from nwwatch.synth import generate_insitu
 
@@ -228,16 +230,33 @@ def test_the_queue_entries_show_their_rank_and_confidences_that_differ(tmp_path,
     offer(results, [Candidate(QueueEntry(str(path), 0, file_sha256(path), c), np.zeros((8, 8)))
                     for path, c in zip(sources, confidences, strict=False)])
     paths, pages, infos, _ = queued_frames(results)
-    session = LabelSession(frame_refs([*paths, sources[3]], [*infos, {}], [*pages, None]),
-                           tmp_path / "DATA")
+    data = tmp_path / "DATA"
+    refs = frame_refs([*paths, sources[3]], [*infos, {}], [*pages, None], data_dir=data)
+    shown = _frame_list(LabelSession(refs, data), browser)
+    assert shown == [f"{path.stem} (queue rank {k + 1} of 3, confidence {c})"
+                     for k, (path, c) in enumerate(zip(paths, ("0.4012", "0.4014", "0.4049"),
+                                                       strict=True))] + [sources[3].stem]
+    # The least confident frame labelled: listed after the other queued frames, and the
+    # first entry says rank 2, not place 2 of the list (it read "queue 2 of 3" there).
+    save_labeled_frame(data, refs[0].stem, tifffile.imread(paths[0]),
+                       LabelGeometry((128, 128), Circle((40.0, 64.0), 20.0)))
+    refs, note = _labelled_queue_last(
+        frame_refs([*paths, sources[3]], [*infos, {}], [*pages, None], data_dir=data), data)
+    assert note.startswith("1 of the 3 queued frames are labelled")
+    shown = _frame_list(LabelSession(refs, data), browser)
+    assert shown == [f"{paths[1].stem} (queue rank 2 of 3, confidence 0.4014)",
+                     f"{paths[2].stem} (queue rank 3 of 3, confidence 0.4049)",
+                     f"\u2713 {paths[0].stem} (queue rank 1 of 3, confidence 0.4012)",
+                     sources[3].stem]
+
+
+def _frame_list(session: LabelSession, browser: Browser) -> list[str]:
+    """The entries of the page's frame list, served from ``session``."""
     with serving(session) as url:
         browser.get(url)
         browser.wait_for(READY)
-        shown = browser.execute("return [...document.getElementById('frame-select').options]"
-                                ".map((o) => o.textContent)")
-    assert shown == [f"{path.stem} (queue {k + 1} of 3, confidence {c})"
-                     for k, (path, c) in enumerate(zip(paths, ("0.4012", "0.4014", "0.4049"),
-                                                       strict=True))] + [sources[3].stem]
+        return browser.execute("return [...document.getElementById('frame-select').options]"
+                               ".map((o) => o.textContent)")
 
 
 class _SlowSession(LabelSession):

@@ -100,5 +100,60 @@ def test_a_failed_fits_huge_circle_is_not_proposed(monkeypatch):
 
     line = dataclasses.replace(honest.droplet, center=(-104847.6, 189418.2),
                                radius_px=215670.9)
-    assert droplet_iou(line, None, labels == NANOWIRE, drop) < 0.1
-    assert droplet_iou(honest.droplet, honest.facet, labels == NANOWIRE, drop) > 0.9
+    assert droplet_iou(honest.replace(droplet=line), drop) < 0.1
+    assert droplet_iou(honest, drop) > 0.9
+
+
+def _false_droplet_in_the_wire() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Labels as the model gave a synthetic video frame (seed 17, frame 9): its largest
+    droplet blob a false one inside the wire near the frame's bottom, the real droplet a
+    smaller blob on the wire's top. (labels, false blob, real droplet)."""
+    labels = np.zeros((256, 256), np.uint8)
+    rows, cols = np.mgrid[:256, :256]
+    labels[100:, 40:217] = NANOWIRE  # the wire, up from the bottom
+    false = (rows >= 180) & (rows <= 240) & (cols >= 70) & (cols <= 186)
+    labels[false] = DROPLET  # 7137 px, enclosed by the wire
+    real = ((rows - 100) ** 2 + (cols - 128) ** 2 < 45**2) & (rows < 100)
+    labels[real] = DROPLET  # about 3160 px
+    return labels, false, real
+
+
+def test_a_circle_whose_droplet_the_wire_polygon_cuts_away_is_not_proposed(monkeypatch):
+    """A failed measurement returned a circle over the false blob; scored as a whole disk it
+    overlapped it by IoU 0.58 and was proposed, but the rasteriser cuts the disk at the wire
+    polygon's bottom edge (the false blob is a hole of the wire, inside its polygon): the
+    circle painted no droplet pixel, the real droplet was a stroke, and the page's human
+    angle (40.7 deg) went into truth.parquet. Scored as it is painted, it is not proposed."""
+    import dataclasses
+
+    import nwwatch.measure
+    from nwwatch.label.geometry import Circle, contact_angle
+    from nwwatch.label.raster import rasterize
+
+    labels, false, real = _false_droplet_in_the_wire()
+    real_measure = nwwatch.measure.measure_contact_angle
+    fitted = Circle((210.0, 128.0), 60.0)
+
+    def failed_on_the_false_blob(*args, **kwargs):
+        return dataclasses.replace(real_measure(*args, **kwargs), status="fit_failed",
+                                   contact_angle_deg=None, facet_row=None,
+                                   facet_angle_deg=None,
+                                   circle_center_row=fitted.center[0],
+                                   circle_center_col=fitted.center[1],
+                                   droplet_radius_px=fitted.radius_px)
+
+    monkeypatch.setattr(nwwatch.measure, "measure_contact_angle", failed_on_the_false_blob)
+    geometry = propose_geometry(labels)
+    assert geometry.droplet is None
+    assert geometry.facet is None and geometry.wire is not None
+    from nwwatch.label.geometry import circle_droplet_mask
+    from nwwatch.label.propose import droplet_iou
+
+    kept = geometry.replace(droplet=fitted)  # what was proposed before
+    assert not circle_droplet_mask(kept).any()  # cut at the polygon's bottom edge
+    assert droplet_iou(kept.replace(wire=None), false) > 0.5  # the whole disk's overlap
+    assert droplet_iou(kept, false) == 0.0
+    # both of the model's droplets are kept, as strokes, and there is no angle to save
+    painted = rasterize(geometry)
+    assert np.mean(painted[false | real] == DROPLET) > 0.97
+    assert contact_angle(geometry, painted).angle_deg is None

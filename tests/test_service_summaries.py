@@ -238,8 +238,8 @@ def test_replay_exit_status_and_last_line(tmp_path, acquisition):
     (acq / "junk.tif").unlink()
     r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--model", str(onnx)])
     assert r.exit_code == 0, r.output
-    assert r.output.strip().splitlines()[-1] == ("replay complete: all 5 files processed, "
-                                                 "none of them new: all done before")
+    assert r.output.strip().splitlines()[-1] == ("replay complete: nothing to do: all 5 files "
+                                                 "were done before")
     # could not run: a missing model is exit 1; a wrong option is click's exit 2
     r = runner.invoke(replay_cmd, [str(acq), "--out", str(out), "--config",
                                    str(tmp_path / "none.toml")])
@@ -898,6 +898,28 @@ def test_a_replay_of_one_file_is_counted_in_the_singular(tmp_path, acquisition):
     assert lines[-1] == "replay complete: the 1 file processed", lines
 
 
+def test_a_replay_with_every_file_done_before_says_there_was_nothing_to_do():
+    """Was "replay complete: all 30 files processed, none of them new: all done before" (and
+    "the 1 file processed, done before"): processed, yet none new, read as a contradiction
+    after the service had done them all."""
+    from pathlib import Path
+
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    def last(**counts: int) -> str:
+        return ReplaySummary(Path("out"), **counts).lines()[-1]
+
+    assert last(files=30, skipped=30, skipped_earlier=30) == (
+        "replay complete: nothing to do: all 30 files were done before")
+    assert last(files=1, skipped=1, skipped_earlier=1) == (
+        "replay complete: nothing to do: the 1 file was done before")
+    assert last(files=31, skipped=30, skipped_earlier=30, vanished=1) == (
+        "replay complete: nothing to do: all 30 files (1 vanished) were done before")
+    assert last(files=30, done=2, skipped=28, skipped_earlier=28) == (
+        "replay complete: all 30 files processed, 28 of them done before")
+    assert last(files=30, done=30) == "replay complete: all 30 files processed"
+
+
 def test_summary_lines_name_the_first_three_and_mark_the_rest():
     from pathlib import Path
 
@@ -1081,8 +1103,7 @@ def test_files_touched_since_they_were_done_read_as_done_before(tmp_path, acquis
         os.utime(file, None)
     again = replay(acq, tmp_path / "out", kind="insitu", model=onnx)
     assert (again.done, again.skipped, again.skipped_earlier) == (0, 5, 5)
-    assert again.lines()[-1] == ("replay complete: all 5 files processed, none of them new: "
-                                 "all done before")
+    assert again.lines()[-1] == "replay complete: nothing to do: all 5 files were done before"
 
 
 def test_status_names_as_last_the_frame_the_dashboard_names_as_latest(tmp_path):

@@ -19,6 +19,7 @@ Coordinates follow the package convention: (row, col), integer indices are pixel
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -289,6 +290,48 @@ def facet_line(geometry: LabelGeometry) -> FacetLine | None:
     return FacetLine(0.5 * (a + b), normal, (a, b))
 
 
+#: A membership test: which points (broadcast rows, cols) lie inside a shape.
+Inside = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+def droplet_inside(geometry: LabelGeometry) -> Inside | None:
+    """The droplet circle's shape: a test of which points (broadcast ``rows``, ``cols``) lie in
+    its disk on the droplet's side of :func:`facet_line` (the whole disk without a facet), or
+    None without a circle. :func:`nwwatch.label.raster.rasterize` paints this as droplet, and
+    the proposal and the human angle judge a circle by it, so neither counts a part of the
+    disk the saved labels cut away."""
+    if geometry.droplet is None:
+        return None
+    (cr, cc), r2 = geometry.droplet.center, geometry.droplet.radius_px ** 2
+    facet = facet_line(geometry)
+
+    def inside(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+        disk = (rows - cr) ** 2 + (cols - cc) ** 2 < r2
+        if facet is None:
+            return disk
+        side = (rows - facet.point[0]) * facet.u[0] + (cols - facet.point[1]) * facet.u[1]
+        return disk & (side >= 0)
+    return inside
+
+
+def circle_droplet_mask(geometry: LabelGeometry) -> np.ndarray:
+    """bool (H, W) of ``geometry.shape``: the pixels whose centre :func:`droplet_inside`
+    puts in the circle's droplet (strokes not applied); all False without a circle."""
+    h, w = geometry.shape
+    out = np.zeros((h, w), dtype=bool)
+    inside = droplet_inside(geometry)
+    if inside is None:
+        return out
+    (cr, cc), radius = geometry.droplet.center, geometry.droplet.radius_px
+    # only the disk's bounding box (in the frame) can be painted
+    r0, r1 = max(0, math.floor(cr - radius)), min(h, math.ceil(cr + radius) + 1)
+    c0, c1 = max(0, math.floor(cc - radius)), min(w, math.ceil(cc + radius) + 1)
+    if r0 < r1 and c0 < c1:
+        out[r0:r1, c0:c1] = inside(np.arange(r0, r1, dtype=np.float64)[:, None],
+                                   np.arange(c0, c1, dtype=np.float64)[None, :])
+    return out
+
+
 @dataclass(frozen=True)
 class HumanAngle:
     """Contact angle the geometry implies, or why there is none (``angle_deg`` None).
@@ -360,14 +403,16 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
 
 def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> HumanAngle:
     """The human contact angle of ``geometry`` (degrees), a value with a reason on failure.
-    With ``labels`` (its rasterised (H, W) label image) none where they hold no droplet
-    pixel: the circle painted over as unlabeled, or drawn off the frame, is not an angle
-    the labels stand behind (no ground truth for ``nwwatch evaluate``)."""
+
+    With ``labels`` (its rasterised (H, W) label image) none where too few of the pixels the
+    circle itself paints (:func:`circle_droplet_mask`) are droplet there: fewer than
+    ``MIN_AREA_PX`` or than ``MIN_AREA_FRACTION`` of the label image's droplet pixels
+    (:mod:`nwwatch.measure.components`: a droplet region ``nwwatch measure`` passes over). The
+    circle cut away at the facet line, painted over as unlabeled or drawn off the frame is
+    not an angle the labels stand behind (no ground truth for ``nwwatch evaluate``), even
+    where droplet strokes elsewhere give the labels droplet pixels of their own."""
     if geometry.droplet is None:
         return HumanAngle(None, "no droplet circle")
-    if labels is not None and not np.any(labels == DROPLET):
-        return HumanAngle(None, "no droplet pixel in the labels (the circle painted over as "
-                                "unlabeled, or off the frame)")
     facet = facet_line(geometry)
     if facet is None:
         return HumanAngle(None, "no facet: draw the wire polygon or a facet line")
@@ -377,4 +422,30 @@ def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> 
     if abs(s) >= radius:
         return HumanAngle(None, f"the circle (R = {radius:.1f} px) does not reach the facet "
                                 f"line (centre {s:.1f} px from it)", s)
+    if labels is not None:
+        reason = _too_few_circle_pixels(geometry, labels)
+        if reason:
+            return HumanAngle(None, reason, s)
     return HumanAngle(math.degrees(math.acos(-s / radius)), "", s)
+
+
+def _too_few_circle_pixels(geometry: LabelGeometry, labels: np.ndarray) -> str:
+    """Why the circle's own droplet pixels in ``labels`` are too few for an angle, or ""."""
+    from nwwatch.measure.components import MIN_AREA_FRACTION, MIN_AREA_PX
+
+    droplet = labels == DROPLET
+    total_px = int(np.count_nonzero(droplet))
+    own_px = int(np.count_nonzero(droplet & circle_droplet_mask(geometry)))
+    least_px = max(MIN_AREA_PX, math.ceil(MIN_AREA_FRACTION * total_px))
+    if own_px >= least_px:
+        return ""
+    if own_px == 0:
+        strokes = (f"; the label image's {total_px} droplet pixels are the strokes'"
+                   if total_px else "")
+        return ("no droplet pixel in the labels from the circle (its disk cut away at the "
+                "facet line, painted over as unlabeled, or off the frame)" + strokes)
+    share = (f"{own_px} of the label image's {total_px} droplet pixels" if total_px > own_px
+             else f"{own_px} droplet pixels in the labels")
+    return (f"the circle paints only {share} (under {least_px}: its droplet needs "
+            f"{MIN_AREA_PX} px and {100 * MIN_AREA_FRACTION:g} % of them, as nwwatch measure "
+            "asks of a droplet region); draw the circle on the droplet")

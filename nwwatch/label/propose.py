@@ -4,9 +4,10 @@
 corrects by dragging handles:
 
 - droplet circle: the circle :func:`nwwatch.measure.measure_contact_angle` fits to the
-  droplet's free surface; when the measurement gets no circle, or one whose droplet does not
-  overlap the model's (:func:`droplet_iou` under ``MIN_DROPLET_IOU``: a failed fit can return
-  a circle of radius 10^5 px), the measurement's circle fit
+  droplet's free surface; when the measurement gets no circle, or one whose droplet, cut as
+  the rasteriser cuts it, does not overlap the model's (:func:`droplet_iou` under
+  ``MIN_DROPLET_IOU``: a failed fit can return a circle of radius 10^5 px, or one whose disk
+  lies beyond the wire polygon's edge), the measurement's circle fit
   (:func:`nwwatch.measure.circle.robust_fit`) on the droplet outline away from the wire;
   when neither overlaps the model's droplet, that droplet is proposed as a stroke;
 - facet line: the measurement's facet when it found one (two draggable end points); given
@@ -33,7 +34,7 @@ import cv2
 import numpy as np
 
 from nwwatch.classes import DROPLET, NANOWIRE
-from nwwatch.label.geometry import Circle, LabelGeometry, Stroke
+from nwwatch.label.geometry import Circle, LabelGeometry, Stroke, circle_droplet_mask
 from nwwatch.segment.scale import DEFAULT_FRAME_PX
 
 #: approxPolyDP tolerance (px) of the wire polygon and of blob strokes; doubled until the
@@ -167,36 +168,33 @@ def _interface_zone(drop_mask: np.ndarray, wire_mask: np.ndarray, band_px: float
     return near(drop_mask) & near(wire_mask)
 
 
-def droplet_iou(circle: Circle, facet: tuple[tuple[float, float], tuple[float, float]] | None,
-                wire_mask: np.ndarray, drop_mask: np.ndarray) -> float:
+def droplet_iou(geometry: LabelGeometry, drop_mask: np.ndarray) -> float:
     """Intersection over union of the model's droplet (bool (H, W) ``drop_mask``) and the
-    droplet ``circle`` paints: its disk, on the droplet's side of ``facet`` (two (row, col)
-    end points; the side away from the centroid of ``wire_mask``, as
-    :func:`nwwatch.label.geometry.facet_line` orients it), evaluated at pixel centres."""
-    h, w = drop_mask.shape
-    (cr, cc), radius = circle.center, float(circle.radius_px)
-    # only the disk's bounding box (in the frame) can be painted
-    r0, r1 = max(0, math.floor(cr - radius)), min(h, math.ceil(cr + radius) + 1)
-    c0, c1 = max(0, math.floor(cc - radius)), min(w, math.ceil(cc + radius) + 1)
-    n_drop = np.count_nonzero(drop_mask)
-    if r0 >= r1 or c0 >= c1:
-        return 0.0
-    rows = np.arange(r0, r1, dtype=np.float64)[:, None]
-    cols = np.arange(c0, c1, dtype=np.float64)[None, :]
-    painted = (rows - cr) ** 2 + (cols - cc) ** 2 < radius * radius
-    if facet is not None:
-        a, b = (np.asarray(p, dtype=np.float64) for p in facet)
-        t = (b - a) / max(float(np.hypot(*(b - a))), 1e-12)
-        u = np.array([-t[1], t[0]])
-        mid = 0.5 * (a + b)
-        if wire_mask.any():
-            wr, wc = np.nonzero(wire_mask)
-            if (mid - np.array([wr.mean(), wc.mean()])) @ u < 0:
-                u = -u
-        painted &= (rows - mid[0]) * u[0] + (cols - mid[1]) * u[1] >= 0
-    inter = np.count_nonzero(painted & drop_mask[r0:r1, c0:c1])
-    union = np.count_nonzero(painted) + n_drop - inter
+    droplet ``geometry``'s circle paints, evaluated at pixel centres
+    (:func:`nwwatch.label.geometry.circle_droplet_mask`): its disk cut at the facet line as
+    the rasteriser cuts it (the explicit facet, else the wire polygon's edge under the
+    circle), so a disk that overlaps the model's droplet only where the saved labels cut it
+    away does not score that overlap."""
+    painted = circle_droplet_mask(geometry)
+    inter = np.count_nonzero(painted & drop_mask)
+    union = np.count_nonzero(painted | drop_mask)
     return inter / union if union else 0.0
+
+
+Polygon = tuple[tuple[float, float], ...]
+
+
+def _wire_shape(wire_mask: np.ndarray,
+                facet: tuple[tuple[float, float], tuple[float, float]] | None,
+                droplet: Circle | None) -> tuple[np.ndarray, Polygon | None]:
+    """The proposed wire: ``wire_mask`` grown up to ``facet`` under ``droplet``
+    (:func:`close_seam`) when both are given, and its outline polygon (None without a wire)."""
+    if not wire_mask.any():
+        return wire_mask, None
+    if facet is not None and droplet is not None:
+        wire_mask = close_seam(wire_mask, facet, droplet)
+    poly = outline_polygon(wire_mask)
+    return wire_mask, None if poly is None else tuple(map(tuple, poly.tolist()))
 
 
 def _free_surface_circle(droplet: np.ndarray, wire: np.ndarray) -> Circle | None:
@@ -282,15 +280,22 @@ def propose_geometry(
     if main_drop:
         candidates.append(_free_surface_circle(drop_mask, wire_mask))
     for circle in candidates:
-        # a failed measurement can return a circle that is nearly a line (radius 10^5 px):
-        # it would paint the frame droplet; the model's droplet is then kept as a stroke
-        if circle is not None and droplet_iou(circle, facet, wire_mask,
-                                               drop_mask) >= MIN_DROPLET_IOU:
+        if circle is None:
+            continue
+        # Scored as it would be saved: its disk cut by the facet line or, without one, by
+        # the edge of this wire polygon it sits on. A failed measurement can return a circle
+        # that is nearly a line (radius 10^5 px), which would paint the frame droplet, or a
+        # circle whose disk overlaps the model's droplet only beyond the polygon's edge,
+        # where the rasteriser cuts it away (none of its pixels saved, yet an angle); the
+        # model's droplet is then kept as a stroke.
+        grown, wire = _wire_shape(wire_mask, facet, circle)
+        if droplet_iou(LabelGeometry(labels.shape, circle, wire, facet),
+                       drop_mask) >= MIN_DROPLET_IOU:
             droplet = circle
             break
-    if main_wire and facet is not None and droplet is not None:
-        wire_mask = close_seam(wire_mask, facet, droplet)
-    wire = outline_polygon(wire_mask) if main_wire else None
+    if droplet is None:
+        grown, wire = _wire_shape(wire_mask, facet, None)
+    wire_mask = grown
 
     factor = working_factor(labels.shape, working_px)
     if min_area_px is None:
@@ -311,8 +316,6 @@ def propose_geometry(
             if poly is not None:
                 strokes.append(Stroke(class_id, tuple(map(tuple, poly.tolist()))))
     return LabelGeometry(
-        labels.shape, droplet,
-        None if wire is None else tuple(map(tuple, wire.tolist())),
-        facet, tuple(strokes), pixel_size_nm,
+        labels.shape, droplet, wire, facet, tuple(strokes), pixel_size_nm,
         {"proposal": {"status": result.status, "contact_angle_deg": result.contact_angle_deg}},
     )

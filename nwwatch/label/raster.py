@@ -17,18 +17,20 @@ Coverage is exact to about 1/288 of a pixel area (12 x 12 sub-samples near every
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
 
-from nwwatch.label.geometry import LabelGeometry, Stroke, facet_line, inside_polygon
+from nwwatch.label.geometry import (
+    Inside,
+    LabelGeometry,
+    Stroke,
+    droplet_inside,
+    inside_polygon,
+)
 from nwwatch.synth.labels import coverage_labels, subsample_offsets
 
 #: Sub-samples per pixel side of the first (coarse) pass; boundaries get 12 x 12.
 COARSE = 4
 FINE = 12
-
-Inside = Callable[[np.ndarray, np.ndarray], np.ndarray]
 
 
 def _near_path(path: np.ndarray, radius: float, rows: np.ndarray,
@@ -85,24 +87,13 @@ def _near_segment(a: np.ndarray, b: np.ndarray, radius: float, rows: np.ndarray,
 
 
 def _shape_functions(geometry: LabelGeometry) -> tuple[Inside | None, Inside | None]:
-    wire_fn = drop_fn = None
+    wire_fn = None
     if geometry.wire is not None:
         poly = np.asarray(geometry.wire, dtype=np.float64)
 
         def wire_fn(r: np.ndarray, c: np.ndarray) -> np.ndarray:
             return inside_polygon(poly, r, c)
-    if geometry.droplet is not None:
-        cr, cc = geometry.droplet.center
-        r2 = geometry.droplet.radius_px ** 2
-        facet = facet_line(geometry)
-
-        def drop_fn(r: np.ndarray, c: np.ndarray) -> np.ndarray:
-            disk = (r - cr) ** 2 + (c - cc) ** 2 < r2
-            if facet is None:
-                return disk
-            side = (r - facet.point[0]) * facet.u[0] + (c - facet.point[1]) * facet.u[1]
-            return disk & (side >= 0)
-    return wire_fn, drop_fn
+    return wire_fn, droplet_inside(geometry)
 
 
 def _bbox(points: np.ndarray, pad: float, shape: tuple[int, int]) -> tuple[int, int, int, int]:

@@ -341,13 +341,16 @@ class ReplaySummary:
         elif self.complete:
             gone = f" ({self.vanished} vanished)" if self.vanished else ""
             n = self.files - self.vanished
-            # "all 26 files processed" read as work done when every one was done earlier
+            # "all 26 files processed" read as work done when every one was done earlier,
+            # and "processed, none of them new" as a contradiction
             k = self.skipped_earlier
-            before = ("" if not k else ", done before" if n == 1 and k == 1
-                      else ", none of them new: all done before" if k == n
-                      else f", {k} of them done before")
-            out.append(f"replay complete: {'the' if n == 1 else 'all'} {n} "
-                       f"file{'' if n == 1 else 's'} processed{gone}{before}")
+            files = f"{'the' if n == 1 else 'all'} {n} file{'' if n == 1 else 's'}"
+            if k and k == n:
+                out.append(f"replay complete: nothing to do: {files}{gone} "
+                           f"{'was' if n == 1 else 'were'} done before")
+            else:
+                before = f", {k} of them done before" if k else ""
+                out.append(f"replay complete: {files} processed{gone}{before}")
         else:
             unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
             if self.changed:

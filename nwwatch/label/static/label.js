@@ -127,11 +127,12 @@ function isQueued(f) {
 }
 
 // The frame list's entry: saved (check mark), failed to open (cross), the queue's rank
-// (least confident first, as listed) and confidence.
+// (1: the least confident; not its place in the list, where frames labelled already come
+// last) and confidence.
 function labelOption(index) {
   const f = state.frames[index];
   const conf = isQueued(f)
-    ? ` (queue ${f.queueRank} of ${state.queueLength}, confidence `
+    ? ` (queue rank ${f.queueRank} of ${state.queueLength}, confidence `
       + `${Number(f.info.confidence).toFixed(state.confidenceDigits)})` : "";
   const mark = f.failed ? "\u2717 " : (f.saved ? "\u2713 " : "");
   $("frame-select").options[index].textContent = `${mark}${f.stem}${conf}`;
