@@ -257,6 +257,138 @@ def test_a_file_reverted_after_both_versions_were_written_in_one_flush(tmp_path)
     assert code == 0
 
 
+def _current_contents(out) -> dict[str, str]:
+    """model_sha256 -> the source_sha256 of its current row of f.tif (read_results' rule)."""
+    from nwwatch.results.reading import read_results
+
+    rows = read_results(out).to_pylist()
+    assert len({r["model_sha256"] for r in rows}) == len(rows)  # one current row per model
+    return {r["model_sha256"]: r["source_sha256"] for r in rows}
+
+
+def _put_back_after_another_models_run(tmp_path):
+    """f.tif v1 -> v2 under model A, put back to v1, then a replay with model B, which hashes
+    (and caches) the file's v1 version and processes it: (acq, out, model A, model B, v1)."""
+    from onnx_models import build_threshold_model
+
+    acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
+    other = build_threshold_model(tmp_path / "other.onnx", sharpness=9.0)  # another hash
+    (acq / "f.tif").write_bytes(v1)
+    assert replay(acq, out, kind="insitu", model=other).done == 1
+    return acq, out, onnx, other, v1
+
+
+def test_a_file_put_back_is_recorded_for_a_model_whose_run_comes_after_anothers(tmp_path):
+    """v1 -> v2 under model A, back to v1, a replay with model B, then one with A: A's current
+    row is v1's. Was: the ledger's hash cache (by path, size and mtime, for every model) held
+    v1's version from B's run, so A's replay skipped the file as done without recording the
+    revert, and v2's row stayed A's current one while the file held v1."""
+    import hashlib
+
+    from nwwatch.results.versions import REVERTED_FILE
+    from nwwatch.segment.session import Segmenter
+
+    acq, out, onnx, other, v1 = _put_back_after_another_models_run(tmp_path)
+    a, b = Segmenter(onnx).model_sha256, Segmenter(other).model_sha256
+    held = hashlib.sha256(v1).hexdigest()
+    s = replay(acq, out, kind="insitu", model=onnx)
+    assert (s.done, s.skipped) == (0, 1)  # exactly once: v1 is not processed again
+    assert pq.read_table(out / "frames").num_rows == 3  # A's v1 and v2, B's v1
+    assert _current_contents(out) == {a: held, b: held}
+    reverted = pq.read_table(out / REVERTED_FILE).to_pylist()
+    assert [(r["model_sha256"], r["source_sha256"]) for r in reverted] == [(a, held)]
+    # recorded once: a replay of the unchanged file skips it without writing the record again
+    written = (out / REVERTED_FILE).stat().st_mtime_ns
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert (out / REVERTED_FILE).stat().st_mtime_ns == written
+
+
+def test_a_rescan_looks_at_a_file_put_back_that_another_models_run_cached(tmp_path):
+    """The rescan's check without reading the file (and replay's, the same) leaves a file put
+    back to done content to the batch while its revert is not recorded for this model."""
+    from nwwatch.measure import MEASUREMENT_VERSION
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.ledgerdb import FileVersion
+    from nwwatch.service.names import path_key
+
+    acq, out, onnx, other, v1 = _put_back_after_another_models_run(tmp_path)
+    name, version = path_key(acq / "f.tif"), FileVersion.of((acq / "f.tif").stat())
+    a, b = Segmenter(onnx).model_sha256, Segmenter(other).model_sha256
+    ledger = Ledger(out / "ledger.sqlite", out)
+    try:
+        assert ledger.cached_sha(name, version) is not None  # B's run hashed this version
+        assert not ledger.is_finished(name, version, a, MEASUREMENT_VERSION)
+        assert ledger.is_finished(name, version, b, MEASUREMENT_VERSION)
+        assert ledger.known_state(name, version, a, MEASUREMENT_VERSION) is None
+        assert ledger.known_state(name, version, b, MEASUREMENT_VERSION) == "done"
+    finally:
+        ledger.close()
+    replay(acq, out, kind="insitu", model=onnx)  # records it
+    ledger = Ledger(out / "ledger.sqlite", out)
+    try:
+        assert ledger.known_state(name, version, a, MEASUREMENT_VERSION) == "done"
+    finally:
+        ledger.close()
+
+
+def test_the_service_records_a_file_put_back_while_another_model_ran(tmp_path):
+    """The service started again with model A after a run with model B saw the file put back
+    to v1 (done under A): its start-up rescan takes the file, and A's current row is v1's.
+    Was: ``initial_scan`` found no candidate and v2's row stayed current."""
+    import hashlib
+
+    from servicekit import DaemonProcess, write_config
+
+    from nwwatch.segment.session import Segmenter
+
+    acq, out, onnx, other, v1 = _put_back_after_another_models_run(tmp_path)
+    daemon = DaemonProcess(write_config(tmp_path / "c.toml", acq, out, onnx, settle=0.3),
+                           tmp_path / "log")
+    try:
+        assert daemon.wait_event("initial_scan", timeout=60)["candidates"] == 1
+        assert daemon.wait_event("file_reverted", timeout=60)["source"] == str(acq / "f.tif")
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+    assert not [e for e in daemon.events() if e.get("event") == "file_processed"]
+    held = hashlib.sha256(v1).hexdigest()
+    assert _current_contents(out)[Segmenter(onnx).model_sha256] == held
+
+
+def test_a_file_put_back_after_the_clock_was_set_back_is_recorded_once(tmp_path):
+    """v2 claimed an hour ahead of the clock (set back since, e.g. by NTP), then v1 put back:
+    the record reads as newer than v2's claim, so the file counts as recorded and a rescan
+    skips it; a record at the clock's time would read as older, and every rescan would take
+    the file again and write the record again."""
+    import hashlib
+    import sqlite3
+
+    from nwwatch.measure import MEASUREMENT_VERSION
+    from nwwatch.results.versions import REVERTED_FILE
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.ledgerdb import FileVersion
+    from nwwatch.service.names import path_key
+
+    acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        db.execute("UPDATE items SET claimed_at = claimed_at + 3600 WHERE sha256=?",
+                   (hashlib.sha256(v2).hexdigest(),))
+    (acq / "f.tif").write_bytes(v1)
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert _shown_angles(out) == [100]
+    written = (out / REVERTED_FILE).stat().st_mtime_ns
+    ledger = Ledger(out / "ledger.sqlite", out)
+    try:
+        assert ledger.is_finished(path_key(acq / "f.tif"), FileVersion.of(
+            (acq / "f.tif").stat()), Segmenter(onnx).model_sha256, MEASUREMENT_VERSION)
+    finally:
+        ledger.close()
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert (out / REVERTED_FILE).stat().st_mtime_ns == written
+
+
 def test_the_newest_version_rule_reads_the_record_of_reverted_files():
     from datetime import UTC, datetime, timedelta
 

@@ -260,14 +260,37 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
         """Cheap check for rescans: done or quarantined for this file version, or processed
         with its rows held by this process (a failed write of them requeues the file itself),
         without I/O (but an open of a file quarantined as unreadable: ``quarantined_at``)."""
+        return self.known_state(path, version, model_sha256, measurement_version) is not None
+
+    def known_state(self, path: PathKey, version: FileVersion, model_sha256: str,
+                    measurement_version: str) -> str | None:
+        """What the ledger knows of this version of ``path`` (by name, size, mtime and ctime,
+        without reading it) under this model and measurement version, where nothing is left
+        to do for it: "quarantined"; "done", its rows of this path; "copy", done under another
+        name (its rows carry that name); "held", processed with its rows held by this
+        process. None: the file is to be looked at (hashed, or found done and skipped there).
+
+        A file put back to content of its own done before is not known while its revert is
+        unrecorded for this model (:meth:`revert_unrecorded`): skipped here, it would never
+        be recorded where another model's run cached the version."""
         if self.quarantined_version(path, version, model_sha256, measurement_version):
-            return True
+            return "quarantined"
         sha = self.cached_sha(path, version)
         if sha is None:
-            return False
-        item = self.item(ItemKey(sha, model_sha256, measurement_version))
-        return item is not None and (item.state in ("done", "quarantined")
-                                     or item.batch_id in self.held)
+            return None
+        key = ItemKey(sha, model_sha256, measurement_version)
+        item = self.item(key)
+        if item is None:
+            return None
+        if item.state == "quarantined":
+            return "quarantined"
+        if item.state != "done" and item.batch_id not in self.held:
+            return None
+        if self.revert_unrecorded(path, key, item):
+            return None
+        if item.state != "done":
+            return "held"
+        return "done" if item.source == path else "copy"
 
     # --- the batch protocol -------------------------------------------------------------
 

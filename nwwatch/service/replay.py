@@ -637,20 +637,12 @@ def _stats(file: Path) -> bool:
 def _earlier_state(ledger, engine, file: Path, st: os.stat_result) -> str | None:
     """"done" or "quarantined" when the ledger knows this version of ``file`` (by name, size,
     mtime and ctime, without reading it) as such for this model, "copy" when it is done under
-    another name (its rows, and QA pictures, carry that name); else None."""
-    from nwwatch.service.ledger import ItemKey
-
-    name = path_key(file)
-    if ledger.quarantined_version(name, FileVersion.of(st), engine.segmenter.model_sha256,
-                                  engine.measurement_version):
-        return "quarantined"
-    sha = ledger.cached_sha(name, FileVersion.of(st))
-    if sha is None:
-        return None
-    item = ledger.item(ItemKey(sha, engine.segmenter.model_sha256, engine.measurement_version))
-    if item is not None and item.state in ("done", "quarantined"):
-        return "copy" if item.state == "done" and item.source != name else item.state
-    return None
+    another name (its rows, and QA pictures, carry that name); else None: the rescan's check
+    (:meth:`~nwwatch.service.ledger.Ledger.known_state`), a file a batch of this run holds
+    looked at as the batch does."""
+    state = ledger.known_state(path_key(file), FileVersion.of(st),
+                               engine.segmenter.model_sha256, engine.measurement_version)
+    return None if state == "held" else state
 
 
 def _overlay_settings(out: Path, folder: Path, frames: str, save_labels: bool
