@@ -188,7 +188,9 @@ def _truth_angles(root: Path, stems: list[str]
     or pixel sizes that are not numbers); for a labeled image of ``stems``, a pixel size that
     is not a positive number or two rows of its stem with different angles (files of other
     folders: which is the image's cannot be told); or rows of which none names a labeled image
-    (a table of other files): scored as it stood, every angle line read ``0/0 measured``."""
+    (a table of other files): scored as it stood, every angle line read ``0/0 measured``.
+    Rows of labeled images whose angle is null or NaN are not that: those frames have no
+    entry, and are scored on their masks alone."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -227,6 +229,9 @@ def _truth_angles(root: Path, stems: list[str]
     out: dict[str, tuple[float, float | None, tuple[float, float, float] | None]] = {}
     source: dict[str, str] = {}
     labeled = set(stems)
+    # Stems of every named row, with an angle or not: a table whose rows all lack an angle
+    # still describes DATA's frames (scored on their masks), unlike a table of other frames.
+    named_stems: set[str] = set()
     circle = [c for c in ("center_row", "center_col", "R_px") if c in table.column_names]
     circle = circle if len(circle) == 3 and all(
         holds(c, pa.types.is_floating, pa.types.is_integer) for c in circle) else []
@@ -236,9 +241,12 @@ def _truth_angles(root: Path, stems: list[str]
     for row in table.select(["file", angle_column] + ([size_column] if size_column else [])
                             + circle).to_pylist():
         angle, name = row[angle_column], row["file"]
-        if angle is None or not math.isfinite(angle) or not name:
-            continue  # no angle for this frame (NaN as null)
+        if not name:
+            continue
         stem = Path(name).stem
+        named_stems.add(stem)
+        if angle is None or not math.isfinite(angle):
+            continue  # no angle for this frame (NaN as null): scored on its mask alone
         pixel_size = row.get(size_column) if size_column else None
         if stem in labeled and pixel_size is not None and not (
                 math.isfinite(pixel_size) and pixel_size > 0):
@@ -256,12 +264,12 @@ def _truth_angles(root: Path, stems: list[str]
         out[stem] = (float(angle), None if pixel_size is None else float(pixel_size),
                      true_circle)
         source.setdefault(stem, name)
-    if not set(out) & labeled:
-        named = sorted(out)[:3]
+    if not named_stems & labeled:
+        named = sorted(named_stems)[:3]
         raise DatasetLayoutError(path, f"none of its {table.num_rows} rows names a labeled "
                                        f"image of {root} (its files: "
-                                       f"{', '.join(named) or 'none with an angle'}"
-                                       f"{', ...' if len(out) > 3 else ''}; the images: "
+                                       f"{', '.join(named) or 'none named'}"
+                                       f"{', ...' if len(named_stems) > 3 else ''}; the images: "
                                        f"{', '.join(stems[:3])}{', ...' if len(stems) > 3 else ''}"
                                        f"): a table of other frames; give --no-angles to score "
                                        f"the masks alone")

@@ -808,6 +808,35 @@ def test_a_truth_row_of_a_frame_not_in_data_or_without_an_angle_is_passed_over(t
     assert "contact angle (true labels): 1/1 measured" in result.output
 
 
+def test_a_truth_table_with_rows_for_every_frame_but_no_angle_scores_the_masks(tmp_path):
+    # Every row names a labeled image but every angle is null (or NaN): those frames are scored
+    # on their masks alone, as an empty table's are. Before, the rows without an angle were
+    # passed over before the "names a labeled image" check, which then stopped the run with
+    # "a table of other frames".
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    data, model = _two_frames_and_an_untrained_model(tmp_path)
+    truth = data / "truth.parquet"
+    table = pq.read_table(truth)
+    n = table.num_rows
+    field = table.schema.field("theta_apparent_deg")
+    for angles in ([None] * n, [None] + [float("nan")] * (n - 1)):
+        pq.write_table(table.set_column(table.column_names.index("theta_apparent_deg"), field,
+                                        pa.array(angles, type=field.type)), truth)
+        out = tmp_path / "report.json"
+        result = CliRunner().invoke(main, ["evaluate", str(model), str(data), "--threads", "1",
+                                           "--json", str(out)])
+        assert result.exit_code == 0, result.output
+        assert "mIoU" in result.output and "a table of other frames" not in result.output
+        assert "contact angle (true labels): 0/0 measured" in result.output
+        assert f"angles not scored on {n} of {n} images: truth.parquet gives no angle" \
+            in result.output
+        report = json.loads(out.read_text())
+        assert sorted(report["no_reference_angle"]) == sorted(
+            Path(name).stem for name in table.column("file").to_pylist())
+
+
 def test_a_truth_table_of_some_frames_only_scores_those(tmp_path):
     # The labelling tool writes rows only for frames with a human angle: not an error.
     import pyarrow.parquet as pq

@@ -399,3 +399,109 @@ def test_a_drag_cut_by_a_frame_opening_ends_there(served, browser):
     browser.wait_for(READY)
     assert browser.execute("return JSON.stringify(window.nwLabel.geometry)") == opened
     assert browser.execute("return window.nwLabel.dirty") is False
+
+
+def _ctrl(b: Browser, key: str, shift: bool = False) -> None:
+    """Ctrl+``key`` (with Shift held too when ``shift``) as real key presses."""
+    held = ["\ue009"] + (["\ue008"] if shift else [])
+    keys = ([{"type": "keyDown", "value": k} for k in held]
+            + [{"type": "keyDown", "value": key}, {"type": "keyUp", "value": key}]
+            + [{"type": "keyUp", "value": k} for k in reversed(held)])
+    b.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard",
+                                            "actions": keys}]})
+    b.cmd("DELETE", "/actions")
+    b.wait_for(READY)
+
+
+def _overlay(b: Browser) -> np.ndarray:
+    """The overlay the page shows: the server's rasterisation of its shapes (what Save
+    writes), one colour per class."""
+    url = b.execute("return document.getElementById('mask-image').getAttribute('href')")
+    data = base64.b64decode(url.split(",", 1)[1])
+    return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
+
+
+def _brush(b: Browser, row: float, col0: float, col1: float) -> None:
+    x0, y = _screen(b, row, col0)
+    x1, _ = _screen(b, row, col1)
+    _pointer(b, [{"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x0, "y": y},
+                 {"type": "pointerDown", "button": 0},
+                 {"type": "pointerMove", "duration": 50, "origin": "viewport", "x": x1, "y": y},
+                 {"type": "pointerUp", "button": 0}])
+    b.wait_for(READY)
+
+
+def test_an_undone_stroke_is_redone_until_a_new_stroke_or_another_frame(served, browser):
+    # Was: Undo stroke (Ctrl+Z) had no redo: a stroke undone by mistake had to be painted
+    # again by hand. Redo (the button, Ctrl+Shift+Z, Ctrl+Y) puts back the stroke undone last,
+    # until a new stroke is painted or another frame opens.
+    session, url = served
+    page._open(browser, url, 1)
+    redo_disabled = "return document.getElementById('redo-stroke').disabled"
+    strokes = "return window.nwLabel.geometry.strokes"
+    assert browser.execute(redo_disabled) is True
+    opened, before = browser.execute(strokes), _overlay(browser)
+    _mode(browser, "brush")
+    browser.execute("document.getElementById('paint-class').value = '255'")
+    _brush(browser, 20, 40, 100)
+    painted, stroked = browser.execute(strokes), _overlay(browser)
+    assert len(painted) == len(opened) + 1
+    assert np.count_nonzero(np.any(stroked != before, axis=-1)) > 100  # the mask changed
+    for redo in (lambda: _ctrl(browser, "z", shift=True), lambda: _ctrl(browser, "y"),
+                 lambda: browser.execute("document.getElementById('redo-stroke').click()")):
+        _ctrl(browser, "z")
+        assert browser.execute(strokes) == opened
+        assert np.array_equal(_overlay(browser), before)  # the stroke's pixels gone
+        assert browser.execute(redo_disabled) is False
+        redo()
+        browser.wait_for(READY)
+        assert browser.execute(strokes) == painted
+        assert np.array_equal(_overlay(browser), stroked)  # ... and back
+        assert browser.execute(redo_disabled) is True  # nothing more to redo
+        assert browser.text("#status") == "unsaved changes"
+    # While a paint polygon is being drawn the keys put no stroke back (Ctrl+Z there removes
+    # a corner, which redo does not restore); once it is dropped they do.
+    _ctrl(browser, "z")
+    _mode(browser, "polygon")
+    _click(browser, 150.0, 40.0)
+    _click(browser, 150.0, 80.0)
+    _ctrl(browser, "y")
+    assert browser.execute(strokes) == opened
+    assert browser.text("#status").startswith("polygon being drawn: redo puts back")
+    assert len(browser.execute("return window.nwLabel.draft.points")) == 2
+    escape = [{"type": "keyDown", "value": "\ue00c"}, {"type": "keyUp", "value": "\ue00c"}]
+    browser.cmd("POST", "/actions", {"actions": [{"type": "key", "id": "keyboard",
+                                                  "actions": escape}]})
+    browser.cmd("DELETE", "/actions")
+    _ctrl(browser, "y")
+    assert browser.execute(strokes) == painted
+    _mode(browser, "brush")
+    # The redone stroke is saved: its pixels are unlabeled in the label image.
+    _ctrl(browser, "s")
+    stem = browser.wait_for("return document.body.dataset.saved")
+    label = cv2.imread(str(session.data_dir / "labels" / f"{stem}.png"), cv2.IMREAD_UNCHANGED)
+    assert label[20, 40:100].tolist() == [255] * 60
+    # A new stroke after an undo: the undone one can no longer be redone.
+    _ctrl(browser, "z")
+    assert browser.execute(redo_disabled) is False
+    _brush(browser, 60, 40, 100)
+    assert browser.execute(redo_disabled) is True
+    after_new = browser.execute(strokes)
+    assert len(after_new) == len(painted) and after_new[-1] != painted[-1]
+    for key, shift in (("z", True), ("y", False)):
+        _ctrl(browser, key, shift=shift)
+        assert browser.execute(strokes) == after_new
+        assert browser.text("#status").startswith("no undone stroke to redo")
+    # Another frame: what was undone on this one is not redone there.
+    _ctrl(browser, "z")
+    _ctrl(browser, "s")
+    browser.wait_for("return window.nwLabel.dirty === false")
+    assert browser.execute(redo_disabled) is False
+    browser.execute("document.getElementById('next').click()")
+    browser.wait_for("return window.nwLabel.index === 2 && " + READY.removeprefix("return "))
+    assert browser.execute(redo_disabled) is True
+    there = browser.execute(strokes)
+    _ctrl(browser, "y")
+    assert browser.execute(strokes) == there
+    assert _console_errors(browser) == []
+    _mode(browser, "edit")

@@ -25,6 +25,7 @@ function updateButtons() {
   $("remove-droplet").disabled = !g || !g.droplet;
   $("remove-wire").disabled = !g || !g.wire;
   $("undo-stroke").disabled = !g || !state.userStrokes;
+  $("redo-stroke").disabled = !g || !state.redoStrokes.length;
 }
 
 function defaultFacet() {
@@ -64,6 +65,24 @@ function undoKey() {
   $("undo-stroke").click();
 }
 
+// Ctrl+Shift+Z / Ctrl+Y: the stroke Undo stroke removed last. While a paint polygon is being
+// drawn it does nothing: the corner Ctrl+Z removed is not put back (a stroke put back instead
+// would change the labels unasked).
+function redoKey() {
+  const d = state.draft;
+  if (d && d.brush_px === undefined && d.points.length) {
+    $("status").textContent = "polygon being drawn: redo puts back undone strokes, not " +
+      "corners (click the corner again; Enter closes the polygon, Esc drops it)";
+    return;
+  }
+  if (!state.redoStrokes.length) {
+    $("status").textContent = "no undone stroke to redo (a new stroke, another frame or " +
+      "“Back to the model's proposal” drops the strokes Undo stroke removed)";
+    return;
+  }
+  $("redo-stroke").click();
+}
+
 // The header is one line of fixed height (label.css): a long status or reason is cut with
 // "...", its whole text in the tooltip. (When it wrapped to a second line, "unsaved changes"
 // appearing mid-drag moved the frame under the pointer.)
@@ -97,8 +116,16 @@ function setup() {
   // the last stroke painted on this frame since it opened; the proposal's and a saved
   // frame's strokes stay (Ctrl+Z had removed the model's stroke of a second droplet)
   $("undo-stroke").onclick = () => {
-    if (!state.userStrokes || !state.geometry.strokes.pop()) return;
+    if (!state.userStrokes || !state.geometry.strokes.length) return;
+    state.redoStrokes.push(state.geometry.strokes.pop());  // Redo stroke puts it back
     state.userStrokes -= 1;
+    changed();
+  };
+  // the stroke undone last, until a new stroke is painted or another frame opens
+  $("redo-stroke").onclick = () => {
+    if (!state.redoStrokes.length) return;
+    state.geometry.strokes.push(state.redoStrokes.pop());
+    state.userStrokes += 1;
     changed();
   };
   $("reset").onclick = async () => {
@@ -115,6 +142,7 @@ function setup() {
       if (seq !== shownSeq() || state.loading) return;
       state.geometry = doc.geometry;
       state.userStrokes = 0;
+      state.redoStrokes = [];  // put back onto the proposal, they would not be the user's edit
       state.facetEdge = null;
       $("explicit-facet").checked = state.geometry.facet !== null;
       $("frame-origin").textContent = "model proposal";
@@ -157,8 +185,13 @@ function setup() {
     if (ctrl && letter === "s") { e.preventDefault(); save(); return; }
     // A text field keeps its keys (Ctrl+Z there undoes typing, not a stroke).
     if (typingInField(e) || handleKey(e)) return;
-    // (Ctrl+Shift+Z is redo elsewhere: it does not undo a stroke here)
+    // Ctrl+Shift+Z is redo, as is Ctrl+Y: neither undoes a stroke. (preventDefault: the
+    // browser's own Ctrl+Y / Cmd+Y opens its history on some systems.)
     if (ctrl && !e.shiftKey && letter === "z") undoKey();
+    else if (ctrl && (e.shiftKey ? letter === "z" : letter === "y")) {
+      e.preventDefault();
+      redoKey();
+    }
     else if (e.key === "Enter") closePolygon();
     else if (e.key === "Escape") { state.draft = null; renderDraft(); }
     // preventDefault: on the focused frame list or a slider the key would also move that

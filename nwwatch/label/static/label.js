@@ -29,6 +29,8 @@ const state = {
   rimWay: [0, 1],  // the side of the centre the rim handle is drawn on (see rimPoint)
   openingStatus: null,  // the status line while a frame's first overlay is drawn
   captured: new Set(),  // pointers the canvas captured (a drag, a brush stroke)
+  userStrokes: 0,  // the strokes the user painted on this frame since it opened (Undo stroke)
+  redoStrokes: [],  // strokes Undo stroke removed, the last undone last (Redo stroke)
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -181,6 +183,7 @@ async function openFrame(index) {
     labelOption(index);
     state.geometry = doc.geometry;
     state.userStrokes = 0;  // Ctrl+Z removes this session's strokes, never the model's
+    state.redoStrokes = [];  // strokes undone on the previous frame are not this frame's
     // The previous frame's overlay is not this frame's labels (its first preview of a large
     // frame takes seconds): nothing is shown until that preview answers.
     $("mask-image").removeAttribute("href");
@@ -483,11 +486,18 @@ function onPointerUp(event) {
   if (state.drag) { state.drag = null; schedulePreview(0); return; }
   const d = state.draft;
   if (d && d.painting) {
-    state.geometry.strokes.push({class: d.class, brush_px: d.brush_px, points: d.points});
-    state.userStrokes = (state.userStrokes || 0) + 1;
     state.draft = null;
-    changed();
+    addStroke({class: d.class, brush_px: d.brush_px, points: d.points});
   }
+}
+
+// A stroke the user painted: Undo stroke can remove it; the strokes undone before it can no
+// longer be redone (the usual editor rule: redone after it, they would paint over it).
+function addStroke(stroke) {
+  state.geometry.strokes.push(stroke);
+  state.userStrokes = (state.userStrokes || 0) + 1;
+  state.redoStrokes = [];
+  changed();
 }
 
 function closePolygon() {
@@ -498,9 +508,7 @@ function closePolygon() {
     Math.hypot(p[0] - d.points[i - 1][0], p[1] - d.points[i - 1][1]) > 0.25);
   state.draft = null;
   if (pts.length >= 3) {
-    state.geometry.strokes.push({class: d.class, points: pts});
-    state.userStrokes = (state.userStrokes || 0) + 1;
-    changed();
+    addStroke({class: d.class, points: pts});
   } else {
     renderDraft();
     // dropped without a word before: an area needs three corners
