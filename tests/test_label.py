@@ -1048,3 +1048,143 @@ def test_labels_that_measure_refuses_are_said_beside_the_shapes_angle():
     near = dataclasses.replace(away, wire=((200.4, 150.2), (200.4, 250.2), (399.0, 250.2),
                                            (399.0, 150.2)))
     assert preview(near)["labels_note"] == ""
+
+
+def _get_json(url: str) -> dict:
+    import urllib.request
+
+    with urllib.request.urlopen(url) as answer:
+        return json.load(answer)
+
+
+def _post_json(url: str, doc: dict) -> dict:
+    import urllib.request
+
+    request = urllib.request.Request(url, json.dumps(doc).encode(),
+                                     {"Content-Type": "application/json"})
+    with urllib.request.urlopen(request) as answer:
+        return json.load(answer)
+
+
+def _nan_border_frame(seed: int = 4, size: int = 96, border_px: int = 8) -> np.ndarray:
+    """A float32 frame with a NaN border, as an aligned or drift-corrected frame has."""
+    image = render(plain_params(seed, 0, size=size), seed=seed)[0].astype(np.float32)
+    image[:border_px], image[-border_px:] = np.nan, np.nan
+    image[:, :border_px], image[:, -border_px:] = np.nan, np.nan
+    return image
+
+
+def test_a_float_frame_with_nan_pixels_is_the_frame_it_was_saved_as(tmp_path):
+    # before: NaN != NaN made the saved image "another frame's": reopened, the frame showed
+    # the model's proposal with "DATA holds another frame as nan", and its next save went
+    # to nan_<hash>, DATA holding the frame twice with two labels
+    import shutil
+
+    from label_helpers import serving
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    data, path = tmp_path / "DATA", tmp_path / "acq" / "nan.tif"
+    write_frame_tiff(path, _nan_border_frame())
+    shapes = truth_geometry(plain_params(4, 0, size=96))
+    session = LabelSession(frame_refs([path], data_dir=data), data)
+    with serving(session) as url:
+        key = session.frames[0].key
+        first = _post_json(f"{url}api/frames/0/save?base=&frame={key}", shapes.to_json())
+        opened = _get_json(f"{url}api/frames/0/geometry")
+        assert (opened["origin"], opened["note"]) == ("saved", ""), opened
+        moved = dict(opened["geometry"])
+        moved["droplet"] = {**moved["droplet"],
+                            "radius_px": moved["droplet"]["radius_px"] + 3}  # corrected
+        second = _post_json(f"{url}api/frames/0/save?base={opened['saved_token']}&frame={key}",
+                            moved)
+    session.close()
+    assert first["stem"] == second["stem"] == "nan"
+    assert sorted(p.name for p in (data / "images").iterdir()) == ["nan.tif"]
+    assert sorted(p.name for p in (data / "labels").iterdir()) == ["nan.png"]
+    assert pq.read_table(data / "truth.parquet").num_rows == 1
+    # a restart on the same DATA, and the same frame in a second folder: the saved frame
+    shutil.copy(path, tmp_path / "nan.tif")
+    assert [r.stem for r in frame_refs([path], data_dir=data)] == ["nan"]
+    assert [r.stem for r in frame_refs([path, tmp_path / "nan.tif"], data_dir=data)] == ["nan"]
+    restarted = LabelSession(frame_refs([path], data_dir=data), data)
+    assert restarted.geometry(0)[1] == "saved"
+    restarted.close()
+
+
+def test_same_pixels_are_equal_values_of_one_shape_nan_included():
+    # before: a frame's NaN pixels made it differ from itself
+    from nwwatch.label.frames import same_pixels
+
+    nan = _nan_border_frame(size=32, border_px=2)
+    assert same_pixels(nan, nan.copy())
+    assert not same_pixels(nan, np.nan_to_num(nan))
+    whole = np.arange(16, dtype=np.uint16).reshape(4, 4)
+    assert same_pixels(whole, whole.copy())
+    assert same_pixels(whole, whole.astype(np.float32))  # a float32 copy of the frame
+    as_float = whole.astype(np.float32)
+    as_float[0, 0] = np.nan
+    assert not same_pixels(whole, as_float)
+    assert not same_pixels(whole, whole.reshape(2, 8))
+
+
+def _saved_pixel_size(data, stem: str) -> tuple:
+    """The pixel size of ``stem`` in images/<stem>.tif, geometry/<stem>.json, truth.parquet."""
+    from nwwatch.label.frames import FrameRef, read_frame
+
+    image = read_frame(FrameRef(data / "images" / f"{stem}.tif", 0, stem)).pixel_size_nm
+    geometry = json.loads((data / "geometry" / f"{stem}.json").read_text())["pixel_size_nm"]
+    [row] = pq.read_table(data / "truth.parquet").to_pylist()
+    truth = None if row["pixel_size_nm"] is None or np.isnan(row["pixel_size_nm"]) else (
+        row["pixel_size_nm"])
+    return image, geometry, truth
+
+
+def test_a_frame_calibrated_after_its_save_is_saved_with_its_files_pixel_size(tmp_path):
+    # before: reopened after a restart, the saved shapes carried the pixel size of the first
+    # save (none), and the page's save wrote that into images/<stem>.tif and truth.parquet
+    from label_helpers import serving
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    data, path = tmp_path / "DATA", tmp_path / "acq" / "f.tif"
+    image = render(plain_params(5, 0, size=96), seed=5)[0]
+    write_frame_tiff(path, image)
+    shapes = truth_geometry(plain_params(5, 0, size=96)).replace(pixel_size_nm=None)
+    session = LabelSession(frame_refs([path], data_dir=data), data)
+    with serving(session) as url:
+        _post_json(f"{url}api/frames/0/save?frame={session.frames[0].key}", shapes.to_json())
+    session.close()
+    assert _saved_pixel_size(data, "f") == (None, None, None)
+    write_frame_tiff(path, image, pixel_size_nm=0.5)  # the same pixels, calibrated
+    session = LabelSession(frame_refs([path], data_dir=data), data)  # restarted
+    with serving(session) as url:
+        opened = _get_json(f"{url}api/frames/0/geometry")
+        assert opened["origin"] == "saved"
+        saved = _post_json(f"{url}api/frames/0/save?base={opened['saved_token']}"
+                           f"&frame={session.frames[0].key}", opened["geometry"])
+    session.close()
+    assert saved["stem"] == "f"
+    assert _saved_pixel_size(data, "f") == pytest.approx((0.5, 0.5, 0.5))
+
+
+@pytest.mark.parametrize("file_nm", [None, 0.5])
+def test_a_save_request_cannot_set_the_pixel_size_written(tmp_path, file_nm):
+    # before: the request's pixel_size_nm was written as the frame's calibration
+    from label_helpers import serving
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    data, path = tmp_path / "DATA", tmp_path / "acq" / "f.tif"
+    write_frame_tiff(path, render(plain_params(6, 0, size=96), seed=6)[0],
+                     pixel_size_nm=file_nm)
+    forged = truth_geometry(plain_params(6, 0, size=96)).replace(pixel_size_nm=7.0)
+    session = LabelSession(frame_refs([path], data_dir=data), data)
+    with serving(session) as url:
+        _post_json(f"{url}api/frames/0/save?frame={session.frames[0].key}", forged.to_json())
+    session.close()
+    expected = (None, None, None) if file_nm is None else pytest.approx((0.5, 0.5, 0.5))
+    assert _saved_pixel_size(data, "f") == expected

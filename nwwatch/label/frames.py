@@ -143,7 +143,18 @@ def _same_frame(a: FrameRef, b: FrameRef, files: OpenFiles) -> bool:
         first, second = read_frame(a, files)[0], read_frame(b, files)[0]
     except (OSError, ValueError, InputError):  # one unreadable: both listed, the page says why
         return False
-    return first.shape == second.shape and bool(np.array_equal(first, second))
+    return same_pixels(first, second)
+
+
+def same_pixels(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether two frames hold the same pixels: one shape and equal values, a NaN equal to a
+    NaN (a float frame with a NaN border, as an aligned or drift-corrected frame has, is
+    the frame it was saved as). The dtype is not compared: a frame's saved copy written as
+    float32 by another program holds its pixels all the same."""
+    if a.shape != b.shape:
+        return False
+    # equal_nan only where a NaN can be: an integer frame's pixels are compared as they are
+    return bool(np.array_equal(a, b, equal_nan=a.dtype.kind in "fc" or b.dtype.kind in "fc"))
 
 
 def other_stem(data_dir: Path | None, base: str, path: Path, page: int, files: OpenFiles,
@@ -196,7 +207,7 @@ def taken_by_other(data_dir: Path, stem: str, path: Path, page: int, files: Open
         mine = pixels if pixels is not None else read_frame(FrameRef(path, page, stem), files)[0]
     except Exception:  # noqa: BLE001 - an unreadable saved image is not this frame's
         return not same_source
-    return not (saved.shape == mine.shape and np.array_equal(saved, mine))
+    return not same_pixels(saved, mine)
 
 
 class FramePixels(NamedTuple):

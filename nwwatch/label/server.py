@@ -11,7 +11,8 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
   data URL, with the contact angle and the facet line (one rasteriser: the page shows what
   will be saved);
 - ``POST /api/frames/<i>/save?base=<token>&frame=<key>`` (geometry): write the frame into DATA
-  (:func:`nwwatch.label.store.save_labeled_frame`); refused (409) when ``base`` is given and
+  (:func:`nwwatch.label.store.save_labeled_frame`) with the pixel size its file declares (the
+  geometry's ``pixel_size_nm`` is replaced by it); refused (409) when ``base`` is given and
   is not the frame's current :func:`nwwatch.label.store.saved_token` (another tab saved it
   since this one loaded it, from this process or another; checked under DATA's lock,
   :func:`nwwatch.label.store.data_lock`); the 409 answer carries the current
@@ -500,6 +501,10 @@ class _Handler(BaseHTTPRequestHandler):
             base = params.get("base")
             if params.get("frame", [ref.key])[0] != ref.key:
                 return self._json(_other_frame(ref.stem), HTTPStatus.CONFLICT)
+            # The pixel size is the frame file's, as read with the pixels saved: the page's
+            # geometry carries the one of the shapes it opened (saved before the file was
+            # calibrated, or any number a request sends), which is not the frame's.
+            geometry = geometry.replace(pixel_size_nm=frame.pixel_size_nm)
             # The check and the write under DATA's lock: one save at a time, from this
             # process or another nwwatch label on the same DATA.
             doc = save_labeled_frame(self.session.data_dir, ref.stem, frame.image, geometry,

@@ -149,8 +149,12 @@ def save_labeled_frame(
     data_dir : the DATA folder (created when missing).
     stem : file stem, e.g. from :func:`safe_stem`.
     image : (H, W) frame in its native dtype; its shape must be ``geometry.shape``.
-    geometry : the shapes; rasterised here.
-    source : where the frame came from (path, page, sha256), stored in the geometry file.
+    geometry : the shapes; rasterised here. Its ``pixel_size_nm`` is written as the image's
+        pixel size, in the geometry file and in the truth table: give the frame's (the
+        labelling server sets the one its file declares).
+    source : where the frame came from, stored in the geometry file: ``path`` (the file's
+        absolute path) and ``page``; for a frame from the label queue also its ``confidence``,
+        ``status``, ``source_sha256``, ``model_sha256`` and ``queue_rank``.
     base_token : the :func:`saved_token` of the version the shapes were drawn on ("": none
         was saved); None saves whatever is there.
     acquired_at : the frame's acquisition time (timezone-aware) from its file's metadata,
