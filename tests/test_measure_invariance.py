@@ -90,6 +90,60 @@ def test_exact_caps_give_the_same_row_however_the_frame_is_turned(seed):
     assert not problems, "\n".join(problems[:20])
 
 
+def _moved_point(name: str, shape: tuple[int, int], row: float, col: float
+                 ) -> tuple[float, float]:
+    """Where the pixel-centre coordinates (row, col) of a frame of ``shape`` lie once the
+    frame is transformed by :data:`TRANSFORMS` ``name``."""
+    h, w = shape
+    return {"rot90": (w - 1 - col, row), "rot180": (h - 1 - row, w - 1 - col),
+            "rot270": (col, h - 1 - row), "fliplr": (row, w - 1 - col),
+            "flipud": (h - 1 - row, col), "transpose": (col, row),
+            "antitranspose": (w - 1 - col, h - 1 - row)}[name]
+
+
+def _moved_direction_deg(name: str, angle_deg: float) -> float:
+    """A direction on screen (counter-clockwise from +col, rows down) once the frame is
+    transformed by :data:`TRANSFORMS` ``name``."""
+    return {"rot90": angle_deg + 90.0, "rot180": angle_deg + 180.0, "rot270": angle_deg - 90.0,
+            "fliplr": 180.0 - angle_deg, "flipud": -angle_deg, "transpose": -90.0 - angle_deg,
+            "antitranspose": 90.0 - angle_deg}[name]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_exact_caps_put_their_points_where_the_turn_takes_them(seed):
+    # The row's geometry follows the frame: each triple point lands where the transform
+    # takes it (a mirror's left triple point is the stored frame's right one, with its side
+    # angle), and so do the circle's centre, the facet point and the growth direction.
+    problems, valid = [], 0
+    for k, labels in enumerate(_caps(12, seed)):
+        base = measure_contact_angle(labels)
+        valid += base.angle_valid
+        for name, (turn, mirrored) in TRANSFORMS.items():
+            other = measure_contact_angle(np.ascontiguousarray(turn(labels)))
+            sides = (("left", "right"), ("right", "left")) if mirrored else (
+                ("left", "left"), ("right", "right"))
+            points = [(f"triple_{a}", f"triple_{b}") for a, b in sides]
+            points += [("circle_center", "circle_center"), ("facet", "facet")]
+            for here, there in points:
+                expected = _moved_point(name, labels.shape, getattr(base, f"{here}_row"),
+                                        getattr(base, f"{here}_col"))
+                got = (getattr(other, f"{there}_row"), getattr(other, f"{there}_col"))
+                if not np.allclose(expected, got, atol=1e-6):
+                    problems.append(f"cap {k} {name}: {here} -> {expected}, got {there} {got}")
+            for a, b in sides:
+                expected = getattr(base, f"contact_angle_{a}_deg")
+                got = getattr(other, f"contact_angle_{b}_deg")
+                if not _close(expected, got, 1e-6):
+                    problems.append(f"cap {k} {name}: {a} side {expected} -> {b} side {got}")
+            turned = (_moved_direction_deg(name, base.wire_axis_deg) - other.wire_axis_deg
+                      + 180.0) % 360.0 - 180.0
+            if abs(turned) > 1e-6:
+                problems.append(f"cap {k} {name}: wire axis {base.wire_axis_deg} -> "
+                                f"{other.wire_axis_deg}")
+    assert not problems, "\n".join(problems[:20])
+    assert valid >= 6  # valid caps among them: their triple points are the measured ones
+
+
 def test_raw_frames_give_the_same_row_however_they_are_turned():
     # before: the facet line was moved onto the frame's step ("refined") as stored and kept on
     # the labels ("not_straight") mirrored, on 3 of 4 refined frames of a synthetic set
