@@ -2167,6 +2167,34 @@ def test_a_right_mask_with_an_unsure_band_and_no_background_border_is_filled(tmp
     assert not (filled == 255).any()
 
 
+def test_a_wide_unsure_band_without_background_is_filled_and_its_stack_measured(tmp_path):
+    # a close-up (droplet above, wire below, no background) with a 21 px unsure band between
+    # them: 10 % of the frame, 5 % of its border. It was refused as a white background, and
+    # with it the stack's valid page 0: no row, exit 1
+    from nwwatch.classes import border_pixels, fill_unsure_band
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    close = np.full(SHAPE, NANOWIRE, np.uint8)
+    close[:90] = DROPLET
+    close[90:111] = 255
+    assert np.mean(close == 255) >= 0.1 and np.mean(border_pixels(close) == 255) < 0.1
+    filled = fill_unsure_band(close)
+    assert (filled[:100] == DROPLET).all() and (filled[101:] == NANOWIRE).all()
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([cap.labels, close]))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "stack.tif"), "--read-as",
+                                       "labels", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "your background" not in result.output
+    assert (f"note: {21 * SHAPE[1]} unlabeled (255) px of stack.tif[1] were given the class of "
+            "the nearest labeled pixel") in result.output
+    rows = sorted(pq.read_table(out).to_pylist(), key=lambda r: r["frame"])
+    assert [r["frame"] for r in rows] == [0, 1]
+    assert rows[0]["angle_valid"]
+    assert abs(rows[0]["contact_angle_deg"] - cap.contact_angle_deg) < 1.0
+    assert not rows[1]["angle_valid"]  # no background: no free surface to fit
+
+
 def test_a_colour_tiff_label_mask_is_told_to_renumber_its_colours(tmp_path):
     # a colour TIFF mask got the frame's advice (a picture saved as displayed: give the
     # acquisition software's own file) where the same mask as PNG was told to renumber its
