@@ -16,8 +16,10 @@ and, for the note on a background that is not 0
 
 * wrong background notes: labels refused in the right order that read as another background;
 * the four orders with the background not 0 (as an image editor's indexed colours may
-  number them): how many are noted, how many of those with the right angle, and how many
-  are given an angle (no note; the row an angle of the wrong object).
+  number them): how many are noted (a note needs a renumbering that gives an angle), how
+  many of those with the right angle (one of the two where both orders of the wire and
+  droplet ids give one), how many with both orders, and how many are given an angle (no
+  note; the row an angle of the wrong object).
 
 Usage::
 
@@ -49,7 +51,8 @@ def run(per_geometry: int, seed: int) -> dict:
     rng = np.random.default_rng(seed)
     labels_total, refused, wrong_note = Counter(), Counter(), Counter()
     exchanged_valid = Counter()
-    wrong_background, orders, noted, noted_right, orders_valid = (Counter() for _ in range(5))
+    wrong_background, orders, noted, noted_right, noted_both, orders_valid = (
+        Counter() for _ in range(6))
     for _, wire, labels, _ in real_geometry_frames(rng, per_geometry):
         variants = [("exact", labels)]
         variants += [(kind, degrade(labels, wire, kind, rng)) for kind in DEGRADATIONS]
@@ -70,9 +73,10 @@ def run(per_geometry: int, seed: int) -> dict:
                 orders_valid[kind] += int(found.angle_valid)
                 other = background_not_zero(renumbered, found)
                 noted[kind] += int(other is not None)
-                noted_right[kind] += int(
-                    other is not None and other.angle_deg is not None and right.angle_valid
-                    and abs(other.angle_deg - right.contact_angle_deg) < 1e-9)
+                angles = () if other is None else (other.angle_deg, other.other_angle_deg)
+                noted_right[kind] += int(right.angle_valid and any(
+                    a is not None and abs(a - right.contact_angle_deg) < 1e-9 for a in angles))
+                noted_both[kind] += int(other is not None and other.other_angle_deg is not None)
     return {"per_geometry": per_geometry, "seed": seed,
             "kinds": {kind: {"labels": n, "refused_in_right_order": refused[kind],
                              "wrong_notes": wrong_note[kind],
@@ -81,6 +85,7 @@ def run(per_geometry: int, seed: int) -> dict:
                              "background_not_0": orders[kind],
                              "background_not_0_noted": noted[kind],
                              "background_not_0_noted_with_the_angle": noted_right[kind],
+                             "background_not_0_noted_with_both_orders": noted_both[kind],
                              "background_not_0_given_an_angle": orders_valid[kind]}
                       for kind, n in labels_total.items()}}
 
@@ -99,7 +104,8 @@ def main(argv: list[str] | None = None) -> None:
               f"{k['wrong_notes']} wrong notes; exchanged, {k['exchanged_labels_given_an_angle']}"
               f" given an angle; {k['wrong_background_notes']} wrong background notes; "
               f"background not 0: {k['background_not_0']}, {k['background_not_0_noted']} noted "
-              f"({k['background_not_0_noted_with_the_angle']} with the angle), "
+              f"({k['background_not_0_noted_with_the_angle']} with the angle, "
+              f"{k['background_not_0_noted_with_both_orders']} with both orders), "
               f"{k['background_not_0_given_an_angle']} given an angle")
     if args.json:
         args.json.write_text(json.dumps(record, indent=1) + "\n")

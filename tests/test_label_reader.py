@@ -164,6 +164,56 @@ def test_a_colour_tiff_label_is_told_to_renumber_its_colours(tmp_path):
     assert "acquisition software" not in info.value.reason
 
 
+def test_a_colour_picture_is_told_apart_from_a_mask_without_sorting_all_its_pixels(
+        tmp_path, monkeypatch):
+    # measure --read-as auto asks of every colour TIFF whether it is a label mask: each of
+    # its pixels was packed to uint64 and all sorted by np.unique (seconds and ~1 GB on a
+    # 4096 x 4096 RGB picture) before the answer, no. A sample of its pixels says so.
+    import tifffile
+
+    from nwwatch.io.dataset import colour_label_mask_reason
+
+    rows, cols = np.mgrid[0:1024, 0:1024]
+    picture = np.stack([rows % 256, cols % 256, (rows + cols) % 256], -1).astype(np.uint8)
+    tifffile.imwrite(tmp_path / "picture.tif", picture, photometric="rgb")
+    sorted_sizes = []
+    unique = np.unique
+
+    def counted(values, *args, **kwargs):
+        sorted_sizes.append(np.asarray(values).shape[0])
+        return unique(values, *args, **kwargs)
+
+    monkeypatch.setattr(np, "unique", counted)
+    assert colour_label_mask_reason(tmp_path / "picture.tif") is None
+    assert sorted_sizes and max(sorted_sizes) <= 1024 * 1024 // 4
+    reason = colour_label_mask_reason(tmp_path / "picture.tif", as_labels=True)
+    assert reason.startswith("3 channels per pixel (shape (1024, 1024, 3)) holding more than "
+                             "8 colours: a colour label mask")
+    assert max(sorted_sizes) <= 1024 * 1024 // 4
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.uint16])
+def test_a_colour_mask_lists_every_colour_a_sample_of_its_pixels_misses(tmp_path, dtype):
+    # the sample that tells a picture from a mask skips most pixels: a mask's colours are
+    # counted on all of them (a stray colour in one pixel is one of its colours)
+    import tifffile
+
+    from nwwatch.io.dataset import colour_label_mask_reason
+
+    label = np.zeros((1024, 1024), np.uint8)
+    label[300:700, 200:800] = 1
+    label[500:900, 400:600] = 2
+    label[1, 1] = 3
+    scale = 1 if dtype == np.uint8 else 257
+    colours = (np.array([[0, 0, 0], [200, 0, 0], [0, 200, 0], [7, 8, 9]]) * scale).astype(dtype)
+    tifffile.imwrite(tmp_path / "mask.tif", colours[label], photometric="rgb")
+    listed = ", ".join(str(tuple(int(v) for v in c)) for c in sorted(map(tuple, colours)))
+    for as_labels in (None, True):
+        reason = colour_label_mask_reason(tmp_path / "mask.tif", as_labels)
+        assert reason.startswith("3 channels per pixel (shape (1024, 1024, 3)) holding 4 "
+                                 f"colours, {listed}: a colour label mask")
+
+
 @pytest.mark.parametrize("dtype", [np.int32, np.int64, np.float32])
 def test_a_label_tiff_of_another_pixel_type_is_told_to_be_uint8(tmp_path, dtype):
     # napari saves a labels layer as an int32 or int64 TIFF: the image reader's advice

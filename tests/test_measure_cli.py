@@ -2054,27 +2054,75 @@ def test_a_mask_whose_background_is_not_0_is_named_with_its_palette(tmp_path):
             f"masks' class ids (first: {tmp_path / 'gimp.png'}[0]" in result.output)
 
 
-def test_a_right_mask_whose_wire_fills_the_border_gets_no_background_note(tmp_path):
-    # the evidence must not fire on correct masks: a thick wire filling a corner of the
-    # frame (more of the border than the background) under a droplet the frame cuts, and a
-    # frame that wire and droplet fill, both refused as drawn
+def test_a_right_mask_whose_wire_or_droplet_fills_the_border_gets_no_background_note(
+        tmp_path):
+    # the evidence must not fire on correct masks refused as drawn: a thick wire filling a
+    # corner of the frame (more of the border than the background) under a droplet the
+    # frame cuts; a frame that wire and droplet fill; a high-angle droplet that the frame's
+    # top cuts (border 0: 22 %, 1: 20 %, 2: 57 %), which was noted "background is 2, not 0
+    # ... renumber the mask" with no renumbering giving an angle; and tight crops of a
+    # large droplet, as a user crops a frame to the droplet
     from nwwatch.measure.exchanged import background_not_zero
 
     corner = render_ideal_cap((80, 80), 112.0, 20.0, 135.0, (15.0, 15.0),
                               wire_radius_px=40.0).labels
     full = render_ideal_cap((100, 100), 130.0, 60.0, 90.0, (40.0, 50.0)).labels
+    cut = render_ideal_cap((100, 100), 150.0, 40.0, 90.0, (70.0, 50.0)).labels
+    large = {theta: render_ideal_cap((400, 300), theta, 50.0, 90.0, (300.0, 150.0)).labels
+             for theta in (135.0, 150.0)}
+    crops = {"crop135": large[135.0][240:340, 115:215], "crop150": large[150.0][210:310, 70:170]}
     border = np.concatenate([corner[0], corner[-1], corner[1:-1, 0], corner[1:-1, -1]])
     assert np.mean(border == NANOWIRE) > max(0.5, np.mean(border == 0))
     assert not (full == 0).any()
-    for labels in (corner, full):
+    masks = {"corner": corner, "full": full, "cut": cut, **crops}
+    for name, labels in masks.items():
+        border = np.concatenate([labels[0], labels[-1], labels[1:-1, 0], labels[1:-1, -1]])
+        if name in ("cut", *crops):  # the droplet holds more of the border than 0
+            assert np.mean(border == DROPLET) > 2 * np.mean(border == 0) > 0, name
         result = measure_contact_angle(labels)
-        assert not result.angle_valid
-        assert background_not_zero(labels, result) is None
-    cv2.imwrite(str(tmp_path / "corner.png"), corner)
+        assert not result.angle_valid, name
+        assert background_not_zero(labels, result) is None, name
+        cv2.imwrite(str(tmp_path / f"{name}.png"), labels)
     out = tmp_path / "rows.parquet"
-    result = CliRunner().invoke(main, ["measure", str(tmp_path / "corner.png"), "--out", str(out)])
+    result = CliRunner().invoke(main, ["measure", *(str(tmp_path / f"{n}.png") for n in masks),
+                                       "--out", str(out)])
     assert result.exit_code == 0, result.output
     assert "note" not in result.output and "background is" not in result.output
+    rows = pq.read_table(out).to_pylist()
+    assert len(rows) == len(masks) and not any(r["angle_valid"] for r in rows)
+
+
+def test_a_mask_whose_background_is_not_0_and_both_orders_give_an_angle_says_so(tmp_path):
+    # two caps mirrored about their base: each reads as a droplet on the other. Drawn with
+    # the background 1, both orders of 0 and 2 give an angle; the note said "with 1 as
+    # background neither order of the two other ids gives an angle"
+    from nwwatch.measure.exchanged import background_not_zero
+
+    top = render_ideal_cap(SHAPE, 90.0, 25.0, 90.0, (100.0, 90.8)).labels == DROPLET
+    lens = np.zeros(SHAPE, np.uint8)
+    lens[top] = DROPLET
+    lens[np.flipud(top)] = NANOWIRE
+    first = measure_contact_angle(lens)
+    second = measure_contact_angle(np.array([0, 2, 1], np.uint8)[lens])
+    assert first.angle_valid and second.angle_valid
+    drawn = np.array([1, 0, 2], np.uint8)[lens]  # class id -> the id it is drawn with
+    cv2.imwrite(str(tmp_path / "lens.png"), drawn)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "lens.png"), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "neither order" not in result.output
+    assert (f"with 1 as background both orders of the two other ids give an angle: renumbered "
+            f"1 -> 0, 0 -> 1, 2 -> 2, it gives {first.contact_angle_deg:.2f} deg; renumbered "
+            f"1 -> 0, 0 -> 2, 2 -> 1, it gives {second.contact_angle_deg:.2f} deg; which of the "
+            "two is the nanowire is yours to say; nwwatch reads 0 background") in result.output
+    assert not pq.read_table(out).to_pylist()[0]["angle_valid"]  # said, not corrected
+    refused = measure_contact_angle(drawn)
+    other = background_not_zero(drawn, refused)
+    assert other is not None and other.background_id == 1
+    assert (other.renumbering, other.other_renumbering) == ({1: 0, 0: 1, 2: 2},
+                                                            {1: 0, 0: 2, 2: 1})
+    assert other.angle_deg == pytest.approx(first.contact_angle_deg)
+    assert other.other_angle_deg == pytest.approx(second.contact_angle_deg)
 
 
 def test_a_mask_with_a_white_background_is_refused_naming_255(tmp_path):
@@ -2117,6 +2165,34 @@ def test_a_right_mask_with_an_unsure_band_and_no_background_border_is_filled(tmp
     labels[:, 19:21] = 255
     filled = fill_unsure_band(labels)
     assert not (filled == 255).any()
+
+
+def test_a_wide_unsure_band_without_background_is_filled_and_its_stack_measured(tmp_path):
+    # a close-up (droplet above, wire below, no background) with a 21 px unsure band between
+    # them: 10 % of the frame, 5 % of its border. It was refused as a white background, and
+    # with it the stack's valid page 0: no row, exit 1
+    from nwwatch.classes import border_pixels, fill_unsure_band
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    close = np.full(SHAPE, NANOWIRE, np.uint8)
+    close[:90] = DROPLET
+    close[90:111] = 255
+    assert np.mean(close == 255) >= 0.1 and np.mean(border_pixels(close) == 255) < 0.1
+    filled = fill_unsure_band(close)
+    assert (filled[:100] == DROPLET).all() and (filled[101:] == NANOWIRE).all()
+    tifffile.imwrite(tmp_path / "stack.tif", np.stack([cap.labels, close]))
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "stack.tif"), "--read-as",
+                                       "labels", "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert "your background" not in result.output
+    assert (f"note: {21 * SHAPE[1]} unlabeled (255) px of stack.tif[1] were given the class of "
+            "the nearest labeled pixel") in result.output
+    rows = sorted(pq.read_table(out).to_pylist(), key=lambda r: r["frame"])
+    assert [r["frame"] for r in rows] == [0, 1]
+    assert rows[0]["angle_valid"]
+    assert abs(rows[0]["contact_angle_deg"] - cap.contact_angle_deg) < 1.0
+    assert not rows[1]["angle_valid"]  # no background: no free surface to fit
 
 
 def test_a_colour_tiff_label_mask_is_told_to_renumber_its_colours(tmp_path):

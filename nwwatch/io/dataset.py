@@ -32,6 +32,7 @@ normalises tomograms.
 from __future__ import annotations
 
 import glob
+import math
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -171,6 +172,44 @@ def _colour_palette_png(path: Path, pixels: bool
 LABEL_MASK_MAX_COLOURS = 8
 
 
+#: Pixels of the strided sample of a colour TIFF whose colours are counted first.
+_COLOUR_SAMPLE_PIXELS = 65536
+
+
+def _distinct_colours(pixels: np.ndarray, known: np.ndarray | None = None) -> np.ndarray:
+    """The distinct colours (K, C) of ``pixels`` (N, C) of 8- or 16-bit integers, in the
+    order of their channels' values. ``known``: colours (K0, C) already seen among them (a
+    sample's): only the pixels of other colours are sorted, so a mask's pass over all its
+    pixels is a comparison with its few colours."""
+    unsigned = np.ascontiguousarray(pixels).view(f"u{pixels.dtype.itemsize}")
+    bits = 8 * pixels.dtype.itemsize
+    if bits * pixels.shape[1] > 64:  # no integer holds a colour: rows compared
+        found = np.unique(unsigned if known is None else np.concatenate(
+            [known.view(unsigned.dtype), unsigned]), axis=0)
+        return found.view(pixels.dtype)
+    # one number per colour (uint32 for up to four 8-bit channels): unique on 1-D is fast
+    code_type = np.uint32 if bits * pixels.shape[1] <= 32 else np.uint64
+
+    def packed(rows: np.ndarray) -> np.ndarray:
+        codes = np.zeros(rows.shape[0], code_type)
+        for channel in range(rows.shape[1]):
+            codes <<= code_type(bits)
+            codes |= rows[:, channel]
+        return codes
+
+    codes = packed(unsigned)
+    if known is not None:
+        seen = packed(np.ascontiguousarray(known).view(unsigned.dtype))
+        other = np.ones(codes.shape, bool)
+        for code in seen:  # a few colours: no sort of all the pixels, as np.isin may
+            other &= codes != code
+        codes = np.concatenate([seen, codes[other]])
+    codes = np.unique(codes)
+    shifts = bits * np.arange(pixels.shape[1] - 1, -1, -1, dtype=code_type)
+    mask = code_type((1 << bits) - 1)
+    return ((codes[:, None] >> shifts) & mask).astype(unsigned.dtype).view(pixels.dtype)
+
+
 def colour_label_mask_reason(path: str | os.PathLike[str], as_labels: bool | None = None
                              ) -> str | None:
     """Why a TIFF of several samples per pixel (RGB, RGBA: refused by the TIFF reader as a
@@ -198,19 +237,27 @@ def colour_label_mask_reason(path: str | os.PathLike[str], as_labels: bool | Non
         return None
     if data.dtype.kind not in "ui" or data.dtype.itemsize > 2:
         return None
-    pixels = data.reshape(-1, data.shape[-1]).astype(np.uint64)
-    codes = np.zeros(pixels.shape[0], np.uint64)
-    for channel in range(pixels.shape[1]):  # one number per colour: unique on 1-D is fast
-        codes = (codes << np.uint64(16)) | pixels[:, channel]
-    colours, first = np.unique(codes, return_index=True)
-    if as_labels is None and colours.size > LABEL_MASK_MAX_COLOURS:
+    channels = data.shape[-1]
+    # a picture shows its many colours in a strided sample: no pass over all its pixels
+    stride = max(1, math.isqrt(data.shape[0] * data.shape[1] // _COLOUR_SAMPLE_PIXELS))
+    colours = _distinct_colours(data[::stride, ::stride].reshape(-1, channels))
+    counted_all = stride == 1
+    if not counted_all and len(colours) <= LABEL_MASK_MAX_COLOURS:
+        # the few colours of a mask: its other pixels may hold a stray one
+        colours = _distinct_colours(data.reshape(-1, channels), colours)
+        counted_all = True
+    if as_labels is None and len(colours) > LABEL_MASK_MAX_COLOURS:
         return None
-    shown = (", " + ", ".join(str(tuple(int(v) for v in pixels[k])) for k in first)
-             if colours.size <= LABEL_MASK_MAX_COLOURS else "")
-    return (f"{data.shape[-1]} channels per pixel (shape {data.shape}) holding "
-            f"{colours.size} colours{shown}: a colour label mask; nwwatch reads class ids "
-            f"from single-channel grey images: renumber its colours to class ids "
-            f"(docs/measurement.md, 'Masks from other tools')")
+    if len(colours) <= LABEL_MASK_MAX_COLOURS:
+        held = f"{len(colours)} colours, " + ", ".join(
+            str(tuple(int(v) for v in colour)) for colour in colours)
+    elif counted_all:
+        held = f"{len(colours)} colours"
+    else:  # a picture's count, on its sample alone
+        held = f"more than {LABEL_MASK_MAX_COLOURS} colours"
+    return (f"{channels} channels per pixel (shape {data.shape}) holding {held}: a colour "
+            f"label mask; nwwatch reads class ids from single-channel grey images: renumber "
+            f"its colours to class ids (docs/measurement.md, 'Masks from other tools')")
 
 
 T = TypeVar("T")

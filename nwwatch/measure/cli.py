@@ -899,6 +899,12 @@ def _darkest_id(palette: np.ndarray | None, labels: np.ndarray) -> int | None:
     return darkest if luma[darkest] < luma[0] else None
 
 
+def _renumbered(renumbering: dict[int, int], angle_deg: float) -> str:
+    """"renumbered 1 -> 0, 0 -> 1, 2 -> 2, it gives 102.61 deg"."""
+    order = ", ".join(f"{old} -> {new}" for old, new in renumbering.items())
+    return f"renumbered {order}, it gives {angle_deg:.2f} deg"
+
+
 def _other_background_note(page: str, other: OtherBackground, palette: np.ndarray | None,
                            labels: np.ndarray) -> str:
     """The note under a refused label page that reads as a mask whose background is
@@ -915,12 +921,12 @@ def _other_background_note(page: str, other: OtherBackground, palette: np.ndarra
         darkest = f", {k} the darkest" if _darkest_id(palette, labels) == k else ""
         why.append(f"its palette (index: RGB) {entries}{darkest}: an indexed-colour PNG is "
                    "read as its palette indices, not its colours")
-    if other.renumbering is not None:
-        order = ", ".join(f"{old} -> {new}" for old, new in other.renumbering.items())
-        measured = f"renumbered {order}, it gives {other.angle_deg:.2f} deg"
-    else:
-        measured = (f"with {k} as background neither order of the two other ids gives an "
-                    "angle")
+    measured = _renumbered(other.renumbering, other.angle_deg)
+    if other.other_renumbering is not None and other.other_angle_deg is not None:
+        # either object may be the wire: the ids do not say, the user does
+        measured = (f"with {k} as background both orders of the two other ids give an angle: "
+                    f"{measured}; {_renumbered(other.other_renumbering, other.other_angle_deg)}"
+                    "; which of the two is the nanowire is yours to say")
     return (f"  note: {page} reads as a mask whose background is {k}, not 0 ("
             + "; ".join(why) + f"); {measured}; nwwatch reads 0 background, 1 nanowire, "
             "2 droplet: renumber the mask (docs/measurement.md, 'Masks from other tools')")

@@ -36,47 +36,41 @@ def angle_if_exchanged(labels: np.ndarray, result: ContactAngleResult,
     return swapped.contact_angle_deg if swapped.angle_valid else None
 
 
-#: A refused label page reads as one whose background is another id, angle or none, when that
-#: id holds more than this share of the frame's border pixels and at least
-#: :data:`BORDER_BACKGROUND_MIN_RATIO` times 0's share. A background surrounds the wire and
-#: the droplet, which reach the border where the frame cuts them: on the benchmark's real
-#: geometries the background holds 43-100 % of the border, the wire at most 36 %, the
-#: droplet at most 25 %.
-BORDER_BACKGROUND_MIN_SHARE = 0.5
-BORDER_BACKGROUND_MIN_RATIO = 2.0
-
-
 @dataclass(frozen=True)
 class OtherBackground:
     """A refused label page that reads as one whose background is ``background_id``, not 0.
 
     ``border_share`` and ``zero_border_share``: the shares of the frame's border pixels
     holding ``background_id`` and 0. ``renumbering`` (the page's id -> class id) and
-    ``angle_deg``: the renumbering with ``background_id`` as background that gives a valid
-    angle, and that angle; both None when neither order of the two other ids gives one."""
+    ``angle_deg``: a renumbering with ``background_id`` as background that gives a valid
+    angle, and that angle. ``other_renumbering`` and ``other_angle_deg``: the other order of
+    the two other ids, when it gives a valid angle too (else None); the ids then do not say
+    which object is the nanowire and which the droplet: that is the user's to say."""
 
     background_id: int
     border_share: float
     zero_border_share: float
-    renumbering: dict[int, int] | None = None
-    angle_deg: float | None = None
+    renumbering: dict[int, int]
+    angle_deg: float
+    other_renumbering: dict[int, int] | None = None
+    other_angle_deg: float | None = None
 
 
 def background_not_zero(labels: np.ndarray, result: ContactAngleResult,
                         pixel_size_nm: float | None = None,
                         dark_id: int | None = None) -> OtherBackground | None:
     """Whether ``labels`` (uint8 (H, W), 0/1/2), refused as measured (``result``), read as a
-    mask whose background is id 1 or 2; None when ``result`` is valid or nothing says so.
+    mask whose background is id 1 or 2; None when ``result`` is valid or no renumbering says
+    so.
 
-    The candidate is the id holding more of the frame's border than 0 does, and ``dark_id``
-    (the id an indexed PNG's palette draws darkest, when not 0). With it as background, both
-    orders of the two other ids are measured. A candidate whose renumbering gives one valid
-    angle is returned with it; the border's candidate is returned without one where it holds
-    more than :data:`BORDER_BACKGROUND_MIN_SHARE` of the border and
-    :data:`BORDER_BACKGROUND_MIN_RATIO` times 0's share, and the page holds 0 (a frame that
-    wire and droplet fill has no background to renumber). A correct mask's wire filling a
-    corner of the frame, or its droplet cut by the frame, holds less of the border than its
-    background."""
+    The candidates are the id holding more of the frame's border than 0 does, and
+    ``dark_id`` (the id an indexed PNG's palette draws darkest, when not 0). With a candidate
+    as background, both orders of the two other ids are measured; the first candidate one of
+    whose renumberings gives a valid angle is returned with it (with both, when both orders
+    give one). The border's shares alone say nothing: a correct mask whose droplet the frame
+    cuts, or whose thick wire fills a corner, may hold less of the border as background than
+    as droplet or wire, and is refused for a cause of its own (an arc too short, an angle
+    uncertain)."""
     if result.angle_valid:
         return None
     border = border_pixels(labels)
@@ -97,12 +91,8 @@ def background_not_zero(labels: np.ndarray, result: ContactAngleResult,
             found = measure_contact_angle(table[labels], pixel_size_nm=pixel_size_nm)
             if found.angle_valid:
                 valid.append((renumbering, found.contact_angle_deg))
-        said = OtherBackground(candidate, shares[candidate], shares[BACKGROUND])
-        if len(valid) == 1:  # both orders valid: the ids do not say which is which
-            return OtherBackground(said.background_id, said.border_share,
-                                   said.zero_border_share, *valid[0])
-        if candidate == top and shares[top] > BORDER_BACKGROUND_MIN_SHARE and (
-                shares[top] >= BORDER_BACKGROUND_MIN_RATIO * shares[BACKGROUND]) and (
-                labels == BACKGROUND).any():
-            return said
+        if valid:
+            second = valid[1] if len(valid) > 1 else (None, None)
+            return OtherBackground(candidate, shares[candidate], shares[BACKGROUND],
+                                   *valid[0], *second)
     return None
