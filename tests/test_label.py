@@ -19,6 +19,7 @@ from nwwatch.label.geometry import (
     GeometryError,
     LabelGeometry,
     Stroke,
+    circle_droplet_mask,
     contact_angle,
     facet_line,
     geometry_from_json,
@@ -334,13 +335,15 @@ def test_a_circle_whose_own_pixels_are_not_droplet_has_no_angle(tmp_path):
     on_real = LabelGeometry((256, 256), Circle((110.0, 128.0), 46.0), wire, strokes=(false,))
     assert preview(on_real)["contact_angle_deg"] == pytest.approx(76.81, abs=0.01)
     # ... but not once all but a sliver of it is painted over as unlabeled: 267 px beside
-    # the stroke's 7137, fewer than the 5 % nwwatch measure asks of a droplet region
+    # the stroke's region of 7137, fewer than the 5 % of the largest region nwwatch measure
+    # asks of a droplet region
     sliver = on_real.replace(strokes=(false, Stroke(UNLABELED, ((0.0, 0.0), (0.0, 255.0),
                                                                 (96.5, 255.0), (96.5, 0.0)))))
     doc = preview(sliver)
     assert doc["contact_angle_deg"] is None
     assert doc["contact_angle_reason"].startswith(
-        "the circle paints only 267 of the label image's 7404 droplet pixels (under 371")
+        "the circle paints only 267 droplet pixels in the labels (under 357, 5 % of the "
+        "largest droplet region's 7137 px: nwwatch measure passes over")
     saved = save_labeled_frame(tmp_path, "sliver", image, sliver)
     assert saved["contact_angle_deg"] is None
     # a few of its own pixels and no other droplet: under the 12 px of a droplet region
@@ -353,6 +356,40 @@ def test_a_circle_whose_own_pixels_are_not_droplet_has_no_angle(tmp_path):
     rows = pq.read_table(tmp_path / "truth.parquet").to_pylist()
     assert [(r["file"], round(r["theta_apparent_deg"], 2)) for r in rows] == [
         ("images/on_real.tif", 76.81)]
+
+
+def test_a_circle_beside_many_small_droplet_strokes_keeps_its_angle():
+    """before: the circle's own droplet pixels had to be 5 % of ALL droplet pixels of the
+    label image, while nwwatch measure passes over a droplet region under 5 % of the largest
+    one: a circle droplet beside 30 small stroked droplets was measured (several_droplets,
+    109.13 deg) yet got no human angle, "as nwwatch measure asks of a droplet region"."""
+    from nwwatch.measure import measure_contact_angle
+
+    facet_row = 200.0
+    wire = ((255.0, 108.0), (facet_row, 108.0), (facet_row, 148.0), (255.0, 148.0))
+    corners = [(4.0 + 30 * i, 4.0 + 42 * j) for i in range(5) for j in range(6)]  # 24x24 px
+    strokes = tuple(Stroke(DROPLET, ((r, c), (r, c + 24), (r + 24, c + 24), (r + 24, c)))
+                    for r, c in corners)
+    geometry = LabelGeometry((256, 256), Circle((facet_row - 6.0, 128.0), 20.0), wire,
+                             ((facet_row, 108.0), (facet_row, 148.0)), strokes)
+    labels = rasterize(geometry)
+    own_px = int(np.count_nonzero((labels == DROPLET) & circle_droplet_mask(geometry)))
+    assert own_px < 0.05 * np.count_nonzero(labels == DROPLET)  # the situation met
+    measured = measure_contact_angle(labels)
+    assert measured.status == "several_droplets"
+    assert measured.contact_angle_deg == pytest.approx(109.13, abs=0.01)
+    human = contact_angle(geometry, labels)
+    assert human.reason == ""
+    assert human.angle_deg == pytest.approx(contact_angle(geometry).angle_deg)
+    # one stroked droplet 20 times the circle's pixels: measure passes over the circle's
+    # droplet, and the human angle is refused saying why
+    big = Stroke(DROPLET, ((4.0, 4.0), (4.0, 251.0), (150.0, 251.0), (150.0, 4.0)))
+    beside_big = geometry.replace(strokes=(big,))
+    labels = rasterize(beside_big)
+    assert measure_contact_angle(labels).status == "droplet_not_on_wire"
+    refused = contact_angle(beside_big, labels)
+    assert refused.angle_deg is None
+    assert "5 % of the largest droplet region's" in refused.reason
 
 
 def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):

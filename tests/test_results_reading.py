@@ -157,9 +157,11 @@ def test_a_relative_path_that_looks_like_a_uri_and_a_name_not_utf8(tmp_path, mon
     assert read_results(tmp_path / "readable").num_rows == 1
 
 
-def test_tomogram_rows_asked_for_as_frames_name_the_kind_to_give(tmp_path):
+def test_tomogram_rows_asked_for_as_frames_warn_and_name_the_kind_to_give(tmp_path):
     """A results folder of tomograms alone read with the default kind gave a table of no
-    rows and no columns, without a word (the README's next line: AttributeError)."""
+    rows and no columns, without a word (the README's next line: AttributeError). It gives
+    the frame columns, no rows, and a warning naming the tomogram files and kind='volumes'."""
+    from nwwatch.results.reading import OtherKindWarning
     from nwwatch.results.schema import volume_schema
     from nwwatch.volume import VOLUME_METRIC_FIELDS
 
@@ -169,16 +171,51 @@ def test_tomogram_rows_asked_for_as_frames_name_the_kind_to_give(tmp_path):
     write_batch([{"source": source, "status": "ok", "source_sha256": "t1",
                   "processed_at": T0}], volume_schema(VOLUME_METRIC_FIELDS), folder, "volumes")
     (tmp_path / "frames").mkdir()  # an empty frames/ too: still no frame rows
-    with pytest.raises(ResultsReadError, match=r"no frame rows .*kind='volumes'") as error:
-        read_results(tmp_path)
-    assert str(tmp_path) in str(error.value)
+    with pytest.warns(OtherKindWarning,
+                      match=r"no frame rows .*volumes/ holds 1 file .*kind='volumes'") as seen:
+        frames = read_results(tmp_path)
+    assert str(tmp_path) in str(seen[0].message)
+    assert frames.num_rows == 0
+    assert frames.schema.names == frame_schema(MEASUREMENT_FIELDS).names + ["acquisition"]
+    assert frames.to_pandas().angle_valid.sum() == 0  # the README's next line runs
     assert read_results(tmp_path, kind="volumes")["source"].to_pylist() == [source]
-    # the other way round: frame rows alone asked for as volumes
-    other = tmp_path / "frames-only"
-    _write(other, [_row("/acq/a.tif", 0, "s1", T0, 100.0)], frame_schema(MEASUREMENT_FIELDS),
-           T0)
-    with pytest.raises(ResultsReadError, match=r"no tomogram rows .*kind='frames'"):
-        read_results(other, kind="volumes")
+
+
+def test_a_mixed_service_folder_before_its_first_tomogram_reads_no_tomogram_rows(tmp_path):
+    """One [output] results serves an in-situ and a tomogram [[watch]]: frames/ holds rows,
+    volumes/ none until the first tomogram is done (or while every one is quarantined).
+    read_results(kind="volumes") raised and pointed at kind='frames'; it gives the tomogram
+    columns and no rows, with a warning."""
+    import warnings
+
+    from nwwatch.results.reading import OtherKindWarning
+    from nwwatch.results.schema import volume_schema
+    from nwwatch.volume import VOLUME_METRIC_FIELDS
+
+    _write(tmp_path, [_row("/acq/a.tif", 0, "s1", T0, 100.0)],
+           frame_schema(MEASUREMENT_FIELDS), T0)
+    _write(tmp_path, [_row("/acq/b.tif", 0, "s2", T0, 101.0)],
+           frame_schema(MEASUREMENT_FIELDS), T0 + timedelta(seconds=1))
+    (tmp_path / "volumes").mkdir()
+    with pytest.warns(OtherKindWarning,
+                      match=r"no tomogram rows .*frames/ holds 2 files .*kind='frames'"):
+        volumes = read_results(tmp_path, kind="volumes")
+    assert volumes.num_rows == 0
+    assert volumes.schema.names == (volume_schema(VOLUME_METRIC_FIELDS).names
+                                    + ["acquisition"])
+    with pytest.warns(OtherKindWarning):
+        assert read_results(tmp_path, kind="volumes", current=False).num_rows == 0
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about: the frames are there
+        assert read_results(tmp_path).num_rows == 2
+    # a folder with no file of either kind: the columns, no rows, no warning
+    empty = tmp_path / "empty"
+    (empty / "frames").mkdir(parents=True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert read_results(empty).schema.names == (frame_schema(MEASUREMENT_FIELDS).names
+                                                    + ["acquisition"])
+        assert read_results(empty, kind="volumes").num_rows == 0
 
 
 def _documented_recipe() -> str:

@@ -920,6 +920,47 @@ def test_a_replay_with_every_file_done_before_says_there_was_nothing_to_do():
     assert last(files=30, done=30) == "replay complete: all 30 files processed"
 
 
+def test_a_replay_that_processed_nothing_says_so_with_copies_of_done_content(tmp_path):
+    """Was "replay complete: all 3 files processed, 2 of them done before" for a second replay
+    of two frames and a copy of one, which processed none: the copy is skipped as content
+    done under another name, not as done before, and "nothing to do" asked for every file
+    done before."""
+    import shutil
+    from pathlib import Path
+
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    for k in range(2):
+        write_frame_tiff(acq / f"f{k}.tif", paint_insitu(100.0 + 10 * k, size=48))
+    shutil.copy(acq / "f0.tif", acq / "f0_copy.tif")
+    onnx, out = model(tmp_path), tmp_path / "out"
+    first = replay(acq, out, kind="insitu", model=onnx)
+    assert (first.done, first.skipped, first.skipped_earlier) == (2, 1, 0)
+    assert first.lines()[-1] == ("replay complete: all 3 files processed, 1 of them holding "
+                                 "content done under another name")
+    again = replay(acq, out, kind="insitu", model=onnx)
+    assert (again.done, again.skipped, again.skipped_earlier) == (0, 3, 2)
+    assert again.lines()[-1] == ("replay complete: nothing to do: 2 files done before, 1 "
+                                 "holding content done under another name")
+
+    def last(**counts: int) -> str:
+        return ReplaySummary(Path("out"), **counts).lines()[-1]
+
+    assert last(files=1, skipped=1) == (
+        "replay complete: nothing to do: the 1 file holds content done under another name")
+    assert last(files=4, skipped=3, skipped_earlier=1, vanished=1) == (
+        "replay complete: nothing to do: 1 file done before, 2 holding content done under "
+        "other names (1 vanished)")
+    assert last(files=30, done=2, skipped=28, skipped_earlier=27) == (
+        "replay complete: all 30 files processed, 27 of them done before, 1 holding content "
+        "done under another name")
+    # nothing done, yet one quarantined: not "nothing to do"
+    assert last(files=3, skipped=2, skipped_earlier=2, quarantined=1).startswith(
+        "replay INCOMPLETE")
+
+
 def test_summary_lines_name_the_first_three_and_mark_the_rest():
     from pathlib import Path
 

@@ -406,8 +406,9 @@ def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> 
 
     With ``labels`` (its rasterised (H, W) label image) none where too few of the pixels the
     circle itself paints (:func:`circle_droplet_mask`) are droplet there: fewer than
-    ``MIN_AREA_PX`` or than ``MIN_AREA_FRACTION`` of the label image's droplet pixels
-    (:mod:`nwwatch.measure.components`: a droplet region ``nwwatch measure`` passes over). The
+    ``MIN_AREA_PX`` or than ``MIN_AREA_FRACTION`` of the label image's largest 8-connected
+    droplet region (:mod:`nwwatch.measure.components`: a droplet region ``nwwatch measure``
+    passes over). The
     circle cut away at the facet line, painted over as unlabeled or drawn off the frame is
     not an angle the labels stand behind (no ground truth for ``nwwatch evaluate``), even
     where droplet strokes elsewhere give the labels droplet pixels of their own."""
@@ -431,21 +432,25 @@ def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> 
 
 def _too_few_circle_pixels(geometry: LabelGeometry, labels: np.ndarray) -> str:
     """Why the circle's own droplet pixels in ``labels`` are too few for an angle, or ""."""
-    from nwwatch.measure.components import MIN_AREA_FRACTION, MIN_AREA_PX
+    from nwwatch.measure.components import MIN_AREA_FRACTION, MIN_AREA_PX, largest_region_px2
 
     droplet = labels == DROPLET
-    total_px = int(np.count_nonzero(droplet))
     own_px = int(np.count_nonzero(droplet & circle_droplet_mask(geometry)))
-    least_px = max(MIN_AREA_PX, math.ceil(MIN_AREA_FRACTION * total_px))
-    if own_px >= least_px:
-        return ""
     if own_px == 0:
+        total_px = int(np.count_nonzero(droplet))
         strokes = (f"; the label image's {total_px} droplet pixels are the strokes'"
                    if total_px else "")
         return ("no droplet pixel in the labels from the circle (its disk cut away at the "
                 "facet line, painted over as unlabeled, or off the frame)" + strokes)
-    share = (f"{own_px} of the label image's {total_px} droplet pixels" if total_px > own_px
-             else f"{own_px} droplet pixels in the labels")
-    return (f"the circle paints only {share} (under {least_px}: its droplet needs "
-            f"{MIN_AREA_PX} px and {100 * MIN_AREA_FRACTION:g} % of them, as nwwatch measure "
-            "asks of a droplet region); draw the circle on the droplet")
+    # measure passes over a droplet region under this share of the largest one, not of all
+    # droplet pixels: many small stroked droplets beside the circle's leave it measured
+    largest_px = largest_region_px2(droplet)
+    least_px = max(MIN_AREA_PX, math.ceil(MIN_AREA_FRACTION * largest_px))
+    if own_px >= least_px:
+        return ""
+    need = ("" if least_px == MIN_AREA_PX else
+            f", {100 * MIN_AREA_FRACTION:g} % of the largest droplet region's "
+            f"{largest_px:.0f} px")
+    return (f"the circle paints only {own_px} droplet pixels in the labels (under "
+            f"{least_px}{need}: nwwatch measure passes over a droplet region smaller than "
+            "that); draw the circle on the droplet")

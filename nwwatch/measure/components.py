@@ -98,14 +98,29 @@ def _blobs(
                                        cv2.CHAIN_APPROX_SIMPLE, offset=shift)
     if not contours:
         return []
-    # A one-point contour (a lone pixel: half the specks of a network's labels) has no area
-    # and no length: 1.0, without the two calls.
-    areas = [1.0 if len(c) == 1 else cv2.contourArea(c) + 0.5 * cv2.arcLength(c, True) + 1.0
-             for c in contours]
+    areas = [_area_px2(c) for c in contours]
     limit = max(MIN_AREA_PX, MIN_AREA_FRACTION * max(areas))
     # Boxes of the kept blobs only (most contours of a network's labels are specks).
     return sorted(((c, a, cv2.boundingRect(c)) for c, a in zip(contours, areas, strict=True)
                    if a >= limit), key=lambda b: -b[1])
+
+
+def _area_px2(contour: np.ndarray) -> float:
+    """A blob's area from its outer contour, as :func:`_blobs` ranks and keeps blobs."""
+    # A one-point contour (a lone pixel: half the specks of a network's labels) has no area
+    # and no length: 1.0, without the two calls.
+    if len(contour) == 1:
+        return 1.0
+    return cv2.contourArea(contour) + 0.5 * cv2.arcLength(contour, True) + 1.0
+
+
+def largest_region_px2(mask: np.ndarray) -> float:
+    """Area (px) of the largest 8-connected region of the boolean (H, W) ``mask``, holes
+    filled, as :func:`select_components` measures the regions it ranks and keeps (those under
+    ``MIN_AREA_PX`` or ``MIN_AREA_FRACTION`` of this one are passed over); 0.0 for none."""
+    contours = cv2.findContours(np.ascontiguousarray(mask, dtype=np.uint8), cv2.RETR_EXTERNAL,
+                                cv2.CHAIN_APPROX_SIMPLE)[0]
+    return max((_area_px2(c) for c in contours), default=0.0)
 
 
 def _filled(contour: np.ndarray, box: tuple[int, int, int, int]) -> np.ndarray:

@@ -11,6 +11,7 @@ as ``nwwatch status``, the dashboard and the report count it.
 from __future__ import annotations
 
 import os
+import warnings
 from pathlib import Path
 
 import pyarrow as pa
@@ -39,6 +40,12 @@ class ResultsReadError(ValueError):
     """A results folder or one of its files that cannot be read; ``str`` names the path."""
 
 
+class OtherKindWarning(UserWarning):
+    """The kind asked for has no file in a results folder whose other kind has some (one
+    ``[output] results`` serves an in-situ and a tomogram ``[[watch]]``, or the wrong ``kind``
+    given); ``str`` names the folder, the other kind's file count and the ``kind=`` to give."""
+
+
 def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
                  current: bool = True) -> pa.Table:
     """Every row of ``results_dir/frames`` (``kind="frames"``) or ``results_dir/volumes``
@@ -59,12 +66,14 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
     counting or averaging.
 
     Raises :class:`ResultsReadError` naming the folder when it is no results folder (it
-    holds neither ``frames`` nor ``volumes``), when ``kind``'s folder holds no file but the
-    other kind's does (tomogram rows asked for as frames: the error names the ``kind`` to
-    give), or naming the file that cannot be read; a ``kind`` that is not one of
-    :data:`KINDS` raises ValueError listing them. A file removed between listing and reading
-    (a compaction, the service replacing its files) makes the folder be listed again. An
-    empty dataset (neither kind has a file yet) gives a table of no rows and no columns."""
+    holds neither ``frames`` nor ``volumes``), or naming the file that cannot be read; a
+    ``kind`` that is not one of :data:`KINDS` raises ValueError listing them. A file removed
+    between listing and reading (a compaction, the service replacing its files) makes the
+    folder be listed again. A ``kind`` of which the folder holds no file yet gives a table of
+    no rows with the columns nwwatch writes for that kind and ``acquisition``; where the
+    other kind's folder holds files (a service with an in-situ and a tomogram watch before
+    its first tomogram, or the wrong ``kind``) it also warns (:class:`OtherKindWarning`)
+    naming their count and the ``kind`` to give."""
     if kind not in KINDS:
         raise ValueError(f"kind {kind!r} is not one of {', '.join(KINDS)}")
     root = Path(results_dir)
@@ -75,11 +84,17 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
                                "volumes/ folder)")
     folder = root / kind
     other = next(name for name in KINDS if name != kind)
-    if not dataset_files(folder) and dataset_files(root / other):
-        # an empty table of no columns read as "no rows" and failed later on a column
-        raise ResultsReadError(f"{root}: no {ROWS_OF[kind]} here ({kind}/ holds no file), "
-                               f"only {ROWS_OF[other]} ({other}/): read them with "
-                               f"read_results(..., kind={other!r})")
+    if not dataset_files(folder):
+        # not an error: one results folder serves every [[watch]], and a tomogram watch's
+        # volumes/ stays empty until its first tomogram is done
+        n_other = len(dataset_files(root / other))
+        if n_other:
+            warnings.warn(f"{root}: no {ROWS_OF[kind]} yet ({kind}/ holds no file); "
+                          f"{other}/ holds {n_other} file{'s' if n_other > 1 else ''} of "
+                          f"{ROWS_OF[other]}: read them with "
+                          f"read_results(..., kind={other!r})", OtherKindWarning,
+                          stacklevel=2)
+        return _empty_table(kind)
     for attempt in range(READ_ATTEMPTS):
         try:
             table = _read_dataset(folder)
@@ -89,6 +104,8 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
                 raise ResultsReadError(f"{folder}: its files kept changing while they were "
                                        "read (a compaction or the service writing); read "
                                        "again") from None
+    if table.num_columns == 0:  # its files removed since it was listed
+        return _empty_table(kind)
     if not current or table.num_rows == 0 or "source" not in table.column_names:
         return table
     # as the dashboard counts: a row written twice (a copied batch file, a compaction cut
@@ -99,6 +116,25 @@ def read_results(results_dir: str | os.PathLike[str], kind: str = "frames",
 
 #: How often :func:`read_results` lists and reads a folder whose files are replaced meanwhile.
 READ_ATTEMPTS = 5
+
+
+def _empty_table(kind: str) -> pa.Table:
+    """A table of no rows with the columns nwwatch writes for ``kind`` and ``acquisition``:
+    code that selects a column (``frames.angle_valid``) runs on a folder without such rows
+    yet, as on one with them."""
+    # the writers' column lists, imported here (not at the top): the results layer takes
+    # them from its producers, and only this reader of an empty kind needs them
+    if kind == "frames":
+        from nwwatch.measure.result import MEASUREMENT_FIELDS
+        from nwwatch.results.schema import frame_schema
+
+        schema = frame_schema(MEASUREMENT_FIELDS)
+    else:
+        from nwwatch.results.schema import volume_schema
+        from nwwatch.volume.metrics import VOLUME_METRIC_FIELDS
+
+        schema = volume_schema(VOLUME_METRIC_FIELDS)
+    return schema.append(pa.field(PARTITION_KEY, pa.string())).empty_table()
 
 
 def _read_dataset(folder: Path) -> pa.Table:

@@ -344,13 +344,30 @@ class ReplaySummary:
             # "all 26 files processed" read as work done when every one was done earlier,
             # and "processed, none of them new" as a contradiction
             k = self.skipped_earlier
+            # skipped, not done before under their own name: copies of content done (now or
+            # earlier) under another name, or files renamed since: the rows carry that name
+            copies = self.skipped - k
             files = f"{'the' if n == 1 else 'all'} {n} file{'' if n == 1 else 's'}"
-            if k and k == n:
-                out.append(f"replay complete: nothing to do: {files}{gone} "
-                           f"{'was' if n == 1 else 'were'} done before")
+            other_names = "another name" if copies == 1 else "other names"
+            # complete: none failed, quarantined or changed; nothing done now: every file
+            # left was skipped
+            if n and self.done == 0 and self.skipped == n:
+                if copies == 0:
+                    out.append(f"replay complete: nothing to do: {files}{gone} "
+                               f"{'was' if n == 1 else 'were'} done before")
+                elif k == 0:
+                    out.append(f"replay complete: nothing to do: {files}{gone} "
+                               f"hold{'s' if n == 1 else ''} content done under {other_names}")
+                else:
+                    out.append(f"replay complete: nothing to do: {k} file{'s' if k > 1 else ''}"
+                               f" done before, {copies} holding content done under "
+                               f"{other_names}{gone}")
             else:
-                before = f", {k} of them done before" if k else ""
-                out.append(f"replay complete: {files} processed{gone}{before}")
+                clauses = ([f"{k} done before"] if k else []) + (
+                    [f"{copies} holding content done under {other_names}"] if copies else [])
+                of_them = (f", {clauses[0].replace(' ', ' of them ', 1)}"
+                           + "".join(f", {c}" for c in clauses[1:])) if clauses else ""
+                out.append(f"replay complete: {files} processed{gone}{of_them}")
         else:
             unlisted = f", {len(self.unlisted)} folder(s) not listed" if self.unlisted else ""
             if self.changed:
