@@ -58,6 +58,31 @@ def test_train_end_to_end_writes_a_model_the_runtime_loads(tmp_path):
         meta.training_data_sha256
 
 
+def test_an_export_that_fails_its_check_says_what_is_kept_without_a_traceback(tmp_path,
+                                                                              monkeypatch):
+    # An exporter that writes a graph disagreeing with torch ended the run with a traceback
+    # of ExportVerificationError, and said nothing of the checkpoint that keeps the weights.
+    import training.export as export_module
+
+    def disagreeing(*args, **kwargs):
+        raise export_module.ExportVerificationError(
+            "shape (N, H, W) = (1, 32, 32): ONNX probabilities differ from torch by 0.0166 > "
+            "atol 0.0001")
+
+    monkeypatch.setattr(export_module, "export_onnx", disagreeing)
+    data = make_folder(tmp_path / "data", n=3, size=32)
+    out = tmp_path / "m.onnx"
+    result = CliRunner().invoke(main, ["train", str(data), "--out", str(out), "--epochs", "1",
+                                       *FAST])
+    assert result.exit_code == 1
+    assert "Traceback" not in result.output and result.exception is not None
+    assert isinstance(result.exception, SystemExit)
+    assert f"{out} not written: shape (N, H, W)" in result.output
+    assert f"{tmp_path / 'm.pt'} keeps the trained weights" in result.output
+    assert f"nwwatch train --resume --export-only --exporter dynamo --out {out}" in result.output
+    assert not out.exists() and (tmp_path / "m.pt").is_file()
+
+
 def test_resume_continues_from_the_checkpoint_epoch(tmp_path):
     data = make_folder(tmp_path / "data", n=4, size=32)
     config = TrainConfig(out=str(tmp_path / "r.onnx"), data=str(data), epochs=1,

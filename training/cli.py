@@ -470,6 +470,11 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     except (DatasetLayoutError, TrainingError, CheckpointError, SamplerError, ValueError,
             OSError) as exc:  # OSError: a full disk at export, a file gone (not a traceback)
         raise click.ClickException(str(exc)) from None
+    except RuntimeError as exc:
+        if type(exc).__name__ != "ExportVerificationError":  # its module imports torch
+            raise
+        # nothing was written: say what is kept and how to export again, not a traceback
+        raise click.ClickException(export_failed_message(exc, out, exporter)) from None
     echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         echo(f"model: {result.out}")
@@ -486,6 +491,19 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         echo(exported_line(result.exported_epoch, result.epochs, result.validation_images))
     for key, value in sorted(result.metrics.items()):
         echo(f"  {key}: {value:.4f}")
+
+
+def export_failed_message(error: Exception, out: Path, exporter: str) -> str:
+    """The export of a run failed its check against torch (or the exporter failed): no model
+    was written; the checkpoint keeps the weights, and the export can be tried again."""
+    from training.modelfiles import checkpoint_path
+
+    checkpoint = checkpoint_path(out)
+    other = "legacy" if exporter == "dynamo" else "dynamo"
+    kept = (f"{checkpoint} keeps the trained weights: `nwwatch train --resume --export-only "
+            f"--exporter {other} --out {out}` exports them with the other exporter"
+            if checkpoint.is_file() else "no checkpoint was saved")
+    return f"{out} not written: {error}; {kept}"
 
 
 def exported_line(epoch: int, epochs: int, held_out: list[str]) -> str:
