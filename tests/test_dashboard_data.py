@@ -583,6 +583,92 @@ def test_a_row_acquired_before_rows_the_page_holds_sends_their_new_trend(tmp_pat
     dash.close()
 
 
+def _mixed_time_rows(folder: str) -> list[dict]:
+    """An acquisition whose even frames declare their time in metadata (one a second from
+    T0, angles rising 100-108 deg) and whose odd frames carry none: their time is their
+    file's modification time, one copy's second before every real frame (angles 130)."""
+    rows = frame_rows(folder, [100.0 + k if k % 2 == 0 else 130.0 for k in range(18)])
+    for k, row in enumerate(rows):
+        if k % 2:
+            row.update(acquired_at_source="mtime", acquired_at=T0 - timedelta(seconds=1))
+        else:
+            row.update(acquired_at_source="metadata", acquired_at=T0 + timedelta(seconds=k))
+    return rows
+
+
+def test_the_trend_leaves_out_frames_timed_by_their_files_modification_time(tmp_path):
+    """Frames without a time of their own are timed by their file's modification time:
+    among frames that declare theirs, the live trend ran over both, so at the declared
+    frames it read the modification-timed ones' angles (all of one second, before every
+    real frame). The trend is of the declared frames; the series says each row's time
+    source, the summary counts those timed by modification time; where every frame is
+    timed so, the trend runs over them all as before."""
+    from nwwatch.dashboard.app import Dashboard
+
+    results = tmp_path / "res"
+    mixed = _mixed_time_rows("/acq/mixed")
+    every = frame_rows("/acq/fiji", [100.0, 130.0, 102.0, 130.0])
+    for row in every:
+        row["acquired_at_source"] = "mtime"
+    write(results, "frames-1.parquet", mixed + every)
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    acqs = {a.folder: a for a in dash.store.snapshot.values()}
+    s = frame_series(acqs["/acq/mixed"])
+    declared = s["time_source"] == "metadata"
+    assert declared.sum() == 9 and (s["time_source"][~declared] == "mtime").all()
+    assert np.array_equal(s["trend"][declared], rolling_median(s["angle"][declared],
+                                                              s["valid"][declared]))
+    # the declared angles 100, 102, ... 116: none of the 130s pulls their median
+    assert list(s["trend"][declared]) == [100.0 + k for k in range(9)]
+    assert np.isnan(s["trend"][~declared]).all() and not s["in_trend"][~declared].any()
+    summary = acquisition_summary(acqs["/acq/mixed"], T0.timestamp(), None)
+    assert summary["timed_by_mtime"] == 9 and summary["trend_leaves_out_mtime"] is True
+    rows = dash.payload(acqs["/acq/mixed"], None)["rows"]
+    assert rows["time_source"] == ["mtime"] * 9 + ["metadata"] * 9  # in time order
+    assert rows["trend"][:9] == [None] * 9
+    # every frame timed by its file: the trend is theirs, as it was
+    s = frame_series(acqs["/acq/fiji"])
+    assert np.array_equal(s["trend"], rolling_median(s["angle"], s["valid"]))
+    summary = acquisition_summary(acqs["/acq/fiji"], T0.timestamp(), None)
+    assert summary["timed_by_mtime"] == 4 and summary["trend_leaves_out_mtime"] is False
+    dash.close()
+
+
+def test_a_first_declared_time_among_modification_times_sends_every_row_again(tmp_path):
+    """An open page holds rows all timed by their file's modification time, in the trend;
+    a frame that declares its time arrives: the trend now leaves those rows out, and the
+    page gets every row again (their trend gone), not the new row alone."""
+    from nwwatch.dashboard.app import Dashboard, parse_cursor
+
+    results = tmp_path / "res"
+    rows = _mixed_time_rows("/acq/mixed")
+    write(results, "frames-1.parquet", [r for r in rows if r["acquired_at_source"] == "mtime"])
+    dash = Dashboard(results, None, live=False, stale_after_s=None)
+    dash.store.refresh()
+    first = dash.payload(next(iter(dash.store.snapshot.values())), None)
+    assert all(v is not None for v in first["rows"]["trend"])
+    declared = [r for r in rows if r["acquired_at_source"] == "metadata"]
+    for row in declared:
+        row["processed_at"] = T0 + timedelta(seconds=30)
+    write(results, "frames-2.parquet", declared)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    update = dash.payload(acq, parse_cursor(first["cursor"]))
+    assert update["reset"] and len(update["rows"]["t"]) == 18
+    assert update["rows"]["trend"][:9] == [None] * 9
+    # later frames of either kind: no reset; a modification-timed one, before every row
+    # in time, sends no declared row again (it changes none of their trend)
+    late = frame_rows("/acq/mixed", [130.0], start=40, processed=T0 + timedelta(seconds=60))
+    late[0].update(acquired_at_source="mtime", acquired_at=T0 - timedelta(seconds=1))
+    write(results, "frames-3.parquet", late)
+    dash.store.refresh()
+    acq = next(iter(dash.store.snapshot.values()))
+    again = dash.payload(acq, parse_cursor(update["cursor"]))
+    assert not again["reset"] and again["rows"]["source"] == ["f0040.tif"]
+    dash.close()
+
+
 def test_metrics_count_rows_and_never_label_files():
     before = metrics.snapshot()
     metrics.observe_commit([{"status": "ok", "read_ms": 2.0, "source": "/acq/x.tif"},

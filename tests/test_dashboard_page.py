@@ -288,6 +288,38 @@ def test_frames_without_an_acquisition_time_are_counted_not_plotted(tmp_path):
             assert browser.text("#latest").endswith(f"({zone})"), browser.text("#latest")
 
 
+def test_frames_timed_by_their_files_modification_time_are_drawn_apart_from_the_trend(
+        tmp_path):
+    """Among frames that declare their time, those timed by their file's modification time
+    were drawn and trended as the others, with no word of it. They are drawn hollow and
+    grey with no trend of theirs, and the legend and time axis say how many and that the
+    trend leaves them out."""
+    from test_dashboard_data import _mixed_time_rows
+
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", _mixed_time_rows("/acq/mixed"))
+    with dashboard_thread(results) as (_, url):
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "18", 30, "points")
+            assert browser.attribute("#chart", "data-apart") == "9"
+            legend = browser.text("#legend")
+            assert "valid 9 (bars: uncertainty)" in legend, legend
+            assert ("timed by file modification time: 9 (left out of the trend; valid ones "
+                    "hollow)") in legend, legend
+            drawn = browser.execute("""
+                const u = window.nwPlot;
+                const at = (label) => u.series.findIndex((s) => s.label.startsWith(label));
+                const count = (i) => u.data[i].filter((v) => v != null).length;
+                return {apart: count(at("angle (valid, file modification time")),
+                        kept: count(at("angle (valid)")), trend: count(at("rolling median")),
+                        axis: u.axes[0].label};""")
+            assert drawn["apart"] == 9 and drawn["kept"] == 9 and drawn["trend"] == 9, drawn
+            assert drawn["axis"].endswith(", some from file modification time)"), drawn
+
+
 def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
     """The angle axis was ranged with ``Math.min(...angles)``: past some 120,000 valid rows
     (a 6-hour acquisition at 5 frames/s) the spread overflowed the call stack, and the

@@ -827,12 +827,64 @@ def test_times_from_the_files_modification_time_are_said_so(tmp_path, monkeypatc
     assert "modification time" not in tagged
     labels = [fig.axes[-1].get_xlabel() for fig in figures]  # sections in folder order
     assert labels[0].endswith(", file modification time)")
-    assert labels[1].endswith(", 1 of 4 from file modification time)")
+    # the others declare theirs: the trend leaves it out
+    assert labels[1].endswith(", 1 of 4 from file modification time, not in the trend)")
     assert "modification" not in labels[2]
     # rows of another writer without the column: not known, said so
     write(tmp_path / "other", "frames-1.parquet", frame_rows("/acq/other", [100.0]))
     page = write_report(tmp_path / "other", tmp_path / "o.html").read_text()
     assert "1 frame carries no <code>acquired_at_source</code>" in page
+
+
+def test_the_trend_and_span_are_of_the_declared_times_where_some_are_modification_times(
+        tmp_path, monkeypatch):
+    """Among frames that declare their time, those timed by their file's modification time
+    (all of one copy's second, before every real frame) were in the centred trend, which
+    read their angles at the declared frames, and stretched the "acquired" span back to
+    that second. The trend is of the declared frames (the others drawn hollow, named in the
+    legend and the note), the span of the declared times with the others named apart;
+    where every frame is timed by its file the trend and span are theirs, as before."""
+    from datetime import timedelta
+
+    from test_dashboard_data import T0, _mixed_time_rows
+
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    every = frame_rows("/acq/fiji", [100.0, 130.0, 102.0, 130.0])
+    for row in every:
+        row["acquired_at_source"] = "mtime"
+    write(results, "frames-1.parquet", every + _mixed_time_rows("/acq/mixed"))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    fiji_fig, mixed_fig = figures  # sections in folder order
+    mixed = page.split("<h2>/acq/mixed</h2>")[1]
+    fiji = page.split("<h2>/acq/fiji</h2>")[1].split("<h2>")[0]
+
+    def trend(fig) -> np.ndarray:
+        (line,) = [x for x in fig.axes[0].get_lines() if x.get_label().startswith("rolling")]
+        return np.asarray(line.get_ydata(), dtype=float)
+
+    declared = np.array([100.0 + 2 * k for k in range(9)])
+    assert np.array_equal(trend(mixed_fig), rolling_median_centred(declared))
+    labels = [text.get_text() for legend in mixed_fig.legends for text in legend.get_texts()]
+    assert "valid (9)" in labels
+    assert "valid, file modification time: not in the trend (9)" in labels
+    assert mixed_fig.axes[-1].get_xlabel().endswith(
+        ", 9 of 18 from file modification time, not in the trend)")
+    assert "they are left out of the trend, which is of the declared frames" in mixed
+    first, last, mtime = T0, T0 + timedelta(seconds=16), T0 - timedelta(seconds=1)
+    assert (f"<td>{first:%Y-%m-%d %H:%M:%S} – {last:%H:%M:%S} UTC; 9 by file modification "
+            f"time: {mtime:%Y-%m-%d %H:%M:%S} UTC</td>") in mixed
+    # every frame timed by its file: their trend and span, the note as it was
+    assert np.array_equal(trend(fiji_fig), rolling_median_centred(
+        np.array([100.0, 130.0, 102.0, 130.0])))
+    assert "left out of the trend" not in fiji
+    assert f"<td>{T0:%Y-%m-%d %H:%M:%S} – {T0 + timedelta(seconds=3):%H:%M:%S} UTC</td>" in fiji
+
+
+def rolling_median_centred(values: np.ndarray) -> np.ndarray:
+    from nwwatch.dashboard.stats import rolling_median
+
+    return rolling_median(values, np.ones(len(values), bool), centred=True)
 
 
 def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path,

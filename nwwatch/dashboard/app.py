@@ -20,9 +20,11 @@ Routes
 A cursor is ``GENERATION:REFRESH``: the number of the store's refresh that brought the
 newest rows the client has (:attr:`nwwatch.dashboard.data.Acquisition.arrivals`; not a
 ``processed_at``, which goes back with the computer's clock), and a generation — the server's
-start time and the acquisition's count of replacements — which changes when rows of that
-acquisition were replaced (``replay --force``, a stack's newer version) or the server
-restarted, so that the client starts again from scratch instead of keeping stale points.
+start time and the acquisition's count of replacements, and whether its trend leaves out
+the rows timed by their file's modification time — which changes when rows of that
+acquisition were replaced (``replay --force``, a stack's newer version), the server
+restarted or the first row with a declared time joined rows all timed so, so that the
+client starts again from scratch instead of keeping stale points (and trends).
 """
 
 from __future__ import annotations
@@ -176,6 +178,12 @@ class Dashboard:
     def payload(self, acq: Acquisition, since: tuple[str, int] | None) -> dict:
         """Rows of ``acq`` newer than ``since`` (all when None or of another generation)."""
         gen = f"{self.started_ms}-{acq.generation}"
+        series = frame_series(acq) if len(acq) and acq.kind == "insitu" else None
+        if series is not None and not series["in_trend"].all():
+            # The trend leaves out the rows timed by their file's modification time (others
+            # declare their time): a page that has them from before, in the trend (every
+            # row was timed so), gets every row again, with its new trend.
+            gen += "-m"
         reset = since is None or since[0] != gen
         out: dict = {"id": acq.id, "reset": reset, "summary": self.summary(acq),
                      "trend_window": TREND_WINDOW,
@@ -186,17 +194,19 @@ class Dashboard:
                                       "gone": quarantined_gone(q)}
                                      for q in acq.quarantined]}
         newest = since[1] if since is not None and not reset else -1
-        if len(acq) and acq.kind == "insitu":
-            s = frame_series(acq)
+        if series is not None:
+            s = series
             new = acq.arrivals > newest
             if new.any() and not reset:
                 # A row acquired before rows the page holds (a file retried, or arriving
-                # late) changes their rolling trend: they are sent again with it.
-                first_t = np.nanmin(s["t"][new], initial=np.inf)
+                # late) changes their rolling trend: they are sent again with it. One the
+                # trend leaves out changes none.
+                first_t = np.nanmin(s["t"][new & s["in_trend"]], initial=np.inf)
                 new |= s["t"] >= first_t
             pick = np.flatnonzero(new)
             out["rows"] = {k: s[k][pick] for k in ("t", "angle", "unc", "valid", "code",
-                                                   "trend", "source", "frame")}
+                                                   "trend", "time_source", "source",
+                                                   "frame")}
             if len(pick):
                 newest = max(newest, int(acq.arrivals.max()))
             # the latest frame the page captions: the last with an acquisition time (rows

@@ -32,7 +32,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from nwwatch.dashboard.stats import angle_statistics, reason_codes, rolling_median
+from nwwatch.dashboard.stats import (
+    angle_statistics,
+    reason_codes,
+    rolling_median,
+    trend_frames,
+)
 from nwwatch.paths import acquisition_of, default_ledger
 from nwwatch.pathtext import path_of_text
 from nwwatch.results.parquet import plain_strings
@@ -553,7 +558,11 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
     Keys: ``t`` (acquired_at, epoch s; NaN where null), ``processed`` (epoch s), ``angle``
     (deg, NaN where not measured), ``unc`` (deg), ``valid`` (bool), ``code`` (reason codes,
     "ok" when valid),
-    ``trend`` (causal rolling median, deg), ``source`` (the file's path in the acquisition
+    ``trend`` (causal rolling median of the rows ``in_trend``, deg; NaN elsewhere),
+    ``time_source`` (``acquired_at_source``: "metadata", "mtime", None where not recorded),
+    ``in_trend`` (bool: the rows the trend is of, :func:`trend_frames`: where the
+    acquisition mixes times declared in metadata with files' modification times, not the
+    latter), ``source`` (the file's path in the acquisition
     folder: its name, or ``Hour_00/Minute_00/Second_07/f.tif`` in a time tree), ``frame``,
     ``proc_ms`` (read + segment + measure per frame); all numpy arrays of length N.
     """
@@ -575,14 +584,20 @@ def frame_series(acq: Acquisition) -> dict[str, np.ndarray | list]:
               else [None] * n)
     codes = reason_codes(status, t["reason_code"].to_numpy(zero_copy_only=False)
                          if "reason_code" in t.column_names else None, valid)
+    when = epoch_s(t["acquired_at"])
+    time_source = (t["acquired_at_source"].to_numpy(zero_copy_only=False).astype(object)
+                   if "acquired_at_source" in t.column_names else np.full(n, None, object))
+    in_trend = trend_frames(time_source, np.isfinite(when))
     acq.series_cache = {
-        "t": epoch_s(t["acquired_at"]),
+        "t": when,
         "processed": epoch_s(t["processed_at"]),
         "angle": angle,
         "unc": floats("contact_angle_uncertainty_deg"),
         "valid": valid,
         "code": codes,
-        "trend": rolling_median(angle, valid),
+        "trend": rolling_median(angle, valid & in_trend),
+        "time_source": time_source,
+        "in_trend": in_trend,
         "source": _names_in(acq.folder, t["source"]),
         "frame": t["frame"].to_numpy(zero_copy_only=False),
         "proc_ms": _processing_ms(t),
@@ -684,6 +699,10 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     that commit, each frame once, at the commit that first brought it; the minute before
     ``now`` when live (0.0 once no row came in it), the minute before the newest row for
     finished results.
+
+    In-situ: ``stats`` (:func:`angle_statistics`), ``timed_by_mtime`` (rows whose
+    acquisition time is their file's modification time) and ``trend_leaves_out_mtime``
+    (True where the trend leaves those out: others declare their time, :func:`trend_frames`).
     """
     # the newest quarantine of the folder's files (epoch s): a file that arrived, and failed
     last_quarantined = max((q["quarantined_at"].timestamp() for q in acq.quarantined
@@ -745,6 +764,11 @@ def acquisition_summary(acq: Acquisition, now: float, stale_after_s: float | Non
     if acq.kind == "insitu":
         s = frame_series(acq)
         out["stats"] = angle_statistics(s["angle"], s["valid"], s["code"])
+        # the rows the time axis places by their file's modification time, and whether the
+        # trend leaves them out (their acquisition mixes them with declared times)
+        mtime = (s["time_source"] == "mtime") & np.isfinite(s["t"])
+        out["timed_by_mtime"] = int(np.count_nonzero(mtime))
+        out["trend_leaves_out_mtime"] = bool((mtime & ~s["in_trend"]).any())
         tail = s["proc_ms"][-50:]
     else:  # volumes: their rows time the same stages ("—" on the page for every tomogram)
         tail = _processing_ms(t)[-50:]

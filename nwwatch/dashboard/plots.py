@@ -17,7 +17,8 @@ def angle_figure(series: dict, title: str,
                  time_note: str = ""):
     """Contact angle against acquisition time: valid angles with their uncertainty bars, the
     trend (``series["trend"]``, named by ``trend_label``; none where the valid angles share
-    one time), refused frames as one row of
+    one time; of the valid angles ``series["in_trend"]`` marks, all where it is absent, the
+    others drawn hollow and grey), refused frames as one row of
     markers per reason code in a lane of their own below the angle axes (no degree ticks:
     they have no angle). ``time_note``: words the time axis's label adds (where the times
     are the files' modification times, not acquisition times).
@@ -44,15 +45,25 @@ def angle_figure(series: dict, title: str,
     else:
         fig, ax = plt.subplots(figsize=(9, 4.2), dpi=110, layout="constrained")
         lane = None
-    if valid.any():
-        ax.errorbar(t[valid], angle[valid], yerr=np.nan_to_num(unc[valid]), fmt="o", ms=3.5,
+    # valid angles the trend leaves out (timed by their file's modification time among
+    # frames that declare theirs): hollow and grey, named so in the legend
+    in_trend = np.asarray(series.get("in_trend", np.ones(len(t), bool)), dtype=bool)
+    kept, apart = valid & in_trend, valid & ~in_trend
+    if kept.any():
+        ax.errorbar(t[kept], angle[kept], yerr=np.nan_to_num(unc[kept]), fmt="o", ms=3.5,
                     color="#1f5fbf", ecolor="#1f5fbf80", elinewidth=1, capsize=0,
-                    label=f"valid ({int(valid.sum())})")
-        if t[valid].min() != t[valid].max():
+                    label=f"valid ({int(kept.sum())})")
+        if t[kept].min() != t[kept].max():
             # of one time (a stack without per-page times) the trend is a vertical segment
             # behind the points: no trend to show
-            ax.plot(t[valid], series["trend"][valid], color="#f28e2b", lw=2,
+            ax.plot(t[kept], series["trend"][kept], color="#f28e2b", lw=2,
                     label=trend_label)
+    if apart.any():
+        ax.errorbar(t[apart], angle[apart], yerr=np.nan_to_num(unc[apart]), fmt="o", ms=4,
+                    color="#8a8f98", mfc="none", ecolor="#8a8f9880", elinewidth=1, capsize=0,
+                    label=f"valid, file modification time: not in the trend "
+                          f"({int(apart.sum())})")
+    if valid.any():
         lo = np.nanmin(angle[valid] - np.nan_to_num(unc[valid]))
         hi = np.nanmax(angle[valid] + np.nan_to_num(unc[valid]))
         y_min = max(0.0, np.floor((lo - 10) / 10) * 10)

@@ -147,17 +147,17 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
 
     ``acquired_at_source`` "mtime": the file holds no time nwwatch reads, and its
     modification time stands in (docs/io.md, "Acquisition time"): a copy or an edit since
-    moves it. No ``acquired_at_source`` (rows of another writer): where the time comes from
-    is not known."""
-    t = acq.table
-    if "acquired_at" not in t.column_names:
-        return "", ""
-    timed = t["acquired_at"].is_valid().to_numpy(zero_copy_only=False)
+    moves it. Where other frames declare their time, the trend leaves those out
+    (:func:`nwwatch.dashboard.stats.trend_frames`), and the note says so. No
+    ``acquired_at_source`` (rows of another writer): where the time comes from is not
+    known."""
+    series = frame_series(acq)
+    timed = np.isfinite(series["t"])
     n = int(timed.sum())
-    sources = (np.asarray(t["acquired_at_source"].to_pylist(), dtype=object)[timed]
-               if "acquired_at_source" in t.column_names else np.full(n, None, dtype=object))
+    sources = series["time_source"][timed]
     mtime = int(np.count_nonzero(sources == "mtime"))
     unknown = int(sum(s is None for s in sources))
+    left_out = int(np.count_nonzero(~series["in_trend"][timed]))
     note = axis = ""
     if mtime:
         which = "All" if mtime == n else f"{mtime} of the {n}"
@@ -166,9 +166,14 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
                  "time (<code>acquired_at_source</code> <code>mtime</code>: the file holds no "
                  "acquisition time nwwatch reads; an ImageJ series keeps its frame interval "
                  "back from it, docs/io.md): a copy or an edit since moves it, so it need not "
-                 "be when the frames were acquired.</p>")
+                 "be when the frames were acquired."
+                 + (" Among frames that declare their time they are left out of the trend, "
+                    "which is of the declared frames (their valid angles drawn hollow and "
+                    "grey), and the span of acquisition times names them apart."
+                    if left_out else "") + "</p>")
         axis = ("file modification time" if mtime == n
-                else f"{mtime} of {n} from file modification time")
+                else f"{mtime} of {n} from file modification time"
+                + (", not in the trend" if left_out else ""))
     if unknown:
         note += (f"<p class='muted'>{unknown} frame{' carries' if unknown == 1 else 's carry'} no "
                  "<code>acquired_at_source</code> (rows of another writer): where their times "
@@ -279,8 +284,11 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         shown = {k: np.asarray(v)[timed] for k, v in series.items()}
         # A finished acquisition is read whole: the centred median follows the series
         # without the live trend's lag of half a window.
-        shown["trend"] = rolling_median(shown["angle"], shown["valid"], centred=True)
-        n_valid = int(np.count_nonzero(shown["valid"]))
+        # Of the frames in the trend only (:func:`trend_frames`): modification times put
+        # among declared times land anywhere in the series.
+        in_trend = shown["valid"] & shown["in_trend"]
+        shown["trend"] = rolling_median(shown["angle"], in_trend, centred=True)
+        n_valid = int(np.count_nonzero(in_trend))
         # a centred window reaches half its width each side: up to that plus one angle, every
         # window holds them all
         trend = f"rolling median of {TREND_WINDOW} valid, centred" + (
@@ -294,7 +302,15 @@ def _insitu_section(acq: Acquisition, files: Path) -> str:
         png = save_png(angle_figure(shown, title, trend, time_note=time_note),
                        files / f"{_slug(acq)}-angle.png")
         img = _img(png, f"contact angle against time, {acq.folder}")
-        span = _span(shown["t"])
+        apart = ~shown["in_trend"]
+        # the span of the declared times; the modification times named apart (a copy's
+        # second before every real frame stretched the span back to it)
+        span = _span(shown["t"][~apart])  # frames declare their time where any is apart
+        if apart.any():
+            mtimes = shown["t"][apart]
+            span += (f"; {int(apart.sum())} by file modification time: "
+                     + (_span(mtimes) if mtimes.min() != mtimes.max() else
+                        f"{datetime.fromtimestamp(mtimes[0], UTC):%Y-%m-%d %H:%M:%S} UTC"))
         # A stack whose pages carry no time of their own: every page has the file's time
         # (docs/io.md), and the plot draws them all at one x.
         counts = np.unique(shown["t"], return_counts=True)[1]

@@ -38,6 +38,26 @@ def reason_codes(status: Sequence[str | None], reason_code: Sequence[str | None]
     return out
 
 
+def trend_frames(time_sources: Sequence[str | None], timed: np.ndarray) -> np.ndarray:
+    """Per row, whether it belongs in the trend, by where its acquisition time comes from
+    (``acquired_at_source``: ``"metadata"``, ``"mtime"``, or None where not recorded).
+
+    Where an acquisition mixes times declared in metadata with files' modification times,
+    the ``"mtime"`` rows are left out: a modification time is when the file was last
+    written or copied, not when the frame was acquired, and put among declared times it
+    lands anywhere in the series (all of one copy's second, before every real frame),
+    pulling the trend of the frames around it. Where no row of ``timed`` (bool: the rows
+    with an acquisition time) declares its time in metadata, every row is in (times of one
+    kind, in their own order). Returns bool (N,).
+    """
+    sources = np.asarray(time_sources, dtype=object)
+    timed = np.asarray(timed, dtype=bool)
+    mtime = sources == "mtime"
+    if not ((mtime & timed).any() and ((sources == "metadata") & timed).any()):
+        return np.ones(len(sources), dtype=bool)
+    return ~mtime
+
+
 def rolling_median(values: np.ndarray, valid: np.ndarray, window: int = TREND_WINDOW,
                    centred: bool = False) -> np.ndarray:
     """Rolling median of the valid values; NaN at invalid indices.

@@ -12,7 +12,8 @@ let source = null;
 let cursor = null;  // the id of the last update: where a stream opened again resumes
 let plot = null;
 let shownFolder = null;  // the folder of the acquisition shown, once its data came
-const rows = new Map();   // "file#frame" -> {t, angle, unc, valid, code, trend, source, frame}
+// "file#frame" -> {t, angle, unc, valid, code, trend, timeSource, source, frame}
+const rows = new Map();
 const codeColor = new Map();
 
 function esc(s) {
@@ -135,17 +136,21 @@ function applyUpdate(d) {
   if (d.reset) rows.clear();
   if (d.rows) {
     const r = d.rows;
+    // a payload without time sources (one made up in the page): no row counts as timed
+    // by its file's modification time
+    const timeSources = r.time_source || [];
     for (let i = 0; i < r.t.length; i++) {
       rows.set(`${r.source[i]}#${r.frame[i]}`, {t: r.t[i], angle: r.angle[i], unc: r.unc[i],
-        valid: r.valid[i], code: r.code[i], trend: r.trend[i], source: r.source[i],
-        frame: r.frame[i]});
+        valid: r.valid[i], code: r.code[i], trend: r.trend[i],
+        timeSource: timeSources[i] ?? null, source: r.source[i], frame: r.frame[i]});
     }
   }
   renderHeader(d.summary, d.live);
   renderQuarantine(d.quarantined);
   if (d.summary.kind === "tomogram") renderVolumes(d.volumes || []);
   else if (d.summary.kind === "insitu") {
-    renderChart(d.latest_overlay, d.latest, d.trend_window, d.live.overlays);
+    renderChart(d.latest_overlay, d.latest, d.trend_window, d.live.overlays,
+      d.summary.trend_leaves_out_mtime);
   }
   else {  // quarantined files only: no rows (it showed an empty angle chart and a "latest
     // frame" with advice on overlays, also for a tomogram folder)
@@ -249,19 +254,24 @@ function renderQuarantine(q) {
 
 function errorBars(u) {
   const ctx = u.ctx;
-  const [xs, ys] = [u.data[0], u.data[1]];
+  const xs = u.data[0];
   const unc = u._unc;
   ctx.save();
-  ctx.strokeStyle = "rgba(31,95,191,0.45)";
   ctx.lineWidth = 1.5 * devicePixelRatio;
-  ctx.beginPath();
-  for (let i = 0; i < xs.length; i++) {
-    if (ys[i] == null || unc[i] == null) continue;
-    const x = u.valToPos(xs[i], "x", true);
-    ctx.moveTo(x, u.valToPos(ys[i] - unc[i], "y", true));
-    ctx.lineTo(x, u.valToPos(ys[i] + unc[i], "y", true));
+  // the valid angles in the trend (blue), and those it leaves out (grey), each their own
+  for (const [index, color] of [[1, "rgba(31,95,191,0.45)"], [u._apart, "rgba(138,143,152,0.5)"]]) {
+    if (index == null) continue;
+    const ys = u.data[index];
+    ctx.strokeStyle = color;
+    ctx.beginPath();
+    for (let i = 0; i < xs.length; i++) {
+      if (ys[i] == null || unc[i] == null) continue;
+      const x = u.valToPos(xs[i], "x", true);
+      ctx.moveTo(x, u.valToPos(ys[i] - unc[i], "y", true));
+      ctx.lineTo(x, u.valToPos(ys[i] + unc[i], "y", true));
+    }
+    ctx.stroke();
   }
-  ctx.stroke();
   ctx.restore();
 }
 
@@ -358,7 +368,7 @@ function timeRange(u, min, max) {
   return range;
 }
 
-function renderChart(overlay, latest, trendWindow, overlaySetting) {
+function renderChart(overlay, latest, trendWindow, overlaySetting, mtimeApart) {
   $("insitu").hidden = false;
   $("tomo").hidden = true;
   // A row without an acquisition time (null acquired_at) has no place on the time axis (it
@@ -368,9 +378,15 @@ function renderChart(overlay, latest, trendWindow, overlaySetting) {
   const untimed = everything.length - all.length;
   const codes = [...new Set(all.filter((r) => !r.valid).map((r) => r.code))].sort();
   const x = all.map((r) => r.t);
-  const angle = all.map((r) => (r.valid ? r.angle : null));
+  // Frames timed by their file's modification time: where others declare their time the
+  // server's trend leaves them out (a copy's time lands anywhere among the real ones), and
+  // they are drawn hollow and grey, counted in the legend.
+  const byMtime = all.filter((r) => r.timeSource === "mtime").length;
+  const apart = (r) => mtimeApart && r.timeSource === "mtime";
+  const angle = all.map((r) => (r.valid && !apart(r) ? r.angle : null));
+  const apartAngle = all.map((r) => (r.valid && apart(r) ? r.angle : null));
   const unc = all.map((r) => (r.valid ? r.unc : null));
-  const trend = all.map((r) => (r.valid ? r.trend : null));
+  const trend = all.map((r) => (r.valid && !apart(r) ? r.trend : null));
   // The angle axis spans the valid angles (with their uncertainty) plus a margin, within
   // 0-180 degrees. Refused frames have no angle: they sit in a lane of their own below the
   // angle axis (one row of markers per reason, on their own "refused" scale and axis), so
@@ -391,9 +407,12 @@ function renderChart(overlay, latest, trendWindow, overlaySetting) {
   // "refused" scale 0-1 over the whole plot: row k of the lane at laneRow(k)
   const laneRow = (k) => laneFrac * (codes.length - k - 0.5) / codes.length;
   const refused = codes.map((c, k) => all.map((r) => (!r.valid && r.code === c ? laneRow(k) : null)));
-  const data = [x, angle, trend, ...refused];
-  const nValid = angle.filter((v) => v != null).length;
+  const nApart = apartAngle.filter((v) => v != null).length;
+  const data = [x, angle, trend, ...(mtimeApart ? [apartAngle] : []), ...refused];
+  const nValid = angle.filter((v) => v != null).length + nApart;
   $("chart").dataset.points = String(nValid);
+  $("chart").dataset.apart = String(nApart);
+  $("chart").dataset.mtime = String(byMtime);
   $("chart").dataset.refused = String(all.length - nValid);
   $("chart").dataset.untimed = String(untimed);
   // Frames of one acquisition time (a stack's pages without times of their own, times to
@@ -408,16 +427,22 @@ function renderChart(overlay, latest, trendWindow, overlaySetting) {
     {label: "time"},
     {label: "angle (valid)", stroke: "#1f5fbf", width: 0, points: {show: true, size: 6, fill: "#1f5fbf"}},
     {label: "rolling median", stroke: "#f28e2b", width: 2, spanGaps: true, points: {show: false}},
+    ...(mtimeApart ? [{label: "angle (valid, file modification time: not in the trend)",
+      stroke: "#8a8f98", width: 0,
+      points: {show: true, size: 7, width: 1.5, fill: "#fff", stroke: "#8a8f98"}}] : []),
     ...codes.map((c) => ({label: c, scale: "refused", stroke: colorOf(c), width: 0,
       points: {show: true, size: 8, fill: colorOf(c), stroke: colorOf(c)}})),
   ];
-  const key = series.map((s) => s.label).join("|");
+  // what the time axis is: acquisition times, some or all of them files' modification times
+  const timeWords = !byMtime ? "" : byMtime === all.length ? ", file modification time" :
+    ", some from file modification time";
+  const key = series.map((s) => s.label).join("|") + timeWords;
   const width = Math.max(400, $("chart").clientWidth - 14);
   $("chart").dataset.angleMin = String(yMin);
   if (plot) { plot._yRange = [yLow, yMax]; plot._yMin = yMin; }
   if (!plot || plot._key !== key) {
     if (plot) plot.destroy();
-    const axes = [{label: `acquisition time (${ZONE})`},
+    const axes = [{label: `acquisition time (${ZONE}${timeWords})`},
       // no angle ticks (nor grid lines) in the refused lane: from yMin up only
       {label: "contact angle (°)", values: (u, v) => v.map((a) => `${+a.toFixed(6)}°`),
        splits: (u, i, min, max, incr) => {
@@ -449,10 +474,16 @@ function renderChart(overlay, latest, trendWindow, overlaySetting) {
     plot.setData(data);
   }
   plot._unc = unc;
+  plot._apart = mtimeApart ? 3 : null;  // the series of the angles the trend leaves out
   window.nwPlot = plot;
   plot.redraw();
-  $("legend").innerHTML = `<span style="--c:#1f5fbf">valid ${nValid} (bars: uncertainty)</span>` +
-    `<span style="--c:#f28e2b">rolling median of the last ${trendWindow} valid</span>` +
+  $("legend").innerHTML = `<span style="--c:#1f5fbf">valid ${nValid - nApart} (bars: uncertainty)</span>` +
+    `<span style="--c:#f28e2b">rolling median of the last ${trendWindow} valid` +
+    `${mtimeApart ? " with a declared time" : ""}</span>` +
+    (mtimeApart ? `<span class="hollow" style="--c:#8a8f98">timed by file modification ` +
+      `time: ${byMtime} (left out of the trend; valid ones hollow)</span>` :
+      byMtime ? `<span class="untimed">timed by file modification time: ${byMtime}` +
+      `${byMtime === all.length ? " (all)" : ""}</span>` : "") +
     codes.map((c) => `<span style="--c:${colorOf(c)}">${esc(c)}: ` +
       `${all.filter((r) => r.code === c).length}</span>`).join("") +
     (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "") +
