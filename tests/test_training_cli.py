@@ -81,6 +81,16 @@ def test_an_export_that_fails_its_check_says_what_is_kept_without_a_traceback(tm
     assert f"{tmp_path / 'm.pt'} keeps the trained weights" in result.output
     assert f"nwwatch train --resume --export-only --exporter dynamo --out {out}" in result.output
     assert not out.exists() and (tmp_path / "m.pt").is_file()
+    # resumed without --exporter, the run's own exporter (legacy, in FAST) failed: dynamo is
+    # the other one, whatever --exporter's default
+    again = CliRunner().invoke(main, ["train", "--resume", "--export-only", "--out", str(out),
+                                      "--quiet"])
+    assert again.exit_code == 1
+    assert f"--export-only --exporter dynamo --out {out}" in again.output
+    given = CliRunner().invoke(main, ["train", "--resume", "--export-only", "--out", str(out),
+                                      "--quiet", "--exporter", "dynamo"])
+    assert given.exit_code == 1
+    assert f"--export-only --exporter legacy --out {out}" in given.output
 
 
 def test_resume_continues_from_the_checkpoint_epoch(tmp_path):

@@ -474,7 +474,10 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         if type(exc).__name__ != "ExportVerificationError":  # its module imports torch
             raise
         # nothing was written: say what is kept and how to export again, not a traceback
-        raise click.ClickException(export_failed_message(exc, out, exporter)) from None
+        used = exporter
+        if resume and ctx.get_parameter_source("exporter") is not ParameterSource.COMMANDLINE:
+            used = _checkpoint_exporter(out, default=exporter)  # left out: the run's own
+        raise click.ClickException(export_failed_message(exc, out, used)) from None
     echo(f"checkpoint: {result.checkpoint}")
     if result.out is not None:
         echo(f"model: {result.out}")
@@ -493,9 +496,21 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         echo(f"  {key}: {value:.4f}")
 
 
+def _checkpoint_exporter(out: Path, default: str) -> str:
+    """The exporter a resumed run used where ``--exporter`` was left out: its checkpoint's."""
+    from training.checkpoint import load_checkpoint
+    from training.modelfiles import checkpoint_path
+
+    try:
+        return str(load_checkpoint(checkpoint_path(out))["config"].get("exporter", default))
+    except Exception:  # noqa: BLE001 - the message then names the default; the error stands
+        return default
+
+
 def export_failed_message(error: Exception, out: Path, exporter: str) -> str:
     """The export of a run failed its check against torch (or the exporter failed): no model
-    was written; the checkpoint keeps the weights, and the export can be tried again."""
+    was written; the checkpoint keeps the weights, and the export can be tried again with the
+    exporter other than ``exporter`` (the one that failed)."""
     from training.modelfiles import checkpoint_path
 
     checkpoint = checkpoint_path(out)
