@@ -147,6 +147,12 @@ _JUNCTION_MAX_ANGLE_DEG = 60.0
 #: where it crosses it, however much of the frame it covers (a close-up's band between a
 #: droplet above and a wire below: 10 % of the frame, 5 % of its border).
 WHITE_BACKGROUND_MIN_BORDER_SHARE = 0.5
+#: ... or at least this share of the border where they also cover
+#: :data:`WHITE_BACKGROUND_MIN_FRAME_SHARE` of the frame: a tight crop of a large droplet on a
+#: white background (22 % of the frame, 44 % of its border), where a band would have to be
+#: tens of pixels thick along two sides of the frame to reach as much.
+WHITE_BACKGROUND_MIN_CROP_BORDER_SHARE = 0.2
+WHITE_BACKGROUND_MIN_FRAME_SHARE = 0.1
 
 
 def border_pixels(labels: np.ndarray) -> np.ndarray:
@@ -160,7 +166,9 @@ def border_pixels(labels: np.ndarray) -> np.ndarray:
 def white_background_problem(labels: np.ndarray) -> str | None:
     """Why in-situ labels (uint8 (H, W)) read as a mask whose background was saved as 255,
     the unlabeled value, or None: no pixel is 0 and 255 holds at least
-    :data:`WHITE_BACKGROUND_MIN_BORDER_SHARE` of the frame's border. Given the nearest
+    :data:`WHITE_BACKGROUND_MIN_BORDER_SHARE` of the frame's border, or at least
+    :data:`WHITE_BACKGROUND_MIN_CROP_BORDER_SHARE` of it and
+    :data:`WHITE_BACKGROUND_MIN_FRAME_SHARE` of the frame. Given the nearest
     class, such pixels leave the page without background, whose measurement no angle can
     come from."""
     labels = np.asarray(labels)
@@ -168,7 +176,9 @@ def white_background_problem(labels: np.ndarray) -> str | None:
         return None
     frame_share = float(np.mean(labels == UNLABELED))
     border_share = float(np.mean(border_pixels(labels) == UNLABELED))
-    if border_share < WHITE_BACKGROUND_MIN_BORDER_SHARE:
+    if border_share < WHITE_BACKGROUND_MIN_BORDER_SHARE and (
+            border_share < WHITE_BACKGROUND_MIN_CROP_BORDER_SHARE
+            or frame_share < WHITE_BACKGROUND_MIN_FRAME_SHARE):
         return None
     return (f"{UNLABELED} covers {100 * frame_share:.0f} % of the frame ({100 * border_share:.0f} "
             f"% of its border) and no pixel is 0: is {UNLABELED} your background? Renumber it "

@@ -2195,6 +2195,29 @@ def test_a_wide_unsure_band_without_background_is_filled_and_its_stack_measured(
     assert not rows[1]["angle_valid"]  # no background: no free surface to fit
 
 
+def test_a_tight_crop_of_a_droplet_on_a_white_background_is_named_as_such(tmp_path):
+    # no 0 pixel, 255 (the background) on 22 % of the frame and 44 % of its border: below
+    # half the border it was filled with the nearest class and refused as
+    # free_surface_too_small, under a note about an unsure band
+    from nwwatch.classes import border_pixels
+
+    height = width = 200
+    crop = np.full((height, width), 255, np.uint8)
+    crop[140:] = NANOWIRE
+    rows, cols = np.mgrid[:height, :width]
+    crop[((rows - 160) ** 2 + (cols - 100) ** 2 < 130 ** 2) & (rows < 140)] = DROPLET
+    assert 0.2 < np.mean(crop == 255) < 0.25
+    assert 0.4 < np.mean(border_pixels(crop) == 255) < 0.5
+    cv2.imwrite(str(tmp_path / "crop.png"), crop)
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "crop.png"), "--out",
+                                       str(tmp_path / "r.parquet")])
+    assert result.exit_code == 1
+    output = " ".join(result.output.split())
+    assert "255 covers 22 % of the frame (44 % of its border) and no pixel is 0: is 255 your " \
+        "background? Renumber it to 0" in output
+    assert "were given the class of the nearest labeled pixel" not in output
+
+
 def test_a_colour_tiff_label_mask_is_told_to_renumber_its_colours(tmp_path):
     # a colour TIFF mask got the frame's advice (a picture saved as displayed: give the
     # acquisition software's own file) where the same mask as PNG was told to renumber its
