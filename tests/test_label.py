@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import signal
 import subprocess
+import urllib.request
 
 import numpy as np
 import pyarrow.parquet as pq
@@ -84,6 +86,31 @@ def test_inside_polygon_matches_pixel_centres_of_a_rectangle():
     inside = inside_polygon(poly, rows.astype(float), cols.astype(float))
     assert np.array_equal(np.argwhere(inside).min(0), [2, 3])
     assert np.array_equal(np.argwhere(inside).max(0), [5, 7])
+
+
+def test_the_facet_of_a_wire_of_many_corners_is_found_in_one_pass(monkeypatch):
+    # before: each edge's outward side was tested against every corner in a call of its own
+    # (corners squared: 15 s for a wire of 1,000 corners, several times per preview)
+    import nwwatch.label.geometry as geometry_module
+
+    calls = []
+    real = geometry_module.inside_polygon
+
+    def counted(*args):
+        calls.append(1)
+        return real(*args)
+
+    monkeypatch.setattr(geometry_module, "inside_polygon", counted)
+    geometry = truth_geometry(plain_params(21, 0))
+    square = np.asarray(geometry.wire)
+    # the same rectangle with 200 corners along each side: the same facet
+    corners = [tuple(a + (b - a) * t) for a, b in zip(square, np.roll(square, -1, axis=0),
+                                                       strict=True)
+               for t in np.linspace(0, 1, 200, endpoint=False)]
+    facet = facet_line(geometry.replace(wire=tuple(corners)))
+    assert len(calls) == 1
+    line = facet_line(geometry)
+    assert np.allclose(facet.u, line.u) and abs((facet.point - line.point) @ line.u) < 1e-6
 
 
 def test_bad_geometry_names_the_key():
@@ -541,7 +568,8 @@ def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path
     assert "Invalid value for '--out'" in result.output and str(bad) in result.output
     assert "labelling 1 frame " not in result.output
     # an address this computer does not have (TEST-NET-1): the port is not the problem
-    result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1")
+    result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", "192.0.2.1",
+                        "--allow-remote")
     assert result.exit_code == 1, result.output
     assert "cannot listen on 192.0.2.1:0" in result.output and "--port 0" not in result.output
     assert not (tmp_path / "DATA").exists()  # a refused command makes no folder
@@ -560,6 +588,60 @@ def test_label_refuses_an_unwritable_data_folder_and_an_unknown_address(tmp_path
                                            "--no-browser", "--port", port])
     assert result.exit_code == 1 and "try --port 0" in result.output, result.output
     assert not (tmp_path / "DATA").exists()
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "::", "", "192.0.2.1", "lab-pc.example.org"])
+def test_label_on_another_address_than_the_loopback_needs_allow_remote(tmp_path, host,
+                                                                      monkeypatch):
+    # before: served to the network without a word, the page writing files into DATA, where
+    # `nwwatch dashboard --listen 0.0.0.0:8765` is refused without --allow-remote
+    import tifffile
+
+    import nwwatch.label.server as server_module
+
+    def listened(*args, **kwargs):  # (the command would serve until stopped)
+        raise AssertionError(f"listened on {host!r}")
+
+    monkeypatch.setattr(server_module, "make_server", listened)
+    frame = tmp_path / "f.tif"
+    tifffile.imwrite(frame, np.random.default_rng(0).integers(0, 4000, (64, 64), np.uint16))
+    result = _label_cli(str(frame), "--out", str(tmp_path / "DATA"), "--host", host)
+    assert result.exit_code == 2, result.output
+    text = " ".join(result.output.split())
+    shown = repr(host) if host else "'' (every interface)"
+    assert (f"Invalid value for '--host': {shown} is not a loopback address; binding "
+            "elsewhere exposes the labelling page, which saves into DATA, to the network: "
+            "allow it explicitly (--allow-remote)") in text
+    assert "labelling 1 frame " not in result.output
+    assert not (tmp_path / "DATA").exists()  # a refused command makes no folder
+
+
+def test_label_with_allow_remote_warns_and_names_a_usable_address(tmp_path):
+    # before: no warning, and the page's address printed (and opened) as http://0.0.0.0:PORT/
+    from test_stop_signals import _frame, _started, _stopped
+
+    frame, data = _frame(tmp_path / "acq"), tmp_path / "DATA"
+    proc, url = _started("label", str(frame), "--out", str(data), "--no-browser", "--port", "0",
+                         "--host", "0.0.0.0", "--allow-remote")
+    try:
+        assert url.startswith("127.0.0.1:")
+        port = url.rsplit(":", 1)[1]
+        with urllib.request.urlopen(f"http://{url}/api/frames", timeout=60) as answer:
+            assert json.load(answer)["frames"][0]["stem"] == "f"
+    finally:
+        out, err = _stopped(proc, signal.SIGINT)
+    assert (f"warning: --allow-remote: the labelling page listens on all interfaces (port "
+            f"{port}) with no login: anyone who can reach any address of this computer can "
+            f"read the frames and write labels into {data}") in " ".join(err.split())
+
+
+def test_label_page_url_names_an_address_a_browser_can_open():
+    from nwwatch.label.cli import _page_url
+
+    assert _page_url("0.0.0.0", 8766) == ("http://127.0.0.1:8766/", True)
+    assert _page_url("::", 8766) == ("http://[::1]:8766/", True)
+    assert _page_url("192.0.2.1", 8766) == ("http://192.0.2.1:8766/", False)
+    assert _page_url("127.0.0.1", 8766) == ("http://127.0.0.1:8766/", False)
 
 
 def test_label_help_says_what_out_holds():

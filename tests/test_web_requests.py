@@ -13,11 +13,13 @@ from label_helpers import plain_params, render, serving, truth_geometry
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.frames import frame_refs
+from nwwatch.label.geometry import MAX_CORNERS, MAX_POINTS, MAX_STROKES
 from nwwatch.label.server import MAX_BODY_BYTES, LabelSession
 
 
-def _request(url: str, method: str, path: str, body: bytes | None = None,
-             headers: dict | None = None) -> tuple[int, bytes]:
+def _answer(url: str, method: str, path: str, body: bytes | None = None,
+            headers: dict | None = None) -> tuple[int, http.client.HTTPMessage, bytes]:
+    """(status, headers, body) of one request."""
     host, port = url.removeprefix("http://").rstrip("/").split(":")
     connection = http.client.HTTPConnection(host, int(port), timeout=60)
     try:
@@ -28,9 +30,15 @@ def _request(url: str, method: str, path: str, body: bytes | None = None,
             connection.putheader("Content-Length", str(len(body)))
         connection.endheaders(body)
         response = connection.getresponse()
-        return response.status, response.read()
+        return response.status, response.headers, response.read()
     finally:
         connection.close()
+
+
+def _request(url: str, method: str, path: str, body: bytes | None = None,
+             headers: dict | None = None) -> tuple[int, bytes]:
+    status, _, text = _answer(url, method, path, body, headers)
+    return status, text
 
 
 @pytest.fixture()
@@ -117,3 +125,137 @@ def test_the_dashboard_answers_only_its_loopback_names_and_404s_odd_paths(tmp_pa
         assert status == 403 and b"loopback" in body
         for odd in ("a%00.png", "A" * 300 + ".png"):
             assert _request(url, "GET", f"/results/{odd}")[0] == 404
+
+
+def _not_framable(headers: http.client.HTTPMessage) -> bool:
+    return (headers.get("X-Frame-Options") == "DENY"
+            and headers.get("Content-Security-Policy") == "frame-ancestors 'none'")
+
+
+def test_no_answer_of_the_labelling_page_may_be_framed(labelling):
+    # before: none carried X-Frame-Options nor a frame-ancestors policy; a page of another
+    # site could show the labelling page in a frame and steer clicks into Save
+    url, data, geometry = labelling
+    own = {"Origin": url.rstrip("/"), **JSON}
+    for method, path, body, headers, status in (
+            ("GET", "/", None, {}, 200),
+            ("GET", "/static/label.js", None, {}, 200),
+            ("GET", "/api/frames", None, {}, 200),
+            ("GET", "/api/frames/0/image.png", None, {}, 200),
+            ("GET", "/api/frames/9/image.png", None, {}, 404),
+            ("GET", "/api/frames", None, {"Host": "attacker.example"}, 403),
+            ("POST", "/api/frames/0/preview", geometry, own, 200),
+            ("POST", "/api/frames/0/preview", b"{", own, 400),
+            ("POST", "/api/frames/0/save", geometry, {"Content-Type": "text/plain"}, 403),
+            ("PUT", "/", b"", {}, 501)):  # the standard library's own error page
+        got, headers, text = _answer(url, method, path, body, headers)
+        assert got == status, (method, path, text[:200])
+        assert _not_framable(headers), (method, path, dict(headers))
+
+
+def test_no_answer_of_the_dashboard_may_be_framed(tmp_path):
+    from dashkit import dashboard_thread
+
+    (tmp_path / "res" / "frames").mkdir(parents=True)
+    with dashboard_thread(tmp_path / "res") as (_, url):
+        for path, headers, status in (("/", {}, 200), ("/api/acquisitions", {}, 200),
+                                      ("/static/dashboard.js", {}, 200),
+                                      ("/api/acquisitions/nope/series", {}, 404),
+                                      ("/results/none.png", {}, 404),
+                                      ("/metrics", {}, 404),  # served by the live service
+                                      ("/api/acquisitions", {"Host": "attacker.example"}, 403)):
+            got, answer, text = _answer(url, "GET", path, headers=headers)
+            assert got == status, (path, text[:200])
+            assert _not_framable(answer), (path, dict(answer))
+
+
+def _off_frame(points: int) -> list[list[float]]:
+    """``points`` points left of and above the frame: a stroke or a wire there paints
+    nothing (cheap to draw)."""
+    return [[-10.0 - i % 2, -10.0 - i % 3] for i in range(points)]
+
+
+def _stroke(points: int, brush_px: float | None = None) -> dict:
+    stroke = {"class": 1, "points": _off_frame(points)}
+    return stroke if brush_px is None else {**stroke, "brush_px": brush_px}
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    ({"strokes": [_stroke(3)] * (MAX_STROKES + 1)},
+     f"strokes: {MAX_STROKES + 1} strokes; at most {MAX_STROKES} are taken"),
+    ({"strokes": [_stroke(MAX_POINTS + 1, brush_px=3)]},
+     f"strokes[0].points: {MAX_POINTS + 1} points; at most {MAX_POINTS} are taken"),
+    ({"strokes": [_stroke(MAX_CORNERS + 1)]},
+     f"strokes[0].points: {MAX_CORNERS + 1} corners; at most {MAX_CORNERS} are taken"),
+    ({"wire": _off_frame(MAX_CORNERS + 1), "droplet": None},
+     f"wire: {MAX_CORNERS + 1} corners; at most {MAX_CORNERS} are taken"),
+])
+def test_more_strokes_points_or_corners_than_the_limits_are_refused(labelling, change, named):
+    # before: taken, each stroke rasterised in turn: 60,000 full-frame strokes held the
+    # server's thread for minutes, also after the page had gone
+    url, data, geometry = labelling
+    doc = {**json.loads(geometry), **change}
+    for endpoint in ("preview", "save"):
+        status, text = _request(url, "POST", f"/api/frames/0/{endpoint}",
+                                json.dumps(doc).encode(), JSON)
+        assert status == 400 and json.loads(text)["error"] == f"geometry: {named}", text
+    assert not (data / "labels").exists()
+
+
+def test_geometry_at_the_limits_is_taken(labelling):
+    from nwwatch.label.geometry import geometry_from_json
+
+    url, _, geometry = labelling
+    doc = json.loads(geometry)
+    many = {**doc, "strokes": [_stroke(3)] * MAX_STROKES}
+    assert len(geometry_from_json(many).strokes) == MAX_STROKES
+    for change in ({"strokes": [_stroke(MAX_POINTS, brush_px=3), _stroke(MAX_CORNERS)]},
+                   {"wire": _off_frame(MAX_CORNERS)}):
+        status, text = _request(url, "POST", "/api/frames/0/preview",
+                                json.dumps({**doc, **change}).encode(), JSON)
+        assert status == 200, text
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    # before: "geometry: geometry: expected a JSON object"
+    (b"null", "geometry: expected a JSON object (the geometry), got null"),
+    (b"[]", "geometry: expected a JSON object (the geometry), got []"),
+    (b"", "geometry: the request has no body (the geometry, a JSON object)"),
+    # before: "geometry: 'utf-16-le' codec can't decode byte 0x7d in position 2: ..."
+    (b"\xff\xfe{}", "geometry: the body is not UTF-8 text (byte 0: b'\\xff'); send the JSON "
+                     "as UTF-8"),
+])
+def test_a_body_that_is_no_geometry_object_is_said_once(labelling, body, error):
+    url, _, _ = labelling
+    status, text = _request(url, "POST", "/api/frames/0/preview", body, JSON)
+    assert status == 400 and json.loads(text)["error"] == error, text
+
+
+@pytest.mark.parametrize(("change", "named"), [
+    # before: saved, the stroke painted as nanowire (true == 1 to Python)
+    ({"strokes": [{"class": True, "points": [[1, 1], [1, 9], [9, 9]]}]},
+     "strokes[0].class: expected one of [0, 1, 2, 255], got true"),
+    ({"strokes": [{"class": 1.0, "points": [[1, 1], [1, 9], [9, 9]]}]},
+     "strokes[0].class: expected one of [0, 1, 2, 255], got 1.0"),
+    ({"strokes": [{"class": 1, "points": [[1, 1]], "brush_px": True}]},
+     "strokes[0].brush_px: expected a positive number (up to 1e+07 px), got true"),
+    ({"shape": [True, 128]}, "shape: expected [height, width] positive integers, got "
+                             "[true, 128]"),
+    ({"pixel_size_nm": True}, "pixel_size_nm: expected a positive number (up to "),
+    ({"droplet": {"center": [True, 5], "radius_px": 5}}, "droplet.center: expected"),
+    ({"droplet": {"center": [5, 5], "radius_px": True}}, "droplet.radius_px: expected"),
+    ({"version": True}, "version: this nwwatch reads version 1, got true"),
+    # before: "strokes[0].class: ..." (the string's characters, the object's keys read as
+    # strokes), or an object without keys taken as no strokes
+    ({"strokes": "abc"}, 'strokes: expected a list of strokes, got "abc"'),
+    ({"strokes": {}}, "strokes: expected a list of strokes, got {}"),
+    ({"strokes": {"class": 1, "points": [[1, 1], [1, 9], [9, 9]]}},
+     "strokes: expected a list of strokes, got {"),
+    ({"strokes": [5]}, "strokes[0]: expected a stroke {class, points[, brush_px]}, got 5"),
+])
+def test_a_boolean_is_no_number_and_strokes_are_a_list(labelling, change, named):
+    url, data, geometry = labelling
+    doc = {**json.loads(geometry), **change}
+    status, text = _request(url, "POST", "/api/frames/0/save", json.dumps(doc).encode(), JSON)
+    assert status == 400 and json.loads(text)["error"].startswith(f"geometry: {named}"), text
+    assert not (data / "labels").exists()

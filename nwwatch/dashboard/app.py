@@ -17,6 +17,9 @@ Routes
                                        longer side when it is larger (the latest-frame panel)
 ``/metrics``                           Prometheus text format (live service only)
 
+Every answer carries ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors
+'none'`` (:data:`nwwatch.dashboard.settings.NO_FRAMING_HEADERS`): no other site frames it.
+
 A cursor is ``GENERATION:REFRESH``: the number of the store's refresh that brought the
 newest rows the client has (:attr:`nwwatch.dashboard.data.Acquisition.arrivals`; not a
 ``processed_at``, which goes back with the computer's clock), and a generation — the server's
@@ -66,7 +69,7 @@ from nwwatch.dashboard.data import (
 from nwwatch.dashboard.masks import mask_slices_png
 from nwwatch.dashboard.previews import MAX_PREVIEW_PX, MIN_PREVIEW_PX, picture_preview_jpeg
 from nwwatch.dashboard.server import lower_priority
-from nwwatch.dashboard.settings import foreign_host
+from nwwatch.dashboard.settings import NO_FRAMING_HEADERS, foreign_host
 from nwwatch.dashboard.stats import TREND_WINDOW
 from nwwatch.pathtext import path_of_text
 
@@ -255,6 +258,39 @@ class _LoopbackHostOnly:
         await self.app(scope, receive, send)
 
 
+_NO_FRAMING = [(name.lower().encode("latin-1"), value.encode("latin-1"))
+               for name, value in NO_FRAMING_HEADERS]
+
+
+class _NoFraming:
+    """ASGI wrapper: every answer carries :data:`~nwwatch.dashboard.settings.NO_FRAMING_HEADERS`
+    (no other site may frame the dashboard)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_framed(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message = {**message, "headers": [*message.get("headers", []), *_NO_FRAMING]}
+            await send(message)
+
+        await self.app(scope, receive, send_framed)
+
+
+class _DashboardApp(Starlette):
+    """Starlette with :class:`_NoFraming` outside its whole stack: the answers of its own
+    outermost middleware (a 500 after an exception) carry the headers too, which a user
+    middleware, inside that one, would miss."""
+
+    def build_middleware_stack(self) -> Any:
+        return _NoFraming(super().build_middleware_stack())
+
+
 def create_app(results: str | Path, ledger: str | Path | None = None, *, live: bool = False,
                stale_after_s: float | None = 120.0, rows_held_s: float = 0.0,
                active_since: float | None = None, loopback_only: bool = False,
@@ -403,7 +439,7 @@ def create_app(results: str | Path, ledger: str | Path | None = None, *, live: b
         dash.close()
 
     middleware = [Middleware(_LoopbackHostOnly)] if loopback_only else []
-    app = Starlette(routes=routes, lifespan=lifespan, middleware=middleware)
+    app = _DashboardApp(routes=routes, lifespan=lifespan, middleware=middleware)
     app.state.stopping = False
     app.state.dashboard = dash
     return app

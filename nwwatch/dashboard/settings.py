@@ -11,6 +11,12 @@ LOOPBACK_HOSTS = ("127.0.0.1", "localhost", "::1")
 #: One label of a host name (RFC 1123): letters, digits and '-', not first or last.
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _PORT = re.compile(r"[0-9]+")
+#: Sent with every answer of both local web servers (the dashboard, the labelling page): no
+#: page of another site may show them in a frame, where it could steer the user's clicks
+#: (clickjacking: the labelling page's Save); the older header and CSP's own, for every
+#: browser.
+NO_FRAMING_HEADERS = (("X-Frame-Options", "DENY"),
+                      ("Content-Security-Policy", "frame-ancestors 'none'"))
 
 
 @dataclass(frozen=True)
@@ -40,6 +46,17 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:  # a host name other than localhost: it may resolve anywhere
         return False
+
+
+def remote_refusal(host: str, exposed: str, allow: str) -> str | None:
+    """Why a server may not listen on ``host`` (unbracketed; "": every interface) without the
+    operator's explicit choice, or None for a loopback host (:func:`is_loopback`): elsewhere
+    it serves ``exposed`` to the network; ``allow`` says how to allow it."""
+    if is_loopback(host):
+        return None
+    shown = repr(host) if host else "'' (every interface)"
+    return (f"{shown} is not a loopback address; binding elsewhere exposes {exposed} to the "
+            f"network: allow it explicitly ({allow})")
 
 
 def url_host(host: str) -> str:
@@ -135,10 +152,11 @@ def parse_listen(text: str, allow_remote: bool = False) -> tuple[str, int]:
     if int(port_text) > 65535:
         raise ValueError(f"{text!r}: port {int(port_text)} is out of range (0-65535; 0 picks "
                          "a free one)")
-    if not is_loopback(host) and not allow_remote:
-        raise ValueError(f"{host!r} is not a loopback address; binding elsewhere exposes the "
-                         "dashboard to the network: allow it explicitly (allow_remote = true "
-                         "in [dashboard], --allow-remote for nwwatch dashboard)")
+    refusal = None if allow_remote else remote_refusal(
+        host, "the dashboard", "allow_remote = true in [dashboard], --allow-remote for nwwatch "
+        "dashboard")
+    if refusal is not None:
+        raise ValueError(refusal)
     # "LOCALHOST" as the name the loopback checks and messages use
     return (host.lower() if host.lower() in LOOPBACK_HOSTS else host), int(port_text)
 

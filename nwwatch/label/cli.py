@@ -13,7 +13,7 @@ from pathlib import Path
 
 import click
 
-from nwwatch.dashboard.settings import url_host
+from nwwatch.dashboard.settings import is_loopback, url_host
 from nwwatch.options import InputFile, model_file
 from nwwatch.paths import acquisition_of, lies_inside
 
@@ -149,12 +149,16 @@ def _tomogram_notes(frames: Sequence[Path]) -> list[str]:
               default=None, help="RESULTS folder of the service or replay: its least "
                                  "confident frames open first.")
 @click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on (127.0.0.1: this computer only).")
+              help="Address to listen on (127.0.0.1: this computer only; any other, such as "
+                   "0.0.0.0, needs --allow-remote).")
+@click.option("--allow-remote", is_flag=True,
+              help="Allow a HOST other than the loopback: anyone who can reach it can read "
+                   "the frames and save labels into DATA (there is no login).")
 @click.option("--port", type=click.IntRange(0, 65535), default=DEFAULT_PORT, show_default=True,
               help="Port (0: any free port).")
 @click.option("--no-browser", is_flag=True, help="Do not open a browser; print the address.")
 def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_dir: Path | None,
-          host: str, port: int, no_browser: bool) -> None:
+          host: str, allow_remote: bool, port: int, no_browser: bool) -> None:
     """Label FRAMES (TIFF, MRC, DigitalMicrograph, Velox EMD or TIA series frames or stacks,
     PNG images) in a local browser page.
 
@@ -164,6 +168,13 @@ def label(frames: tuple[Path, ...], data_dir: Path, model: Path | None, queue_di
     on its way is written first, the last line says how many label images DATA holds, and
     the exit status is 130 (143 after SIGTERM, 129 after a hang-up, SIGHUP).
     """
+    from nwwatch.dashboard.settings import remote_refusal
+
+    host = host.removeprefix("[").removesuffix("]")  # "[::1]": as make_server takes it
+    refusal = None if allow_remote else remote_refusal(
+        host, "the labelling page, which saves into DATA,", "--allow-remote")
+    if refusal is not None:  # before anything is read or created, as the dashboard refuses it
+        raise click.BadParameter(refusal, param_hint="'--host'")
     stop = _StopSignals()
     cut_short = False
     try:
@@ -221,6 +232,21 @@ class _StopSignals:
         """The handlers as they were before (the command is over)."""
         for signum, handler in self._previous.items():
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _page_url(address: str, port: int) -> tuple[str, bool]:
+    """The page's URL for a browser on this computer, and whether the server listens on every
+    interface (``address`` 0.0.0.0 or ::, which no browser can be sent to: the loopback of
+    its family is, as every interface includes it)."""
+    import ipaddress
+
+    try:
+        everywhere = ipaddress.ip_address(address).is_unspecified
+    except ValueError:  # a host name
+        everywhere = False
+    if everywhere:
+        address = "::1" if ":" in address else "127.0.0.1"
+    return f"http://{url_host(address)}:{port}/", everywhere
 
 
 def _what_was_saved(data_dir: Path, signum: int) -> str:
@@ -335,9 +361,18 @@ def _label(frames: tuple[Path, ...], data_dir: Path, model: Path | None,
         repaired = repair_interrupted_save(data_dir)
     if repaired:
         click.echo(f"warning: {repaired}", err=True)
-    url = f"http://{url_host(server.server_address[0])}:{server.server_address[1]}/"
+    url, everywhere = _page_url(server.server_address[0], server.server_address[1])
+    if not is_loopback(host):
+        bound = url_host(server.server_address[0])
+        where, reach = (("all interfaces", "any address of this computer") if everywhere
+                        else (bound, bound))
+        click.echo(f"warning: --allow-remote: the labelling page listens on {where} (port "
+                   f"{server.server_address[1]}) with no login: anyone who can reach {reach} "
+                   f"can read the frames and write labels into {data_dir}", err=True)
     frames = "1 frame" if len(refs) == 1 else f"{len(refs)} frames"
-    click.echo(f"labelling {frames} into {data_dir} at {url}  (Ctrl+C to stop)")
+    also = (f" (listening on all interfaces: from another computer, this one's name or "
+            f"address, port {server.server_address[1]})" if everywhere else "")
+    click.echo(f"labelling {frames} into {data_dir} at {url}{also}  (Ctrl+C to stop)")
     stop.session = session
     thread = serve_in_thread(server)
     if not no_browser:

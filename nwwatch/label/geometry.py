@@ -18,6 +18,7 @@ Coordinates follow the package convention: (row, col), integer indices are pixel
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
@@ -101,44 +102,81 @@ class LabelGeometry:
 #: Coordinates, radii and brush widths beyond this are refused (a frame is far smaller):
 #: their squares overflowed in the rasteriser, an HTTP 500 with a traceback.
 MAX_COORDINATE_PX = 1e7
+#: The most strokes a geometry holds, points a brush stroke has, and corners a polygon (a
+#: paint polygon, the wire) has: far more than a person draws on one frame (a proposal's
+#: stray blobs are polygons of at most 12 corners, its wire too; a brush stroke gets a point
+#: per half pixel dragged, 10,000 are a drag of over a minute; a polygon's corners are
+#: clicked one by one). Every stroke costs each preview and save its own rasterisation, and
+#: a polygon's every corner is tested at every point it is drawn at: 60,000 strokes held the
+#: server's thread for minutes, also after the page had gone.
+MAX_STROKES = 2000
+MAX_POINTS = 10_000
+MAX_CORNERS = 1000
+
+
+def _is_number(value: Any) -> bool:
+    """An int or a float of JSON, not a boolean (``true`` is an int to Python: 1)."""
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_int(value: Any) -> bool:
+    """An integer of JSON: not a boolean, not ``1.0``."""
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _shown(value: Any) -> str:
+    """``value`` as JSON writes it (``null``, ``true``), cut short: a message names a bad
+    value, not megabytes of it."""
+    try:
+        text = json.dumps(value, ensure_ascii=False)
+    except (TypeError, ValueError):  # not from a JSON document (a tuple of a caller's)
+        text = repr(value)
+    return text if len(text) <= 80 else text[:77] + "..."
 
 
 def _point(value: Any, key: str) -> tuple[float, float]:
     if (not isinstance(value, list | tuple) or len(value) != 2
             # compared, not converted: NaN fails the bound, and an int of 400 digits
             # (valid JSON) would overflow float() or math.isfinite
-            or not all(isinstance(v, int | float) and abs(v) <= MAX_COORDINATE_PX
-                       for v in value)):
+            or not all(_is_number(v) and abs(v) <= MAX_COORDINATE_PX for v in value)):
         raise GeometryError(f"{key}: expected [row, col] numbers (within "
-                            f"±{MAX_COORDINATE_PX:g} px), got {value!r}")
+                            f"±{MAX_COORDINATE_PX:g} px), got {_shown(value)}")
     return float(value[0]), float(value[1])
 
 
-def _points(value: Any, key: str, minimum: int) -> tuple[tuple[float, float], ...]:
+def _points(value: Any, key: str, minimum: int, most: int,
+            what: str = "points") -> tuple[tuple[float, float], ...]:
     if not isinstance(value, list) or len(value) < minimum:
         raise GeometryError(f"{key}: expected a list of at least {minimum} [row, col] points")
+    if len(value) > most:
+        raise GeometryError(f"{key}: {len(value)} {what}; at most {most} are taken")
     return tuple(_point(p, f"{key}[{i}]") for i, p in enumerate(value))
 
 
 def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
     """Validate and read a geometry document (the output of :meth:`LabelGeometry.to_json`).
 
-    Raises :class:`GeometryError` naming the first bad key.
+    Raises :class:`GeometryError` naming the first bad key. Numbers are JSON numbers (a
+    boolean is none), a stroke's class an integer; at most :data:`MAX_STROKES` strokes,
+    :data:`MAX_POINTS` points a brush stroke and :data:`MAX_CORNERS` corners a polygon.
     """
     if not isinstance(doc, dict):
-        raise GeometryError("geometry: expected a JSON object")
+        raise GeometryError(f"expected a JSON object (the geometry), got {_shown(doc)}")
     # A misspelt key ("wires", "stroke") read as absent dropped that shape without a word,
     # and the next save wrote the frame's labels without it.
     _known_keys(doc, "", GEOMETRY_KEYS + EXTRA_KEYS)
     if doc.get("format", GEOMETRY_FORMAT) != GEOMETRY_FORMAT:
-        raise GeometryError(f"format: expected {GEOMETRY_FORMAT!r}, got {doc.get('format')!r}")
-    if doc.get("version", GEOMETRY_VERSION) != GEOMETRY_VERSION:
+        raise GeometryError(f"format: expected {GEOMETRY_FORMAT!r}, got "
+                            f"{_shown(doc.get('format'))}")
+    version = doc.get("version", GEOMETRY_VERSION)
+    if not _is_int(version) or version != GEOMETRY_VERSION:
         raise GeometryError(f"version: this nwwatch reads version {GEOMETRY_VERSION}, got "
-                            f"{doc.get('version')!r}")
+                            f"{_shown(version)}")
     shape = doc.get("shape")
     if (not isinstance(shape, list) or len(shape) != 2
-            or not all(isinstance(v, int) and v > 0 for v in shape)):
-        raise GeometryError(f"shape: expected [height, width] positive integers, got {shape!r}")
+            or not all(_is_int(v) and v > 0 for v in shape)):
+        raise GeometryError(f"shape: expected [height, width] positive integers, got "
+                            f"{_shown(shape)}")
     droplet = None
     if doc.get("droplet") is not None:
         d = doc["droplet"]
@@ -146,36 +184,48 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
             raise GeometryError("droplet: expected {center: [row, col], radius_px: R} or null")
         _known_keys(d, "droplet.", ("center", "radius_px"))
         radius = d.get("radius_px")
-        if not isinstance(radius, int | float) or not 0 < radius <= MAX_COORDINATE_PX:
+        if not _is_number(radius) or not 0 < radius <= MAX_COORDINATE_PX:
             raise GeometryError(f"droplet.radius_px: expected a positive number (up to "
-                                f"{MAX_COORDINATE_PX:g} px), got {radius!r}")
+                                f"{MAX_COORDINATE_PX:g} px), got {_shown(radius)}")
         droplet = Circle(_point(d.get("center"), "droplet.center"), float(radius))
-    wire = None if doc.get("wire") is None else _points(doc["wire"], "wire", 3)
+    wire = (None if doc.get("wire") is None
+            else _points(doc["wire"], "wire", 3, MAX_CORNERS, "corners"))
     facet = None
     if doc.get("facet") is not None:
-        a, b = _points(doc["facet"], "facet", 2)[:2]
+        a, b = _points(doc["facet"], "facet", 2, MAX_CORNERS)[:2]
         if a == b:
             raise GeometryError("facet: the two points coincide")
         facet = (a, b)
+    listed = doc.get("strokes")
+    if listed is None:
+        listed = []
+    if not isinstance(listed, list):  # a string's characters were read as its strokes
+        raise GeometryError(f"strokes: expected a list of strokes, got {_shown(listed)}")
+    if len(listed) > MAX_STROKES:
+        raise GeometryError(f"strokes: {len(listed)} strokes; at most {MAX_STROKES} are taken")
     strokes = []
-    for i, s in enumerate(doc.get("strokes") or []):
+    for i, s in enumerate(listed):
         key = f"strokes[{i}]"
-        if isinstance(s, dict):
-            _known_keys(s, f"{key}.", ("class", "points", "brush_px"))
-        if not isinstance(s, dict) or s.get("class") not in STROKE_CLASSES:
-            raise GeometryError(f"{key}.class: expected one of {list(STROKE_CLASSES)}")
+        if not isinstance(s, dict):
+            raise GeometryError(f"{key}: expected a stroke {{class, points[, brush_px]}}, got "
+                                f"{_shown(s)}")
+        _known_keys(s, f"{key}.", ("class", "points", "brush_px"))
+        class_id = s.get("class")
+        if not _is_int(class_id) or class_id not in STROKE_CLASSES:  # true == 1, 1.0 == 1
+            raise GeometryError(f"{key}.class: expected one of {list(STROKE_CLASSES)}, got "
+                                f"{_shown(class_id)}")
         brush = s.get("brush_px")
-        if brush is not None and not (isinstance(brush, int | float)
-                                      and 0 < brush <= MAX_COORDINATE_PX):
+        if brush is not None and not (_is_number(brush) and 0 < brush <= MAX_COORDINATE_PX):
             raise GeometryError(f"{key}.brush_px: expected a positive number (up to "
-                                f"{MAX_COORDINATE_PX:g} px), got {brush!r}")
-        pts = _points(s.get("points"), f"{key}.points", 1 if brush is not None else 3)
-        strokes.append(Stroke(int(s["class"]), pts, None if brush is None else float(brush)))
+                                f"{MAX_COORDINATE_PX:g} px), got {_shown(brush)}")
+        pts = (_points(s.get("points"), f"{key}.points", 3, MAX_CORNERS, "corners")
+               if brush is None else _points(s.get("points"), f"{key}.points", 1, MAX_POINTS))
+        strokes.append(Stroke(class_id, pts, None if brush is None else float(brush)))
     pixel = doc.get("pixel_size_nm")
-    if pixel is not None and not (isinstance(pixel, int | float)
+    if pixel is not None and not (_is_number(pixel)
                                   and 0 < pixel <= MAX_PLAUSIBLE_PIXEL_SIZE_NM):
         raise GeometryError(f"pixel_size_nm: expected a positive number (up to "
-                            f"{MAX_PLAUSIBLE_PIXEL_SIZE_NM:g} nm) or null, got {pixel!r}")
+                            f"{MAX_PLAUSIBLE_PIXEL_SIZE_NM:g} nm) or null, got {_shown(pixel)}")
     extra = {k: v for k, v in doc.items() if k in EXTRA_KEYS}
     return LabelGeometry((shape[0], shape[1]), droplet, wire, facet, tuple(strokes),
                          None if pixel is None else float(pixel), extra)
@@ -269,16 +319,23 @@ def facet_line(geometry: LabelGeometry) -> FacetLine | None:
     center = np.asarray(drop.center, dtype=float)
     axis = center - wire.mean(axis=0)
     axis_norm = float(np.hypot(*axis))
+    # All edges' probes in one call: a call per edge is corners squared in Python loops (15 s
+    # for a wire of 1,000 corners, and a preview finds the facet several times)
+    ends = np.roll(wire, -1, axis=0)
+    lengths = np.hypot(*(ends - wire).T)
+    has_length = lengths > 0
+    with np.errstate(divide="ignore", invalid="ignore"):  # edges of no length: not used
+        normals = np.stack([ends[:, 1] - wire[:, 1], -(ends[:, 0] - wire[:, 0])], axis=1) \
+            / lengths[:, None]
+        probes = 0.5 * (wire + ends) + 1e-3 * lengths[:, None] * normals
+    probes[~has_length] = wire[~has_length]
+    inward = inside_polygon(wire, probes[:, 0], probes[:, 1])
     best, best_score = None, 0.0
     for i in range(len(wire)):
-        a, b = wire[i], wire[(i + 1) % len(wire)]
-        d = b - a
-        length = float(np.hypot(*d))
-        if length == 0:
+        if not has_length[i]:
             continue
-        normal = np.array([d[1], -d[0]]) / length
-        probe = 0.5 * (a + b) + 1e-3 * length * normal
-        if inside_polygon(wire, np.array(probe[0]), np.array(probe[1])):
+        a, b, normal = wire[i], ends[i], normals[i]
+        if inward[i]:
             normal = -normal  # outward: away from the polygon's inside
         facing = abs(float(normal @ axis)) / axis_norm if axis_norm > 0 else 1.0
         score = _chord_in_disk(a, b, center, drop.radius_px) * facing

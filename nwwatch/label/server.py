@@ -26,6 +26,10 @@ and the reason, and no traceback: 404 when its file is gone (removed or renamed 
 session started), 422 when it cannot be read (not an image any more, a page missing, a broken
 saved geometry file), 500 when the model's proposal for it fails.
 
+Every answer carries ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors
+'none'`` (:data:`nwwatch.dashboard.settings.NO_FRAMING_HEADERS`): a page of another site that
+showed this one in a frame could steer the user's clicks into Save.
+
 It listens on 127.0.0.1 by default: the page is for the person at the acquisition PC.
 """
 
@@ -50,7 +54,7 @@ import numpy as np
 
 from nwwatch import DEFAULT_INSITU_MODEL
 from nwwatch.classes import DROPLET, NANOWIRE, UNLABELED
-from nwwatch.dashboard.settings import foreign_host, is_loopback
+from nwwatch.dashboard.settings import NO_FRAMING_HEADERS, foreign_host, is_loopback
 from nwwatch.io import InputError
 from nwwatch.io.dataset import DatasetLayoutError
 from nwwatch.label.frames import (
@@ -400,6 +404,13 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - stdlib signature
         log.debug("label-server: " + format, *args)
 
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # Here, not in _send: the standard library's own answers (send_error: 501 for a
+        # method not served, 400 for a malformed request line) come this way too.
+        super().send_response(code, message)
+        for name, value in NO_FRAMING_HEADERS:
+            self.send_header(name, value)
+
     def _send(self, status: int, body: bytes, content_type: str) -> None:
         try:
             self.send_response(status)
@@ -477,8 +488,19 @@ class _Handler(BaseHTTPRequestHandler):
         body = self._body()
         if body is None:
             return None
+        if not body:
+            return self._error(HTTPStatus.BAD_REQUEST, "geometry: the request has no body "
+                               "(the geometry, a JSON object)")
         try:
-            geometry = _from_json(json.loads(body or b"null"))
+            # UTF-8, as JSON over HTTP is: json.loads of bytes guesses UTF-16 or UTF-32 from
+            # the first bytes and answered with that codec's error
+            text = body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            return self._error(HTTPStatus.BAD_REQUEST, f"geometry: the body is not UTF-8 text "
+                               f"(byte {exc.start}: {body[exc.start:exc.start + 1]!r}); send "
+                               "the JSON as UTF-8")
+        try:
+            geometry = _from_json(json.loads(text))
         except RecursionError:
             return self._error(HTTPStatus.BAD_REQUEST, "geometry: JSON nested too deeply")
         except (ValueError, GeometryError) as exc:
