@@ -7,7 +7,9 @@ content it holds is recorded as current in ``RESULTS/reverted.parquet``
 (:data:`nwwatch.results.versions.REVERTED_FILE`), which :func:`newest_version_mask` reads:
 ``nwwatch status``, the dashboard and ``nwwatch report`` show v1's rows again. The file is
 the record (a rebuilt ledger reads it back; a compaction leaves it alone); the ledger only
-tells, from its items, which content of the path was processed last.
+tells, from its items, which content the file was last seen to hold: by the order of its
+claims and finds (``items.claim_seq``), not by the clock, so that a clock set back between
+two contents neither hides a revert nor makes a recorded one look unrecorded.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 
-from nwwatch.service.ledgerdb import ItemKey, ItemState, PathKey
+from nwwatch.service.ledgerdb import ItemKey, ItemState, PathKey, next_claim_seq
 from nwwatch.service.names import display
 
 
@@ -42,55 +44,57 @@ class RevertedFiles:
         record it. A check that skips a file on its cached hash must not skip it then: the
         hash cache is kept by path, size and mtime for every model, so another model's run
         may have cached this version without this model's revert being recorded."""
-        return self._newer_content_at(path, key, item) is not None
-
-    def _newer_content_at(self, path: PathKey, key: ItemKey, item: ItemState
-                          ) -> float | None:
-        """When (epoch s) the content of ``path`` current for ``key``'s model and measurement
-        version was claimed or found back, where that is another content than ``key``'s
-        and ``item``'s rows are of this path; else None (nothing to record)."""
         if item.source != path:
-            return None
+            return False
+        current = self._current_content(path, key.model_sha256, key.measurement_version)
+        return current is not None and current != key.sha256
+
+    def _current_content(self, path: PathKey, model_sha256: str, measurement_version: str
+                         ) -> str | None:
+        """The content the ledger last saw ``path`` hold, of those done or in flight for this
+        model and measurement version: the last claimed or found back (:meth:`note_skipped`),
+        in the ledger's order of them (``claim_seq``); None when there is none."""
         # A content is as recent as its last claim, when the file held it: not its commit,
         # which a flush makes at one time for every batch it writes (after skips of the path
         # may have been recorded), nor its batch, which a compaction replaces.
         latest = self._db.execute(
-            "SELECT sha256, COALESCE(claimed_at, processed_at, updated_at) FROM items "
-            "WHERE source=? AND model_sha256=? AND measurement_version=? "
-            "AND state IN ('done', 'pending') ORDER BY 2 DESC LIMIT 1",
-            (path, key.model_sha256, key.measurement_version)).fetchone()
+            "SELECT sha256, claim_seq, COALESCE(claimed_at, processed_at, updated_at) "
+            "FROM items WHERE source=? AND model_sha256=? AND measurement_version=? "
+            "AND state IN ('done', 'pending') "
+            "ORDER BY claim_seq IS NULL, claim_seq DESC, 3 DESC LIMIT 1",
+            (path, model_sha256, measurement_version)).fetchone()
+        if latest is not None and latest[1] is not None:
+            # numbered claims and finds are later than anything unnumbered, records included
+            # (every record written since is numbered with its content)
+            return latest[0]
+        # nothing numbered (a ledger of an earlier version, or rebuilt from the results): by
+        # time, the record of a file found back included
         found = self._reverted_records().get(
-            (display(path), key.model_sha256, key.measurement_version))
-        if found is not None and (latest is None or found[1] >= latest[1]):
-            current, at = found
-        elif latest is not None:
-            current, at = latest
-        else:
-            return None
-        return None if current == key.sha256 else float(at)
+            (display(path), model_sha256, measurement_version))
+        if found is not None and (latest is None or found[1] >= latest[2]):
+            return found[0]
+        return None if latest is None else latest[0]
 
     def note_skipped(self, path: PathKey, key: ItemKey, item: ItemState) -> bool:
         """``path`` was skipped holding ``key``'s content, done (or held) already. When that
-        content's rows are of this path (not a copy under another name) and another content
-        of the path was processed (or found back) later, record it as the path's current
-        content in ``RESULTS/reverted.parquet`` (written at once, before the hash cache can
-        say this version of the path was seen). Returns True when it was recorded.
+        content's rows are of this path (not a copy under another name) and the file was seen
+        to hold another content since that content's claim (:meth:`revert_unrecorded`),
+        record it as the path's current content in ``RESULTS/reverted.parquet`` (written at
+        once, before the hash cache can say this version of the path was seen), stamped with
+        the clock's time, and number the find in the ledger's claim order. Returns True when
+        it was recorded.
 
-        Raises OSError when the file cannot be written; the path's version is then left out
-        of the hash cache, so it is hashed and recorded at the next look."""
-        newer_at = self._newer_content_at(path, key, item)
-        if newer_at is None:
+        Raises OSError when the file or the ledger cannot be written; the path's version is
+        then left out of the hash cache, so it is hashed and recorded at the next look."""
+        if not self.revert_unrecorded(path, key, item):
             return False
         import pyarrow as pa
 
         from nwwatch.results.versions import reverted_schema, write_reverted
 
-        records = self._reverted_records()
-        changed = dict(records)
-        # not before the content it replaces (a clock set back since that claim): the record
-        # must read as current, else every rescan would find the revert unrecorded again
+        changed = dict(self._reverted_records())
         changed[(display(path), key.model_sha256, key.measurement_version)] = (
-            key.sha256, max(time.time(), newer_at))
+            key.sha256, time.time())
         table = pa.Table.from_pylist([
             {"source": s, "model_sha256": m, "measurement_version": v, "source_sha256": sha,
              "reverted_at": datetime.fromtimestamp(at, UTC)}
@@ -101,4 +105,15 @@ class RevertedFiles:
             self._seen_buffer.pop(path, None)
             raise
         self._reverted = changed
+        # After the record (a crash in between only records it again): the ledger now knows
+        # this content as the file's latest, whatever the clock says of the record's time.
+        try:
+            with self._tx() as db:
+                db.execute("UPDATE items SET claim_seq=? WHERE sha256=? AND model_sha256=? "
+                           "AND measurement_version=?",
+                           (next_claim_seq(db), key.sha256, key.model_sha256,
+                            key.measurement_version))
+        except OSError:
+            self._seen_buffer.pop(path, None)
+            raise
         return True
