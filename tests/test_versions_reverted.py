@@ -488,6 +488,40 @@ def test_the_ledger_orders_claims_and_finds_by_its_own_count_not_the_clock(tmp_p
         ledger.close()
 
 
+def test_the_rescan_check_asks_for_a_paths_other_contents_only_where_it_has_some(tmp_path):
+    """The rescan's check of a file already done (``Ledger.is_finished``, once per done file at
+    every rescan) looks for a later content of its path only where the path has more than
+    one in the ledger: nearly no path has, and that query was a fourth per file. A path that
+    gets a second content while the ledger is open is asked about from then on."""
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.ledgerdb import FileVersion, ItemKey
+
+    model_sha, version = "m" * 64, "1"
+    ledger = Ledger(tmp_path / "out" / "ledger.sqlite", tmp_path / "out")
+    statements: list[str] = []
+    try:
+        for n, c in enumerate("ab"):
+            key = ItemKey(c * 64, model_sha, version)
+            ledger.claim(f"b{n}", "insitu", None, [(key, f"/acq/{c}.tif")])
+            ledger.commit(f"b{n}", {key: 1}, [], 3, wrote_parquet=False)
+            ledger.remember_sha(f"/acq/{c}.tif", FileVersion(10, 1, 1), key.sha256)
+        ledger._db.set_trace_callback(statements.append)
+        for name in ("/acq/a.tif", "/acq/b.tif"):
+            assert ledger.is_finished(name, FileVersion(10, 1, 1), model_sha, version)
+        assert not [s for s in statements if "FROM items WHERE source=" in s]
+        # b.tif's content c, then back to b (cached as another model's run leaves it)
+        key = ItemKey("c" * 64, model_sha, version)
+        ledger.claim("b2", "insitu", None, [(key, "/acq/b.tif")])
+        ledger.commit("b2", {key: 1}, [], 3, wrote_parquet=False)
+        ledger.remember_sha("/acq/b.tif", FileVersion(10, 3, 3), "b" * 64)
+        statements.clear()
+        assert not ledger.is_finished("/acq/b.tif", FileVersion(10, 3, 3), model_sha, version)
+        assert [s for s in statements if "FROM items WHERE source=" in s]
+    finally:
+        ledger._db.set_trace_callback(None)
+        ledger.close()
+
+
 def test_the_newest_version_rule_reads_the_record_of_reverted_files():
     from datetime import UTC, datetime, timedelta
 

@@ -359,6 +359,7 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
                      batch_id, now, now, created, seq + n),
                 )
+            self._items_written(db, items)
 
     def supersede(self, batch_id: str) -> None:
         """Remove the rows this batch replaces from earlier Parquet files (idempotent: rows

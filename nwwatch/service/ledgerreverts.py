@@ -15,6 +15,7 @@ two contents neither hides a revert nor makes a recorded one look unrecorded.
 from __future__ import annotations
 
 import time
+from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from nwwatch.service.ledgerdb import ItemKey, ItemState, PathKey, next_claim_seq
@@ -25,6 +26,11 @@ class RevertedFiles:
     """Methods of :class:`~nwwatch.service.ledger.Ledger` (they use its database)."""
 
     _reverted: dict[tuple[str, str, str], tuple[str, float]] | None = None
+    # (model, measurement version) -> the paths with more than one item of that series: a
+    # superset (items are added to it as they are written, never taken out), so that the
+    # rescan's check of a file already done, nearly always the only content of its path,
+    # needs no query of the path's contents
+    _several: dict[tuple[str, str], set[PathKey]] | None = None
 
     def _reverted_records(self) -> dict[tuple[str, str, str], tuple[str, float]]:
         """(source, model, measurement version) -> (content, when found back, epoch s)."""
@@ -38,6 +44,39 @@ class RevertedFiles:
                 for r in table.to_pylist()}
         return self._reverted
 
+    def _paths_of_several_contents(self, model_sha256: str, measurement_version: str
+                                   ) -> set[PathKey]:
+        """The paths with more than one item of this model and measurement version (one
+        query per series, then kept up to date by :meth:`_items_written`)."""
+        if self._several is None:
+            self._several = {}
+        series = (model_sha256, measurement_version)
+        paths = self._several.get(series)
+        if paths is None:
+            paths = {row[0] for row in self._db.execute(
+                "SELECT source FROM items WHERE model_sha256=? AND measurement_version=? "
+                "GROUP BY source HAVING COUNT(*) > 1", series)}
+            self._several[series] = paths
+        return paths
+
+    def _items_written(self, db, items: Iterable[tuple[ItemKey, PathKey]]) -> None:
+        """Items were inserted, or given ``source`` (``items``: key, source), in the write
+        transaction ``db``: their paths join :meth:`_paths_of_several_contents` where they
+        now have more than one. Every statement that inserts an item or changes its source
+        calls it (a rolled back transaction only leaves a path there needlessly)."""
+        if not self._several:
+            return
+        for key, source in items:
+            paths = self._several.get((key.model_sha256, key.measurement_version))
+            if paths is None or source in paths:
+                continue
+            count = db.execute(
+                "SELECT COUNT(*) FROM items WHERE source=? AND model_sha256=? AND "
+                "measurement_version=?",
+                (source, key.model_sha256, key.measurement_version)).fetchone()[0]
+            if count > 1:
+                paths.add(source)
+
     def revert_unrecorded(self, path: PathKey, key: ItemKey, item: ItemState) -> bool:
         """Whether ``path``, holding ``key``'s content (``item``, done or held), is a file put
         back to that content whose revert is not recorded yet: :meth:`note_skipped` would
@@ -46,6 +85,14 @@ class RevertedFiles:
         may have cached this version without this model's revert being recorded."""
         if item.source != path:
             return False
+        if path not in self._paths_of_several_contents(key.model_sha256,
+                                                       key.measurement_version):
+            # ``key``'s is the path's only content, unless a record names another
+            records = self._reverted_records()
+            found = records.get((display(path), key.model_sha256, key.measurement_version)) \
+                if records else None
+            if found is None or found[0] == key.sha256:
+                return False
         current = self._current_content(path, key.model_sha256, key.measurement_version)
         return current is not None and current != key.sha256
 
