@@ -229,7 +229,33 @@ def test_a_ledger_without_claim_times_gets_the_column_and_keeps_its_items(tmp_pa
         ("done", None, 3.0)]
     db.close()
     assert sqlite3.connect(path).execute(
-        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("6",)
+        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("7",)
+
+
+def test_claim_numbers_are_dropped_after_an_earlier_version_wrote_the_ledger(tmp_path):
+    """The revert rule orders a path's contents by the ledger's claim numbers
+    (``items.claim_seq``); an earlier version claims without them, so after a rollback (its
+    ``schema_version`` in the ledger) the numbers kept would put its claims before older
+    ones: they are dropped, and the rule orders by time until new claims are numbered."""
+    import sqlite3
+
+    from nwwatch.service.ledgerdb import open_ledger_db
+
+    path = tmp_path / "ledger.sqlite"
+    db = open_ledger_db(path)
+    db.execute("INSERT INTO items (sha256, model_sha256, measurement_version, source, kind, "
+               "state, first_seen, updated_at, processed_at, claim_seq) "
+               "VALUES ('s', 'm', 'v', '/a/f.tif', 'insitu', 'done', 1, 2, 3, 5)")
+    db.close()
+    db = open_ledger_db(path)  # this version again: the numbers stay
+    assert db.execute("SELECT claim_seq FROM items").fetchall() == [(5,)]
+    db.execute("UPDATE meta SET value='6' WHERE key='schema_version'")  # an earlier version
+    db.close()
+    db = open_ledger_db(path)
+    assert db.execute("SELECT state, claim_seq FROM items").fetchall() == [("done", None)]
+    db.close()
+    assert sqlite3.connect(path).execute(
+        "SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("7",)
 
 
 def test_hashes_cached_by_an_earlier_version_are_trusted_to_skip_not_to_process(tmp_path):

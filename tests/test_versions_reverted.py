@@ -356,13 +356,62 @@ def test_the_service_records_a_file_put_back_while_another_model_ran(tmp_path):
     assert _current_contents(out)[Segmenter(onnx).model_sha256] == held
 
 
-def test_a_file_put_back_after_the_clock_was_set_back_is_recorded_once(tmp_path):
-    """v2 claimed an hour ahead of the clock (set back since, e.g. by NTP), then v1 put back:
-    the record reads as newer than v2's claim, so the file counts as recorded and a rescan
-    skips it; a record at the clock's time would read as older, and every rescan would take
-    the file again and write the record again."""
+def _processed_an_hour_ahead(out, content: bytes) -> None:
+    """As if ``content`` had been claimed and processed while the clock ran an hour ahead
+    (set back since, e.g. by an NTP step): its ledger times and its rows' ``processed_at``."""
     import hashlib
     import sqlite3
+    from datetime import timedelta
+
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    sha = hashlib.sha256(content).hexdigest()
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        db.execute("UPDATE items SET claimed_at = claimed_at + 3600, processed_at = "
+                   "processed_at + 3600, updated_at = updated_at + 3600 WHERE sha256=?", (sha,))
+    for file in (out / "frames").rglob("*.parquet"):
+        table = pq.read_table(file)
+        mine = pc.equal(table["source_sha256"], sha).to_pylist()
+        if any(mine):
+            i = table.schema.get_field_index("processed_at")
+            at = [t + timedelta(hours=1) if m else t
+                  for t, m in zip(table["processed_at"].to_pylist(), mine, strict=True)]
+            table = table.set_column(i, table.schema.field(i),
+                                     pa.array(at, table.schema.field(i).type))
+            pq.write_table(table, file)
+
+
+def test_new_content_after_a_revert_recorded_past_a_clock_set_back_is_current(tmp_path):
+    """v2 claimed an hour ahead of the clock (set back since), v1 put back and recorded, then
+    new content v3 processed: v3's row is current. Was: the record was stamped no earlier
+    than v2's claim, an hour ahead, so it read as newer than v3's row and v1 was shown while
+    the file held v3 until the clock caught up."""
+    import hashlib
+    import sqlite3
+
+    acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
+    with sqlite3.connect(out / "ledger.sqlite") as db:
+        db.execute("UPDATE items SET claimed_at = claimed_at + 3600 WHERE sha256=?",
+                   (hashlib.sha256(v2).hexdigest(),))
+    (acq / "f.tif").write_bytes(v1)
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert _shown_angles(out) == [100]
+    write_frame_tiff(tmp_path / "v3.tif", _frame(115.0))
+    (acq / "f.tif").write_bytes((tmp_path / "v3.tif").read_bytes())
+    assert replay(acq, out, kind="insitu", model=onnx).done == 1
+    assert _shown_angles(out) == [115]
+
+
+def test_a_file_put_back_after_the_clock_was_set_back_is_recorded_once(tmp_path):
+    """v2 claimed and processed while the clock ran an hour ahead (its rows too), then v1 put
+    back: the revert is recorded once, and so is nothing after new content v3, although the
+    clock gives both finds an earlier time than v2's claim. The ledger orders claims and
+    finds by a number of its own; a record compared with v2's claim by time read as older,
+    and every rescan took the file again and wrote the record again until the clock passed
+    v2's claim. (v2's rows, stamped an hour ahead, read as the newest to status and the
+    dashboard until the clock passes them: docs/service.md.)"""
+    import hashlib
 
     from nwwatch.measure import MEASUREMENT_VERSION
     from nwwatch.results.versions import REVERTED_FILE
@@ -372,21 +421,105 @@ def test_a_file_put_back_after_the_clock_was_set_back_is_recorded_once(tmp_path)
     from nwwatch.service.names import path_key
 
     acq, out, onnx, v1, v2 = _v1_then_v2_processed(tmp_path)
-    with sqlite3.connect(out / "ledger.sqlite") as db:
-        db.execute("UPDATE items SET claimed_at = claimed_at + 3600 WHERE sha256=?",
-                   (hashlib.sha256(v2).hexdigest(),))
+    _processed_an_hour_ahead(out, v2)
     (acq / "f.tif").write_bytes(v1)
     assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
-    assert _shown_angles(out) == [100]
+    record = pq.read_table(out / REVERTED_FILE).to_pylist()
+    assert [r["source_sha256"] for r in record] == [hashlib.sha256(v1).hexdigest()]
+    assert _shown_angles(out) == [130]  # the clock's limit: v2's rows read as newer
     written = (out / REVERTED_FILE).stat().st_mtime_ns
-    ledger = Ledger(out / "ledger.sqlite", out)
-    try:
-        assert ledger.is_finished(path_key(acq / "f.tif"), FileVersion.of(
-            (acq / "f.tif").stat()), Segmenter(onnx).model_sha256, MEASUREMENT_VERSION)
-    finally:
-        ledger.close()
+
+    def finished() -> bool:
+        ledger = Ledger(out / "ledger.sqlite", out)
+        try:
+            return ledger.is_finished(path_key(acq / "f.tif"), FileVersion.of(
+                (acq / "f.tif").stat()), Segmenter(onnx).model_sha256, MEASUREMENT_VERSION)
+        finally:
+            ledger.close()
+
+    assert finished()
     assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
     assert (out / REVERTED_FILE).stat().st_mtime_ns == written
+    write_frame_tiff(tmp_path / "v3.tif", _frame(115.0))
+    (acq / "f.tif").write_bytes((tmp_path / "v3.tif").read_bytes())
+    assert replay(acq, out, kind="insitu", model=onnx).done == 1
+    assert finished()  # v3 is the file's latest content: nothing to record
+    assert replay(acq, out, kind="insitu", model=onnx).skipped == 1
+    assert (out / REVERTED_FILE).stat().st_mtime_ns == written
+
+
+def test_the_ledger_orders_claims_and_finds_by_its_own_count_not_the_clock(tmp_path,
+                                                                           monkeypatch):
+    """The rule the rescan's check and the record share (``Ledger.known_state``,
+    ``note_skipped``), on the ledger alone: v1 done, v2 claimed an hour ahead of the clock,
+    v1 put back (its version cached, as another model's run leaves it) is a revert to record,
+    once; v3 claimed after it at the clock's time is the file's latest content."""
+    import time
+
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.ledgerdb import FileVersion, ItemKey
+
+    model_sha, version = "m" * 64, "1"
+    name = str(tmp_path / "acq" / "f.tif")
+    k1, k2, k3 = (ItemKey(c * 64, model_sha, version) for c in "abc")
+    now = time.time
+    ledger = Ledger(tmp_path / "out" / "ledger.sqlite", tmp_path / "out")
+    try:
+        def done(batch: str, key: ItemKey, at: FileVersion) -> None:
+            ledger.claim(batch, "insitu", None, [(key, name)])
+            ledger.commit(batch, {key: 1}, [], 3, wrote_parquet=False)
+            ledger.remember_sha(name, at, key.sha256)
+
+        done("b1", k1, FileVersion(10, 1, 1))
+        assert ledger.known_state(name, FileVersion(10, 1, 1), model_sha, version) == "done"
+        monkeypatch.setattr(time, "time", lambda: now() + 3600.0)
+        done("b2", k2, FileVersion(10, 2, 2))
+        monkeypatch.setattr(time, "time", now)
+        back = FileVersion(10, 3, 3)
+        ledger.remember_sha(name, back, k1.sha256)
+        assert ledger.known_state(name, back, model_sha, version) is None  # to record
+        assert ledger.note_skipped(name, k1, ledger.item(k1))
+        assert ledger.known_state(name, back, model_sha, version) == "done"
+        assert not ledger.note_skipped(name, k1, ledger.item(k1))  # recorded once
+        done("b3", k3, FileVersion(10, 4, 4))
+        assert ledger.known_state(name, FileVersion(10, 4, 4), model_sha, version) == "done"
+        assert not ledger.note_skipped(name, k3, ledger.item(k3))
+    finally:
+        ledger.close()
+
+
+def test_the_rescan_check_asks_for_a_paths_other_contents_only_where_it_has_some(tmp_path):
+    """The rescan's check of a file already done (``Ledger.is_finished``, once per done file at
+    every rescan) looks for a later content of its path only where the path has more than
+    one in the ledger: nearly no path has, and that query was a fourth per file. A path that
+    gets a second content while the ledger is open is asked about from then on."""
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.ledgerdb import FileVersion, ItemKey
+
+    model_sha, version = "m" * 64, "1"
+    ledger = Ledger(tmp_path / "out" / "ledger.sqlite", tmp_path / "out")
+    statements: list[str] = []
+    try:
+        for n, c in enumerate("ab"):
+            key = ItemKey(c * 64, model_sha, version)
+            ledger.claim(f"b{n}", "insitu", None, [(key, f"/acq/{c}.tif")])
+            ledger.commit(f"b{n}", {key: 1}, [], 3, wrote_parquet=False)
+            ledger.remember_sha(f"/acq/{c}.tif", FileVersion(10, 1, 1), key.sha256)
+        ledger._db.set_trace_callback(statements.append)
+        for name in ("/acq/a.tif", "/acq/b.tif"):
+            assert ledger.is_finished(name, FileVersion(10, 1, 1), model_sha, version)
+        assert not [s for s in statements if "FROM items WHERE source=" in s]
+        # b.tif's content c, then back to b (cached as another model's run leaves it)
+        key = ItemKey("c" * 64, model_sha, version)
+        ledger.claim("b2", "insitu", None, [(key, "/acq/b.tif")])
+        ledger.commit("b2", {key: 1}, [], 3, wrote_parquet=False)
+        ledger.remember_sha("/acq/b.tif", FileVersion(10, 3, 3), "b" * 64)
+        statements.clear()
+        assert not ledger.is_finished("/acq/b.tif", FileVersion(10, 3, 3), model_sha, version)
+        assert [s for s in statements if "FROM items WHERE source=" in s]
+    finally:
+        ledger._db.set_trace_callback(None)
+        ledger.close()
 
 
 def test_the_newest_version_rule_reads_the_record_of_reverted_files():

@@ -47,6 +47,7 @@ from nwwatch.service.ledgerdb import (
     PathKey,
     ReconcileReport,
     Transaction,
+    next_claim_seq,
     open_ledger_db,
 )
 from nwwatch.service.ledgerhold import HeldBatches
@@ -346,17 +347,19 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                  json.dumps([self._rel(a) for a in aux]),
                  json.dumps(supersedes), created, now if processed else None),
             )
-            for key, source in items:
+            seq = next_claim_seq(db, len(items))
+            for n, (key, source) in enumerate(items):
                 db.execute(
                     "INSERT INTO items (sha256, model_sha256, measurement_version, source, kind,"
-                    " state, batch_id, first_seen, updated_at, claimed_at) "
-                    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?) "
+                    " state, batch_id, first_seen, updated_at, claimed_at, claim_seq) "
+                    "VALUES (?, ?, ?, ?, ?, 'pending', ?, ?, ?, ?, ?) "
                     "ON CONFLICT DO UPDATE SET state='pending', batch_id=excluded.batch_id,"
                     " source=excluded.source, updated_at=excluded.updated_at,"
-                    " claimed_at=excluded.claimed_at",
+                    " claimed_at=excluded.claimed_at, claim_seq=excluded.claim_seq",
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
-                     batch_id, now, now, created),
+                     batch_id, now, now, created, seq + n),
                 )
+            self._items_written(db, items)
 
     def supersede(self, batch_id: str) -> None:
         """Remove the rows this batch replaces from earlier Parquet files (idempotent: rows

@@ -15,7 +15,7 @@ from typing import NamedTuple
 
 from nwwatch.paths import default_ledger
 
-SCHEMA_VERSION = 6
+SCHEMA_VERSION = 7
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -36,6 +36,7 @@ CREATE TABLE IF NOT EXISTS items (
     processed_at REAL,
     batch_cap INTEGER,
     claimed_at REAL,
+    claim_seq INTEGER,
     PRIMARY KEY (sha256, model_sha256, measurement_version)
 );
 CREATE INDEX IF NOT EXISTS items_state ON items (state);
@@ -202,11 +203,20 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
                 if problems != ["ok"]:
                     raise sqlite3.DatabaseError("; ".join(problems))
             db.executescript(_SCHEMA)
+            stored = db.execute(
+                "SELECT value FROM meta WHERE key='schema_version'").fetchone()
             columns = {r[1] for r in db.execute("PRAGMA table_info(items)")}
             if "batch_cap" not in columns:  # ledgers of schema version 1
                 db.execute("ALTER TABLE items ADD COLUMN batch_cap INTEGER")
             if "claimed_at" not in columns:  # when the file last held the content
                 db.execute("ALTER TABLE items ADD COLUMN claimed_at REAL")
+            if "claim_seq" not in columns:  # the order in which files held contents
+                db.execute("ALTER TABLE items ADD COLUMN claim_seq INTEGER")
+            elif stored is not None and _older_schema(stored[0]):
+                # an earlier version wrote the ledger since (a rollback): its claims carry
+                # no number, so the numbers kept would order them wrongly; the revert rule
+                # orders by time again until new claims are numbered
+                db.execute("UPDATE items SET claim_seq=NULL WHERE claim_seq IS NOT NULL")
             batch_columns = {r[1] for r in db.execute("PRAGMA table_info(batches)")}
             if "held_at" not in batch_columns:
                 # processed, rows waiting for their file (nwwatch.service.ledgerhold)
@@ -231,6 +241,25 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
     except sqlite3.DatabaseError as exc:
         raise LedgerCorruptError(_corrupt_message(path, exc, results_dir)) from None
     return db
+
+
+def _older_schema(stored: str) -> bool:
+    """Whether the ``schema_version`` a ledger records is older than :data:`SCHEMA_VERSION`."""
+    try:
+        return int(stored) < SCHEMA_VERSION
+    except ValueError:
+        return True
+
+
+def next_claim_seq(db: sqlite3.Connection, count: int = 1) -> int:
+    """The first of ``count`` new numbers of the ledger's claim order (``items.claim_seq``),
+    reserved in the write transaction ``db`` is in. The order in which the files were seen
+    to hold their contents, independent of the clock, which may be set back between two
+    claims."""
+    row = db.execute("SELECT value FROM meta WHERE key='claim_seq'").fetchone()
+    first = int(row[0]) + 1 if row is not None else 1
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('claim_seq', ?)", (str(first + count - 1),))
+    return first
 
 
 def sqlite_uri(path: str | os.PathLike[str], query: str) -> str:

@@ -201,6 +201,7 @@ class QuarantineList:
                 (k.sha256, k.model_sha256, k.measurement_version, failure.source, state,
                  attempts, failure.reason, failure.error_type, now, now),
             )
+            self._items_written(db, [(k, failure.source)])
         else:
             state = "quarantined" if failure.permanent else "failed"
         if state == "quarantined":

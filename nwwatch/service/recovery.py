@@ -169,5 +169,6 @@ class Recovery:
                     (key.sha256, key.model_sha256, key.measurement_version, source, kind,
                      batch_id, n_rows, done_at, done_at, done_at),
                 ).rowcount
+            self._items_written(db, [(key, source) for key, (source, _) in items.items()])
         return added
 
