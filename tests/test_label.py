@@ -1307,3 +1307,29 @@ def test_a_save_request_cannot_set_the_pixel_size_written(tmp_path, file_nm):
     session.close()
     expected = (None, None, None) if file_nm is None else pytest.approx((0.5, 0.5, 0.5))
     assert _saved_pixel_size(data, "f") == expected
+
+
+def test_a_geometry_file_with_a_brush_stroke_over_the_limit_reads_back(tmp_path):
+    # A file saved before the per-request limits (a drag of more than MAX_POINTS points) was
+    # refused at reopen: the frame's human labels could no longer be opened in the tool.
+    from pathlib import Path
+
+    from nwwatch.label.geometry import MAX_POINTS
+
+    rows = np.linspace(5.0, 90.0, MAX_POINTS + 2000)
+    cols = 50.0 + 30.0 * np.sin(rows / 7.0)
+    long_drag = Stroke(UNLABELED, tuple(zip(rows.tolist(), cols.tolist(), strict=True)), 3.0)
+    geometry = LabelGeometry((100, 100), None, None, None, (long_drag,))
+    (tmp_path / "geometry").mkdir()
+    (tmp_path / "geometry" / "f1.json").write_text(json.dumps(geometry.to_json()))
+    read = load_geometry(tmp_path, "f1")
+    assert [len(s.points) for s in read.strokes] == [MAX_POINTS, 2001]
+    assert read.strokes[0].points[-1] == read.strokes[1].points[0]
+    assert np.array_equal(rasterize(read), rasterize(geometry))
+    # what the page sends back is taken by a request's limits
+    assert geometry_from_json(read.to_json()).strokes == read.strokes
+    with pytest.raises(GeometryError, match=f"at most {MAX_POINTS}"):
+        geometry_from_json(geometry.to_json())
+    # the page splits a longer drag at the same count
+    page = (Path(__file__).resolve().parents[1] / "nwwatch/label/static/label.js").read_text()
+    assert f"const MAX_BRUSH_POINTS = {MAX_POINTS};" in page

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -153,13 +154,19 @@ def _points(value: Any, key: str, minimum: int, most: int,
     return tuple(_point(p, f"{key}[{i}]") for i, p in enumerate(value))
 
 
-def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
+def geometry_from_json(doc: dict[str, Any], limits: bool = True) -> LabelGeometry:
     """Validate and read a geometry document (the output of :meth:`LabelGeometry.to_json`).
 
     Raises :class:`GeometryError` naming the first bad key. Numbers are JSON numbers (a
-    boolean is none), a stroke's class an integer; at most :data:`MAX_STROKES` strokes,
-    :data:`MAX_POINTS` points a brush stroke and :data:`MAX_CORNERS` corners a polygon.
+    boolean is none), a stroke's class an integer; with ``limits`` (a request's geometry)
+    at most :data:`MAX_STROKES` strokes, :data:`MAX_POINTS` points a brush stroke and
+    :data:`MAX_CORNERS` corners a polygon. Without (a geometry file saved before the limits,
+    read back): no limit, and a longer brush stroke is read as strokes of at most
+    :data:`MAX_POINTS` points, each starting where the one before ends, which paint the same
+    pixels and which the page can send back.
     """
+    most_strokes, most_points, most_corners = (
+        (MAX_STROKES, MAX_POINTS, MAX_CORNERS) if limits else (sys.maxsize,) * 3)
     if not isinstance(doc, dict):
         raise GeometryError(f"expected a JSON object (the geometry), got {_shown(doc)}")
     # A misspelt key ("wires", "stroke") read as absent dropped that shape without a word,
@@ -189,10 +196,10 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
                                 f"{MAX_COORDINATE_PX:g} px), got {_shown(radius)}")
         droplet = Circle(_point(d.get("center"), "droplet.center"), float(radius))
     wire = (None if doc.get("wire") is None
-            else _points(doc["wire"], "wire", 3, MAX_CORNERS, "corners"))
+            else _points(doc["wire"], "wire", 3, most_corners, "corners"))
     facet = None
     if doc.get("facet") is not None:
-        a, b = _points(doc["facet"], "facet", 2, MAX_CORNERS)[:2]
+        a, b = _points(doc["facet"], "facet", 2, most_corners)[:2]
         if a == b:
             raise GeometryError("facet: the two points coincide")
         facet = (a, b)
@@ -201,8 +208,8 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
         listed = []
     if not isinstance(listed, list):  # a string's characters were read as its strokes
         raise GeometryError(f"strokes: expected a list of strokes, got {_shown(listed)}")
-    if len(listed) > MAX_STROKES:
-        raise GeometryError(f"strokes: {len(listed)} strokes; at most {MAX_STROKES} are taken")
+    if len(listed) > most_strokes:
+        raise GeometryError(f"strokes: {len(listed)} strokes; at most {most_strokes} are taken")
     strokes = []
     for i, s in enumerate(listed):
         key = f"strokes[{i}]"
@@ -218,9 +225,13 @@ def geometry_from_json(doc: dict[str, Any]) -> LabelGeometry:
         if brush is not None and not (_is_number(brush) and 0 < brush <= MAX_COORDINATE_PX):
             raise GeometryError(f"{key}.brush_px: expected a positive number (up to "
                                 f"{MAX_COORDINATE_PX:g} px), got {_shown(brush)}")
-        pts = (_points(s.get("points"), f"{key}.points", 3, MAX_CORNERS, "corners")
-               if brush is None else _points(s.get("points"), f"{key}.points", 1, MAX_POINTS))
-        strokes.append(Stroke(class_id, pts, None if brush is None else float(brush)))
+        pts = (_points(s.get("points"), f"{key}.points", 3, most_corners, "corners")
+               if brush is None else _points(s.get("points"), f"{key}.points", 1, most_points))
+        if brush is None:
+            strokes.append(Stroke(class_id, pts, None))
+            continue
+        for start in range(0, max(len(pts) - 1, 1), MAX_POINTS - 1):
+            strokes.append(Stroke(class_id, pts[start:start + MAX_POINTS], float(brush)))
     pixel = doc.get("pixel_size_nm")
     if pixel is not None and not (_is_number(pixel)
                                   and 0 < pixel <= MAX_PLAUSIBLE_PIXEL_SIZE_NM):

@@ -376,7 +376,7 @@ def load_geometry(data_dir: str | os.PathLike[str], stem: str) -> LabelGeometry 
         doc = json.loads(path.read_text())
         doc = {k: v for k, v in doc.items()
                if k not in _RECORD_KEYS}
-        return geometry_from_json(doc)
+        return geometry_from_json(doc, limits=False)  # saved before the limits, maybe
     except (json.JSONDecodeError, GeometryError) as exc:
         raise GeometryError(f"{path}: {exc}") from None
 

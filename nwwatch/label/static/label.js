@@ -467,6 +467,8 @@ function capture(event) {
   state.captured.add(event.pointerId);
 }
 
+const MAX_BRUSH_POINTS = 10000;  // nwwatch.label.geometry.MAX_POINTS
+
 function onPointerMove(event) {
   if (state.loading) return;  // (see setLoading)
   if (state.drag) { moveDrag(event); return; }
@@ -475,6 +477,12 @@ function onPointerMove(event) {
     const p = imagePoint(event), last = d.points[d.points.length - 1];
     if (Math.hypot(p[0] - last[0], p[1] - last[1]) >= 0.5) {
       d.points.push(p);
+      if (d.points.length >= MAX_BRUSH_POINTS) {
+        // the server takes at most this many points a brush stroke (geometry.MAX_POINTS):
+        // a longer drag goes on as a new stroke from where this one ends
+        addStroke({class: d.class, brush_px: d.brush_px, points: d.points});
+        state.draft = {...d, points: [p]};
+      }
       renderDraft();
     }
   }
