@@ -223,8 +223,11 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
                 db.execute("ALTER TABLE batches ADD COLUMN held_at REAL")
             if "stopped_at" not in batch_columns:  # in flight when a stop timed out
                 db.execute("ALTER TABLE batches ADD COLUMN stopped_at REAL")
-            db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
-                       (str(SCHEMA_VERSION),))
+            if stored is None or stored[0] != str(SCHEMA_VERSION):
+                # written only when it changes: a run refused after the open (a model that
+                # does not fit) leaves the ledger as it found it
+                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
         except BaseException:
             db.close()
             raise
