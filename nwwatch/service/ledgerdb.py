@@ -223,10 +223,15 @@ def open_ledger_db(path: Path, results_dir: Path | None = None) -> sqlite3.Conne
                 db.execute("ALTER TABLE batches ADD COLUMN held_at REAL")
             if "stopped_at" not in batch_columns:  # in flight when a stop timed out
                 db.execute("ALTER TABLE batches ADD COLUMN stopped_at REAL")
-            if stored is None or stored[0] != str(SCHEMA_VERSION):
-                # written only when it changes: a run refused after the open (a model that
-                # does not fit) leaves the ledger as it found it
-                db.execute("INSERT OR REPLACE INTO meta VALUES ('schema_version', ?)",
+            # Written at every open, also unchanged: the write is what finds a ledger this
+            # user may not write (named at the start, not at the first batch). Updated in
+            # place: a run refused after the open (a model that does not fit) leaves the
+            # ledger's contents as it found them, its rows in their order.
+            if stored is None:
+                db.execute("INSERT INTO meta VALUES ('schema_version', ?)",
+                           (str(SCHEMA_VERSION),))
+            else:
+                db.execute("UPDATE meta SET value=? WHERE key='schema_version'",
                            (str(SCHEMA_VERSION),))
         except BaseException:
             db.close()
