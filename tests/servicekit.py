@@ -405,3 +405,22 @@ def write_frames(folder: Path, n: int, start: int = 0, size: int = 48) -> list[s
         names.append(f"f{i:03d}.tif")
     return names
 
+
+
+#: How the driver names a Dask worker in the stops about its view: address, host and pid.
+WORKER = r"the Dask worker (tcp://\S+) at (\S+) \(pid (\d+)\)"
+
+
+def assert_names_a_worker(client, message: str) -> None:
+    """``message`` names one of ``client``'s workers by its address, host and pid."""
+    import re
+    import socket
+
+    address, host, pid = re.search(WORKER, message).groups()
+    pids = client.run(os.getpid)
+    assert address in pids and int(pid) == pids[address] and host == socket.gethostname()
+
+
+def assert_ledger_closed(results: Path) -> None:
+    """No write-ahead log beside the ledger: its connection was closed at the stop."""
+    assert not list(results.glob("ledger.sqlite-*")), sorted(os.listdir(results))

@@ -25,6 +25,9 @@ import tifffile
 from servicekit import (
     HIVE_KEY,
     REPO,
+    WORKER,
+    assert_ledger_closed,
+    assert_names_a_worker,
     hangup_as_a_terminal_gives_it,
     hive_readers,
     model,
@@ -86,24 +89,6 @@ def acq(tmp_path):
 def rows(results: Path) -> pd.DataFrame:
     table = ds.dataset(results / "frames", format="parquet").to_table().to_pandas()
     return table.sort_values(["source", "frame"]).reset_index(drop=True)
-
-
-#: How the driver names a worker in the stops about its view: address, host and pid.
-WORKER = r"the Dask worker (tcp://\S+) at (\S+) \(pid (\d+)\)"
-
-
-def assert_names_a_worker(client, message: str) -> None:
-    """``message`` names one of ``client``'s workers by its address, host and pid."""
-    import socket
-
-    address, host, pid = re.search(WORKER, message).groups()
-    pids = client.run(os.getpid)
-    assert address in pids and int(pid) == pids[address] and host == socket.gethostname()
-
-
-def assert_ledger_closed(results: Path) -> None:
-    """No write-ahead log beside the ledger: its connection was closed at the stop."""
-    assert not list(results.glob("ledger.sqlite-*")), sorted(os.listdir(results))
 
 
 def assert_exactly_once(results: Path, n: int) -> pd.DataFrame:

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
-from servicekit import model, paint_insitu
+from servicekit import WORKER, assert_ledger_closed, assert_names_a_worker, model, paint_insitu
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.service.replay import replay
@@ -78,24 +78,6 @@ def _unhide() -> None:
     import nwwatch.service.inputs as inputs
 
     inputs.check_regular = getattr(inputs, "_real_check_regular", inputs.check_regular)
-
-
-#: How the driver names a worker in the stops about its view: address, host and pid.
-WORKER = r"the Dask worker (tcp://\S+) at (\S+) \(pid (\d+)\)"
-
-
-def assert_names_a_worker(client, message: str) -> None:
-    """``message`` names one of ``client``'s workers by its address, host and pid."""
-    import re
-
-    address, host, pid = re.search(WORKER, message).groups()
-    pids = client.run(os.getpid)
-    assert address in pids and int(pid) == pids[address] and host == socket.gethostname()
-
-
-def assert_ledger_closed(results: Path) -> None:
-    """No write-ahead log beside the ledger: its connection was closed at the stop."""
-    assert not list(results.glob("ledger.sqlite-*")), sorted(os.listdir(results))
 
 
 def test_an_input_the_workers_do_not_see_stops_the_replay_naming_it(client, acq, tmp_path):
