@@ -320,6 +320,56 @@ def test_frames_timed_by_their_files_modification_time_are_drawn_apart_from_the_
             assert drawn["axis"].endswith(", some from file modification time)"), drawn
 
 
+def _declared_with_stray_mtimes(folder: str) -> list[dict]:
+    """15 frames declaring their time (T0 to T0 + 14 s, angles 100-107 deg) and two files
+    timed by their modification time: a reference copied with its times kept (12.5 h
+    before, valid 120 deg) and a blank written an hour after the frames' times (refused,
+    no_wire), the last in time order."""
+    rows = frame_rows(folder, [100.0 + 0.5 * k for k in range(15)])
+    for row in rows:
+        row["acquired_at_source"] = "metadata"
+    reference, blank = frame_rows(folder, [120.0, None], start=15, codes=["", "no_wire"])
+    reference.update(source=f"{folder}/reference.tif", acquired_at_source="mtime",
+                     acquired_at=T0 - timedelta(hours=12.5))
+    blank.update(source=f"{folder}/blank.tif", acquired_at_source="mtime",
+                 acquired_at=T0 + timedelta(hours=1))
+    return [*rows, reference, blank]
+
+
+def test_stray_modification_times_set_neither_the_time_axis_nor_the_latest_frame(tmp_path):
+    """Among frames that declare their time, one file timed by its modification time 12.5 h
+    before them stretched the time axis over 12.5 h (the 15 s of real frames in one
+    column), and one timed an hour after them stayed the "latest frame" while later frames
+    arrived. The axis spans the declared times (those outside are counted in the legend,
+    not plotted, also after a double click) and the latest frame is the last declared."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", _declared_with_stray_mtimes("/acq/rep"))
+    span = "return [window.nwPlot.scales.x.min, window.nwPlot.scales.x.max]"
+    with dashboard_thread(results) as (_, url):
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        latest = get_json(f"{url}/api/acquisitions/{acq['id']}/series")["latest"]
+        assert (latest["source"], latest["valid"]) == ("f0014.tif", True), latest
+        with Browser(1024, 700) as browser:
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "15", 30, "points")
+            assert browser.attribute("#chart", "data-off-span") == "2"
+            assert browser.attribute("#chart", "data-refused") == "0"  # the blank: off
+            legend = browser.text("#legend")
+            assert "timed by file modification time outside the declared times: 2 (not " \
+                   "plotted)" in legend, legend
+            assert browser.text("#latest").startswith("f0014.tif frame 0: 107.0°"), \
+                browser.text("#latest")
+            for _ in range(2):
+                x_min, x_max = browser.execute(span)
+                first, last = T0.timestamp(), T0.timestamp() + 14
+                assert first - 2 < x_min < first and last < x_max < last + 2, (x_min, x_max)
+                # a double click shows every row: still the declared times' span
+                browser.execute("window.nwPlot.over.dispatchEvent(new MouseEvent('dblclick', "
+                                "{bubbles: true}))")
+                time.sleep(0.5)
+
+
 def test_a_long_acquisition_of_200000_frames_is_charted(tmp_path):
     """The angle axis was ranged with ``Math.min(...angles)``: past some 120,000 valid rows
     (a 6-hour acquisition at 5 frames/s) the spread overflowed the call stack, and the
@@ -544,3 +594,52 @@ def test_damaged_results_files_are_named_on_the_page_and_no_row_leaves_no_latest
             "return document.getElementById('unreadable').hidden"), 30, "banner")
         text = browser.text("#unreadable")
         assert "1 results file cannot be read (damaged?)" in text and "frames-3.parquet" in text
+
+
+def test_the_label_under_the_first_tick_does_not_name_the_minute_before_the_frames(tmp_path):
+    """Frames at 1:00:00-1:00:14 local time: the axis spans from 0:59:59, its first tick's
+    line read "1/1/26 12:59am" and the change of minute at the next tick ("1:00am"), running
+    into it, was left out, so the ticks :00-:15 read as 12:59:00-12:59:15. Every line under
+    a tick names the hour and minute of the ticks up to the next line; the date is still
+    said."""
+    require_browser()
+    results = tmp_path / "res"
+    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
+    with dashboard_thread(results) as (_, url):
+        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
+        with Browser(1280, 820) as browser:  # ticks a second apart
+            browser.get(f"{url}/?a={acq['id']}")
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
+            result = browser.execute("""
+                return fetch(`api/acquisitions/${acqId}/series`).then((r) => r.json())
+                  .then((d) => {
+                    const t0 = new Date(2026, 0, 1, 1, 0, 0).getTime() / 1000;  // local
+                    const n = 15;
+                    const seq = (f) => Array.from({length: n}, (_, i) => f(i));
+                    d.rows = {t: seq((i) => t0 + i), angle: seq((i) => 100 + (i % 7)),
+                              unc: seq(() => 1), valid: seq(() => true), code: seq(() => "ok"),
+                              trend: seq(() => 102), source: seq((i) => `/acq/run1/f${i}.tif`),
+                              frame: seq(() => 0)};
+                    d.reset = true;
+                    applyUpdate(d);
+                    return "ok";
+                  });""")
+            assert result == "ok", result
+            wait_for(lambda: browser.attribute("#chart", "data-points") == "15", 30, "points")
+            ticks = browser.execute("""
+                const u = window.nwPlot, axis = u.axes[0];
+                return axis._splits.map((t, k) => {
+                  const d = new Date(t * 1000);
+                  const h = d.getHours() % 12 || 12, ap = d.getHours() < 12 ? "am" : "pm";
+                  return {own: String(axis._values[k]).split("\\n")[0],
+                          under: String(axis._values[k]).split("\\n")[1] || null,
+                          clock: `${h}:${String(d.getMinutes()).padStart(2, "0")}${ap}`};
+                });""")
+    assert [tick["own"] for tick in ticks][:2] == [":59", ":00"], ticks
+    said = None
+    for tick in ticks:
+        if tick["under"]:
+            said = tick["under"].split(" ")[-1]  # "1/1/26 1:00am" or "1:00am"
+        assert said is None or said == tick["clock"], (tick, ticks)
+    assert said == "1:00am", ticks
+    assert any(tick["under"] and "1/1/26" in tick["under"] for tick in ticks), ticks

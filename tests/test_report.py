@@ -994,3 +994,72 @@ def test_a_stack_of_one_time_gets_no_trend_line(tmp_path, monkeypatch):
     # the error bars' points alone: no trend line drawn behind them either
     assert [line.get_label() for line in stack_fig.axes[0].get_lines()
             if not line.get_label().startswith("_")] == []
+
+
+def test_stray_modification_times_do_not_set_the_plots_time_axis(tmp_path, monkeypatch):
+    """Among 15 frames that declare their time (14 s), a file timed by its modification time
+    12.5 h before them and one an hour after stretched the PNG's time axis over 13.5 h, the
+    real frames in one column. The axis spans the declared times, the two are not drawn and
+    the axis label and the note count them; where every frame is timed by its file, all are
+    drawn as before."""
+    from datetime import timedelta
+
+    from test_dashboard_data import T0
+    from test_dashboard_page import _declared_with_stray_mtimes
+
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    every = frame_rows("/acq/fiji", [100.0, 130.0])
+    every[1]["acquired_at"] = T0 + timedelta(hours=5)
+    for row in every:
+        row["acquired_at_source"] = "mtime"
+    write(results, "frames-1.parquet", every + _declared_with_stray_mtimes("/acq/rep"))
+    page = write_report(results, tmp_path / "r.html").read_text()
+    fiji_fig, rep_fig = figures  # sections in folder order
+
+    def span_s(fig) -> float:
+        import matplotlib.dates as mdates
+
+        lo, hi = fig.axes[-1].get_xlim()
+        return (mdates.num2date(hi) - mdates.num2date(lo)).total_seconds()
+
+    assert 14 < span_s(rep_fig) < 20, span_s(rep_fig)
+    drawn = sum(len(line.get_xdata()) for ax in rep_fig.axes for line in ax.get_lines()
+                if line.get_marker() == "o")  # the points, not the trend
+    assert drawn == 15  # the declared frames; the two others off the axis
+    assert rep_fig.axes[-1].get_xlabel().endswith(
+        ", 2 of 17 from file modification time, not in the trend; 2 outside the declared "
+        "times, not drawn)"), rep_fig.axes[-1].get_xlabel()
+    rep = page.split("<h2>/acq/rep</h2>")[1]
+    assert "2 of them lie outside the declared times and are not drawn" in rep
+    # every frame timed by its file: the axis spans them all
+    assert span_s(fiji_fig) > 5 * 3600
+    assert "outside the declared times" not in fiji_fig.axes[-1].get_xlabel()
+
+
+def test_the_reports_legend_fits_its_figure(tmp_path):
+    """Long legend entries (a trend of few angles, the frames left out of it, three reason
+    codes) in four columns made the legend wider than the figure, cut at both edges. It
+    takes as many rows as it needs."""
+    from nwwatch.dashboard.plots import angle_figure
+
+    n = 60
+    t = 1.7e9 + np.arange(n) * 2.0
+    valid = np.zeros(n, bool)
+    valid[[5, 7, 9]] = True
+    code = np.array(["angle_uncertain"] * n, dtype=object)
+    code[4::12], code[8::12] = "interface_not_line", "no_wire"
+    code[valid] = "ok"
+    in_trend = np.ones(n, bool)
+    in_trend[9] = False
+    series = {"t": t, "valid": valid, "angle": np.where(valid, 110.0, np.nan),
+              "unc": np.full(n, 0.8), "code": code, "trend": np.full(n, 110.0),
+              "in_trend": in_trend}
+    fig = angle_figure(series, "/data/acq",
+                       trend_label="rolling median of 9 valid, centred (here 2: their median)")
+    fig.canvas.draw()
+    (legend,) = fig.legends
+    assert len(legend.get_texts()) == 6  # every entry is there
+    box = legend.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
+    assert 0 <= box.y0 and box.y1 <= fig.bbox.height, (box, fig.bbox.height)

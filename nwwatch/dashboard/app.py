@@ -214,10 +214,13 @@ class Dashboard:
                 newest = max(newest, int(acq.arrivals.max()))
             # the latest frame the page captions: the last with an acquisition time (rows
             # without one sort last and are not charted), else the last row; frames of the
-            # same time in the table's order (source, then frame). Named and described here
-            # with its overlay picture, not looked up again among the page's rows, so that
-            # caption and picture are of one frame.
-            timed = np.flatnonzero(np.isfinite(s["t"]))
+            # same time in the table's order (source, then frame). Where some frames declare
+            # their time, the last of those: a file's modification time among them lands
+            # anywhere, and the panel stayed on a file copied or written now while frames
+            # stamped before it kept arriving. Named and described here with its overlay
+            # picture, not looked up again among the page's rows, so that caption and
+            # picture are of one frame.
+            timed = np.flatnonzero(np.isfinite(s["t"]) & s["in_trend"])
             index = int(timed[-1]) if len(timed) else len(acq) - 1
             out["latest"] = {k: s[k][index] for k in ("source", "frame", "t", "angle", "unc",
                                                       "valid", "code")}

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import numpy as np
 
-from nwwatch.dashboard.stats import TREND_WINDOW
+from nwwatch.dashboard.stats import TREND_WINDOW, outside_declared_span
 
 _COLORS = ["#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf",
            "#ff7f0e", "#2ca02c"]
@@ -20,8 +20,11 @@ def angle_figure(series: dict, title: str,
     one time; of the valid angles ``series["in_trend"]`` marks, all where it is absent, the
     others drawn hollow and grey), refused frames as one row of
     markers per reason code in a lane of their own below the angle axes (no degree ticks:
-    they have no angle). ``time_note``: words the time axis's label adds (where the times
-    are the files' modification times, not acquisition times).
+    they have no angle). Rows the trend leaves out whose times lie outside the declared
+    times' span (:func:`nwwatch.dashboard.stats.outside_declared_span`: they would stretch
+    the time axis to reach them) are not drawn, counted in the axis label. ``time_note``:
+    words the time axis's label adds (where the times are the files' modification times,
+    not acquisition times).
 
     ``series``: :func:`nwwatch.dashboard.data.frame_series`. Returns a matplotlib Figure.
     """
@@ -31,6 +34,11 @@ def angle_figure(series: dict, title: str,
     import matplotlib.dates as mdates
     import matplotlib.pyplot as plt
 
+    in_trend = np.asarray(series.get("in_trend", np.ones(len(series["t"]), bool)), dtype=bool)
+    off = outside_declared_span(series["t"], in_trend)
+    if off.any():
+        series = {k: np.asarray(v)[~off] for k, v in series.items()}
+        in_trend = in_trend[~off]
     t = np.array([datetime.fromtimestamp(s, UTC) for s in series["t"]])
     valid = series["valid"]
     angle, unc = series["angle"], series["unc"]
@@ -47,7 +55,6 @@ def angle_figure(series: dict, title: str,
         lane = None
     # valid angles the trend leaves out (timed by their file's modification time among
     # frames that declare theirs): hollow and grey, named so in the legend
-    in_trend = np.asarray(series.get("in_trend", np.ones(len(t), bool)), dtype=bool)
     kept, apart = valid & in_trend, valid & ~in_trend
     if kept.any():
         ax.errorbar(t[kept], angle[kept], yerr=np.nan_to_num(unc[kept]), fmt="o", ms=3.5,
@@ -102,6 +109,8 @@ def angle_figure(series: dict, title: str,
     dates = (f"{days[0]:%Y-%m-%d}" if len(days) == 1 else
              f"{days[0]:%Y-%m-%d} – {days[-1]:%Y-%m-%d}" if days else "")
     said = ", ".join(x for x in ("UTC", dates, time_note) if x)
+    if off.any():
+        said += f"; {int(off.sum())} outside the declared times, not drawn"
     bottom.set_xlabel(f"acquisition time ({said})")
     bottom.xaxis.set_major_formatter(mdates.ConciseDateFormatter(
         bottom.xaxis.get_major_locator(),
@@ -113,8 +122,19 @@ def angle_figure(series: dict, title: str,
         more = lane.get_legend_handles_labels()
         handles, labels = handles + more[0], labels + more[1]
     # below the plot, as on the dashboard: inside the axes it covered the first points of
-    # an acquisition whose angle falls (the axis leaves only 5-15° above the highest)
-    fig.legend(handles, labels, fontsize=8, loc="outside lower center", ncols=4)
+    # an acquisition whose angle falls (the axis leaves only 5-15° above the highest). Four
+    # columns of long labels (a trend's, the modification times') were wider than the
+    # figure and cut at both edges: fewer columns, more rows, until it fits.
+    for ncols in range(min(4, len(handles)), 0, -1):
+        legend = fig.legend(handles, labels, fontsize=8, loc="outside lower center",
+                            ncols=ncols)
+        if ncols == 1:
+            break
+        fig.draw_without_rendering()
+        box = legend.get_window_extent()
+        if box.x0 >= 0 and box.x1 <= fig.bbox.width:
+            break
+        legend.remove()
     return fig
 
 

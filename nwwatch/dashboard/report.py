@@ -35,7 +35,7 @@ from nwwatch.dashboard.data import (
     frame_series,
     quarantined_gone,
 )
-from nwwatch.dashboard.stats import TREND_WINDOW, rolling_median
+from nwwatch.dashboard.stats import TREND_WINDOW, outside_declared_span, rolling_median
 from nwwatch.options import OutputFile, say
 from nwwatch.paths import acquisition_named
 from nwwatch.pathtext import path_text
@@ -158,6 +158,7 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
     mtime = int(np.count_nonzero(sources == "mtime"))
     unknown = int(sum(s is None for s in sources))
     left_out = int(np.count_nonzero(~series["in_trend"][timed]))
+    off = int(np.count_nonzero(outside_declared_span(series["t"], series["in_trend"])))
     note = axis = ""
     if mtime:
         which = "All" if mtime == n else f"{mtime} of the {n}"
@@ -170,7 +171,9 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
                  + (" Among frames that declare their time they are left out of the trend, "
                     "which is of the declared frames (their valid angles drawn hollow and "
                     "grey), and the span of acquisition times names them apart."
-                    if left_out else "") + "</p>")
+                    if left_out else "")
+                 + (f" {off} of them lie outside the declared times and are not drawn: the "
+                    "time axis spans the declared times." if off else "") + "</p>")
         axis = ("file modification time" if mtime == n
                 else f"{mtime} of {n} from file modification time"
                 + (", not in the trend" if left_out else ""))

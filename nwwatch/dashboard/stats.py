@@ -58,6 +58,32 @@ def trend_frames(time_sources: Sequence[str | None], timed: np.ndarray) -> np.nd
     return ~mtime
 
 
+def time_pad_s(first_s: float, last_s: float) -> float:
+    """Margin (s) each side of a time axis spanning ``first_s`` to ``last_s`` (epoch s): 2 %
+    of the span, at least 1 s (the dashboard's page computes the same)."""
+    return max(1.0, 0.02 * (last_s - first_s))
+
+
+def outside_declared_span(t_s: np.ndarray, in_trend: np.ndarray) -> np.ndarray:
+    """Per row, whether the charts leave it off their time axis: a row the trend leaves out
+    (timed by its file's modification time among frames that declare their time,
+    :func:`trend_frames`) whose time lies outside the declared times' span and its margin
+    (:func:`time_pad_s`). Such a time lands anywhere (a copy's, 12 h before the frames; a
+    file written now, after frames stamped earlier): let onto the axis it stretched the axis
+    to reach it, and the real frames were squeezed into one column. ``t_s``: acquisition
+    times (epoch s, NaN where none); ``in_trend``: bool. Returns bool (N,); all False where
+    every row is in the trend."""
+    t_s = np.asarray(t_s, dtype=np.float64)
+    in_trend = np.asarray(in_trend, dtype=bool)
+    declared = t_s[in_trend & np.isfinite(t_s)]
+    if in_trend.all() or not len(declared):
+        return np.zeros(len(t_s), dtype=bool)
+    first, last = float(declared.min()), float(declared.max())
+    pad = time_pad_s(first, last)
+    with np.errstate(invalid="ignore"):
+        return ~in_trend & ((t_s < first - pad) | (t_s > last + pad))
+
+
 def rolling_median(values: np.ndarray, valid: np.ndarray, window: int = TREND_WINDOW,
                    centred: bool = False) -> np.ndarray:
     """Rolling median of the valid values; NaN at invalid indices.

@@ -279,25 +279,44 @@ function errorBars(u) {
 // day changes) or the hour (where it changes). Lines of neighbouring ticks ran into each
 // other ("11/21/26 11:59pm11/22 12:00am" on a seconds-scale chart that crosses midnight).
 // A second line that would touch one already kept is left out, kept in this order: the
-// day's changes, the first tick's date, the hours, each from the left.
-function spacedTimeLabels(u, splits, labels) {
+// day's changes, the first tick's date, the hours, each from the left. A line names the
+// hour (and minute) of the ticks up to the next line: where the first change of hour or
+// minute runs into the first tick's line, that change keeps its line, written as the first
+// tick's (with the date), and the first tick loses its own (kept, the change's was left out
+// and "12:59am" under :59 named the ticks :00-:15 of 1:00am). ``firstLabel(k)``: uPlot's
+// label of tick k written as a first tick's.
+function spacedTimeLabels(u, splits, labels, firstLabel) {
   const lines = labels.map((l) => (l == null ? [l] : String(l).split("\n")));
   const day = (t) => new Date(t * 1000).toDateString();  // uPlot's dates: local time
-  const rank = (k) => (k === 0 ? 1 : day(splits[k]) !== day(splits[k - 1]) ? 2 : 0);
-  const order = lines.map((_, k) => k).filter((k) => lines[k].length > 1)
-    .sort((a, b) => rank(b) - rank(a) || a - b);
+  const dayChange = (k) => k > 0 && day(splits[k]) !== day(splits[k - 1]);
   const ctx = spacedTimeLabels.ctx || (spacedTimeLabels.ctx =
     document.createElement("canvas").getContext("2d"));
   ctx.font = u.axes[0].font[0];  // in device pixels
   const gapPx = 6;
-  const kept = [];
-  for (const k of order) {
+  const extent = (k) => {
     const x = u.valToPos(splits[k], "x");
     const half = ctx.measureText(lines[k][1]).width / devicePixelRatio / 2 + gapPx / 2;
-    if (kept.some(([left, right]) => x - half < right && x + half > left)) {
+    return [x - half, x + half];
+  };
+  const touch = ([l1, r1], [l2, r2]) => l1 < r2 && r1 > l2;
+  let lead = 0;  // the tick whose line carries the date
+  const change = lines.findIndex((l, k) => k > 0 && l.length > 1);
+  if (change > 0 && lines[0].length > 1 && !dayChange(change) && firstLabel
+      && touch(extent(0), extent(change))) {
+    lines[0] = [lines[0][0]];
+    lines[change] = String(firstLabel(change)).split("\n");
+    lead = change;
+  }
+  const rank = (k) => (dayChange(k) ? 2 : k === lead ? 1 : 0);
+  const order = lines.map((_, k) => k).filter((k) => lines[k].length > 1)
+    .sort((a, b) => rank(b) - rank(a) || a - b);
+  const kept = [];
+  for (const k of order) {
+    const span = extent(k);
+    if (kept.some((other) => touch(span, other))) {
       lines[k] = [lines[k][0]];
     } else {
-      kept.push([x - half, x + half]);
+      kept.push(span);
     }
   }
   return lines.map((l) => (l[0] == null ? l[0] : l.join("\n")));
@@ -343,6 +362,12 @@ function laneTitle(u) {
 // The time span picked by dragging across the chart, kept while rows arrive (and when the
 // chart is built again for a new reason code); null: every row. A double click clears it.
 let xZoom = null;
+// The times the axis spans when nothing is dragged: [first, last] of the rows charted whose
+// time places them (renderChart); null: the data's own.
+let xSpan = null;
+
+// Margin each side of the time axis, in seconds, for times from ``first`` to ``last``.
+function timePad(first, last) { return Math.max(1, 0.02 * (last - first)); }
 
 // The time axis spans the data with a small margin (computed here from the x values:
 // uPlot's automatic range stayed empty when the plot was created with its first data), or
@@ -352,17 +377,18 @@ let xZoom = null;
 // narrower than the data's that was never shown.
 function timeRange(u, min, max) {
   const x = u.data[0];
+  const [first, last] = xSpan || [x[0], x[x.length - 1]];
   const shownBefore = u._xShown && min === u._xShown[0] && max === u._xShown[1];
   if (!shownBefore && x.length && min != null && max != null && max > min
-      && (min > x[0] || max < x[x.length - 1])) {
+      && (min > first || max < last)) {
     xZoom = [min, max];
   }
   let range;
   if (xZoom) range = xZoom;
   else if (!x.length) range = [Date.now() / 1000 - 60, Date.now() / 1000];
   else {
-    const pad = Math.max(1, 0.02 * (x[x.length - 1] - x[0]));
-    range = [x[0] - pad, x[x.length - 1] + pad];
+    const pad = timePad(first, last);
+    range = [first - pad, last + pad];
   }
   u._xShown = range;
   return range;
@@ -374,15 +400,25 @@ function renderChart(overlay, latest, trendWindow, overlaySetting, mtimeApart) {
   // A row without an acquisition time (null acquired_at) has no place on the time axis (it
   // sorted as 1970 and squeezed the rest into one column): counted in the legend instead.
   const everything = [...rows.values()];
-  const all = everything.filter((r) => r.t != null).sort((a, b) => a.t - b.t || a.frame - b.frame);
-  const untimed = everything.length - all.length;
-  const codes = [...new Set(all.filter((r) => !r.valid).map((r) => r.code))].sort();
-  const x = all.map((r) => r.t);
+  const timed = everything.filter((r) => r.t != null).sort((a, b) => a.t - b.t || a.frame - b.frame);
+  const untimed = everything.length - timed.length;
   // Frames timed by their file's modification time: where others declare their time the
   // server's trend leaves them out (a copy's time lands anywhere among the real ones), and
   // they are drawn hollow and grey, counted in the legend.
-  const byMtime = all.filter((r) => r.timeSource === "mtime").length;
+  const byMtime = timed.filter((r) => r.timeSource === "mtime").length;
   const apart = (r) => mtimeApart && r.timeSource === "mtime";
+  // The time axis spans the declared times then: a modification time 12 h before them (a
+  // copy's) or after them (a file written now, among frames stamped earlier) stretched it
+  // and squeezed the real frames into one column. Those outside that span (and its margin)
+  // are left off the chart, counted in the legend.
+  const declared = timed.filter((r) => !apart(r));
+  xSpan = declared.length ? [declared[0].t, declared[declared.length - 1].t] : null;
+  const pad = xSpan ? timePad(xSpan[0], xSpan[1]) : 0;
+  const all = xSpan ? timed.filter((r) => !apart(r) || (r.t >= xSpan[0] - pad &&
+    r.t <= xSpan[1] + pad)) : timed;
+  const offSpan = timed.length - all.length;
+  const codes = [...new Set(all.filter((r) => !r.valid).map((r) => r.code))].sort();
+  const x = all.map((r) => r.t);
   const angle = all.map((r) => (r.valid && !apart(r) ? r.angle : null));
   const apartAngle = all.map((r) => (r.valid && apart(r) ? r.angle : null));
   const unc = all.map((r) => (r.valid ? r.unc : null));
@@ -415,6 +451,7 @@ function renderChart(overlay, latest, trendWindow, overlaySetting, mtimeApart) {
   $("chart").dataset.mtime = String(byMtime);
   $("chart").dataset.refused = String(all.length - nValid);
   $("chart").dataset.untimed = String(untimed);
+  $("chart").dataset.offSpan = String(offSpan);
   // Frames of one acquisition time (a stack's pages without times of their own, times to
   // the whole second in a faster series: docs/io.md): the chart draws each such group in one
   // column, which the legend says (as the report does).
@@ -434,7 +471,7 @@ function renderChart(overlay, latest, trendWindow, overlaySetting, mtimeApart) {
       points: {show: true, size: 8, fill: colorOf(c), stroke: colorOf(c)}})),
   ];
   // what the time axis is: acquisition times, some or all of them files' modification times
-  const timeWords = !byMtime ? "" : byMtime === all.length ? ", file modification time" :
+  const timeWords = !byMtime ? "" : byMtime === timed.length ? ", file modification time" :
     ", some from file modification time";
   const key = series.map((s) => s.label).join("|") + timeWords;
   const width = Math.max(400, $("chart").clientWidth - 14);
@@ -464,7 +501,9 @@ function renderChart(overlay, latest, trendWindow, overlaySetting, mtimeApart) {
     // them, which the axis' options cannot (they replace them)
     const timeLabels = plot.axes[0].values;
     plot.axes[0].values = (u, splits, ...rest) =>
-      spacedTimeLabels(u, splits, timeLabels(u, splits, ...rest));
+      spacedTimeLabels(u, splits, timeLabels(u, splits, ...rest),
+        // uPlot writes the first of the ticks it is given with the date
+        (k) => timeLabels(u, splits.slice(k), ...rest)[0]);
     // before uPlot's own handler (capture), which scales to the data's extent
     plot.root.addEventListener("dblclick", () => { xZoom = null; }, true);
     plot._yRange = [yLow, yMax];
@@ -483,7 +522,9 @@ function renderChart(overlay, latest, trendWindow, overlaySetting, mtimeApart) {
     (mtimeApart ? `<span class="hollow" style="--c:#8a8f98">timed by file modification ` +
       `time: ${byMtime} (left out of the trend; valid ones hollow)</span>` :
       byMtime ? `<span class="untimed">timed by file modification time: ${byMtime}` +
-      `${byMtime === all.length ? " (all)" : ""}</span>` : "") +
+      `${byMtime === timed.length ? " (all)" : ""}</span>` : "") +
+    (offSpan ? `<span class="untimed">timed by file modification time outside the ` +
+      `declared times: ${offSpan} (not plotted)</span>` : "") +
     codes.map((c) => `<span style="--c:${colorOf(c)}">${esc(c)}: ` +
       `${all.filter((r) => r.code === c).length}</span>`).join("") +
     (untimed ? `<span class="untimed">no acquisition time: ${untimed} (not plotted)</span>` : "") +
