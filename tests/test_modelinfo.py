@@ -241,13 +241,24 @@ def test_a_tomogram_model_shows_how_its_method_was_chosen(tmp_path):
     # gets were in the --json output's extra only: the text said nothing of them.
     from nwwatch.synth.tomogram import generate_tomogram
 
-    generate_tomogram(tmp_path / "syn", size=32, seed=0)
-    (labels,) = (tmp_path / "syn" / "train" / "labels").glob("*.png")
+    import numpy as np
+    import tifffile
+
+    from nwwatch.io.png import write_image_file
+
+    summary = generate_tomogram(tmp_path / "syn", size=32, seed=0)
+    # one labeled patch holding both classes: no patch can be held out
+    k = summary["labeled_slice"]
+    truth = tifffile.imread(tmp_path / "syn" / "truth.tif")[k]
+    one_patch = np.full(truth.shape, 255, dtype=np.uint8)
+    one_patch[8:24, 8:24] = truth[8:24, 8:24]
+    assert set(np.unique(one_patch)) == {0, 1, 255}
+    labels = tmp_path / "one_patch.png"
+    write_image_file(labels, one_patch)
     out = tmp_path / "t.onnx"
     trained = CliRunner().invoke(main, [
-        "train", "--volume", str(tmp_path / "syn" / "volume.tif"), "--slice",
-        str(int(labels.stem[-3:])), "--labels", str(labels), "--out", str(out),
-        "--candidates", "threshold"])
+        "train", "--volume", str(tmp_path / "syn" / "volume.tif"), "--slice", str(k),
+        "--labels", str(labels), "--out", str(out), "--candidates", "threshold"])
     assert trained.exit_code == 0, trained.output
     lines = run(str(out)).output.splitlines()
     assert ("method selection: threshold kept (too few labeled patches to hold any out "
