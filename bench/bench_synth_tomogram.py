@@ -8,8 +8,9 @@ Difficulty, per seed, IoU of the solid class over every slice but the labeled on
 - ``otsu``: one global Otsu threshold of the volume;
 - ``otsu_smooth``: Otsu after a 2D Gaussian (sigma 1 px) on every slice, the cheapest denoiser;
 - ``rf_2pct``: a random forest on scikit-image ``multiscale_basic_features`` (sigma 0.7-5)
-  trained on the labels ``nwwatch synth tomogram`` writes (about 2 % of one slice in whole
-  10x10 patches), and the mean/min/max over ``--draws`` other label draws of the same slice;
+  trained on the labels ``nwwatch synth tomogram`` writes (about 2 % of one slice in
+  separate 9x9 patches in the cells of a 10 px grid), and the mean/min/max over ``--draws``
+  other label draws of the same slice;
 - ``rf_full``: the same forest trained on the whole slice: the ceiling of per-slice 2D filters
   on this volume.
 
@@ -38,7 +39,7 @@ from sklearn.ensemble import RandomForestClassifier
 from nwwatch.classes import TOMOGRAM_CLASSES, UNLABELED
 from nwwatch.io.dataset import read_label_image
 from nwwatch.synth.tomo_labels import patch_labels
-from nwwatch.synth.tomogram import generate_tomogram, simulate_tomogram
+from nwwatch.synth.tomogram import PATCH_GAP_PX, generate_tomogram, simulate_tomogram
 
 
 def _iou(pred: np.ndarray, truth: np.ndarray) -> float:
@@ -166,7 +167,8 @@ def main() -> None:
         draws = [
             _rf_iou(features, k, patch_labels(truth[k], summary["labeled_fraction_requested"],
                                               np.random.default_rng([seed, 100 + d]),
-                                              grain=grain[k]), truth, args.threads)
+                                              grain=grain[k], gap_px=PATCH_GAP_PX),
+                    truth, args.threads)
             for d in range(args.draws)
         ]
         row = {

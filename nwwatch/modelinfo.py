@@ -30,10 +30,22 @@ def _card(model: Path, sha256: str) -> tuple[dict[str, Any] | None, str | None]:
     path = model.with_suffix(".json")
     if not path.is_file():
         return None, None
+    # `nwwatch model M.onnx --json > M.json` puts the output where the card belongs: the shell
+    # creates the file empty before this runs, and the output then names the model's sha256.
+    elsewhere = (f"save `nwwatch model --json`'s output under another name than "
+                 f"{path.name}, where the model's card belongs (`python -m training.model_card`)")
     try:
-        card = json.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        card = json.loads(text) if text.strip() else None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         return None, f"{path}: not a model card ({exc}); its evaluations are not shown"
+    if card is None:
+        return None, (f"{path}: empty, not a model card (a shell redirection such as "
+                      f"`> {path.name}` creates the file before the output is written: "
+                      f"{elsewhere})")
+    if isinstance(card, dict) and {"service", "card_note"} <= card.keys():
+        return None, (f"{path}: the output of `nwwatch model --json`, not a model card "
+                      f"(its evaluations are not shown: {elsewhere})")
     if not isinstance(card, dict) or "sha256" not in card:
         return None, f"{path}: not a model card (no sha256); its evaluations are not shown"
     if card["sha256"] != sha256:

@@ -239,15 +239,25 @@ def test_the_models_card_given_as_the_model_names_the_model(tmp_path):
 def test_a_tomogram_model_shows_how_its_method_was_chosen(tmp_path):
     # The held-out scores, the kept method, its reason and the codes every mask of the model
     # gets were in the --json output's extra only: the text said nothing of them.
+    import numpy as np
+    import tifffile
+
+    from nwwatch.io.png import write_image_file
     from nwwatch.synth.tomogram import generate_tomogram
 
-    generate_tomogram(tmp_path / "syn", size=32, seed=0)
-    (labels,) = (tmp_path / "syn" / "train" / "labels").glob("*.png")
+    summary = generate_tomogram(tmp_path / "syn", size=32, seed=0)
+    # one labeled patch holding both classes: no patch can be held out
+    k = summary["labeled_slice"]
+    truth = tifffile.imread(tmp_path / "syn" / "truth.tif")[k]
+    one_patch = np.full(truth.shape, 255, dtype=np.uint8)
+    one_patch[8:24, 8:24] = truth[8:24, 8:24]
+    assert set(np.unique(one_patch)) == {0, 1, 255}
+    labels = tmp_path / "one_patch.png"
+    write_image_file(labels, one_patch)
     out = tmp_path / "t.onnx"
     trained = CliRunner().invoke(main, [
-        "train", "--volume", str(tmp_path / "syn" / "volume.tif"), "--slice",
-        str(int(labels.stem[-3:])), "--labels", str(labels), "--out", str(out),
-        "--candidates", "threshold"])
+        "train", "--volume", str(tmp_path / "syn" / "volume.tif"), "--slice", str(k),
+        "--labels", str(labels), "--out", str(out), "--candidates", "threshold"])
     assert trained.exit_code == 0, trained.output
     lines = run(str(out)).output.splitlines()
     assert ("method selection: threshold kept (too few labeled patches to hold any out "
@@ -337,3 +347,33 @@ def test_cross_validated_scores_are_not_called_training_metrics(tmp_path):
     path = build_threshold_model(tmp_path / "cv.onnx", size_multiple=8, metadata={
         "validation_metrics": {"cv_balanced_accuracy": 0.93}})
     assert "validation metrics: cv_balanced_accuracy 0.9300" in run(str(path)).output
+
+
+def test_the_json_output_saved_beside_the_model_is_not_taken_for_its_card(tmp_path):
+    # `nwwatch model m.onnx --json > m.json`: the shell creates m.json empty first (noted as
+    # "not a model card (Expecting value ...)"), and later runs took the saved output, which
+    # names the model's sha256, for the model's card.
+    path = build_threshold_model(tmp_path / "m.onnx")
+    dump = path.with_suffix(".json")
+    dump.write_text("")
+    first = run(str(path), "--json")
+    assert first.exit_code == 0, first.output
+    info = json.loads(first.output)
+    assert info["card"] is None
+    assert info["card_note"].startswith(f"{dump}: empty, not a model card")
+    assert "under another name than m.json" in info["card_note"]
+    dump.write_text(first.output)
+    again = run(str(path), "--json")
+    assert again.exit_code == 0, again.output
+    info = json.loads(again.output)
+    assert info["card"] is None and info["fresh_synthetic_evaluations"] == []
+    assert info["card_note"].startswith(f"{dump}: the output of `nwwatch model --json`, "
+                                        "not a model card")
+    text = run(str(path))
+    assert f"note: {info['card_note']}" in text.output.splitlines()
+    # a real card beside it is still read
+    card = {"sha256": info["sha256"], "fresh_synthetic_evaluations": [{"images": 60}]}
+    dump.write_text(json.dumps(card))
+    info = json.loads(run(str(path), "--json").output)
+    assert info["card"] == str(dump) and info["card_note"] is None
+    assert info["fresh_synthetic_evaluations"] == [{"images": 60}]

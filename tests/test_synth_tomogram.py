@@ -186,13 +186,16 @@ def test_bad_knobs_raise():
 # --- labels ----------------------------------------------------------------------------------
 
 
-def _check_patches(labels: np.ndarray, truth: np.ndarray, patch_px: int) -> int:
+def _check_patches(labels: np.ndarray, truth: np.ndarray, patch_px: int, gap_px: int = 0) -> int:
     labeled = labels != UNLABELED
     rows, cols = truth.shape[0] // patch_px, truth.shape[1] // patch_px
     # Nothing labeled in the partial patches at the right/bottom edge.
     assert not labeled[rows * patch_px:, :].any() and not labeled[:, cols * patch_px:].any()
     blocks = labeled[: rows * patch_px, : cols * patch_px].reshape(rows, patch_px, cols, patch_px)
-    per_block = blocks.mean(axis=(1, 3))
+    # nothing in the gap at each cell's bottom and right
+    assert not blocks[:, patch_px - gap_px:].any() and not blocks[:, :, :, patch_px - gap_px:].any()
+    side = patch_px - gap_px
+    per_block = blocks[:, :side, :, :side].mean(axis=(1, 3))
     assert set(np.unique(per_block)) <= {0.0, 1.0}  # whole aligned patches only
     np.testing.assert_array_equal(labels[labeled], np.where(truth[labeled] == 1, SOLID, PORE))
     solid = (labels == SOLID)[: rows * patch_px, : cols * patch_px]
@@ -246,10 +249,11 @@ def test_generate_writes_a_consistent_training_set(tmp_path):
     np.testing.assert_array_equal(image, volume[k])
     labels = cv2.imread(str(out / "train" / "labels" / f"slice_{k:03d}.png"),
                         cv2.IMREAD_UNCHANGED)
-    n_patches = _check_patches(labels, truth[k], 10)
-    assert n_patches == round(0.1 * 48 * 48 / 100) == summary["labeled_patches"]
-    assert summary["labeled_fraction"] == pytest.approx(n_patches * 100 / 48**2, abs=1e-6)
-    assert abs(summary["labeled_fraction"] - 0.1) <= 0.5 * 100 / 48**2
+    # patches of 9 px in cells of 10: separate (training's 8-connected patches)
+    n_patches = _check_patches(labels, truth[k], 10, gap_px=1)
+    assert n_patches == round(0.1 * 48 * 48 / 81) == summary["labeled_patches"]
+    assert summary["labeled_fraction"] == pytest.approx(n_patches * 81 / 48**2, abs=1e-6)
+    assert abs(summary["labeled_fraction"] - 0.1) <= 0.5 * 81 / 48**2
     unlabeled = out / "train" / "unlabeled" / "volume.tif"
     np.testing.assert_array_equal(tifffile.imread(unlabeled), volume)
     dataset = tomllib.loads((out / "train" / "dataset.toml").read_text())
@@ -303,11 +307,11 @@ def test_cli_writes_every_file(tmp_path):
                  "train/unlabeled/volume.tif"):
         assert (out / name).is_file(), name
     assert summary["size"] == 40 and summary["seed"] == 3
-    # 5 % of 40 x 40 is 0.8 patches of 10 px: two are labeled (one per class), as --help says.
-    assert summary["labeled_patches"] == 2 and summary["labeled_fraction"] == 200 / 40**2
+    # 5 % of 40 x 40 is 1 patch of 9 px: two are labeled (one per class), as --help says.
+    assert summary["labeled_patches"] == 2 and summary["labeled_fraction"] == 162 / 40**2
     help_text = " ".join(CliRunner().invoke(main, ["synth", "tomogram", "--help"]).output.split())
-    assert "rounded to whole --patch-size squares, at least two (one per class)" in help_text
-    assert summary["labeled_patches"] == 2  # round(0.05 * 1600 / 100) = 1, at least 2
+    assert "rounded to whole patches, at least two (one per class)" in help_text
+    assert summary["labeled_patches"] == 2  # round(0.05 * 1600 / 81) = 1, at least 2
 
 
 def test_cli_passes_the_appearance_knobs(tmp_path):
@@ -473,3 +477,38 @@ def test_the_missing_wedge_of_a_full_tilt_range_is_none():
     assert _missing_wedge_deg(np.arange(-90.0, 90.0, 2.0)) == 0.0
     assert _missing_wedge_deg(np.arange(-64.0, 64.1, 2.0)) == 52.0
     assert _missing_wedge_deg(np.array([0.0])) == 180.0
+
+
+def test_synthetic_patches_are_separate_and_counted_as_training_counts_them(tmp_path):
+    # Patches were whole cells of one aligned grid: neighbouring cells touched, training took
+    # them for one 8-connected patch (size 64, 10 %, seed 1: "1 of 1 patches hold both
+    # classes", no cross-validation) while tomogram.json said 4.
+    from training.volume_folds import count_patches, patch_groups
+
+    summary = generate_tomogram(tmp_path, size=64, labeled_fraction=0.1, seed=1)
+    k = summary["labeled_slice"]
+    labels = cv2.imread(str(tmp_path / "train" / "labels" / f"slice_{k:03d}.png"),
+                        cv2.IMREAD_UNCHANGED)
+    assert summary["labeled_patches"] == count_patches([labels]) == 5
+    truth = tifffile.imread(tmp_path / "truth.tif")
+    cells = _check_patches(labels, truth[k], 10, gap_px=1)
+    assert cells == 5
+    assert summary["patch_px"] == 10 and summary["patch_gap_px"] == 1
+    assert len(np.unique(patch_groups([labels])[0])) - 1 == cells  # none cut by the 20 px grid
+
+
+def test_patch_labels_gap_leaves_every_patch_apart():
+    truth, grain = porous_grain(60, np.random.default_rng(5), porosity=0.45)
+    from scipy import ndimage as ndi
+
+    labels = patch_labels(truth[30], 0.5, np.random.default_rng(0), grain=grain[30], gap_px=1)
+    cells = _check_patches(labels, truth[30], 10, gap_px=1)
+    assert cells == round(0.5 * 3600 / 81)  # 22 of the 36 cells, many of them neighbours
+    assert ndi.label(labels != UNLABELED, structure=np.ones((3, 3), bool))[1] == cells
+    with pytest.raises(ValueError, match="gap_px"):
+        patch_labels(truth[30], 0.1, np.random.default_rng(0), patch_px=2, gap_px=2)
+
+
+def test_generate_refuses_patches_without_room_for_the_gap(tmp_path):
+    with pytest.raises(ValueError, match="patch_px must be > 1"):
+        generate_tomogram(tmp_path, size=16, patch_px=1)

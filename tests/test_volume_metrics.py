@@ -231,3 +231,44 @@ def test_voxels_with_data_are_the_finite_ones_and_none_when_all_are():
     volume[2, 0, 0] = np.inf
     valid = voxels_with_data(volume)
     assert valid.dtype == bool and np.count_nonzero(~valid) == 4 * 2 + 1
+
+
+def test_voxels_without_data_are_neither_envelope_nor_pore():
+    # Two round pores (radius 5) in a block filling the volume; then slices without data
+    # (NaN in the reconstruction, never solid in the mask) across the first pore's middle,
+    # and scattered voxels without data in the solid. Counted as pore, the slices joined
+    # the pores into one and doubled the porosity, and each scattered voxel was one more
+    # pore of one voxel.
+    radius = 5
+    mask = np.ones((30, 30, 60), dtype=np.uint8)
+    holes = _ball(mask.shape, (15, 15, 15), radius) | _ball(mask.shape, (15, 15, 45), radius)
+    mask[holes] = 0
+    clean = volume_metrics(mask)
+    assert clean.pore_count == 2 and clean.envelope_volume_px3 == mask.size
+
+    valid = np.ones(mask.shape, dtype=bool)
+    valid[15:17, :, :30] = False  # half of two slices, through the first pore's middle
+    rng = np.random.default_rng(0)
+    solid_voxels = np.argwhere(~holes & valid)
+    scattered = solid_voxels[rng.choice(len(solid_voxels), 40, replace=False)]
+    valid[tuple(scattered.T)] = False
+    cut_mask = mask.copy()
+    cut_mask[~valid] = 0
+    m = volume_metrics(cut_mask, voxel_size_nm=(2.0, 1.0, 1.0), valid=valid)
+
+    n_nodata = int(np.count_nonzero(~valid))
+    pore = int(np.count_nonzero(holes & valid))
+    assert m.envelope_volume_px3 == mask.size - n_nodata
+    assert m.pore_volume_px3 == pore
+    assert m.porosity_envelope == pytest.approx(pore / (mask.size - n_nodata))
+    assert m.solid_volume_px3 == clean.solid_volume_px3 - np.count_nonzero(~holes & ~valid)
+    # the cut pore counts as its two pieces, as a face would cut it; the scattered voxels
+    # are no pores
+    assert m.pore_count == 3
+    # no ball is centred on a piece's cut face: the unknown voxels bound no pore, so the
+    # diameters are those of the whole pores (the uncut one's, and none from the cut one)
+    assert 2 * radius <= m.pore_diameter_p10_px <= m.pore_diameter_p90_px \
+        <= 2 * radius + 2.0 / radius + 1e-9
+    assert m.pore_diameter_p10_nm >= 2 * radius  # the anisotropic distances: the same rule
+    # the surface leaves out the cut faces, as before
+    assert m.surface_area_px2 < volume_metrics(cut_mask).surface_area_px2

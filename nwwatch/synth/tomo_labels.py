@@ -17,14 +17,16 @@ from nwwatch.classes import PORE, SOLID, UNLABELED
 
 
 def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Generator, *,
-                 patch_px: int = 10, grain: np.ndarray | None = None) -> np.ndarray:
+                 patch_px: int = 10, grain: np.ndarray | None = None,
+                 gap_px: int = 0) -> np.ndarray:
     """Keep the truth on a random set of aligned ``patch_px`` x ``patch_px`` patches.
 
     Patches tile the slice from (0, 0); a partial patch at the right/bottom edge is never
     chosen, so every labeled patch is exactly ``patch_px`` square and starts at multiples of
-    ``patch_px``. The number of patches is ``round(labeled_fraction * H * W / patch_px**2)``,
-    at least 2: one mostly-solid patch and one mostly-pore patch (inside ``grain`` when
-    possible), or, on slices too small to have them, the most solid and the most porous.
+    ``patch_px``. The number of patches is ``round(labeled_fraction * H * W / side**2)``
+    (``side = patch_px - gap_px``, the labeled square), at least 2: one mostly-solid patch and
+    one mostly-pore patch (inside ``grain`` when possible), or, on slices too small to have
+    them, the most solid and the most porous.
 
     Parameters
     ----------
@@ -33,6 +35,10 @@ def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Gene
     rng : numpy Generator
     patch_px : int, patch side in pixels
     grain : bool (H, W), optional; where the grain is (pore patches are preferred inside it)
+    gap_px : int, pixels of each patch's last rows and columns left unlabeled, so that patches
+        chosen in neighbouring cells of the grid do not touch: with 1, every patch is a
+        separate 8-connected component, a patch as ``nwwatch train --volume`` counts them
+        (with 0, patches side by side are one there).
 
     Returns
     -------
@@ -50,6 +56,8 @@ def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Gene
         raise ValueError(f"labeled_fraction must be in (0, 1], got {labeled_fraction}")
     if patch_px < 1:
         raise ValueError(f"patch_px must be >= 1, got {patch_px}")
+    if not 0 <= gap_px < patch_px:
+        raise ValueError(f"gap_px must be in [0, patch_px = {patch_px}), got {gap_px}")
     rows, cols = truth.shape[0] // patch_px, truth.shape[1] // patch_px
     if rows * cols < 2:
         raise ValueError(f"a {truth.shape} slice holds fewer than 2 patches of {patch_px} px")
@@ -77,13 +85,15 @@ def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Gene
         raise ValueError("the slice has no pore pixels outside its only solid patch")
     second = int(rng.choice(pore_candidates))
 
-    n_patches = int(np.clip(round(labeled_fraction * truth.size / patch_px**2), 2, rows * cols))
+    side = patch_px - gap_px
+    n_patches = int(np.clip(round(labeled_fraction * truth.size / side**2), 2, rows * cols))
     rest = np.setdiff1d(np.arange(rows * cols), [first, second])
     chosen = [first, second, *rng.choice(rest, size=n_patches - 2, replace=False).tolist()]
 
     labels = np.full(truth.shape, UNLABELED, dtype=np.uint8)
     for index in chosen:
         r, c = divmod(int(index), cols)
-        window = (slice(r * patch_px, (r + 1) * patch_px), slice(c * patch_px, (c + 1) * patch_px))
+        window = (slice(r * patch_px, r * patch_px + side),
+                  slice(c * patch_px, c * patch_px + side))
         labels[window] = np.where(truth[window] == SOLID, SOLID, PORE)
     return labels

@@ -21,6 +21,7 @@ from typing import Any
 
 import cv2
 import numpy as np
+from scipy import ndimage as ndi
 
 from nwwatch.atomic import atomic_write_json
 from nwwatch.classes import TOMOGRAM_CLASSES
@@ -29,6 +30,10 @@ from nwwatch.synth.tomo_phantom import gaussian_random_field, porous_grain
 from nwwatch.synth.tomo_radon import fbp, project, sirt
 
 RECONSTRUCTIONS = ("fbp", "sirt")
+#: Unlabeled pixels at the bottom and right of each labeled patch of the training slice:
+#: patches in neighbouring cells of the grid would touch, and ``nwwatch train --volume``
+#: takes touching pixels for one patch (docs/tomography.md asks users for such gaps too).
+PATCH_GAP_PX = 1
 
 
 @dataclass(frozen=True)
@@ -248,8 +253,9 @@ def generate_tomogram(
         train/labels/slice_KKK.png  uint8 (Y, X), 1 solid, 0 pore, 255 unlabeled
         train/unlabeled/volume.tif  hard link to (or copy of) volume.tif
 
-    The labeled slice KKK is drawn from the central fifth of Z; its labels are whole aligned
-    ``patch_px`` squares (see :func:`nwwatch.synth.tomo_labels.patch_labels`).
+    The labeled slice KKK is drawn from the central fifth of Z; its labels are squares of
+    ``patch_px - PATCH_GAP_PX`` px at the top left of cells of an aligned ``patch_px`` grid,
+    so that no two touch (see :func:`nwwatch.synth.tomo_labels.patch_labels`).
 
     Parameters
     ----------
@@ -259,7 +265,8 @@ def generate_tomogram(
         whole patches, at least two).
     seed : int; the same seed writes the same files.
     voxel_size_nm : float, cubic voxel size recorded in the TIFF metadata.
-    patch_px : int, side of a labeled patch.
+    patch_px : int > PATCH_GAP_PX, the grid's cell: a labeled patch is ``patch_px -
+        PATCH_GAP_PX`` px square.
     **difficulty : keyword arguments of :func:`simulate_tomogram` (porosity, pore_length_px,
         tilt_max_deg, counts_per_voxel, shift_sigma_px, reconstruction, ...).
 
@@ -274,6 +281,9 @@ def generate_tomogram(
         raise ValueError(f"voxel_size_nm must be > 0, got {voxel_size_nm}")
     if not 0.0 < labeled_fraction <= 1.0:
         raise ValueError(f"labeled_fraction must be in (0, 1], got {labeled_fraction}")
+    if patch_px <= PATCH_GAP_PX:
+        raise ValueError(f"patch_px must be > {PATCH_GAP_PX} (a patch is patch_px - "
+                         f"{PATCH_GAP_PX} px square with a gap), got {patch_px}")
     unknown = set(difficulty) - set(simulate_tomogram.__kwdefaults__)
     if unknown:
         raise TypeError(f"unknown difficulty knob(s): {sorted(unknown)}")
@@ -282,7 +292,7 @@ def generate_tomogram(
     low, high = int(round(0.4 * size)), max(int(round(0.6 * size)), int(round(0.4 * size)) + 1)
     k = int(label_rng.integers(low, high))
     labels = patch_labels(tomo.truth[k], labeled_fraction, label_rng, patch_px=patch_px,
-                          grain=tomo.grain[k])
+                          grain=tomo.grain[k], gap_px=PATCH_GAP_PX)
 
     out = Path(out_dir)
     for sub in ("train/images", "train/labels", "train/unlabeled"):
@@ -302,7 +312,8 @@ def generate_tomogram(
     _link_or_copy(out / "volume.tif", out / "train" / "unlabeled" / "volume.tif")
 
     labeled = labels != 255
-    n_patches = int(labeled.sum()) // patch_px**2
+    # counted as training counts them (training.volume_folds.labeled_patches): 8-connected
+    n_patches = int(ndi.label(labeled, structure=np.ones((3, 3), dtype=bool))[1])
     achieved = float(labeled.mean())
     # Only the keys the DATA reader knows (nwwatch.io.dataset.read_dataset_toml refuses any
     # other, so `nwwatch train OUT/train` reads this folder); the rest is said in comments and
@@ -336,6 +347,7 @@ def generate_tomogram(
         "reconstruction": tomo.params["reconstruction"],
         "labeled_slice": k,
         "patch_px": int(patch_px),
+        "patch_gap_px": PATCH_GAP_PX,
         "labeled_patches": n_patches,
         "labeled_fraction_requested": float(labeled_fraction),
         "labeled_fraction": round(achieved, 6),

@@ -21,7 +21,7 @@ from nwwatch.options import SEED, FiniteFloatRange, say
 @click.option("--labeled-fraction", type=FiniteFloatRange(min=0.0, max=1.0, min_open=True),
               default=0.02, show_default=True,
               help="Share of the training slice's pixels that keep their label, rounded to "
-                   "whole --patch-size squares, at least two (one per class).")
+                   "whole patches, at least two (one per class).")
 @click.option("--seed", type=SEED, default=0, show_default=True,
               help="Seed; the same seed writes the same files.")
 @click.option("--voxel-size-nm", type=FiniteFloatRange(min=MIN_PLAUSIBLE_PIXEL_SIZE_NM,
@@ -29,8 +29,11 @@ from nwwatch.options import SEED, FiniteFloatRange, say
               default=1.0, show_default=True,
               help="Voxel size written into the TIFF metadata (1 pm to 10 µm: the sizes "
                    "the readers take as plausible).")
-@click.option("--patch-size", "patch_px", type=click.IntRange(min=1), default=10,
-              show_default=True, help="Side of a labeled square patch in pixels.")
+@click.option("--patch-size", "patch_px", type=click.IntRange(min=2), default=10,
+              show_default=True,
+              help="Cell of the grid of labeled patches in pixels; each patch is a square "
+                   "1 px smaller, so that patches in neighbouring cells never touch (training "
+                   "counts touching labels as one patch).")
 @click.option("--tilt-max-deg", type=FiniteFloatRange(min=2.0, max=90.0),
               default=65.0, show_default=True,
               help="Tilt series from -X to +X degrees in 2 degree steps (so X >= 2); the "

@@ -6,7 +6,9 @@ Definitions (all on the voxel grid; ``mask`` is 1 solid, 0 pore or vacuum):
   ``envelope_radius_px`` (bridges the mouths of surface pores narrower than about twice that
   radius), with every cavity not connected to the volume's border filled. Vacuum around the
   grain is outside it; pores are the non-solid voxels inside it. Outside the volume counts as
-  vacuum (a crop from inside a grain is sealed along its faces by the closing).
+  vacuum (a crop from inside a grain is sealed along its faces by the closing). Voxels
+  without data (``valid`` False: NaN, infinite, a constant fill) are vacuum to the closing,
+  as outside the volume is, and are then left out of the envelope: neither grain nor pore.
 - **porosity_envelope** = pore voxels / envelope voxels: the porosity a materials scientist
   means. **porosity_volume** = non-solid voxels / all voxels (pores and vacuum), i.e.
   ``1 - solid_fraction``.
@@ -16,12 +18,14 @@ Definitions (all on the voxel grid; ``mask`` is 1 solid, 0 pore or vacuum):
   reconstruction cuts the grain as a face does). On
   binary masks marching cubes overestimates smooth surfaces (a digital sphere: about +8 %).
   **specific surface area** = surface area / solid volume (px^-1, nm^-1).
-- **pore count**: face-connected (6-neighbour) components of the pore space.
+- **pore count**: face-connected (6-neighbour) components of the pore space; a region
+  without data cuts a pore as a face does (a pore crossed by NaN slices counts as its pieces).
   **largest_pore_fraction**: share of the pore volume in the largest one (1 = one open network).
 - **pore diameters**: maximal-ball diameters on the pore's medial axis. The exact Euclidean
   distance transform of the pore space (distance from each pore voxel to the centre of the
-  nearest solid or outside-envelope voxel) is taken at its local maxima (26-neighbourhood),
-  the centres of the largest inscribed balls, and doubled. A slit ``w`` voxels wide (``w``
+  nearest solid or outside-envelope voxel with data; voxels without data bound no pore) is
+  taken at its local maxima (26-neighbourhood; a ball centred where there is no data is not
+  seen), the centres of the largest inscribed balls, and doubled. A slit ``w`` voxels wide (``w``
   odd) gives ``w + 1``; a digital ball of radius ``R`` gives about ``2 R + 2 / R``.
   Summarised as mean, median, 10th and 90th percentile.
 
@@ -46,8 +50,9 @@ from nwwatch.volume.labeling import component_sizes, label_volume
 from nwwatch.volume.surface import surface_area
 
 #: Bumped whenever a metric's definition or algorithm changes the numbers (3: the surface
-#: leaves out where the solid meets voxels without data).
-VOLUME_METRICS_VERSION = "3"
+#: leaves out where the solid meets voxels without data; 4: so do the envelope, the pores and
+#: their diameters).
+VOLUME_METRICS_VERSION = "4"
 
 #: Default closing radius (voxels) of the grain envelope.
 DEFAULT_ENVELOPE_RADIUS_PX = 10.0
@@ -230,10 +235,13 @@ def _within_radius(foreground: np.ndarray, radius_px: float, margin: int,
     return out
 
 
-def _medial_diameters(distance_sq: np.ndarray, pore: np.ndarray) -> np.ndarray:
-    """2 x distance at the pore voxels that are local maxima of the distance (26 neighbours)."""
+def _medial_diameters(distance_sq: np.ndarray, pore: np.ndarray,
+                      seen: np.ndarray | None = None) -> np.ndarray:
+    """2 x distance at the pore voxels that are local maxima of the distance (26 neighbours)
+    among the ``seen`` voxels (default: the pore; also the voxels without data, so that a
+    voxel beside them is no maximum only because its neighbour's data is missing)."""
     d = distance_sq.astype(np.float32)  # not np.where's float64 copy first: 8 bytes a voxel
-    d[~pore] = 0.0
+    d[~(pore if seen is None else seen)] = 0.0
     kernel = np.ones((3, 3), dtype=np.uint8)
     planar = np.stack([cv2.dilate(plane, kernel) for plane in d])
     neighbourhood = planar.copy()
@@ -268,8 +276,9 @@ def volume_metrics(
     heartbeat : called between the stages and the envelope's slabs, so that a caller with a
         watchdog (the service) is not taken for hung while a large volume is measured.
     valid : bool ndarray of the mask's shape, the voxels with data (not NaN, infinite or a
-        constant fill); the surface area leaves out where the solid meets the others. None:
-        every voxel has data.
+        constant fill); the others are in neither the envelope nor the pore space (porosity,
+        pore count and diameters), and the surface area leaves out where the solid meets
+        them. None: every voxel has data.
 
     Returns
     -------
@@ -289,11 +298,24 @@ def volume_metrics(
 
     beat = heartbeat if heartbeat is not None else (lambda: None)
     envelope = grain_envelope(solid, envelope_radius_px, heartbeat)
+    if valid is not None:
+        valid = np.asarray(valid, dtype=bool)
+        # A voxel without data is neither grain nor pore: it is only measured where the
+        # closing saw it as vacuum, as it sees outside the volume.
+        envelope &= valid
     pore = envelope & ~solid
     n_total = solid.size
     n_solid = int(np.count_nonzero(solid))
     n_envelope = int(np.count_nonzero(envelope))
-    n_pore = n_envelope - n_solid
+    n_pore = int(np.count_nonzero(pore))
+    # The distance transform's foreground: the pore and the voxels without data, which bound
+    # no pore (what lies there is unknown; as NaN slices through a grain, they would make the
+    # pore voxels beside them 1-voxel balls: p90 diameter 4.0 for 4.47 without the cut).
+    if valid is None:
+        edt_foreground = pore
+    else:
+        edt_foreground = ~valid
+        edt_foreground |= pore
 
     area_px2 = surface_area(solid, valid=valid)
     beat()
@@ -302,10 +324,10 @@ def volume_metrics(
                if pore_count else math.nan)
     del labels
     beat()
-    distance_sq = distance_transform_edt_sq(pore) if n_pore else None
+    distance_sq = distance_transform_edt_sq(edt_foreground) if n_pore else None
     beat()
-    diameters_px = (_medial_diameters(distance_sq, pore) if distance_sq is not None
-                    else np.zeros(0))
+    diameters_px = (_medial_diameters(distance_sq, pore, edt_foreground)
+                    if distance_sq is not None else np.zeros(0))
     del distance_sq  # before the anisotropic distances below: one of them at a time
     beat()
 
@@ -325,7 +347,9 @@ def volume_metrics(
             diameters_nm = diameters_px * step
         else:
             nm["area"] = surface_area(solid, sizes_nm, valid)
-            diameters_nm = (_medial_diameters(distance_transform_edt_sq(pore, sizes_nm), pore)
+            diameters_nm = (_medial_diameters(distance_transform_edt_sq(edt_foreground,
+                                                                        sizes_nm),
+                                              pore, edt_foreground)
                             if n_pore else np.zeros(0))
         nm["mean"], nm["median"], nm["p10"], nm["p90"] = _summary(diameters_nm)
     mean_px, median_px, p10_px, p90_px = _summary(diameters_px)
