@@ -385,6 +385,45 @@ def test_a_circle_whose_own_pixels_are_not_droplet_has_no_angle(tmp_path):
         ("images/on_real.tif", 76.81)]
 
 
+@pytest.mark.parametrize("paint", [BACKGROUND, UNLABELED])
+def test_a_facet_with_no_wire_under_the_droplet_in_the_labels_has_no_angle(tmp_path, paint):
+    """before: the wire polygon painted over (as background or unlabeled) left no nanowire
+    pixel in the label image, yet its edge stayed the facet and the human angle (120 deg
+    here) went into the geometry file and truth.parquet as ground truth. The facet must be
+    backed by wire pixels under the droplet's base, in the page's preview as in the save."""
+    from nwwatch.label.server import preview
+
+    image = np.full((64, 64), 1000, np.uint16)
+    wire = ((35.5, 19.5), (35.5, 44.5), (63.5, 44.5), (63.5, 19.5))
+    geometry = LabelGeometry((64, 64), Circle((30.5, 32.0), 10.0), wire)
+    assert preview(geometry)["contact_angle_deg"] == pytest.approx(120.0)
+    painted = geometry.replace(strokes=(Stroke(paint, wire),))
+    assert contact_angle(painted).angle_deg == pytest.approx(120.0)  # the shapes alone
+    doc = preview(painted)
+    assert NANOWIRE not in doc["counts"]
+    assert doc["contact_angle_deg"] is None
+    assert doc["contact_angle_reason"].startswith(
+        "no facet in the labels: nanowire pixels within 16 px of the facet line under none "
+        "of the droplet's 18 px base (at least 6 px needed")
+    saved = save_labeled_frame(tmp_path, "painted", image, painted)
+    assert saved["contact_angle_deg"] is None
+    record = json.loads((tmp_path / "geometry" / "painted.json").read_text())
+    assert record["contact_angle_reason"] == doc["contact_angle_reason"]
+    # the wire left under 5 px of the base (a strip below the droplet's left end): too
+    # little; under 7 px: the labels stand behind the facet, and the angle is back
+    for width_px, angle in ((5, None), (7, pytest.approx(120.0))):
+        left = 32.0 - 8.66  # the base's left end
+        strip = Stroke(NANOWIRE, ((35.5, left - 0.5), (35.5, left - 0.5 + width_px),
+                                  (45.5, left - 0.5 + width_px), (45.5, left - 0.5)))
+        doc = preview(painted.replace(strokes=(Stroke(paint, wire), strip)))
+        assert doc["contact_angle_deg"] == angle, (width_px, doc["contact_angle_reason"])
+    assert pq.read_table(tmp_path / "truth.parquet").num_rows == 0
+    save_labeled_frame(tmp_path, "drawn", image, geometry)
+    rows = pq.read_table(tmp_path / "truth.parquet").to_pylist()
+    assert [(r["file"], round(r["theta_apparent_deg"], 6)) for r in rows] == [
+        ("images/drawn.tif", 120.0)]
+
+
 def test_a_circle_beside_many_small_droplet_strokes_keeps_its_angle():
     """before: the circle's own droplet pixels had to be 5 % of ALL droplet pixels of the
     label image, while nwwatch measure passes over a droplet region under 5 % of the largest
@@ -1159,11 +1198,17 @@ def test_labels_that_measure_refuses_are_said_beside_the_shapes_angle():
     from nwwatch.label.server import preview
 
     away = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0),
-                         ((300.0, 150.0), (300.0, 250.0), (399.0, 250.0), (399.0, 150.0)),
+                         ((210.4, 150.0), (210.4, 250.0), (399.0, 250.0), (399.0, 150.0)),
                          facet=((200.4, 150.2), (200.4, 250.2)))
     doc = preview(away)
     assert doc["contact_angle_deg"] is not None
-    assert doc["labels_note"].startswith("nwwatch measure refuses the labels to be saved ("), doc
+    assert "; nwwatch measure refuses the labels to be saved (droplet_not_on_wire: " in \
+        doc["labels_note"], doc
+    # drawn further away than the gap's 16 px, the wire no longer stands behind the facet
+    # line at all: no angle (test_a_facet_with_no_wire_under_the_droplet_in_the_labels_...)
+    far = dataclasses.replace(away, wire=((300.0, 150.0), (300.0, 250.0), (399.0, 250.0),
+                                          (399.0, 150.0)))
+    assert preview(far)["contact_angle_reason"].startswith("no facet in the labels")
     near = dataclasses.replace(away, wire=((200.4, 150.2), (200.4, 250.2), (399.0, 250.2),
                                            (399.0, 150.2)))
     assert preview(near)["labels_note"] == ""

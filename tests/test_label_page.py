@@ -126,6 +126,23 @@ def test_unsaved_changes_guard_a_reload(served, browser):
     assert browser.execute(script) is True
 
 
+def test_a_reload_opens_the_frame_worked_on_again(served, browser):
+    # Was: a reload opened the first frame, whatever frame was being worked on.
+    _, url = served
+    _open(browser, url, 1)
+    stem = browser.execute("return window.nwLabel.frames[1].stem")
+    assert browser.execute("return location.hash") == f"#{stem}"
+    browser.execute("window.beforeReload = true; location.reload()")
+    browser.wait_for("return !window.beforeReload && window.nwLabel && "
+                     "document.body.dataset.state === 'ready' "
+                     "&& window.nwLabel.geometry !== null")  # the page loaded again
+    assert browser.execute("return window.nwLabel.index") == 1
+    assert browser.execute("return document.getElementById('frame-select').value") == "1"
+    browser.get(f"{url}?other#no-such-frame")  # an unknown stem: the first frame
+    browser.wait_for(READY)
+    assert browser.execute("return window.nwLabel.index") == 0
+
+
 def test_an_edit_made_while_saving_stays_unsaved(served, browser):
     session, url = served
     _open(browser, url, 1)

@@ -274,8 +274,7 @@ def test_ctrl_s_and_ctrl_z_work_with_caps_lock_on(served, browser):
     browser.wait_for(READY)
     browser.execute("window.prevented = []; document.addEventListener('keydown', "
                     "(e) => window.prevented.push(e.defaultPrevented))")
-    browser.execute("window.nwLabel.geometry.strokes.push({class: 255, points: "
-                    "[[4, 4], [4, 30], [30, 30]]}); window.nwLabel.userStrokes = 1; changed()")
+    browser.execute("addStroke({class: 255, points: [[4, 4], [4, 30], [30, 30]]})")
     browser.wait_for(READY)
     strokes = browser.execute("return window.nwLabel.geometry.strokes.length")
     _press(browser, "Z", modifier=CONTROL)  # Ctrl+Shift+Z (redo elsewhere) undoes nothing
@@ -382,3 +381,63 @@ def test_leaving_a_frame_whose_shapes_are_being_saved_asks_nothing(served, brows
     browser.execute("save(); window.nwLabel.edits += 1")
     browser.execute(f"openFrame({BLANK})")
     assert browser.execute("return window.asked.length") == 1
+
+
+def test_key_moves_deletes_and_inserts_are_undone_and_insert_says_where_it_acts(served,
+                                                                                browser):
+    # Was: Ctrl+Z undid strokes only (after a corner moved by key it took an earlier stroke
+    # away), and Insert on a handle other than a wire corner did nothing without a word.
+    _, url = served
+    page._open(browser, url)
+    opened = browser.execute(GEOMETRY)
+    assert opened["droplet"] is not None and len(opened["wire"]) >= 4
+    browser.execute("document.querySelector('[data-handle=droplet-center]').focus()")
+    _press(browser, INSERT)
+    assert browser.text("#status").startswith("Insert adds wire polygon corners only")
+    assert browser.execute(GEOMETRY) == opened
+    browser.execute("document.querySelector('[data-handle=wire-1]').focus()")
+    _press(browser, RIGHT, RIGHT, RIGHT)  # one run of presses on one handle: one step
+    browser.wait_for(READY)
+    moved = browser.execute(GEOMETRY)
+    assert moved["wire"][1] == [opened["wire"][1][0], opened["wire"][1][1] + 3]
+    _press(browser, INSERT)
+    browser.wait_for(READY)
+    inserted = browser.execute(GEOMETRY)
+    assert len(inserted["wire"]) == len(opened["wire"]) + 1
+    _press(browser, DELETE)  # the inserted corner (selected)
+    browser.wait_for(READY)
+    assert browser.execute(GEOMETRY)["wire"] == moved["wire"]
+    for before, said in ((inserted, f"removal of wire corner 3 of {len(inserted['wire'])}"),
+                         (moved, "corner added to the wire polygon after corner 2"),
+                         (opened, f"move of the wire corner 2 of {len(opened['wire'])} by key")):
+        _press(browser, "z", modifier=CONTROL)
+        browser.wait_for(READY)
+        assert browser.execute(GEOMETRY) == before
+        assert browser.text("#status") == f"undone: {said}"
+    assert _console_errors(browser) == []
+
+
+def test_the_status_says_when_the_facet_moves_to_another_wire_edge(served, browser):
+    # Was: without a facet line of its own the facet is the wire's edge under the droplet,
+    # chosen anew at each edit: a droplet on the wire's corner moved by 1 px took the other
+    # edge and the angle jumped (here 109.5 to 117.8 deg) with no word on the page.
+    _, url = served
+    page._open(browser, url, BLANK)
+    browser.execute("const g = window.nwLabel.geometry; g.facet = null; "
+                    "g.wire = [[100, 120], [100, 200], [199.5, 200], [199.5, 120]]; "
+                    "g.droplet = {center: [90, 212], radius_px: 30}; changed()")
+    browser.wait_for(READY)
+    assert browser.text("#angle") == "109.5\u00b0"
+    browser.execute("document.querySelector('[data-handle=droplet-center]').focus()")
+    _press(browser, RIGHT)  # col 213: still the top edge
+    browser.wait_for(READY)
+    assert browser.text("#status") == "unsaved changes"
+    said = _status_after(browser, lambda: _press(browser, RIGHT), "the facet is now")
+    assert said.startswith("the facet is now the wire polygon's edge corners 2-3 (was "
+                           "corners 1-2): the angle is read from it")
+    assert browser.text("#angle") == "117.8\u00b0"
+    said = _status_after(browser, lambda: _press(browser, LEFT), "the facet is now")
+    assert said.startswith("the facet is now the wire polygon's edge corners 1-2 (was "
+                           "corners 2-3)")
+    assert browser.text("#angle") == "109.5\u00b0"
+    assert _console_errors(browser) == []

@@ -310,7 +310,7 @@ def test_ctrl_z_while_drawing_a_polygon_removes_its_last_corner(served, browser)
     # second droplet so) are not the user's to undo; Ctrl+Z removed them without a word
     _ctrl_z(browser)
     assert browser.execute("return window.nwLabel.geometry.strokes") == strokes
-    assert browser.text("#status").startswith("no stroke of yours to undo")
+    assert browser.text("#status").startswith("no edit of yours to undo")
     assert browser.execute("return document.getElementById('undo-stroke').disabled") is True
     _mode(browser, "edit")
 
@@ -458,7 +458,7 @@ def test_an_undone_stroke_is_redone_until_a_new_stroke_or_another_frame(served, 
         assert browser.execute(strokes) == painted
         assert np.array_equal(_overlay(browser), stroked)  # ... and back
         assert browser.execute(redo_disabled) is True  # nothing more to redo
-        assert browser.text("#status") == "unsaved changes"
+        assert browser.text("#status") == "redone: brush stroke (unlabeled)"
     # While a paint polygon is being drawn the keys put no stroke back (Ctrl+Z there removes
     # a corner, which redo does not restore); once it is dropped they do.
     _ctrl(browser, "z")
@@ -491,7 +491,7 @@ def test_an_undone_stroke_is_redone_until_a_new_stroke_or_another_frame(served, 
     for key, shift in (("z", True), ("y", False)):
         _ctrl(browser, key, shift=shift)
         assert browser.execute(strokes) == after_new
-        assert browser.text("#status").startswith("no undone stroke to redo")
+        assert browser.text("#status").startswith("no undone edit to redo")
     # Another frame: what was undone on this one is not redone there.
     _ctrl(browser, "z")
     _ctrl(browser, "s")
@@ -505,3 +505,74 @@ def test_an_undone_stroke_is_redone_until_a_new_stroke_or_another_frame(served, 
     assert browser.execute(strokes) == there
     assert _console_errors(browser) == []
     _mode(browser, "edit")
+
+
+def _drag(b: Browser, start: list[float], end: list[float]) -> None:
+    """A real drag from frame point ``start`` to ``end`` (row, col), in 8 moves."""
+    (x0, y0), (x1, y1) = _screen(b, *start), _screen(b, *end)
+    moves = [{"type": "pointerMove", "duration": 30, "origin": "viewport",
+              "x": round(x0 + (x1 - x0) * k / 8), "y": round(y0 + (y1 - y0) * k / 8)}
+             for k in range(1, 9)]
+    _pointer(b, [{"type": "pointerMove", "duration": 0, "origin": "viewport", "x": x0, "y": y0},
+                 {"type": "pointerDown", "button": 0}, *moves,
+                 {"type": "pointerUp", "button": 0}])
+    b.wait_for(READY)
+
+
+def test_undo_and_redo_follow_the_edits_in_the_order_made(served, browser):
+    # Was: Ctrl+Z popped the last stroke whatever was done last: after a stroke and then a
+    # drag of the circle's centre it removed the stroke without a word and left the drag.
+    # Undo and redo now take the edits (strokes, drags, shapes removed, the facet box) back
+    # and forth in the order made, and say which edit it was.
+    _, url = served
+    page._open(browser, url)
+    geometry = "return window.nwLabel.geometry"
+    opened = browser.execute(geometry)
+    assert opened["droplet"] is not None
+    _mode(browser, "brush")
+    browser.execute("document.getElementById('paint-class').value = '255'")
+    _brush(browser, 20, 40, 100)
+    painted = browser.execute(geometry)
+    assert len(painted["strokes"]) == len(opened["strokes"]) + 1
+    _mode(browser, "edit")
+    centre = opened["droplet"]["center"]
+    _drag(browser, centre, [centre[0] + 12, centre[1] + 12])
+    dragged, dragged_overlay = browser.execute(geometry), _overlay(browser)
+    assert dragged["droplet"]["center"] != centre
+    assert dragged["strokes"] == painted["strokes"]
+    assert browser.execute("return document.getElementById('undo-stroke').title") == (
+        "undo: drag of the droplet centre (Ctrl+Z)")
+    _ctrl(browser, "z")  # the drag, not the stroke
+    assert browser.execute(geometry) == painted
+    assert browser.text("#status") == "undone: drag of the droplet centre"
+    _ctrl(browser, "z")
+    assert browser.execute(geometry) == opened
+    assert browser.text("#status") == "undone: brush stroke (unlabeled)"
+    _ctrl(browser, "z")  # the shapes the frame opened with stay
+    assert browser.execute(geometry) == opened
+    assert browser.text("#status").startswith("no edit of yours to undo")
+    _ctrl(browser, "y")
+    assert browser.execute(geometry) == painted
+    _ctrl(browser, "z", shift=True)
+    assert browser.execute(geometry) == dragged
+    assert browser.text("#status") == "redone: drag of the droplet centre"
+    assert np.array_equal(_overlay(browser), dragged_overlay)  # what Save writes, too
+    # the buttons of the Shapes box and the facet box are edits too
+    browser.click("#remove-droplet")
+    browser.wait_for(READY)
+    assert browser.execute(geometry)["droplet"] is None
+    facet_box = "return document.getElementById('explicit-facet').checked"
+    ticked = browser.execute(facet_box)
+    browser.click("#explicit-facet")
+    browser.wait_for(READY)
+    assert browser.execute(facet_box) is not ticked
+    browser.click("#undo-stroke")
+    browser.wait_for(READY)
+    assert browser.execute(facet_box) is ticked
+    assert browser.execute(geometry)["facet"] == dragged["facet"]
+    assert browser.text("#status").startswith("undone: \u201cFacet line with its own handles")
+    browser.click("#undo-stroke")
+    browser.wait_for(READY)
+    assert browser.execute(geometry) == dragged
+    assert browser.text("#status") == "undone: removal of the droplet circle"
+    assert _console_errors(browser) == []

@@ -421,6 +421,31 @@ GAP_SHARE = 0.3
 GAP_REACH_PX = 16.0
 
 
+def _under_base(facet: FacetLine, geometry: LabelGeometry, labels: np.ndarray,
+                share: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """What ``labels`` hold under the droplet's base on the wire's side of ``facet``: the
+    depths (0.5 to :data:`GAP_REACH_PX`, 0.5 px apart) and the classes read there, (depths,
+    places), -1 off the frame; places 1 px apart along the middle ``share`` of the base (the
+    circle's chord on the facet line). None where the circle does not reach the line."""
+    center = np.asarray(geometry.droplet.center, dtype=float)
+    s = float((center - facet.point) @ facet.u)
+    radius = geometry.droplet.radius_px
+    if abs(s) >= radius:
+        return None
+    half = share * math.sqrt(radius**2 - s**2)
+    t = np.array([facet.u[1], -facet.u[0]])
+    foot = center - s * facet.u
+    along = np.arange(-half, half + 0.5, 1.0)
+    depths = np.arange(0.5, GAP_REACH_PX + 0.01, 0.5)
+    # (a sample on the line itself may be the droplet's pixel: a facet through pixel centres)
+    pts = foot[None, None, :] + along[None, :, None] * t - depths[:, None, None] * facet.u
+    rc = np.rint(pts).astype(int)
+    ok = ((rc >= 0) & (rc < np.array(labels.shape))).all(axis=-1)
+    read_at = np.full(ok.shape, -1)
+    read_at[ok] = labels[rc[ok][:, 0], rc[ok][:, 1]]
+    return depths, read_at
+
+
 def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
     """Why ``labels`` (the rasterised (H, W) label image of ``geometry``) hold background
     between the wire and the facet line, or "": a wire polygon drawn short of the facet
@@ -434,31 +459,13 @@ def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
     facet = facet_line(geometry)
     if facet is None or geometry.droplet is None or geometry.wire is None:
         return ""
-    center = np.asarray(geometry.droplet.center, dtype=float)
-    s = float((center - facet.point) @ facet.u)
-    radius = geometry.droplet.radius_px
-    if abs(s) >= radius:
+    under = _under_base(facet, geometry, labels, 0.6)
+    if under is None:
         return ""
-    half = 0.6 * math.sqrt(radius**2 - s**2)
-    t = np.array([facet.u[1], -facet.u[0]])
-    foot = center - s * facet.u
-    along = np.arange(-half, half + 0.5, 1.0)
-
-    def read(depth: float) -> np.ndarray:
-        pts = foot + along[:, None] * t - depth * facet.u
-        rc = np.rint(pts).astype(int)
-        ok = ((rc >= 0) & (rc < np.array(labels.shape))).all(axis=1)
-        out = np.full(len(along), -1)
-        out[ok] = labels[rc[ok, 0], rc[ok, 1]]
-        return out
-
-    depths = np.arange(0.5, GAP_REACH_PX + 0.01, 0.5)
-    read_at = np.array([read(d) for d in depths])  # (depths, places)
+    depths, read_at = under  # (depths, places)
     is_wire = read_at == NANOWIRE
     wire_there = is_wire.any(axis=0)
     first = np.argmax(is_wire, axis=0)  # where the wire starts
-    # background between the line and the wire's first sample (a sample on the line
-    # itself may be the droplet's pixel: a facet through pixel centres)
     gap = wire_there & ((read_at == BACKGROUND)
                         & (np.arange(len(depths))[:, None] < first)).any(axis=0)
     if wire_there.sum() < 5 or gap.sum() < GAP_SHARE * wire_there.sum():
@@ -479,7 +486,16 @@ def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> 
     passes over). The
     circle cut away at the facet line, painted over as unlabeled or drawn off the frame is
     not an angle the labels stand behind (no ground truth for ``nwwatch evaluate``), even
-    where droplet strokes elsewhere give the labels droplet pixels of their own."""
+    where droplet strokes elsewhere give the labels droplet pixels of their own.
+
+    Nor where the facet line is not the labels' either: nanowire pixels within
+    :data:`GAP_REACH_PX` of it on the wire's side under fewer than ``MIN_INTERFACE_LENGTH_PX``
+    (6) places 1 px apart along the droplet's base (the circle's chord on the line; all of a
+    shorter base). That is the shortest wire/droplet interface from which ``nwwatch
+    measure`` orients a facet line itself (:mod:`nwwatch.measure.facet`), and the reach is
+    that of :func:`facet_gap_note` (a wire drawn up to that far short of the line is named
+    there, not refused here): a wire polygon painted over as background or unlabeled under
+    the droplet leaves a facet the label image holds no trace of."""
     if geometry.droplet is None:
         return HumanAngle(None, "no droplet circle")
     facet = facet_line(geometry)
@@ -492,10 +508,34 @@ def contact_angle(geometry: LabelGeometry, labels: np.ndarray | None = None) -> 
         return HumanAngle(None, f"the circle (R = {radius:.1f} px) does not reach the facet "
                                 f"line (centre {s:.1f} px from it)", s)
     if labels is not None:
-        reason = _too_few_circle_pixels(geometry, labels)
+        reason = (_too_few_circle_pixels(geometry, labels)
+                  or _too_little_wire_under_base(geometry, facet, labels))
         if reason:
             return HumanAngle(None, reason, s)
     return HumanAngle(math.degrees(math.acos(-s / radius)), "", s)
+
+
+def _too_little_wire_under_base(geometry: LabelGeometry, facet: FacetLine,
+                                labels: np.ndarray) -> str:
+    """Why the wire pixels of ``labels`` under the droplet's base are too few to stand
+    behind the facet line, or "" (see :func:`contact_angle`)."""
+    from nwwatch.measure.facet import MIN_INTERFACE_LENGTH_PX
+
+    under = _under_base(facet, geometry, labels, 1.0)
+    if under is None:
+        return ""
+    _, read_at = under
+    base_px = read_at.shape[1]  # places 1 px apart along the base
+    backed_px = int(np.count_nonzero((read_at == NANOWIRE).any(axis=0)))
+    least_px = min(math.ceil(MIN_INTERFACE_LENGTH_PX), base_px)
+    if backed_px >= least_px:
+        return ""
+    where = (f"under only {backed_px} px of the droplet's {base_px} px base"
+             if backed_px else f"under none of the droplet's {base_px} px base")
+    return (f"no facet in the labels: nanowire pixels within {GAP_REACH_PX:g} px of the "
+            f"facet line {where} (at least {least_px} px needed; the wire painted over as "
+            "background or unlabeled, or off the frame); draw or paint the wire under the "
+            "droplet")
 
 
 def _too_few_circle_pixels(geometry: LabelGeometry, labels: np.ndarray) -> str:

@@ -23,7 +23,7 @@ corrects by dragging handles:
   interface): a polygon stroke of its class. The strokes are painted into the saved labels
   (training data), so the model's labels are kept where the contact angle is decided; away
   from the interface a blob under 20 of the model's working pixels is a speck the user would
-  otherwise delete stroke by stroke ("Undo stroke" removes one at a time).
+  otherwise delete stroke by stroke (Undo removes only what the user did).
 """
 
 from __future__ import annotations

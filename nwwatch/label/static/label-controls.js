@@ -24,9 +24,14 @@ function updateButtons() {
   }
   $("remove-droplet").disabled = !g || !g.droplet;
   $("remove-wire").disabled = !g || !g.wire;
-  $("undo-stroke").disabled = !g || !state.userStrokes;
-  $("redo-stroke").disabled = !g || !state.redoStrokes.length;
+  // each button names the edit it would undo or redo
+  const undo = state.undo.at(-1), redo = state.redo.at(-1);
+  $("undo-stroke").disabled = !g || !undo;
+  $("redo-stroke").disabled = !g || !redo;
+  $("undo-stroke").title = undo ? `undo: ${undo.what} (Ctrl+Z)` : UNDO_TITLE;
+  $("redo-stroke").title = redo ? `redo: ${redo.what} (Ctrl+Shift+Z or Ctrl+Y)` : REDO_TITLE;
 }
+const UNDO_TITLE = $("undo-stroke").title, REDO_TITLE = $("redo-stroke").title;
 
 function defaultFacet() {
   const g = state.geometry, [h, w] = g.shape;
@@ -43,9 +48,9 @@ function step(delta) {
   if (i >= 0 && i < state.frames.length) openFrame(i);
 }
 
-// Ctrl+Z: while a paint polygon is being drawn, its last corner; else the last stroke. (It
-// removed the last finished stroke under the polygon being drawn, which stayed as it was: an
-// earlier stroke lost unnoticed, and the misplaced corner still there.)
+// Ctrl+Z: while a paint polygon is being drawn, its last corner; else the last edit (label.js
+// "undo"). (It removed the last finished stroke under the polygon being drawn, which stayed
+// as it was: an earlier stroke lost unnoticed, and the misplaced corner still there.)
 function undoKey() {
   const d = state.draft;
   if (d && d.brush_px === undefined && d.points.length) {
@@ -57,27 +62,27 @@ function undoKey() {
       : "polygon being drawn: no corner left";
     return;
   }
-  if (!state.userStrokes) {  // the model's strokes (a second droplet, a gap) stay
-    $("status").textContent = "no stroke of yours to undo (the proposal's strokes stay: " +
-      "“Back to the model's proposal” drops every edit)";
+  if (!state.undo.length) {  // the shapes as the frame opened (the model's strokes) stay
+    $("status").textContent = "no edit of yours to undo on this frame (the shapes it " +
+      "opened with stay: “Back to the model's proposal” drops every edit)";
     return;
   }
   $("undo-stroke").click();
 }
 
-// Ctrl+Shift+Z / Ctrl+Y: the stroke Undo stroke removed last. While a paint polygon is being
-// drawn it does nothing: the corner Ctrl+Z removed is not put back (a stroke put back instead
-// would change the labels unasked).
+// Ctrl+Shift+Z / Ctrl+Y: the edit Undo undid last. While a paint polygon is being drawn it
+// does nothing: the corner Ctrl+Z removed is not put back (an edit put back instead would
+// change the labels unasked).
 function redoKey() {
   const d = state.draft;
   if (d && d.brush_px === undefined && d.points.length) {
-    $("status").textContent = "polygon being drawn: redo puts back undone strokes, not " +
+    $("status").textContent = "polygon being drawn: redo puts back undone edits, not " +
       "corners (click the corner again; Enter closes the polygon, Esc drops it)";
     return;
   }
-  if (!state.redoStrokes.length) {
-    $("status").textContent = "no undone stroke to redo (a new stroke, another frame or " +
-      "“Back to the model's proposal” drops the strokes Undo stroke removed)";
+  if (!state.redo.length) {
+    $("status").textContent = "no undone edit to redo (a new edit, another frame or " +
+      "“Back to the model's proposal” drops the edits Undo undid)";
     return;
   }
   $("redo-stroke").click();
@@ -113,21 +118,11 @@ function setup() {
   $("conflict-overwrite").onclick = () => overwriteSave();
   $("conflict-theirs").onclick = () => openSavedVersion();
   setupHandleKeys();
-  // the last stroke painted on this frame since it opened; the proposal's and a saved
-  // frame's strokes stay (Ctrl+Z had removed the model's stroke of a second droplet)
-  $("undo-stroke").onclick = () => {
-    if (!state.userStrokes || !state.geometry.strokes.length) return;
-    state.redoStrokes.push(state.geometry.strokes.pop());  // Redo stroke puts it back
-    state.userStrokes -= 1;
-    changed();
-  };
-  // the stroke undone last, until a new stroke is painted or another frame opens
-  $("redo-stroke").onclick = () => {
-    if (!state.redoStrokes.length) return;
-    state.geometry.strokes.push(state.redoStrokes.pop());
-    state.userStrokes += 1;
-    changed();
-  };
+  // the last edit made on this frame since it opened; the shapes it opened with stay
+  // (Ctrl+Z had removed the model's stroke of a second droplet)
+  $("undo-stroke").onclick = undoEdit;
+  // the edit undone last, until a new edit is made or another frame opens
+  $("redo-stroke").onclick = redoEdit;
   $("reset").onclick = async () => {
     if (state.loading) return;
     if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
@@ -141,8 +136,7 @@ function setup() {
       const doc = await api(`/api/frames/${state.index}/geometry?model=1`);
       if (seq !== shownSeq() || state.loading) return;
       state.geometry = doc.geometry;
-      state.userStrokes = 0;
-      state.redoStrokes = [];  // put back onto the proposal, they would not be the user's edit
+      clearHistory();  // put back onto the proposal, they would not be the user's edits
       state.facetEdge = null;
       $("explicit-facet").checked = state.geometry.facet !== null;
       $("frame-origin").textContent = "model proposal";
@@ -155,21 +149,32 @@ function setup() {
     }
   };
   $("explicit-facet").onchange = (e) => {
+    recordEdit(`“Facet line with its own handles” ${e.target.checked ? "ticked" : "unticked"}`);
     state.geometry.facet = e.target.checked ? defaultFacet() : null;
     changed();
   };
   $("add-droplet").onclick = () => {
     const [h, w] = state.geometry.shape;
+    recordEdit("droplet circle placed here");
     state.geometry.droplet = {center: [h / 2, w / 2], radius_px: Math.min(h, w) / 8};
     changed();
   };
   $("add-wire").onclick = () => {
     const [h, w] = state.geometry.shape, a = Math.min(h, w) / 10;
+    recordEdit("wire polygon placed here");
     state.geometry.wire = [[h / 2, w / 2 - a], [h, w / 2 - a], [h, w / 2 + a], [h / 2, w / 2 + a]];
     changed();
   };
-  $("remove-droplet").onclick = () => { state.geometry.droplet = null; changed(); };
-  $("remove-wire").onclick = () => { state.geometry.wire = null; changed(); };
+  $("remove-droplet").onclick = () => {
+    recordEdit("removal of the droplet circle");
+    state.geometry.droplet = null;
+    changed();
+  };
+  $("remove-wire").onclick = () => {
+    recordEdit("removal of the wire polygon");
+    state.geometry.wire = null;
+    changed();
+  };
   for (const id of ["contrast", "brightness", "opacity"]) $(id).oninput = viewFilter;
   $("zoom").oninput = () => { viewFilter(); zoomAboutCentre(); render(); };
   $("brush-radius").oninput = (e) => { $("brush-radius-value").textContent = e.target.value; };
@@ -203,4 +208,4 @@ function setup() {
 }
 
 setup();
-loadFrames().then(() => state.frames.length ? openFrame(0) : setBusy(false));
+loadFrames().then(() => state.frames.length ? openFrame(rememberedFrame()) : setBusy(false));

@@ -77,6 +77,7 @@ function revealHandle(node) {
 // (right or up: larger).
 function nudgeHandle(t, dRow, dCol) {
   const g = state.geometry;
+  recordEdit(`move of the ${targetName(t)} by key`, `key ${t.kind} ${t.i}`);
   if (t.kind === "center") g.droplet.center = [g.droplet.center[0] + dRow, g.droplet.center[1] + dCol];
   else if (t.kind === "radius") {
     g.droplet.radius_px = Math.max(0.5, g.droplet.radius_px + (dCol || -dRow));
@@ -95,6 +96,7 @@ function deleteHandle(t) {
   } else if (wire.length <= 3) {
     $("status").textContent = "not removed: the wire polygon keeps at least 3 corners";
   } else {
+    recordEdit(`removal of ${targetName(t)}`);
     wire.splice(t.i, 1);
     state.selected = `wire-${(t.i + wire.length - 1) % wire.length}`;  // the one before it
     changed();
@@ -102,7 +104,12 @@ function deleteHandle(t) {
 }
 
 function insertAfterHandle(t) {
-  if (t.kind !== "wire") return;
+  if (t.kind !== "wire") {  // (it did nothing without a word, while Delete said why)
+    $("status").textContent = "Insert adds wire polygon corners only: select a wire " +
+      "corner (H, Tab or a click) and Insert adds one halfway to the next";
+    return;
+  }
+  recordEdit(`corner added to the wire polygon after corner ${t.i + 1}`);
   const wire = state.geometry.wire, p = wire[t.i], q = wire[(t.i + 1) % wire.length];
   wire.splice(t.i + 1, 0, [(p[0] + q[0]) / 2, (p[1] + q[1]) / 2]);
   state.selected = `wire-${t.i + 1}`;

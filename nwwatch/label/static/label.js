@@ -29,8 +29,11 @@ const state = {
   rimWay: [0, 1],  // the side of the centre the rim handle is drawn on (see rimPoint)
   openingStatus: null,  // the status line while a frame's first overlay is drawn
   captured: new Set(),  // pointers the canvas captured (a drag, a brush stroke)
-  userStrokes: 0,  // the strokes the user painted on this frame since it opened (Undo stroke)
-  redoStrokes: [],  // strokes Undo stroke removed, the last undone last (Redo stroke)
+  // This frame's edits since it opened, in the order made (label.js "undo"): each {what,
+  // shapes} with the shapes as they were before it; redo holds what Undo undid, last last.
+  undo: [], redo: [],
+  mergeOpen: null,  // the arrow-key run the last edit belongs to (see recordEdit)
+  facetWireEdge: null,  // {i, n}: the facet is the wire's edge from corner i (of n), or null
 };
 window.nwLabel = state;  // for people debugging the page (and for tests)
 
@@ -182,8 +185,7 @@ async function openFrame(index) {
     state.frames[index].failed = false;
     labelOption(index);
     state.geometry = doc.geometry;
-    state.userStrokes = 0;  // Ctrl+Z removes this session's strokes, never the model's
-    state.redoStrokes = [];  // strokes undone on the previous frame are not this frame's
+    clearHistory();  // Ctrl+Z undoes this frame's edits, never the model's shapes
     // The previous frame's overlay is not this frame's labels (its first preview of a large
     // frame takes seconds): nothing is shown until that preview answers.
     $("mask-image").removeAttribute("href");
@@ -191,8 +193,9 @@ async function openFrame(index) {
     state.savedToken = doc.saved_token;
     setLoading(false);
     state.dirty = false;
-    state.facetEdge = null;
+    state.facetEdge = state.facetWireEdge = null;
     state.selected = null;
+    rememberFrame(frame);
     showConflict(null);
     layout();
     $("explicit-facet").checked = state.geometry.facet !== null;
@@ -369,13 +372,71 @@ function renderDraft() {
 }
 
 // ---------------------------------------------------------------- editing
-function changed() {
+function changed(status = "unsaved changes") {
   state.dirty = true;
   state.edits += 1;
-  $("status").textContent = "unsaved changes";
+  $("status").textContent = status;
   render();
   schedulePreview();
 }
+
+// ---------------------------------------------------------------- undo
+// One history of the frame's edits (strokes, handle drags and keys, corners added or
+// removed, shapes added or removed, the facet box), undone and redone in the order made:
+// an undo that popped the last stroke whatever was done last took an earlier stroke away
+// after a drag, without a word, and left the drag. Each entry keeps the shapes as they were
+// before its edit (a stroke is never changed once painted: the list is copied, not them).
+const MAX_UNDO = 1000;  // edits kept; the oldest go first
+
+function shapesNow() {
+  const g = state.geometry;
+  return {droplet: g.droplet && {center: g.droplet.center.slice(),
+                                 radius_px: g.droplet.radius_px},
+          wire: g.wire && g.wire.map((p) => p.slice()),
+          facet: g.facet && g.facet.map((p) => p.slice()),
+          strokes: g.strokes.slice()};
+}
+
+// Call before an edit changes the shapes; `what` names it ("drag of the droplet centre").
+// A run of arrow presses on one handle (`merge`: its id) is one step: held down, the keys
+// repeat thirty times a second.
+function recordEdit(what, merge = null) {
+  if (merge && state.mergeOpen === merge && state.undo.length) return;
+  state.undo.push({what, shapes: shapesNow()});
+  if (state.undo.length > MAX_UNDO) state.undo.shift();
+  state.redo = [];  // (the usual editor rule: redone after this edit, they would undo it)
+  state.mergeOpen = merge;
+}
+
+function clearHistory() {
+  state.undo = [];
+  state.redo = [];
+  state.mergeOpen = null;
+}
+
+// Undo (from = state.undo) or redo (state.redo) the last entry; says which edit it was.
+function stepHistory(from, to, verb) {
+  const entry = from.pop();
+  if (!entry) return;
+  to.push({what: entry.what, shapes: shapesNow()});
+  state.mergeOpen = null;
+  state.drag = null;  // a drag under way would go on from shapes that are gone
+  Object.assign(state.geometry, entry.shapes);
+  $("explicit-facet").checked = state.geometry.facet !== null;
+  changed(`${verb}: ${entry.what}`);
+}
+
+function undoEdit() { stepHistory(state.undo, state.redo, "undone"); }
+function redoEdit() { stepHistory(state.redo, state.undo, "redone"); }
+
+// How an edit names a handle ({kind, i} as the drags use it).
+function targetName(t) {
+  if (t.kind === "center") return handleName("droplet-center");
+  if (t.kind === "radius") return handleName("droplet-radius");
+  return handleName(`${t.kind}-${t.i}`);
+}
+
+const CLASS_NAMES = {0: "background", 1: "nanowire", 2: "droplet", 255: "unlabeled"};
 
 function startDrag(event, target) {
   if (mode() !== "edit" || event.button !== 0) return;
@@ -386,7 +447,7 @@ function startDrag(event, target) {
   // screen pixels off its centre jumped there (a 1 px drag of the rim changed the radius by
   // up to HANDLE_PX / scale frame pixels, the other way).
   const at = handlePoint(target), p = imagePoint(event);
-  state.drag = {...target, offset: [at[0] - p[0], at[1] - p[1]]};
+  state.drag = {...target, offset: [at[0] - p[0], at[1] - p[1]], recorded: false};
   state.pressed = target;
   capture(event);
 }
@@ -411,6 +472,10 @@ function handlePoint(t) {
 function moveDrag(event) {
   const t = state.drag, g = state.geometry, q = imagePoint(event);
   const p = [q[0] + t.offset[0], q[1] + t.offset[1]];
+  if (!t.recorded) {  // a drag is one edit (a press without a move is none)
+    recordEdit(`drag of the ${targetName(t)}`);
+    t.recorded = true;
+  }
   if (t.kind === "center") g.droplet.center = p;
   else if (t.kind === "radius") {
     g.droplet.radius_px = Math.max(0.5, Math.hypot(p[0] - g.droplet.center[0],
@@ -422,6 +487,7 @@ function moveDrag(event) {
 
 function insertVertex(i, event) {
   if (mode() !== "edit") return;
+  recordEdit(`corner added to the wire polygon after corner ${i + 1}`);
   state.geometry.wire.splice(i + 1, 0, imagePoint(event));
   changed();
 }
@@ -432,6 +498,7 @@ function removeVertex(i) {
     $("status").textContent = "not removed: the wire polygon keeps at least 3 corners";
     return;
   }
+  recordEdit(`removal of ${targetName({kind: "wire", i})}`);
   state.geometry.wire.splice(i, 1);
   changed();
 }
@@ -499,12 +566,11 @@ function onPointerUp(event) {
   }
 }
 
-// A stroke the user painted: Undo stroke can remove it; the strokes undone before it can no
-// longer be redone (the usual editor rule: redone after it, they would paint over it).
+// A stroke the user painted (one edit: Undo removes it).
 function addStroke(stroke) {
+  recordEdit(`${stroke.brush_px === undefined ? "paint polygon" : "brush stroke"} ` +
+             `(${CLASS_NAMES[stroke.class]})`);
   state.geometry.strokes.push(stroke);
-  state.userStrokes = (state.userStrokes || 0) + 1;
-  state.redoStrokes = [];
   changed();
 }
 
@@ -585,8 +651,46 @@ function showPreview(doc) {
   // drawn short of the facet line leaves a seam of background)
   $("angle-reason").textContent = [doc.contact_angle_reason, doc.labels_note]
     .filter(Boolean).join("; ");
-  const names = {0: "background", 1: "nanowire", 2: "droplet", 255: "unlabeled"};
   $("counts").textContent = Object.entries(doc.counts)
-    .map(([k, v]) => `${names[k] || k} ${v}`).join(", ") + " px";
+    .map(([k, v]) => `${CLASS_NAMES[k] || k} ${v}`).join(", ") + " px";
+  sayFacetEdge(doc.facet);
   if (!state.geometry.facet) render();
+}
+
+// Without a facet line of its own the facet is the wire polygon's edge the circle sits on
+// most squarely (nwwatch.label.geometry.facet_line), chosen anew at every edit: where two
+// edges are nearly level (a droplet on the wire's corner) a drag of a few pixels took the
+// other one and the angle jumped (121.8 to 167.3 degrees) without a word. The status line
+// says so when the edge changes and the wire kept its corners (a corner added or removed
+// renumbers them: the user is reshaping the wire there).
+function sayFacetEdge(edge) {
+  const wire = state.geometry.wire, before = state.facetWireEdge;
+  state.facetWireEdge = null;
+  if (state.geometry.facet || !edge || !wire) return;
+  const same = (p, q) => p[0] === q[0] && p[1] === q[1];
+  const n = wire.length;
+  const i = wire.findIndex((p, k) => same(p, edge[0]) && same(wire[(k + 1) % n], edge[1]));
+  if (i < 0) return;
+  state.facetWireEdge = {i, n};
+  if (!before || before.n !== n || before.i === i) return;
+  const name = (k) => `corners ${k + 1}-${(k + 1) % n + 1}`;
+  $("status").textContent = `the facet is now the wire polygon's edge ${name(i)} (was ` +
+    `${name(before.i)}): the angle is read from it; tick \u201cFacet line with its own ` +
+    "handles\u201d to keep one facet line";
+}
+
+// The frame worked on is in the address (#stem): a reload opens it again, not the first.
+function rememberFrame(frame) {
+  history.replaceState(null, "", `#${encodeURIComponent(frame.stem)}`);
+}
+
+function rememberedFrame() {
+  let stem = "";
+  try {
+    stem = decodeURIComponent(location.hash.slice(1));
+  } catch (err) {  // a hash typed by hand that is no URI encoding: the first frame
+    return 0;
+  }
+  const index = state.frames.findIndex((f) => f.stem === stem);
+  return index < 0 ? 0 : index;
 }
