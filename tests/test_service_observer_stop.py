@@ -14,7 +14,15 @@ import time
 import types
 
 import pytest
-from servicekit import DaemonProcess, model, paint_insitu, wait_rows, write_config
+from servicekit import (
+    DaemonProcess,
+    frames_table,
+    ledger_count,
+    model,
+    paint_insitu,
+    wait_rows,
+    write_config,
+)
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.service import watcher as watcher_module
@@ -74,6 +82,55 @@ def test_sigterm_ends_the_service_with_0_when_the_observer_does_not_stop(tmp_pat
         assert seconds < 15  # the stop deadline's exit was not what ended it
     assert [e["event"] for e in events][-1] == "stopped"
     assert not [e for e in events if e.get("event") == "stop_timeout"]
+
+
+def test_a_wind_down_longer_than_stop_timeout_cuts_no_batch_short_and_exits_0(tmp_path):
+    # stop_timeout_seconds bounds the batch in flight. The deadline also ran through what
+    # follows it (held rows written, dashboard and observers stopped, ledger closed): an
+    # idle service whose wind-down took longer (here an observer that does not stop; a
+    # dashboard's 0.2 s with stop_timeout_seconds = 0.1 did it too) logged stop_timeout,
+    # "the batch in flight is processed again at the next start", batches_released 0, and
+    # exited 1, the status that says a batch was cut short.
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    acq.mkdir()
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
+    write_frame_tiff(acq / "a.tif", paint_insitu(110.0))
+    # its rows are held (flush_seconds): processed, written only by the stop's wind-down
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), polling=False,
+                       flush_seconds=600, extra="[service]\nstop_timeout_seconds = 1\n")
+    daemon = DaemonProcess(cfg, tmp_path / "log", env={
+        "NWWATCH_TEST_OBSERVER_STOP": "hang",
+        "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])})
+    try:
+        daemon.wait_event("ready", timeout=60)
+        deadline = time.monotonic() + 60
+        while not ledger_count(res, "batches", "state='writing' AND held_at IS NOT NULL"):
+            assert time.monotonic() < deadline and daemon.proc.poll() is None
+            time.sleep(0.05)
+    finally:
+        code, _ = daemon.terminate(timeout=40)
+    log = daemon.log_path.read_text(errors="replace")
+    assert code == 0, log[-3000:]
+    events = daemon.events()
+    names = [e.get("event") for e in events]
+    assert "stop_timeout" not in names, log[-3000:]
+    # the rows held when the stop came are written
+    rows = frames_table(res)
+    assert rows is not None and len(rows) == 1
+    assert ledger_count(res, "batches", "state='writing'") == 0
+    # the deadline ran out in the observers' stop (or, on a slow machine, their wait ran
+    # out first): a warning that cut nothing short
+    overran = [e for e in events if e.get("event") == "stop_overran"]
+    if overran:
+        assert overran[0]["level"] == "warning" and overran[0]["exit_status"] == 0
+        assert overran[0]["during"] == "stopping the folders' observers"
+    else:
+        assert names[-1] == "stopped"
+    # the stop is logged once, before the summary of the stop
+    assert names.count("stop_requested") == 1
+    assert names.index("stop_requested") < names.index("stopping")
 
 
 class _Log:

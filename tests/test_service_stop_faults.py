@@ -62,7 +62,7 @@ def test_a_stop_that_outlasts_the_batch_in_flight_charges_the_file_no_attempt(se
     code, seconds = daemon.terminate(timeout=30)
     assert code == 1 and seconds < 25
     timeout = daemon.wait_event("stop_timeout")
-    assert timeout["batches_released"] == 1
+    assert timeout["batches_released"] == 1 and timeout["during"] == "the batch in flight"
     assert daemon.wait_event("stop_requested")["stop_timeout_seconds"] == 1
     again = DaemonProcess(cfg, tmp / "log2")
     try:

@@ -22,13 +22,16 @@ before anything else. A ``[dashboard]``'s server thread starts once the service 
 and stops with the loop, which feeds :mod:`nwwatch.dashboard.metrics` and never waits for it.
 
 SIGTERM/SIGINT/SIGHUP: stop watching, finish the batch in flight, settle anything unfinished,
-exit 0; a thread woken by the signal ends the process after ``stop_timeout_seconds`` anyway.
+exit 0; a thread woken by the signal ends the process should the batch in flight outlive
+``stop_timeout_seconds``, or the wind-down after it its own bound (:mod:`nwwatch.service.stopping`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import signal
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 from nwwatch.dashboard import metrics as _metrics
@@ -57,7 +60,7 @@ from nwwatch.service.pipeline import (
 )
 from nwwatch.service.readiness import QueuedFiles, Tracker
 from nwwatch.service.rebuild import open_ledger
-from nwwatch.service.stopping import StopDeadline
+from nwwatch.service.stopping import BATCH, BETWEEN_BATCHES, HELD_ROWS, StopDeadline
 from nwwatch.service.storagepause import StoragePause
 from nwwatch.service.tally import Tally
 from nwwatch.service.watcher import FolderWatcher, exports_beside, stop_watchers
@@ -99,6 +102,9 @@ class Daemon:
         self._queued: QueuedFiles = QueuedFiles()
         #: Ready (serving): an error raised from here on stopped a running service.
         self.started = False
+        #: While :meth:`run` runs: told what the loop does, which decides what a stop that
+        #: runs out of time cut short.
+        self._deadline: StopDeadline | None = None
 
     def stop(self, *_args) -> None:
         self._stop.set()
@@ -123,12 +129,28 @@ class Daemon:
         if hasattr(signal, "SIGXFSZ"):
             # A file size limit must read as a failed write (EFBIG), not kill the service.
             signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
-        deadline = StopDeadline(self._stop, self.config.stop_timeout_seconds, self.log,
-                                ledger=self.config.ledger)
+        deadline = self._deadline = StopDeadline(
+            self._stop, self.config.stop_timeout_seconds, self.log, ledger=self.config.ledger)
         try:
             return self._run()
         finally:
+            self._deadline = None
             deadline.disarm()
+
+    def _doing(self, stage: str) -> None:
+        if self._deadline is not None:
+            self._deadline.doing(stage)
+
+    @contextlib.contextmanager
+    def _during(self, stage: str) -> Iterator[None]:
+        with (contextlib.nullcontext() if self._deadline is None
+              else self._deadline.during(stage)):
+            yield
+
+    def _wind_down(self, exit_status: int = 0) -> None:
+        """The loop has ended: no batch in flight (see :meth:`StopDeadline.wind_down`)."""
+        if self._deadline is not None:
+            self._deadline.wind_down(exit_status)
 
     def _run(self) -> int:
         cfg = self.config
@@ -190,6 +212,7 @@ class Daemon:
                 dashboard = DashboardThread(cfg.results, cfg.ledger, cfg.dashboard, self.log,
                                             live=True)
                 dashboard.start()
+            self._doing(BETWEEN_BATCHES)
             while not self._stop.is_set():
                 now = time.monotonic()
                 self.notifier.watchdog(now)
@@ -216,9 +239,12 @@ class Daemon:
                     self.notifier.status(self._status_text(watches))
                 if not did_work:
                     self._stop.wait(TICK_S)
+            self._wind_down()  # the batch in flight is over: stop_timeout_seconds was for it
             self.notifier.stopping()
-            self._write_held(watches)
-            self._settle_unfinished()
+            with self._during(HELD_ROWS):
+                self._write_held(watches)
+                self._settle_unfinished()
+            self._doing("writing quarantine.parquet")
             refresh_quarantine(ledger, cfg.results, self.log)  # if a rewrite failed
             self.tally.log_stopping(self.log, len(queued))
         except ModelLoadError as exc:
@@ -229,10 +255,13 @@ class Daemon:
             self.log.error("model_unusable", error=str(exc),
                            action="stopped processing; fix or replace the model, then "
                                   "restart the service")
-            self._write_held(watches)
-            self._settle_unfinished()
+            self._wind_down(exit_status=78)  # cli.py's status for it
+            with self._during(HELD_ROWS):
+                self._write_held(watches)
+                self._settle_unfinished()
             raise
         except LedgerLostError as exc:
+            self._wind_down(exit_status=78)  # cli.py's status for it
             self.log.error("results_lost", reason=str(exc),
                            action="stopped processing (going on could write rows twice); "
                                   "restart the service once the results folder and ledger "
@@ -240,9 +269,12 @@ class Daemon:
             raise
         finally:
             if dashboard is not None:
+                self._doing("stopping the dashboard")
                 dashboard.stop()
             _metrics.set_seen_files(None)
+            self._doing("stopping the folders' observers")
             stop_watchers([w.watcher for w in watches], self.log)
+            self._doing("closing the ledger")
             ledger.close()
             self.notifier.close()
         self.log.info("stopped")
@@ -337,7 +369,9 @@ class Daemon:
         results or ledger propagates (processing pauses); anything else is logged and the
         ledger reconciled as after a crash, and the service goes on."""
         try:
-            write_held(w.engine)
+            if w.engine.buffer.batches:
+                with self._during(HELD_ROWS):
+                    write_held(w.engine)
         except (ResultsWriteError, LedgerWriteError):
             raise
         except Exception as exc:  # keep serving whatever happens
@@ -396,7 +430,8 @@ class Daemon:
         self._publish_queue(queued)
         self.notifier.status(self._status_text(self._watches))
         try:
-            with _metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)):
+            with (_metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)),
+                  self._during(BATCH)):
                 report = process(batch, w.engine)
         except (ResultsWriteError, LedgerWriteError) as exc:
             # Not the files' fault. Files the call finished (rows committed or held, failures

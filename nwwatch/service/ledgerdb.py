@@ -284,11 +284,21 @@ def mark_stopped(path: Path, timeout_s: float = 2.0) -> int:
     next start releases their files without an attempt (:meth:`Recovery.settle`). Its own
     connection (called from the stop-deadline thread), never creating the file; gives up
     after ``timeout_s`` while another connection writes. Returns how many were marked."""
+    return stop_batches(path, timeout_s)[0]
+
+
+def stop_batches(path: Path, timeout_s: float = 2.0) -> tuple[int, int]:
+    """:func:`mark_stopped`, and how many batches are held (processed, their rows not yet
+    written: the next start releases their files without an attempt too), in one
+    connection: (batches marked stopped, batches held)."""
     db = sqlite3.connect(sqlite_uri(path, "mode=rw"), uri=True, timeout=timeout_s,
                          isolation_level=None)
     try:
-        return db.execute("UPDATE batches SET stopped_at=? WHERE state='writing' AND "
-                          "held_at IS NULL AND stopped_at IS NULL", (time.time(),)).rowcount
+        marked = db.execute("UPDATE batches SET stopped_at=? WHERE state='writing' AND "
+                            "held_at IS NULL AND stopped_at IS NULL", (time.time(),)).rowcount
+        (held,) = db.execute("SELECT COUNT(*) FROM batches WHERE state='writing' AND "
+                             "held_at IS NOT NULL").fetchone()
+        return marked, held
     finally:
         db.close()
 
