@@ -183,6 +183,27 @@ def test_droplet_cut_by_the_frame(theta):
     assert abs(r.contact_angle_deg - theta) <= binary_tolerance_deg(30.0)
 
 
+def test_droplet_label_reaching_the_border_beside_the_wire_is_not_cut():
+    # A droplet wholly inside the frame on a wire that runs to the top border; the labels'
+    # droplet leaks along the wire's side wall to that border (the wire's side of the facet
+    # line): the free surface the circle is fitted to is whole, so the droplet is not cut.
+    facet = (12.3, 128.6)
+    c = render_ideal_cap(SHAPE, 110.0, 40.0, 270.0, facet)
+    u, n = axis_vectors(270.0)
+    rows, cols = np.mgrid[: SHAPE[0], : SHAPE[1]]
+    along = (rows - facet[0]) * u[0] + (cols - facet[1]) * u[1]
+    across = (rows - facet[0]) * n[0] + (cols - facet[1]) * n[1]
+    labels = c.labels.copy()
+    labels[(along < 0) & (across > 40.0) & (across <= 43.0)] = DROPLET
+    assert (labels[0] == DROPLET).any()
+    whole = measure_contact_angle(c.labels)
+    r = measure_contact_angle(labels)
+    assert r.status == "ok", r.reason
+    assert not r.droplet_cut
+    assert "cut by the frame" not in r.reason
+    assert r.contact_angle_deg == whole.contact_angle_deg
+
+
 def test_two_pixel_gap_between_droplet_and_wire():
     c = cap(115.0, 30.0, 25.0)
     t = t_coordinate(c)

@@ -110,6 +110,15 @@ def on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, in
     return border
 
 
+def free_surface_cut(pts: BoundaryPoints, line: FacetLine, border: np.ndarray) -> bool:
+    """Whether the frame cuts the droplet's free surface: a boundary point of ``pts`` on the
+    image ``border`` ((N,) bool) lies beyond the facet line as far as :func:`free_surface`
+    asks of its points. Droplet labels that reach the border only on the wire's side of the
+    line (a label leaking through the wire) leave the cap whole."""
+    beyond = line.offset(pts.points[border]) > FACET_MARGIN_PX + 0.5 * line.gap_px
+    return bool(beyond.any())
+
+
 def free_surface(
     pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray,
     interface_along_px: tuple[float, float] | None = None,

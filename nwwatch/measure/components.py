@@ -59,6 +59,8 @@ class Selection:
     box: tuple[int, int, int, int] = (0, 0, 0, 0)
     n_droplets: int | None = None
     droplet_area_px2: float | None = None
+    #: the droplet's bounding box touches the frame's border (the measurement narrows this to
+    #: its free surface once the facet line is known)
     droplet_cut: bool = False
     max_gap_px: int = GAP_PX
     wide_gap: bool = False

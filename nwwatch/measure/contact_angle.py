@@ -396,8 +396,8 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
                   triple_left_row=float(left[0]), triple_left_col=float(left[1]),
                   triple_right_row=float(right[0]), triple_right_col=float(right[1]),
                   droplet_volume_px3=volume)
-    notes, edge_note = result_notes(sel.n_droplets, sel.droplet_cut, facet.source, tilt_deg,
-                                    line.gap_px, edge, facet.wire)
+    notes, edge_note = result_notes(sel.n_droplets, facet.fields["droplet_cut"], facet.source,
+                                    tilt_deg, line.gap_px, edge, facet.wire)
     if sigma_deg > MAX_UNCERTAINTY_DEG:
         details = {"outline": f"{len(pts)} points, {cap.span_deg:.0f} deg of arc",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",

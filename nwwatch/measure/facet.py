@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nwwatch.measure.arc import on_border
+from nwwatch.measure.arc import free_surface_cut, on_border
 from nwwatch.measure.circle import CircleFit
 from nwwatch.measure.components import Selection
 from nwwatch.measure.interface import FacetLine, InterfacePoints, fit_facet_line, interface_points
@@ -113,8 +113,12 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
     inlier_fraction = float(line.inliers.mean())
     axis_deg = (_half_open_deg(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)
+    contour = outlines.fine if outlines.fine is not None else outlines.droplet
     geometry = dict(
         base,
+        # cut by the frame where the droplet's free surface reaches the border, not where
+        # its label does only on the wire's side of the line (leaking through the wire)
+        droplet_cut=free_surface_cut(contour, line, on_border(contour, shape, sel.box[:2])),
         facet_angle_deg=_half_open_deg(math.atan2(-line.direction[0], line.direction[1])),
         # a point of the line (here the interface's centre on it; the foot of the circle
         # centre once there is a circle), so a refused row's overlay draws the line too
