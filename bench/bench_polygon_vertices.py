@@ -91,8 +91,9 @@ def run(seeds: list[int], frames: int, spacings: list[float], jitters: list[floa
                     "within_2_sigma": float(np.mean(zz <= 2)) if len(e) else None}
             cells.append(cell)
             print(f"spacing {spacing:g} px, jitter {jitter:g} px: {cell['valid']}/{total} valid, "
-                  f"mean error {cell['mean_error_deg']:+.3f} deg, max {cell['max_abs_error_deg']:.3f}"
-                  f" deg, within 2 sigma {cell['within_2_sigma']:.3f}", flush=True)
+                  f"mean error {cell['mean_error_deg']:+.3f} deg, "
+                  f"max {cell['max_abs_error_deg']:.3f} deg, "
+                  f"within 2 sigma {cell['within_2_sigma']:.3f}", flush=True)
     return cells
 
 
