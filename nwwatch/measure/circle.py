@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.ndimage import maximum_filter1d, uniform_filter1d
 
 from nwwatch.measure import smallmath
 
@@ -271,3 +272,71 @@ def with_quantisation_floor(fit: CircleFit, points: np.ndarray, outward: np.ndar
             covariance = np.full((3, 3), np.inf)
     return CircleFit(fit.center, fit.radius, covariance, fit.rms_px, fit.n_points,
                      fit.converged, fit.reason)
+
+
+#: Outline envelope (:func:`envelope_depth_px`): residuals are smoothed over this many points
+#: (about as many px: pixel-edge midpoints lie 0.7-1 px apart), which averages out the single
+#: pixel steps, and their upper envelope is taken over this many (a drawn polygon's vertices
+#: lie 10-25 px apart).
+ENVELOPE_SMOOTH_POINTS = 7
+ENVELOPE_WINDOW_POINTS = 31
+#: Depth (px) below its envelope that an exact circle's binary mask shows by its pixel steps
+#: alone (0.165 +- 0.014 px at R = 40-140 px): only the depth beyond it is charged.
+ENVELOPE_FLOOR_PX = 0.15
+#: The outline between two envelope peaks is a drawn chord when its pixel-edge midpoints
+#: scatter about the straight line between the peaks by at most this RMS (px): a digital
+#: line's midpoints by about 0.25 px, a wiggled outline by its wiggles.
+CHORD_STRAIGHT_RMS_PX = 0.4
+#: Consecutive outline points further apart than this (px) belong to separate runs (a frame
+#: or the wire cut the outline between them).
+ENVELOPE_GAP_PX = 2.5
+
+
+def envelope_depth_px(points: np.ndarray, order: np.ndarray, fit: CircleFit) -> float:
+    """How far (px) the circle fitted to a binary mask's outline may be short because the
+    outline is drawn as straight chords between points on the circle (0 for an exact
+    circle's mask).
+
+    A droplet drawn as a polygon with its vertices on the circle (as annotators click one)
+    has straight chords inside it by up to the sagitta ``d^2 / 8R``, ``d^2 / 12R`` on average
+    along them, so the circle fitted to its outline is short by that much, and a smooth
+    outline's small residuals do not show it. The residuals of ``points`` (N, 2), in the
+    order ``order`` along the outline, are smoothed over ``ENVELOPE_SMOOTH_POINTS`` and their
+    peaks (maxima over ``ENVELOPE_WINDOW_POINTS``) taken as vertices. Each stretch between
+    two peaks that is straight (its points within ``CHORD_STRAIGHT_RMS_PX`` RMS of the chord)
+    lies ``d^2 / 12R`` below the circle, less how far its points lie beyond the chord
+    (several vertices between the peaks, or an arc); a wiggled stretch is no chord and counts
+    0. The length-weighted mean of that is bounded by the outline's mean depth below its
+    running maximum less the ``ENVELOPE_FLOOR_PX`` that pixel steps alone give."""
+    pts = np.asarray(points, dtype=np.float64)[np.argsort(order)]
+    if len(pts) < ENVELOPE_WINDOW_POINTS or not np.isfinite(fit.center).all():
+        return 0.0
+    outward = pts - fit.center
+    res = np.hypot(outward[:, 0], outward[:, 1]) - fit.radius
+    steps = np.hypot(*np.diff(pts, axis=0).T)
+    depth_sum, n, charge_px2, length_px = 0.0, 0, 0.0, 0.0
+    for run in np.split(np.arange(len(pts)), np.nonzero(steps > ENVELOPE_GAP_PX)[0] + 1):
+        if len(run) < ENVELOPE_WINDOW_POINTS:
+            continue  # too short to hold a vertex on each side of a chord
+        smooth = uniform_filter1d(res[run], ENVELOPE_SMOOTH_POINTS, mode="nearest")
+        envelope = maximum_filter1d(smooth, ENVELOPE_WINDOW_POINTS, mode="nearest")
+        depth_sum += float((envelope - smooth).sum())
+        n += len(run)
+        peaks = run[np.nonzero(smooth >= envelope)[0]]
+        for i, j in zip(peaks[:-1], peaks[1:], strict=True):
+            chord = pts[j] - pts[i]
+            d = math.hypot(chord[0], chord[1])
+            if j - i < 2 or d <= 0.0:
+                continue
+            # signed distance beyond the chord, away from the centre
+            normal = np.array([chord[1], -chord[0]]) / d
+            if normal @ outward[i] < 0.0:
+                normal = -normal
+            beyond = (pts[i + 1:j] - pts[i]) @ normal
+            length_px += d
+            if math.sqrt(float(beyond @ beyond) / beyond.size) <= CHORD_STRAIGHT_RMS_PX:
+                charge_px2 += d * max(d * d / (12.0 * fit.radius) - max(float(beyond.mean()), 0.0),
+                                      0.0)
+    if not n or length_px <= 0.0:
+        return 0.0
+    return max(min(depth_sum / n - ENVELOPE_FLOOR_PX, charge_px2 / length_px), 0.0)

@@ -37,6 +37,7 @@ from nwwatch.measure.arc import (
 )
 from nwwatch.measure.circle import (
     CircleFit,
+    envelope_depth_px,
     refine_on_pixel_edges,
     robust_fit,
     with_quantisation_floor,
@@ -53,6 +54,7 @@ from nwwatch.measure.uncertainty import (
     combine_deg,
     correlation_factor,
     edge_sigma_deg,
+    envelope_sigma_deg,
     gap_variance,
     statistical_variances,
     uncertain_reason,
@@ -204,13 +206,15 @@ def measure_contact_angle(
 class _Cap:
     """The droplet's circle: ``pts`` the inlier free-surface points (crop coordinates),
     ``span_deg`` their arc, ``s_px`` the centre's signed distance from the facet line,
-    ``fields`` the result's columns so far."""
+    ``fields`` the result's columns so far, ``envelope_px`` how far the radius may be short
+    (:func:`nwwatch.measure.circle.envelope_depth_px`; 0 for a probability map's outline)."""
 
     fit: CircleFit
     pts: np.ndarray
     span_deg: float
     s_px: float
     fields: dict
+    envelope_px: float = 0.0
 
 
 def _measure(
@@ -249,8 +253,12 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
     fit, inliers = robust_fit(all_pts)
     pts = all_pts[inliers]
     outward = contour.outward[keep][inliers] if outlines.fine is None else None
+    envelope_px = 0.0
     if outward is not None and fit.converged:  # binary mask: use what each pixel edge allows
         fit = with_quantisation_floor(refine_on_pixel_edges(pts, outward, fit), pts, outward)
+        # a drawn polygon's chords: only a binary mask is drawn so (a probability map's
+        # contour is smooth)
+        envelope_px = envelope_depth_px(pts, arc_position_rad(pts, fit.center), fit)
     span = arc_span_deg(pts, fit.center)
     radius = fit.radius
     points = MeasurementPoints(
@@ -307,7 +315,7 @@ def _circle(sel: Selection, outlines: PairOutlines, facet: Facet,
         raise refuse("interface_missing", f"the droplet meets the wire over "
                      f"{line.length_px:.0f} px only, but its base would be "
                      f"{2 * half_chord:.0f} px wide: {why}", **fitted)
-    return _Cap(fit, pts, span, s, fitted)
+    return _Cap(fit, pts, span, s, fitted, envelope_px)
 
 
 def _side_sigma_deg(side: SideFit, line: FacetLine, shift_px: float, line_factor: float,
@@ -364,6 +372,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     gap_var = gap_variance(line, radius * math.sin(theta))
     terms_deg = {
         "outline": CALIBRATION * math.degrees(math.sqrt(max(circle_var, 0.0))),
+        "outline_envelope": envelope_sigma_deg(cap.envelope_px, radius, theta),
         "facet_line": CALIBRATION * math.degrees(math.sqrt(max(line_var - gap_var, 0.0))),
         "facet_gap": CALIBRATION * math.degrees(math.sqrt(gap_var)),
         "facet_orientation": choice_sigma_deg(fit, line, free_line, shift, theta, lever,
@@ -400,6 +409,7 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
                                     tilt_deg, line.gap_px, edge, facet.wire)
     if sigma_deg > MAX_UNCERTAINTY_DEG:
         details = {"outline": f"{len(pts)} points, {cap.span_deg:.0f} deg of arc",
+                   "outline_envelope": f"{cap.envelope_px:.2f} px",
                    "facet_line": f"{int(np.count_nonzero(line.inliers))} interface points",
                    "facet_gap": f"{line.gap_px:.1f} px wide",
                    "facet_edge": edge_note,

@@ -79,6 +79,22 @@ def gap_variance(line: FacetLine, half_chord_px: float) -> float:
     return (line.gap_px / (2.0 * math.sqrt(3.0)) / max(half_chord_px, 0.5)) ** 2
 
 
+#: The radius deficit an outline's envelope implies (:func:`envelope_sigma_deg`) is charged
+#: as this many 1-sigma: on polygon-drawn caps (vertices 10-25 px apart) the envelope's
+#: depth underestimates the deficit by up to a third, and varies with the vertices' jitter.
+ENVELOPE_SIGMAS = 1.5
+
+
+def envelope_sigma_deg(depth_px: float, radius_px: float, theta_rad: float) -> float:
+    """Systematic 1-sigma (degrees) of a circle whose radius may be short by ``depth_px``
+    (:func:`nwwatch.measure.circle.envelope_depth_px`: an outline of straight chords inside
+    the circle, as a polygon-drawn droplet's). With the centre's distance from the facet line
+    fixed, ``d theta = cos(theta) dR / (R sin(theta))``: none at 90 deg, and above it a short
+    radius reads the angle high."""
+    half_chord = max(radius_px * math.sin(theta_rad), 0.5)
+    return math.degrees(ENVELOPE_SIGMAS * depth_px * abs(math.cos(theta_rad)) / half_chord)
+
+
 def combine_deg(statistical_deg: float, *systematic_deg: float) -> float:
     """Quadrature sum of a statistical 1-sigma and systematic terms (degrees)."""
     return math.sqrt(statistical_deg**2 + sum(t * t for t in systematic_deg))
@@ -147,6 +163,8 @@ def edge_sigma_deg(
 #: The terms of sigma, as the reason of a refused angle names them.
 SIGMA_TERMS = {
     "outline": "the droplet outline's scatter about its circle",
+    "outline_envelope": "the droplet outline's straight runs inside its circle (a polygon "
+                        "drawn through points on the circle: the fitted radius is short)",
     "facet_line": "where the facet line lies on the labels' wire/droplet interface (its "
                   "points' scatter, or a binary mask's pixel steps)",
     "facet_gap": "the background gap between the droplet and wire labels: the facet line is "
