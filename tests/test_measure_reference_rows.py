@@ -45,7 +45,8 @@ reaches the measurement from a file (frames larger than 512^2 normalised from an
 a TIFF's largest series, per-section .mdoc pixel sizes, non-square pixels without a unit
 refused): these rows unchanged; 2.2.21 charges a binary droplet outline's straight runs inside
 its circle (a polygon-drawn droplet) in sigma: the four true-label rows' sigma rose by 0.01-3 %,
-nothing else changed.
+nothing else changed, and calls a droplet cut only where its free surface reaches the border
+(none of these rows is cut).
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
