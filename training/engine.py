@@ -238,6 +238,48 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
                                 f"file, moved or copied")
 
 
+def _labeled_sha256(data: TrainingData) -> dict[str, list[str]]:
+    """{stem: [image sha256, label sha256]} of the labeled images: what the data hash covers,
+    per image."""
+    return {item.stem: [item.image_sha256, item.label_sha256] for item in data.labeled}
+
+
+def _changed_images(payload: dict[str, Any], data: TrainingData) -> str:
+    """Which labeled images differ from the checkpoint's run ("changed img01 (label); added
+    img07; removed img03"), from its per-image record; a checkpoint without one (an older
+    nwwatch) names the images added or removed (its split lists them all) and the training
+    images whose pixels changed (``seen_images_sha256``). "" when none can be named."""
+    from nwwatch.options import listed
+
+    now = _labeled_sha256(data)
+    then = payload.get("labeled_sha256")
+    if then is None:
+        split = payload.get("split") or {}
+        stems = list(split.get("train") or ()) + list(split.get("val") or ())
+        then = dict.fromkeys(stems)
+    changed = []
+    seen = set(payload.get("seen_images_sha256") or ())
+    by_stem = {item.stem: item for item in data.labeled}
+    for stem in sorted(set(now) & set(then)):
+        if then[stem] is not None:
+            parts = [part for part, a, b in zip(("image", "label"), then[stem], now[stem],
+                                                strict=True) if a != b]
+            if parts:
+                changed.append(f"{stem} ({' and '.join(parts)})")
+        elif seen and stem in (payload.get("split") or {}).get("train", ()) \
+                and by_stem[stem].content_key not in seen:
+            changed.append(f"{stem} (image)")
+    added = sorted(set(now) - set(then))
+    removed = sorted(set(then) - set(now))
+
+    def named(what: str, stems: list[str]) -> str:
+        return f"{what} {listed(stems)}" if len(stems) <= 5 \
+            else f"{len(stems)} {what}: {listed(stems)}"
+
+    return "; ".join(named(what, stems) for what, stems in
+                     (("changed", changed), ("added", added), ("removed", removed)) if stems)
+
+
 def _check_resumed_dataset(ckpt_file: Path, payload: dict[str, Any],
                            data: TrainingData) -> None:
     """TrainingError when DATA's ``dataset.toml`` now says another kind, other class names or
@@ -444,16 +486,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     # DATA/unlabeled/ normalises the same files otherwise, which the data hash does not see
     normalised_sha = data.normalised_sha256() if data.normalization_scope == "volume" else None
     by_stem = {item.stem: item for item in data.labeled}
+    # per image, so that a resume refused for changed data names the images
+    labeled_sha = _labeled_sha256(data)
     # images the weights this run starts from were trained on (a resume holds its own list)
     seen_before = (frozenset((payload or {}).get("seen_images_sha256") or ())
                    if payload is not None else _seen_by_starting_weights(config, initial))
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
             source = config.data or config.volume
+            which = _changed_images(payload, data)
             raise TrainingError(f"{ckpt_file}: the training data changed since this "
-                                f"checkpoint was written ({source}); start a new run instead "
-                                f"of --resume (--init {ckpt_file} starts it from these "
-                                f"weights)")
+                                f"checkpoint was written ({source}{': ' if which else ''}"
+                                f"{which}); start a new run instead of --resume (--init "
+                                f"{ckpt_file} starts it from these weights)")
         _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha, export_only)
         saved_normalised = payload.get("normalised_sha256")
         if not export_only and None not in (saved_normalised, normalised_sha) \
@@ -594,6 +639,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "normalised_sha256": normalised_sha,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
             "refit_done": refit_done, "seen_images_sha256": seen_all,
+            "labeled_sha256": labeled_sha,
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
