@@ -7,7 +7,9 @@ checkpoints, resume and export.
   labeled pixels. Made by the loop itself or by ``config.workers`` threads ahead of it
   (:mod:`training.sampler`): the same batches either way.
 - Validation mIoU after every epoch on the saved validation split (or, without one, on the
-  labeled pixels of the training images, reported under ``train_*`` keys).
+  labeled pixels of the training images, reported under ``train_*`` keys); a fine-tune's
+  (``--init``) starting weights are scored so before training ("epoch 0"), and a warning
+  (:func:`starting_weights_warning`) says when no trained epoch scores above them.
 - A checkpoint ``MODEL.pt`` after every epoch; ``resume=True`` continues from its epoch with
   its settings, split and optimiser state. The exported weights are those of the best
   validation epoch (the last epoch when there is no validation split, and for ``contrastive``
@@ -94,6 +96,35 @@ class TrainResult:
     #: and the stems of the held-out images that chose it (none: scored on training images)
     exported_epoch: int | None = None
     validation_images: list[str] = field(default_factory=list)
+    #: a fine-tune's (``--init``) starting weights scored before training, on the images
+    #: that score the epochs: {"epoch": 0, "weights": the --init value, "score": mIoU,
+    #: "metrics": {prefix_key: value}}; None for a run from random weights
+    start: dict[str, Any] | None = None
+
+
+def starting_weights_warning(result: TrainResult) -> str | None:
+    """The warning for a fine-tune none of whose trained epochs scores above the weights it
+    started from (those weights are scored before training: :attr:`TrainResult.start`);
+    None when one does, or for a run without ``--init``. The exported weights are still the
+    best epoch's: a held-out image or two decide little."""
+    start = result.start
+    if start is None or not result.history:
+        return None
+    key = next((k for k in ("val_mean_iou", "train_mean_iou") if k in result.history[-1]), None)
+    if key is None:
+        return None
+    best = max(result.history, key=lambda record: record[key])
+    if best[key] > start["score"]:
+        return None
+    held_out = result.validation_images
+    where = (f"the {len(held_out)} held-out image{'' if len(held_out) == 1 else 's'}"
+             if held_out else "the training images (no image held out)")
+    return (f"warning: no trained epoch scores above the weights this fine-tune started from "
+            f"(--init {start['weights']}): mIoU {start['score']:.4f} before training (epoch 0), "
+            f"at best {best[key]:.4f} after it (epoch {best['epoch']}), on {where}; the model "
+            f"exported is the trained one. Label more frames, compare both models on labelled "
+            f"frames of your own with `nwwatch evaluate`, and keep the model you started from "
+            f"if it stays ahead")
 
 
 def _seen_by_starting_weights(config: TrainConfig,
@@ -623,6 +654,17 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     inference = paradigm.inference_model()
 
     refit_done = bool((payload or {}).get("refit_done"))
+    # A fine-tune's starting weights, scored before any step on the images that score the
+    # epochs: the trained epochs may all score below them. A resume keeps its run's record
+    # (its weights are no longer the starting ones).
+    start: dict[str, Any] | None = (payload or {}).get("start")
+    if payload is None and initial is not None:
+        scores = validate(inference, eval_items, num_classes, device)
+        start = {"epoch": 0, "weights": str(config.init), "score": scores.mean_iou,
+                 "metrics": {f"{prefix}_{k}": v
+                             for k, v in scores.as_dict(data.class_names).items()}}
+        echo(f"epoch 0/{config.epochs} (the --init weights, before training) {prefix} mIoU "
+             f"{scores.mean_iou:.4f}")
 
     def checkpoint(epoch: int, state: dict | None = None) -> None:
         """``state``: the training modules' weights to save (default: as they are now)."""
@@ -639,7 +681,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "normalised_sha256": normalised_sha,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
             "refit_done": refit_done, "seen_images_sha256": seen_all,
-            "labeled_sha256": labeled_sha,
+            "labeled_sha256": labeled_sha, "start": start,
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
@@ -755,7 +797,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     checkpoint(max(start_epoch, end_epoch), last_state)
 
     result = TrainResult(None, ckpt_file, metrics, final_epoch, history,
-                         exported_epoch=exported_epoch, validation_images=list(split_val))
+                         exported_epoch=exported_epoch, validation_images=list(split_val),
+                         start=start)
     if config.export:
         from training.exporting import export_trained
 
@@ -763,6 +806,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             inference, config, data, metrics, paradigm.provenance, data_sha,
             [item.image for item in train_items], __version__,
             [item.image for item in val_items], crop_px=crop,
-            exported=(exported_epoch, list(split_val)))
+            exported=(exported_epoch, list(split_val)),
+            start_metrics=None if start is None else start["metrics"])
     return result
 
