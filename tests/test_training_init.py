@@ -225,3 +225,56 @@ def test_init_of_a_model_copied_over_another_runs_model_is_refused(tmp_path):
         load_initial_weights(str(tmp_path / "mine.onnx"))
     shutil.copyfile(tmp_path / "mine2.pt", tmp_path / "mine.pt")  # its own run's beside it
     assert load_initial_weights(str(tmp_path / "mine.onnx")).path == tmp_path / "mine.pt"
+
+
+def test_a_fine_tune_scores_its_starting_weights_and_warns_when_no_epoch_beats_them(
+        tmp_path):
+    # before: the starting weights were never scored, and a fine-tune whose every epoch
+    # scored below them exported its best epoch with no word of it
+    from training.engine import TrainResult, starting_weights_warning
+    from training.modelmeta import model_file_metadata
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=4, model_options=dict(TINY))
+    out = tmp_path / "tuned.onnx"
+    # a learning rate far too high: the trained epochs score below the starting weights
+    args = ["train", str(data), "--init", str(tmp_path / "base.pt"), "--out", str(out),
+            "--steps-per-epoch", "3", "--batch-size", "2", "--crop", "32", "--lr", "5",
+            "--seed", "1", "--threads", "1", "--quiet", "--exporter", "legacy"]
+    result = CliRunner().invoke(main, [*args, "--epochs", "2"])
+    assert result.exit_code == 0, result.output
+    saved = load_checkpoint(tmp_path / "tuned.pt")
+    start = saved["start"]
+    assert start["epoch"] == 0 and start["weights"] == str(tmp_path / "base.pt")
+    assert start["metrics"]["train_mean_iou"] == start["score"]
+    trained = [h["train_mean_iou"] for h in saved["history"]]
+    assert len(trained) == 2 and max(trained) < start["score"]
+    lines = result.output.splitlines()
+    assert (f"epoch 0/2 (the --init weights, before training) train mIoU "
+            f"{start['score']:.4f}") in lines
+    # which weights are exported is unchanged: the trained ones
+    assert any(line.startswith("exported: the weights of epoch 2 of 2") for line in lines)
+    warning = lines[-1]
+    assert warning.startswith("warning: no trained epoch scores above the weights this "
+                              f"fine-tune started from (--init {tmp_path / 'base.pt'}): mIoU "
+                              f"{start['score']:.4f} before training (epoch 0), at best "
+                              f"{max(trained):.4f} after it")
+    assert "nwwatch evaluate" in warning and "Label more frames" in warning
+    meta = model_file_metadata(out)
+    assert meta.extra["start_metrics"]["train_mean_iou"] == pytest.approx(start["score"])
+
+    # a resume keeps the record of the starting weights (its own are trained ones)
+    resumed = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--epochs", "3",
+                                        "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert "epoch 0/" not in resumed.output
+    assert load_checkpoint(tmp_path / "tuned.pt")["start"] == start
+    assert model_file_metadata(out).extra["start_metrics"] == meta.extra["start_metrics"]
+
+    # an epoch above the starting weights: no warning; a run from random weights: none
+    beaten = TrainResult(None, out, {}, 2, [{"epoch": 1, "train_mean_iou": 0.5},
+                                            {"epoch": 2, "train_mean_iou": 0.7}],
+                         start={"epoch": 0, "weights": "w", "score": 0.6, "metrics": {}})
+    assert starting_weights_warning(beaten) is None
+    beaten.start = None
+    assert starting_weights_warning(beaten) is None

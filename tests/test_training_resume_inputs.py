@@ -653,3 +653,36 @@ def test_slim_and_interpolated_weights_keep_what_their_weights_have_seen(tmp_pat
     mixed = interpolate_checkpoints(tmp_path / "a.pt", tmp_path / "b.pt", 0.5,
                                    tmp_path / "mixed.pt")
     assert load_initial_weights(str(mixed)).seen_images_sha256 == seen_a | seen_b
+
+
+def test_a_resume_refused_for_changed_data_names_the_images(tmp_path):
+    # before: "the training data changed since this checkpoint was written (DATA)", with no
+    # word of which of its images
+    import cv2
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    config = _config(tmp_path, "r", data)
+    train(config, progress=False)
+    cv2.imwrite(str(data / "labels" / "img01.png"), np.zeros((32, 32), np.uint8))
+    image = tifffile.imread(data / "images" / "img02.tif")
+    tifffile.imwrite(data / "images" / "img02.tif", image[::-1].copy())
+    (data / "images" / "img03.tif").unlink()
+    (data / "labels" / "img03.png").unlink()
+    shutil.copy(data / "images" / "img00.tif", data / "images" / "new.tif")
+    shutil.copy(data / "labels" / "img00.png", data / "labels" / "new.png")
+    config.epochs = 2
+    with pytest.raises(TrainingError) as refused:
+        train(config, resume=True, progress=False)
+    assert ("the training data changed since this checkpoint was written "
+            f"({data}: changed img01 (label), img02 (image); added new; removed img03)"
+            in str(refused.value))
+    # a checkpoint without the per-image record (an older nwwatch): the images added or
+    # removed, from its split, and the training images whose pixels changed
+    payload = load_checkpoint(tmp_path / "r.pt")
+    del payload["labeled_sha256"]
+    from training.checkpoint import save_checkpoint
+
+    save_checkpoint(tmp_path / "r.pt", payload)
+    with pytest.raises(TrainingError, match=r": changed img02 \(image\); added new; "
+                                            r"removed img03\)"):
+        train(config, resume=True, progress=False)

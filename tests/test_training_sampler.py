@@ -182,8 +182,8 @@ def test_cli_workers_option(tmp_path, monkeypatch):
 
 
 def test_a_contrastive_resume_with_no_epoch_left_still_refits_its_classifier(tmp_path):
-    # No epoch to run: the refit draws from its own generator (it used to need the last
-    # epoch's sampler and failed on a negative seed).
+    # No epoch to run: the refit continues the last epoch's generator, replayed (it used to
+    # need the last epoch's sampler and failed on a negative seed).
     data = make_folder(tmp_path / "data", n=4, size=40)
     config = TrainConfig(out=str(tmp_path / "c.onnx"), data=str(data), paradigm="contrastive",
                          epochs=1, steps_per_epoch=1, batch_size=2, crop=32, export=False,
@@ -201,3 +201,59 @@ def test_a_contrastive_resume_with_no_epoch_left_still_refits_its_classifier(tmp
     assert "checkpoint already has 1 epoch; nothing to train" in lines
     assert load_checkpoint(tmp_path / "c.pt")["refit_done"] is True
     assert again.epochs == 1 and not _sampler_threads()
+
+
+@pytest.mark.parametrize("workers", [0, 2])
+def test_a_run_stopped_in_its_classifier_refit_resumes_to_the_same_weights(tmp_path,
+                                                                          monkeypatch, workers):
+    # Was: the resumed refit (no epoch left) drew its crops from a generator of its own, not
+    # the last epoch's that the uninterrupted refit continues: other classifier weights.
+    data = make_folder(tmp_path / "data", n=4, size=40, unlabeled=2)
+    config = TrainConfig(out=str(tmp_path / "whole.onnx"), data=str(data),
+                         paradigm="contrastive", epochs=2, steps_per_epoch=2, batch_size=2,
+                         crop=32, export=False, model_options=dict(TINY), classifier_steps=6,
+                         threads=1, workers=workers)
+    whole = load_checkpoint(train(config, progress=False).checkpoint)
+    assert whole["refit_done"] is True
+
+    drawn = []
+    labeled = BatchStream.labeled
+
+    def stopped_in_the_refit(stream):  # a stop (Ctrl-C, SIGTERM) after 3 refit batches
+        if len(drawn) == 3:
+            raise KeyboardInterrupt
+        drawn.append(1)
+        return labeled(stream)
+
+    monkeypatch.setattr(BatchStream, "labeled", stopped_in_the_refit)
+    config.out = str(tmp_path / "cut.onnx")
+    with pytest.raises(KeyboardInterrupt):
+        train(config, progress=False)
+    monkeypatch.setattr(BatchStream, "labeled", labeled)
+    cut = load_checkpoint(tmp_path / "cut.pt")
+    assert cut["epoch"] == 2 and cut["refit_done"] is False
+    resumed = load_checkpoint(train(config, resume=True, progress=False).checkpoint)
+    assert resumed["refit_done"] is True
+    for key in ("state", "inference_state"):
+        assert whole[key].keys() == resumed[key].keys()
+        different = [k for k in whole[key] if not torch.equal(whole[key][k], resumed[key][k])]
+        assert not different, (key, different)
+    assert not _sampler_threads()
+
+
+def test_the_refit_of_a_resume_with_no_epoch_left_draws_the_uninterrupted_refits_batches(
+        tmp_path):
+    sampler = _sampler(tmp_path)
+    refit = BatchSampler(sampler.items, [], crop=32, batch_size=3)
+
+    def refit_batches(epochs, workers):
+        with BatchStream(run_batches(sampler, 5, epochs, 3, refit), workers) as stream:
+            for _ in range(3 * len(epochs)):
+                next(stream)
+            return [stream.labeled() for _ in range(4)]
+
+    whole = refit_batches(range(2), 0)
+    for workers in (0, 2):
+        resumed = refit_batches(range(2, 2), workers)
+        assert all(torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+                   for a, b in zip(whole, resumed, strict=True))

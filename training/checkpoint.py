@@ -6,7 +6,9 @@ A checkpoint (``MODEL.pt`` next to ``MODEL.onnx``) is a dict saved with :func:`t
     of completed epochs), iteration, state (all trained modules), optimizer, history (per-epoch
     logs), best {"epoch", "metrics"}, inference (spec to rebuild the logits model),
     inference_state (its weights at the best validation epoch), class_names, kind,
-    normalization_scope, training_data_sha256, provenance.
+    normalization_scope, training_data_sha256, labeled_sha256 ({stem: [image sha256, label
+    sha256]}), provenance, start (a fine-tune's starting weights scored before training:
+    {"epoch": 0, "weights", "score", "metrics"}; None without --init).
 
 Writes are atomic (``nwwatch.atomic.atomic_write``) so a crash never leaves half a file.
 """

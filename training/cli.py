@@ -494,6 +494,12 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
         echo(exported_line(result.exported_epoch, result.epochs, result.validation_images))
     for key, value in sorted(result.metrics.items()):
         echo(f"  {key}: {value:.4f}")
+    if result.out is not None:
+        from training.engine import starting_weights_warning
+
+        warning = starting_weights_warning(result)
+        if warning:
+            echo(warning)
 
 
 def _checkpoint_exporter(out: Path, default: str) -> str:

@@ -7,7 +7,9 @@ checkpoints, resume and export.
   labeled pixels. Made by the loop itself or by ``config.workers`` threads ahead of it
   (:mod:`training.sampler`): the same batches either way.
 - Validation mIoU after every epoch on the saved validation split (or, without one, on the
-  labeled pixels of the training images, reported under ``train_*`` keys).
+  labeled pixels of the training images, reported under ``train_*`` keys); a fine-tune's
+  (``--init``) starting weights are scored so before training ("epoch 0"), and a warning
+  (:func:`starting_weights_warning`) says when no trained epoch scores above them.
 - A checkpoint ``MODEL.pt`` after every epoch; ``resume=True`` continues from its epoch with
   its settings, split and optimiser state. The exported weights are those of the best
   validation epoch (the last epoch when there is no validation split, and for ``contrastive``
@@ -94,6 +96,35 @@ class TrainResult:
     #: and the stems of the held-out images that chose it (none: scored on training images)
     exported_epoch: int | None = None
     validation_images: list[str] = field(default_factory=list)
+    #: a fine-tune's (``--init``) starting weights scored before training, on the images
+    #: that score the epochs: {"epoch": 0, "weights": the --init value, "score": mIoU,
+    #: "metrics": {prefix_key: value}}; None for a run from random weights
+    start: dict[str, Any] | None = None
+
+
+def starting_weights_warning(result: TrainResult) -> str | None:
+    """The warning for a fine-tune none of whose trained epochs scores above the weights it
+    started from (those weights are scored before training: :attr:`TrainResult.start`);
+    None when one does, or for a run without ``--init``. The exported weights are still the
+    best epoch's: a held-out image or two decide little."""
+    start = result.start
+    if start is None or not result.history:
+        return None
+    key = next((k for k in ("val_mean_iou", "train_mean_iou") if k in result.history[-1]), None)
+    if key is None:
+        return None
+    best = max(result.history, key=lambda record: record[key])
+    if best[key] > start["score"]:
+        return None
+    held_out = result.validation_images
+    where = (f"the {len(held_out)} held-out image{'' if len(held_out) == 1 else 's'}"
+             if held_out else "the training images (no image held out)")
+    return (f"warning: no trained epoch scores above the weights this fine-tune started from "
+            f"(--init {start['weights']}): mIoU {start['score']:.4f} before training (epoch 0), "
+            f"at best {best[key]:.4f} after it (epoch {best['epoch']}), on {where}; the model "
+            f"exported is the trained one. Label more frames, compare both models on labelled "
+            f"frames of your own with `nwwatch evaluate`, and keep the model you started from "
+            f"if it stays ahead")
 
 
 def _seen_by_starting_weights(config: TrainConfig,
@@ -236,6 +267,48 @@ def _check_resumed_inputs(ckpt_file: Path, payload: dict[str, Any], config: Trai
             raise TrainingError(f"{ckpt_file}: --frozen-encoder {frozen} is not the checkpoint "
                                 f"this run froze (sha256 {frozen_sha[:12]}... then): give that "
                                 f"file, moved or copied")
+
+
+def _labeled_sha256(data: TrainingData) -> dict[str, list[str]]:
+    """{stem: [image sha256, label sha256]} of the labeled images: what the data hash covers,
+    per image."""
+    return {item.stem: [item.image_sha256, item.label_sha256] for item in data.labeled}
+
+
+def _changed_images(payload: dict[str, Any], data: TrainingData) -> str:
+    """Which labeled images differ from the checkpoint's run ("changed img01 (label); added
+    img07; removed img03"), from its per-image record; a checkpoint without one (an older
+    nwwatch) names the images added or removed (its split lists them all) and the training
+    images whose pixels changed (``seen_images_sha256``). "" when none can be named."""
+    from nwwatch.options import listed
+
+    now = _labeled_sha256(data)
+    then = payload.get("labeled_sha256")
+    if then is None:
+        split = payload.get("split") or {}
+        stems = list(split.get("train") or ()) + list(split.get("val") or ())
+        then = dict.fromkeys(stems)
+    changed = []
+    seen = set(payload.get("seen_images_sha256") or ())
+    by_stem = {item.stem: item for item in data.labeled}
+    for stem in sorted(set(now) & set(then)):
+        if then[stem] is not None:
+            parts = [part for part, a, b in zip(("image", "label"), then[stem], now[stem],
+                                                strict=True) if a != b]
+            if parts:
+                changed.append(f"{stem} ({' and '.join(parts)})")
+        elif seen and stem in (payload.get("split") or {}).get("train", ()) \
+                and by_stem[stem].content_key not in seen:
+            changed.append(f"{stem} (image)")
+    added = sorted(set(now) - set(then))
+    removed = sorted(set(then) - set(now))
+
+    def named(what: str, stems: list[str]) -> str:
+        return f"{what} {listed(stems)}" if len(stems) <= 5 \
+            else f"{len(stems)} {what}: {listed(stems)}"
+
+    return "; ".join(named(what, stems) for what, stems in
+                     (("changed", changed), ("added", added), ("removed", removed)) if stems)
 
 
 def _check_resumed_dataset(ckpt_file: Path, payload: dict[str, Any],
@@ -444,16 +517,19 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     # DATA/unlabeled/ normalises the same files otherwise, which the data hash does not see
     normalised_sha = data.normalised_sha256() if data.normalization_scope == "volume" else None
     by_stem = {item.stem: item for item in data.labeled}
+    # per image, so that a resume refused for changed data names the images
+    labeled_sha = _labeled_sha256(data)
     # images the weights this run starts from were trained on (a resume holds its own list)
     seen_before = (frozenset((payload or {}).get("seen_images_sha256") or ())
                    if payload is not None else _seen_by_starting_weights(config, initial))
     if payload is not None:
         if payload["training_data_sha256"] != data_sha:
             source = config.data or config.volume
+            which = _changed_images(payload, data)
             raise TrainingError(f"{ckpt_file}: the training data changed since this "
-                                f"checkpoint was written ({source}); start a new run instead "
-                                f"of --resume (--init {ckpt_file} starts it from these "
-                                f"weights)")
+                                f"checkpoint was written ({source}{': ' if which else ''}"
+                                f"{which}); start a new run instead of --resume (--init "
+                                f"{ckpt_file} starts it from these weights)")
         _check_resumed_inputs(ckpt_file, payload, config, unlabeled_sha, export_only)
         saved_normalised = payload.get("normalised_sha256")
         if not export_only and None not in (saved_normalised, normalised_sha) \
@@ -578,6 +654,17 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     inference = paradigm.inference_model()
 
     refit_done = bool((payload or {}).get("refit_done"))
+    # A fine-tune's starting weights, scored before any step on the images that score the
+    # epochs: the trained epochs may all score below them. A resume keeps its run's record
+    # (its weights are no longer the starting ones).
+    start: dict[str, Any] | None = (payload or {}).get("start")
+    if payload is None and initial is not None:
+        scores = validate(inference, eval_items, num_classes, device)
+        start = {"epoch": 0, "weights": str(config.init), "score": scores.mean_iou,
+                 "metrics": {f"{prefix}_{k}": v
+                             for k, v in scores.as_dict(data.class_names).items()}}
+        echo(f"epoch 0/{config.epochs} (the --init weights, before training) {prefix} mIoU "
+             f"{scores.mean_iou:.4f}")
 
     def checkpoint(epoch: int, state: dict | None = None) -> None:
         """``state``: the training modules' weights to save (default: as they are now)."""
@@ -594,6 +681,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "normalised_sha256": normalised_sha,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
             "refit_done": refit_done, "seen_images_sha256": seen_all,
+            "labeled_sha256": labeled_sha, "start": start,
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
@@ -709,7 +797,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     checkpoint(max(start_epoch, end_epoch), last_state)
 
     result = TrainResult(None, ckpt_file, metrics, final_epoch, history,
-                         exported_epoch=exported_epoch, validation_images=list(split_val))
+                         exported_epoch=exported_epoch, validation_images=list(split_val),
+                         start=start)
     if config.export:
         from training.exporting import export_trained
 
@@ -717,6 +806,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             inference, config, data, metrics, paradigm.provenance, data_sha,
             [item.image for item in train_items], __version__,
             [item.image for item in val_items], crop_px=crop,
-            exported=(exported_epoch, list(split_val)))
+            exported=(exported_epoch, list(split_val)),
+            start_metrics=None if start is None else start["metrics"])
     return result
 

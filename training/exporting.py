@@ -123,12 +123,15 @@ LABELED_STEMS_MAX = 10_000
 def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingData,
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    version: str, crop_px: int | None = None,
-                   exported: tuple[int, list[str]] | None = None) -> ModelMetadata:
+                   exported: tuple[int, list[str]] | None = None,
+                   start_metrics: dict[str, float] | None = None) -> ModelMetadata:
     """The :class:`ModelMetadata` of a trained model. ``crop_px``: the side of the crops it
     trained on (``training.augment.effective_crop``: ``config.crop`` capped at the largest
     image), recorded as ``extra.crop``; ``extra.crop_option`` is ``config.crop`` (``--crop``).
     None: ``config.crop``. ``exported``: (epoch, held-out stems), recorded as
-    ``extra.exported_epoch`` and ``extra.validation_images``."""
+    ``extra.exported_epoch`` and ``extra.validation_images``. ``start_metrics``: a
+    fine-tune's starting weights scored as the epochs were, before training, recorded as
+    ``extra.start_metrics``."""
     extra: dict[str, Any] = {
         "epochs": config.epochs,
         "seed": config.seed,
@@ -149,6 +152,10 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         # which epoch's weights these are, and which images chose it: keep those out of an
         # evaluation of the model (they chose it, so they flatter it)
         extra["exported_epoch"], extra["validation_images"] = exported[0], list(exported[1])
+    if start_metrics is not None:
+        # what the weights it was fine-tuned from scored on those images: a model that
+        # scores below them is known as such
+        extra["start_metrics"] = {k: float(v) for k, v in start_metrics.items()}
     if data.kind == "insitu" and config.working_scale is not None:
         # a fine-tune trained on its frames brought into its starting model's scale
         extra[WORKING_SCALE_KEY] = dict(config.working_scale)
@@ -208,10 +215,12 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
                    validation_images: list[np.ndarray] | None = None,
                    crop_px: int | None = None,
                    exported: tuple[int, list[str]] | None = None,
+                   start_metrics: dict[str, float] | None = None,
                    ) -> tuple[Path, Path | None, dict[str, Any]]:
     """Write ``config.out`` (and ``<stem>-int8.onnx`` when asked and accepted).
     ``crop_px``: the crop side the run trained with; ``exported``: (the epoch whose weights
-    these are, the held-out stems that chose it) (:func:`build_metadata`).
+    these are, the held-out stems that chose it) and ``start_metrics`` (a fine-tune's
+    starting weights' scores) (:func:`build_metadata`).
 
     The INT8 candidate is calibrated on training images and its label agreement with fp32 is
     measured on ``validation_images`` (held out) when given.
@@ -224,7 +233,7 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
     metadata = build_metadata(model, config, data, metrics, provenance, data_sha256, version,
-                              crop_px, exported)
+                              crop_px, exported, start_metrics)
     calibration = calibration_stack(calibration_images, int(model.size_multiple))
     reports: dict[str, Any] = {"export": export_onnx(model, out, metadata,
                                                      exporter=config.exporter)}

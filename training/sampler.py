@@ -142,6 +142,9 @@ class BatchSpec:
     name: str
     sampler: BatchSampler
     stream: tuple[int, ...]
+    #: (sampler, n): before this stream's first batch, its generator takes the draws of
+    #: ``n`` batches of ``sampler`` (those an earlier run drew from it; nothing is made)
+    replay: tuple[BatchSampler, int] | None = None
 
 
 def run_batches(sampler: BatchSampler, seed: int, epochs: range, steps: int,
@@ -149,8 +152,11 @@ def run_batches(sampler: BatchSampler, seed: int, epochs: range, steps: int,
     """A run's batches: ``steps`` per epoch from ``default_rng([seed, epoch])`` (so a resumed
     run draws the same crops as an uninterrupted one), then, with ``refit``, endless
     batches of ``refit`` (a sampler without unlabeled images) continuing the last epoch's
-    generator (the contrastive classifier refit; ``[seed, 2**32 - 1]`` when no epoch is
-    left to run)."""
+    generator (the contrastive classifier refit). With no epoch left to run (a resume of a
+    run stopped after its last epoch, ``epochs`` empty from there), the refit continues
+    epoch ``epochs.start - 1``'s generator after that epoch's ``steps`` batches of
+    ``sampler``, as the uninterrupted run's refit does; ``[seed, 2**32 - 1]`` when there is
+    no epoch before either."""
     stream = None
     for epoch in epochs:
         stream = (seed, epoch)
@@ -158,9 +164,13 @@ def run_batches(sampler: BatchSampler, seed: int, epochs: range, steps: int,
             yield BatchSpec(f"batch {step} of epoch {epoch}", sampler, stream)
     if refit is None:
         return
-    stream = stream or (seed, 2**32 - 1)
+    replay = None
+    if stream is None and epochs.start > 0:
+        stream, replay = (seed, epochs.start - 1), (sampler, steps)
+    elif stream is None:
+        stream = (seed, 2**32 - 1)
     for step in itertools.count():
-        yield BatchSpec(f"refit batch {step}", refit, stream)
+        yield BatchSpec(f"refit batch {step}", refit, stream, replay if step == 0 else None)
 
 
 class BatchStream:
@@ -195,6 +205,11 @@ class BatchStream:
         if spec.stream != self._stream:
             self._stream, self._drawn = spec.stream, None
             self._rng = np.random.default_rng(list(spec.stream))
+            if spec.replay is not None:
+                # the draws alone (no array work): the generator's state after those batches
+                sampler, count = spec.replay
+                for k in range(count):
+                    sampler.draw(self._rng, f"replayed batch {k} of {spec.name}")
         assert self._rng is not None
         return self._rng
 
