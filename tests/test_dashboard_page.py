@@ -596,37 +596,34 @@ def test_damaged_results_files_are_named_on_the_page_and_no_row_leaves_no_latest
         assert "1 results file cannot be read (damaged?)" in text and "frames-3.parquet" in text
 
 
-def test_the_label_under_the_first_tick_does_not_name_the_minute_before_the_frames(tmp_path):
-    """Frames at 1:00:00-1:00:14 local time: the axis spans from 0:59:59, its first tick's
-    line read "1/1/26 12:59am" and the change of minute at the next tick ("1:00am"), running
-    into it, was left out, so the ticks :00-:15 read as 12:59:00-12:59:15. Every line under
-    a tick names the hour and minute of the ticks up to the next line; the date is still
-    said."""
-    require_browser()
+def time_ticks(tmp_path, width_px: int, start: tuple, n: int, step_s: float) -> list[dict]:
+    """The time axis's ticks for n frames step_s apart from start (year, month from 0, day,
+    hour, minute, second; local time), on a page width_px wide: each tick's own label, the
+    line under it (or None) and its hour and minute as "1:00am"."""
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
     with dashboard_thread(results) as (_, url):
         acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
-        with Browser(1280, 820) as browser:  # ticks a second apart
+        with Browser(width_px, 820) as browser:
             browser.get(f"{url}/?a={acq['id']}")
             wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
             result = browser.execute("""
+                const [start, n, step] = arguments;
                 return fetch(`api/acquisitions/${acqId}/series`).then((r) => r.json())
                   .then((d) => {
-                    const t0 = new Date(2026, 0, 1, 1, 0, 0).getTime() / 1000;  // local
-                    const n = 15;
+                    const t0 = new Date(...start).getTime() / 1000;  // local
                     const seq = (f) => Array.from({length: n}, (_, i) => f(i));
-                    d.rows = {t: seq((i) => t0 + i), angle: seq((i) => 100 + (i % 7)),
+                    d.rows = {t: seq((i) => t0 + i * step), angle: seq((i) => 100 + (i % 7)),
                               unc: seq(() => 1), valid: seq(() => true), code: seq(() => "ok"),
                               trend: seq(() => 102), source: seq((i) => `/acq/run1/f${i}.tif`),
                               frame: seq(() => 0)};
                     d.reset = true;
                     applyUpdate(d);
                     return "ok";
-                  });""")
+                  });""", list(start), n, step_s)
             assert result == "ok", result
-            wait_for(lambda: browser.attribute("#chart", "data-points") == "15", 30, "points")
-            ticks = browser.execute("""
+            wait_for(lambda: browser.attribute("#chart", "data-points") == str(n), 30, "points")
+            return browser.execute("""
                 const u = window.nwPlot, axis = u.axes[0];
                 return axis._splits.map((t, k) => {
                   const d = new Date(t * 1000);
@@ -635,11 +632,41 @@ def test_the_label_under_the_first_tick_does_not_name_the_minute_before_the_fram
                           under: String(axis._values[k]).split("\\n")[1] || null,
                           clock: `${h}:${String(d.getMinutes()).padStart(2, "0")}${ap}`};
                 });""")
-    assert [tick["own"] for tick in ticks][:2] == [":59", ":00"], ticks
+
+
+def clocks_said(ticks: list[dict]) -> str | None:
+    """Checks that each line under a tick names the hour and minute of the ticks up to the
+    next line; returns the last one said."""
     said = None
     for tick in ticks:
         if tick["under"]:
             said = tick["under"].split(" ")[-1]  # "1/1/26 1:00am" or "1:00am"
         assert said is None or said == tick["clock"], (tick, ticks)
-    assert said == "1:00am", ticks
+    return said
+
+
+def test_the_label_under_the_first_tick_does_not_name_the_minute_before_the_frames(tmp_path):
+    """Frames at 1:00:00-1:00:14 local time: the axis spans from 0:59:59, its first tick's
+    line read "1/1/26 12:59am" and the change of minute at the next tick ("1:00am"), running
+    into it, was left out, so the ticks :00-:15 read as 12:59:00-12:59:15. Every line under
+    a tick names the hour and minute of the ticks up to the next line; the date is still
+    said."""
+    require_browser()
+    ticks = time_ticks(tmp_path, 1280, (2026, 0, 1, 1, 0, 0), 15, 1)  # ticks a second apart
+    assert [tick["own"] for tick in ticks][:2] == [":59", ":00"], ticks
+    assert clocks_said(ticks) == "1:00am", ticks
     assert any(tick["under"] and "1/1/26" in tick["under"] for tick in ticks), ticks
+
+
+def test_the_first_tick_keeps_its_line_where_the_day_change_leaves_the_moved_one_out(tmp_path):
+    """Frames 15 s apart from 23:58:34 on 31 December, on a page 860 px wide: the first
+    tick's line gave way to the change of minute's (written with the date), which the change
+    of day at midnight then left out, so the ticks before midnight had neither date nor
+    hour (":30 | :00 | :30 | :00 1/1/26 12:00am"). The first tick keeps its own line where
+    the moved one is left out."""
+    require_browser()
+    ticks = time_ticks(tmp_path, 860, (2025, 11, 31, 23, 58, 34), 17, 15)
+    assert ticks[0]["under"] == f"12/31/25 {ticks[0]['clock']}", ticks  # date and hour
+    midnight = next(k for k, tick in enumerate(ticks) if tick["clock"] == "12:00am")
+    assert ticks[midnight]["under"] == "1/1/26 12:00am", ticks
+    assert clocks_said(ticks[midnight:]) is not None, ticks

@@ -1037,10 +1037,9 @@ def test_stray_modification_times_do_not_set_the_plots_time_axis(tmp_path, monke
     assert "outside the declared times" not in fiji_fig.axes[-1].get_xlabel()
 
 
-def test_the_reports_legend_fits_its_figure(tmp_path):
-    """Long legend entries (a trend of few angles, the frames left out of it, three reason
-    codes) in four columns made the legend wider than the figure, cut at both edges. It
-    takes as many rows as it needs."""
+def _long_legend_figure():
+    """A figure whose legend entries are long: a trend of few angles, the frames left out of
+    it, three reason codes."""
     from nwwatch.dashboard.plots import angle_figure
 
     n = 60
@@ -1055,11 +1054,32 @@ def test_the_reports_legend_fits_its_figure(tmp_path):
     series = {"t": t, "valid": valid, "angle": np.where(valid, 110.0, np.nan),
               "unc": np.full(n, 0.8), "code": code, "trend": np.full(n, 110.0),
               "in_trend": in_trend}
-    fig = angle_figure(series, "/data/acq",
-                       trend_label="rolling median of 9 valid, centred (here 2: their median)")
+    return angle_figure(series, "/data/acq",
+                        trend_label="rolling median of 9 valid, centred (here 2: their median)")
+
+
+def test_the_reports_legend_fits_its_figure(tmp_path):
+    """Long legend entries in four columns made the legend wider than the figure, cut at
+    both edges. It takes as many rows as it needs."""
+    fig = _long_legend_figure()
     fig.canvas.draw()
     (legend,) = fig.legends
     assert len(legend.get_texts()) == 6  # every entry is there
     box = legend.get_window_extent()
     assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
     assert 0 <= box.y0 and box.y1 <= fig.bbox.height, (box, fig.bbox.height)
+
+
+def test_fitting_the_reports_legend_does_not_draw_the_figure(monkeypatch):
+    """Each number of legend columns tried was a full draw of the figure (seconds for an
+    acquisition of 20,000 frames, up to four times per figure). The legend is measured
+    without drawing; the figure is drawn once, when saved."""
+    from matplotlib.figure import Figure
+
+    draws = []
+    full_draw = Figure.draw
+    monkeypatch.setattr(Figure, "draw", lambda self, *a, **k: (draws.append(self),
+                                                              full_draw(self, *a, **k))[1])
+    fig = _long_legend_figure()
+    assert draws == []
+    assert len(fig.legends) == 1  # the columns tried before are gone

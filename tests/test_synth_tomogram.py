@@ -199,7 +199,8 @@ def _check_patches(labels: np.ndarray, truth: np.ndarray, patch_px: int, gap_px:
     assert set(np.unique(per_block)) <= {0.0, 1.0}  # whole aligned patches only
     np.testing.assert_array_equal(labels[labeled], np.where(truth[labeled] == 1, SOLID, PORE))
     solid = (labels == SOLID)[: rows * patch_px, : cols * patch_px]
-    solid_share = solid.reshape(rows, patch_px, cols, patch_px).mean(axis=(1, 3))[per_block == 1]
+    solid_share = (solid.reshape(rows, patch_px, cols, patch_px)[:, :side, :, :side]
+                   .mean(axis=(1, 3))[per_block == 1])  # of the labeled square
     assert (solid_share >= 0.5).any() and (solid_share <= 0.5).any()
     return int((per_block == 1).sum())
 
@@ -507,6 +508,25 @@ def test_patch_labels_gap_leaves_every_patch_apart():
     assert ndi.label(labels != UNLABELED, structure=np.ones((3, 3), bool))[1] == cells
     with pytest.raises(ValueError, match="gap_px"):
         patch_labels(truth[30], 0.1, np.random.default_rng(0), patch_px=2, gap_px=2)
+
+
+def test_patch_labels_with_a_gap_give_both_classes_on_small_patches():
+    """A cell of 2 px labels 1 px: a cell judged "mostly pore" on its 4 pixels could label
+    its one solid pixel, leaving the training slice with one class. The forced patches are
+    judged on what they label."""
+    for seed in range(60):
+        rng = np.random.default_rng(seed)
+        truth = (rng.random((20, 20)) < 0.5).astype(np.uint8)
+        labels = patch_labels(truth, 0.01, rng, patch_px=2, gap_px=1)
+        assert set(np.unique(labels[labels != UNLABELED]).tolist()) == {PORE, SOLID}, seed
+        _check_patches(labels, truth, 2, gap_px=1)
+
+
+def test_generate_labels_both_classes_with_small_patches(tmp_path):
+    generate_tomogram(tmp_path, size=32, seed=0, patch_px=2, labeled_fraction=0.001)
+    (path,) = (tmp_path / "train" / "labels").glob("*.png")
+    labels = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert set(np.unique(labels[labels != UNLABELED]).tolist()) == {PORE, SOLID}
 
 
 def test_generate_refuses_patches_without_room_for_the_gap(tmp_path):

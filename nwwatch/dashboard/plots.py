@@ -124,15 +124,14 @@ def angle_figure(series: dict, title: str,
     # below the plot, as on the dashboard: inside the axes it covered the first points of
     # an acquisition whose angle falls (the axis leaves only 5-15° above the highest). Four
     # columns of long labels (a trend's, the modification times') were wider than the
-    # figure and cut at both edges: fewer columns, more rows, until it fits.
+    # figure and cut at both edges: fewer columns, more rows, until it fits. The legend is
+    # centred, so it fits where its width does; measured with the renderer alone (a full
+    # draw per try took seconds on a long acquisition).
+    renderer = fig.canvas.get_renderer()
     for ncols in range(min(4, len(handles)), 0, -1):
         legend = fig.legend(handles, labels, fontsize=8, loc="outside lower center",
                             ncols=ncols)
-        if ncols == 1:
-            break
-        fig.draw_without_rendering()
-        box = legend.get_window_extent()
-        if box.x0 >= 0 and box.x1 <= fig.bbox.width:
+        if ncols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
             break
         legend.remove()
     return fig

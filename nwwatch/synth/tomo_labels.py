@@ -4,9 +4,9 @@ Following Li et al. (VISAPP 2023, seed 003): the slice is cut into a grid of squ
 a random subset of patches keeps its true labels and every other pixel is unlabeled (255).
 The paper forces at least one patch with object pixels and one with background pixels so that
 contrastive positive and negative pairs exist; here the forced patches are stricter, a
-*mostly solid* patch and a *mostly pore* patch (>= 50 % of their pixels), and the pore patch is
-taken inside the grain when one exists, because vacuum around the grain is the easy part of the
-"pore" class and a user would point at real pores.
+*mostly solid* patch and a *mostly pore* patch (>= 50 % of their labeled pixels), and the pore
+patch is taken inside the grain when one exists, because vacuum around the grain is the easy
+part of the "pore" class and a user would point at real pores.
 """
 
 from __future__ import annotations
@@ -21,12 +21,13 @@ def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Gene
                  gap_px: int = 0) -> np.ndarray:
     """Keep the truth on a random set of aligned ``patch_px`` x ``patch_px`` patches.
 
-    Patches tile the slice from (0, 0); a partial patch at the right/bottom edge is never
-    chosen, so every labeled patch is exactly ``patch_px`` square and starts at multiples of
-    ``patch_px``. The number of patches is ``round(labeled_fraction * H * W / side**2)``
-    (``side = patch_px - gap_px``, the labeled square), at least 2: one mostly-solid patch and
-    one mostly-pore patch (inside ``grain`` when possible), or, on slices too small to have
-    them, the most solid and the most porous.
+    Patches tile the slice from (0, 0) in cells of ``patch_px``; a partial cell at the
+    right/bottom edge is never chosen. A chosen cell's labeled patch is its top-left
+    ``side`` x ``side`` square (``side = patch_px - gap_px``), starting at multiples of
+    ``patch_px``. The number of patches is ``round(labeled_fraction * H * W / side**2)``, at
+    least 2: one mostly-solid patch and one mostly-pore patch (inside ``grain`` when
+    possible), or, on slices too small to have them, the most solid and the most porous;
+    "mostly" is judged on the labeled square, so both classes are in the labels.
 
     Parameters
     ----------
@@ -62,15 +63,20 @@ def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Gene
     if rows * cols < 2:
         raise ValueError(f"a {truth.shape} slice holds fewer than 2 patches of {patch_px} px")
 
+    side = patch_px - gap_px
+
     def per_patch(mask: np.ndarray) -> np.ndarray:
+        # over the labeled square only: judged on the whole cell, a "mostly pore" cell could
+        # label solid alone and leave the labels with one class
         cut = mask[: rows * patch_px, : cols * patch_px].astype(np.float32)
-        return cut.reshape(rows, patch_px, cols, patch_px).mean(axis=(1, 3)).reshape(-1)
+        cells = cut.reshape(rows, patch_px, cols, patch_px)[:, :side, :, :side]
+        return cells.mean(axis=(1, 3)).reshape(-1)
 
     solid_fraction = per_patch(truth == SOLID)
     inside = per_patch(grain) if grain is not None else np.ones_like(solid_fraction)
     pore_fraction = 1.0 - solid_fraction
     if solid_fraction.max() == 0.0 or pore_fraction.max() == 0.0:
-        raise ValueError("the slice's whole patches do not hold both solid and pore pixels")
+        raise ValueError("the slice's patches do not hold both solid and pore pixels")
     solid_candidates = np.flatnonzero(solid_fraction >= 0.5)
     if solid_candidates.size == 0:  # tiny grains: the most solid patch will do
         solid_candidates = np.flatnonzero(solid_fraction == solid_fraction.max())
@@ -85,7 +91,6 @@ def patch_labels(truth: np.ndarray, labeled_fraction: float, rng: np.random.Gene
         raise ValueError("the slice has no pore pixels outside its only solid patch")
     second = int(rng.choice(pore_candidates))
 
-    side = patch_px - gap_px
     n_patches = int(np.clip(round(labeled_fraction * truth.size / side**2), 2, rows * cols))
     rest = np.setdiff1d(np.arange(rows * cols), [first, second])
     chosen = [first, second, *rng.choice(rest, size=n_patches - 2, replace=False).tolist()]

@@ -283,8 +283,9 @@ function errorBars(u) {
 // hour (and minute) of the ticks up to the next line: where the first change of hour or
 // minute runs into the first tick's line, that change keeps its line, written as the first
 // tick's (with the date), and the first tick loses its own (kept, the change's was left out
-// and "12:59am" under :59 named the ticks :00-:15 of 1:00am). ``firstLabel(k)``: uPlot's
-// label of tick k written as a first tick's.
+// and "12:59am" under :59 named the ticks :00-:15 of 1:00am); where a change of day leaves
+// that moved line out, the first tick keeps its own. ``firstLabel(k)``: uPlot's label of
+// tick k written as a first tick's.
 function spacedTimeLabels(u, splits, labels, firstLabel) {
   const lines = labels.map((l) => (l == null ? [l] : String(l).split("\n")));
   const day = (t) => new Date(t * 1000).toDateString();  // uPlot's dates: local time
@@ -299,26 +300,38 @@ function spacedTimeLabels(u, splits, labels, firstLabel) {
     return [x - half, x + half];
   };
   const touch = ([l1, r1], [l2, r2]) => l1 < r2 && r1 > l2;
-  let lead = 0;  // the tick whose line carries the date
-  const change = lines.findIndex((l, k) => k > 0 && l.length > 1);
-  if (change > 0 && lines[0].length > 1 && !dayChange(change) && firstLabel
-      && touch(extent(0), extent(change))) {
-    lines[0] = [lines[0][0]];
-    lines[change] = String(firstLabel(change)).split("\n");
-    lead = change;
-  }
-  const rank = (k) => (dayChange(k) ? 2 : k === lead ? 1 : 0);
-  const order = lines.map((_, k) => k).filter((k) => lines[k].length > 1)
-    .sort((a, b) => rank(b) - rank(a) || a - b);
   const kept = [];
-  for (const k of order) {
+  const place = (k) => {  // keeps tick k's second line unless it touches one kept
+    if (lines[k].length < 2) return false;
     const span = extent(k);
     if (kept.some((other) => touch(span, other))) {
       lines[k] = [lines[k][0]];
+      return false;
+    }
+    kept.push(span);
+    return true;
+  };
+  const ticks = lines.map((_, k) => k);
+  const change = lines.findIndex((l, k) => k > 0 && l.length > 1);
+  const moves = change > 0 && lines[0].length > 1 && !dayChange(change) && firstLabel
+    && touch(extent(0), extent(change));
+  ticks.filter(dayChange).forEach(place);
+  let lead = 0;  // the tick whose line carries the date
+  if (moves) {
+    // the first tick gives its line up only once the moved one is kept: where a change of
+    // day leaves the moved line out, the first tick keeps its own (else the ticks before
+    // midnight had neither date nor hour)
+    const own = [lines[0], lines[change]];
+    lines[0] = [lines[0][0]];
+    lines[change] = String(firstLabel(change)).split("\n");
+    if (place(change)) {
+      lead = change;
     } else {
-      kept.push(span);
+      [lines[0], lines[change]] = own;
     }
   }
+  if (lead === 0) place(0);
+  ticks.filter((k) => k > 0 && k !== lead && !dayChange(k)).forEach(place);
   return lines.map((l) => (l[0] == null ? l[0] : l.join("\n")));
 }
 
