@@ -1208,10 +1208,45 @@ def test_labels_that_measure_refuses_are_said_beside_the_shapes_angle():
     # line at all: no angle (test_a_facet_with_no_wire_under_the_droplet_in_the_labels_...)
     far = dataclasses.replace(away, wire=((300.0, 150.0), (300.0, 250.0), (399.0, 250.0),
                                           (399.0, 150.0)))
-    assert preview(far)["contact_angle_reason"].startswith("no facet in the labels")
+    assert preview(far)["contact_angle_reason"].startswith(
+        "no facet in the labels: the wire polygon is drawn 99.6 px from the facet line")
     near = dataclasses.replace(away, wire=((200.4, 150.2), (200.4, 250.2), (399.0, 250.2),
                                            (399.0, 150.2)))
     assert preview(near)["labels_note"] == ""
+
+
+def test_a_wire_drawn_beyond_the_reach_of_the_facet_line_is_named_as_such():
+    """A wire polygon drawn whole, 20 px short of an explicit facet line, had no angle for a
+    reason that blamed the wire being painted over as background or unlabeled: the fix is
+    to move the line or the wire's edge, and the reason now says so, with the distance."""
+    from nwwatch.label.server import preview
+
+    facet = ((200.4, 150.2), (200.4, 250.2))
+
+    def wire_at(row: float) -> tuple:  # its top edge on that row, under the droplet
+        return ((row, 150.0), (row, 250.0), (399.0, 250.0), (399.0, 150.0))
+
+    short = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0), wire_at(220.4),
+                          facet=facet)
+    reason = preview(short)["contact_angle_reason"]
+    assert reason.startswith("no facet in the labels: the wire polygon is drawn 20.0 px from "
+                             "the facet line under the droplet (more than 16 px"), reason
+    assert reason.endswith("move the facet line or the wire's edge")
+    assert "painted over" not in reason
+    # a wire polygon that slants away: its nearest corner under the droplet's base counts
+    slanted = short.replace(wire=((205.4, 150.0), (225.4, 250.0), (399.0, 250.0),
+                                  (399.0, 150.0)))
+    assert preview(slanted)["contact_angle_deg"] is not None  # within reach at one end
+    # a wire polygon beside the droplet, none of it under the base
+    beside = short.replace(wire=((200.4, 300.0), (200.4, 390.0), (399.0, 390.0),
+                                 (399.0, 300.0)))
+    reason = preview(beside)["contact_angle_reason"]
+    assert reason.startswith("no facet in the labels: the wire polygon does not reach under "
+                             "the droplet's 74 px base on the facet line"), reason
+    # drawn up to the line but painted over: that is still what is said
+    painted = short.replace(wire=wire_at(200.4), strokes=(Stroke(BACKGROUND, wire_at(200.4)),))
+    assert "the wire painted over as background or unlabeled" in preview(
+        painted)["contact_angle_reason"]
 
 
 def _get_json(url: str) -> dict:

@@ -441,3 +441,91 @@ def test_the_status_says_when_the_facet_moves_to_another_wire_edge(served, brows
                            "corners 2-3)")
     assert browser.text("#angle") == "109.5\u00b0"
     assert _console_errors(browser) == []
+
+
+def _undo_key(b: Browser) -> dict:
+    _press(b, "z", modifier=CONTROL)
+    b.wait_for(READY)
+    return b.execute(GEOMETRY)
+
+
+def test_a_run_of_arrow_presses_ends_at_a_save(served, browser):
+    # Was: arrow presses on one handle before and after a Ctrl+S were one undo step: Ctrl+Z
+    # took the handle back past the saved position to where it was before the save.
+    _, url = served
+    page._open(browser, url, 1)
+    opened = browser.execute(GEOMETRY)
+    browser.execute("document.querySelector('[data-handle=wire-1]').focus()")
+    _press(browser, RIGHT, RIGHT, RIGHT)
+    browser.wait_for(READY)
+    _press(browser, "s", modifier=CONTROL)
+    browser.wait_for("return document.getElementById('status').textContent.startsWith("
+                     "'saved ') && window.nwLabel.dirty === false")
+    saved = browser.execute(GEOMETRY)
+    assert saved["wire"][1] == [opened["wire"][1][0], opened["wire"][1][1] + 3]
+    assert browser.execute(FOCUSED) == "wire-1"  # the handle is still selected
+    _press(browser, RIGHT)
+    browser.wait_for(READY)
+    assert _undo_key(browser) == saved
+    assert _undo_key(browser) == opened
+    assert _console_errors(browser) == []
+
+
+def test_a_run_of_arrow_presses_ends_when_the_handle_is_left(served, browser):
+    # Was: presses on a handle, then none selected (or another handle), then presses on the
+    # same handle again later were one undo step.
+    _, url = served
+    page._open(browser, url)
+    opened = browser.execute(GEOMETRY)
+    focus = "document.querySelector('[data-handle={}]').focus()"
+    browser.execute(focus.format("wire-1"))
+    _press(browser, RIGHT, RIGHT)
+    browser.wait_for(READY)
+    first = browser.execute(GEOMETRY)
+    browser.execute("document.activeElement.blur()")  # no handle selected
+    browser.wait_for("return document.getElementById('selected-handle').textContent === "
+                     "'no handle selected'")
+    browser.execute(focus.format("wire-1"))
+    _press(browser, DOWN)
+    browser.wait_for(READY)
+    second = browser.execute(GEOMETRY)
+    browser.execute(focus.format("wire-2"))  # another handle selected, then this one again
+    browser.wait_for("return document.getElementById('selected-handle').textContent"
+                     ".startsWith('selected: wire corner 3')")
+    browser.execute(focus.format("wire-1"))
+    _press(browser, LEFT)
+    browser.wait_for(READY)
+    assert _undo_key(browser) == second
+    assert _undo_key(browser) == first
+    assert _undo_key(browser) == opened
+    assert _console_errors(browser) == []
+
+
+def test_back_to_the_proposal_after_a_save_asks_before_dropping_the_history(served,
+                                                                           browser):
+    # Was: asked only with unsaved changes: right after a save it dropped the undo history
+    # without a word, though going back is not undone.
+    _, url = served
+    page._open(browser, url)
+    browser.execute("document.querySelector('[data-handle=droplet-center]').focus()")
+    _press(browser, UP, UP)
+    browser.wait_for(READY)
+    _press(browser, "s", modifier=CONTROL)
+    browser.wait_for("return document.getElementById('status').textContent.startsWith("
+                     "'saved ') && window.nwLabel.dirty === false")
+    saved = browser.execute(GEOMETRY)
+    browser.execute("window.asked = []; window.confirm = (q) => { window.asked.push(q); "
+                    "return false; }")
+    browser.click("#reset")
+    asked = browser.execute("return window.asked")
+    assert len(asked) == 1 and "can then no longer be undone" in asked[0], asked
+    # told no: the shapes and the history stay
+    assert browser.execute(GEOMETRY) == saved
+    assert browser.execute("return document.getElementById('undo-stroke').disabled") is False
+    browser.execute("window.confirm = (q) => { window.asked.push(q); return true; }")
+    browser.click("#reset")
+    browser.wait_for("return document.getElementById('frame-origin').textContent === "
+                     "'model proposal' && " + READY.removeprefix("return "))
+    assert len(browser.execute("return window.asked")) == 2
+    assert browser.execute("return document.getElementById('undo-stroke').disabled") is True
+    assert _console_errors(browser) == []

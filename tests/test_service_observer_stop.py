@@ -120,14 +120,12 @@ def test_a_wind_down_longer_than_stop_timeout_cuts_no_batch_short_and_exits_0(tm
     rows = frames_table(res)
     assert rows is not None and len(rows) == 1
     assert ledger_count(res, "batches", "state='writing'") == 0
-    # the deadline ran out in the observers' stop (or, on a slow machine, their wait ran
-    # out first): a warning that cut nothing short
+    # the deadline ran out in the observers' stop (WIND_DOWN_S after the loop ended, before
+    # their own 5 s wait): a warning that cut nothing short
     overran = [e for e in events if e.get("event") == "stop_overran"]
-    if overran:
-        assert overran[0]["level"] == "warning" and overran[0]["exit_status"] == 0
-        assert overran[0]["during"] == "stopping the folders' observers"
-    else:
-        assert names[-1] == "stopped"
+    assert len(overran) == 1, log[-3000:]
+    assert overran[0]["level"] == "warning" and overran[0]["exit_status"] == 0
+    assert overran[0]["during"] == "stopping the folders' observers"
     # the stop is logged once, before the summary of the stop
     assert names.count("stop_requested") == 1
     assert names.index("stop_requested") < names.index("stopping")

@@ -530,12 +530,55 @@ def _too_little_wire_under_base(geometry: LabelGeometry, facet: FacetLine,
     least_px = min(math.ceil(MIN_INTERFACE_LENGTH_PX), base_px)
     if backed_px >= least_px:
         return ""
+    needed = f"at least {least_px} px of the droplet's {base_px} px base"
+    if geometry.wire is not None:
+        # A wire polygon drawn (not painted over) beyond the reach from an explicit facet
+        # line: the line or the polygon's edge is misplaced, and that is what to say.
+        depth_px = _wire_depth_under_base(geometry, facet)
+        if depth_px is None:
+            return ("no facet in the labels: the wire polygon does not reach under the "
+                    f"droplet's {base_px} px base on the facet line (nanowire needed there "
+                    f"under {needed}); move the facet line or the wire polygon")
+        if depth_px > GAP_REACH_PX:
+            return (f"no facet in the labels: the wire polygon is drawn {depth_px:.1f} px "
+                    f"from the facet line under the droplet (more than {GAP_REACH_PX:g} px; "
+                    f"nanowire needed within it under {needed}); move the facet line or "
+                    "the wire's edge")
     where = (f"under only {backed_px} px of the droplet's {base_px} px base"
              if backed_px else f"under none of the droplet's {base_px} px base")
     return (f"no facet in the labels: nanowire pixels within {GAP_REACH_PX:g} px of the "
             f"facet line {where} (at least {least_px} px needed; the wire painted over as "
             "background or unlabeled, or off the frame); draw or paint the wire under the "
             "droplet")
+
+
+def _wire_depth_under_base(geometry: LabelGeometry, facet: FacetLine) -> float | None:
+    """How far (px) the wire polygon's nearest point under the droplet's base (the circle's
+    chord on the facet line) lies from the line on the wire's side: 0 where it reaches or
+    crosses the line, None where no part of it is under the base."""
+    center = np.asarray(geometry.droplet.center, dtype=float)
+    s = float((center - facet.point) @ facet.u)
+    half = math.sqrt(max(geometry.droplet.radius_px**2 - s**2, 0.0))
+    t = np.array([facet.u[1], -facet.u[0]])
+    foot = center - s * facet.u
+    rel = np.asarray(geometry.wire, dtype=float) - foot
+    poly = [(float(p @ t), float(-(p @ facet.u))) for p in rel]  # (along, depth)
+    # the polygon clipped to the strip across the base (Sutherland-Hodgman, two sides): a
+    # polygon's least depth in it is at one of the clipped corners
+    for sign in (1.0, -1.0):
+        kept = []
+        for i, (a0, d0) in enumerate(poly):
+            a1, d1 = poly[(i + 1) % len(poly)]
+            in0, in1 = sign * a0 <= half, sign * a1 <= half
+            if in0:
+                kept.append((a0, d0))
+            if in0 != in1:
+                f = (sign * half - a0) / (a1 - a0)
+                kept.append((sign * half, d0 + f * (d1 - d0)))
+        poly = kept
+        if not poly:
+            return None
+    return max(0.0, min(d for _, d in poly))
 
 
 def _too_few_circle_pixels(geometry: LabelGeometry, labels: np.ndarray) -> str:

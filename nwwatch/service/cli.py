@@ -38,7 +38,7 @@ def run(config_path: Path) -> None:
 
     Exit status: 0 after SIGTERM, SIGINT or SIGHUP (1 when the stop cut a batch short: the
     batch in flight outlived stop_timeout_seconds, or its held rows were not written by
-    then or 4 s after it; a slow wind-down with every row written still exits 0);
+    then or 3 s after it; a slow wind-down with every row written still exits 0);
     78 (EX_CONFIG, not restarted by the unit) when a person is needed: invalid configuration
     (the message names file and key), results or ledger folders the service may not write,
     no GPU with require_gpu, a model that does not load or

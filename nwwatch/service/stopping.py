@@ -12,7 +12,8 @@ dashboard and the folders' observers stopped, the ledger closed — has until th
 :data:`WIND_DOWN_S` after the loop ended, whichever is later. What the process exits with
 depends on what the deadline cut short: a batch (in flight, or its rows held and not yet
 written) is an error, ``stop_timeout``, status 1; the batches in flight are marked stopped in the
-ledger first (:func:`nwwatch.service.ledgerdb.stop_batches`): a batch slower than the deadline
+ledger first (:func:`nwwatch.service.ledgerdb.stop_batches`, waited for no later than
+:data:`STOP_BOUND_S` after the signal): a batch slower than the deadline
 (a big stack on a CPU) was cut short by the operator, and the next start must not charge its
 files an attempt as it does after a crash. Anything else (a start that hangs, a rescan on a dead
 share, an observer that does not stop) cut nothing short: ``stop_overran``, a warning, and the
@@ -37,10 +38,18 @@ STARTING = "starting"
 BETWEEN_BATCHES = "between batches"
 BATCH = "the batch in flight"
 HELD_ROWS = "writing the rows held"
-#: Seconds the wind-down has at least, from the end of the loop: the largest
-#: ``stop_timeout_seconds`` (25) plus this ends before the shipped unit's TimeoutStopSec=30
-#: SIGKILLs the process (tests/test_service_config.py keeps them in step).
-WIND_DOWN_S = 4.0
+#: Seconds the wind-down has at least, from the end of the loop.
+WIND_DOWN_S = 3.0
+#: Seconds after the signal by which the process has ended, the ledger's mark included:
+#: the shipped unit's TimeoutStopSec=30 less time to log and exit, so systemd's SIGKILL never
+#: comes first (a killed stop logs nothing and its batches are charged an attempt).
+STOP_BOUND_S = 28.5
+#: Seconds the ledger's mark is given at least, however late the deadline ran out: the
+#: largest ``stop_timeout_seconds`` (25) plus :data:`WIND_DOWN_S` plus this is within
+#: :data:`STOP_BOUND_S` (tests/test_service_config.py keeps them in step).
+LEDGER_WAIT_MIN_S = 0.2
+#: Seconds the ledger's mark waits at most for another connection's write lock.
+LEDGER_WAIT_MAX_S = 2.0
 
 
 class StopDeadline:
@@ -135,11 +144,11 @@ class StopDeadline:
                     end = max(end, self._wind_down_at + WIND_DOWN_S)
                 left = end - time.monotonic()
                 if left <= 0:
-                    self._expire()
+                    self._expire(signalled_at)
                 self._changed.wait(left)
                 self._changed.clear()  # then the deadline is computed again
 
-    def _expire(self) -> None:
+    def _expire(self, signalled_at: float) -> None:
         """The deadline has run out: log what it cut short and end the process."""
         if self._done:  # the service stopped meanwhile
             return
@@ -148,13 +157,19 @@ class StopDeadline:
         known = True
         if during in (BATCH, BETWEEN_BATCHES, HELD_ROWS):
             # Between batches too: rows may be held for the results, or a batch left
-            # unfinished by a failed write. Asked of the ledger, which tells.
+            # unfinished by a failed write. Asked of the ledger, which tells; its lock is
+            # waited for only until STOP_BOUND_S after the signal (a commit stuck holding it
+            # would otherwise keep the process past systemd's SIGKILL).
+            wait_s = min(LEDGER_WAIT_MAX_S, signalled_at + STOP_BOUND_S - time.monotonic())
             try:
                 if self._ledger is not None and self._ledger.is_file():
-                    released, held = stop_batches(self._ledger)
+                    released, held = stop_batches(self._ledger,
+                                                  timeout_s=max(LEDGER_WAIT_MIN_S, wait_s))
             except Exception as exc:  # noqa: BLE001 - exiting matters more than the mark
                 self._log.warning("stop_not_recorded", error=str(exc))
                 known = False
+            if self._done:  # the wind-down finished while the ledger was asked
+                return
         if during == BATCH or released or held or not known:
             said = []
             if during == BATCH or released:

@@ -125,7 +125,13 @@ function setup() {
   $("redo-stroke").onclick = redoEdit;
   $("reset").onclick = async () => {
     if (state.loading) return;
-    if (state.dirty && !window.confirm("Discard the unsaved changes of this frame?")) return;
+    // Going back is not undone, and it drops the undo history: asked first whenever there
+    // is something to lose, even right after a save.
+    const question = state.dirty ? "Discard the unsaved changes of this frame?"
+      : state.undo.length || state.redo.length
+        ? "Go back to the model's proposal? Your edits of this frame can then no longer be " +
+          "undone or redone." : null;
+    if (question && !window.confirm(question)) return;
     setBusy(true);
     $("status").textContent = "computing the model's proposal...";
     // The frame asked for: another frame opened before the proposal answers keeps its own

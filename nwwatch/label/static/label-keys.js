@@ -157,10 +157,18 @@ function handleKey(e) {
 }
 
 function setupHandleKeys() {
-  // Focus by Tab, H or a click selects the handle the keys act on.
+  // Focus by Tab, H or a click selects the handle the keys act on. A run of arrow presses
+  // (one undo step) ends when another handle is selected or none is: pressed again later,
+  // the arrows make a new step. (Every redraw gives the focus back to the same handle
+  // at once: that neither selects another handle nor leaves none selected.)
   $("handles").addEventListener("focusin", (e) => {
-    if (e.target.dataset.handle) state.selected = e.target.dataset.handle;
+    const id = e.target.dataset.handle;
+    if (id && id !== state.selected) state.mergeOpen = null;
+    if (id) state.selected = id;
     showSelected();
   });
-  $("handles").addEventListener("focusout", () => setTimeout(showSelected, 0));
+  $("handles").addEventListener("focusout", () => setTimeout(() => {
+    if (!$("handles").contains(document.activeElement)) state.mergeOpen = null;
+    showSelected();
+  }, 0));
 }

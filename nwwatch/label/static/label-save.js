@@ -61,6 +61,8 @@ async function sendSave(base) {
   }
   setBusy(true);
   $("status").textContent = "saving...";
+  state.mergeOpen = null;  // an arrow press after the save is a new edit: undone, the saved
+                           // shapes come back, not those before the presses saved
   // The frame whose shapes these are (state.index is that frame's whenever none is loading).
   const edits = state.edits, index = state.shown.index, stem = state.frames[index].stem;
   const seq = shownSeq();  // this frame as opened: a late answer is not another opening's
