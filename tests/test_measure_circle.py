@@ -216,3 +216,25 @@ def test_an_exact_circle_mask_has_no_envelope_depth() -> None:
         assert depth(radius, 0.3) < 0.05, radius
     # the same circle drawn as a polygon through points 25 px apart is short by ~d^2 / 12R
     assert 0.2 < depth(90.0, 25.0) < 0.7
+
+
+def test_a_mask_resized_by_nearest_neighbour_is_not_read_as_a_polygon() -> None:
+    # A label image enlarged x3 by nearest neighbour has flat treads along pixel rows and
+    # columns, exactly straight, but as far outside the circle at their corners as inside:
+    # they are a staircase, not an annotator's chords, and the radius is not short.
+    import cv2
+    from ideal_caps import render_ideal_cap
+
+    from nwwatch.measure.arc import arc_position_rad
+    from nwwatch.measure.circle import envelope_depth_px
+    from nwwatch.measure.edges import mask_boundary_points
+
+    for theta, radius in ((130.0, 40.0), (150.0, 55.0)):
+        c = render_ideal_cap((160, 160), theta, radius * np.sin(np.radians(theta)), 0.0,
+                             (80.3, 80.2))
+        big = cv2.resize(c.labels, (480, 480), interpolation=cv2.INTER_NEAREST)
+        droplet = big == DROPLET
+        points = mask_boundary_points(droplet).points
+        fit, keep = robust_fit(points)
+        depth = envelope_depth_px(points[keep], arc_position_rad(points[keep], fit.center), fit)
+        assert depth < 0.05, (theta, depth)

@@ -204,6 +204,18 @@ def test_droplet_label_reaching_the_border_beside_the_wire_is_not_cut():
     assert r.contact_angle_deg == whole.contact_angle_deg
 
 
+def test_a_droplet_one_pixel_inside_the_border_is_not_cut():
+    # One background pixel between the droplet's free surface and the border: the outline's
+    # outside pixels lie on the border, its droplet pixels do not, so nothing is cut.
+    c = render_ideal_cap((256, 256), 100.0, 30.0, 0.0, (31.2, 120.3))
+    droplet = c.labels == DROPLET
+    rows, cols = np.nonzero(droplet)
+    assert min(rows.min(), cols.min(), 255 - rows.max(), 255 - cols.max()) == 1
+    r = measure_contact_angle(c.labels)
+    assert not r.droplet_cut
+    assert "cut by the frame" not in r.reason
+
+
 def test_two_pixel_gap_between_droplet_and_wire():
     c = cap(115.0, 30.0, 25.0)
     t = t_coordinate(c)

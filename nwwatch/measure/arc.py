@@ -100,11 +100,13 @@ def side_fits(
     return out[0], out[1]
 
 
-def on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, int]) -> np.ndarray:
+def on_border(pts: BoundaryPoints, shape: tuple[int, int], offset: tuple[int, int],
+              inside_only: bool = False) -> np.ndarray:
     """(N,) True where either pixel of a boundary point (crop coordinates, the crop at
-    ``offset`` in an image of ``shape``) lies on the image border."""
+    ``offset`` in an image of ``shape``) lies on the image border (``inside_only``: its
+    inside pixel)."""
     border = np.zeros(len(pts), dtype=bool)
-    for px in (pts.inside, pts.outside):
+    for px in ((pts.inside,) if inside_only else (pts.inside, pts.outside)):
         rows, cols = px[:, 0] + offset[0], px[:, 1] + offset[1]
         border |= (rows <= 0) | (rows >= shape[0] - 1) | (cols <= 0) | (cols >= shape[1] - 1)
     return border

@@ -334,7 +334,11 @@ def envelope_depth_px(points: np.ndarray, order: np.ndarray, fit: CircleFit) -> 
                 normal = -normal
             beyond = (pts[i + 1:j] - pts[i]) @ normal
             length_px += d
-            if math.sqrt(float(beyond @ beyond) / beyond.size) <= CHORD_STRAIGHT_RMS_PX:
+            # a run along a pixel row or column is a staircase's tread (a mask resized by
+            # nearest neighbour), as far outside the circle at its corners as inside: no chord
+            pixel_run = min(abs(chord[0]), abs(chord[1])) < 1.0
+            straight = math.sqrt(float(beyond @ beyond) / beyond.size) <= CHORD_STRAIGHT_RMS_PX
+            if straight and not pixel_run:
                 charge_px2 += d * max(d * d / (12.0 * fit.radius) - max(float(beyond.mean()), 0.0),
                                       0.0)
     if not n or length_px <= 0.0:

@@ -118,7 +118,8 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
         base,
         # cut by the frame where the droplet's free surface reaches the border, not where
         # its label does only on the wire's side of the line (leaking through the wire)
-        droplet_cut=free_surface_cut(contour, line, on_border(contour, shape, sel.box[:2])),
+        droplet_cut=free_surface_cut(contour, line, on_border(contour, shape, sel.box[:2],
+                                                                    inside_only=True)),
         facet_angle_deg=_half_open_deg(math.atan2(-line.direction[0], line.direction[1])),
         # a point of the line (here the interface's centre on it; the foot of the circle
         # centre once there is a circle), so a refused row's overlay draws the line too
