@@ -255,10 +255,11 @@ def test_a_fine_tune_scores_its_starting_weights_and_warns_when_no_epoch_beats_t
     # which weights are exported is unchanged: the trained ones
     assert any(line.startswith("exported: the weights of epoch 2 of 2") for line in lines)
     warning = lines[-1]
-    assert warning.startswith("warning: no trained epoch scores above the weights this "
-                              f"fine-tune started from (--init {tmp_path / 'base.pt'}): mIoU "
-                              f"{start['score']:.4f} before training (epoch 0), at best "
-                              f"{max(trained):.4f} after it")
+    assert warning.startswith(f"warning: the exported weights (epoch 2) score mIoU "
+                              f"{trained[-1]:.4f} on the training images (no image held out), "
+                              f"no higher than the weights this fine-tune started from (--init "
+                              f"{tmp_path / 'base.pt'}): mIoU {start['score']:.4f} before "
+                              f"training (epoch 0). Label more frames")
     assert "nwwatch evaluate" in warning and "Label more frames" in warning
     meta = model_file_metadata(out)
     assert meta.extra["start_metrics"]["train_mean_iou"] == pytest.approx(start["score"])
@@ -271,10 +272,70 @@ def test_a_fine_tune_scores_its_starting_weights_and_warns_when_no_epoch_beats_t
     assert load_checkpoint(tmp_path / "tuned.pt")["start"] == start
     assert model_file_metadata(out).extra["start_metrics"] == meta.extra["start_metrics"]
 
-    # an epoch above the starting weights: no warning; a run from random weights: none
-    beaten = TrainResult(None, out, {}, 2, [{"epoch": 1, "train_mean_iou": 0.5},
-                                            {"epoch": 2, "train_mean_iou": 0.7}],
+    # exported weights above the starting weights: no warning; a run from random weights: none
+    beaten = TrainResult(None, out, {"train_mean_iou": 0.7}, 2,
+                         [{"epoch": 1, "train_mean_iou": 0.5}, {"epoch": 2, "train_mean_iou": 0.7}],
+                         exported_epoch=2,
                          start={"epoch": 0, "weights": "w", "score": 0.6, "metrics": {}})
     assert starting_weights_warning(beaten) is None
     beaten.start = None
     assert starting_weights_warning(beaten) is None
+
+
+def test_a_fine_tune_without_held_out_images_warns_when_its_last_epoch_falls_below_the_start(
+        tmp_path):
+    # before: the warning compared the starting weights with the best epoch, but with no image
+    # held out the last epoch is exported: epochs 0.4212, 0.0481, 0.0506 from a start of
+    # 0.1954 exported epoch 3 (0.0506) with no warning, as epoch 1 was above the start
+    from training.engine import TrainResult, starting_weights_warning
+
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=2, model_options=dict(TINY), threads=1)
+    # a learning rate high enough that the first epoch rises above the start and the last
+    # falls below it (seed 2)
+    tuned = train(TrainConfig(out=str(tmp_path / "tuned.onnx"), data=str(data), epochs=3,
+                              steps_per_epoch=3, batch_size=2, crop=32, seed=2, lr=1.0,
+                              threads=1, val_fraction=0.0, init=str(tmp_path / "base.pt"),
+                              export=False), progress=False)
+    scores = [h["train_mean_iou"] for h in tuned.history]
+    start = tuned.start["score"]
+    assert not tuned.validation_images and tuned.exported_epoch == 3
+    assert max(scores) > start > scores[-1], (start, scores)  # the situation the test needs
+    assert tuned.metrics["train_mean_iou"] == pytest.approx(scores[-1])
+    warning = starting_weights_warning(tuned)
+    best = scores.index(max(scores)) + 1
+    assert warning is not None and warning.startswith(
+        f"warning: the exported weights (epoch 3) score mIoU {scores[-1]:.4f} on the training "
+        f"images (no image held out), no higher than the weights this fine-tune started from "
+        f"(--init {tmp_path / 'base.pt'}): mIoU {start:.4f} before training (epoch 0); epoch "
+        f"{best} scored {max(scores):.4f}, but the last epoch is exported when no image is held "
+        f"out. Label more frames")
+
+    # the same with the numbers fixed: the exported (last) epoch is what is compared
+    fell = TrainResult(None, tmp_path / "x.pt", {"train_mean_iou": 0.3}, 2,
+                       [{"epoch": 1, "train_mean_iou": 0.7}, {"epoch": 2, "train_mean_iou": 0.3}],
+                       exported_epoch=2,
+                       start={"epoch": 0, "weights": "w", "score": 0.6, "metrics": {}})
+    assert starting_weights_warning(fell).startswith(
+        "warning: the exported weights (epoch 2) score mIoU 0.3000 on the training images")
+    # held out: the exported epoch is the best one, and above the start: no warning
+    kept = TrainResult(None, tmp_path / "x.pt", {"val_mean_iou": 0.7}, 2,
+                       [{"epoch": 1, "val_mean_iou": 0.7}, {"epoch": 2, "val_mean_iou": 0.3}],
+                       exported_epoch=1, validation_images=["img03"],
+                       start={"epoch": 0, "weights": "w", "score": 0.6, "metrics": {}})
+    assert starting_weights_warning(kept) is None
+
+
+def test_a_fine_tune_with_a_bad_crop_fails_before_scoring_its_starting_weights(tmp_path):
+    # before: the --init weights were scored over the evaluation images ("epoch 0/1 ...")
+    # and only then was --crop 30 refused
+    data = make_folder(tmp_path / "data", n=4, size=32)
+    _run(tmp_path, "base", data, epochs=1, model_options=dict(TINY), threads=1)
+    lines: list[str] = []
+    config = TrainConfig(out=str(tmp_path / "bad.onnx"), data=str(data), epochs=1,
+                         steps_per_epoch=2, batch_size=2, crop=30, seed=1, threads=1,
+                         init=str(tmp_path / "base.pt"), export=False)
+    with pytest.raises(TrainingError, match=r"--crop 30 is not a multiple of 4"):
+        train(config, progress=False, echo=lines.append)
+    assert not [line for line in lines if line.startswith("epoch 0")], lines
+    assert not (tmp_path / "bad.pt").exists()

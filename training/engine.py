@@ -9,7 +9,7 @@ checkpoints, resume and export.
 - Validation mIoU after every epoch on the saved validation split (or, without one, on the
   labeled pixels of the training images, reported under ``train_*`` keys); a fine-tune's
   (``--init``) starting weights are scored so before training ("epoch 0"), and a warning
-  (:func:`starting_weights_warning`) says when no trained epoch scores above them.
+  (:func:`starting_weights_warning`) says when the exported weights score no higher.
 - A checkpoint ``MODEL.pt`` after every epoch; ``resume=True`` continues from its epoch with
   its settings, split and optimiser state. The exported weights are those of the best
   validation epoch (the last epoch when there is no validation split, and for ``contrastive``
@@ -103,28 +103,37 @@ class TrainResult:
 
 
 def starting_weights_warning(result: TrainResult) -> str | None:
-    """The warning for a fine-tune none of whose trained epochs scores above the weights it
-    started from (those weights are scored before training: :attr:`TrainResult.start`);
-    None when one does, or for a run without ``--init``. The exported weights are still the
-    best epoch's: a held-out image or two decide little."""
+    """The warning for a fine-tune whose exported weights score no higher than the weights it
+    started from (those weights are scored before training: :attr:`TrainResult.start`); None
+    when they score higher, or for a run without ``--init``. The exported weights are
+    :attr:`TrainResult.metrics`' (the best held-out epoch's, or the last epoch's when no image
+    is held out): a better epoch that is not exported does not stop the warning."""
     start = result.start
-    if start is None or not result.history:
+    if start is None:
         return None
-    key = next((k for k in ("val_mean_iou", "train_mean_iou") if k in result.history[-1]), None)
+    key = next((k for k in ("val_mean_iou", "train_mean_iou") if k in result.metrics), None)
     if key is None:
         return None
-    best = max(result.history, key=lambda record: record[key])
-    if best[key] > start["score"]:
+    exported = result.metrics[key]
+    if exported > start["score"]:
         return None
     held_out = result.validation_images
     where = (f"the {len(held_out)} held-out image{'' if len(held_out) == 1 else 's'}"
              if held_out else "the training images (no image held out)")
-    return (f"warning: no trained epoch scores above the weights this fine-tune started from "
-            f"(--init {start['weights']}): mIoU {start['score']:.4f} before training (epoch 0), "
-            f"at best {best[key]:.4f} after it (epoch {best['epoch']}), on {where}; the model "
-            f"exported is the trained one. Label more frames, compare both models on labelled "
-            f"frames of your own with `nwwatch evaluate`, and keep the model you started from "
-            f"if it stays ahead")
+    which = ("the exported weights" if result.exported_epoch is None
+             else f"the exported weights (epoch {result.exported_epoch})")
+    # without a held-out split the last epoch is exported, whatever an earlier one scored
+    best = max(result.history, key=lambda record: record.get(key, -1.0), default=None)
+    earlier = (f"; epoch {best['epoch']} scored {best[key]:.4f}, but the last epoch is "
+               f"exported when no image is held out"
+               if not held_out and best is not None and key in best
+               and best[key] > start["score"] and best["epoch"] != result.exported_epoch
+               else "")
+    return (f"warning: {which} score mIoU {exported:.4f} on {where}, no higher than the "
+            f"weights this fine-tune started from (--init {start['weights']}): mIoU "
+            f"{start['score']:.4f} before training (epoch 0){earlier}. Label more frames, "
+            f"compare both models on labelled frames of your own with `nwwatch evaluate`, and "
+            f"keep the model you started from if it stays ahead")
 
 
 def _seen_by_starting_weights(config: TrainConfig,
@@ -654,17 +663,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
     inference = paradigm.inference_model()
 
     refit_done = bool((payload or {}).get("refit_done"))
-    # A fine-tune's starting weights, scored before any step on the images that score the
-    # epochs: the trained epochs may all score below them. A resume keeps its run's record
-    # (its weights are no longer the starting ones).
+    # a fine-tune's score before training: its run's record on a resume, else scored below
+    # once the settings are checked
     start: dict[str, Any] | None = (payload or {}).get("start")
-    if payload is None and initial is not None:
-        scores = validate(inference, eval_items, num_classes, device)
-        start = {"epoch": 0, "weights": str(config.init), "score": scores.mean_iou,
-                 "metrics": {f"{prefix}_{k}": v
-                             for k, v in scores.as_dict(data.class_names).items()}}
-        echo(f"epoch 0/{config.epochs} (the --init weights, before training) {prefix} mIoU "
-             f"{scores.mean_iou:.4f}")
 
     def checkpoint(epoch: int, state: dict | None = None) -> None:
         """``state``: the training modules' weights to save (default: as they are now)."""
@@ -694,6 +695,18 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                             f"{-(-crop // multiple) * multiple}")
     if crop != config.crop:
         echo(f"crop {crop} px: every training image is smaller than --crop {config.crop}")
+    # A fine-tune's starting weights, scored before any step on the images that score the
+    # epochs: the trained epochs may all score below them. Scored after the checks above (a
+    # refused --crop costs no pass over the images) and before the first checkpoint, which
+    # records it. A resume keeps its run's record (its weights are no longer the starting
+    # ones).
+    if payload is None and initial is not None:
+        scores = validate(inference, eval_items, num_classes, device)
+        start = {"epoch": 0, "weights": str(config.init), "score": scores.mean_iou,
+                 "metrics": {f"{prefix}_{k}": v
+                             for k, v in scores.as_dict(data.class_names).items()}}
+        echo(f"epoch 0/{config.epochs} (the --init weights, before training) {prefix} mIoU "
+             f"{scores.mean_iou:.4f}")
     bar = None
     if progress:
         from tqdm import tqdm
