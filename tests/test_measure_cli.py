@@ -402,7 +402,8 @@ def test_an_unreadable_overlay_background_is_a_warning_not_the_end_of_the_run(tm
                                        "--overlays", str(tmp_path / "qa"),
                                        "--images", str(images)])
     assert result.exit_code == 0, result.output
-    assert f"warning: {images / 'good.tif'}" in result.output
+    assert f"warning: {tmp_path / 'good.png'}[0]: its frame cannot be read ({images / 'good.tif'}" \
+        in result.output
     assert (tmp_path / "qa" / "good_overlay.png").is_file()
     assert pq.read_table(out).num_rows == 1
 
@@ -433,8 +434,9 @@ def test_a_label_stack_overlay_is_drawn_on_its_own_page_of_the_grey_image(tmp_pa
     assert not any(np.array_equal(a, b) for a, b in zip(on_frames, on_labels, strict=True))
     result = CliRunner().invoke(main, [*args, "--images", str(single)])
     assert result.exit_code == 0, result.output
-    assert result.output.count(f"warning: {single / 'stack.tif'} has 1 page(s), the labels "
-                               "2; overlays drawn on the labels") == 1
+    assert result.output.count(f"warning: {tmp_path / 'stack.tif'}[0..1]: its frame "
+                               f"{single / 'stack.tif'} has 1 page(s), the labels 2; measured "
+                               "without its frame: its overlay is drawn on the labels") == 1
     for picture, expected in zip(pictures(), on_labels, strict=True):
         assert np.array_equal(picture, expected)
 
@@ -995,7 +997,8 @@ def test_a_label_without_a_grey_image_of_its_stem_is_warned_about(tmp_path):
                                        "--overlays", str(tmp_path / "qa"),
                                        "--images", str(images)])
     assert result.exit_code == 0, result.output
-    assert ("warning: no good_mask.tif, .tiff or .png (or good_mask in another format measure "
+    assert (f"warning: {mask}[0]: no good_mask.tif, .tiff or .png (or good_mask in another "
+            "format measure "
             f"reads) in {images}") in " ".join(result.output.split())
     assert "good.tif there" in result.output
 
@@ -1090,8 +1093,8 @@ def test_label_images_take_the_pixel_size_of_their_frame_of_the_same_shape(tmp_p
     result = CliRunner().invoke(main, ["measure", str(masks / "same.png"), str(masks / "half.png"),
                                        "--out", str(out), "--images", str(images)])
     assert result.exit_code == 0, result.output
-    assert f"warning: {images / 'half.tif'} has shape (200, 200), labels (100, 100)" \
-        in result.output and "its pixel size not used" in result.output
+    assert f"its frame {images / 'half.tif'} has shape (200, 200), labels (100, 100)" \
+        in result.output and "its row has no pixel size" in " ".join(result.output.split())
     same, half = pq.read_table(out).to_pylist()
     assert same["pixel_size_nm"] == pytest.approx(0.5)
     assert same["base_half_width_nm"] == pytest.approx(0.5 * same["base_half_width_px"])
@@ -1690,29 +1693,59 @@ def test_a_tall_frames_marks_are_sized_by_its_area_and_drawn_whole():
     assert not green[1060:].any() and not green[:930].any()
 
 
-def test_a_frame_measured_again_into_the_same_output_reuses_its_pictures_name(tmp_path):
-    # the earlier output's rows are replaced, so is the picture they named (not kept beside
-    # as f_overlay-2.png, -3, ... with each correction of the labels)
-    out, qa = tmp_path / "rows.parquet", tmp_path / "qa"
-    for theta in (110.0, 120.0):
-        cv2.imwrite(str(tmp_path / "f.png"),
-                    render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8)).labels)
-        result = CliRunner().invoke(main, ["measure", str(tmp_path / "f.png"), "--out", str(out),
-                                           "--overlays", str(qa)])
-        assert result.exit_code == 0, result.output
-    assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay.png"]
-    assert sorted(p.name for p in qa.iterdir()) == ["f_overlay.png"]
-    # another frame of that name into the same output does not take the earlier frame's
-    # picture (the earlier rows, should this run fail, would name it)
+def test_a_changed_picture_never_redraws_one_another_output_names(tmp_path):
+    # before: r3.parquet's row of a/f.png shared qa/f_overlay.png with r.parquet's (the same
+    # bytes); a/f.png changed and measured again into r.parquet redrew it, and r3's row then
+    # named a picture of 106.32 deg beside its own 110.41 deg
+    (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    cv2.imwrite(str(tmp_path / "b" / "f.png"),
-                render_ideal_cap(SHAPE, 130.0, 25.0, 35.0, (110.3, 90.8)).labels)
-    kept = (qa / "f_overlay.png").read_bytes()
-    result = CliRunner().invoke(main, ["measure", str(tmp_path / "b" / "f.png"), "--out",
-                                       str(out), "--overlays", str(qa)])
-    assert result.exit_code == 0, result.output
-    assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay-2.png"]
-    assert (qa / "f_overlay.png").read_bytes() == kept
+    qa = tmp_path / "qa"
+
+    def draw(where: str, theta: float) -> None:
+        cv2.imwrite(str(tmp_path / where),
+                    render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8)).labels)
+
+    def run(out: str, *inputs: str):
+        result = CliRunner().invoke(main, ["measure", *(str(tmp_path / i) for i in inputs),
+                                           "--out", str(tmp_path / out), "--overlays", str(qa)])
+        assert result.exit_code == 0, result.output
+        return result, pq.read_table(tmp_path / out).column("overlay_path").to_pylist()
+
+    draw("a/f.png", 110.0)
+    draw("b/f.png", 130.0)
+    assert run("r.parquet", "a/f.png")[1] == ["qa/f_overlay.png"]
+    assert run("r3.parquet", "a/f.png", "b/f.png")[1] == ["qa/f_overlay.png",
+                                                          "qa/f_overlay-2.png"]
+    shared = (qa / "f_overlay.png").read_bytes()
+    draw("a/f.png", 120.0)  # its labels corrected
+    result, paths = run("r.parquet", "a/f.png")
+    assert paths == ["qa/f_overlay-3.png"]
+    assert (qa / "f_overlay.png").read_bytes() == shared  # r3's row's picture, as it was
+    # the picture left is said, with why
+    said = " ".join(result.output.split())
+    assert (f"note: 1 picture(s) that the earlier rows of {tmp_path / 'r.parquet'} named and its "
+            "rows no longer name are left as they were, since another output may name them"
+            in said and str((qa / "f_overlay.png").resolve()) in said)
+    # the same picture again keeps its name, and nothing is said
+    result, paths = run("r.parquet", "a/f.png")
+    assert paths == ["qa/f_overlay-3.png"] and "note" not in result.output
+
+
+def test_a_file_grown_to_more_pages_names_its_earlier_picture_left(tmp_path):
+    # before: grow.tif of 1 page, then 3, measured into the same output left
+    # grow_overlay.png beside the per-page pictures, named by no row, unsaid
+    caps = [render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8)).labels
+            for theta in (110.0, 115.0, 120.0)]
+    out, qa = tmp_path / "o.parquet", tmp_path / "qa"
+    for pages in (1, 3):
+        tifffile.imwrite(tmp_path / "grow.tif", np.stack(caps[:pages]), photometric="minisblack")
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / "grow.tif"), "--out",
+                                           str(out), "--overlays", str(qa)])
+        assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("overlay_path").to_pylist() == [
+        f"qa/grow_{k:04d}_overlay.png" for k in range(3)]
+    said = " ".join(result.output.split())
+    assert "note: 1 picture(s)" in said and str((qa / "grow_overlay.png").resolve()) in said
 
 
 def test_pictures_of_an_earlier_run_among_the_inputs_are_passed_over(tmp_path):
@@ -1955,7 +1988,7 @@ def test_saved_labels_of_a_gatan_in_situ_recording_pair_with_a_frame_in_its_time
     result = CliRunner().invoke(main, ["measure", str(labels), "--out", str(out),
                                        "--images", str(tmp_path / "ACQ")])
     assert result.exit_code == 0, result.output
-    assert "warning: no frame named REC_Hour_00_Minute_00_Second_01_Frame_0003" in \
+    assert "-labels.png[0]: no frame named REC_Hour_00_Minute_00_Second_01_Frame_0003" in \
         " ".join(result.output.split())
     assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] is None
 
@@ -2265,9 +2298,116 @@ def test_a_resized_mask_with_pixel_size_nm_is_told_the_size_applies_to_its_pixel
                                        "--pixel-size-nm", "0.5", "--out", str(out)])
     assert result.exit_code == 0, result.output
     output = " ".join(result.output.split())
-    assert (f"warning: {images / 'f.tif'} has shape (200, 200), labels (400, 400); overlay "
-            "drawn on the labels; --pixel-size-nm 0.5 applied to the labels' pixels, which "
+    assert (f"warning: {masks / 'f.png'}[0]: its frame {images / 'f.tif'} has shape (200, "
+            "200), labels (400, 400); measured without its frame: its acquired_at is the label "
+            "file's modification time, not the frame's acquisition time; --pixel-size-nm 0.5 "
+            "applied to the labels' pixels, which "
             "are 0.5x the frame's (the labels are 2x its size): if 0.5 nm is the frame's "
             "pixel size, give --pixel-size-nm 0.25 for these labels") in output
     assert "not used" not in output
     assert pq.read_table(out).to_pylist()[0]["pixel_size_nm"] == pytest.approx(0.5)
+
+
+def test_warnings_of_images_name_the_label_page_and_what_its_row_gets_instead(tmp_path):
+    # before: "warning: no frame named stack whose sha256 starts ... in vid; overlay drawn on
+    # the labels": no label file or page named, an overlay not asked for, and the row's
+    # missing pixel size and the PNG's mtime as its time left unsaid
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    images, results = tmp_path / "images", tmp_path / "res"
+    images.mkdir()
+    stem = picture_stem("stack.tif", "e931795f18fd" + "0" * 52, "c2bf5c2c" * 8, 1, "2.2.20")
+    write_frame_pictures(results, "qa", stem, np.zeros((*SHAPE, 3), np.uint8), cap.labels)
+    labels = results / "qa" / f"{stem}-labels.png"
+    cv2.imwrite(str(tmp_path / "mask.png"), cap.labels)
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(labels), str(tmp_path / "mask.png"),
+                                       "--out", str(out), "--images", str(images)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    for named in (f"{labels}[0]: no frame named stack whose sha256 starts e931795f18fd",
+                  f"{tmp_path / 'mask.png'}[0]: no mask.tif"):
+        assert (f"warning: {named}" in said), said
+    assert said.count("measured without its frame: its row has no pixel size (the *_nm "
+                      "columns are null; --pixel-size-nm gives one); its acquired_at is the "
+                      "label file's modification time, not the frame's acquisition time") == 2
+    assert "overlay" not in said  # none was asked for
+    rows = pq.read_table(out).to_pylist()
+    assert [(r["pixel_size_nm"], r["acquired_at_source"]) for r in rows] == [(None, "mtime")] * 2
+    # with --overlays the overlay is said too
+    result = CliRunner().invoke(main, ["measure", str(tmp_path / "mask.png"), "--out", str(out),
+                                       "--images", str(images), "--overlays",
+                                       str(tmp_path / "qa")])
+    assert "measured without its frame: its overlay is drawn on the labels; its row has no " \
+           "pixel size" in " ".join(result.output.split())
+
+
+def test_the_same_content_under_two_names_is_said(tmp_path):
+    # before: `measure in/plain.png in/link.png` (a link or a copy) gave two rows unsaid;
+    # replay processes such copies once
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    cv2.imwrite(str(tmp_path / "plain.png"), cap.labels)
+    (tmp_path / "link.png").symlink_to("plain.png")
+    (tmp_path / "copy.png").write_bytes((tmp_path / "plain.png").read_bytes())
+    out = tmp_path / "rows.parquet"
+    names = [str(tmp_path / n) for n in ("plain.png", "link.png", "copy.png")]
+    result = CliRunner().invoke(main, ["measure", *names, "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    said = " ".join(result.output.split())
+    for other in names[1:]:
+        assert (f"note: {other} has the same content as {names[0]} (a copy or a link): "
+                "measured again") in said
+    assert len(pq.read_table(out)) == 3  # both rows kept: the user named both
+
+
+def test_a_qa_picture_of_replay_is_named_as_such_and_passed_over_beside_its_labels(tmp_path):
+    # before: `measure res/qa/frame_00001* --images vid` refused the QA picture as a "colour
+    # image; ... save it as greyscale", exit 1
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    stem = picture_stem("frame_00001.tif", "ab" * 32, "c2bf5c2c" * 8, 0, "2.2.20")
+    overlay = draw_overlay(None, cap.labels, measure_contact_angle(cap.labels))
+    write_frame_pictures(tmp_path, "qa", stem, overlay, cap.labels)
+    picture, labels = tmp_path / "qa" / f"{stem}.png", tmp_path / "qa" / f"{stem}-labels.png"
+    out = tmp_path / "rows.parquet"
+    result = CliRunner().invoke(main, ["measure", str(picture), str(labels), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("source").to_pylist() == [str(labels)]
+    result = CliRunner().invoke(main, ["measure", str(picture), "--out", str(out)])
+    assert result.exit_code == 1
+    assert (f"skipped {picture}: an nwwatch QA picture (the overlay the service or replay "
+            f"--overlays drew), not a frame or a label image; give its {labels}") in \
+        " ".join(result.output.split())
+    # measure's own overlay outside --overlays
+    own = tmp_path / "f_overlay.png"
+    cv2.imwrite(str(own), overlay)
+    result = CliRunner().invoke(main, ["measure", str(own), "--out", str(out)])
+    assert result.exit_code == 1 and "an nwwatch measure overlay picture" in result.output
+
+
+def test_an_absurd_sigma_is_written_in_scientific_notation_and_the_angle_line_wrapped():
+    # before: the caption's angle line "theta 110.41 +- 1183616.56 deg" ran off a 2000 x 64
+    # frame's picture, and the reason said "+-1183616.56 deg"
+    from nwwatch.measure.overlay import _caption
+    from nwwatch.measure.uncertainty import uncertain_reason
+
+    text = uncertain_reason(1183616.56, 1.5, {"outline": 1183616.5, "facet_line": 2.25})
+    assert text.startswith("the angle is uncertain by +-1.2e+06 deg (> 1.5), mostly from")
+    assert "+-1.2e+06 deg" in text and "facet line +-2.2 deg" in text
+    assert "1183616" not in text
+    labels = np.zeros((2000, 64), np.uint8)
+    r = measure_contact_angle(labels).replace(contact_angle_deg=110.41,
+                                              contact_angle_uncertainty_deg=1183616.56,
+                                              reason=text)
+    picture = draw_overlay(None, labels, r)
+    scale = 2000 / 512
+    lines = _caption(r, picture.shape[1], scale)
+    room = picture.shape[1] - int(16 * scale)
+    for line, _, font in lines:
+        width = cv2.getTextSize(line, cv2.FONT_HERSHEY_SIMPLEX, font,
+                                max(1, int(round(font * 2))))[0][0]
+        assert width <= room, line
+    assert " ".join(t for t, _, _ in lines).startswith("theta 110.41 +- 1.2e+06 deg")
+    assert r.contact_angle_uncertainty_deg == 1183616.56  # the row's number as it was

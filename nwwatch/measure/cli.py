@@ -132,6 +132,12 @@ def _read_frames(path: Path, as_labels: bool | None = False) -> list[Frame]:
             # A 1-bit image stays 0/255: two classes at most, refused as a 0/255 mask.
             pages = (pages // (255 // (2 ** depth - 1))).astype(np.uint8)
     except DatasetLayoutError as exc:
+        # a colour TIFF, or a colour PNG (the PNG reader's own reason)
+        if (isinstance(exc.__cause__, MultichannelError)
+                or exc.reason.startswith("colour image")):
+            picture = _picture_reason(path)
+            if picture is not None:  # "save it as greyscale" would be no help
+                raise LabelFileError(path, picture) from None
         colour = (colour_label_mask_reason(path, as_labels)
                   if isinstance(exc.__cause__, MultichannelError) else None)
         if colour is not None:  # a colour mask: the frame's advice (the raw file) is no help
@@ -152,6 +158,23 @@ def _read_frames(path: Path, as_labels: bool | None = False) -> list[Frame]:
     mtime = datetime.fromtimestamp(path.stat().st_mtime, UTC)
     return [Frame(image=page, index=i, source=path, pixel_size_nm=None, acquired_at=mtime,
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
+
+
+def _picture_reason(path: Path) -> str | None:
+    """Why ``path``, a colour image, is not measured when its name is one of nwwatch's QA
+    pictures (the service's or replay's overlay, or measure's ``_overlay.png``): what to
+    give instead; None for any other name."""
+    from nwwatch.results.pictures import qa_picture_labels_name
+
+    labels = qa_picture_labels_name(path.name)
+    if labels is not None:
+        return (f"an nwwatch QA picture (the overlay the service or replay --overlays drew), "
+                f"not a frame or a label image; give its {path.with_name(labels)}, which "
+                "--save-labels writes beside it (with --images FRAMES for its frame)")
+    if _PICTURE_NAME.search(path.name):
+        return ("an nwwatch measure overlay picture (--overlays), not a frame or a label "
+                "image; give the label image or frame it was drawn from")
+    return None
 
 
 def _sound_structure(path: Path) -> bool:
@@ -378,16 +401,43 @@ class _SavedLabelFrames:
             self._reader = None
 
 
-def _other_shape_warning(frame: str, frame_shape: tuple[int, ...],
-                         labels_shape: tuple[int, ...], pixel_size_nm: float | None) -> str:
-    """The warning for labels of another shape than their frame (a mask resized, or drawn on
-    a resized copy): its pixels are not the frame's, so the frame's pixel size is not used;
-    a --pixel-size-nm given is applied to the labels' pixels, and the warning says how
-    their size compares with the frame's pixels."""
-    said = (f"warning: {frame} has shape {frame_shape}, labels {labels_shape}; overlay drawn "
-            "on the labels")
+def _pages_named(path: Path, n_pages: int) -> str:
+    """``path[0]``, or ``path[0..k]`` for the pages of a multi-page label file."""
+    return f"{path}[0]" if n_pages == 1 else f"{path}[0..{n_pages - 1}]"
+
+
+def _without_frame(label_frames: list[Frame] | None, overlays: bool,
+                   pixel_size_nm: float | None) -> str:
+    """What a label file measured without its frame from --images gets instead of the
+    frame's: its overlay on the labels (with --overlays), no pixel size (where neither the
+    file nor --pixel-size-nm gives one), and its own time (a PNG: its mtime)."""
+    told = []
+    if overlays:
+        told.append("its overlay is drawn on the labels")
+    frames = label_frames or []
+    if pixel_size_nm is None and not any(f.pixel_size_nm is not None for f in frames):
+        told.append("its row has no pixel size (the *_nm columns are null; --pixel-size-nm "
+                    "gives one)")
+    if frames and frames[0].acquired_at_source == "mtime":
+        told.append("its acquired_at is the label file's modification time, not the "
+                    "frame's acquisition time")
+    elif frames:
+        told.append("its acquired_at is the label file's own, not the frame's")
+    return "measured without its frame" + (": " + "; ".join(told) if told else "")
+
+
+def _other_shape_warning(labels: str, frame: str, frame_shape: tuple[int, ...],
+                         labels_shape: tuple[int, ...], pixel_size_nm: float | None,
+                         label_frames: list[Frame] | None = None,
+                         overlays: bool = False) -> str:
+    """The warning for labels (``labels``: ``path[page]``) of another shape than their frame
+    (a mask resized, or drawn on a resized copy): its pixels are not the frame's, so the
+    frame's pixel size is not used; a --pixel-size-nm given is applied to the labels' pixels,
+    and the warning says how their size compares with the frame's pixels."""
+    said = (f"warning: {labels}: its frame {frame} has shape {frame_shape}, labels "
+            f"{labels_shape}; {_without_frame(label_frames, overlays, pixel_size_nm)}")
     if pixel_size_nm is None:
-        return f"{said}, its pixel size not used"
+        return f"{said} (the frame's pixel size is not the labels')"
     # a labels' pixel spans frame/labels frame pixels along each axis
     rows, cols = (f / n for f, n in zip(frame_shape[:2], labels_shape[:2], strict=True))
     if abs(rows - cols) <= 0.01 * max(rows, cols):
@@ -403,14 +453,15 @@ def _other_shape_warning(frame: str, frame_shape: tuple[int, ...],
 
 
 def _saved_labels_frame(saved_frames: _SavedLabelFrames, path: Path,
-                        labels: list[np.ndarray], pixel_size_nm: float | None = None
+                        labels: list[np.ndarray], pixel_size_nm: float | None = None,
+                        label_frames: list[Frame] | None = None, overlays: bool = False
                         ) -> list | None:
     """The frame a label image saved by the service or replay (``--save-labels``:
     ``{stem}-{sha12}-{model8}-m{version}-p{page}-labels.png``) was drawn on: that page of
     the file in ``--images`` (or the time tree of the Gatan In-Situ recording it names) whose
     stem the name carries and whose content hash starts with its ``sha12``, as a one-item
-    list, or [None] with a warning saying why not; None when the name is not such a
-    picture's."""
+    list, or [None] with a warning naming the labels and page, why, and what the row gets
+    instead; None when the name is not such a picture's."""
     from nwwatch.results.pictures import saved_labels_of
 
     saved = saved_labels_of(path.name)
@@ -418,6 +469,8 @@ def _saved_labels_frame(saved_frames: _SavedLabelFrames, path: Path,
         return None
     stem, sha12, page = saved
     images = saved_frames.images
+    named_as = _pages_named(path, len(labels))
+    instead = _without_frame(label_frames, overlays, pixel_size_nm)
     # the picture's name carries the stem made safe (odd characters as _, 80 at most)
     named = saved_frames.named(stem)
     # every acquisition of a synthetic video names its frames alike: the content decides
@@ -425,71 +478,79 @@ def _saved_labels_frame(saved_frames: _SavedLabelFrames, path: Path,
     if not same:
         other = (f" ({', '.join(p.name for p in named[:3])} there holds other content: "
                  "not the frame these labels were saved from)" if named else "")
-        say(f"warning: no frame named {stem} whose sha256 starts {sha12} in {images}"
-            f"{other}; overlay drawn on the labels", err=True)
+        say(f"warning: {named_as}: no frame named {stem} whose sha256 starts {sha12} in "
+            f"{images}{other}; {instead}", err=True)
         return [None]
     if len(labels) != 1:
-        say(f"warning: {path.name} holds {len(labels)} pages, a saved label image one; "
-            "overlays drawn on the labels", err=True)
+        say(f"warning: {named_as}: {len(labels)} pages, a saved label image holds one; "
+            f"{instead}", err=True)
         return [None] * len(labels)
     try:
         frame = saved_frames.frame(same[0], page)
     except PageIndexError as exc:
-        say(f"warning: {same[0]} has {exc.n_pages} page(s), {path.name} names page {page}; "
-            "overlay drawn on the labels", err=True)
+        say(f"warning: {named_as}: its name names page {page} of {same[0]}, which has "
+            f"{exc.n_pages} page(s); {instead}", err=True)
         return [None]
     except LabelFileError as exc:
-        say(f"warning: {exc.format_message()}; overlay drawn on the labels", err=True)
+        say(f"warning: {named_as}: its frame cannot be read ({exc.format_message()}); "
+            f"{instead}", err=True)
         return [None]
     if frame.image.shape != labels[0].shape:
-        say(_other_shape_warning(f"{same[0]} page {page}", frame.image.shape,
-                                 labels[0].shape, pixel_size_nm), err=True)
+        say(_other_shape_warning(named_as, f"{same[0]} page {page}", frame.image.shape,
+                                 labels[0].shape, pixel_size_nm, label_frames, overlays),
+            err=True)
         return [None]
     return [frame]
 
 
 def _grey_frames(saved_frames: _SavedLabelFrames | None, path: Path,
-                 labels: list[np.ndarray], pixel_size_nm: float | None = None) -> list:
+                 labels: list[np.ndarray], pixel_size_nm: float | None = None,
+                 label_frames: list[Frame] | None = None, overlays: bool = False) -> list:
     """The frames a label file's pages were drawn on: page k of the grey image with the same
     stem in ``--images`` (``saved_frames.images``; for a label image the service saved,
     ``--save-labels``: the page of the file its name names, :func:`_saved_labels_frame`), or
-    None per page (a warning says why; all None without ``--images``). They are the
-    overlays' backgrounds, and their pixel size and time are the labels' when the shapes
-    match (``pixel_size_nm``: --pixel-size-nm, which a warning of another shape names)."""
+    None per page (a warning names the label file and pages, says why and what the rows get
+    instead: ``label_frames``, the file's own, ``overlays``: whether --overlays was given;
+    all None without ``--images``). They are the overlays' backgrounds, and their pixel size
+    and time are the labels' when the shapes match (``pixel_size_nm``: --pixel-size-nm,
+    which a warning of another shape names)."""
     none: list = [None] * len(labels)
     if saved_frames is None:
         return none
-    saved = _saved_labels_frame(saved_frames, path, labels, pixel_size_nm)
+    saved = _saved_labels_frame(saved_frames, path, labels, pixel_size_nm, label_frames,
+                                overlays)
     if saved is not None:
         return saved
     images = saved_frames.images
     stem = path.stem
+    named_as = _pages_named(path, len(labels))
+    instead = _without_frame(label_frames, overlays, pixel_size_nm)
     for suffix in _FRAME_SUFFIXES:
         candidate = images / f"{stem}{suffix}"
         if candidate.exists():
             try:
                 frames = _read_frames(candidate)
             except LabelFileError as exc:  # an overlay's background: not worth the run
-                say(f"warning: {exc.format_message()}; overlay drawn on the labels",
-                    err=True)
+                say(f"warning: {named_as}: its frame cannot be read "
+                    f"({exc.format_message()}); {instead}", err=True)
                 return none
             if len(frames) != len(labels):  # page k of the labels is not drawn on another frame
-                say(f"warning: {candidate} has {len(frames)} page(s), the labels "
-                    f"{len(labels)}; overlays drawn on the labels, its pixel size "
-                    "not used", err=True)
+                say(f"warning: {named_as}: its frame {candidate} has {len(frames)} page(s), "
+                    f"the labels {len(labels)}; {instead}", err=True)
                 return none
             if frames[0].image.shape != labels[0].shape:
                 # a resized mask's pixels are not the frame's: its size would be wrong
-                say(_other_shape_warning(str(candidate), frames[0].image.shape,
-                                         labels[0].shape, pixel_size_nm), err=True)
+                say(_other_shape_warning(named_as, str(candidate), frames[0].image.shape,
+                                         labels[0].shape, pixel_size_nm, label_frames,
+                                         overlays), err=True)
                 return none
             return frames
     # e.g. labels named frame_mask.png beside frame.tif: said, not paired by a guess
     near = sorted(p.name for p in images.iterdir()
                   if p.suffix.lower() in _FRAME_SUFFIXES and stem.startswith(p.stem))
     named = f" ({', '.join(near[:3])} there: name the labels after their frame)" if near else ""
-    say(f"warning: no {stem}.tif, .tiff or .png (or {stem} in another format measure "
-        f"reads) in {images}{named}; overlay drawn on the labels", err=True)
+    say(f"warning: {named_as}: no {stem}.tif, .tiff or .png (or {stem} in another format "
+        f"measure reads) in {images}{named}; {instead}", err=True)
     return none
 
 
@@ -551,13 +612,14 @@ def _ignored_calibrations(path: Path, events: list[dict],
 
 
 def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: Path,
-                  picture: bytes, replaced: set[Path] = frozenset()) -> str:
+                  picture: bytes) -> str:
     """``<stem>[_<page>]_overlay.png``, made unique within one run (``..._overlay-2.png``):
     a frame and its label image share a stem, and one overlay must not replace the other;
-    nor one in ``folder`` from an earlier run that is not this ``picture`` (the encoded PNG):
-    that run's rows name it (a frame of another folder with the same name), unless it is in
-    ``replaced`` (named by the rows of the output this run replaces). The same picture again
-    (the same frame measured again) keeps its name. A
+    nor one in ``folder`` from an earlier run that is not this ``picture`` (the encoded PNG),
+    even the earlier picture of the same frame in the output this run replaces: any output
+    may name a picture (a run of several files shares the pictures of another's that are
+    the same bytes), and a picture redrawn under its name would show another angle than
+    those rows. The same picture again (the same frame measured again) keeps its name. A
     stem longer than 200 bytes is cut there: what is added, and the atomic writer's temporary
     name, stay within Linux's 255-byte file names (such files were measured, their overlay
     "File name too long")."""
@@ -566,8 +628,7 @@ def _overlay_name(path: Path, index: int, n_pages: int, used: set[str], folder: 
         os.fsencode(path.stem)[:200], final=False)
     base = stem + (f"_{index:04d}" if n_pages > 1 else "") + "_overlay"
     name, n = f"{base}.png", 1
-    while name in used or not (_free_for(folder / name, picture)
-                                or (folder / name).resolve() in replaced):
+    while name in used or not _free_for(folder / name, picture):
         n += 1
         name = f"{base}-{n}.png"
     used.add(name)
@@ -592,6 +653,22 @@ def _pictures_named(out: Path) -> dict[tuple[str, int], set[Path]]:
             named.setdefault((r["source"], r["frame"]), set()).add(
                 (out.parent / r["overlay_path"]).resolve())
     return named
+
+
+def _say_pictures_left(replaced: dict[tuple[str, int], set[Path]], rows: list[dict],
+                       out: Path) -> None:
+    """Name the pictures the replaced output's rows named that its new ``rows`` name no
+    longer (a frame whose picture changed, now under a new name; a page a file no longer
+    has; a file not measured again): they are left, as another output may name them."""
+    earlier = set().union(*replaced.values()) if replaced else set()
+    now = {(out.parent / r["overlay_path"]).resolve() for r in rows if r.get("overlay_path")}
+    left = sorted(p for p in earlier - now if p.is_file())
+    if left:
+        shown = ", ".join(str(p) for p in left[:3]) + (
+            f" and {len(left) - 3} more" if len(left) > 3 else "")
+        say(f"note: {len(left)} picture(s) that the earlier rows of {out} named and its rows "
+            f"no longer name are left as they were, since another output may name them "
+            f"(delete them if none does): {shown}")
 
 
 def _free_for(path: Path, picture: bytes) -> bool:
@@ -800,6 +877,8 @@ class _Run:
         # TIA writes NAME.emi (the series' metadata, not read) beside NAME_1.ser, NAME_2.ser
         self._emis = {os.path.abspath(path.with_name(path.stem.rpartition("_")[0] + ".emi"))
                       for path in inputs if path.suffix.lower() == ".ser"}
+        #: the first input measured of each content (sha256), for the note on a copy
+        self.contents: dict[str, Path] = {}
         #: the --images frames saved label images pair with (a file kept open: :meth:`close`)
         self.saved_frames: _SavedLabelFrames | None = None
 
@@ -818,11 +897,17 @@ class _Run:
     def passed_over(self, path: Path) -> bool:
         """Companions named with their data (a shell glob): SerialEM's metadata, read with
         its stack; TIA's ``.emi`` beside its series' ``.ser`` files, not read; the QA
-        pictures of an earlier run in the ``--overlays`` folder."""
+        pictures of an earlier run in the ``--overlays`` folder; a QA picture of the service
+        or replay whose saved label image is among the inputs."""
+        from nwwatch.results.pictures import qa_picture_labels_name
+
         if (self._pictures is not None
                 and os.path.dirname(os.path.abspath(path)) == self._pictures
                 and _PICTURE_NAME.search(path.name)):
             return True
+        labels = qa_picture_labels_name(path.name)
+        if labels is not None and os.path.abspath(path.with_name(labels)) in self._named:
+            return True  # `measure qa/frame_00001*`: its label image is measured
         if path.suffix.lower() == ".emi":
             return os.path.abspath(path) in self._emis
         return is_mdoc(path) and os.path.abspath(mdoc_stack(path)) in self._named
@@ -964,8 +1049,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     if images is not None:
         run.saved_frames = _SavedLabelFrames(images)
     used_names: set[str] = set()
-    # the pictures the output to be replaced names, by frame: this run's rows replace those
-    # rows, so a frame measured again (its labels corrected) keeps its picture's name
+    # the pictures the output to be replaced names: those its new rows no longer name are
+    # said at the end (left, never redrawn: another output may name them)
     replaced = _pictures_named(out) if overlays is not None else {}
     for position, path in enumerate(run.inputs):
         run.position, run.file_start, run.file_pages = position, len(rows), None
@@ -1004,9 +1089,15 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             continue
         run.file_pages = len(pages)
         source_sha256 = file_sha256(path)
+        # a copy or a link under another name: its rows are given again (the user named it),
+        # said so that they are not counted as two frames
+        first = run.contents.setdefault(source_sha256, path)
+        if first is not path:
+            say(f"note: {path} has the same content as {first} (a copy or a link): measured "
+                "again, its rows repeat that file's (replay processes such copies once)")
         with held_events("io.pixel_size_ignored") as ignored_grey:
-            greys = (_grey_frames(run.saved_frames, path, pages, pixel_size_nm) if is_labels
-                     else None)
+            greys = (_grey_frames(run.saved_frames, path, pages, pixel_size_nm, frames,
+                                  overlays is not None) if is_labels else None)
         if run.saved_frames is not None:  # those of a frame file opened for an earlier label
             ignored_grey = [*ignored_grey, *run.saved_frames.take_events()]
         # --pixel-size-nm stands for files that declare none, or declare a wrong one; a
@@ -1056,11 +1147,9 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
                     # encoded as the service's QA pictures are
                     encoded = encode_image(draw_overlay(grey, labels, result), ".png",
                                            PICTURE_PNG_PARAMS)
-                    # only its own frame's earlier picture is replaced: were the run to fail
-                    # before its output is written, the earlier rows would name another's
-                    own = replaced.get((path_text(os.path.abspath(path)), index), set())
+                    # a name holding another picture gets -2, -3, ...: any output may name it
                     picture = overlays / _overlay_name(path, index, len(pages), used_names,
-                                                       overlays, encoded, own)
+                                                       overlays, encoded)
                     # not synced, as before: a picture, many of them, on a network share too
                     with atomic_write(picture, durable=False) as handle:
                         handle.write(encoded)
@@ -1126,6 +1215,7 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
             raise click.ClickException(f"{out}: cannot write the results "
                                        f"({exc.strerror or exc})") from None
         say(f"wrote {len(rows)} row(s) to {out}")
+        _say_pictures_left(replaced, rows, out)
     if run.skipped:
         # with no row, say so: a Parquet file already at --out is an earlier run's, not this one's
         unwritten = "" if rows else f"; nothing written to {out}"

@@ -18,6 +18,7 @@ import numpy as np
 
 from nwwatch.classes import DROPLET, NANOWIRE
 from nwwatch.measure.result import ContactAngleResult
+from nwwatch.measure.uncertainty import sigma_text
 from nwwatch.normalize import stretch_to_uint8
 
 _SHIFT = 4  # cv2 fixed-point drawing: coordinates in 1/16 px
@@ -294,22 +295,16 @@ def _facet_half_length(r: ContactAngleResult, direction: np.ndarray) -> float:
 
 def _caption(r: ContactAngleResult, width_px: int,
              scale: float) -> list[tuple[str, tuple[int, int, int], float]]:
-    """(text, colour, font scale) of each caption line: the angle, the status, the reason
-    wrapped to the picture's width."""
-    lines = []
+    """(text, colour, font scale) of each caption line: the angle, the status, the reason,
+    each wrapped to the picture's width (a narrow frame's picture cut the angle's line)."""
+    lines: list[tuple[str, tuple[int, int, int], float]] = []
     color = _WHITE if r.angle_valid else _RED
-    if r.contact_angle_deg is not None:
-        unc = r.contact_angle_uncertainty_deg
-        text = f"theta {r.contact_angle_deg:.2f}" + (f" +- {unc:.2f}" if unc is not None else "")
-        lines.append((text + " deg", color, 0.6 * scale))
-    status = r.status if r.reason_code in ("ok", r.status) else f"{r.status} / {r.reason_code}"
-    lines.append((status, color, 0.5 * scale))
-    if r.reason:
-        font = 0.42 * scale
+    room = width_px - int(16 * scale)
+
+    def add(text: str, font: float) -> None:
         thick = max(1, int(round(font * 2)))
-        room = width_px - int(16 * scale)
         line = ""
-        for word in r.reason.split():
+        for word in text.split():
             wider = f"{line} {word}".strip()
             if line and cv2.getTextSize(wider, cv2.FONT_HERSHEY_SIMPLEX, font,
                                         thick)[0][0] > room:
@@ -319,6 +314,17 @@ def _caption(r: ContactAngleResult, width_px: int,
                 line = wider
         if line:
             lines.append((line, color, font))
+
+    if r.contact_angle_deg is not None:
+        unc = r.contact_angle_uncertainty_deg
+        # a degenerate fit's sigma (a million degrees) in scientific notation, the row's as is
+        text = f"theta {r.contact_angle_deg:.2f}" + (f" +- {sigma_text(unc)}"
+                                                     if unc is not None else "")
+        add(text + " deg", 0.6 * scale)
+    add(r.status if r.reason_code in ("ok", r.status) else f"{r.status} / {r.reason_code}",
+        0.5 * scale)
+    if r.reason:
+        add(r.reason, 0.42 * scale)
     return lines
 
 

@@ -185,6 +185,20 @@ SIGMA_TERMS = {
 }
 
 
+#: from this many degrees up, an uncertainty is written in scientific notation: a degenerate
+#: fit's sigma of a million degrees says only that the angle is unknown, and its digits ran
+#: off the overlay's caption
+ABSURD_SIGMA_DEG = 1000.0
+
+
+def sigma_text(sigma_deg: float, decimals: int = 2) -> str:
+    """``sigma_deg`` (degrees) as text: with ``decimals`` decimals, or from
+    :data:`ABSURD_SIGMA_DEG` up in scientific notation (``1.2e+06``)."""
+    if abs(sigma_deg) >= ABSURD_SIGMA_DEG:
+        return f"{sigma_deg:.1e}"
+    return f"{sigma_deg:.{decimals}f}"
+
+
 def uncertain_reason(
     sigma_deg: float, limit_deg: float, terms_deg: dict[str, float],
     details: dict[str, str] | None = None,
@@ -200,7 +214,9 @@ def uncertain_reason(
     shown = round(sigma_deg, 2)
     if shown <= limit_deg < sigma_deg:
         shown = limit_deg + 0.01
-    text = (f"the angle is uncertain by +-{shown:.2f} deg (> {limit_deg:g}), mostly from "
-            f"{SIGMA_TERMS[top]}: +-{top_deg:.1f} deg" + (f" ({detail})" if detail else ""))
-    others = [f"{name.replace('_', ' ')} +-{deg:.1f}" for name, deg in ranked[1:] if deg >= 0.05]
+    text = (f"the angle is uncertain by +-{sigma_text(shown)} deg (> {limit_deg:g}), mostly "
+            f"from {SIGMA_TERMS[top]}: +-{sigma_text(top_deg, 1)} deg"
+            + (f" ({detail})" if detail else ""))
+    others = [f"{name.replace('_', ' ')} +-{sigma_text(deg, 1)}" for name, deg in ranked[1:]
+              if deg >= 0.05]
     return text + (f"; other terms: {', '.join(others)} deg" if others else "")

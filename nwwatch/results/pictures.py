@@ -49,6 +49,21 @@ _LABELS_NAME = re.compile(r"(?P<stem>.+)-(?P<sha12>[0-9a-f]{12})-(?P<model8>[0-9
                           r"-m[A-Za-z0-9._+-]{1,20}-p(?P<page>\d{4,})-labels\.png")
 
 
+#: A QA picture's name (:func:`write_frame_pictures`' overlay): the picture's stem, then
+#: ``.png``.
+_OVERLAY_NAME = re.compile(r".+-[0-9a-f]{12}-(?:[0-9a-f]{8}|nomodel)-m[A-Za-z0-9._+-]{1,20}"
+                           r"-p\d{4,}\.png")
+
+
+def qa_picture_labels_name(name: str) -> str | None:
+    """The name of the label image saved beside a QA picture (the overlay the service or
+    replay writes, ``{picture_stem}.png``): ``{picture_stem}-labels.png``; None for any
+    other name."""
+    if _OVERLAY_NAME.fullmatch(name) is None:
+        return None
+    return name[:-len(".png")] + "-labels.png"
+
+
 def saved_labels_of(name: str) -> tuple[str, str, int] | None:
     """(file stem as :func:`picture_file_stem` writes it, the first 12 hex digits of the
     file's sha256, page) of the frame a label image named as the service saves them
