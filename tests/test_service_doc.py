@@ -192,3 +192,25 @@ def test_the_documented_duckdb_read_takes_no_folder_above_the_results(tmp_path):
     table = eval(remedy[0], {"duckdb": duckdb}).df()  # noqa: S307 (the doc's own text)
     assert dict(zip(table.source, table.acquisition, strict=True)) == partitions
     assert set(table.frame) == {0}
+
+
+def test_every_mention_of_the_wind_down_bound_is_its_value():
+    """The stop_timeout_seconds row, the Operations list and the shipped unit said the
+    wind-down had 4 s after the batch; nwwatch.service.stopping gives it WIND_DOWN_S (3 s)."""
+    from nwwatch.service.cli import run as cli_run
+    from nwwatch.service.stopping import WIND_DOWN_S
+
+    texts = {"docs/service.md": DOC, "README.md": (ROOT / "README.md").read_text(),
+             "systemd/nwwatch.service": (ROOT / "systemd" / "nwwatch.service").read_text(),
+             "nwwatch.service.cli.run": cli_run.__doc__ or ""}
+    # the bound is always stated from the end of the batch: "<n> s after the batch" / "after it"
+    pattern = re.compile(r"(\d+(?:\.\d+)?) s after (?:the batch|it\b)")
+    found = {}
+    for name, text in texts.items():
+        flat = " ".join(line.lstrip("# ") for line in text.splitlines())
+        found[name] = [float(m.group(1)) for m in pattern.finditer(flat)]
+    # the stop_timeout_seconds row, Faults and recovery, and Operations
+    assert len(found["docs/service.md"]) == 3, found
+    assert found["systemd/nwwatch.service"] and found["nwwatch.service.cli.run"], found
+    for name, values in found.items():
+        assert values == [WIND_DOWN_S] * len(values), (name, values)
