@@ -1027,7 +1027,7 @@ def test_stray_modification_times_do_not_set_the_plots_time_axis(tmp_path, monke
     drawn = sum(len(line.get_xdata()) for ax in rep_fig.axes for line in ax.get_lines()
                 if line.get_marker() == "o")  # the points, not the trend
     assert drawn == 15  # the declared frames; the two others off the axis
-    assert rep_fig.axes[-1].get_xlabel().endswith(
+    assert rep_fig.axes[-1].get_xlabel().replace("\n", " ").endswith(
         ", 2 of 17 from file modification time, not in the trend; 2 outside the declared "
         "times, not drawn)"), rep_fig.axes[-1].get_xlabel()
     rep = page.split("<h2>/acq/rep</h2>")[1]
@@ -1035,6 +1035,39 @@ def test_stray_modification_times_do_not_set_the_plots_time_axis(tmp_path, monke
     # every frame timed by its file: the axis spans them all
     assert span_s(fiji_fig) > 5 * 3600
     assert "outside the declared times" not in fiji_fig.axes[-1].get_xlabel()
+
+
+def test_the_time_axis_label_fits_its_figure(tmp_path, monkeypatch):
+    """Four frames declaring their time (two refused) and a file timed by its modification
+    time 12 h before them: the axis label names both notes and ran past the figure's left
+    edge, its first letter cut (it is centred under the axes, which the reason codes on the
+    right push left). It is broken into lines that lie within the figure; the note under
+    the plot says "1 of them lies"."""
+    from datetime import timedelta
+
+    from test_dashboard_data import T0
+
+    figures = _angle_figures(monkeypatch)
+    results = tmp_path / "res"
+    rows = frame_rows("/acq/acq2", [127.4, None, 132.9, None],
+                      codes=["", "angle_uncertain", "", "angle_uncertain"])
+    for row in rows:
+        row["acquired_at_source"] = "metadata"
+    (plain,) = frame_rows("/acq/acq2", [None], start=4, codes=["no_wire"])
+    plain.update(source="/acq/acq2/plain.tif", acquired_at_source="mtime",
+                 acquired_at=T0 - timedelta(hours=12))
+    write(results, "frames-1.parquet", [*rows, plain])
+    page = write_report(results, tmp_path / "r.html").read_text()
+    (fig,) = figures
+    label = fig.axes[-1].xaxis.label
+    assert label.get_text().replace("\n", " ").endswith(
+        "1 of 5 from file modification time, not in the trend; 1 outside the declared times, "
+        "not drawn)"), label.get_text()
+    fig.canvas.draw()
+    box = label.get_window_extent()
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width, (box, fig.bbox.width)
+    assert 0 <= box.y0, box
+    assert "1 of them lies outside the declared times and is not drawn" in page
 
 
 def _long_legend_figure():

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, datetime, timedelta
 
 import numpy as np
@@ -134,7 +135,45 @@ def angle_figure(series: dict, title: str,
         if ncols == 1 or legend.get_window_extent(renderer).width <= fig.bbox.width:
             break
         legend.remove()
+    _wrap_xlabel(fig, ax, bottom, renderer)
     return fig
+
+
+def _wrap_xlabel(fig, ax, bottom, renderer) -> None:
+    """Break the time axis's label into lines that fit the figure: it is centred under the
+    axes, which the y axes' decorations (the degrees on the left, the reason codes on the
+    right) push off the figure's centre, and a long label (the modification-time notes) was
+    cut at one edge. Measured with the renderer alone, as the legend is."""
+    label = bottom.xaxis.label
+    # the widths the layout leaves left and right of the axes; the label's centre sits half
+    # their difference off the figure's, so it fits where it is narrower than the figure
+    # less that difference (and a margin at each edge)
+    left_px = right_px = 0.0
+    for a in (ax, bottom):
+        box = a.yaxis.get_tightbbox(renderer)
+        if box is not None:
+            left_px = max(left_px, a.bbox.x0 - box.x0)
+            right_px = max(right_px, box.x1 - a.bbox.x1)
+    room_px = fig.bbox.width - abs(left_px - right_px) - 2 * 10 * fig.dpi / 72
+
+    def width_px(text: str) -> float:
+        label.set_text(text)
+        return label.get_window_extent(renderer).width
+
+    text = label.get_text()
+    if width_px(text) <= room_px:
+        return
+    # break after the label's own commas and semicolons, within a piece at its spaces
+    pieces = [word for piece in re.split(r"(?<=[,;]) ", text)
+              for word in ([piece] if width_px(piece) <= room_px else piece.split(" "))]
+    lines = [pieces[0]]
+    for piece in pieces[1:]:
+        joined = f"{lines[-1]} {piece}"
+        if width_px(joined) <= room_px:
+            lines[-1] = joined
+        else:
+            lines.append(piece)
+    label.set_text("\n".join(lines))
 
 
 def save_png(fig, path) -> bytes:

@@ -172,8 +172,9 @@ def _time_sources(acq: Acquisition) -> tuple[str, str]:
                     "which is of the declared frames (their valid angles drawn hollow and "
                     "grey), and the span of acquisition times names them apart."
                     if left_out else "")
-                 + (f" {off} of them lie outside the declared times and are not drawn: the "
-                    "time axis spans the declared times." if off else "") + "</p>")
+                 + (f" {off} of them {'lies' if off == 1 else 'lie'} outside the declared "
+                    f"times and {'is' if off == 1 else 'are'} not drawn: the time axis spans "
+                    "the declared times." if off else "") + "</p>")
         axis = ("file modification time" if mtime == n
                 else f"{mtime} of {n} from file modification time"
                 + (", not in the trend" if left_out else ""))
