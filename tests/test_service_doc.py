@@ -7,6 +7,7 @@ import itertools
 import re
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).parents[1]
@@ -214,3 +215,50 @@ def test_every_mention_of_the_wind_down_bound_is_its_value():
     assert found["systemd/nwwatch.service"] and found["nwwatch.service.cli.run"], found
     for name, values in found.items():
         assert values == [WIND_DOWN_S] * len(values), (name, values)
+
+
+def _cut_droplet_refused(code: str) -> np.ndarray:
+    """A 256² label image refused as ``code`` while the wire and droplet are chosen, with a
+    droplet disk cut by the left border wherever there is a droplet."""
+    from nwwatch.classes import DROPLET, NANOWIRE
+
+    rr, cc = np.mgrid[:256, :256]
+    labels = np.zeros((256, 256), np.uint8)
+    disk = (rr - 120) ** 2 + (cc - 40) ** 2 <= 60 ** 2  # cut by the left border
+    if code == "labels_noisy":
+        return np.random.default_rng(0).integers(0, 3, (256, 256), dtype=np.uint8)
+    if code == "no_droplet":
+        labels[100:140, :120] = NANOWIRE  # a wire from the border, no droplet
+        return labels
+    labels[disk] = DROPLET
+    if code == "droplet_not_on_wire":
+        labels[100:140, 200:250] = NANOWIRE  # far from the droplet
+    elif code == "wire_inside_droplet":
+        labels[110:130, 20:40] = NANOWIRE  # all of it within the droplet's outline
+    return labels
+
+
+def test_the_rows_that_carry_no_droplet_cut_are_those_the_docs_name():
+    """The droplet_cut row and measurement step 4 said every row refused before a facet line
+    calls the droplet cut where its label touches the border; rows refused while the wire
+    and droplet are chosen (a no_wire frame whose droplet the left border cuts) carry false.
+    Both pages name those codes, and each gives false with a droplet cut by the border."""
+    from nwwatch.measure import measure_contact_angle
+
+    row = next(line for line in DOC.splitlines()
+               if line.startswith("| `n_droplets`, `droplet_cut`"))
+    clause = re.search(r"false on rows refused while they are chosen, whose droplet is not "
+                       r"measured: (.*?), and on `numerical_failure` rows", row)
+    assert clause, row
+    codes = re.findall(r"`([a-z_]+)`", clause.group(1))
+    step = " ".join((ROOT / "docs" / "measurement.md").read_text().split())
+    named = re.search(r"a row refused while they are chosen — (.*?) — measures no droplet and "
+                      r"has `droplet_cut` false", step)
+    assert named, "docs/measurement.md step 4 names no such rows"
+    assert re.findall(r"`([a-z_]+)`", named.group(1)) == codes
+    assert set(codes) == {"labels_noisy", "no_wire", "no_droplet", "droplet_not_on_wire",
+                          "wire_inside_droplet"}
+    for code in codes:
+        result = measure_contact_angle(_cut_droplet_refused(code))
+        assert result.reason_code == code, (code, result.reason)
+        assert result.droplet_cut is False, code
