@@ -892,13 +892,14 @@ def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path
     """The page never said that the bars are 1 sigma, which sigma refuses an angle, which
     measurement version made the rows or at which pixel size(s)."""
     import nwwatch.measure.contact_angle as contact_angle
+    from nwwatch.measure.result import MEASUREMENT_VERSION
 
     results = tmp_path / "res"
     one = frame_rows("/acq/one", [100.0, 110.0])
     bare = frame_rows("/acq/bare", [100.0])
     two = frame_rows("/acq/two", [100.0, 110.0, 120.0])
-    for row in one + bare + two:
-        row["measurement_version"] = "2.2.20"
+    for row in one + bare + two:  # this version's rows: their cut is the measurement's own
+        row["measurement_version"] = MEASUREMENT_VERSION
     for row in one:
         row["pixel_size_nm"] = 0.2816
     two[0]["pixel_size_nm"], two[1]["pixel_size_nm"] = 0.25, 0.5
@@ -909,7 +910,7 @@ def test_each_section_says_what_its_bars_refusals_version_and_scale_are(tmp_path
     cut = f"An angle whose 1σ exceeds {contact_angle.MAX_UNCERTAINTY_DEG:g}° is refused"
     for text in sections.values():
         assert "Error bars: 1σ of each angle." in text and cut in text
-        assert "measurement 2.2.20;" in text
+        assert f"measurement {MEASUREMENT_VERSION};" in text
     assert "pixel size 0.2816 nm." in sections["one"]
     assert "pixel size not calibrated (lengths in px)." in sections["bare"]
     assert "pixel sizes 0.25–0.5 nm (2 values), 1 frame not calibrated." in sections["two"]
