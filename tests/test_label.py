@@ -1245,8 +1245,45 @@ def test_a_wire_drawn_beyond_the_reach_of_the_facet_line_is_named_as_such():
                              "the droplet's 74 px base on the facet line"), reason
     # drawn up to the line but painted over: that is still what is said
     painted = short.replace(wire=wire_at(200.4), strokes=(Stroke(BACKGROUND, wire_at(200.4)),))
-    assert "the wire painted over as background or unlabeled" in preview(
+    assert "the wire painted over as background by strokes" in preview(
         painted)["contact_angle_reason"]
+
+
+def test_a_wire_polygon_under_only_the_end_of_the_base_is_named_as_such():
+    """A wire polygon drawn whole but under only the end of the droplet's base (beside the
+    droplet, or slanted steeply away from the line), with no stroke at all, had no angle for
+    a reason that blamed the wire being painted over or off the frame: the polygon or the
+    facet line is to be moved, and the reason says how much of the base it is under."""
+    from nwwatch.label.server import preview
+
+    short = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0),
+                          ((200.4, 150.0), (200.4, 250.0), (399.0, 250.0), (399.0, 150.0)),
+                          facet=((200.4, 150.2), (200.4, 250.2)))
+    assert preview(short)["contact_angle_deg"] is not None
+    # beside the droplet, its left edge 3 px inside the base's right end (base 166..240)
+    beside = short.replace(wire=((200.4, 237.0), (200.4, 390.0), (399.0, 390.0),
+                                 (399.0, 237.0)))
+    # slanted: within 16 px of the line only under the base's right end
+    slanted = short.replace(wire=((250.4, 150.0), (210.4, 250.0), (399.0, 250.0),
+                                  (399.0, 150.0)))
+    for geometry, covered_px in ((beside, 3), (slanted, 4)):
+        doc = preview(geometry)
+        assert doc["contact_angle_deg"] is None
+        assert doc["contact_angle_reason"] == (
+            "no facet in the labels: the wire polygon lies within 16 px of the facet line "
+            f"under only {covered_px} px of the droplet's 74 px base (at least 6 px needed); "
+            "move the wire polygon under the droplet or the facet line onto the wire's "
+            "edge"), doc
+    # the base's wire off the frame (a frame 171 px wide): said so, not a polygon to move
+    cut = dataclasses.replace(short, shape=(400, 171))
+    reason = preview(cut)["contact_angle_reason"]
+    assert reason.endswith("px base on the frame (at least 6 px needed): the rest lies off "
+                           "the frame, where the label image holds no wire"), reason
+    # the polygon under all of the base, painted over as unlabeled by a stroke
+    painted = short.replace(strokes=(Stroke(UNLABELED, short.wire),))
+    reason = preview(painted)["contact_angle_reason"]
+    assert ("the wire painted over as unlabeled by strokes, the polygon alone under 74 px "
+            "of it); erase those strokes") in reason, reason
 
 
 def _get_json(url: str) -> dict:

@@ -2411,3 +2411,112 @@ def test_an_absurd_sigma_is_written_in_scientific_notation_and_the_angle_line_wr
         assert width <= room, line
     assert " ".join(t for t, _, _ in lines).startswith("theta 110.41 +- 1.2e+06 deg")
     assert r.contact_angle_uncertainty_deg == 1183616.56  # the row's number as it was
+
+
+def test_a_colour_mask_named_as_a_qa_picture_gets_the_colour_mask_advice(tmp_path):
+    # before: a class-coloured label mask saved as mask_overlay.png (or under a QA picture's
+    # name) was skipped as "an nwwatch measure overlay picture", with no word of renumbering
+    # its colours; named mask.png it got that advice
+    from nwwatch.results.pictures import picture_stem
+
+    labels = render_ideal_cap(SHAPE, 110.0, 25.0, 35.0, (110.3, 90.8)).labels
+    colour = np.zeros((*labels.shape, 3), np.uint8)
+    colour[labels == NANOWIRE] = (0, 0, 255)  # BGR: the wire red, the droplet green
+    colour[labels == DROPLET] = (0, 255, 0)
+    qa_name = picture_stem("frame_00001.tif", "ab" * 32, "c2bf5c2c" * 8, 0, "2.2.21") + ".png"
+    out = tmp_path / "rows.parquet"
+    for name in ("mask_overlay.png", "mask_overlay-2.png", qa_name):
+        cv2.imwrite(str(tmp_path / name), colour)
+        result = CliRunner().invoke(main, ["measure", str(tmp_path / name), "--out", str(out)])
+        said = " ".join(result.output.split())
+        assert result.exit_code == 1, said
+        assert (f"skipped {tmp_path / name}: colour image; nwwatch needs single-channel grey "
+                "images (a frame: save it as greyscale; a colour label mask: renumber its "
+                "colours to class ids") in said, said
+        assert "overlay picture cut short of its caption band" in said
+        assert "an nwwatch measure overlay picture" not in said
+        assert "an nwwatch QA picture" not in said
+    # an overlay picture, its caption band cut away, is told both ways too
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    overlay = draw_overlay(None, cap.labels, measure_contact_angle(cap.labels))
+    cut = tmp_path / "f_overlay.png"
+    cv2.imwrite(str(cut), overlay[:SHAPE[0] * overlay_zoom(SHAPE)])
+    result = CliRunner().invoke(main, ["measure", str(cut), "--out", str(out)])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and "overlay picture cut short of its caption band" in said
+
+
+def test_a_qa_picture_without_saved_labels_does_not_name_a_missing_file(tmp_path):
+    # before: a QA picture replay wrote without --save-labels was skipped with "give its
+    # ...-labels.png", a file that does not exist
+    from nwwatch.results.pictures import picture_stem, write_frame_pictures
+
+    cap = render_ideal_cap(SHAPE, 112.0, 25.0, 35.0, (110.3, 90.8))
+    stem = picture_stem("frame_00001.tif", "ab" * 32, "c2bf5c2c" * 8, 0, "2.2.21")
+    write_frame_pictures(tmp_path, "qa", stem,
+                         draw_overlay(None, cap.labels, measure_contact_angle(cap.labels)))
+    picture, labels = tmp_path / "qa" / f"{stem}.png", tmp_path / "qa" / f"{stem}-labels.png"
+    result = CliRunner().invoke(main, ["measure", str(picture), "--out",
+                                       str(tmp_path / "rows.parquet")])
+    said = " ".join(result.output.split())
+    assert result.exit_code == 1 and not labels.exists()
+    assert "give its" not in said
+    assert (f"skipped {picture}: an nwwatch QA picture (the overlay the service or replay "
+            f"--overlays drew), not a frame or a label image; no label image was saved beside "
+            f"it ({labels} is written by replay --save-labels): measure the frame it was "
+            "drawn on, which the model segments") in said, said
+
+
+def test_earlier_pictures_are_named_without_overlays_and_when_stopped(tmp_path, monkeypatch):
+    # before: the earlier rows' pictures were looked up only with --overlays, and a stopped
+    # run wrote its rows without naming them: measured again into the same --out without
+    # --overlays, or stopped after the first file, the rows no longer named the pictures
+    # and nothing was said
+    import signal
+
+    import nwwatch.measure.cli as measure_cli
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    qa, out = tmp_path / "qa", tmp_path / "r.parquet"
+    for where, theta in (("a/f.png", 110.0), ("b/f.png", 130.0)):
+        cv2.imwrite(str(tmp_path / where),
+                    render_ideal_cap(SHAPE, theta, 25.0, 35.0, (110.3, 90.8)).labels)
+    inputs = [str(tmp_path / "a/f.png"), str(tmp_path / "b/f.png")]
+    overlays = ["--overlays", str(qa)]
+    note = (f"note: 2 picture(s) that the earlier rows of {out} named and its rows no longer "
+            "name are left as they were")
+
+    def run(*extra: str):
+        return CliRunner().invoke(main, ["measure", *inputs, "--out", str(out), *extra])
+
+    assert run(*overlays).exit_code == 0
+    result = run()
+    assert result.exit_code == 0, result.output
+    assert pq.read_table(out).column("overlay_path").to_pylist() == [None, None]
+    assert note in " ".join(result.output.split())
+    # stopped after the first file: the second file's picture is no longer named
+    assert run(*overlays).exit_code == 0
+    measured = measure_cli.measure_contact_angle
+    calls = []
+
+    def stopped_at_the_second(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return measured(*args, **kwargs)
+
+    monkeypatch.setattr(measure_cli, "measure_contact_angle", stopped_at_the_second)
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
+    try:
+        result = run(*overlays)
+    finally:  # the stop's handling leaves the stop signals ignored: this process's own
+        for signum, handler in handlers.items():
+            signal.signal(signum, handler)
+    said = " ".join(result.output.split())
+    assert result.exit_code == 130, said
+    assert pq.read_table(out).column("overlay_path").to_pylist() == ["qa/f_overlay.png"]
+    assert (f"note: 1 picture(s) that the earlier rows of {out} named and its rows no longer "
+            "name are left as they were") in said
+    assert str((qa / "f_overlay-2.png").resolve()) in said
+    assert said.index("note: 1 picture(s)") < said.index("measure interrupted")

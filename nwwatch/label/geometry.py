@@ -427,6 +427,20 @@ def _under_base(facet: FacetLine, geometry: LabelGeometry, labels: np.ndarray,
     depths (0.5 to :data:`GAP_REACH_PX`, 0.5 px apart) and the classes read there, (depths,
     places), -1 off the frame; places 1 px apart along the middle ``share`` of the base (the
     circle's chord on the facet line). None where the circle does not reach the line."""
+    sampled = _base_pixels(facet, geometry, share)
+    if sampled is None:
+        return None
+    depths, rc = sampled
+    ok = ((rc >= 0) & (rc < np.array(labels.shape))).all(axis=-1)
+    read_at = np.full(ok.shape, -1)
+    read_at[ok] = labels[rc[ok][:, 0], rc[ok][:, 1]]
+    return depths, read_at
+
+
+def _base_pixels(facet: FacetLine, geometry: LabelGeometry,
+                 share: float) -> tuple[np.ndarray, np.ndarray] | None:
+    """The pixels :func:`_under_base` reads: the depths and the (row, col) of each (depths,
+    places, 2), on the frame or not; None where the circle does not reach the line."""
     center = np.asarray(geometry.droplet.center, dtype=float)
     s = float((center - facet.point) @ facet.u)
     radius = geometry.droplet.radius_px
@@ -439,11 +453,7 @@ def _under_base(facet: FacetLine, geometry: LabelGeometry, labels: np.ndarray,
     depths = np.arange(0.5, GAP_REACH_PX + 0.01, 0.5)
     # (a sample on the line itself may be the droplet's pixel: a facet through pixel centres)
     pts = foot[None, None, :] + along[None, :, None] * t - depths[:, None, None] * facet.u
-    rc = np.rint(pts).astype(int)
-    ok = ((rc >= 0) & (rc < np.array(labels.shape))).all(axis=-1)
-    read_at = np.full(ok.shape, -1)
-    read_at[ok] = labels[rc[ok][:, 0], rc[ok][:, 1]]
-    return depths, read_at
+    return depths, np.rint(pts).astype(int)
 
 
 def facet_gap_note(geometry: LabelGeometry, labels: np.ndarray) -> str:
@@ -544,12 +554,59 @@ def _too_little_wire_under_base(geometry: LabelGeometry, facet: FacetLine,
                     f"from the facet line under the droplet (more than {GAP_REACH_PX:g} px; "
                     f"nanowire needed within it under {needed}); move the facet line or "
                     "the wire's edge")
+        # The polygon alone, before the strokes: a polygon under only the end of the base
+        # (drawn beside the droplet, or slanted steeply away from the line) is the shape to
+        # move; strokes painting over a polygon that was under enough of it are the cause.
+        from nwwatch.label.raster import rasterize
+
+        unstroked = _under_base(facet, geometry, rasterize(geometry.replace(strokes=())),
+                                1.0)
+        polygon_px = (0 if unstroked is None else
+                      int(np.count_nonzero((unstroked[1] == NANOWIRE).any(axis=0))))
+        if polygon_px < least_px and not _polygon_off_frame(geometry, facet, least_px):
+            covered = (f"under only {polygon_px} px of the droplet's {base_px} px base"
+                       if polygon_px else f"under none of the droplet's {base_px} px base")
+            return (f"no facet in the labels: the wire polygon lies within "
+                    f"{GAP_REACH_PX:g} px of the facet line {covered} (at least {least_px} "
+                    "px needed); move the wire polygon under the droplet or the facet line "
+                    "onto the wire's edge")
+        if polygon_px >= least_px:
+            painted = sorted({_CLASS_WORDS.get(int(v), str(int(v)))
+                              for v in read_at[(unstroked[1] == NANOWIRE)
+                                               & (read_at != NANOWIRE)]})
+            where = (f"under only {backed_px} px of the droplet's {base_px} px base"
+                     if backed_px else f"under none of the droplet's {base_px} px base")
+            return (f"no facet in the labels: nanowire pixels within {GAP_REACH_PX:g} px of "
+                    f"the facet line {where} (at least {least_px} px needed; the wire painted "
+                    f"over as {' or '.join(painted)} by strokes, the polygon alone under "
+                    f"{polygon_px} px of it); erase those strokes or paint the wire back "
+                    "under the droplet")
+        return (f"no facet in the labels: the wire polygon lies within {GAP_REACH_PX:g} px "
+                f"of the facet line under only {polygon_px} px of the droplet's {base_px} "
+                f"px base on the frame (at least {least_px} px needed): the rest lies off the "
+                "frame, where the label image holds no wire")
     where = (f"under only {backed_px} px of the droplet's {base_px} px base"
              if backed_px else f"under none of the droplet's {base_px} px base")
     return (f"no facet in the labels: nanowire pixels within {GAP_REACH_PX:g} px of the "
             f"facet line {where} (at least {least_px} px needed; the wire painted over as "
             "background or unlabeled, or off the frame); draw or paint the wire under the "
             "droplet")
+
+
+#: How a reason names the class a stroke paints.
+_CLASS_WORDS = {BACKGROUND: "background", DROPLET: "droplet", UNLABELED: "unlabeled"}
+
+
+def _polygon_off_frame(geometry: LabelGeometry, facet: FacetLine, least_px: int) -> bool:
+    """Whether the wire polygon lies within :data:`GAP_REACH_PX` of the facet line under at
+    least ``least_px`` places of the droplet's base once the frame's edges are ignored (pixel
+    centres inside it): the base's wire is off the frame, not a polygon to move."""
+    sampled = _base_pixels(facet, geometry, 1.0)
+    if sampled is None:
+        return False
+    rc = sampled[1].astype(float)
+    inside = inside_polygon(np.asarray(geometry.wire, dtype=float), rc[..., 0], rc[..., 1])
+    return int(np.count_nonzero(inside.any(axis=0))) >= least_px
 
 
 def _wire_depth_under_base(geometry: LabelGeometry, facet: FacetLine) -> float | None:

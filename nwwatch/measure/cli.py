@@ -53,7 +53,12 @@ from nwwatch.io.errors import MultichannelError, PageIndexError, check_page_inde
 from nwwatch.io.limits import MAX_PLAUSIBLE_PIXEL_SIZE_NM, MIN_PLAUSIBLE_PIXEL_SIZE_NM
 from nwwatch.io.mdoc import is_mdoc, mdoc_stack
 from nwwatch.io.mrc import MRC_SUFFIXES
-from nwwatch.io.png import PICTURE_PNG_PARAMS, encode_image, low_grey_bit_depth
+from nwwatch.io.png import (
+    PICTURE_PNG_PARAMS,
+    decode_image_file,
+    encode_image,
+    low_grey_bit_depth,
+)
 from nwwatch.io.ser import SER_SUFFIXES
 from nwwatch.logsetup import held_events
 from nwwatch.measure.components import select_components
@@ -138,6 +143,10 @@ def _read_frames(path: Path, as_labels: bool | None = False) -> list[Frame]:
             picture = _picture_reason(path)
             if picture is not None:  # "save it as greyscale" would be no help
                 raise LabelFileError(path, picture) from None
+            if _picture_name(path):  # named so, yet not drawn so: a colour mask, perhaps
+                raise LabelFileError(path, f"{exc.reason}; if it is an nwwatch overlay "
+                                           "picture cut short of its caption band, give the "
+                                           "label image or frame it was drawn from") from None
         colour = (colour_label_mask_reason(path, as_labels)
                   if isinstance(exc.__cause__, MultichannelError) else None)
         if colour is not None:  # a colour mask: the frame's advice (the raw file) is no help
@@ -160,21 +169,65 @@ def _read_frames(path: Path, as_labels: bool | None = False) -> list[Frame]:
                   acquired_at_source="mtime") for i, page in enumerate(pages)]
 
 
-def _picture_reason(path: Path) -> str | None:
-    """Why ``path``, a colour image, is not measured when its name is one of nwwatch's QA
-    pictures (the service's or replay's overlay, or measure's ``_overlay.png``): what to
-    give instead; None for any other name."""
+def _picture_name(path: Path) -> bool:
+    """Whether ``path`` is named as nwwatch names its QA pictures (the service's or replay's
+    overlay, or measure's ``_overlay.png``)."""
     from nwwatch.results.pictures import qa_picture_labels_name
 
+    return qa_picture_labels_name(path.name) is not None or bool(
+        _PICTURE_NAME.search(path.name))
+
+
+#: A caption band (:func:`nwwatch.measure.draw_overlay`) is at least this many rows: one
+#: line of text at the smallest caption scale and its margin.
+_CAPTION_MIN_ROWS = 12
+#: ... and its anti-aliased text holds at least this many grey (or red) levels; a colour
+#: label mask's bottom rows hold a colour or two.
+_CAPTION_MIN_LEVELS = 16
+
+
+def _has_caption_band(path: Path) -> bool:
+    """Whether the colour PNG at ``path`` ends in the caption band nwwatch draws below every
+    overlay picture: rows of white or red anti-aliased text on black, the last row black."""
+    try:
+        image = decode_image_file(path)
+    except OSError:
+        return False
+    if image is None or image.ndim != 3 or image.shape[-1] < 3 or image.dtype != np.uint8:
+        return False
+    blue, green, red = (image[..., i].astype(np.int16) for i in range(3))
+    text = (blue == green) & ((red == blue) | (blue == 0))  # grey, or red on black
+    rows = text.all(axis=1)
+    band_rows = len(rows) - (int(np.flatnonzero(~rows)[-1]) + 1 if not rows.all() else 0)
+    if band_rows < _CAPTION_MIN_ROWS or image[-1, :, :3].any():
+        return False
+    levels = np.unique(red[len(rows) - band_rows:])
+    return levels.size - int(levels[0] == 0) >= _CAPTION_MIN_LEVELS
+
+
+def _picture_reason(path: Path) -> str | None:
+    """Why ``path``, a colour image, is not measured when it is one of nwwatch's QA pictures
+    (named as the service's or replay's overlay, or measure's ``_overlay.png``, and with
+    their caption band: a colour label mask may be saved under such a name): what to give
+    instead; None for any other image."""
+    from nwwatch.results.pictures import qa_picture_labels_name
+
+    if not _picture_name(path) or not _has_caption_band(path):
+        return None
     labels = qa_picture_labels_name(path.name)
-    if labels is not None:
-        return (f"an nwwatch QA picture (the overlay the service or replay --overlays drew), "
-                f"not a frame or a label image; give its {path.with_name(labels)}, which "
-                "--save-labels writes beside it (with --images FRAMES for its frame)")
-    if _PICTURE_NAME.search(path.name):
+    if labels is None:
         return ("an nwwatch measure overlay picture (--overlays), not a frame or a label "
                 "image; give the label image or frame it was drawn from")
-    return None
+    what = ("an nwwatch QA picture (the overlay the service or replay --overlays drew), not "
+            "a frame or a label image")
+    saved = path.with_name(labels)
+    if saved.is_file():
+        return (f"{what}; give its {saved}, which --save-labels writes beside it (with "
+                "--images FRAMES for its frame)")
+    return (f"{what}; no label image was saved beside it ({saved} is written by replay "
+            "--save-labels): measure the frame it was drawn on, which the model segments "
+            "(--model MODEL for the one that drew the picture), or replay it with "
+            "--save-labels and give that label image")
 
 
 def _sound_structure(path: Path) -> bool:
@@ -881,6 +934,9 @@ class _Run:
         self.contents: dict[str, Path] = {}
         #: the --images frames saved label images pair with (a file kept open: :meth:`close`)
         self.saved_frames: _SavedLabelFrames | None = None
+        #: the pictures the output to be replaced names (:func:`_pictures_named`), said when
+        #: its new rows no longer name them, at the end or at a stop signal
+        self.replaced: dict[tuple[str, int], set[Path]] = {}
 
     def close(self) -> None:
         """Close the --images file kept open."""
@@ -945,10 +1001,12 @@ def _stopped(stop: KeyboardInterrupt, run: _Run, out: Path) -> NoReturn:
     else:
         try:
             _write(run.rows, out)
-            written = f"wrote {len(run.rows)} row(s) to {out}"
         except OSError as exc:
             written = (f"the {len(run.rows)} row(s) measured could not be written to {out} "
                        f"({exc.strerror or exc})")
+        else:
+            written = f"wrote {len(run.rows)} row(s) to {out}"
+            _say_pictures_left(run.replaced, run.rows, out)  # before the last line
     skipped = f"; {run.skipped} file(s) skipped (see above)" if run.skipped else ""
     say(f"measure interrupted ({interrupt_name(stop)}): {written}; "
         f"{run.not_measured()}{skipped}", err=True)
@@ -1051,7 +1109,8 @@ def _measure(run: _Run, out: Path, pixel_size_nm: float | None, overlays: Path |
     used_names: set[str] = set()
     # the pictures the output to be replaced names: those its new rows no longer name are
     # said at the end (left, never redrawn: another output may name them)
-    replaced = _pictures_named(out) if overlays is not None else {}
+    # (with or without --overlays: rows without overlay_path no longer name them either)
+    replaced = run.replaced = _pictures_named(out)
     for position, path in enumerate(run.inputs):
         run.position, run.file_start, run.file_pages = position, len(rows), None
         if run.passed_over(path):
