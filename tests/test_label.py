@@ -1450,3 +1450,84 @@ def test_a_geometry_file_with_a_brush_stroke_over_the_limit_reads_back(tmp_path)
     # the page splits a longer drag at the same count
     page = (Path(__file__).resolve().parents[1] / "nwwatch/label/static/label.js").read_text()
     assert f"const MAX_BRUSH_POINTS = {MAX_POINTS};" in page
+
+
+def test_a_polygon_on_the_frame_is_not_said_to_lie_off_it():
+    """The whole base on the frame, a polygon under too little of it: the reason blamed the
+    frame, counting the places where a pixel centre lay inside the polygon though the
+    rasteriser wants half a pixel's area; a base all off the frame said "under only 0 px", and
+    a polygon within reach of the line but between two places 1 px apart "lies within 16 px
+    ... under none of" the base."""
+    from nwwatch.label.server import preview
+
+    short = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0),
+                          ((200.4, 150.0), (200.4, 250.0), (399.0, 250.0), (399.0, 150.0)),
+                          facet=((200.4, 150.2), (200.4, 250.2)))
+    # base on rows 201..216, columns 166..239 of a 400 x 400 frame
+    corner = short.replace(wire=((215.9, 233.65), (215.9, 390.0), (399.0, 390.0),
+                                 (399.0, 233.65)))
+    assert preview(corner)["contact_angle_reason"] == (
+        "no facet in the labels: the wire polygon lies within 16 px of the facet line under "
+        "only 5 px of the droplet's 74 px base (at least 6 px needed); move the wire polygon "
+        "under the droplet or the facet line onto the wire's edge")
+    # the polygon's edge 0.05 px inside the base's end (239.35): under no pixel's half
+    sliver = short.replace(wire=((200.4, 239.3), (200.4, 390.0), (399.0, 390.0),
+                                 (399.0, 239.3)))
+    reason = preview(sliver)["contact_angle_reason"]
+    assert reason.startswith("no facet in the labels: the wire polygon does not reach under "
+                             "the droplet's 74 px base on the facet line"), reason
+    # all of the base off the frame
+    reason = preview(dataclasses.replace(short, shape=(200, 400)))["contact_angle_reason"]
+    assert reason == (
+        "no facet in the labels: the wire polygon lies within 16 px of the facet line under "
+        "none of the droplet's 74 px base on the frame (at least 6 px needed): the rest lies "
+        "off the frame, where the label image holds no wire"), reason
+
+
+@pytest.mark.parametrize("with_stroke", [False, True])
+def test_the_polygon_alone_under_the_base_is_read_without_rasterising_the_frame(
+        monkeypatch, with_stroke):
+    """The reason for too little wire under the base read the polygon alone (no strokes)
+    from a second rasterisation of the whole frame on every preview and save: the labels
+    themselves where there are no strokes, else only the box round the base is rasterised,
+    with the same classes as the whole frame's."""
+    import nwwatch.label.geometry as geometry_module
+    import nwwatch.label.raster as raster
+    from nwwatch.label.raster import rasterize_shapes
+
+    short = LabelGeometry((400, 400), Circle((184.3, 203.1), 40.0),
+                          ((200.4, 150.0), (200.4, 250.0), (399.0, 250.0), (399.0, 150.0)),
+                          facet=((200.4, 150.2), (200.4, 250.2)))
+    cases = [short.replace(wire=w) for w in (
+        ((215.9, 233.65), (215.9, 390.0), (399.0, 390.0), (399.0, 233.65)),
+        ((250.4, 150.0), (210.4, 250.0), (399.0, 250.0), (399.0, 150.0)),
+        ((200.4, 237.0), (200.4, 390.0), (399.0, 390.0), (399.0, 237.0)),
+        ((201.7, 100.0), (203.3, 300.0), (399.0, 300.0), (399.0, 100.0)))]
+    cases.append(dataclasses.replace(cases[1], shape=(210, 230)))  # base cut by the frame
+    for geometry in cases:
+        facet = facet_line(geometry)
+        full = rasterize_shapes(geometry)
+        reads = geometry_module._under_base(facet, geometry, full, 1.0)[1]
+        assert np.array_equal(geometry_module._unstroked_under_base(geometry, facet), reads)
+        for window in ((0, 7, 0, 9), (195, 222, 160, 245), (3, 400, 100, 171)):
+            r0, r1, c0, c1 = window
+            if r1 <= geometry.shape[0] and c1 <= geometry.shape[1]:
+                inner = rasterize_shapes(geometry, window)[2:-2, 2:-2]
+                assert np.array_equal(inner, full[r0 + 2:r1 - 2, c0 + 2:c1 - 2])
+    geometry = cases[2]
+    if with_stroke:  # away from the base
+        geometry = geometry.replace(strokes=(Stroke(BACKGROUND, ((10, 10), (10, 30), (30, 30))),))
+    labels = rasterize(geometry)
+    whole_frames = []
+    real = raster.rasterize_shapes
+
+    def counted(g: LabelGeometry, window: tuple | None = None) -> np.ndarray:
+        if window is None or window == (0, g.shape[0], 0, g.shape[1]):
+            whole_frames.append(g)
+        return real(g, window)
+
+    monkeypatch.setattr(raster, "rasterize_shapes", counted)
+    monkeypatch.setattr(raster, "rasterize", lambda g: whole_frames.append(g) or 1 / 0)
+    reason = contact_angle(geometry, labels).reason
+    assert "under only 3 px of the droplet's 74 px base" in reason, reason
+    assert whole_frames == []

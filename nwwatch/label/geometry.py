@@ -557,22 +557,26 @@ def _too_little_wire_under_base(geometry: LabelGeometry, facet: FacetLine,
         # The polygon alone, before the strokes: a polygon under only the end of the base
         # (drawn beside the droplet, or slanted steeply away from the line) is the shape to
         # move; strokes painting over a polygon that was under enough of it are the cause.
-        from nwwatch.label.raster import rasterize
-
-        unstroked = _under_base(facet, geometry, rasterize(geometry.replace(strokes=())),
-                                1.0)
-        polygon_px = (0 if unstroked is None else
-                      int(np.count_nonzero((unstroked[1] == NANOWIRE).any(axis=0))))
-        if polygon_px < least_px and not _polygon_off_frame(geometry, facet, least_px):
-            covered = (f"under only {polygon_px} px of the droplet's {base_px} px base"
-                       if polygon_px else f"under none of the droplet's {base_px} px base")
+        unstroked = read_at if not geometry.strokes else _unstroked_under_base(geometry,
+                                                                               facet)
+        polygon_backed = (unstroked == NANOWIRE).any(axis=0)
+        polygon_px = int(np.count_nonzero(polygon_backed))
+        off_px = _polygon_off_frame(geometry, facet, polygon_backed)
+        if polygon_px < least_px and (off_px == 0 or polygon_px + off_px < least_px):
+            if not polygon_px:
+                # within the reach yet between two of the places 1 px apart
+                return ("no facet in the labels: the wire polygon does not reach under the "
+                        f"droplet's {base_px} px base on the facet line (nanowire needed "
+                        f"within {GAP_REACH_PX:g} px of it under {needed}); move the wire "
+                        "polygon under the droplet or the facet line onto the wire's edge")
             return (f"no facet in the labels: the wire polygon lies within "
-                    f"{GAP_REACH_PX:g} px of the facet line {covered} (at least {least_px} "
-                    "px needed); move the wire polygon under the droplet or the facet line "
-                    "onto the wire's edge")
+                    f"{GAP_REACH_PX:g} px of the facet line under only {polygon_px} px of "
+                    f"the droplet's {base_px} px base (at least {least_px} px needed); move "
+                    "the wire polygon under the droplet or the facet line onto the wire's "
+                    "edge")
         if polygon_px >= least_px:
             painted = sorted({_CLASS_WORDS.get(int(v), str(int(v)))
-                              for v in read_at[(unstroked[1] == NANOWIRE)
+                              for v in read_at[(unstroked == NANOWIRE)
                                                & (read_at != NANOWIRE)]})
             where = (f"under only {backed_px} px of the droplet's {base_px} px base"
                      if backed_px else f"under none of the droplet's {base_px} px base")
@@ -581,10 +585,11 @@ def _too_little_wire_under_base(geometry: LabelGeometry, facet: FacetLine,
                     f"over as {' or '.join(painted)} by strokes, the polygon alone under "
                     f"{polygon_px} px of it); erase those strokes or paint the wire back "
                     "under the droplet")
+        on_frame = (f"under only {polygon_px} px of the droplet's {base_px} px base"
+                    if polygon_px else f"under none of the droplet's {base_px} px base")
         return (f"no facet in the labels: the wire polygon lies within {GAP_REACH_PX:g} px "
-                f"of the facet line under only {polygon_px} px of the droplet's {base_px} "
-                f"px base on the frame (at least {least_px} px needed): the rest lies off the "
-                "frame, where the label image holds no wire")
+                f"of the facet line {on_frame} on the frame (at least {least_px} px needed): "
+                "the rest lies off the frame, where the label image holds no wire")
     where = (f"under only {backed_px} px of the droplet's {base_px} px base"
              if backed_px else f"under none of the droplet's {base_px} px base")
     return (f"no facet in the labels: nanowire pixels within {GAP_REACH_PX:g} px of the "
@@ -597,16 +602,39 @@ def _too_little_wire_under_base(geometry: LabelGeometry, facet: FacetLine,
 _CLASS_WORDS = {BACKGROUND: "background", DROPLET: "droplet", UNLABELED: "unlabeled"}
 
 
-def _polygon_off_frame(geometry: LabelGeometry, facet: FacetLine, least_px: int) -> bool:
-    """Whether the wire polygon lies within :data:`GAP_REACH_PX` of the facet line under at
-    least ``least_px`` places of the droplet's base once the frame's edges are ignored (pixel
-    centres inside it): the base's wire is off the frame, not a polygon to move."""
+def _polygon_off_frame(geometry: LabelGeometry, facet: FacetLine,
+                       polygon_backed: np.ndarray) -> int:
+    """How many places of the droplet's base, besides those ``polygon_backed`` (the wire
+    polygon's pixels on the frame within :data:`GAP_REACH_PX` of the facet line, per place),
+    have the polygon there off the frame only (pixel centres inside it): base the label
+    image cannot hold, not a polygon to move."""
     sampled = _base_pixels(facet, geometry, 1.0)
     if sampled is None:
-        return False
-    rc = sampled[1].astype(float)
-    inside = inside_polygon(np.asarray(geometry.wire, dtype=float), rc[..., 0], rc[..., 1])
-    return int(np.count_nonzero(inside.any(axis=0))) >= least_px
+        return 0
+    rc = sampled[1]
+    off = ~((rc >= 0) & (rc < np.array(geometry.shape))).all(axis=-1)
+    inside = inside_polygon(np.asarray(geometry.wire, dtype=float),
+                            rc[..., 0].astype(float), rc[..., 1].astype(float))
+    return int(np.count_nonzero((inside & off).any(axis=0) & ~polygon_backed))
+
+
+def _unstroked_under_base(geometry: LabelGeometry, facet: FacetLine) -> np.ndarray:
+    """What the droplet and wire alone (no strokes) rasterise to at the pixels
+    :func:`_under_base` reads (depths, places; -1 off the frame): only the box round them is
+    rasterised, with the 2 px (here 3) round each pixel its class depends on, not the frame."""
+    from nwwatch.label.raster import rasterize_shapes
+
+    rc = _base_pixels(facet, geometry, 1.0)[1]
+    shape = np.array(geometry.shape)
+    ok = ((rc >= 0) & (rc < shape)).all(axis=-1)
+    read_at = np.full(ok.shape, -1)
+    if not ok.any():
+        return read_at
+    lo = np.maximum(rc[ok].min(axis=0) - 3, 0)
+    hi = np.minimum(rc[ok].max(axis=0) + 4, shape)
+    window = rasterize_shapes(geometry, (int(lo[0]), int(hi[0]), int(lo[1]), int(hi[1])))
+    read_at[ok] = window[rc[ok][:, 0] - lo[0], rc[ok][:, 1] - lo[1]]
+    return read_at
 
 
 def _wire_depth_under_base(geometry: LabelGeometry, facet: FacetLine) -> float | None:

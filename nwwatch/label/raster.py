@@ -103,16 +103,23 @@ def _bbox(points: np.ndarray, pad: float, shape: tuple[int, int]) -> tuple[int, 
 
 
 def _coarse(fn: Inside | None, box: tuple[int, int, int, int] | None,
-            shape: tuple[int, int]) -> np.ndarray:
-    """``fn`` on the coarse sub-sample grid of the frame, evaluated inside ``box`` only."""
-    out = np.zeros((shape[0] * COARSE, shape[1] * COARSE), dtype=bool)
-    if fn is None or box is None or box[0] >= box[1] or box[2] >= box[3]:
+            shape: tuple[int, int],
+            window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """``fn`` on the coarse sub-sample grid of ``window`` (r0, r1, c0, c1; the frame of
+    ``shape`` when None), evaluated inside ``box`` (frame coordinates) only."""
+    w0, w1, v0, v1 = (0, shape[0], 0, shape[1]) if window is None else window
+    out = np.zeros(((w1 - w0) * COARSE, (v1 - v0) * COARSE), dtype=bool)
+    if fn is None or box is None:
         return out
-    r0, r1, c0, c1 = box
+    r0, r1 = max(box[0], w0), min(box[1], w1)
+    c0, c1 = max(box[2], v0), min(box[3], v1)
+    if r0 >= r1 or c0 >= c1:
+        return out
     offsets = subsample_offsets(COARSE)
     rows = (np.arange(r0, r1)[:, None] + offsets[None, :]).reshape(-1, 1)
     cols = (np.arange(c0, c1)[:, None] + offsets[None, :]).reshape(1, -1)
-    out[r0 * COARSE:r1 * COARSE, c0 * COARSE:c1 * COARSE] = fn(rows, cols)
+    out[(r0 - w0) * COARSE:(r1 - w0) * COARSE, (c0 - v0) * COARSE:(c1 - v0) * COARSE] = \
+        fn(rows, cols)
     return out
 
 
@@ -136,7 +143,25 @@ def rasterize(geometry: LabelGeometry) -> np.ndarray:
     uint8 (H, W) with H, W = ``geometry.shape``: 0 background, 1 nanowire, 2 droplet,
     255 unlabeled.
     """
+    labels = rasterize_shapes(geometry)
+    for stroke in geometry.strokes:
+        _paint_stroke(labels, stroke)
+    return labels
+
+
+def rasterize_shapes(geometry: LabelGeometry,
+                     window: tuple[int, int, int, int] | None = None) -> np.ndarray:
+    """Label image of ``geometry``'s droplet and wire alone (rule 1, no strokes) in
+    ``window`` (r0, r1, c0, c1, within the frame; the whole frame when None).
+
+    A pixel's class depends on the frame only within 2 px of it (where the coverage is
+    refined), so pixels at least 2 px inside the window's edges (or at the frame's) are those
+    of the whole frame's label image: a few pixels' classes without rasterising the frame.
+    """
     shape = geometry.shape
+    if window is None:
+        window = (0, shape[0], 0, shape[1])
+    r0, r1, c0, c1 = window
     wire_fn, drop_fn = _shape_functions(geometry)
     wire_box = None if geometry.wire is None else _bbox(np.asarray(geometry.wire), 0.0, shape)
     drop_box = None
@@ -147,10 +172,10 @@ def rasterize(geometry: LabelGeometry) -> np.ndarray:
     def members(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         return (wire_fn or _none)(r, c), (drop_fn or _none)(r, c)
 
-    coarse = (_coarse(wire_fn, wire_box, shape), _coarse(drop_fn, drop_box, shape))
-    labels, _, _ = coverage_labels(members, shape, coarse=coarse, factor=COARSE, fine=FINE)
-    for stroke in geometry.strokes:
-        _paint_stroke(labels, stroke)
+    coarse = (_coarse(wire_fn, wire_box, shape, window),
+              _coarse(drop_fn, drop_box, shape, window))
+    labels, _, _ = coverage_labels(members, (r1 - r0, c1 - c0), coarse=coarse,
+                                   factor=COARSE, fine=FINE, origin=(r0, c0))
     return labels
 
 

@@ -66,6 +66,7 @@ def coverage_labels(
     coarse: tuple[np.ndarray, np.ndarray] | None = None,
     factor: int = 4,
     fine: int = 12,
+    origin: tuple[int, int] = (0, 0),
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rasterise a scene into labels by area coverage.
 
@@ -77,6 +78,8 @@ def coverage_labels(
         on the supersampled grid (the renderer's), to avoid evaluating them again.
     factor : supersampling of ``coarse`` (or of the first pass when ``coarse`` is None).
     fine : sub-samples per side used for pixels near a boundary.
+    origin : (row, col) of the first pixel: ``members`` gets those coordinates, the very
+        sub-sample points a larger image holding this one evaluates there.
 
     Returns
     -------
@@ -86,8 +89,8 @@ def coverage_labels(
     h, w = shape
     if coarse is None:
         offsets = subsample_offsets(factor)
-        rows = (np.arange(h)[:, None] + offsets[None, :]).reshape(-1, 1)
-        cols = (np.arange(w)[:, None] + offsets[None, :]).reshape(1, -1)
+        rows = (np.arange(origin[0], origin[0] + h)[:, None] + offsets[None, :]).reshape(-1, 1)
+        cols = (np.arange(origin[1], origin[1] + w)[:, None] + offsets[None, :]).reshape(1, -1)
         coarse = members(rows, cols)
     wire_ss, drop_ss = coarse
     cov_d = block_mean(drop_ss, factor)
@@ -100,8 +103,8 @@ def coverage_labels(
     pr, pc = np.nonzero(near)
     if pr.size:
         offsets = subsample_offsets(fine)
-        sub_r = (pr[:, None, None] + offsets[None, :, None]).astype(np.float64)
-        sub_c = (pc[:, None, None] + offsets[None, None, :]).astype(np.float64)
+        sub_r = ((pr + origin[0])[:, None, None] + offsets[None, :, None]).astype(np.float64)
+        sub_c = ((pc + origin[1])[:, None, None] + offsets[None, None, :]).astype(np.float64)
         sub_r, sub_c = np.broadcast_arrays(sub_r, sub_c)
         wire_f, drop_f = members(sub_r.reshape(-1), sub_c.reshape(-1))
         wire_f = wire_f.reshape(pr.size, fine * fine)
