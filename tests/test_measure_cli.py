@@ -2424,9 +2424,16 @@ def test_a_colour_mask_named_as_a_qa_picture_gets_the_colour_mask_advice(tmp_pat
     colour[labels == NANOWIRE] = (0, 0, 255)  # BGR: the wire red, the droplet green
     colour[labels == DROPLET] = (0, 255, 0)
     qa_name = picture_stem("frame_00001.tif", "ab" * 32, "c2bf5c2c" * 8, 0, "2.2.21") + ".png"
+    # an anti-aliased colour mask (a vector tool's export): grey wire over a red droplet's
+    # smooth edge, class 0 (black) in its bottom 20 rows, read as a caption band before
+    smooth = np.zeros((256, 256, 3), np.uint8)
+    cv2.circle(smooth, (128, 110), 50, (0, 0, 255), -1, cv2.LINE_AA)
+    cv2.rectangle(smooth, (0, 150), (255, 235), (128, 128, 128), -1)
     out = tmp_path / "rows.parquet"
-    for name in ("mask_overlay.png", "mask_overlay-2.png", qa_name):
-        cv2.imwrite(str(tmp_path / name), colour)
+    for name, image in (("mask_overlay.png", colour), ("mask_overlay-2.png", colour),
+                        (qa_name, colour), ("smooth/mask_overlay.png", smooth)):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        cv2.imwrite(str(tmp_path / name), image)
         result = CliRunner().invoke(main, ["measure", str(tmp_path / name), "--out", str(out)])
         said = " ".join(result.output.split())
         assert result.exit_code == 1, said

@@ -184,11 +184,20 @@ _CAPTION_MIN_ROWS = 12
 #: ... and its anti-aliased text holds at least this many grey (or red) levels; a colour
 #: label mask's bottom rows hold a colour or two.
 _CAPTION_MIN_LEVELS = 16
+#: The caption's text starts int(8 * scale) columns in (scale at least 0.6) on black, its
+#: dark box 2 px before: these first columns of every band row are black.
+_CAPTION_MARGIN_COLS = 4
+#: Below its last line of text the band keeps int(10 * scale) rows (at least 6), of which
+#: the descenders of its smallest text leave at least 4 black; 3 asked, AA's margin.
+_CAPTION_BOTTOM_BLACK_ROWS = 3
 
 
 def _has_caption_band(path: Path) -> bool:
     """Whether the colour PNG at ``path`` ends in the caption band nwwatch draws below every
-    overlay picture: rows of white or red anti-aliased text on black, the last row black."""
+    overlay picture (:func:`nwwatch.measure.overlay._with_caption`): rows of white or red
+    anti-aliased text on black, their left margin black, the last rows black. Only those rows
+    are read: a colour label mask with class 0 (black) in its bottom rows and anti-aliased
+    shapes above them is no band."""
     try:
         image = decode_image_file(path)
     except OSError:
@@ -197,9 +206,11 @@ def _has_caption_band(path: Path) -> bool:
         return False
     blue, green, red = (image[..., i].astype(np.int16) for i in range(3))
     text = (blue == green) & ((red == blue) | (blue == 0))  # grey, or red on black
-    rows = text.all(axis=1)
+    margin = ~image[:, :_CAPTION_MARGIN_COLS, :3].any(axis=(1, 2))
+    rows = text.all(axis=1) & margin
     band_rows = len(rows) - (int(np.flatnonzero(~rows)[-1]) + 1 if not rows.all() else 0)
-    if band_rows < _CAPTION_MIN_ROWS or image[-1, :, :3].any():
+    if (band_rows < _CAPTION_MIN_ROWS
+            or image[-_CAPTION_BOTTOM_BLACK_ROWS:, :, :3].any()):
         return False
     levels = np.unique(red[len(rows) - band_rows:])
     return levels.size - int(levels[0] == 0) >= _CAPTION_MIN_LEVELS
