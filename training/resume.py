@@ -122,11 +122,21 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
         paths = value if isinstance(value, list | tuple) else [value] if value else []
         gone = [v for v in paths if not Path(v).is_file()]
         if gone:
-            option = _option(name, getattr(saved, name))
+            # The whole tomogram input: the CLI takes --volume, --slice and --labels together
+            # only (--labels alone is refused as belonging to --volume).
+            def shown(n: str) -> Any:
+                value = getattr(saved, n)
+                if n != name:
+                    return value
+                if isinstance(value, list | tuple):
+                    return ["NEW" if v == gone[0] else v for v in value]
+                return "NEW"
+
+            option = " ".join(_option(n, shown(n)) for n in ("volume", "slice_index", "labels"))
             raise ResumeSettingError(
                 f"{gone[0]}: the {what} {checkpoint} was trained on is not there; moved? give "
                 f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
-                f"({option.replace(str(gone[0]), 'NEW')}; the data hash checks "
+                f"({option}; the data hash checks "
                 f"{'it is' if len(paths) == 1 else 'they are'} the same)")
     for name in _MOVABLE_IF_SET:  # both are checked by their recorded sha256 (the engine's
         # _check_resumed_inputs); a frozen encoder's weights come from the checkpoint
