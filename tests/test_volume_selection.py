@@ -188,6 +188,15 @@ def test_candidates_given_twice_are_tried_once_and_none_given_is_a_usage_error(t
               str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet"]
     none = CliRunner().invoke(main, [*common, "--candidates", " , "])
     assert none.exit_code == 2 and "no candidate given" in none.output
+    # A name that is no candidate is said as such, before the network options are checked
+    # against the candidates (it was "--epochs sets the training of a network; the --volume
+    # candidates foo hold none").
+    for extra in ([], ["--epochs", "1"]):
+        unknown = CliRunner().invoke(main, [*common, "--candidates", "foo", *extra])
+        assert unknown.exit_code == 2, unknown.output
+        assert "unknown candidates ['foo']; choose from" in unknown.output, unknown.output
+    empty = CliRunner().invoke(main, [*common, "--candidates", " , ", "--epochs", "1"])
+    assert empty.exit_code == 2 and "no candidate given" in empty.output, empty.output
     twice = CliRunner().invoke(main, [*common, "--candidates", "threshold,threshold"])
     assert twice.exit_code == 0, twice.output
     scored = [line for line in twice.output.splitlines() if line.strip().startswith("threshold")]
