@@ -124,15 +124,10 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
         if gone:
             # The whole tomogram input: the CLI takes --volume, --slice and --labels together
             # only (--labels alone is refused as belonging to --volume).
-            def shown(n: str) -> Any:
-                value = getattr(saved, n)
-                if n != name:
-                    return value
-                if isinstance(value, list | tuple):
-                    return ["NEW" if v == gone[0] else v for v in value]
-                return "NEW"
-
-            option = " ".join(_option(n, shown(n)) for n in ("volume", "slice_index", "labels"))
+            shown = {n: getattr(saved, n) for n in ("volume", "slice_index", "labels")}
+            shown[name] = ["NEW" if v == gone[0] else v for v in value] \
+                if isinstance(value, list | tuple) else "NEW"
+            option = " ".join(_option(n, v) for n, v in shown.items())
             raise ResumeSettingError(
                 f"{gone[0]}: the {what} {checkpoint} was trained on is not there; moved? give "
                 f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
