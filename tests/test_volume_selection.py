@@ -764,13 +764,18 @@ def test_a_selected_network_resumes_and_exports_from_its_checkpoint(tmp_path):
     assert first.exit_code == 0, first.output
     config = load_checkpoint(tmp_path / "m.pt")["config"]
     assert config["labels"] == str(labels_path.resolve()) and config["slice_index"] == Z
+    chosen = Segmenter(out, providers=("cpu",)).metadata.extra["selection"]
+    assert chosen["grouping"] == "none"  # the runtime's method_unvalidated verdict reads it
     exported = CliRunner().invoke(main, ["train", "--resume", "--export-only", "--out",
                                          str(out), "--quiet"])
     assert exported.exit_code == 0, exported.output
+    # The resume's export keeps the record of how the network was chosen (it was dropped).
+    assert Segmenter(out, providers=("cpu",)).metadata.extra["selection"] == chosen
     resumed = CliRunner().invoke(main, ["train", "--resume", "--epochs", "2", "--out", str(out),
                                         "--quiet"])
     assert resumed.exit_code == 0, resumed.output
     assert load_checkpoint(tmp_path / "m.pt")["epoch"] == 2
+    assert Segmenter(out, providers=("cpu",)).metadata.extra["selection"] == chosen
     # Labels moved: given anew with the volume and slice, as the CLI records them.
     moved = labels_path.rename(tmp_path / "moved.png")
     again = CliRunner().invoke(main, [

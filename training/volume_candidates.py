@@ -86,9 +86,10 @@ class CandidateTrainer:
             else self.smoothed[index]
 
     def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
-            validated: bool = True):
+            validated: bool = True, selection: dict | None = None):
         """``validated=False``: nothing was held out, so the threshold keeps the reference
-        blur (pure patches favour the widest blur, which the boundaries pay for)."""
+        blur (pure patches favour the widest blur, which the boundaries pay for).
+        ``selection``: a network's final training records it (``extra["selection"]``)."""
         from training.volume_forest import fit_feature_forest
         from training.volume_models import DEFAULT_SIGMA_PX, fit_threshold
 
@@ -101,7 +102,7 @@ class CandidateTrainer:
             inputs = self.slabs if self.slabs is not None else self.smoothed
             pairs = [(image, label) for image, label in zip(inputs, labels, strict=True)]
             return fit_feature_forest(pairs + self._vacuum(labeled), seed=self.config.seed)
-        return self._network(method, labels, final_out)
+        return self._network(method, labels, final_out, selection)
 
     def _vacuum(self, labeled: list[tuple[np.ndarray, np.ndarray]]
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -140,7 +141,8 @@ class CandidateTrainer:
             np.array_equal(label, item.label)
             for label, item in zip(labels, self.data.labeled, strict=True))
 
-    def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None):
+    def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None,
+                 selection: dict | None = None):
         from training.checkpoint import load_inference_model
         from training.engine import train
 
@@ -162,5 +164,5 @@ class CandidateTrainer:
         # then names files that outlive the selection's temporary folder, and --resume reads
         # (and converts, as load_volume_slices does: labels on a constant fill unlabeled) the
         # same labels.
-        result = train(config, progress=False)
+        result = train(config, progress=False, selection=selection)
         return load_inference_model(result.checkpoint) if final_out is None else result
