@@ -188,6 +188,15 @@ def test_candidates_given_twice_are_tried_once_and_none_given_is_a_usage_error(t
               str(labels_path), "--out", str(tmp_path / "m.onnx"), "--threads", "1", "--quiet"]
     none = CliRunner().invoke(main, [*common, "--candidates", " , "])
     assert none.exit_code == 2 and "no candidate given" in none.output
+    # A name that is no candidate is said as such, before the network options are checked
+    # against the candidates (it was "--epochs sets the training of a network; the --volume
+    # candidates foo hold none").
+    for extra in ([], ["--epochs", "1"]):
+        unknown = CliRunner().invoke(main, [*common, "--candidates", "foo", *extra])
+        assert unknown.exit_code == 2, unknown.output
+        assert "unknown candidates ['foo']; choose from" in unknown.output, unknown.output
+    empty = CliRunner().invoke(main, [*common, "--candidates", " , ", "--epochs", "1"])
+    assert empty.exit_code == 2 and "no candidate given" in empty.output, empty.output
     twice = CliRunner().invoke(main, [*common, "--candidates", "threshold,threshold"])
     assert twice.exit_code == 0, twice.output
     scored = [line for line in twice.output.splitlines() if line.strip().startswith("threshold")]
@@ -730,3 +739,47 @@ def test_a_depth_a_tiff_does_not_declare_is_neither_recorded_nor_compared(tmp_pa
         assert [rows["fiji.tif"][f"voxel_size_{axis}_nm"] for axis in "zyx"] == [None] * 3
         assert rows["fiji.tif"]["surface_area_nm2"] is None
         assert rows["calibrated.tif"]["voxel_size_z_nm"] == pytest.approx(0.32)
+
+
+def test_a_selected_network_resumes_and_exports_from_its_checkpoint(tmp_path):
+    # The kept network's checkpoint named the labels the selection wrote in its temporary
+    # folder (gone once it ended) and the slice as a list ([6]) where the CLI records an int:
+    # neither --resume nor --resume --export-only could read it, nor take the labels anew.
+    import json
+
+    from nwwatch.cli import main
+    from training.checkpoint import load_checkpoint
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    # One patch: no fold, so the network is kept unchecked (its final training only).
+    volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], [(3, 3)], 24))
+    out = tmp_path / "m.onnx"
+    tiny = {"widths": [4, 8], "encoder_convs": [1, 1], "decoder_convs": [1]}
+    first = CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--out", str(out), "--candidates", "unet", "--epochs", "1", "--steps-per-epoch", "1",
+        "--batch-size", "2", "--crop", "32", "--threads", "1", "--exporter", "legacy",
+        "--quiet", "--model-options", json.dumps(tiny)])
+    assert first.exit_code == 0, first.output
+    config = load_checkpoint(tmp_path / "m.pt")["config"]
+    assert config["labels"] == str(labels_path.resolve()) and config["slice_index"] == Z
+    chosen = Segmenter(out, providers=("cpu",)).metadata.extra["selection"]
+    assert chosen["grouping"] == "none"  # the runtime's method_unvalidated verdict reads it
+    exported = CliRunner().invoke(main, ["train", "--resume", "--export-only", "--out",
+                                         str(out), "--quiet"])
+    assert exported.exit_code == 0, exported.output
+    # The resume's export keeps the record of how the network was chosen (it was dropped).
+    assert Segmenter(out, providers=("cpu",)).metadata.extra["selection"] == chosen
+    resumed = CliRunner().invoke(main, ["train", "--resume", "--epochs", "2", "--out", str(out),
+                                        "--quiet"])
+    assert resumed.exit_code == 0, resumed.output
+    assert load_checkpoint(tmp_path / "m.pt")["epoch"] == 2
+    assert Segmenter(out, providers=("cpu",)).metadata.extra["selection"] == chosen
+    # Labels moved: given anew with the volume and slice, as the CLI records them.
+    moved = labels_path.rename(tmp_path / "moved.png")
+    again = CliRunner().invoke(main, [
+        "train", "--resume", "--epochs", "3", "--out", str(out), "--volume", str(volume_path),
+        "--slice", str(Z), "--labels", str(moved), "--quiet"])
+    assert again.exit_code == 0, again.output
+    torch.set_num_threads(1)

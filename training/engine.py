@@ -390,7 +390,8 @@ def _state_on_cpu(module: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def train(config: TrainConfig, resume: bool = False, progress: bool = True,
           echo: Callable[[str], None] | None = None, export_only: bool = False,
-          given: Collection[str] = (), progress_file: TextIO | None = None) -> TrainResult:
+          given: Collection[str] = (), progress_file: TextIO | None = None,
+          selection: dict[str, Any] | None = None) -> TrainResult:
     """Run one training (or continue it with ``resume``) and export the model.
 
     Parameters
@@ -401,6 +402,9 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
         (``out.with_suffix(".pt")``; :func:`training.resume.resumed_config`).
     given : the fields of ``config`` set on the command line: with ``resume`` one that differs
         from the checkpoint's is refused, ``data`` replaces its folder (``resumed_config``).
+    selection : how ``nwwatch train --volume`` chose this network
+        (:meth:`training.volume_select.Selection.as_dict`): exported as ``extra["selection"]``
+        and kept in the checkpoint, whose record a resume exports.
     progress : show a tqdm progress bar (loss, validation mIoU), unless ``config.quiet`` (a
         resume's, the checkpoint's unless given).
     progress_file : the bar's stream (default: standard error).
@@ -425,6 +429,7 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
                                 f"with --init {ckpt_file}")
         config = resumed_config(config, TrainConfig.from_dict(payload["config"]), ckpt_file,
                                 given)
+        selection = payload.get("selection")
     progress = progress and not config.quiet
     if config.paradigm not in PARADIGMS:
         raise TrainingError(f"unknown paradigm {config.paradigm!r}; choose from "
@@ -683,6 +688,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             "provenance": paradigm.provenance, "paradigm_rng": paradigm.rng_state(),
             "refit_done": refit_done, "seen_images_sha256": seen_all,
             "labeled_sha256": labeled_sha, "start": start,
+            # how `train --volume` chose this network: its resumes' exports say it too
+            **({"selection": selection} if selection is not None else {}),
         })
 
     sampled = unlabeled if paradigm.uses_unlabeled else []
@@ -820,6 +827,6 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             [item.image for item in train_items], __version__,
             [item.image for item in val_items], crop_px=crop,
             exported=(exported_epoch, list(split_val)),
-            start_metrics=None if start is None else start["metrics"])
+            start_metrics=None if start is None else start["metrics"], selection=selection)
     return result
 

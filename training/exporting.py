@@ -124,14 +124,17 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
                    metrics: dict[str, float], provenance: dict[str, Any], data_sha256: str,
                    version: str, crop_px: int | None = None,
                    exported: tuple[int, list[str]] | None = None,
-                   start_metrics: dict[str, float] | None = None) -> ModelMetadata:
+                   start_metrics: dict[str, float] | None = None,
+                   selection: dict[str, Any] | None = None) -> ModelMetadata:
     """The :class:`ModelMetadata` of a trained model. ``crop_px``: the side of the crops it
     trained on (``training.augment.effective_crop``: ``config.crop`` capped at the largest
     image), recorded as ``extra.crop``; ``extra.crop_option`` is ``config.crop`` (``--crop``).
     None: ``config.crop``. ``exported``: (epoch, held-out stems), recorded as
     ``extra.exported_epoch`` and ``extra.validation_images``. ``start_metrics``: a
     fine-tune's starting weights scored as the epochs were, before training, recorded as
-    ``extra.start_metrics``."""
+    ``extra.start_metrics``. ``selection``: how ``nwwatch train --volume`` chose this
+    network (``extra["selection"]``, which the runtime's verdicts read), kept by its
+    checkpoint for the exports of its resumes."""
     extra: dict[str, Any] = {
         "epochs": config.epochs,
         "seed": config.seed,
@@ -175,6 +178,8 @@ def build_metadata(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
         extra[VOXEL_SIZE_SOURCE_KEY] = data.voxel_size_source
     if provenance:
         extra["provenance"] = provenance
+    if selection is not None:
+        extra["selection"] = dict(selection)
     return ModelMetadata(
         kind=data.kind,
         class_names=tuple(data.class_names),
@@ -216,11 +221,12 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
                    crop_px: int | None = None,
                    exported: tuple[int, list[str]] | None = None,
                    start_metrics: dict[str, float] | None = None,
+                   selection: dict[str, Any] | None = None,
                    ) -> tuple[Path, Path | None, dict[str, Any]]:
     """Write ``config.out`` (and ``<stem>-int8.onnx`` when asked and accepted).
     ``crop_px``: the crop side the run trained with; ``exported``: (the epoch whose weights
     these are, the held-out stems that chose it) and ``start_metrics`` (a fine-tune's
-    starting weights' scores) (:func:`build_metadata`).
+    starting weights' scores) and ``selection`` (:func:`build_metadata`).
 
     The INT8 candidate is calibrated on training images and its label agreement with fp32 is
     measured on ``validation_images`` (held out) when given.
@@ -233,7 +239,7 @@ def export_trained(model: torch.nn.Module, config: TrainConfig, data: TrainingDa
     out.parent.mkdir(parents=True, exist_ok=True)
     model = model.to("cpu").eval()
     metadata = build_metadata(model, config, data, metrics, provenance, data_sha256, version,
-                              crop_px, exported, start_metrics)
+                              crop_px, exported, start_metrics, selection)
     calibration = calibration_stack(calibration_images, int(model.size_multiple))
     reports: dict[str, Any] = {"export": export_onnx(model, out, metadata,
                                                      exporter=config.exporter)}

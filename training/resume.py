@@ -122,11 +122,16 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
         paths = value if isinstance(value, list | tuple) else [value] if value else []
         gone = [v for v in paths if not Path(v).is_file()]
         if gone:
-            option = _option(name, getattr(saved, name))
+            # The whole tomogram input: the CLI takes --volume, --slice and --labels together
+            # only (--labels alone is refused as belonging to --volume).
+            shown = {n: getattr(saved, n) for n in ("volume", "slice_index", "labels")}
+            shown[name] = ["NEW" if v == gone[0] else v for v in value] \
+                if isinstance(value, list | tuple) else "NEW"
+            option = " ".join(_option(n, v) for n, v in shown.items())
             raise ResumeSettingError(
                 f"{gone[0]}: the {what} {checkpoint} was trained on is not there; moved? give "
                 f"{'its' if len(paths) == 1 else 'their'} new place with --resume "
-                f"({option.replace(str(gone[0]), 'NEW')}; the data hash checks "
+                f"({option}; the data hash checks "
                 f"{'it is' if len(paths) == 1 else 'they are'} the same)")
     for name in _MOVABLE_IF_SET:  # both are checked by their recorded sha256 (the engine's
         # _check_resumed_inputs); a frozen encoder's weights come from the checkpoint

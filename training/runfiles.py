@@ -21,7 +21,7 @@ from click.core import ParameterSource
 from nwwatch.atomic import probe_leftovers
 from nwwatch.pathtext import path_text
 from nwwatch.stopsignals import interrupt_exit_status, interrupt_name, sigterm_as_interrupt
-from training.config import OPTION_PARADIGMS, TrainConfig
+from training.config import OPTION_PARADIGMS, VOLUME_CANDIDATES, TrainConfig
 from training.modelfiles import checkpoint_path, int8_path
 
 
@@ -202,6 +202,16 @@ def check_paradigm_options(ctx: click.Context, selects: bool, candidates: str) -
             raise click.UsageError("--quantize belongs to a network trained with --paradigm; "
                                    "the method --volume selects is exported without an INT8 "
                                    "copy")
+        names = [c.strip() for c in candidates.split(",") if c.strip()]
+        # Named first: a misspelt network ("--candidates unte --epochs 5") would otherwise be
+        # told that its candidates hold no network.
+        if not names:
+            raise click.BadParameter(f"no candidate given; choose one or more of "
+                                     f"{VOLUME_CANDIDATES}", param_hint="--candidates")
+        unknown = [c for c in dict.fromkeys(names) if c not in VOLUME_CANDIDATES]
+        if unknown:
+            raise click.BadParameter(f"unknown candidates {unknown}; choose from "
+                                     f"{VOLUME_CANDIDATES}", param_hint="--candidates")
         networks = {"unet": "supervised", "contrastive": "contrastive"}
         running = {networks[c.strip()] for c in candidates.split(",") if c.strip() in networks}
         what = f"the --volume candidates {candidates}"

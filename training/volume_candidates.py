@@ -86,9 +86,10 @@ class CandidateTrainer:
             else self.smoothed[index]
 
     def fit(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None = None,
-            validated: bool = True):
+            validated: bool = True, selection: dict | None = None):
         """``validated=False``: nothing was held out, so the threshold keeps the reference
-        blur (pure patches favour the widest blur, which the boundaries pay for)."""
+        blur (pure patches favour the widest blur, which the boundaries pay for).
+        ``selection``: a network's final training records it (``extra["selection"]``)."""
         from training.volume_forest import fit_feature_forest
         from training.volume_models import DEFAULT_SIGMA_PX, fit_threshold
 
@@ -101,7 +102,7 @@ class CandidateTrainer:
             inputs = self.slabs if self.slabs is not None else self.smoothed
             pairs = [(image, label) for image, label in zip(inputs, labels, strict=True)]
             return fit_feature_forest(pairs + self._vacuum(labeled), seed=self.config.seed)
-        return self._network(method, labels, final_out)
+        return self._network(method, labels, final_out, selection)
 
     def _vacuum(self, labeled: list[tuple[np.ndarray, np.ndarray]]
                 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -133,20 +134,35 @@ class CandidateTrainer:
             out.append((self.slab([z])[0] if self.slab else self.volume[z], labels))
         return out
 
-    def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None):
+    def _as_given(self, labels: Sequence[np.ndarray]) -> bool:
+        """Whether ``labels`` (in sorted slice order) are the labels loaded from the user's
+        files, every pixel: the kept network's final training, nothing held out."""
+        return len(labels) == len(self.data.labeled) and all(
+            np.array_equal(label, item.label)
+            for label, item in zip(labels, self.data.labeled, strict=True))
+
+    def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None,
+                 selection: dict | None = None):
         from training.checkpoint import load_inference_model
         from training.engine import train
 
         # load_volume_slices sorts the slices; the label files follow that order.
         order = sorted(self.slices)
         self.runs += 1
-        paths = []
-        for z, label in zip(order, labels, strict=True):
-            path = self.work / f"labels_{self.runs}_z{z}.png"
-            write_image_file(path, label)
-            paths.append(str(path))
         out = final_out or self.work / f"{method}_{self.runs}.onnx"
         config = replace(self.config, paradigm=NETWORK_PARADIGMS[method], out=str(out),
-                         slice_index=order, labels=paths, export=final_out is not None)
-        result = train(config, progress=False)
+                         export=final_out is not None)
+        if not self._as_given(labels):
+            # A fold's labels (some held out): written to the selection's own folder.
+            paths = []
+            for z, label in zip(order, labels, strict=True):
+                path = self.work / f"labels_{self.runs}_z{z}.png"
+                write_image_file(path, label)
+                paths.append(str(path))
+            config = replace(config, slice_index=order, labels=paths)
+        # Else the user's own --slice and --labels, as the CLI records them: the checkpoint
+        # then names files that outlive the selection's temporary folder, and --resume reads
+        # (and converts, as load_volume_slices does: labels on a constant fill unlabeled) the
+        # same labels.
+        result = train(config, progress=False, selection=selection)
         return load_inference_model(result.checkpoint) if final_out is None else result

@@ -44,7 +44,6 @@ model's metadata (``extra["selection"]``) and echoed to the training log.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import tempfile
@@ -354,8 +353,9 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
     config, data = trainer.config, trainer.data
     out = Path(config.out)
     if method in NETWORK_PARADIGMS:
-        trainer.fit(method, labels, final_out=out)
-        _add_selection(out, selection)
+        # The selection is exported with the network and kept in its checkpoint, for the
+        # exports of its resumes.
+        trainer.fit(method, labels, final_out=out, selection=selection.as_dict())
         return out
     model = trainer.fit(method, labels, validated=selection.folds > 0)
     score = selection.scores.get(method, math.nan)
@@ -385,20 +385,3 @@ def _train_final(trainer: CandidateTrainer, method: str, labels: list[np.ndarray
         # The TorchScript exporter: 1 s instead of 20 s for a blur; verified the same way.
         export_onnx(model, out, metadata, exporter="legacy")
     return out
-
-
-def _add_selection(path: Path, selection: Selection) -> None:
-    """Write ``extra["selection"]`` into an exported model's nwwatch metadata (atomically)."""
-    import onnx
-
-    from nwwatch.atomic import atomic_write
-    from nwwatch.segment.contract import METADATA_KEY
-
-    model = onnx.load(str(path))
-    for prop in model.metadata_props:
-        if prop.key == METADATA_KEY:
-            meta = json.loads(prop.value)
-            meta.setdefault("extra", {})["selection"] = selection.as_dict()
-            prop.value = json.dumps(meta, sort_keys=True)
-    with atomic_write(path) as handle:
-        handle.write(model.SerializeToString())
