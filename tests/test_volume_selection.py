@@ -741,6 +741,47 @@ def test_a_depth_a_tiff_does_not_declare_is_neither_recorded_nor_compared(tmp_pa
         assert rows["calibrated.tif"]["voxel_size_z_nm"] == pytest.approx(0.32)
 
 
+def test_a_label_file_saved_during_the_selection_does_not_train_the_kept_network(
+        tmp_path, monkeypatch):
+    # The kept network's final training read the user's label file again: an edit saved
+    # while the candidates were scored (from the labelling tool, say) trained a network the
+    # selection never scored, under the old labels' scores and warnings.
+    import json
+
+    import training.volume_select as volume_select
+    from nwwatch.cli import main
+
+    truth = _blobs(6)
+    volume = truth * 1.0 + np.random.default_rng(7).normal(0, 0.3, SHAPE)
+    labels = _patch_labels(truth[Z], [(3, 3)], 24)
+    volume_path, labels_path = _write(tmp_path, volume, labels)
+    scored = {name: int(np.count_nonzero(labels == value))
+              for name, value in (("pore", 0), ("solid", 1))}
+    chosen = volume_select.Selection
+
+    def edited_meanwhile(*args, **kwargs):  # once the method is chosen, before its training
+        edited = np.full_like(labels, 255)
+        edited[:8], edited[8:16] = 1, 0
+        cv2.imwrite(str(labels_path), edited)
+        return chosen(*args, **kwargs)
+
+    monkeypatch.setattr(volume_select, "Selection", edited_meanwhile)
+    out = tmp_path / "m.onnx"
+    tiny = {"widths": [4, 8], "encoder_convs": [1, 1], "decoder_convs": [1]}
+    result = CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--out", str(out), "--candidates", "unet", "--epochs", "1", "--steps-per-epoch", "1",
+        "--batch-size", "2", "--crop", "32", "--threads", "1", "--exporter", "legacy",
+        "--quiet", "--model-options", json.dumps(tiny)])
+    assert result.exit_code == 0, result.output
+    counts = Segmenter(out, providers=("cpu",)).metadata.extra["class_pixel_counts"]
+    assert {k: counts[k] for k in scored} == scored
+    # and --candidates on a resume is refused, not silently ignored
+    refused = CliRunner().invoke(main, ["train", "--resume", "--out", str(out), "--candidates",
+                                        "threshold", "--quiet"])
+    assert refused.exit_code == 2 and "--resume" in refused.output, refused.output
+
+
 def test_a_selected_network_resumes_and_exports_from_its_checkpoint(tmp_path):
     # The kept network's checkpoint named the labels the selection wrote in its temporary
     # folder (gone once it ended) and the slice as a list ([6]) where the CLI records an int:

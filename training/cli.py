@@ -360,10 +360,11 @@ def _train(data, paradigm, arch, model_options, out, volume, slice_index, labels
     check_inputs(data, volume, slice_index, labels, resume, export_only)
     ctx = click.get_current_context()
     if ctx.get_parameter_source("candidates") is ParameterSource.COMMANDLINE and (
-            volume is None or init_weights is not None
+            volume is None or init_weights is not None or resume
             or ctx.get_parameter_source("paradigm") is ParameterSource.COMMANDLINE):
-        raise click.UsageError("--candidates chooses the method of --volume without --paradigm "
-                               "or --init; here it would be ignored")
+        raise click.UsageError("--candidates chooses the method of --volume without --paradigm, "
+                               "--init or --resume (a resume continues the kept network); here "
+                               "it would be ignored")
     if not resume:  # a resume's paradigm is the checkpoint's
         check_paradigm_options(ctx, volume is not None and init_weights is None, candidates)
         check_init_and_frozen_encoder(init_weights, frozen_encoder)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from nwwatch.filehash import file_sha256
 from nwwatch.io.png import write_image_file
 from training.config import TrainConfig
 from training.data import TrainingData
@@ -136,10 +137,27 @@ class CandidateTrainer:
 
     def _as_given(self, labels: Sequence[np.ndarray]) -> bool:
         """Whether ``labels`` (in sorted slice order) are the labels loaded from the user's
-        files, every pixel: the kept network's final training, nothing held out."""
-        return len(labels) == len(self.data.labeled) and all(
-            np.array_equal(label, item.label)
-            for label, item in zip(labels, self.data.labeled, strict=True))
+        files, every pixel, and those files (and the volume) still hold what was loaded: the
+        kept network's final training reads them again, and a label image saved meanwhile
+        (e.g. from ``nwwatch label``) must not train a network the selection never scored."""
+        if len(labels) != len(self.data.labeled) or not all(
+                np.array_equal(label, item.label)
+                for label, item in zip(labels, self.data.labeled, strict=True)):
+            return False
+        given = self.config.labels
+        paths = [given] if isinstance(given, str) else list(given or [])
+        order = self.config.slice_index
+        slices = [order] if isinstance(order, int) else list(order or [])
+        by_slice = dict(zip(slices, paths, strict=False))
+        try:
+            return (len(by_slice) == len(self.data.labeled)
+                    and self.config.volume is not None
+                    and file_sha256(Path(self.config.volume)) == self.data.labeled[0].image_sha256
+                    and all(file_sha256(Path(by_slice[z])) == item.label_sha256
+                            for z, item in zip(sorted(by_slice), self.data.labeled,
+                                               strict=True)))
+        except OSError:  # a file moved or removed meanwhile: train on the copies
+            return False
 
     def _network(self, method: str, labels: Sequence[np.ndarray], final_out: Path | None,
                  selection: dict | None = None):
