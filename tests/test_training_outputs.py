@@ -520,8 +520,8 @@ def test_a_resume_takes_a_moved_volume_and_labels_and_names_them_when_not_given(
     assert moved.volume == str(new / "v.tif") and moved.labels == [str(new / "l.png")]
     with pytest.raises(ResumeSettingError, match=(
             rf"{old / 'v.tif'}: the volume {checkpoint} was trained on is not there; moved\? "
-            r"give its new place with --resume \(--volume NEW --slice 16 --labels "
-            rf"{old / 'l.png'}; the data hash checks")):
+            r"give its new place with --resume \(--volume NEW --slice 16 --labels NEW; "
+            r"the data hash checks")):
         resumed_config(TrainConfig(out=str(tmp_path / "m.onnx")),
                        TrainConfig(**saved.to_dict()), checkpoint, given=("out",))
     # A moved labeled slice: the advice is the whole input, as the CLI takes it (--labels

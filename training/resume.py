@@ -124,9 +124,14 @@ def resumed_config(config: TrainConfig, saved: TrainConfig, checkpoint: Path,
         if gone:
             # The whole tomogram input: the CLI takes --volume, --slice and --labels together
             # only (--labels alone is refused as belonging to --volume).
+            # Every input path that is not there is NEW (a folder moved whole takes the
+            # volume and the labels with it): none is shown at a place that is gone.
             shown = {n: getattr(saved, n) for n in ("volume", "slice_index", "labels")}
-            shown[name] = ["NEW" if v == gone[0] else v for v in value] \
-                if isinstance(value, list | tuple) else "NEW"
+            for n in ("volume", "labels"):
+                shown[n] = ([v if Path(v).is_file() else "NEW" for v in shown[n]]
+                            if isinstance(shown[n], list | tuple)
+                            else shown[n] if not shown[n] or Path(shown[n]).is_file()
+                            else "NEW")
             option = " ".join(_option(n, v) for n, v in shown.items())
             raise ResumeSettingError(
                 f"{gone[0]}: the {what} {checkpoint} was trained on is not there; moved? give "
