@@ -29,8 +29,13 @@ def test_a_symlink_loop_created_while_running_is_quarantined_not_a_crash(setup):
     daemon = DaemonProcess(cfg, tmp / "log")
     try:
         daemon.wait_event("ready")
-        (acq / "loopa.tif").symlink_to("loopb.tif")
-        (acq / "loopb.tif").symlink_to("loopa.tif")
+        # Made outside and moved in as one folder: created in place, loopa.tif could be seen
+        # before loopb.tif existed (a dangling link, gone) and only loopb.tif quarantined.
+        loops = tmp / "loops"
+        loops.mkdir()
+        (loops / "loopa.tif").symlink_to("loopb.tif")
+        (loops / "loopb.tif").symlink_to("loopa.tif")
+        loops.rename(acq / "loops")
         names = [write_frames(acq, 1, start=0)[0]]
         wait_rows(res, 1, proc=daemon)
         daemon.wait_event("file_quarantined", count=2)
