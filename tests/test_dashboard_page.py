@@ -521,39 +521,8 @@ def test_time_labels_under_the_ticks_do_not_run_into_each_other_across_midnight(
     under neighbouring ticks 72 px apart, drawn 29 px into one another. The rows are made in
     the page around its own local midnight (uPlot's dates are local time)."""
     require_browser()
-    results = tmp_path / "res"
-    write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
-    with dashboard_thread(results) as (_, url):
-        acq = get_json(f"{url}/api/acquisitions")["acquisitions"][0]
-        with Browser(860, 700) as browser:
-            browser.get(f"{url}/?a={acq['id']}")
-            wait_for(lambda: browser.attribute("#chart", "data-points") == "2", 30, "points")
-            result = browser.execute("""
-                return fetch(`api/acquisitions/${acqId}/series`).then((r) => r.json())
-                  .then((d) => {
-                    const midnight = new Date(2026, 10, 22).getTime() / 1000;  // local
-                    const n = 60, t0 = midnight - 13;
-                    const seq = (f) => Array.from({length: n}, (_, i) => f(i));
-                    d.rows = {t: seq((i) => t0 + i), angle: seq((i) => 100 + (i % 7)),
-                              unc: seq(() => 1), valid: seq(() => true), code: seq(() => "ok"),
-                              trend: seq(() => 102), source: seq((i) => `/acq/run1/f${i}.tif`),
-                              frame: seq(() => 0)};
-                    d.reset = true;
-                    applyUpdate(d);
-                    return "ok";
-                  });""")
-            assert result == "ok", result
-            wait_for(lambda: browser.attribute("#chart", "data-points") == "60", 30, "points")
-            # each tick's second line, where it is drawn and how wide, in CSS pixels
-            ticks = browser.execute("""
-                const u = window.nwPlot, axis = u.axes[0];
-                const ctx = document.createElement("canvas").getContext("2d");
-                ctx.font = axis.font[0];
-                return axis._splits.map((t, k) => {
-                  const [own, under] = String(axis._values[k]).split("\\n");
-                  return {t, own, under: under || null, x: u.valToPos(t, "x"),
-                          width: under ? ctx.measureText(under).width / devicePixelRatio : 0};
-                });""")
+    # 60 frames 1 s apart from 13 s before midnight (JavaScript's Date carries -13 s back)
+    ticks = time_ticks(tmp_path, 860, (2026, 10, 22, 0, 0, -13), 60, 1.0)
     shown = [tick for tick in ticks if tick["under"]]
     assert [tick["own"] for tick in ticks][:2] == [":50", ":00"], ticks
     midnight = next(tick for tick in ticks if tick["own"] == ":00")
@@ -599,7 +568,8 @@ def test_damaged_results_files_are_named_on_the_page_and_no_row_leaves_no_latest
 def time_ticks(tmp_path, width_px: int, start: tuple, n: int, step_s: float) -> list[dict]:
     """The time axis's ticks for n frames step_s apart from start (year, month from 0, day,
     hour, minute, second; local time), on a page width_px wide: each tick's own label, the
-    line under it (or None) and its hour and minute as "1:00am"."""
+    line under it (or None), where the tick is drawn and how wide that line is (CSS pixels),
+    and its hour and minute as "1:00am"."""
     results = tmp_path / "res"
     write(results, "frames-1.parquet", frame_rows("/acq/run1", [100.0, 101.0]))
     with dashboard_thread(results) as (_, url):
@@ -625,11 +595,14 @@ def time_ticks(tmp_path, width_px: int, start: tuple, n: int, step_s: float) -> 
             wait_for(lambda: browser.attribute("#chart", "data-points") == str(n), 30, "points")
             return browser.execute("""
                 const u = window.nwPlot, axis = u.axes[0];
+                const ctx = document.createElement("canvas").getContext("2d");
+                ctx.font = axis.font[0];
                 return axis._splits.map((t, k) => {
                   const d = new Date(t * 1000);
                   const h = d.getHours() % 12 || 12, ap = d.getHours() < 12 ? "am" : "pm";
-                  return {own: String(axis._values[k]).split("\\n")[0],
-                          under: String(axis._values[k]).split("\\n")[1] || null,
+                  const [own, under] = String(axis._values[k]).split("\\n");
+                  return {own, under: under || null, x: u.valToPos(t, "x"),
+                          width: under ? ctx.measureText(under).width / devicePixelRatio : 0,
                           clock: `${h}:${String(d.getMinutes()).padStart(2, "0")}${ap}`};
                 });""")
 

@@ -50,19 +50,26 @@ inotify.InotifyObserver.on_thread_stop = _failing
 '''
 
 
-@pytest.mark.parametrize("fault", ["raise", "hang"])
-def test_sigterm_ends_the_service_with_0_when_the_observer_does_not_stop(tmp_path, fault):
+def _service_whose_observer_fails(tmp_path, fault: str, **config):
+    """(acq, res, daemon): a service watching one frame, whose observer's stop does
+    ``fault`` ("raise" or "hang"), not yet waited for."""
     acq, res = tmp_path / "acq", tmp_path / "res"
     acq.mkdir()
     hook = tmp_path / "hook"
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
     write_frame_tiff(acq / "a.tif", paint_insitu(110.0))
-    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), polling=False,
-                       extra="[service]\nstop_timeout_seconds = 15\n")
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), polling=False, **config)
     daemon = DaemonProcess(cfg, tmp_path / "log", env={
         "NWWATCH_TEST_OBSERVER_STOP": fault,
         "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])})
+    return acq, res, daemon
+
+
+@pytest.mark.parametrize("fault", ["raise", "hang"])
+def test_sigterm_ends_the_service_with_0_when_the_observer_does_not_stop(tmp_path, fault):
+    acq, res, daemon = _service_whose_observer_fails(
+        tmp_path, fault, extra="[service]\nstop_timeout_seconds = 15\n")
     try:
         daemon.wait_event("ready", timeout=60)
         wait_rows(res, 1, timeout=60, proc=daemon)
@@ -91,18 +98,9 @@ def test_a_wind_down_longer_than_stop_timeout_cuts_no_batch_short_and_exits_0(tm
     # dashboard's 0.2 s with stop_timeout_seconds = 0.1 did it too) logged stop_timeout,
     # "the batch in flight is processed again at the next start", batches_released 0, and
     # exited 1, the status that says a batch was cut short.
-    acq, res = tmp_path / "acq", tmp_path / "res"
-    acq.mkdir()
-    hook = tmp_path / "hook"
-    hook.mkdir()
-    (hook / "sitecustomize.py").write_text(_SITECUSTOMIZE)
-    write_frame_tiff(acq / "a.tif", paint_insitu(110.0))
     # its rows are held (flush_seconds): processed, written only by the stop's wind-down
-    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), polling=False,
-                       flush_seconds=600, extra="[service]\nstop_timeout_seconds = 1\n")
-    daemon = DaemonProcess(cfg, tmp_path / "log", env={
-        "NWWATCH_TEST_OBSERVER_STOP": "hang",
-        "PYTHONPATH": os.pathsep.join([str(hook), os.environ.get("PYTHONPATH", "")])})
+    acq, res, daemon = _service_whose_observer_fails(
+        tmp_path, "hang", flush_seconds=600, extra="[service]\nstop_timeout_seconds = 1\n")
     try:
         daemon.wait_event("ready", timeout=60)
         deadline = time.monotonic() + 60

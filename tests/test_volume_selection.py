@@ -741,12 +741,26 @@ def test_a_depth_a_tiff_does_not_declare_is_neither_recorded_nor_compared(tmp_pa
         assert rows["calibrated.tif"]["voxel_size_z_nm"] == pytest.approx(0.32)
 
 
+def _select_tiny_unet(volume_path, labels_path, out) -> None:
+    """``nwwatch train --volume`` with the unet as only candidate, one step of a tiny net."""
+    import json
+
+    from nwwatch.cli import main
+
+    tiny = {"widths": [4, 8], "encoder_convs": [1, 1], "decoder_convs": [1]}
+    result = CliRunner().invoke(main, [
+        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
+        "--out", str(out), "--candidates", "unet", "--epochs", "1", "--steps-per-epoch", "1",
+        "--batch-size", "2", "--crop", "32", "--threads", "1", "--exporter", "legacy",
+        "--quiet", "--model-options", json.dumps(tiny)])
+    assert result.exit_code == 0, result.output
+
+
 def test_a_label_file_saved_during_the_selection_does_not_train_the_kept_network(
         tmp_path, monkeypatch):
     # The kept network's final training read the user's label file again: an edit saved
     # while the candidates were scored (from the labelling tool, say) trained a network the
     # selection never scored, under the old labels' scores and warnings.
-    import json
 
     import training.volume_select as volume_select
     from nwwatch.cli import main
@@ -767,13 +781,7 @@ def test_a_label_file_saved_during_the_selection_does_not_train_the_kept_network
 
     monkeypatch.setattr(volume_select, "Selection", edited_meanwhile)
     out = tmp_path / "m.onnx"
-    tiny = {"widths": [4, 8], "encoder_convs": [1, 1], "decoder_convs": [1]}
-    result = CliRunner().invoke(main, [
-        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
-        "--out", str(out), "--candidates", "unet", "--epochs", "1", "--steps-per-epoch", "1",
-        "--batch-size", "2", "--crop", "32", "--threads", "1", "--exporter", "legacy",
-        "--quiet", "--model-options", json.dumps(tiny)])
-    assert result.exit_code == 0, result.output
+    _select_tiny_unet(volume_path, labels_path, out)
     counts = Segmenter(out, providers=("cpu",)).metadata.extra["class_pixel_counts"]
     assert {k: counts[k] for k in scored} == scored
     # and --candidates on a resume is refused, not silently ignored
@@ -786,7 +794,6 @@ def test_a_selected_network_resumes_and_exports_from_its_checkpoint(tmp_path):
     # The kept network's checkpoint named the labels the selection wrote in its temporary
     # folder (gone once it ended) and the slice as a list ([6]) where the CLI records an int:
     # neither --resume nor --resume --export-only could read it, nor take the labels anew.
-    import json
 
     from nwwatch.cli import main
     from training.checkpoint import load_checkpoint
@@ -796,13 +803,7 @@ def test_a_selected_network_resumes_and_exports_from_its_checkpoint(tmp_path):
     # One patch: no fold, so the network is kept unchecked (its final training only).
     volume_path, labels_path = _write(tmp_path, volume, _patch_labels(truth[Z], [(3, 3)], 24))
     out = tmp_path / "m.onnx"
-    tiny = {"widths": [4, 8], "encoder_convs": [1, 1], "decoder_convs": [1]}
-    first = CliRunner().invoke(main, [
-        "train", "--volume", str(volume_path), "--slice", str(Z), "--labels", str(labels_path),
-        "--out", str(out), "--candidates", "unet", "--epochs", "1", "--steps-per-epoch", "1",
-        "--batch-size", "2", "--crop", "32", "--threads", "1", "--exporter", "legacy",
-        "--quiet", "--model-options", json.dumps(tiny)])
-    assert first.exit_code == 0, first.output
+    _select_tiny_unet(volume_path, labels_path, out)
     config = load_checkpoint(tmp_path / "m.pt")["config"]
     assert config["labels"] == str(labels_path.resolve()) and config["slice_index"] == Z
     chosen = Segmenter(out, providers=("cpu",)).metadata.extra["selection"]
