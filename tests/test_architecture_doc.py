@@ -127,3 +127,22 @@ def test_every_module_of_the_table_exists():
     for module in re.findall(r"`(\w+)`", service):
         if module != "process":
             assert (ROOT / "nwwatch" / "service" / f"{module}.py").is_file(), module
+
+
+def test_every_input_error_the_readers_export_is_named_in_both_error_lists():
+    # A reader's error missing from the lists is one a caller's `except` may not expect.
+    import nwwatch.io as io
+
+    io_doc = (ROOT / "docs" / "io.md").read_text()
+    block = DOC[DOC.index("class InputError(Exception):") :]
+    block = block[: block.index("# subclasses")]
+    subclasses = sorted(
+        name
+        for name in io.__all__
+        if isinstance(getattr(io, name), type)
+        and issubclass(getattr(io, name), io.InputError)
+        and getattr(io, name) is not io.InputError
+    )
+    assert subclasses, "nwwatch.io exports no InputError subclass"
+    assert [n for n in subclasses if not re.search(rf"\b{n}\b", block)] == []
+    assert [n for n in subclasses if f"| `{n}` |" not in io_doc] == []
