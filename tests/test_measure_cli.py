@@ -2387,6 +2387,19 @@ def test_a_qa_picture_of_replay_is_named_as_such_and_passed_over_beside_its_labe
     assert result.exit_code == 1 and "an nwwatch measure overlay picture" in result.output
 
 
+def test_a_sigma_that_rounds_to_1000_is_written_in_scientific_notation():
+    # before: the threshold was tested before rounding, so a term of 999.97 deg printed
+    # "+-1000.0" beside its neighbour's "+-1.0e+03"
+    from nwwatch.measure.uncertainty import sigma_text, uncertain_reason
+
+    text = uncertain_reason(1200, 1.5, {"outline": 999.97, "outline_envelope": 1000.2,
+                                        "facet_line": 5})
+    assert "1000.0" not in text, text
+    assert text.endswith("other terms: outline +-1.0e+03, facet line +-5.0 deg"), text
+    assert sigma_text(999.996) == "1.0e+03" and sigma_text(999.996, 3) == "999.996"
+    assert sigma_text(999.94, 1) == "999.9"
+
+
 def test_an_absurd_sigma_is_written_in_scientific_notation_and_the_angle_line_wrapped():
     # before: the caption's angle line "theta 110.41 +- 1183616.56 deg" ran off a 2000 x 64
     # frame's picture, and the reason said "+-1183616.56 deg"

@@ -192,9 +192,10 @@ ABSURD_SIGMA_DEG = 1000.0
 
 
 def sigma_text(sigma_deg: float, decimals: int = 2) -> str:
-    """``sigma_deg`` (degrees) as text: with ``decimals`` decimals, or from
-    :data:`ABSURD_SIGMA_DEG` up in scientific notation (``1.2e+06``)."""
-    if abs(sigma_deg) >= ABSURD_SIGMA_DEG:
+    """``sigma_deg`` (degrees) as text: with ``decimals`` decimals, or, where that reads
+    :data:`ABSURD_SIGMA_DEG` or more, in scientific notation (``1.2e+06``)."""
+    # the threshold is on the rounded value: 999.97 at one decimal reads "1000.0"
+    if abs(round(sigma_deg, decimals)) >= ABSURD_SIGMA_DEG:
         return f"{sigma_deg:.1e}"
     return f"{sigma_deg:.{decimals}f}"
 
