@@ -1,5 +1,6 @@
 """`nwwatch evaluate` on DATA folders of the labelling tool: the geometry files decide the
-human angle, a stale or missing truth.parquet is said, a broken geometry file is named."""
+human angle, a stale or missing truth.parquet is said, a broken geometry file is named; and
+what `nwwatch model` and the model card say of a fine-tune and its evaluations."""
 
 from __future__ import annotations
 
@@ -9,9 +10,11 @@ import shutil
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from click.testing import CliRunner
 from label_helpers import plain_params, render, truth_geometry
 from onnx_models import build_threshold_model
 
+from nwwatch.cli import main
 from nwwatch.evaluate import evaluate_folder, format_report
 from nwwatch.label.store import save_labeled_frame
 
@@ -120,3 +123,31 @@ def test_a_broken_geometry_file_is_named_and_its_angle_left_out(tmp_path, broken
     (warning,) = saved_shapes_warnings(data, load_folder(data))
     assert warning.startswith(report.geometry_not_used["f1"])
     assert "nwwatch evaluate scores no human angle for the frame" in warning
+
+
+def test_model_and_card_show_the_starting_weights_and_what_an_evaluation_was(tmp_path):
+    # before: extra.start_metrics was in --json alone, and an evaluation on human-labelled
+    # frames was listed as a "fresh-synthetic" one
+    from training.model_card import build_card
+
+    data = tmp_path / "HELDOUT"
+    _session(data, 23, ["h0"])
+    model = build_threshold_model(tmp_path / "m.onnx", metadata={
+        "validation_metrics": {"val_mean_iou": 0.777},
+        "extra": {"epochs": 6, "exported_epoch": 3, "validation_images": ["f9"],
+                  "start_metrics": {"val_mean_iou": 0.805}}})
+    card = build_card(model, [(data, "frames of my microscope")], "mine", "test")
+    assert card["start_metrics"] == {"val_mean_iou": 0.805}
+    (evaluation,) = card["fresh_synthetic_evaluations"]
+    assert evaluation["angle_reference"] == "geometry"
+    model.with_suffix(".json").write_text(json.dumps(card))
+    result = CliRunner().invoke(main, ["model", str(model)])
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    exported = lines.index("exported weights: epoch 3 of 6 (held out: f9; keep these out of "
+                           "an evaluation)")
+    assert lines[exported + 1] == ("starting weights (--init, before training, on the same "
+                                   "images): val_mean_iou 0.8050")
+    assert "fresh-synthetic" not in result.output
+    assert f"evaluations on held-out folders ({model.with_suffix('.json')}):" in lines
+    assert "against human angles (nwwatch label's geometry/)" in result.output
