@@ -3,7 +3,8 @@
 Images run through :class:`nwwatch.segment.session.Segmenter` (exactly what the service
 runs), normalised by :func:`nwwatch.normalize.normalize_image`. Reported: dataset-level
 per-class IoU and Dice, mIoU, mean Dice and pixel accuracy (pixels labeled 255 ignored), and,
-when DATA/truth.parquet exists (written by ``nwwatch synth insitu``), the contact-angle errors
+with reference angles (:func:`_reference_angles`: a frame's ``geometry/<stem>.json`` where
+``nwwatch label`` saved one, else DATA/truth.parquet), the contact-angle errors
 of :func:`nwwatch.measure.measure_contact_angle` on the predicted labels against the true
 apparent angle, with every failed frame counted by ``reason_code`` (never dropped silently), as
 replay, status and report count them, next to
@@ -11,7 +12,8 @@ the same measurement on the true labels.
 
 DATA layout and image reading: :mod:`nwwatch.io.dataset` (the parser ``nwwatch train`` uses).
 DATA/truth.parquet is written by ``nwwatch synth insitu`` (the exact angles) and by
-``nwwatch label`` (the angle of the drawn circle and facet).
+``nwwatch label`` (the angle of the drawn circle and facet, rebuilt from geometry/ at each
+save: the geometry file decides where the table is stale).
 """
 
 from __future__ import annotations
@@ -111,6 +113,25 @@ class EvaluationReport:
     #: truth.parquet its angle (``geometry/<stem>.json``'s ``labels_sha256``): an angle the
     #: labels no longer stand behind is not scored (their masks are)
     truth_angle_of_other_labels: list[str] = field(default_factory=list)
+    #: stems of :attr:`no_reference_angle` whose ``geometry/<stem>.json`` gives no angle
+    #: (``nwwatch label`` drew no circle or facet that gives one: ``contact_angle_reason``)
+    no_saved_angle: list[str] = field(default_factory=list)
+    #: stems whose ``geometry/<stem>.json`` (the labelling tool's saved shapes and angle, from
+    #: which truth.parquet is rebuilt at every save) gives another angle than truth.parquet,
+    #: or one it lacks: files copied in from another session, an angle edited by hand. The
+    #: geometry file's angle is scored.
+    truth_table_differs: list[str] = field(default_factory=list)
+    #: whether DATA/truth.parquet exists (said with :attr:`truth_table_differs`)
+    truth_table_found: bool = False
+    #: ``geometry/<stem>.json`` files that cannot be taken as their frame's saved shapes (not
+    #: JSON, not a geometry, an angle that is no number, shapes of another frame size), by
+    #: stem: why. Their frame's human angle is not scored (its mask is).
+    geometry_not_used: dict[str, str] = field(default_factory=dict)
+    #: where the reference angles came from: "geometry" (the human angles ``nwwatch label``
+    #: saved in geometry/), "truth.parquet" (the table alone: ``nwwatch synth insitu``'s exact
+    #: angles, or a table written by hand), "geometry and truth.parquet" (frames of both), ""
+    #: (none)
+    angle_reference: str = ""
     #: stems of the labeled images the model has seen: all of them when DATA is the folder it
     #: was trained on (its ``training_source``; trained on, or its weights chosen on them):
     #: their scores are no held-out figures. (Another folder is not matched by image name:
@@ -141,6 +162,10 @@ class EvaluationReport:
             out["truth_labels_not_measured"] = dict(self.truth_labels_not_measured)
             out["no_reference_angle"] = list(self.no_reference_angle)
             out["truth_angle_of_other_labels"] = list(self.truth_angle_of_other_labels)
+            out["no_saved_angle"] = list(self.no_saved_angle)
+            out["truth_table_differs"] = list(self.truth_table_differs)
+            out["geometry_not_used"] = dict(self.geometry_not_used)
+            out["angle_reference"] = self.angle_reference
         if self.interface is not None:  # in-situ
             out["interface_offset"] = self.interface.__dict__
             out["truth_labels_exchanged"] = list(self.truth_labels_exchanged)
@@ -176,7 +201,7 @@ class ModelKindError(ValueError):
     the message names the model, its kind and classes, and the folder's."""
 
 
-def _truth_angles(root: Path, stems: list[str]
+def _truth_angles(root: Path, stems: list[str], needed: list[str] | None = None
                   ) -> dict[str, tuple[float, float | None, tuple[float, float, float] | None]]:
     """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem,
     and the true droplet's circle (centre row, centre col, radius; px) where the table gives
@@ -190,7 +215,9 @@ def _truth_angles(root: Path, stems: list[str]
     folders: which is the image's cannot be told); or rows of which none names a labeled image
     (a table of other files): scored as it stood, every angle line read ``0/0 measured``.
     Rows of labeled images whose angle is null or NaN are not that: those frames have no
-    entry, and are scored on their masks alone."""
+    entry, and are scored on their masks alone. ``needed``: the stems whose angle can come
+    from the table alone (None: all of ``stems``); when none can (every frame has a geometry
+    file, which decides), a table of other frames is a stale one, not refused."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -264,7 +291,7 @@ def _truth_angles(root: Path, stems: list[str]
         out[stem] = (float(angle), None if pixel_size is None else float(pixel_size),
                      true_circle)
         source.setdefault(stem, name)
-    if not named_stems & labeled:
+    if not named_stems & labeled and (needed is None or needed):
         named = sorted(named_stems)[:3]
         raise DatasetLayoutError(path, f"none of its {table.num_rows} rows names a labeled "
                                        f"image of {root} (its files: "
@@ -274,6 +301,81 @@ def _truth_angles(root: Path, stems: list[str]
                                        f"): a table of other frames; give --no-angles to score "
                                        f"the masks alone")
     return out
+
+
+@dataclass
+class _References:
+    """The reference angles of DATA's labeled frames (:func:`_reference_angles`)."""
+
+    #: stem: (angle deg, pixel size nm, true circle), as :func:`_truth_angles` gives them
+    angles: dict[str, tuple[float, float | None, tuple[float, float, float] | None]]
+    #: stem: (the saved geometry's (rows, columns), the labels_sha256 it was saved with)
+    saved: dict[str, tuple[tuple[int, int], str | None]]
+    #: stem: why its geometry file is not taken
+    not_used: dict[str, str]
+    #: stems whose truth.parquet angle is not their geometry file's
+    table_differs: list[str]
+    table_found: bool
+    source: str
+
+
+def _reference_angles(root: Path, stems: list[str]) -> _References | None:
+    """The reference angle of each labeled frame of ``stems``: its ``geometry/<stem>.json``'s
+    ``contact_angle_deg`` where the labelling tool saved one (the file truth.parquet is
+    rebuilt from at every save, so the file decides where the table is stale: frames copied
+    in from another session, an angle edited by hand), else truth.parquet's row
+    (:func:`_truth_angles`: ``nwwatch synth insitu``'s exact angles, a table written by hand).
+    None when DATA has neither a truth.parquet nor a geometry file of a labeled frame.
+
+    A geometry file that is not one (not JSON, not a geometry, an angle that is no number)
+    gives its frame no angle, whatever the table says: the labels it was saved with cannot be
+    told, nor its angle trusted."""
+    from nwwatch.label.geometry import GeometryError
+    from nwwatch.label.store import GEOMETRY_DIR, TRUTH_FILE, load_saved_frame
+
+    saved: dict[str, tuple[tuple[int, int], str | None]] = {}
+    from_geometry: dict[str, tuple[float | None, float | None]] = {}
+    not_used: dict[str, str] = {}
+    for stem in stems:
+        path = root / GEOMETRY_DIR / f"{stem}.json"
+        try:
+            found = load_saved_frame(root, stem)
+        except GeometryError as exc:
+            not_used[stem] = str(exc)
+            continue
+        if found is None:
+            continue
+        geometry, record = found
+        angle = record.get("contact_angle_deg")
+        if angle is not None and (isinstance(angle, bool) or not isinstance(angle, int | float)
+                                  or not math.isfinite(angle)):
+            not_used[stem] = (f"{path}: contact_angle_deg: expected a number of degrees or "
+                              f"null, got {angle!r}")
+            continue
+        digest = record.get("labels_sha256")
+        saved[stem] = (tuple(geometry.shape), digest if isinstance(digest, str) else None)
+        from_geometry[stem] = (None if angle is None else float(angle), geometry.pixel_size_nm)
+    table_found = (root / TRUTH_FILE).is_file()
+    if not table_found and not saved and not not_used:
+        return None
+    table = (_truth_angles(root, stems, [s for s in stems if s not in saved
+                                         and s not in not_used])
+             if table_found else {})
+    angles = {stem: value for stem, value in table.items()
+              if stem not in saved and stem not in not_used}
+    differs = []
+    for stem, (angle, pixel_size) in from_geometry.items():
+        in_table = table.get(stem, (None,))[0]
+        if (angle is None) != (in_table is None) or (
+                angle is not None and not math.isclose(angle, in_table, abs_tol=1e-9)):
+            differs.append(stem)
+        if angle is not None:  # the tool's own table holds no circle of a true droplet
+            angles[stem] = (angle, pixel_size, None)
+    of_table = any(stem not in from_geometry for stem in angles)
+    of_geometry = any(stem in from_geometry for stem in angles)
+    source = " and ".join(name for name, used in (("geometry", of_geometry),
+                                                  ("truth.parquet", of_table)) if used)
+    return _References(angles, saved, not_used, differs, table_found, source)
 
 
 def _under(path: Path, root: Path) -> str:
@@ -327,8 +429,9 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         raise ModelKindError(f"{model_path}: {misplaced}; the service, replay and measure "
                              "refuse it for that: export it with its classes in that order")
     seen, seen_why = _seen_by_model(meta.extra or {}, root, [stem for stem, _, _ in pairs])
-    truth = (_truth_angles(root, [stem for stem, _, _ in pairs])
-             if angles and num_classes == 3 and (root / "truth.parquet").is_file() else None)
+    references = (_reference_angles(root, [stem for stem, _, _ in pairs])
+                  if angles and num_classes == 3 else None)
+    truth = None if references is None else dict(references.angles)
     if num_classes == 3:
         from nwwatch.measure import VALID_STATUSES, measure_contact_angle
         from nwwatch.measure.exchanged import EXCHANGE_CHECKED, angle_if_exchanged
@@ -384,6 +487,14 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         confusion += confusion_matrix(label, predicted, num_classes)
         if num_classes == 3:
             offsets.append(interface_offsets_px(label, predicted, wire=NANOWIRE, droplet=DROPLET))
+        if references is not None and stem in references.saved and (
+                references.saved[stem][0] != label.shape[:2]):
+            # the shapes of a frame of another size: not these labels', nor their angle
+            from nwwatch.label.store import shapes_of_another_frame
+
+            references.not_used[stem] = shapes_of_another_frame(
+                root, stem, references.saved[stem][0], label.shape)
+            truth.pop(stem, None)
         if num_classes == 3 and (truth is None or stem not in truth) and (
                 checked_exchange < EXCHANGE_CHECKED):
             # no angle of its own to compare: the labels checked for another tool's class
@@ -397,7 +508,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                 if angle_if_exchanged(drawn, measure_contact_angle(drawn)) is not None:
                     exchanged.append(_under(label_path, root))
         if truth is not None and stem in truth and num_classes == 3 and _labels_changed(
-                root, stem, label):
+                references.saved.get(stem, (None, None))[1], label):
             other_labels.append(stem)
         elif truth is not None and stem in truth and num_classes == 3:
             angle_true, pixel_size, true_circle = truth[stem]
@@ -439,8 +550,17 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.angles_on_truth_labels = AngleErrors.from_errors(
             errors_truth, measured - len(not_measured), failures_truth)
         report.truth_labels_not_measured = not_measured
-        report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth]
+        report.no_reference_angle = [stem for stem, _, _ in pairs if stem not in truth
+                                     and stem not in references.not_used]
+        report.no_saved_angle = [stem for stem in report.no_reference_angle
+                                 if stem in references.saved]
         report.truth_angle_of_other_labels = other_labels
+        report.truth_table_differs = [stem for stem in references.table_differs
+                                      if stem not in references.not_used]
+        report.truth_table_found = references.table_found
+        report.geometry_not_used = {stem: references.not_used[stem] for stem, _, _ in pairs
+                                    if stem in references.not_used}
+        report.angle_reference = references.source
     return report
 
 
@@ -456,12 +576,12 @@ def _another_droplet(found, true_circle: tuple[float, float, float] | None) -> b
     return away > max(3.0, radius)
 
 
-def _labels_changed(root: Path, stem: str, label: np.ndarray) -> bool:
-    """True when ``nwwatch label`` saved ``stem``'s shapes (and truth.parquet's angle) with
-    another label image than ``label`` (edited in another tool since)."""
-    from nwwatch.label.store import labels_digest, saved_labels_digest
+def _labels_changed(saved: str | None, label: np.ndarray) -> bool:
+    """True when ``nwwatch label`` saved the frame's shapes (and their angle) with another
+    label image than ``label`` (edited in another tool since); ``saved``: the
+    ``labels_sha256`` of its geometry file (None: none recorded, not checked)."""
+    from nwwatch.label.store import labels_digest
 
-    saved = saved_labels_digest(root, stem)
     return saved is not None and saved != labels_digest(label)
 
 
@@ -535,11 +655,39 @@ def format_report(report: EvaluationReport) -> str:
                          f"{errs.rmse_deg:.2f} deg, mean |err| {errs.mean_abs_deg:.2f} deg, bias "
                          f"{errs.bias_deg:+.2f} deg, max |err| {errs.max_abs_deg:.2f} deg; "
                          f"failures: {fails}")
-    if report.no_reference_angle:
-        stems = report.no_reference_angle
-        lines.append(f"  angles not scored on {len(stems)} of {report.images} images: "
+    unsaved = [stem for stem in report.no_reference_angle if stem not in report.no_saved_angle]
+    if unsaved:
+        lines.append(f"  angles not scored on {len(unsaved)} of {report.images} images: "
                      f"truth.parquet gives no angle for them "
-                     f"({_shown(stems, 'no_reference_angle')})")
+                     f"({_shown(unsaved, 'no_reference_angle')})")
+    if report.no_saved_angle:
+        stems = report.no_saved_angle
+        lines.append(f"  angles not scored on {len(stems)} of {report.images} images: "
+                     f"nwwatch label saved no angle for them (their shapes give none: "
+                     f"contact_angle_reason in geometry/<stem>.json) "
+                     f"({_shown(stems, 'no_saved_angle')})")
+    if report.truth_table_differs:
+        stems = report.truth_table_differs
+        table = ("truth.parquet lacks or contradicts the angle of their geometry/<stem>.json "
+                 "(the shapes nwwatch label saved; it rebuilds truth.parquet from them at "
+                 "every save: files copied in from another session, or edited by hand?)"
+                 if report.truth_table_found else
+                 "DATA has no truth.parquet (nwwatch label writes it from geometry/ at every "
+                 "save)")
+        lines.append(f"  note: {table}: the angles of geometry/<stem>.json are scored on "
+                     f"{len(stems)} of {report.images} images "
+                     f"({_shown(stems, 'truth_table_differs')})")
+    if report.geometry_not_used:
+        problems = report.geometry_not_used
+        lines.append(f"  angles not scored on {len(problems)} of {report.images} images: "
+                     f"their geometry file cannot be read as their saved shapes (as nwwatch "
+                     f"label says on opening them), so their human angle cannot be trusted "
+                     f"(their masks are scored):")
+        for reason in list(problems.values())[:_NOT_MEASURED_SHOWN]:
+            lines.append(f"    {reason}")
+        if len(problems) > _NOT_MEASURED_SHOWN:
+            lines.append(f"    ... and {len(problems) - _NOT_MEASURED_SHOWN} more "
+                         f"(geometry_not_used in --json)")
     if report.truth_angle_of_other_labels:
         stems = report.truth_angle_of_other_labels
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: their "

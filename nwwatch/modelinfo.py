@@ -3,7 +3,7 @@
 Everything shown is read the way the runtime reads it: the model is loaded by
 :class:`nwwatch.segment.session.Segmenter` (the model contract: metadata, input and outputs,
 working scale) and judged by :func:`nwwatch.service.engines.model_problem`, the check the
-service makes when it loads a model. The fresh-synthetic evaluations come from the model's card
+service makes when it loads a model. The evaluations on held-out folders come from the model's card
 (``MODEL.json`` beside it, written by ``python -m training.model_card``), shown only when the
 card's sha256 is the file's. Needs no torch.
 """
@@ -113,6 +113,15 @@ def _scale(info: dict[str, Any]) -> WorkingScale:
     return WorkingScale.from_metadata(info["kind"], {METADATA_KEY: info["working_scale"]})
 
 
+#: What an evaluation's angles were scored against, by its ``angle_reference``
+#: (:attr:`nwwatch.evaluate.EvaluationReport.angle_reference`).
+_ANGLE_REFERENCE = {
+    "geometry": "human angles (nwwatch label's geometry/)",
+    "truth.parquet": "truth.parquet's angles (nwwatch synth's exact ones, or a table of yours)",
+    "geometry and truth.parquet": "human angles (nwwatch label's geometry/) and truth.parquet's",
+}
+
+
 def _evaluation_line(report: dict[str, Any]) -> str:
     metrics = report.get("metrics") or {}
     line = f"{report.get('images', '?')} images"
@@ -121,6 +130,10 @@ def _evaluation_line(report: dict[str, Any]) -> str:
     angles = report.get("contact_angle")
     if angles:
         line += f", angles {angles.get('valid')}/{angles.get('frames')} valid"
+        # what the angles were scored against: human angles are no exact synthetic truth
+        against = _ANGLE_REFERENCE.get(report.get("angle_reference") or "")
+        if against:
+            line += f" against {against}"
         if angles.get("rmse_deg") is not None:
             line += (f" (RMSE {angles['rmse_deg']:.2f} deg, bias {angles['bias_deg']:+.2f} deg, "
                      f"max {angles['max_abs_deg']:.2f} deg)")
@@ -232,6 +245,22 @@ def _voxel_size_line(extra: dict[str, Any]) -> list[str]:
             "(voxel_size_mismatch)"]
 
 
+def _metrics_text(metrics: dict[str, Any]) -> str:
+    return ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
+                     for k, v in sorted(metrics.items()))
+
+
+def _start_metrics_line(extra: dict[str, Any]) -> list[str]:
+    """The line with the score of the weights a fine-tune started from (``--init``), on the
+    images that scored its epochs, before training (``extra.start_metrics``): beside the
+    exported weights' metrics, a fine-tune that made the model worse shows it."""
+    start = extra.get("start_metrics")
+    if not isinstance(start, dict) or not start:
+        return []
+    return [f"starting weights (--init, before training, on the same images): "
+            f"{_metrics_text(start)}"]
+
+
 def _started_from(extra: dict[str, Any]) -> list[str]:
     """The line naming the weights a fine-tune started from (``extra.provenance.init``) and
     the model they are, by the sha256 its rows carry; none for a model trained from scratch
@@ -281,8 +310,7 @@ def format_model(info: dict[str, Any]) -> str:
     if data["description"]:
         lines.append(f"training data (card): {data['description']}")
     if info["validation_metrics"]:
-        shown = ", ".join(f"{k} {v:.4f}" if isinstance(v, float) else f"{k} {v}"
-                          for k, v in sorted(info["validation_metrics"].items()))
+        shown = _metrics_text(info["validation_metrics"])
         # with no image held out, the run's metrics are its training images' (train_*)
         on_training = all(str(k).startswith("train_") for k in info["validation_metrics"])
         lines.append(f"{'training' if on_training else 'validation'} metrics: {shown}")
@@ -293,6 +321,7 @@ def format_model(info: dict[str, Any]) -> str:
                   else "no held-out images: scored on the training images")
             lines.append(f"exported weights: epoch {extra['exported_epoch']} of "
                          f"{extra.get('epochs', '?')} ({on}; keep these out of an evaluation)")
+    lines += _start_metrics_line(info["extra"] or {})
     if info["kind"] == "tomogram":
         lines += _voxel_size_line(info["extra"] or {})
         lines += _selection_lines(info["extra"] or {})
@@ -302,12 +331,13 @@ def format_model(info: dict[str, Any]) -> str:
         for tensor in info["onnx"][direction]:
             lines.append(f"ONNX {direction[:-1]}: {tensor['name']} {tensor['type']} "
                          f"{_shape(tensor['shape'])}")
+    # (the card's key predates evaluations on human-labelled frames: each line says its own)
     if info["fresh_synthetic_evaluations"]:
-        lines.append(f"fresh-synthetic evaluations ({info['card']}):")
+        lines.append(f"evaluations on held-out folders ({info['card']}):")
         lines += [f"  {_evaluation_line(r)}" for r in info["fresh_synthetic_evaluations"]]
     else:
-        lines.append("fresh-synthetic evaluations: none recorded (no card beside the model "
-                     "with this file's sha256)")
+        lines.append("evaluations on held-out folders: none recorded (no card beside the "
+                     "model with this file's sha256)")
     if info["card_note"]:
         lines.append(f"note: {info['card_note']}")
     service = info["service"]
@@ -327,7 +357,7 @@ def model(model: Path, as_json: bool) -> None:
     MODEL is an ONNX file or the name of a model shipped with nwwatch (insitu-default). Shows
     kind, classes, architecture, paradigm, normalisation, working scale, size multiple, the
     training command and data, the file's sha256 (the model_sha256 of its rows), the ONNX
-    input and outputs, the fresh-synthetic evaluations of its card, for a tomogram model how
+    input and outputs, the evaluations on held-out folders of its card, for a tomogram model how
     its method was chosen (held-out scores, reason, warnings), and whether the service would
     load it as an in-situ or tomogram model. Exit status 1 when it would not.
     """

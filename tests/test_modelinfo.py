@@ -87,7 +87,7 @@ def test_text_of_a_trained_like_model_matches_the_rows_hash(tmp_path):
     assert "ONNX output: probabilities tensor(float) [N, 3, H, W]" in lines
     assert lines[-1] == ("service: loads it as an in-situ model (frames: segmentation and "
                          "contact angles)")
-    assert "fresh-synthetic evaluations: none recorded" in result.output
+    assert "evaluations on held-out folders: none recorded" in result.output
 
 
 def test_a_card_of_another_file_is_not_shown(tmp_path):

@@ -102,6 +102,30 @@ class TrainResult:
     start: dict[str, Any] | None = None
 
 
+#: geometry files a training run names one by one (the rest are counted)
+_SHAPES_NAMED = 5
+
+
+def saved_shapes_warnings(root: Path, data: TrainingData) -> list[str]:
+    """A warning for each labeled frame of the DATA folder ``root`` whose
+    ``geometry/<stem>.json`` (``nwwatch label``'s saved shapes) cannot be its shapes: not
+    JSON, not a geometry, or drawn on a frame of another size
+    (:func:`nwwatch.label.store.saved_shapes_problem`). Its label image is trained on as it
+    is, but the labelling tool cannot open those shapes and ``nwwatch evaluate`` scores no
+    human angle for the frame: said here rather than found at evaluation."""
+    from nwwatch.label.store import saved_shapes_problem
+
+    problems = [problem for item in data.labeled
+                if (problem := saved_shapes_problem(root, item.stem, item.label.shape))]
+    out = [f"{problem}: nwwatch label cannot open these saved shapes and nwwatch evaluate "
+           f"scores no human angle for the frame (its label image is trained on as it is)"
+           for problem in problems[:_SHAPES_NAMED]]
+    if len(problems) > _SHAPES_NAMED:
+        out.append(f"... and {len(problems) - _SHAPES_NAMED} more geometry files of "
+                   f"{root / 'geometry'} like these")
+    return out
+
+
 def starting_weights_warning(result: TrainResult) -> str | None:
     """The warning for a fine-tune whose exported weights score no higher than the weights it
     started from (those weights are scored before training: :attr:`TrainResult.start`); None
@@ -472,6 +496,8 @@ def train(config: TrainConfig, resume: bool = False, progress: bool = True,
             nested = nested_images_warning(Path(config.data))
             if nested:  # a DATA folder is flat: said, not left out without a word
                 echo(f"warning: {nested}")
+            for problem in saved_shapes_warnings(Path(config.data), data):
+                echo(f"warning: {problem}")
         if data.kind == "insitu":
             from training.data import labels_exchanged
 

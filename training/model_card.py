@@ -1,9 +1,11 @@
 """Write the JSON card shipped next to a model (``nwwatch/models/<name>.json``).
 
 The card repeats what the model file holds (hash, size, classes, arch, paradigm, training
-command, training-data hash, validation metrics) and adds what only a separate evaluation can
-say: scores on fresh labeled folders (``nwwatch evaluate``, with its CPU time per image) and a
-status line.
+command, training-data hash, validation metrics, and for a fine-tune the starting weights'
+score ``start_metrics``) and adds what only a separate evaluation can say: scores on fresh
+labeled folders (``nwwatch evaluate``, with its CPU time per image; listed under
+``fresh_synthetic_evaluations`` whatever their labels, each with its ``angle_reference``:
+synthetic truth or human angles) and a status line.
 
 Each evaluation keeps the folder scored (``data``) beside its ``description``. A folder whose
 labeled images the model has seen is refused, nothing written: the folder it was trained on
@@ -68,8 +70,15 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
         "working_scale": segmenter.working_scale.to_dict(),
         "training_command": meta.training_command,
         "training_data_sha256": meta.training_data_sha256, "training_data": training_data,
-        "validation_metrics": meta.validation_metrics, "fresh_synthetic_evaluations": [],
+        "validation_metrics": meta.validation_metrics,
     }
+    if isinstance(meta.extra.get("start_metrics"), dict):
+        # a fine-tune's starting weights on the images that gave validation_metrics, before
+        # training: a fine-tune that scores below them is seen as such
+        card["start_metrics"] = meta.extra["start_metrics"]
+    # (named before evaluations on human-labelled folders were made: each one's
+    # angle_reference says what its angles were scored against; the key is kept for readers)
+    card["fresh_synthetic_evaluations"] = []
     for folder, description in evaluations:
         if meta.training_data_sha256 and folder_data_sha256(folder) == meta.training_data_sha256:
             # a copy of the training folder is not matched by path (evaluate's seen_by_model)

@@ -369,16 +369,58 @@ def saved_token(data_dir: str | os.PathLike[str], stem: str) -> str:
 
 def load_geometry(data_dir: str | os.PathLike[str], stem: str) -> LabelGeometry | None:
     """The saved geometry of ``stem``, or None when it was never saved."""
+    saved = load_saved_frame(data_dir, stem)
+    return None if saved is None else saved[0]
+
+
+def load_saved_frame(data_dir: str | os.PathLike[str], stem: str
+                     ) -> tuple[LabelGeometry, dict[str, Any]] | None:
+    """The saved geometry of ``stem`` and the record of its save (the keys of
+    ``geometry/<stem>.json`` that are not shapes: ``source``, ``contact_angle_deg``,
+    ``contact_angle_reason``, ``labels_sha256``, those present), or None when it was never
+    saved.
+
+    Raises :class:`GeometryError` naming the file when it is not UTF-8 JSON or not a
+    geometry (the first bad key); the record's values are as found."""
     path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
     if not path.is_file():
         return None
     try:
-        doc = json.loads(path.read_text())
-        doc = {k: v for k, v in doc.items()
-               if k not in _RECORD_KEYS}
-        return geometry_from_json(doc, limits=False)  # saved before the limits, maybe
-    except (json.JSONDecodeError, GeometryError) as exc:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+        if not isinstance(doc, dict):
+            raise GeometryError(f"expected a JSON object (the geometry), got "
+                                f"{type(doc).__name__}")
+        record = {k: doc[k] for k in _RECORD_KEYS if k in doc}
+        geometry = geometry_from_json({k: v for k, v in doc.items() if k not in _RECORD_KEYS},
+                                      limits=False)  # saved before the limits, maybe
+    except (ValueError, GeometryError) as exc:  # JSONDecodeError, UnicodeDecodeError too
         raise GeometryError(f"{path}: {exc}") from None
+    return geometry, record
+
+
+def saved_shapes_problem(data_dir: str | os.PathLike[str], stem: str,
+                         label_shape: tuple[int, ...]) -> str:
+    """Why ``geometry/<stem>.json`` of a frame whose label image is ``label_shape`` (rows,
+    columns) cannot be taken as that frame's saved shapes ("" when it can, or when there is
+    none): not a geometry file the tool reads (:func:`load_saved_frame`), or shapes of a frame
+    of another size. Its human angle is then no angle of these labels."""
+    try:
+        saved = load_saved_frame(data_dir, stem)
+    except GeometryError as exc:
+        return str(exc)
+    if saved is None or tuple(saved[0].shape) == tuple(label_shape[:2]):
+        return ""
+    return shapes_of_another_frame(data_dir, stem, tuple(saved[0].shape), label_shape)
+
+
+def shapes_of_another_frame(data_dir: str | os.PathLike[str], stem: str,
+                            saved_shape: tuple[int, ...], label_shape: tuple[int, ...]) -> str:
+    """The note for ``geometry/<stem>.json`` whose shapes (``saved_shape``: rows, columns)
+    are not of the size of the frame's label image (``label_shape``)."""
+    path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
+    return (f"{path}: its shapes are for a {saved_shape[1]} x {saved_shape[0]} px frame, the "
+            f"label image of {stem} is {label_shape[1]} x {label_shape[0]} px (the shapes of "
+            f"another frame)")
 
 
 def labels_digest(labels: np.ndarray) -> str:
