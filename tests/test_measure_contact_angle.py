@@ -739,3 +739,66 @@ def test_a_side_angle_carries_a_sigma_that_covers_its_error():
     assert r.angle_valid and r.contact_angle_right_deg is None
     assert r.contact_angle_right_uncertainty_deg is None
     assert abs(r.contact_angle_left_deg - 134.90) <= 2 * r.contact_angle_left_uncertainty_deg
+
+
+def _cap_beside_left_border(radius_px: float, theta_deg: float, triple_col_px: float,
+                            arc_steps_px: tuple[float, ...] | None = None) -> np.ndarray:
+    """A cap on a vertical wire whose frame's left edge (col -0.5) lies ``triple_col_px``
+    + 0.5 px left of the left triple point: the droplet's pixel centres inside its circle,
+    or inside a polygon with corners on the circle ``arc_steps_px`` apart along it, from
+    contact to contact (scaled to the whole arc; clicks of an annotator, drawn by the
+    labelling tool's own rasteriser)."""
+    from nwwatch.label.geometry import inside_polygon
+
+    th = math.radians(theta_deg)
+    half_base = radius_px * math.sin(th)
+    size = int(2 * radius_px + 100)
+    facet_row, axis_col = int(0.8 * size) + 0.5, size / 2 + 0.2
+    centre_row = facet_row + radius_px * math.cos(th)
+    rows, cols = np.mgrid[:size, :size].astype(float)
+    labels = np.zeros((size, size), np.uint8)
+    labels[(rows > facet_row) & (np.abs(cols - axis_col) < half_base)] = NANOWIRE
+    if arc_steps_px is None:
+        drop = np.hypot(rows - centre_row, cols - axis_col) < radius_px
+    else:
+        along = np.concatenate([[0.0], np.cumsum(arc_steps_px)])
+        phi = -th + 2 * th * along / along[-1]
+        poly = np.column_stack([centre_row - radius_px * np.cos(phi),
+                                axis_col + radius_px * np.sin(phi)])
+        drop = inside_polygon(poly, rows, cols)
+    labels[drop & (rows < facet_row)] = DROPLET
+    first_col = round(axis_col - half_base - triple_col_px)
+    return np.ascontiguousarray(labels[:, first_col:])
+
+
+@pytest.mark.parametrize(("radius", "theta", "triple_col", "step"), [
+    (80.0, 130.0, 0.92, None),  # exact labels: left side 5.1 +- 2.0 deg off (2.5 sigma)
+    # a click every 15-25 px: 22 deg off
+    (73.27, 130.93, 1.2, (20.0, 20.5, 15.6, 17.7, 21.0, 23.5, 15.8, 16.7, 25.3, 22.0, 23.2,
+                          21.9, 16.5, 16.8, 16.7, 19.8, 21.9)),
+    (60.0, 150.0, 3.2, None),  # 14 deg off (1.3 sigma: sigma 11 deg)
+])
+def test_a_side_whose_outline_the_frame_cuts_next_to_its_contact_has_no_angle(
+        radius, theta, triple_col, step):
+    # before: the triple point lies inside the image, so the left half's circle was fitted
+    # to the arc the frame lets back in above the cut (the surface leaves the contact
+    # outwards above 90 deg and crosses the border within a pixel or two) and read at the
+    # contact: up to 17 deg off at 4.4 sigma on `ok` rows whose angle was right
+    labels = _cap_beside_left_border(radius, theta, triple_col, step)
+    r = measure_contact_angle(labels)
+    assert r.status == "ok" and r.droplet_cut
+    assert abs(r.contact_angle_deg - theta) < 1.0
+    assert -0.5 < r.triple_left_col < 5.0  # the contact itself lies inside the image
+    assert r.contact_angle_left_deg is None and r.contact_angle_left_uncertainty_deg is None
+    assert abs(r.contact_angle_right_deg - theta) <= 2 * r.contact_angle_right_uncertainty_deg
+    # the same frame turned (the cut side stays left) and mirrored (now the right)
+    turned = measure_contact_angle(np.ascontiguousarray(np.rot90(labels)))
+    assert turned.contact_angle_left_deg is None and turned.contact_angle_right_deg is not None
+    mirrored = measure_contact_angle(np.ascontiguousarray(labels[:, ::-1]))
+    assert mirrored.contact_angle_right_deg is None and mirrored.contact_angle_left_deg is not None
+    # the frame 6 px further out leaves the outline next to the contact in view: its side
+    # is read, and right
+    far = measure_contact_angle(_cap_beside_left_border(radius, theta, triple_col + 6, step))
+    assert far.status == "ok" and far.droplet_cut
+    assert abs(far.contact_angle_left_deg - theta) <= min(
+        1.5, 2 * far.contact_angle_left_uncertainty_deg)

@@ -74,15 +74,56 @@ class SideFit:
     points: np.ndarray
 
 
+#: Arc step (px) at which the circle between a triple point and its side's outline is
+#: checked against the frame: finer than a pixel, so that a crossing of the border is seen.
+_ARC_STEP_PX = 0.25
+
+
+def contact_outline_in_frame(
+    pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, half_chord_px: float,
+    lower: np.ndarray, upper: np.ndarray,
+) -> tuple[bool, bool]:
+    """(left, right): whether the circle ``fit`` from each triple point (``foot`` (2,) +-
+    ``half_chord_px`` along ``line.direction``; left: +) up to the nearest point of ``pts``
+    (N, 2, the free surface) on that side lies inside the frame, ``lower`` < (row, col) <
+    ``upper`` (each (2,), crop coordinates): the outline next to the contact was in view.
+    False where the triple point itself lies outside, or where the circle leaves the frame
+    on the way (above 90 degrees the surface leaves the contact outwards, and a border a
+    pixel or two beyond the triple point cuts it off: the side's points then start where the
+    arc comes back into the frame, and its circle would be read at a contact whose outline
+    no one saw), or where that side has no point."""
+    lat = (pts - foot) @ line.direction
+    out: list[bool] = []
+    for sign, side in ((1.0, lat > 0), (-1.0, lat < 0)):
+        triple = foot + sign * half_chord_px * line.direction
+        rel = triple - fit.center
+        start = math.atan2(rel[0], rel[1])
+        # the way round from the triple point that passes the apex (the droplet side)
+        apex = math.atan2(line.normal[0], line.normal[1])
+        way = 1.0 if math.remainder(apex - start, 2 * math.pi) > 0 else -1.0
+        sub = pts[side] - fit.center
+        if not len(sub) or not np.isfinite(rel).all():
+            out.append(False)
+            continue
+        reach = float(np.min(np.mod(way * (np.arctan2(sub[:, 0], sub[:, 1]) - start),
+                                    2 * math.pi)))
+        n = max(int(math.ceil(reach * fit.radius / _ARC_STEP_PX)), 1)
+        phi = start + way * np.linspace(0.0, reach, n + 1)
+        arc = fit.center + fit.radius * np.column_stack([np.sin(phi), np.cos(phi)])
+        out.append(bool(((arc > lower) & (arc < upper)).all()))
+    return out[0], out[1]
+
+
 def side_fits(
     pts: np.ndarray, fit: CircleFit, line: FacetLine, foot: np.ndarray, shift_px: float,
     contact_visible: tuple[bool, bool] = (True, True),
 ) -> tuple[SideFit | None, SideFit | None]:
     """(left, right) circles fitted to each half of the arc ``pts`` (N, 2), split at
     ``foot`` (2,), the foot of the circle centre on the line (left: +direction side); None
-    for a half with too few points or too little arc, whose contact point lies outside the
-    image (``contact_visible`` False: its circle would be extrapolated over the part the
-    frame cuts off), or whose circle does not reach the line (no angle to read there; the
+    for a half with too few points or too little arc, whose outline next to its contact
+    point the frame cuts off (``contact_visible`` False, from
+    :func:`contact_outline_in_frame`: its circle would be extrapolated over the part the
+    frame hides), or whose circle does not reach the line (no angle to read there; the
     whole cap is refused for that as ``circle_misses_facet``)."""
     lat = (pts - foot) @ line.direction
     out: list[SideFit | None] = []

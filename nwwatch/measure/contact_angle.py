@@ -31,6 +31,7 @@ from nwwatch.measure.arc import (
     SideFit,
     arc_position_rad,
     arc_span_deg,
+    contact_outline_in_frame,
     free_surface,
     on_border,
     side_fits,
@@ -353,8 +354,13 @@ def _angle(sel: Selection, facet: Facet, cap: _Cap, labels: np.ndarray,
     left = foot + half_chord * line.direction + off
     right = foot - half_chord * line.direction + off
     upper = np.array(labels.shape) - 0.5
-    inside = tuple(bool(((p > -0.5) & (p < upper)).all()) for p in (left, right))
-    sides = side_fits(pts, fit, line, foot, shift, inside)
+    visible = tuple(bool(((p > -0.5) & (p < upper)).all()) for p in (left, right))
+    if facet.fields["droplet_cut"]:
+        # a side is read only where the frame shows its outline down to the contact (a
+        # droplet the frame leaves whole was seen all round, whatever its circle does)
+        visible = contact_outline_in_frame(pts, fit, line, foot, half_chord, -0.5 - off,
+                                           upper - off)
+    sides = side_fits(pts, fit, line, foot, shift, visible)
     # Uncertainty: fits (inflated for correlated residuals) plus the model choices.
     res_c = np.hypot(*(pts - fit.center).T) - radius
     ang_c = arc_position_rad(pts, fit.center)
