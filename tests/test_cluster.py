@@ -221,6 +221,35 @@ def test_second_cluster_run_skips_everything_and_force_replaces_rows(cluster, ac
     assert set(after.batch_id).isdisjoint(before.batch_id)
 
 
+def test_a_volume_skipped_as_done_after_hashing_gets_no_note_on_a_cluster(cluster, tmp_path):
+    """As in local replay: a Z-slice volume replayed as in-situ frames, touched (its bytes
+    the same) and replayed on the cluster again, is skipped as done once hashed, without the
+    note "replayed as in-situ frames, one row a slice" nor replay.volume_like_input; a
+    forced run, which replays it, keeps both."""
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import write_volume_tiff
+
+    address, _ = cluster
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    vol = acq / "tomo.tif"
+    write_volume_tiff(vol, np.stack([paint_insitu(100 + 10 * i, size=64) for i in range(2)]))
+    first = replay(acq, tmp_path / "res", model=onnx, dask=address)
+    assert (first.done, first.volume_like) == (1, [vol]), first.lines()
+    for forced, expected in ((False, []), (True, [vol])):
+        st = os.stat(vol)
+        os.utime(vol, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # mtime and ctime new
+        with capture_logs() as logs:
+            s = replay(acq, tmp_path / "res", model=onnx, dask=address, force=forced)
+        assert (s.done, s.skipped) == ((1, 0) if forced else (0, 1)), s.lines()
+        assert s.volume_like == expected, s.lines()
+        assert any("declares its pages" in line for line in s.lines()) == forced, s.lines()
+        assert [e["path"] for e in logs if e["event"] == "replay.volume_like_input"] == [
+            str(vol)] * forced
+
+
 def test_force_on_a_copy_leaves_the_rows_with_the_file_that_holds_the_same_bytes(cluster, acq,
                                                                                 tmp_path):
     # before: `replay best/ --force` on a frame copied aside from run A moved that frame's

@@ -707,6 +707,66 @@ def test_replay_notes_a_volume_replayed_as_in_situ_frames(tmp_path):
             "SizeZ or an MRC volume), as a tomogram does") in " ".join(r.output.split())
 
 
+def _touched(path) -> None:
+    """``path``'s bytes kept, its mtime (and so ctime) new: the ledger's quick check by
+    version misses it, and only its content's hash says it was done."""
+    st = os.stat(path)
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+
+
+def test_a_volume_skipped_as_done_after_hashing_gets_no_note(tmp_path):
+    """A Z-slice volume replayed as in-situ frames, touched (its bytes the same), and
+    replayed again is skipped as done once hashed: the summary said it was "replayed as
+    in-situ frames, one row a slice", and logged replay.volume_like_input, all the same.
+    A forced run, which replays it, keeps the note."""
+    from structlog.testing import capture_logs
+
+    from nwwatch.io import write_volume_tiff
+
+    onnx = model(tmp_path)
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    write_volume_tiff(acq / "tomo.tif", np.stack([_ok_frame(130.0), _ok_frame(120.0)]))
+    first = replay(acq, tmp_path / "r", kind="insitu", model=onnx)
+    assert (first.done, first.frames, first.volume_like) == (1, 2, [acq / "tomo.tif"])
+    _touched(acq / "tomo.tif")
+    with capture_logs() as logs:
+        again = replay(acq, tmp_path / "r", kind="insitu", model=onnx)
+    assert (again.done, again.skipped, again.frames) == (0, 1, 0), again.lines()
+    assert again.volume_like == [], again.lines()
+    assert not any("declares its pages" in line for line in again.lines()), again.lines()
+    assert [e for e in logs if e["event"] == "replay.volume_like_input"] == []
+    _touched(acq / "tomo.tif")
+    with capture_logs() as logs:
+        forced = replay(acq, tmp_path / "r", kind="insitu", model=onnx, force=True)
+    assert (forced.done, forced.frames, forced.volume_like) == (1, 2, [acq / "tomo.tif"])
+    assert any(f"{acq / 'tomo.tif'} declares its pages as Z slices" in line
+               for line in forced.lines()), forced.lines()
+    assert [(e["path"], e["pages"]) for e in logs
+            if e["event"] == "replay.volume_like_input"] == [(str(acq / "tomo.tif"), 2)]
+
+
+def test_a_series_skipped_as_done_after_hashing_gets_no_note(tmp_path):
+    """The same for an in-situ series replayed with --kind tomogram: no "segmented as a
+    tomogram" note, no replay.series_like_input, for the series skipped once hashed."""
+    from onnx_models import build_threshold_model
+    from structlog.testing import capture_logs
+
+    onnx = build_threshold_model(tmp_path / "tomo.onnx", kind="tomogram")
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    series = (np.random.default_rng(0).random((6, 48, 48)) * 200).astype(np.uint8)
+    write_stack_tiff(acq / "series.tif", series)
+    first = replay(acq, tmp_path / "r", kind="tomogram", model=onnx)
+    assert (first.done, first.series_like) == (1, [acq / "series.tif"]), first.lines()
+    _touched(acq / "series.tif")
+    with capture_logs() as logs:
+        again = replay(acq, tmp_path / "r", kind="tomogram", model=onnx)
+    assert (again.done, again.skipped, again.series_like) == (0, 1, []), again.lines()
+    assert not any("declares its pages" in line for line in again.lines()), again.lines()
+    assert [e for e in logs if e["event"] == "replay.series_like_input"] == []
+
+
 def test_replay_notes_an_in_situ_series_replayed_as_a_tomogram(tmp_path):
     """An in-situ series (pages declared as time) replayed with --kind tomogram is segmented
     as asked, one volume row, and the summary says it looks like an in-situ series; it was

@@ -517,6 +517,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
     parts: dict[str, tuple[list, list[Failure], dict[ItemKey, int]]] = {}
     seen: set[ItemKey] = set()
     copies: list[tuple[str, FileResult, ItemKey]] = []  # skipped: done or held elsewhere
+    replayed: list[str] = []  # the paths whose rows this task adds
     worker = _worker_named(res.worker)  # one node of many: the one to mend
     for f in res.files:
         if not f.gone:
@@ -573,6 +574,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
                 log.error("unexpected_error", source=source_name(f.path), reason=f.reason)
         else:
             rows_per_item[key] = f.n_rows
+            replayed.append(f.path)
     if early:
         summary.quarantined += len(ledger.record_failures(early, engine.max_attempts))
     n_rows = 0
@@ -647,6 +649,8 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         summary.failed += len(failures) - len(quarantined)
         summary.frames += table.num_rows
         summary.rows.update(count_table(table))
+    for path in replayed:  # (a file skipped as done above was not: no note, no warning)
+        summary.note_replayed(path, log)
     # A copy of a quarantined content (the first may have been refused just now) is listed
     # under its own name, as local replay lists it (batch.quarantine_duplicates).
     for name, f, key in copies:

@@ -343,7 +343,7 @@ def replay(
             nonlocal batch, frames
             raise_lost_interrupt()  # a SIGTERM whose exception a callback swallowed
             if batch:
-                tally(summary, process(batch, engine, force=force), bar)
+                tally(summary, process(batch, engine, force=force), bar, log)
             batch, frames = [], 0
 
         with held_rows_written_at_end(engine, summary.parquet_files):
@@ -566,8 +566,10 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
     done (or quarantined) for this model are skipped without being read (unless ``force``),
     bad ones are quarantined; all counted in ``summary`` and ``bar``. ``files``: (file, the
     folder its links must stay in). An in-situ file whose pages are declared Z slices is
-    processed all the same and named in ``summary.volume_like``; a tomogram whose pages are
-    declared time frames, in ``summary.series_like``."""
+    processed all the same and, once its rows are written, named in
+    ``summary.volume_like``; a tomogram whose pages are declared time frames, in
+    ``summary.series_like`` (one found done by its content's hash is not processed, and
+    not named)."""
     from nwwatch.io import InputError, UnreadableFileError
     from nwwatch.service.engines import BadInput, inspect_input, quarantine_inputs
     from nwwatch.service.inputs import REPLAY_LINK_REASON
@@ -615,14 +617,8 @@ def _to_process(files: list[tuple[Path, Path]], engine, force: bool, summary: Re
             bar.advance(1, 0)
             continue
         layout = layout_of_other_kind(kind, info)
-        if layout == "z_slices":
-            summary.volume_like.append(file)
-            log.warning("replay.volume_like_input", path=str(file), pages=info.n_pages,
-                        axes=info.axes)
-        elif layout == "time_frames":
-            summary.series_like.append(file)
-            log.warning("replay.series_like_input", path=str(file), pages=info.n_pages,
-                        axes=info.axes)
+        if layout is not None:
+            summary.note_other_layout(file, layout, info.n_pages, info.axes)
         yield file, info
 
 

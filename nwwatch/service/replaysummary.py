@@ -68,9 +68,18 @@ class ReplaySummary:
     input_path: Path | None = None
     #: In-situ inputs whose pages the file declares as Z slices
     #: (:func:`nwwatch.service.inputs.declares_z_slices`): replayed one row a slice as
-    #: asked, but most likely tomograms.
+    #: asked, but most likely tomograms. Only files whose rows this run wrote: one skipped
+    #: as done (found so by its content's hash) was not replayed.
     volume_like: list[Path] = field(default_factory=list)
+    #: Tomogram inputs whose pages the file declares as time frames, segmented as one
+    #: volume as asked (files whose rows this run wrote, as :attr:`volume_like`).
     series_like: list[Path] = field(default_factory=list)
+    #: Inputs whose structural check found the other kind's layout, by absolute path:
+    #: (listing order, the path as listed, "z_slices" or "time_frames", pages, axes). Named
+    #: in :attr:`volume_like` or :attr:`series_like` by :meth:`note_replayed` once their
+    #: rows are written (whether they will be is known only after their content is hashed).
+    other_layout: dict[str, tuple[int, Path, str, int, str]] = field(default_factory=dict,
+                                                                   repr=False)
     #: Files named on the command line that are TIFF neither by extension nor by header, nor
     #: MRC, DigitalMicrograph, Velox EMD or TIA series by extension (``truth.parquet`` beside
     #: the frames of ``acq/*``): skipped, not counted in ``files``.
@@ -111,6 +120,32 @@ class ReplaySummary:
     #: Files a ``--force`` run skipped as copies of a file that holds the same bytes and
     #: whose rows hold them: (file, that file's name).
     copies: list[tuple[Path, str]] = field(default_factory=list)
+
+    def note_other_layout(self, path: Path, layout: str, pages: int, axes: str) -> None:
+        """``path`` (about to be processed) declares its pages as the other kind's
+        (``layout``: "z_slices" or "time_frames", from
+        :func:`nwwatch.service.inputs.layout_of_other_kind`); noted once it is replayed."""
+        self.other_layout.setdefault(os.path.abspath(path), (len(self.other_layout), path,
+                                                             layout, pages, axes))
+
+    def note_replayed(self, path: str | os.PathLike[str], log) -> None:
+        """``path``'s rows were written by this run: when its pages are declared as the
+        other kind's, it goes into :attr:`volume_like` or :attr:`series_like` (in listing
+        order) and ``log`` warns ``replay.volume_like_input`` or
+        ``replay.series_like_input``."""
+        noted = self.other_layout.get(os.path.abspath(path))
+        if noted is None:
+            return
+        _, listed, layout, pages, axes = noted
+        files, event = ((self.volume_like, "replay.volume_like_input") if layout == "z_slices"
+                        else (self.series_like, "replay.series_like_input"))
+        if listed in files:
+            return
+        files.append(listed)
+        # a cluster's tasks come back in any order; the note's "first" is the listing's
+        files.sort(key=lambda p: self.other_layout[os.path.abspath(p)][0])
+        if log is not None:
+            log.warning(event, path=str(listed), pages=pages, axes=axes)
 
     @property
     def kind_suffixes(self) -> str:
@@ -428,13 +463,15 @@ def _hint_of(paths: list[Path]) -> str:
     return f": {'; '.join(hints)}" if hints else ""
 
 
-def tally(summary: ReplaySummary, report, bar: Progress) -> None:
+def tally(summary: ReplaySummary, report, bar: Progress, log=None) -> None:
     """Add one ``process`` call's :class:`~nwwatch.service.batch.BatchReport` to
-    ``summary`` and advance ``bar``."""
+    ``summary`` and advance ``bar``; ``log`` warns of a done file whose pages are declared
+    as the other kind's (:meth:`ReplaySummary.note_replayed`)."""
     for f in report.files:
         if f.state == "done":
             summary.done += 1
             summary.rows.update(f.row_counts())
+            summary.note_replayed(f.path, log)
         elif f.state == "skipped" and f.reason == "already quarantined":
             summary.quarantined += 1
             summary.still_quarantined += 1
