@@ -4,7 +4,8 @@ display stretch of frames (overlays, thumbnails, the labelling page).
 A model's metadata records ``NORMALIZATION`` so that a runtime refuses a model trained with
 another definition instead of silently feeding it differently scaled images. NaN pixels (no
 data) are not part of that scaling: in-situ frames get the value of the nearest pixel with
-data (``nan_fill="nearest"``), volumes the darkest grey (``"darkest"``; :data:`NAN_FILL`).
+data in their plane (``nan_fill="nearest"``; :data:`NAN_FILL`, every model kind), or the darkest
+grey (``"darkest"``) where only the pixels with data are read on.
 """
 
 from __future__ import annotations
@@ -32,11 +33,12 @@ _MAX_SAMPLES = 65_536
 _STRIDED_MAX_PX = 4 * _MAX_SAMPLES
 _MAX_VOLUME_SAMPLES = 1 << 20
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-#: What NaN pixels become, per model kind: in-situ frames the nearest pixel with data (as
-#: the darkest grey, a NaN patch or a drift-corrected frame's NaN border was segmented as
-#: droplet or wire: docs/models.md, "Input normalisation"), tomograms the darkest grey, which
-#: their NaN handling (never solid, left out of the Z blur) was built and measured on.
-NAN_FILL = {"insitu": "nearest", "tomogram": "darkest"}
+#: What NaN pixels become, per model kind: the nearest pixel with data in their plane. As the
+#: darkest grey, a NaN patch or a drift-corrected frame's NaN border was segmented as droplet
+#: or wire (docs/models.md, "Input normalisation"), and a tomogram's NaN padding reached the
+#: data beside it through a model's in-plane blur: a wall of solid for a bright-field model,
+#: solid eaten for a HAADF one (docs/tomography.md). Training and the runtime both use it.
+NAN_FILL = {"insitu": "nearest", "tomogram": "nearest"}
 
 
 def intensity_range(image: np.ndarray) -> tuple[float, float]:

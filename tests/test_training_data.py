@@ -463,8 +463,9 @@ def test_a_2d_image_or_a_blank_volume_is_refused_as_the_service_refuses_it(tmp_p
 
 
 def test_a_label_on_a_voxel_without_data_is_refused(tmp_path):
-    # Normalisation turns NaN into the darkest grey; labeled solid there taught the model
-    # that solid is dark (the row only said threshold_disagreement, after the fact).
+    # Normalisation gives NaN a grey that is not its own; labeled solid
+    # there taught the model that grey is solid (the row only said threshold_disagreement,
+    # after the fact).
     path, label_path, volume = _volume(tmp_path)
     volume[2, 4:6, 30:34] = np.nan  # under 8 of the 16 labeled solid pixels of slice 2
     volume[3, 20:24, 10:14] = np.nan  # no data where nothing is labeled: no reason to refuse

@@ -9,7 +9,7 @@ from scipy import ndimage as ndi
 from skimage.filters import threshold_otsu
 
 from nwwatch.volume import otsu_threshold, reference_mask, threshold_agreement
-from nwwatch.volume.crosscheck import MIN_SOLID_SHARE, solid_is_brighter
+from nwwatch.volume.crosscheck import MIN_SOLID_SHARE, agreement_with, solid_is_brighter
 
 
 @pytest.mark.parametrize("seed", range(5))
@@ -126,3 +126,30 @@ def test_voxels_without_data_beside_the_data_change_nothing(fill, brighter):
     assert not reference[:, :, 48:].any()
     assert reference[:, :, 44:48].sum() == pytest.approx(truth[:, :, 44:48].sum(), rel=0.1)
     assert threshold_agreement(padded, padded_truth, brighter) == pytest.approx(clean, abs=0.01)
+
+
+@pytest.mark.parametrize("fill", [np.nan, np.inf])
+def test_the_solid_share_floor_counts_only_the_voxels_with_data(fill):
+    # A volume inside a block of padding sixteen times its size: its mask is 22 % solid where
+    # there is data, under 2 % of the whole, and the agreement (with threshold_disagreement)
+    # was switched off in an `ok` row.
+    truth, volume = _blobs()
+    assert truth.mean() > MIN_SOLID_SHARE
+    clean = threshold_agreement(volume, truth, True)
+    pad = np.full((10, 40, 15 * 48), fill, np.float32)
+    padded = np.concatenate([volume, pad], axis=2)
+    padded_truth = np.concatenate([truth, np.zeros(pad.shape, bool)], axis=2)
+    assert padded_truth.mean() < MIN_SOLID_SHARE
+    assert threshold_agreement(padded, padded_truth, True) == pytest.approx(clean, abs=0.01)
+    # the reference is still there for a mask sparse among the data too
+    sparse = np.zeros_like(padded_truth)
+    sparse[2:6, 30:36, 30:36] = True
+    assert np.isnan(threshold_agreement(padded, sparse, True))
+    from nwwatch.volume.crosscheck import count_with_data
+
+    assert count_with_data(padded) == volume.size
+    assert count_with_data(truth.astype(np.uint8)) == truth.size
+    reference = reference_mask(padded, True)
+    assert agreement_with(reference, padded_truth, volume.size) == pytest.approx(clean,
+                                                                                abs=0.01)
+    assert np.isnan(agreement_with(reference, padded_truth))  # the whole as the share's base

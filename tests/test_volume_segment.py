@@ -350,7 +350,7 @@ def test_an_onnxruntime_error_on_slices_that_needed_no_widening_is_not_the_model
 
 @pytest.mark.parametrize("fusion", [{}, {"triplanar": True}])
 def test_voxels_without_data_are_never_solid_where_the_solid_is_dark(tmp_path, fusion):
-    # Bright-field contrast (solid dark): normalisation makes NaN the darkest grey, which
+    # Bright-field contrast (solid dark): normalisation made NaN the darkest grey, which
     # such a model called solid, so the NaN padding of an aligned reconstruction came out
     # as slabs of solid in an "ok" mask.
     model = Segmenter(build_threshold_model(tmp_path / "dark.onnx", kind="tomogram",
@@ -485,3 +485,53 @@ def test_a_volume_spanning_float32s_whole_range_is_segmented(models):
     result = segment_volume(models["plain"], huge, min_component_voxels=0)
     np.testing.assert_array_equal(result.mask, truth)
     assert result.threshold_agreement > 0.99
+
+
+#: A 3x3 filter that reads each pixel's left neighbour: the smallest in-plane receptive field
+#: that reaches across the edge of a no-data region (as a forest's blur or a network does).
+_LEFT_NEIGHBOUR = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 0]], np.float32)
+
+
+@pytest.mark.parametrize("solid_dark", [True, False], ids=["bright_field", "haadf"])
+@pytest.mark.parametrize("z_sigma_px", [0.0, 1.0])
+@pytest.mark.parametrize("fusion", [{}, {"triplanar": True}])
+def test_no_data_beside_the_data_leaves_the_mask_as_without_it(tmp_path, solid_dark,
+                                                                z_sigma_px, fusion):
+    # NaN padding (x < 6 in every slice, as after alignment) became the darkest grey, and a
+    # model that looks at its neighbours carried it onto the data beside it: a wall of solid
+    # along the padding for a bright-field model (solid dark), solid eaten there for a HAADF
+    # one, in rows called `ok`. The padding now takes the nearest data's grey.
+    centres = (1.0, -1.0) if solid_dark else (-1.0, 1.0)
+    model = Segmenter(build_threshold_model(tmp_path / "m.onnx", kind="tomogram",
+                                            centres=centres, kernel=_LEFT_NEIGHBOUR,
+                                            metadata={"extra": {"z_sigma_px": z_sigma_px}}),
+                      providers=("cpu",), threads=1)
+    _, truth = _easy_volume(shape=(10, 24, 32))
+    truth[:, :, :10] = truth[:, :, 6:7]  # each row one class up to x = 9, across the edge
+    truth[:, 4:8, :10] = 1  # solid against the padding in some rows, pore in others
+    truth[:, 12:16, :10] = 0
+    solid, pore = (30.0, 220.0) if solid_dark else (220.0, 30.0)
+    volume = np.where(truth == 1, solid, pore).astype(np.float32)
+    volume += np.random.default_rng(1).normal(0, 5, volume.shape).astype(np.float32)
+    padded = volume.copy()
+    padded[:, :, :6] = np.nan
+    kwargs = {"min_component_voxels": 0, **fusion}
+    full = segment_volume(model, volume, **kwargs).mask
+    got = segment_volume(model, padded, **kwargs).mask
+    assert not got[:, :, :6].any()
+    np.testing.assert_array_equal(got[:, :, 6:], full[:, :, 6:])
+    assert got[:, 4:8, 6].all() and not got[:, 12:16, 6].any()
+
+
+def test_threshold_agreement_of_a_volume_in_a_block_of_padding(models):
+    # under 2 % of the whole solid, about half of the data: the agreement was NaN (no
+    # threshold_disagreement possible) in an `ok` row
+    volume, truth = _easy_volume(shape=(12, 24, 24))
+    padded = np.full((12, 24, 24 * 32), np.nan, np.float32)
+    padded[:, :, :24] = volume
+    result = segment_volume(models["plain"], padded, min_component_voxels=0)
+    assert result.mask.mean() < 0.02 < truth.mean()
+    np.testing.assert_array_equal(result.mask[:, :, :24], truth)
+    assert result.threshold_agreement == pytest.approx(
+        segment_volume(models["plain"], volume, min_component_voxels=0).threshold_agreement,
+        abs=0.01)

@@ -530,7 +530,7 @@ def test_the_slab_forest_wins_where_only_the_change_along_z_tells_solid_from_por
 def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
     # The runtime leaves voxels without data out of the Z blur; the threshold's and the
     # forest's training input must be the same volume, or they learn another one.
-    from nwwatch.normalize import intensity_range, normalize_image
+    from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
     from nwwatch.volume import smooth_along_z
     from training.data import load_volume_slice
     from training.volume_candidates import CandidateTrainer
@@ -544,7 +544,8 @@ def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
     config = _config(tmp_path, volume_path, labels_path)
     trainer = CandidateTrainer(config, data, tmp_path, z_sigma_px=1.0)
     raw = volume.astype(np.float32)
-    fed = smooth_along_z(normalize_image(raw, intensity_range(raw), nan_fill="darkest"), 1.0,
+    fed = smooth_along_z(normalize_image(raw, intensity_range(raw),
+                                         nan_fill=NAN_FILL["tomogram"]), 1.0,
                          valid=np.isfinite(raw))
     np.testing.assert_allclose(trainer.volume, fed, atol=1e-6)
 

@@ -330,7 +330,8 @@ def load_volume_slices(
             raise DatasetLayoutError(labels_path, f"labels have shape {label.shape}, slices of "
                                                   f"{volume_path.name} have {raw.shape[1:]}"
                                                   f"{turned}")
-        # Normalisation makes NaN the darkest grey: a label there would teach that.
+        # Normalisation gives NaN a neighbour's grey: a label there would teach that grey
+        # the labeled class.
         blind = np.count_nonzero((label != UNLABELED) & ~np.isfinite(raw[slice_index]))
         if blind:
             raise DatasetLayoutError(labels_path, f"{blind} labeled pixels lie where slice "

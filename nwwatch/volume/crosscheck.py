@@ -11,7 +11,8 @@ histogram; the clipping moves the bar's IoU by at most 0.005 on the 96³ benchma
 Agreement is not accuracy: where the threshold itself fails (cupping in thick specimens) a
 good mask agrees less, and a model that merely reproduces the threshold agrees fully. Otsu
 cannot find a class much smaller than the other, so the agreement is not computed (NaN) for
-masks that call less than ``MIN_SOLID_SHARE`` of the volume solid.
+masks that call less than ``MIN_SOLID_SHARE`` of the voxels with data solid (voxels without
+data, NaN or infinite, are not counted: padding does not switch the check off).
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from nwwatch.normalize import intensity_range, normalize_image
 
 #: Gaussian sigma (px) of the per-slice blur before the reference threshold.
 REFERENCE_SIGMA_PX = 1.0
-#: Below this share of solid voxels in the mask the agreement is NaN (Otsu is unreliable).
+#: Below this share of solid voxels among the mask's voxels with data the agreement is NaN
+#: (Otsu is unreliable).
 MIN_SOLID_SHARE = 0.02
 
 
@@ -131,11 +133,13 @@ def reference_mask(volume: np.ndarray, solid_brighter: bool,
     return reference_from_blurred(blurred_volume(volume, sigma_px), solid_brighter)
 
 
-def agreement_with(reference: np.ndarray | None, mask: np.ndarray) -> float:
+def agreement_with(reference: np.ndarray | None, mask: np.ndarray,
+                   voxels_with_data: int | None = None) -> float:
     """IoU of the solid of ``mask`` with ``reference`` (bool, same shape); NaN when the mask
-    calls less than ``MIN_SOLID_SHARE`` of the volume solid or there is no reference."""
+    calls less than ``MIN_SOLID_SHARE`` of the ``voxels_with_data`` (None: every voxel;
+    :func:`count_with_data`) solid or there is no reference."""
     solid = np.asarray(mask, dtype=bool)
-    if reference is None or np.count_nonzero(solid) < MIN_SOLID_SHARE * solid.size:
+    if reference is None or _too_little_solid(solid, voxels_with_data):
         return math.nan
     union = np.count_nonzero(solid | reference)
     return float(np.count_nonzero(solid & reference) / union)
@@ -175,20 +179,40 @@ def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bo
     mask : bool or 0/1 ndarray of the same shape, 1 solid.
     solid_brighter : see :func:`reference_mask`.
 
-    Returns NaN when the mask calls less than ``MIN_SOLID_SHARE`` of the volume solid (Otsu
-    cannot find so small a class) or the volume has no finite value.
+    Returns NaN when the mask calls less than ``MIN_SOLID_SHARE`` of the voxels with data
+    (finite) solid (Otsu cannot find so small a class) or the volume has no finite value.
     """
     solid = np.asarray(mask, dtype=bool)
     if solid.shape != np.shape(volume):
         raise ValueError(f"mask shape {solid.shape} differs from volume shape "
                          f"{np.shape(volume)}")
-    if np.count_nonzero(solid) < MIN_SOLID_SHARE * solid.size:
+    with_data = count_with_data(volume)
+    if _too_little_solid(solid, with_data):
         return math.nan
     try:
         reference = reference_mask(volume, solid_brighter)
     except ValueError:  # no finite value: nothing to compare with
         return math.nan
-    return agreement_with(reference, solid)
+    return agreement_with(reference, solid, with_data)
+
+
+def count_with_data(volume: np.ndarray) -> int:
+    """The number of voxels of ``volume`` with data (finite; every voxel of an integer
+    volume), counted a slice at a time: no volume-sized bool copy."""
+    data = np.asarray(volume)
+    if data.dtype.kind != "f":
+        return data.size
+    return int(sum(np.count_nonzero(np.isfinite(plane)) for plane in data))
+
+
+def _too_little_solid(solid: np.ndarray, voxels_with_data: int | None) -> bool:
+    """Whether bool ``solid`` calls less than ``MIN_SOLID_SHARE`` of the voxels with data
+    (None: all) solid. Of the voxels with data: counted in the whole, a volume padded with
+    NaN to eight times its size fell under it at 15 % solid in the data, and the check
+    against the threshold was silently off."""
+    with_data = solid.size if voxels_with_data is None else voxels_with_data
+    count = np.count_nonzero(solid)
+    return count == 0 or count < MIN_SOLID_SHARE * with_data
 
 
 #: In-plane distance (px) beyond which a mask's solid pixel is "far from the reference".

@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from nwwatch.normalize import normalize_image
+from nwwatch.normalize import NAN_FILL, normalize_image
 from nwwatch.segment.session import Segmenter
 from nwwatch.volume.slab import slab_stack
 from nwwatch.volume.tiling import blend_weights, tile_starts
@@ -86,13 +86,14 @@ class SliceRunner:
             slabs = stack[start:stop, None]
         b, s = slabs.shape[:2]
         flat = slabs.reshape(b * s, *slabs.shape[2:])
-        # Normalised before mirroring, so an "image"-scope slice keeps its own intensity range.
+        # Normalised before mirroring, so an "image"-scope slice keeps its own intensity range;
+        # no data (NaN) takes the nearest data's grey in its slice, as in training.
         if self.normalised:
             images = np.asarray(flat, dtype=np.float32)
         elif self.value_range is not None:
-            images = normalize_image(flat, self.value_range, nan_fill="darkest")
+            images = normalize_image(flat, self.value_range, nan_fill=NAN_FILL["tomogram"])
         else:
-            images = np.stack([normalize_image(x, nan_fill="darkest") for x in flat])
+            images = np.stack([normalize_image(x, nan_fill=NAN_FILL["tomogram"]) for x in flat])
         if m:
             images = np.pad(images, ((0, 0), (m, m), (m, m)), mode="reflect")
         return images.reshape(b, s, *images.shape[1:])

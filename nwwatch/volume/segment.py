@@ -66,12 +66,13 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nwwatch.classes import SOLID
-from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
 from nwwatch.segment.session import Segmenter
 from nwwatch.volume.crosscheck import (
     ClassContrast,
     agreement_with,
     blurred_volume,
+    count_with_data,
     mask_contrast,
     reference_from_blurred,
     solid_beyond_reference,
@@ -152,8 +153,9 @@ def smooth_along_z(volume: np.ndarray, sigma_px: float,
     blur = {"sigma": float(sigma_px), "axis": 0, "mode": "mirror", "truncate": 4.0}
     if valid is None or valid.all():
         return ndi.gaussian_filter1d(data, **blur)
-    # Normalised convolution: no data (NaN padding, normalised to the darkest grey) would
-    # otherwise darken the slices next to it, and a model whose solid is dark call them solid.
+    # Normalised convolution: no data (NaN padding; a whole slice without data is the
+    # darkest grey) would otherwise darken the slices next to it, and a model whose solid is
+    # dark call them solid.
     weights = ndi.gaussian_filter1d(valid.astype(np.float32), **blur)
     out = ndi.gaussian_filter1d(np.where(valid, data, np.float32(0.0)), **blur)
     keep = valid & (weights > 0)
@@ -230,7 +232,7 @@ class VolumeSegmentation:
         ``UNCERTAIN_BAND`` (before cleanup).
     threshold_agreement : IoU (0..1) of ``mask`` with the label-free reference of
         :func:`nwwatch.volume.crosscheck.threshold_agreement`; NaN when the mask calls less
-        than 2 % of the volume solid or the volume has no finite value.
+        than 2 % of the voxels with data solid or the volume has no finite value.
     verdict : status (``"ok"``/``"suspect"``) and reason codes
         (:func:`nwwatch.volume.verdict.assess_mask`).
     fill : the constant fills taken as no data (:mod:`nwwatch.volume.fill`); () for none.
@@ -370,10 +372,13 @@ def segment_volume(
     source = data
     if z_sigma > 0 or slices > 1:
         # The whole volume normalised as the model's scope says (a slab's slices then share
-        # it), then blurred along Z.
-        source = (normalize_image(data, value_range, nan_fill="darkest")
+        # it), then blurred along Z. No data takes the nearest data's grey in its slice, as
+        # in training (NAN_FILL): as the darkest grey the model's in-plane blur carried it
+        # onto the data beside it.
+        fill_mode = NAN_FILL["tomogram"]
+        source = (normalize_image(data, value_range, nan_fill=fill_mode)
                   if value_range is not None
-                  else np.stack([normalize_image(s, nan_fill="darkest") for s in data]))
+                  else np.stack([normalize_image(s, nan_fill=fill_mode) for s in data]))
         if z_sigma > 0:
             valid = np.isfinite(data) if data.dtype.kind == "f" else None
             source = smooth_along_z(source, z_sigma, valid=valid)
@@ -400,8 +405,8 @@ def segment_volume(
     del source  # the normalised (and Z-blurred) copy: 4 bytes a voxel, not needed below
     if data.dtype.kind == "f":
         # A voxel without data (NaN or infinite: the padding of an aligned reconstruction)
-        # is never solid; normalisation makes it the darkest grey, which a model of a
-        # volume whose solid is dark (bright-field) would call solid.
+        # is never solid; normalisation gives it the nearest data's grey (or the darkest, in
+        # a slice without data), which a model may call solid.
         solid[~np.isfinite(data)] = 0.0
     low, high = UNCERTAIN_BAND
     uncertain = float(np.count_nonzero((solid > low) & (solid < high)) / solid.size)
@@ -440,7 +445,7 @@ def _crosscheck(data: np.ndarray, mask: np.ndarray, uncertain: float, segmenter:
     reference_share = (float(np.count_nonzero(reference) / reference.size)
                        if reference is not None else float("nan"))
     labels_share = labels_threshold_share(blurred, intensity_range(data), means, solid_name)
-    agreement = agreement_with(reference, mask)
+    agreement = agreement_with(reference, mask, count_with_data(data))
     beyond = (solid_beyond_reference(mask, reference) if reference is not None
               else float("nan"))
     trained = _trained_contrast(segmenter)
