@@ -469,11 +469,12 @@ def test_tomogram_settings_are_part_of_the_ledger_key(tmp_path):
     fused = replay(acq, out, kind="tomogram", model=tomo_model, triplanar=True, flips=True)
     assert fused.done == 1
     rows = ds.dataset(out / "volumes", format="parquet").to_table().to_pandas()
-    # seg6: contrast_inverted's spread test needs the shares swapped (seg5: a constant fill
+    # seg7: no data filled with the nearest data voxel's grey (seg6: contrast_inverted's
+    # spread test needs the shares swapped; seg5: a constant fill
     # is no data; seg4: the grey range from a grid over every axis; seg3 held the masks of
     # volumes whose range came from a stride through memory order)
-    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg6",
-                                                f"{VOLUME_METRICS_VERSION}+seg6+triplanar+flips"]
+    assert sorted(rows.measurement_version) == [f"{VOLUME_METRICS_VERSION}+seg7",
+                                                f"{VOLUME_METRICS_VERSION}+seg7+triplanar+flips"]
     assert rows.solid_fraction.nunique() == 1  # a pointwise model: same mask either way
     from click.testing import CliRunner
 

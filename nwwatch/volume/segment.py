@@ -102,9 +102,11 @@ DEFAULT_MARGIN_PX = 16
 #: mirror margin; 3: voxels without data, NaN or infinite, are never solid and are left out
 #: of the Z blur; 4: the volume's grey range from a grid over every axis, nwwatch.normalize;
 #: 5: a constant fill, nwwatch.volume.fill, is no data as NaN is; 6: contrast_inverted's
-#: spread test needs the classes' shares swapped too), so the service does not count volumes
-#: segmented the old way as done.
-SEGMENTATION_VERSION = "6"
+#: spread test needs the classes' shares swapped too; 7: voxels without data take the nearest
+#: data voxel's grey in their slice before the model, not the darkest, and the 2 % solid floor
+#: of the threshold agreement counts voxels with data only), so the service does not count
+#: volumes segmented the old way as done.
+SEGMENTATION_VERSION = "7"
 
 
 @dataclass(frozen=True)
