@@ -220,3 +220,45 @@ def test_gap_sides_are_the_boundary_points_facing_the_other_class_across_a_thin_
         (9.5, float(c)) for c in (2, 3, 4, 6, 7, 8, 10, 11, 12)]
     assert set(map(tuple, wire_side)) <= set(map(tuple, mask_boundary_points(wire).points))
     assert (steps == [1.0, 0.0]).all()
+
+
+def _cap_with_a_droplet_strip(width_px: int, stop_row: int) -> np.ndarray:
+    """An exact cap (R 60 px, 120 deg) on a 104 px wide wire below row 150.5 in a 256 px
+    frame, and a droplet label ``width_px`` wide running from the facet down the middle of
+    the wire to row ``stop_row`` (256: the frame's border, cutting the wire in two), as a
+    labelling leak through the wire."""
+    rows, cols = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]].astype(float)
+    radius, theta = 60.0, np.radians(120.0)
+    half_base = radius * np.sin(theta)
+    centre_row = 150.5 + radius * np.cos(theta)
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[(rows > 150.5) & (np.abs(cols - 128.2) < half_base)] = NANOWIRE
+    labels[((rows - centre_row) ** 2 + (cols - 128.2) ** 2 < radius**2) & (rows < 150.5)] = DROPLET
+    labels[151:stop_row, 126 : 126 + width_px] = DROPLET
+    return labels
+
+
+@pytest.mark.parametrize("width_px", [2, 3, 4])
+@pytest.mark.parametrize("stop_row", [256, 241, 211])
+def test_a_droplet_label_through_the_wire_is_refused_for_what_it_is(width_px, stop_row):
+    """A droplet strip 2-4 px wide down the wire for 60 rows or more, to the border or not:
+    the line along its sides is not the facet (the droplet lies on both sides of it, or
+    the cap continues beyond it), so no angle, refused as an interface that is not a line,
+    and no note of a droplet cut by the frame."""
+    r = measure_contact_angle(_cap_with_a_droplet_strip(width_px, stop_row))
+    assert r.reason_code == "interface_not_line", (r.reason_code, r.contact_angle_deg, r.reason)
+    assert "cut by the frame" not in r.reason
+    if stop_row < SHAPE[0]:
+        # one wire, so the facet line is found on the facet: its angle and the cap whole
+        assert abs(abs(r.facet_angle_deg) - 180.0) < 1.0, r.facet_angle_deg
+        assert not r.droplet_cut
+
+
+@pytest.mark.parametrize("width_px", [2, 3, 4])
+def test_a_short_droplet_label_into_the_wire_leaves_the_cap_measured(width_px):
+    """The same strip only 30 rows into the wire: the facet's line holds most of the
+    interface and the cap is measured as without the strip, not cut."""
+    r = measure_contact_angle(_cap_with_a_droplet_strip(width_px, 181))
+    assert r.angle_valid, (r.reason_code, r.reason)
+    assert abs(r.contact_angle_deg - 120.0) <= 2.0 * r.contact_angle_uncertainty_deg
+    assert not r.droplet_cut and abs(abs(r.facet_angle_deg) - 180.0) < 0.5

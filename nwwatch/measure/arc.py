@@ -33,6 +33,9 @@ _NEAR = disc(2)
 #: leaves this margin plus a 45-degree cone at each end, so that a surface leaving the
 #: triple points at any angle above 45 degrees keeps all its points.
 GAP_END_MARGIN_PX = 2.0
+#: Droplet outline facing the background farther than this on the wire's side of the facet
+#: line (px): the line is not the facet (:func:`wire_side_outline`).
+WIRE_SIDE_DEPTH_PX = 6.0
 
 
 def arc_span_deg(points: np.ndarray, center: np.ndarray) -> float:
@@ -183,3 +186,20 @@ def free_surface(
     keep &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
     keep &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]
     return keep & ~border
+
+
+def wire_side_outline(
+    pts: BoundaryPoints, line: FacetLine, wire: np.ndarray, border: np.ndarray,
+) -> np.ndarray:
+    """(N,) mask of droplet boundary points ``pts`` that face the background more than
+    WIRE_SIDE_DEPTH_PX (+ half the gap) on the wire's side of the facet ``line``: not within
+    2 px of ``wire`` (bool crop mask), not on the image ``border`` ((N,) bool). A cap on the
+    facet has few (where it wets a chamfered corner); a line fitted along a wire's side wall,
+    with the droplet over the corner on the wire's end, has the cap's far side there."""
+    beyond = line.offset(pts.points) < -(WIRE_SIDE_DEPTH_PX + 0.5 * line.gap_px)
+    if not beyond.any():  # a cap's outline: no dilation
+        return beyond
+    near_wire = cv2.dilate(wire.view(np.uint8), _NEAR).view(bool)
+    beyond &= ~near_wire[pts.outside[:, 0], pts.outside[:, 1]]
+    beyond &= ~near_wire[pts.inside[:, 0], pts.inside[:, 1]]
+    return beyond & ~border

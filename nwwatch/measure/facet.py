@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from nwwatch.measure.arc import free_surface_cut, on_border
+from nwwatch.measure.arc import free_surface, free_surface_cut, on_border, wire_side_outline
 from nwwatch.measure.circle import CircleFit
 from nwwatch.measure.components import Selection
 from nwwatch.measure.interface import FacetLine, InterfacePoints, fit_facet_line, interface_points
@@ -36,6 +36,12 @@ EDGE_SPAN = 0.6
 #: inclined up to about 30 deg): the mask's long direction runs along the facet, as for a
 #: stub wider than it is long, a corner, or a droplet on the side wall.
 MAX_AXIS_TO_FACET_NORMAL_DEG = 45.0
+#: Droplet outline facing the background on the wire's side of the line
+#: (arc.wire_side_outline), at least this many points and more than this share of the free
+#: surface's: the line is not the facet (the droplet continues beyond it; over a wire's
+#: chamfered corner a droplet wets at most ~6 % of that on the benchmark).
+MIN_WIRE_SIDE_POINTS = 3
+WIRE_SIDE_OUTLINE_FRACTION = 0.25
 
 
 def _centroid(mom: dict) -> np.ndarray:
@@ -114,12 +120,12 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
     axis_deg = (_half_open_deg(math.atan2(-wire_geo.axis[0], wire_geo.axis[1]))
                 if wire_geo.axis is not None else None)
     contour = outlines.fine if outlines.fine is not None else outlines.droplet
+    border = on_border(contour, shape, sel.box[:2], inside_only=True)
     geometry = dict(
         base,
         # cut by the frame where the droplet's free surface reaches the border, not where
         # its label does only on the wire's side of the line (leaking through the wire)
-        droplet_cut=free_surface_cut(contour, line, on_border(contour, shape, sel.box[:2],
-                                                                    inside_only=True)),
+        droplet_cut=free_surface_cut(contour, line, border),
         facet_angle_deg=_half_open_deg(math.atan2(-line.direction[0], line.direction[1])),
         # a point of the line (here the interface's centre on it; the foot of the circle
         # centre once there is a circle), so a refused row's overlay draws the line too
@@ -141,6 +147,18 @@ def fit_facet(sel: Selection, outlines: PairOutlines, shape: tuple[int, int],
         raise refuse("interface_not_line", f"only {100 * inlier_fraction:.0f} % of the "
                      "wire/droplet interface lies on one line (curved or in several pieces)",
                      **geometry)
+    beyond = wire_side_outline(contour, line, sel.wire, border)
+    n_beyond = int(np.count_nonzero(beyond))
+    if n_beyond >= MIN_WIRE_SIDE_POINTS and n_beyond > WIRE_SIDE_OUTLINE_FRACTION * (
+            np.count_nonzero(free_surface(contour, line, sel.wire, border))):
+        depth = float(-line.offset(contour.points[beyond]).min())
+        # Not a facet, so nothing says where the free surface starts: cut where the label's
+        # bounding box touches the border, as for a row refused before its line is found.
+        raise refuse("interface_not_line", f"the droplet's outline lies {depth:.0f} px beyond "
+                     "the interface's line on the wire's side (the interface turns a corner "
+                     "of the wire: a droplet label over the wire's end and down its side, or "
+                     "through the wire): the line is not the facet",
+                     **dict(geometry, droplet_cut=base["droplet_cut"]))
     return Facet(iface, line, free_line, source, wire_geo, geometry)
 
 

@@ -14,7 +14,9 @@ deepest, a line through them is biased towards the class underneath. When a thin
 the two all along, the wire's top edge and the droplet's bottom edge are used as two parallel
 lines and the facet is midway. The fit is a total-least-squares line
 with outliers beyond max(0.75 px, 3 robust sigma) dropped: wiggles of the boundary and the
-corners (truncated facets, side walls next to a gap) do not move it.
+corners (truncated facets, side walls next to a gap) do not move it. A line with the droplet
+on both of its sides (a droplet label running through the wire, both its sides on the line)
+is fitted again from the points that cross the interface's net wire-to-droplet step.
 """
 
 from __future__ import annotations
@@ -43,6 +45,9 @@ MIN_SHARED_POINTS = 6
 #: than a third of the interface. Below it the shared edges place the facet (a polygon that
 #: falls 3-4 px short of the other over part of the interface: the other's edge is the facet).
 BRIDGED_BAND_RATIO = 2.0
+#: More than this share of a line's inliers with the droplet on its wire side: the line runs
+#: along a droplet label through the wire, not along the facet (there none has).
+MAX_FACING_AWAY_FRACTION = 0.25
 
 
 @dataclass(frozen=True)
@@ -285,6 +290,65 @@ def _grouped_tls(pts: np.ndarray, group: np.ndarray) -> tuple[np.ndarray, np.nda
     return smallmath.smallest_eigenvector(centred.T @ centred), means
 
 
+def into_droplet_steps(iface: InterfacePoints) -> np.ndarray:
+    """(N, 2) float64 unit pixel step across the interface at each point of ``iface``, from
+    the wire's side to the droplet's (shared edges and a partial gap's sides); 0 where there
+    is none (a thin gap all along, an iso-line)."""
+    step = np.where((iface.wire_side[:, 0] >= 0)[:, None],
+                    (iface.drop_side - iface.wire_side).astype(np.float64), 0.0)
+    if iface.gap_step is not None:
+        # a gap's step runs outward from the droplet, towards the wire
+        on_gap = iface.gap_step.any(axis=1)
+        step = np.where(on_gap[:, None], -iface.gap_step, step)
+    return step
+
+
+def _facing_counts(into: np.ndarray, normal: np.ndarray) -> tuple[int, int]:
+    """How many of the steps ``into`` (M, 2) (:func:`into_droplet_steps`) cross a line of
+    ``normal`` towards its positive side and how many towards its negative side (steps
+    along the line, a corner's, count for neither)."""
+    across = into @ normal
+    return int(np.count_nonzero(across >= 0.3)), int(np.count_nonzero(across <= -0.3))
+
+
+def facing_away(iface: InterfacePoints, line: FacetLine) -> tuple[int, int]:
+    """Of the inliers of ``line`` with a pixel step across the interface, how many have
+    the droplet on the line's droplet side and how many on the wire's: along a facet every
+    one is on the droplet side; a line along a droplet label through the wire has both."""
+    return _facing_counts(into_droplet_steps(iface)[line.inliers], line.normal)
+
+
+def _robust_line(
+    pts: np.ndarray, group: np.ndarray, two: bool, keep: np.ndarray,
+    prior_normal: np.ndarray | None, crossing: np.ndarray | None, max_iter: int,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The iterated total-least-squares line from the points ``keep``: (normal, per-group
+    means (2, 2), inliers). ``crossing`` (N, 2) the points' steps across the interface
+    (all zero rows: none), or None when no point has one."""
+    on_drop = group == 1
+    unstepped = None if crossing is None else ~crossing.any(axis=1)
+    for _ in range(max_iter):
+        if prior_normal is not None:
+            normal = prior_normal / np.hypot(*prior_normal)
+            means = np.array([pts[keep & (group == g)].mean(axis=0) if (keep & (group == g)).any()
+                              else pts[keep].mean(axis=0) for g in (0, 1)])
+        else:
+            normal, means = _grouped_tls(pts[keep], group[keep])
+            if not two:
+                means[1] = means[0]
+        res = np.where(on_drop, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
+        scale = 1.4826 * smallmath.median(np.abs(res[keep]))
+        new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
+        if crossing is not None:
+            # A pixel pair side by side along the line (a corner step) does not cross it,
+            # nor does a gap's side whose step runs along the line.
+            new &= unstepped | (np.abs(crossing @ normal) >= 0.3)
+        if np.count_nonzero(new) < 3 or np.array_equal(new, keep):
+            break
+        keep = new
+    return normal, means, keep
+
+
 def fit_facet_line(
     iface: InterfacePoints,
     towards_droplet: np.ndarray,
@@ -301,40 +365,28 @@ def fit_facet_line(
     n = len(pts)
     if n < 3:
         return None
-    keep = np.ones(n, dtype=bool)
     on_drop = group == 1
     two = bool(on_drop.any() and (group == 0).any())
-    # Points with a pixel step across the interface: shared edges and a partial gap's sides.
-    stepped = iface.wire_side[:, 0] >= 0
-    if iface.gap_step is not None:
-        on_gap = iface.gap_step.any(axis=1)
-        stepped = stepped | on_gap
-    # Without such points (an iso-line's interface) the step test below keeps every point.
-    unstepped, step = None, None
-    if stepped.any():
-        unstepped = ~stepped
-        step = (iface.drop_side - iface.wire_side).astype(np.float64)
-        if iface.gap_step is not None:
-            step = np.where(on_gap[:, None], iface.gap_step, step)
-    for _ in range(max_iter):
-        if prior_normal is not None:
-            normal = prior_normal / np.hypot(*prior_normal)
-            means = np.array([pts[keep & (group == g)].mean(axis=0) if (keep & (group == g)).any()
-                              else pts[keep].mean(axis=0) for g in (0, 1)])
-        else:
-            normal, means = _grouped_tls(pts[keep], group[keep])
-            if not two:
-                means[1] = means[0]
-        res = np.where(on_drop, (pts - means[1]) @ normal, (pts - means[0]) @ normal)
-        scale = 1.4826 * smallmath.median(np.abs(res[keep]))
-        new = np.abs(res) <= max(MIN_OUTLIER_PX, 3.0 * scale)
-        if unstepped is not None:
-            # A pixel pair side by side along the line (a corner step) does not cross it,
-            # nor does a gap's side whose step runs along the line.
-            new &= unstepped | (np.abs(step @ normal) >= 0.3)
-        if np.count_nonzero(new) < 3 or np.array_equal(new, keep):
-            break
-        keep = new
+    into = into_droplet_steps(iface)
+    stepped = into.any(axis=1)
+    # Without such points (an iso-line's interface) the step test keeps every point.
+    crossing = into if stepped.any() else None
+    keep = np.ones(n, dtype=bool)
+    normal, means, keep = _robust_line(pts, group, two, keep, prior_normal, crossing,
+                                       max_iter)
+    if crossing is not None and prior_normal is None:
+        toward, away = _facing_counts(into[keep], normal)
+        if min(toward, away) > MAX_FACING_AWAY_FRACTION * (toward + away):
+            # Droplet on both sides of the line: it runs along a droplet label through the
+            # wire (a leak), not along a facet. The interface's net step, wire to droplet,
+            # is perpendicular to the chord between its ends whatever path it takes (the
+            # leak's two sides cancel): start again from the points it crosses.
+            net = into[stepped].sum(axis=0)
+            if np.hypot(*net) > 0.0:
+                start = ~stepped | (into @ (net / np.hypot(*net)) >= 0.3)
+                if np.count_nonzero(start) >= 3:
+                    normal, means, keep = _robust_line(pts, group, two, start, prior_normal,
+                                                       crossing, max_iter)
     if normal @ towards_droplet < 0:
         normal = -normal
     if two:
