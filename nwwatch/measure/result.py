@@ -39,7 +39,7 @@ class MeasurementPoints:
 
 #: Bumps whenever the rows of the same input files would change, by the measurement or by
 #: what reaches it (reading, normalisation): the daemon's ledger keys on it.
-MEASUREMENT_VERSION = "2.2.21"
+MEASUREMENT_VERSION = "2.2.22"
 
 
 def measurement_version_tuple(version: str) -> tuple[int, ...]:
