@@ -25,7 +25,7 @@ import time
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 import numpy as np
@@ -55,6 +55,9 @@ from nwwatch.segment.metrics import (
     metrics_from_confusion,
 )
 from nwwatch.segment.scale import WorkingScale
+
+if TYPE_CHECKING:
+    from nwwatch.label.store import SavedFrame
 
 
 @dataclass
@@ -103,34 +106,38 @@ class EvaluationReport:
     #: why: unlabeled (255) pixels :func:`nwwatch.classes.fill_unsure_band` gives no class,
     #: as ``nwwatch measure`` refuses them
     truth_labels_not_measured: dict[str, str] = field(default_factory=dict)
-    #: stems of the labeled images DATA/truth.parquet gives no angle for (a frame labelled in
+    #: stems of the labeled images no reference gives an angle for (a frame labelled in
     #: another tool beside the labelling tool's, one drawn without droplet): not in the angles
     no_reference_angle: list[str] = field(default_factory=list)
     #: label images (their path under DATA) whose true labels are refused as drawn and give
     #: an angle with 1 and 2 exchanged: most likely another tool's order, 1 droplet, 2 wire
     truth_labels_exchanged: list[str] = field(default_factory=list)
-    #: stems whose label image changed since ``nwwatch label`` saved the shapes that gave
-    #: truth.parquet its angle (``geometry/<stem>.json``'s ``labels_sha256``): an angle the
-    #: labels no longer stand behind is not scored (their masks are)
+    #: stems whose label image changed since ``nwwatch label`` saved the shapes their angle
+    #: comes from (``geometry/<stem>.json``'s ``labels_sha256``): an angle the labels no
+    #: longer stand behind is not scored (their masks are)
     truth_angle_of_other_labels: list[str] = field(default_factory=list)
     #: stems of :attr:`no_reference_angle` whose ``geometry/<stem>.json`` gives no angle
     #: (``nwwatch label`` drew no circle or facet that gives one: ``contact_angle_reason``)
     no_saved_angle: list[str] = field(default_factory=list)
     #: stems whose ``geometry/<stem>.json`` (the labelling tool's saved shapes and angle, from
-    #: which truth.parquet is rebuilt at every save) gives another angle than truth.parquet,
-    #: or one it lacks: files copied in from another session, an angle edited by hand. The
-    #: geometry file's angle is scored.
+    #: which truth.parquet is rebuilt at every save) and truth.parquet disagree: the table
+    #: lacks the file's angle or gives another (files copied in from another session, an
+    #: angle edited by hand), gives one where the file gives none (those are in
+    #: :attr:`no_saved_angle` too), or two. The geometry file decides: its angle is the
+    #: reference, or the frame has none.
     truth_table_differs: list[str] = field(default_factory=list)
-    #: whether DATA/truth.parquet exists (said with :attr:`truth_table_differs`)
+    #: whether DATA/truth.parquet exists: with :attr:`truth_table_differs`, a missing table
+    #: is told from one that contradicts the geometry files
     truth_table_found: bool = False
     #: ``geometry/<stem>.json`` files that cannot be taken as their frame's saved shapes (not
-    #: JSON, not a geometry, an angle that is no number, shapes of another frame size), by
-    #: stem: why. Their frame's human angle is not scored (its mask is).
+    #: JSON, not a geometry, an angle that is not a number between 0 and 180 degrees, shapes
+    #: of another frame size: :func:`nwwatch.label.store.load_saved_frame`), by stem: why.
+    #: Their frame's human angle is not scored (its mask is).
     geometry_not_used: dict[str, str] = field(default_factory=dict)
-    #: where the reference angles came from: "geometry" (the human angles ``nwwatch label``
-    #: saved in geometry/), "truth.parquet" (the table alone: ``nwwatch synth insitu``'s exact
-    #: angles, or a table written by hand), "geometry and truth.parquet" (frames of both), ""
-    #: (none)
+    #: what the scored angles were compared with: "geometry" (the human angles ``nwwatch
+    #: label`` saved in geometry/), "truth.parquet" (the table alone: ``nwwatch synth
+    #: insitu``'s exact angles, or a table written by hand), "geometry and truth.parquet"
+    #: (frames of both), "" (no frame's angle was scored)
     angle_reference: str = ""
     #: stems of the labeled images the model has seen: all of them when DATA is the folder it
     #: was trained on (its ``training_source``; trained on, or its weights chosen on them):
@@ -164,6 +171,7 @@ class EvaluationReport:
             out["truth_angle_of_other_labels"] = list(self.truth_angle_of_other_labels)
             out["no_saved_angle"] = list(self.no_saved_angle)
             out["truth_table_differs"] = list(self.truth_table_differs)
+            out["truth_table_found"] = self.truth_table_found
             out["geometry_not_used"] = dict(self.geometry_not_used)
             out["angle_reference"] = self.angle_reference
         if self.interface is not None:  # in-situ
@@ -201,23 +209,28 @@ class ModelKindError(ValueError):
     the message names the model, its kind and classes, and the folder's."""
 
 
+_TableAngles = dict[str, tuple[float, float | None, tuple[float, float, float] | None]]
+
+
 def _truth_angles(root: Path, stems: list[str], needed: list[str] | None = None
-                  ) -> dict[str, tuple[float, float | None, tuple[float, float, float] | None]]:
+                  ) -> tuple[_TableAngles, set[str]]:
     """The true angle and pixel size of each frame DATA/truth.parquet has a row for, by stem,
     and the true droplet's circle (centre row, centre col, radius; px) where the table gives
     it (``center_row``, ``center_col``, ``R_px``: nwwatch synth insitu's) and the frame may
-    hold another droplet (``n_distractors`` > 0, or no such column).
+    hold another droplet (``n_distractors`` > 0, or no such column); and the stems of
+    ``stems`` not in ``needed`` that have two rows with different angles.
 
-    Raises :class:`DatasetLayoutError` naming truth.parquet when it cannot be read, lacks the
-    ``file`` or angle column, holds a column of another type (names that are not text, angles
-    or pixel sizes that are not numbers); for a labeled image of ``stems``, a pixel size that
-    is not a positive number or two rows of its stem with different angles (files of other
-    folders: which is the image's cannot be told); or rows of which none names a labeled image
-    (a table of other files): scored as it stood, every angle line read ``0/0 measured``.
-    Rows of labeled images whose angle is null or NaN are not that: those frames have no
-    entry, and are scored on their masks alone. ``needed``: the stems whose angle can come
-    from the table alone (None: all of ``stems``); when none can (every frame has a geometry
-    file, which decides), a table of other frames is a stale one, not refused."""
+    ``needed``: the stems of ``stems`` whose angle can come from the table alone (None: all of
+    them); the others have a geometry file, which decides their angle, so their rows are
+    compared with it, never refused. Raises :class:`DatasetLayoutError` naming truth.parquet
+    when it cannot be read, lacks the ``file`` or angle column, holds a column of another
+    type (names that are not text, angles or pixel sizes that are not numbers); for a stem of
+    ``needed``, a pixel size that is not a positive number or two rows of its stem with
+    different angles (files of other folders: which is the image's cannot be told); or, when
+    some stem is needed, rows of which none names a labeled image (a table of other files):
+    scored as it stood, every angle line read ``0/0 measured``. Rows of labeled images whose
+    angle is null or NaN are not that: those frames have no entry, and are scored on their
+    masks alone."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -228,7 +241,7 @@ def _truth_angles(root: Path, stems: list[str], needed: list[str] | None = None
         raise DatasetLayoutError(path, f"cannot be read as a Parquet table ({exc}); remove it "
                                        f"or give --no-angles") from None
     if table.num_rows == 0:  # the labelling tool's, before any frame had an angle
-        return {}
+        return {}, set()
     angle_column = next((name for name in ("theta_apparent_deg", "theta_deg")
                          if name in table.column_names), None)
     if "file" not in table.column_names or angle_column is None:
@@ -253,9 +266,11 @@ def _truth_angles(root: Path, stems: list[str], needed: list[str] | None = None
         if not ok:
             raise DatasetLayoutError(path, f"column {name} holds {table.schema.field(name).type}"
                                            f", not {what}; correct it, or give --no-angles")
-    out: dict[str, tuple[float, float | None, tuple[float, float, float] | None]] = {}
+    out: _TableAngles = {}
     source: dict[str, str] = {}
     labeled = set(stems)
+    checked = labeled if needed is None else set(needed) & labeled
+    contradicted: set[str] = set()  # of a geometry file's stem: compared, not refused
     # Stems of every named row, with an angle or not: a table whose rows all lack an angle
     # still describes DATA's frames (scored on their masks), unlike a table of other frames.
     named_stems: set[str] = set()
@@ -275,11 +290,14 @@ def _truth_angles(root: Path, stems: list[str], needed: list[str] | None = None
         if angle is None or not math.isfinite(angle):
             continue  # no angle for this frame (NaN as null): scored on its mask alone
         pixel_size = row.get(size_column) if size_column else None
-        if stem in labeled and pixel_size is not None and not (
+        if stem in checked and pixel_size is not None and not (
                 math.isfinite(pixel_size) and pixel_size > 0):
             raise DatasetLayoutError(path, f"{size_column} {pixel_size} for {name}: not a "
                                            f"positive number; correct it or leave it empty")
-        if stem in labeled and stem in out and out[stem][0] != float(angle):
+        if stem in labeled and stem not in checked and stem in out and (
+                out[stem][0] != float(angle)):
+            contradicted.add(stem)
+        if stem in checked and stem in out and out[stem][0] != float(angle):
             raise DatasetLayoutError(path, f"two rows for the frame {stem!r}: {source[stem]} "
                                            f"({out[stem][0]:g} deg) and {name} ({angle:g} deg); "
                                            f"keep the row of the labeled image in {root}")
@@ -300,7 +318,7 @@ def _truth_angles(root: Path, stems: list[str], needed: list[str] | None = None
                                        f"{', '.join(stems[:3])}{', ...' if len(stems) > 3 else ''}"
                                        f"): a table of other frames; give --no-angles to score "
                                        f"the masks alone")
-    return out
+    return out, contradicted
 
 
 @dataclass
@@ -308,15 +326,14 @@ class _References:
     """The reference angles of DATA's labeled frames (:func:`_reference_angles`)."""
 
     #: stem: (angle deg, pixel size nm, true circle), as :func:`_truth_angles` gives them
-    angles: dict[str, tuple[float, float | None, tuple[float, float, float] | None]]
-    #: stem: (the saved geometry's (rows, columns), the labels_sha256 it was saved with)
-    saved: dict[str, tuple[tuple[int, int], str | None]]
+    angles: _TableAngles
+    #: stem: its geometry file, read (frames whose geometry file decides their angle)
+    saved: dict[str, SavedFrame]
     #: stem: why its geometry file is not taken
     not_used: dict[str, str]
-    #: stems whose truth.parquet angle is not their geometry file's
+    #: stems whose truth.parquet row disagrees with their geometry file
     table_differs: list[str]
     table_found: bool
-    source: str
 
 
 def _reference_angles(root: Path, stems: list[str]) -> _References | None:
@@ -327,55 +344,39 @@ def _reference_angles(root: Path, stems: list[str]) -> _References | None:
     (:func:`_truth_angles`: ``nwwatch synth insitu``'s exact angles, a table written by hand).
     None when DATA has neither a truth.parquet nor a geometry file of a labeled frame.
 
-    A geometry file that is not one (not JSON, not a geometry, an angle that is no number)
-    gives its frame no angle, whatever the table says: the labels it was saved with cannot be
-    told, nor its angle trusted."""
+    A geometry file :func:`nwwatch.label.store.load_saved_frame` refuses gives its frame no
+    angle, whatever the table says: the labels it was saved with cannot be told, nor its
+    angle trusted."""
     from nwwatch.label.geometry import GeometryError
-    from nwwatch.label.store import GEOMETRY_DIR, TRUTH_FILE, load_saved_frame
+    from nwwatch.label.store import TRUTH_FILE, load_saved_frame
 
-    saved: dict[str, tuple[tuple[int, int], str | None]] = {}
-    from_geometry: dict[str, tuple[float | None, float | None]] = {}
+    saved: dict[str, SavedFrame] = {}
     not_used: dict[str, str] = {}
     for stem in stems:
-        path = root / GEOMETRY_DIR / f"{stem}.json"
         try:
             found = load_saved_frame(root, stem)
         except GeometryError as exc:
             not_used[stem] = str(exc)
             continue
-        if found is None:
-            continue
-        geometry, record = found
-        angle = record.get("contact_angle_deg")
-        if angle is not None and (isinstance(angle, bool) or not isinstance(angle, int | float)
-                                  or not math.isfinite(angle)):
-            not_used[stem] = (f"{path}: contact_angle_deg: expected a number of degrees or "
-                              f"null, got {angle!r}")
-            continue
-        digest = record.get("labels_sha256")
-        saved[stem] = (tuple(geometry.shape), digest if isinstance(digest, str) else None)
-        from_geometry[stem] = (None if angle is None else float(angle), geometry.pixel_size_nm)
+        if found is not None:
+            saved[stem] = found
     table_found = (root / TRUTH_FILE).is_file()
     if not table_found and not saved and not not_used:
         return None
-    table = (_truth_angles(root, stems, [s for s in stems if s not in saved
-                                         and s not in not_used])
-             if table_found else {})
+    table, contradicted = (_truth_angles(root, stems, [s for s in stems if s not in saved
+                                                       and s not in not_used])
+                           if table_found else ({}, set()))
     angles = {stem: value for stem, value in table.items()
               if stem not in saved and stem not in not_used}
     differs = []
-    for stem, (angle, pixel_size) in from_geometry.items():
-        in_table = table.get(stem, (None,))[0]
-        if (angle is None) != (in_table is None) or (
+    for stem, frame in saved.items():
+        angle, in_table = frame.contact_angle_deg, table.get(stem, (None,))[0]
+        if stem in contradicted or (angle is None) != (in_table is None) or (
                 angle is not None and not math.isclose(angle, in_table, abs_tol=1e-9)):
             differs.append(stem)
         if angle is not None:  # the tool's own table holds no circle of a true droplet
-            angles[stem] = (angle, pixel_size, None)
-    of_table = any(stem not in from_geometry for stem in angles)
-    of_geometry = any(stem in from_geometry for stem in angles)
-    source = " and ".join(name for name, used in (("geometry", of_geometry),
-                                                  ("truth.parquet", of_table)) if used)
-    return _References(angles, saved, not_used, differs, table_found, source)
+            angles[stem] = (angle, frame.geometry.pixel_size_nm, None)
+    return _References(angles, saved, not_used, differs, table_found)
 
 
 def _under(path: Path, root: Path) -> str:
@@ -443,6 +444,7 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
     exchanged: list[str] = []  # true labels refused as drawn that 1 <-> 2 would measure
     checked_exchange = 0  # labels without an angle of their own checked for it
     other_labels: list[str] = []  # stems whose labels changed since their angle was saved
+    scored: set[str] = set()  # stems whose reference angle was compared with a measurement
     offsets: list[np.ndarray] = []
     elapsed = 0.0
     from nwwatch.volume.fill import data_volumes
@@ -487,13 +489,11 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         confusion += confusion_matrix(label, predicted, num_classes)
         if num_classes == 3:
             offsets.append(interface_offsets_px(label, predicted, wire=NANOWIRE, droplet=DROPLET))
-        if references is not None and stem in references.saved and (
-                references.saved[stem][0] != label.shape[:2]):
-            # the shapes of a frame of another size: not these labels', nor their angle
-            from nwwatch.label.store import shapes_of_another_frame
-
-            references.not_used[stem] = shapes_of_another_frame(
-                root, stem, references.saved[stem][0], label.shape)
+        other_size = (references.saved[stem].size_problem(label.shape,
+                                                          f"the label image of {stem}")
+                      if references is not None and stem in references.saved else "")
+        if other_size:  # the shapes of a frame of another size: not these labels', nor angle
+            references.not_used[stem] = other_size
             truth.pop(stem, None)
         if num_classes == 3 and (truth is None or stem not in truth) and (
                 checked_exchange < EXCHANGE_CHECKED):
@@ -508,11 +508,13 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
                 if angle_if_exchanged(drawn, measure_contact_angle(drawn)) is not None:
                     exchanged.append(_under(label_path, root))
         if truth is not None and stem in truth and num_classes == 3 and _labels_changed(
-                references.saved.get(stem, (None, None))[1], label):
+                references.saved[stem].labels_sha256 if stem in references.saved else None,
+                label):
             other_labels.append(stem)
         elif truth is not None and stem in truth and num_classes == 3:
             angle_true, pixel_size, true_circle = truth[stem]
             measured += 1
+            scored.add(stem)
             droplet_probability = result.probabilities[0, 2]
             # The model's labels are measured as the service measures them (with the raw
             # frame); the true labels are exact and are measured alone, their unlabeled
@@ -560,7 +562,11 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.truth_table_found = references.table_found
         report.geometry_not_used = {stem: references.not_used[stem] for stem, _, _ in pairs
                                     if stem in references.not_used}
-        report.angle_reference = references.source
+        # from the angles compared, once every geometry file and label image was checked
+        report.angle_reference = " and ".join(
+            name for name, used in (("geometry", scored & references.saved.keys()),
+                                    ("truth.parquet", scored - references.saved.keys()))
+            if used)
     return report
 
 
@@ -657,26 +663,35 @@ def format_report(report: EvaluationReport) -> str:
                          f"failures: {fails}")
     unsaved = [stem for stem in report.no_reference_angle if stem not in report.no_saved_angle]
     if unsaved:
+        # frames without a geometry file: only the table could have given their angle
+        why = ("truth.parquet gives no angle for them" if report.truth_table_found else
+               "they have no geometry/<stem>.json of nwwatch label and DATA has no "
+               "truth.parquet (labelled in another tool?)")
         lines.append(f"  angles not scored on {len(unsaved)} of {report.images} images: "
-                     f"truth.parquet gives no angle for them "
-                     f"({_shown(unsaved, 'no_reference_angle')})")
+                     f"{why} ({_shown(unsaved, 'no_reference_angle')})")
     if report.no_saved_angle:
         stems = report.no_saved_angle
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: "
                      f"nwwatch label saved no angle for them (their shapes give none: "
                      f"contact_angle_reason in geometry/<stem>.json) "
                      f"({_shown(stems, 'no_saved_angle')})")
-    if report.truth_table_differs:
-        stems = report.truth_table_differs
+    differs = [stem for stem in report.truth_table_differs if stem not in report.no_saved_angle]
+    if differs:
         table = ("truth.parquet lacks or contradicts the angle of their geometry/<stem>.json "
                  "(the shapes nwwatch label saved; it rebuilds truth.parquet from them at "
                  "every save: files copied in from another session, or edited by hand?)"
                  if report.truth_table_found else
                  "DATA has no truth.parquet (nwwatch label writes it from geometry/ at every "
                  "save)")
-        lines.append(f"  note: {table}: the angles of geometry/<stem>.json are scored on "
-                     f"{len(stems)} of {report.images} images "
-                     f"({_shown(stems, 'truth_table_differs')})")
+        lines.append(f"  note: {table}: the angles of geometry/<stem>.json are the reference "
+                     f"on {len(differs)} of {report.images} images "
+                     f"({_shown(differs, 'truth_table_differs')})")
+    stale = [stem for stem in report.truth_table_differs if stem in report.no_saved_angle]
+    if stale:
+        lines.append(f"  note: truth.parquet gives an angle for {len(stale)} of "
+                     f"{report.images} images whose geometry/<stem>.json gives none (a table "
+                     f"not rebuilt since their last save?): not scored, the geometry file "
+                     f"decides ({_shown(stale, 'truth_table_differs')})")
     if report.geometry_not_used:
         problems = report.geometry_not_used
         lines.append(f"  angles not scored on {len(problems)} of {report.images} images: "
@@ -691,8 +706,8 @@ def format_report(report: EvaluationReport) -> str:
     if report.truth_angle_of_other_labels:
         stems = report.truth_angle_of_other_labels
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: their "
-                     f"label image changed since nwwatch label saved the shapes truth.parquet's "
-                     f"angle comes from (edited in another tool?); open them in nwwatch label "
+                     f"label image changed since nwwatch label saved the shapes their angle "
+                     f"comes from (edited in another tool?); open them in nwwatch label "
                      f"and save, or write their angle from the new masks "
                      f"({_shown(stems, 'truth_angle_of_other_labels')})")
     unmeasured = report.truth_labels_not_measured

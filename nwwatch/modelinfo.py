@@ -331,7 +331,8 @@ def format_model(info: dict[str, Any]) -> str:
         for tensor in info["onnx"][direction]:
             lines.append(f"ONNX {direction[:-1]}: {tensor['name']} {tensor['type']} "
                          f"{_shape(tensor['shape'])}")
-    # (the card's key predates evaluations on human-labelled frames: each line says its own)
+    # the card's key holds human-labelled folders' evaluations too: each line says its own
+    # angle reference
     if info["fresh_synthetic_evaluations"]:
         lines.append(f"evaluations on held-out folders ({info['card']}):")
         lines += [f"  {_evaluation_line(r)}" for r in info["fresh_synthetic_evaluations"]]

@@ -56,7 +56,7 @@ def test_two_sessions_merged_by_copying_files_are_scored_on_the_geometry_angles(
     text = format_report(report)
     assert ("note: truth.parquet lacks or contradicts the angle of their geometry/<stem>.json"
             in text)
-    assert "the angles of geometry/<stem>.json are scored on 2 of 3 images (f0, g1)" in text
+    assert "the angles of geometry/<stem>.json are the reference on 2 of 3 images (f0, g1)" in text
     assert "truth.parquet gives no angle" not in text
     assert report.as_dict()["truth_table_differs"] == ["f0", "g1"]
 
@@ -151,3 +151,164 @@ def test_model_and_card_show_the_starting_weights_and_what_an_evaluation_was(tmp
     assert "fresh-synthetic" not in result.output
     assert f"evaluations on held-out folders ({model.with_suffix('.json')}):" in lines
     assert "against human angles (nwwatch label's geometry/)" in result.output
+
+
+def _edit_geometry(data, stem: str, **changes) -> None:
+    """``geometry/<stem>.json`` edited by hand."""
+    path = data / "geometry" / f"{stem}.json"
+    doc = json.loads(path.read_text())
+    doc.update(changes)
+    path.write_text(json.dumps(doc))
+
+
+def test_a_table_angle_for_shapes_that_give_none_is_not_counted_as_a_scored_geometry_angle(
+        tmp_path):
+    # before: f1 (no angle in its geometry file, one in the stale truth.parquet) was named
+    # both as having no saved angle and as "the angles of geometry/<stem>.json are scored on
+    # 1 of 2 images (f1)", though no angle of f1 was scored
+    data = tmp_path / "DATA"
+    _session(data, 21, ["f0", "f1"])
+    _edit_geometry(data, "f1", contact_angle_deg=None, contact_angle_reason="no facet drawn")
+    report = evaluate_folder(build_threshold_model(tmp_path / "m.onnx"), data)
+    assert report.no_saved_angle == ["f1"] and report.truth_table_differs == ["f1"]
+    assert report.angles.frames == 1
+    lines = format_report(report).splitlines()
+    assert not any("the angles of geometry/<stem>.json are" in line for line in lines), lines
+    assert ("  note: truth.parquet gives an angle for 1 of 2 images whose geometry/<stem>.json "
+            "gives none (a table not rebuilt since their last save?): not scored, the geometry "
+            "file decides (f1)") in lines
+
+
+def test_frames_without_an_angle_and_no_truth_table_are_not_said_to_lack_a_table_row(tmp_path):
+    # before: "truth.parquet gives no angle for them (x9)" with no truth.parquet in DATA
+    data = tmp_path / "DATA"
+    _session(data, 21, ["f0"])
+    for folder, suffix in (("images", "tif"), ("labels", "png")):  # labelled in another tool
+        shutil.copy(data / folder / f"f0.{suffix}", data / folder / f"x9.{suffix}")
+    (data / "truth.parquet").unlink()
+    report = evaluate_folder(build_threshold_model(tmp_path / "m.onnx"), data)
+    assert report.no_reference_angle == ["x9"] and not report.truth_table_found
+    assert report.as_dict()["truth_table_found"] is False
+    text = format_report(report)
+    assert "truth.parquet gives no angle" not in text
+    assert ("  angles not scored on 1 of 2 images: they have no geometry/<stem>.json of nwwatch "
+            "label and DATA has no truth.parquet (labelled in another tool?) (x9)"
+            in text.splitlines())
+
+
+def test_the_angle_reference_is_that_of_the_angles_scored(tmp_path):
+    # before: decided before the frame-size check: 'geometry' with no geometry angle scored,
+    # and a model card then said "against human angles (nwwatch label's geometry/)"
+    data = tmp_path / "DATA"
+    _session(data, 21, ["f0", "f1"])
+    for stem in ("f0", "f1"):
+        _edit_geometry(data, stem, shape=[300, 300])
+    model = build_threshold_model(tmp_path / "m.onnx")
+    report = evaluate_folder(model, data)
+    assert report.angles.frames == 0 and list(report.geometry_not_used) == ["f0", "f1"]
+    assert report.angle_reference == ""
+    # a frame of the table alone beside them: its angle is the one scored
+    for folder, suffix in (("images", "tif"), ("labels", "png")):
+        shutil.copy(data / folder / f"f0.{suffix}", data / folder / f"t2.{suffix}")
+    pq.write_table(pa.Table.from_pylist([{"file": "images/t2.tif",
+                                          "theta_apparent_deg": 120.0}]),
+                   data / "truth.parquet")
+    report = evaluate_folder(model, data)
+    assert report.angles.frames == 1 and report.angle_reference == "truth.parquet"
+
+
+def test_a_stale_table_does_not_stop_frames_whose_geometry_decides(tmp_path):
+    # before: two rows of f0 (tables of two sessions put together by hand), or a bad pixel
+    # size in f0's row, stopped the run (DatasetLayoutError), though f0's geometry file gives
+    # its angle and the table is not read for it
+    data = tmp_path / "DATA"
+    angles = _session(data, 21, ["f0", "f1"])
+    model = build_threshold_model(tmp_path / "m.onnx")
+    for rows in ([{"file": "images/f0.tif", "theta_apparent_deg": 100.0, "pixel_size_nm": 1.0},
+                  {"file": "other/f0.tif", "theta_apparent_deg": 120.0, "pixel_size_nm": 1.0},
+                  {"file": "images/f1.tif", "theta_apparent_deg": angles["f1"],
+                   "pixel_size_nm": 1.0}],
+                 [{"file": "images/f0.tif", "theta_apparent_deg": angles["f0"],
+                   "pixel_size_nm": -1.0},
+                  {"file": "images/f1.tif", "theta_apparent_deg": angles["f1"],
+                   "pixel_size_nm": 1.0}]):
+        pq.write_table(pa.Table.from_pylist(rows), data / "truth.parquet")
+        report = evaluate_folder(model, data)
+        assert report.angles.frames == 2 and report.angle_reference == "geometry"
+        assert report.truth_table_differs == (["f0"] if len(rows) == 3 else [])
+    # a frame that needs the table is still refused over two rows of different angles
+    for folder, suffix in (("images", "tif"), ("labels", "png")):
+        shutil.copy(data / folder / f"f0.{suffix}", data / folder / f"t2.{suffix}")
+    pq.write_table(pa.Table.from_pylist([{"file": "images/t2.tif", "theta_apparent_deg": 100.0},
+                                         {"file": "other/t2.tif", "theta_apparent_deg": 120.0}]),
+                   data / "truth.parquet")
+    from nwwatch.io.dataset import DatasetLayoutError
+
+    with pytest.raises(DatasetLayoutError, match="two rows for the frame 't2'"):
+        evaluate_folder(model, data)
+
+
+@pytest.mark.parametrize("change", [{"contact_angle_deg": "120"}, {"contact_angle_deg": 500},
+                                    {"contact_angle_deg": -5}, {"contact_angle_deg": 0},
+                                    {"contact_angle_deg": True}, {"labels_sha256": 5}])
+def test_one_rule_for_a_saved_geometry_file_in_the_tool_training_evaluation_and_table(
+        tmp_path, change):
+    # before: "120" was refused by evaluate but trained on without a warning and written into
+    # truth.parquet as 120.0; 500 and -5 were scored as human angles; a labels_sha256 of 5
+    # was taken as no digest, the label image left unchecked
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.geometry import GeometryError
+    from nwwatch.label.server import LabelSession
+    from nwwatch.label.store import load_geometry, write_truth
+    from training.data import load_folder
+    from training.engine import saved_shapes_warnings
+
+    data = tmp_path / "DATA"
+    params = plain_params(21, 1)
+    image, _, _ = render(params)
+    write_frame_tiff(tmp_path / "acq" / "f1.tif", image)
+    _session(data, 21, ["f0"])
+    save_labeled_frame(data, "f1", image, truth_geometry(params),
+                       {"path": str(tmp_path / "acq" / "f1.tif"), "page": 0})
+    _edit_geometry(data, "f1", **change)
+    path = data / "geometry" / "f1.json"
+    (key,) = change
+    report = evaluate_folder(build_threshold_model(tmp_path / "m.onnx"), data)
+    assert list(report.geometry_not_used) == ["f1"]
+    problem = report.geometry_not_used["f1"]
+    assert problem.startswith(f"{path}: {key}: expected")
+    assert report.angles.frames == 1 and report.angle_reference == "geometry"
+    (warning,) = saved_shapes_warnings(data, load_folder(data))
+    assert warning.startswith(problem)
+    with pytest.raises(GeometryError) as opened:
+        load_geometry(data, "f1")
+    assert str(opened.value) == problem
+    session = LabelSession(frame_refs([tmp_path / "acq" / "f1.tif"], data_dir=data), data)
+    with pytest.raises(GeometryError, match=f"{key}: expected"):
+        session.geometry(0)  # the page names the file (422), as for any broken geometry
+    write_truth(data)
+    rows = pq.read_table(data / "truth.parquet").to_pylist()
+    assert [row["file"] for row in rows] == ["images/f0.tif"]
+
+
+def test_saved_shapes_of_another_size_are_named_alike_by_the_tool_and_evaluate(tmp_path):
+    # before: the labelling page said it its own way ("the labels saved as f are for a ...")
+    from nwwatch.io import write_frame_tiff
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    data = tmp_path / "DATA"
+    params = plain_params(21, 0)
+    image, _, _ = render(params)
+    source = tmp_path / "acq" / "f.tif"
+    save_labeled_frame(data, "f", image, truth_geometry(params), {"path": str(source),
+                                                                  "page": 0})
+    (data / "images" / "f.tif").unlink()  # its image gone from DATA; the file re-acquired
+    write_frame_tiff(source, image[:200, :180])
+    session = LabelSession(frame_refs([source], data_dir=data), data)
+    _, origin, note = session.geometry(0)
+    assert origin == "model"
+    assert note == (f"{data / 'geometry' / 'f.json'}: its shapes are for a 256 x 256 px frame, "
+                    f"this frame (f) is 180 x 200 px (the shapes of another frame): showing the "
+                    f"model's proposal; Save replaces the old labels")

@@ -464,7 +464,7 @@ def test_evaluate_reads_the_tool_angles_as_truth(tmp_path):
     params = plain_params(21, 2)
     image, _, truth = render(params)
     save_labeled_frame(tmp_path, "only", image, truth_geometry(params))
-    angle_deg = _truth_angles(tmp_path, ["only"])["only"][0]
+    angle_deg = _truth_angles(tmp_path, ["only"])[0]["only"][0]
     assert angle_deg == pytest.approx(truth["theta_apparent_deg"])
 
 

@@ -109,10 +109,11 @@ _SHAPES_NAMED = 5
 def saved_shapes_warnings(root: Path, data: TrainingData) -> list[str]:
     """A warning for each labeled frame of the DATA folder ``root`` whose
     ``geometry/<stem>.json`` (``nwwatch label``'s saved shapes) cannot be its shapes: not
-    JSON, not a geometry, or drawn on a frame of another size
-    (:func:`nwwatch.label.store.saved_shapes_problem`). Its label image is trained on as it
-    is, but the labelling tool cannot open those shapes and ``nwwatch evaluate`` scores no
-    human angle for the frame: said here rather than found at evaluation."""
+    JSON, not a geometry, an angle that is not one, or drawn on a frame of another size
+    (:func:`nwwatch.label.store.saved_shapes_problem`, the check evaluate makes). Its label
+    image is trained on as it is, but the labelling tool cannot open those shapes and
+    ``nwwatch evaluate`` scores no human angle for the frame: said here rather than found at
+    evaluation."""
     from nwwatch.label.store import saved_shapes_problem
 
     problems = [problem for item in data.labeled

@@ -76,8 +76,9 @@ def build_card(model: Path, evaluations: list[tuple[Path, str]], training_data: 
         # a fine-tune's starting weights on the images that gave validation_metrics, before
         # training: a fine-tune that scores below them is seen as such
         card["start_metrics"] = meta.extra["start_metrics"]
-    # (named before evaluations on human-labelled folders were made: each one's
-    # angle_reference says what its angles were scored against; the key is kept for readers)
+    # every evaluation, human-labelled folders included, goes under this key, which the
+    # card's readers look up; each one's angle_reference says what its angles were scored
+    # against
     card["fresh_synthetic_evaluations"] = []
     for folder, description in evaluations:
         if meta.training_data_sha256 and folder_data_sha256(folder) == meta.training_data_sha256:

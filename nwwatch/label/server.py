@@ -77,7 +77,7 @@ from nwwatch.label.raster import rasterize
 from nwwatch.label.store import (
     SavedSinceError,
     edited_labels_note,
-    load_geometry,
+    load_saved_frame,
     save_labeled_frame,
     saved_token,
     stem_files,
@@ -185,19 +185,17 @@ class LabelSession:
             return self.proposal(index), "model", (
                 f"DATA holds another frame as {was} (saved from another session, or before "
                 f"this file was rewritten): it is kept; this frame is saved as {stem}")
-        saved = None if model else load_geometry(self.data_dir, stem)
+        saved = None if model else load_saved_frame(self.data_dir, stem)
         if saved is None:
             drawn = [] if model else stem_files(self.data_dir / "labels", stem)
             note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere (pixels, not "
                     "shapes): showing the model's proposal; Save replaces them" if drawn else "")
             return self.proposal(index), "model", note
-        image = self.image(index).image
-        if tuple(saved.shape) == tuple(image.shape):
-            return saved, "saved", edited_labels_note(self.data_dir, stem)
-        note = (f"the labels saved as {stem} are for a {saved.shape[1]} x {saved.shape[0]} px "
-                f"frame, this one is {image.shape[1]} x {image.shape[0]} px: showing the model's "
-                "proposal; Save replaces the old labels")
-        return self.proposal(index), "model", note
+        other_size = saved.size_problem(self.image(index).image.shape, f"this frame ({stem})")
+        if not other_size:
+            return saved.geometry, "saved", edited_labels_note(self.data_dir, saved)
+        return self.proposal(index), "model", (f"{other_size}: showing the model's proposal; "
+                                               "Save replaces the old labels")
 
     def own_stem(self, index: int) -> FrameRef:
         """``frames[index]``, with another stem where DATA now holds its stem for another

@@ -31,10 +31,12 @@ import fcntl
 import glob
 import hashlib
 import json
+import math
 import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -368,20 +370,66 @@ def saved_token(data_dir: str | os.PathLike[str], stem: str) -> str:
 
 
 def load_geometry(data_dir: str | os.PathLike[str], stem: str) -> LabelGeometry | None:
-    """The saved geometry of ``stem``, or None when it was never saved."""
+    """The saved geometry of ``stem``, or None when it was never saved
+    (:func:`load_saved_frame`)."""
     saved = load_saved_frame(data_dir, stem)
-    return None if saved is None else saved[0]
+    return None if saved is None else saved.geometry
 
 
-def load_saved_frame(data_dir: str | os.PathLike[str], stem: str
-                     ) -> tuple[LabelGeometry, dict[str, Any]] | None:
-    """The saved geometry of ``stem`` and the record of its save (the keys of
-    ``geometry/<stem>.json`` that are not shapes: ``source``, ``contact_angle_deg``,
-    ``contact_angle_reason``, ``labels_sha256``, those present), or None when it was never
-    saved.
+#: The human contact angles a geometry file may hold, in degrees, both ends excluded: the
+#: angle of a circle cut by a facet line (:func:`nwwatch.label.geometry.contact_angle`) lies
+#: strictly between them, so anything else was not saved by the tool.
+SAVED_ANGLE_RANGE_DEG = (0.0, 180.0)
 
-    Raises :class:`GeometryError` naming the file when it is not UTF-8 JSON or not a
-    geometry (the first bad key); the record's values are as found."""
+
+@dataclass(frozen=True)
+class SavedFrame:
+    """``geometry/<stem>.json`` as :func:`load_saved_frame` reads and checks it."""
+
+    path: Path
+    stem: str
+    geometry: LabelGeometry
+    #: the human angle (degrees, within :data:`SAVED_ANGLE_RANGE_DEG`); None: the shapes
+    #: give none (``contact_angle_reason`` in :attr:`record` says why)
+    contact_angle_deg: float | None
+    #: :func:`labels_digest` of the label image saved with the shapes; None: the file holds
+    #: none, and the label image is not checked against it
+    labels_sha256: str | None
+    #: the keys of the file that are not shapes (``source``, ``contact_angle_deg``,
+    #: ``contact_angle_reason``, ``labels_sha256``, those present), as found
+    record: dict[str, Any]
+
+    def size_problem(self, shape: tuple[int, ...], of: str) -> str:
+        """"" when the shapes are of a frame of ``shape`` (rows, columns, ...), else why not,
+        naming the file and both sizes; ``of`` names what has ``shape`` ("the label image of
+        f1", "this frame")."""
+        saved = tuple(self.geometry.shape)
+        if saved == tuple(shape[:2]):
+            return ""
+        return (f"{self.path}: its shapes are for a {saved[1]} x {saved[0]} px frame, {of} is "
+                f"{shape[1]} x {shape[0]} px (the shapes of another frame)")
+
+
+def saved_angle_problem(value: Any) -> str:
+    """Why ``value`` cannot be the ``contact_angle_deg`` of a geometry file ("" when it can:
+    null, or a finite JSON number strictly within :data:`SAVED_ANGLE_RANGE_DEG`). The one rule
+    for a saved human angle: the tool, training, evaluation and truth.parquet apply it."""
+    low, high = SAVED_ANGLE_RANGE_DEG
+    if value is None or (isinstance(value, int | float) and not isinstance(value, bool)
+                         and math.isfinite(value) and low < value < high):
+        return ""
+    return (f"contact_angle_deg: expected a number of degrees between {low:g} and {high:g} "
+            f"(both excluded) or null, got {value!r}")
+
+
+def load_saved_frame(data_dir: str | os.PathLike[str], stem: str) -> SavedFrame | None:
+    """The saved shapes of ``stem`` with the record of their save (:class:`SavedFrame`), or
+    None when it was never saved. The one reader of a geometry file: the labelling tool,
+    ``nwwatch train``, ``nwwatch evaluate`` and :func:`write_truth` read them through it.
+
+    Raises :class:`GeometryError` naming the file when it is not UTF-8 JSON, not a geometry
+    (the first bad key), its ``contact_angle_deg`` is not an angle (:func:`saved_angle_problem`)
+    or its ``labels_sha256`` is not text."""
     path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
     if not path.is_file():
         return None
@@ -393,9 +441,18 @@ def load_saved_frame(data_dir: str | os.PathLike[str], stem: str
         record = {k: doc[k] for k in _RECORD_KEYS if k in doc}
         geometry = geometry_from_json({k: v for k, v in doc.items() if k not in _RECORD_KEYS},
                                       limits=False)  # saved before the limits, maybe
+        angle = record.get("contact_angle_deg")
+        problem = saved_angle_problem(angle)
+        if problem:
+            raise GeometryError(problem)
+        digest = record.get("labels_sha256")
+        if digest is not None and not isinstance(digest, str):
+            raise GeometryError(f"labels_sha256: expected the text digest of the saved label "
+                                f"image or null, got {digest!r}")
     except (ValueError, GeometryError) as exc:  # JSONDecodeError, UnicodeDecodeError too
         raise GeometryError(f"{path}: {exc}") from None
-    return geometry, record
+    return SavedFrame(path, stem, geometry, None if angle is None else float(angle), digest,
+                      record)
 
 
 def saved_shapes_problem(data_dir: str | os.PathLike[str], stem: str,
@@ -403,24 +460,13 @@ def saved_shapes_problem(data_dir: str | os.PathLike[str], stem: str,
     """Why ``geometry/<stem>.json`` of a frame whose label image is ``label_shape`` (rows,
     columns) cannot be taken as that frame's saved shapes ("" when it can, or when there is
     none): not a geometry file the tool reads (:func:`load_saved_frame`), or shapes of a frame
-    of another size. Its human angle is then no angle of these labels."""
+    of another size (:meth:`SavedFrame.size_problem`). Its human angle is then no angle of
+    these labels."""
     try:
         saved = load_saved_frame(data_dir, stem)
     except GeometryError as exc:
         return str(exc)
-    if saved is None or tuple(saved[0].shape) == tuple(label_shape[:2]):
-        return ""
-    return shapes_of_another_frame(data_dir, stem, tuple(saved[0].shape), label_shape)
-
-
-def shapes_of_another_frame(data_dir: str | os.PathLike[str], stem: str,
-                            saved_shape: tuple[int, ...], label_shape: tuple[int, ...]) -> str:
-    """The note for ``geometry/<stem>.json`` whose shapes (``saved_shape``: rows, columns)
-    are not of the size of the frame's label image (``label_shape``)."""
-    path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
-    return (f"{path}: its shapes are for a {saved_shape[1]} x {saved_shape[0]} px frame, the "
-            f"label image of {stem} is {label_shape[1]} x {label_shape[0]} px (the shapes of "
-            f"another frame)")
+    return "" if saved is None else saved.size_problem(label_shape, f"the label image of {stem}")
 
 
 def labels_digest(labels: np.ndarray) -> str:
@@ -431,27 +477,16 @@ def labels_digest(labels: np.ndarray) -> str:
     return digest.hexdigest()[:16]
 
 
-def saved_labels_digest(data_dir: str | os.PathLike[str], stem: str) -> str | None:
-    """:func:`labels_digest` of the label image the labelling tool saved for ``stem`` with its
-    shapes (``geometry/<stem>.json``'s ``labels_sha256``); None without one (no geometry,
-    an unreadable one, or one saved before the digest was kept)."""
-    try:
-        saved = json.loads((Path(data_dir) / GEOMETRY_DIR / f"{stem}.json").read_text()).get(
-            "labels_sha256")
-    except (OSError, ValueError, AttributeError):
-        return None
-    return saved if isinstance(saved, str) else None
-
-
-def edited_labels_note(data_dir: str | os.PathLike[str], stem: str) -> str:
-    """Why the label image of a saved frame is not the one its shapes give ("" when it is):
-    edited in another tool, replaced or removed since the tool saved it. The page opens the
-    shapes, so those pixels are not what it shows, and its Save writes the shapes' label image
-    in their place. Geometry files without ``labels_sha256`` are not checked."""
+def edited_labels_note(data_dir: str | os.PathLike[str], saved: SavedFrame) -> str:
+    """Why the label image of the saved frame ``saved`` (:func:`load_saved_frame`) is not the
+    one its shapes give ("" when it is): edited in another tool, replaced or removed since the
+    tool saved it. The page opens the shapes, so those pixels are not what it shows, and its
+    Save writes the shapes' label image in their place. Geometry files without
+    ``labels_sha256`` are not checked."""
     from nwwatch.io.dataset import DatasetLayoutError, read_label_image
 
     root = Path(data_dir)
-    expected = saved_labels_digest(root, stem)
+    stem, expected = saved.stem, saved.labels_sha256
     if expected is None:
         return ""
     saved = f"labels/{stem}.png"
@@ -472,7 +507,10 @@ def edited_labels_note(data_dir: str | os.PathLike[str], stem: str) -> str:
 
 
 def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
-    """Rewrite DATA/truth.parquet from the geometry files (rows with a human angle only)."""
+    """Rewrite DATA/truth.parquet from the geometry files (rows with a human angle only).
+
+    A geometry file :func:`load_saved_frame` refuses gives no row: it is named where its
+    frame is opened, trained on or evaluated, and its angle is not taken anywhere."""
     import pyarrow as pa
 
     from nwwatch.results.parquet import write_table_atomic
@@ -481,14 +519,14 @@ def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
     rows = []
     for path in sorted((root / GEOMETRY_DIR).glob("*.json")):
         try:
-            doc = json.loads(path.read_text())
-        except json.JSONDecodeError:
-            continue  # a broken file names itself when the tool loads it
-        if doc.get("contact_angle_deg") is None:
+            saved = load_saved_frame(root, path.stem)
+        except GeometryError:
+            continue
+        if saved is None or saved.contact_angle_deg is None:
             continue
         rows.append({"file": f"images/{path.stem}.tif",
-                     "theta_apparent_deg": float(doc["contact_angle_deg"]),
-                     "pixel_size_nm": doc.get("pixel_size_nm"), "truth": HUMAN_TRUTH})
+                     "theta_apparent_deg": saved.contact_angle_deg,
+                     "pixel_size_nm": saved.geometry.pixel_size_nm, "truth": HUMAN_TRUTH})
     schema = pa.schema([("file", pa.string()), ("theta_apparent_deg", pa.float64()),
                         ("pixel_size_nm", pa.float64()), ("truth", pa.string())])
     target = root / TRUTH_FILE
