@@ -250,12 +250,14 @@ def test_a_stale_table_does_not_stop_frames_whose_geometry_decides(tmp_path):
 
 @pytest.mark.parametrize("change", [{"contact_angle_deg": "120"}, {"contact_angle_deg": 500},
                                     {"contact_angle_deg": -5}, {"contact_angle_deg": 0},
-                                    {"contact_angle_deg": True}, {"labels_sha256": 5}])
+                                    {"contact_angle_deg": True}, {"labels_sha256": 5},
+                                    {"contact_angle_deg": 10**400}])
 def test_one_rule_for_a_saved_geometry_file_in_the_tool_training_evaluation_and_table(
         tmp_path, change):
     # before: "120" was refused by evaluate but trained on without a warning and written into
     # truth.parquet as 120.0; 500 and -5 were scored as human angles; a labels_sha256 of 5
-    # was taken as no digest, the label image left unchecked
+    # was taken as no digest, the label image left unchecked; an integer too large for a
+    # float raised OverflowError from every reader, and so broke every later Save's table
     from nwwatch.io import write_frame_tiff
     from nwwatch.label.frames import frame_refs
     from nwwatch.label.geometry import GeometryError

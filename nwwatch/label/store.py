@@ -31,7 +31,6 @@ import fcntl
 import glob
 import hashlib
 import json
-import math
 import os
 import re
 from collections.abc import Iterator
@@ -415,8 +414,10 @@ def saved_angle_problem(value: Any) -> str:
     null, or a finite JSON number strictly within :data:`SAVED_ANGLE_RANGE_DEG`). The one rule
     for a saved human angle: the tool, training, evaluation and truth.parquet apply it."""
     low, high = SAVED_ANGLE_RANGE_DEG
+    # Compared as they are, not as floats: NaN and infinities fail the range, and an integer
+    # too large for a float (a hand-edited file) is refused rather than raising OverflowError.
     if value is None or (isinstance(value, int | float) and not isinstance(value, bool)
-                         and math.isfinite(value) and low < value < high):
+                         and low < value < high):
         return ""
     return (f"contact_angle_deg: expected a number of degrees between {low:g} and {high:g} "
             f"(both excluded) or null, got {value!r}")
@@ -489,10 +490,10 @@ def edited_labels_note(data_dir: str | os.PathLike[str], saved: SavedFrame) -> s
     stem, expected = saved.stem, saved.labels_sha256
     if expected is None:
         return ""
-    saved = f"labels/{stem}.png"
+    label_name = f"labels/{stem}.png"
     found = stem_files(root / "labels", stem)
     if not found:
-        return (f"{saved} is missing from DATA (nwwatch train refuses its image without it): "
+        return (f"{label_name} is missing from DATA (nwwatch train refuses its image without it): "
                 "showing the saved shapes; Save writes it again")
     names = ", ".join(f"labels/{p.name}" for p in found)
     if [p.name for p in found] == [f"{stem}.png"]:
@@ -503,7 +504,7 @@ def edited_labels_note(data_dir: str | os.PathLike[str], saved: SavedFrame) -> s
             pass
     return (f"{names} in DATA changed since nwwatch label saved {stem} (edited in another "
             "tool?): showing the saved shapes, not those pixels; Save replaces "
-            f"{'them' if len(found) > 1 else 'it'} with the shapes' {saved}")
+            f"{'them' if len(found) > 1 else 'it'} with the shapes' {label_name}")
 
 
 def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:

@@ -311,13 +311,6 @@ def _facing_counts(into: np.ndarray, normal: np.ndarray) -> tuple[int, int]:
     return int(np.count_nonzero(across >= 0.3)), int(np.count_nonzero(across <= -0.3))
 
 
-def facing_away(iface: InterfacePoints, line: FacetLine) -> tuple[int, int]:
-    """Of the inliers of ``line`` with a pixel step across the interface, how many have
-    the droplet on the line's droplet side and how many on the wire's: along a facet every
-    one is on the droplet side; a line along a droplet label through the wire has both."""
-    return _facing_counts(into_droplet_steps(iface)[line.inliers], line.normal)
-
-
 def _robust_line(
     pts: np.ndarray, group: np.ndarray, two: bool, keep: np.ndarray,
     prior_normal: np.ndarray | None, crossing: np.ndarray | None, max_iter: int,

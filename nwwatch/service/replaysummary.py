@@ -12,9 +12,13 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from nwwatch.results.outcome import format_counts
 from nwwatch.service.inputs import T_DECLARATIONS, Z_DECLARATIONS
+
+if TYPE_CHECKING:
+    from nwwatch.service.batch import BatchReport
 
 #: Exit statuses of ``nwwatch replay``: every file done (or already done); the replay could
 #: not run (configuration, model, ledger, results folder inside the input); wrong command
@@ -128,7 +132,7 @@ class ReplaySummary:
         self.other_layout.setdefault(os.path.abspath(path), (len(self.other_layout), path,
                                                              layout, pages, axes))
 
-    def note_replayed(self, path: str | os.PathLike[str], log) -> None:
+    def note_replayed(self, path: str | os.PathLike[str], log: Any) -> None:
         """``path``'s rows were written by this run: when its pages are declared as the
         other kind's, it goes into :attr:`volume_like` or :attr:`series_like` (in listing
         order) and ``log`` warns ``replay.volume_like_input`` or
@@ -463,7 +467,7 @@ def _hint_of(paths: list[Path]) -> str:
     return f": {'; '.join(hints)}" if hints else ""
 
 
-def tally(summary: ReplaySummary, report, bar: Progress, log=None) -> None:
+def tally(summary: ReplaySummary, report: BatchReport, bar: Progress, log: Any = None) -> None:
     """Add one ``process`` call's :class:`~nwwatch.service.batch.BatchReport` to
     ``summary`` and advance ``bar``; ``log`` warns of a done file whose pages are declared
     as the other kind's (:meth:`ReplaySummary.note_replayed`)."""
