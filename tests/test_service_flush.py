@@ -474,3 +474,45 @@ def test_metrics_keep_frames_and_volumes_apart_when_one_flush_writes_both(tmp_pa
     with pytest.raises(ValueError, match="not one of insitu, tomogram"):
         metrics.observe_commit([], {}, kind="frames")
     ledger.close()
+
+
+def test_held_rows_are_written_before_a_batch_that_would_outlast_flush_seconds():
+    # Rows are written between batches: held rows waited for a whole batch whatever
+    # flush_seconds said. Before a batch of the watch, they are written when the batch, at
+    # the watch's last seconds per frame, would end past their time (always before a
+    # tomogram's: its time is not known beforehand).
+    import time
+    from types import SimpleNamespace
+
+    import pyarrow as pa
+
+    from nwwatch.service.daemon import Daemon
+    from nwwatch.service.flush import HeldBatch
+    from nwwatch.service.watches import Watch
+
+    buffer = RowBuffer(FlushPolicy(max_rows=10_000, max_seconds=10.0))
+    buffer.add(HeldBatch("b1", "frames", "acquisition=a", pa.table({"frame": [0]}), {},
+                         held_since=time.monotonic() - 5.0))  # 5 s of its 10 left
+    files = [SimpleNamespace(path=f"f{i}", info=SimpleNamespace(n_pages=n))
+             for i, n in enumerate((1, 2, 3, 1))]
+    watch = Watch(0, SimpleNamespace(kind="insitu"), SimpleNamespace(buffer=buffer,
+                                                                     batch_size=4),
+                  None, files=files)
+    assert watch.next_batch_frames() == 3  # the first two files: 1 + 2 of at most 4
+    written = []
+    loop = SimpleNamespace(_write_due=lambda w, force=False: written.append(force))
+
+    def before(kind: str, seconds_per_frame: float | None) -> bool:
+        written.clear()
+        watch.config.kind, watch.seconds_per_frame = kind, seconds_per_frame
+        Daemon._write_before_batch(loop, watch)
+        return written == [True]
+
+    assert not before("insitu", None)  # no batch measured yet
+    assert not before("insitu", 0.1)  # 0.3 s: ends well within the rows' time
+    assert before("insitu", 3.0)  # 9 s: would end past it
+    assert before("tomogram", None)
+    assert before("tomogram", 0.001)
+    assert [f.path for f in watch.take()] == ["f0", "f1"]
+    buffer.batches.clear()
+    assert not before("tomogram", None)  # nothing held

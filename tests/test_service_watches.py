@@ -109,6 +109,43 @@ def test_an_insitu_and_a_tomogram_watch_share_one_ledger(tmp_path):
     assert len(frames_table(res)) == 3 and len(_volumes_table(res)) == 2
 
 
+def test_held_insitu_rows_are_written_before_a_tomogram_batch(tmp_path):
+    # Was: rows are written between batches only when due, so in-situ rows held when a
+    # tomogram batch started waited for it to end (14.8 s with flush_seconds = 1): the
+    # in-situ dashboard froze for each tomogram. flush_seconds = 3600 here: nothing but the
+    # tomogram batch about to start can have them written before the service stops.
+    acq, tomo, res = tmp_path / "acq", tmp_path / "tomo", tmp_path / "res"
+    acq.mkdir()
+    tomo.mkdir()
+    tomo_model = model(tmp_path / "t", kind="tomogram")
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.2,
+                       batch_size=4, flush_seconds=3600)
+    cfg.write_text(cfg.read_text() + f'\n[[watch]]\npath = "{tomo}"\nkind = "tomogram"\n'
+                   f'model = "{tomo_model}"\nsettle_seconds = 0.2\n')
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        for i in range(2):
+            write_frame_tiff(acq / f"f{i}.tif", paint_insitu(110 + 5 * i, size=128,
+                                                             half_width=16),
+                             acquired_at=T0 + timedelta(seconds=i))
+        daemon.wait_event("file_processed", timeout=60, count=2)
+        assert frames_table(res) is None  # held
+        _put_volume(tomo, "v.tif", 0, tmp_path)
+        daemon.wait_event("file_processed", timeout=60, count=3)
+        events = [e for e in daemon.events()
+                  if e.get("event") in ("rows_written", "file_processed")]
+        tomogram = next(i for i, e in enumerate(events) if e["event"] == "file_processed"
+                        and e["source"] == str(tomo / "v.tif"))
+        written = [e for e in events[:tomogram] if e["event"] == "rows_written"]
+        assert [(e["rows"], e["files"][0].split("/")[0]) for e in written] == [(2, "frames")]
+        assert len(frames_table(res)) == 2
+        assert frames_table(res, "volumes") is None  # the tomogram's own row: held
+    finally:
+        _stop(daemon)
+    assert len(frames_table(res, "volumes")) == 1 and len(frames_table(res)) == 2
+
+
 def test_kill9_during_a_volume_batch_leaves_each_tomogram_once_with_its_one_mask(tmp_path):
     acq, res = tmp_path / "tomo", tmp_path / "res"
     acq.mkdir()

@@ -13,7 +13,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from onnx_models import TOMOGRAM_GREY
-from servicekit import model
+from servicekit import ledger_count, model
 from structlog.testing import capture_logs
 
 from nwwatch.io import InputError, write_volume_tiff
@@ -303,3 +303,84 @@ def test_a_larger_batch_of_slices_a_call_is_counted():
     sixty_four = tomogram_peak_bytes((64, 128, 128), "float32", slices_per_call=64)
     assert sixty_four.low >= 0.221 * GIB and sixty_four.high >= 0.431 * GIB
     assert sixty_four.high > eight.high
+
+
+def _count_hashes(monkeypatch) -> list[Path]:
+    """The files :func:`nwwatch.service.batch.collect` and a Dask task hash (read through)."""
+    import nwwatch.filehash as filehash
+
+    batch_module = importlib.import_module("nwwatch.service.batch")
+    hashed: list[Path] = []
+    real = filehash.file_sha256
+
+    def counting(path, *args, **kwargs):
+        hashed.append(Path(path))
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(batch_module, "file_sha256", counting)
+    monkeypatch.setattr(filehash, "file_sha256", counting)
+    return hashed
+
+
+def test_a_tomogram_too_large_is_refused_before_it_is_hashed(tmp_path, monkeypatch):
+    # Was: hashed (read through: 8 s for 1 GiB, minutes for tens of GB on a share, the
+    # service's loop serving nothing else meanwhile) and only then refused from its header.
+    # Refused unhashed, it stays quarantined by its version (path, size, mtime): skipped
+    # unread by the next run, tried again once the memory allows it.
+    path = _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    limit = [need.low - 1]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
+    hashed = _count_hashes(monkeypatch)
+    onnx = model(tmp_path / "m", kind="tomogram")
+    with capture_logs() as logs:
+        summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.quarantined) == (0, 1)
+    assert hashed == []
+    bad = [e for e in logs if e["event"] == "bad_input"]
+    assert [(e["source"], e["error_type"]) for e in bad] == [(str(path),
+                                                             "TomogramTooLargeError")]
+    entry = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()[0]
+    assert (entry["path"], entry["attempts"]) == (str(path), 1)
+    assert entry["error_type"] == "TomogramTooLargeError"
+    st = path.stat()  # the ledger lists this version of the file
+    assert ledger_count(tmp_path / "res", "quarantine",
+                        f"size = {st.st_size} AND mtime_ns = {st.st_mtime_ns}") == 1
+    summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.still_quarantined) == (0, 1)
+    assert hashed == []
+    limit[0] = need.high  # the limit raised: tried again, hashed and processed once
+    summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.quarantined) == (1, 0)
+    assert hashed == [path]
+    assert pq.read_table(tmp_path / "res" / "volumes").num_rows == 1
+    summary = replay(tmp_path / "acq", tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.skipped) == (0, 1)
+
+
+def test_a_dask_task_refuses_a_tomogram_too_large_before_it_is_hashed(tmp_path, monkeypatch):
+    # A worker of a Dask replay checks a tomogram against its own memory: it hashed the file
+    # first, as the service did. Refused unhashed, the driver quarantines it by its version.
+    from nwwatch.filehash import file_sha256
+    from nwwatch.service.clustertask import TaskSpec, run_task
+    from nwwatch.volume.segment import VolumeOptions
+
+    path = _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(need.low - 1, "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    staging = tmp_path / "staging"
+    staging.mkdir()
+    spec = TaskSpec(model=str(onnx), model_sha256=file_sha256(onnx),
+                    measurement_version="test", batch_size=4, providers=("cpu",), threads=1,
+                    staging=str(staging), kind="tomogram", volume_options=VolumeOptions())
+    hashed = _count_hashes(monkeypatch)
+    result = run_task([str(path)], [SHAPE[0]], spec)
+    assert hashed == []
+    (f,) = result.files
+    assert (f.sha256, f.error_type, f.permanent, f.n_rows) == (
+        None, "TomogramTooLargeError", True, 0)
+    assert (f.size, f.mtime_ns) == (path.stat().st_size, path.stat().st_mtime_ns)
+    assert "GiB are available (/cg/test/memory.max)" in f.reason

@@ -209,6 +209,9 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             # see a file replaced keeping size and mtime, is not taken
             sha = ledger.cached_sha(name, version, trust_earlier=False)
             if sha is None:
+                if _refused_from_header(path, st, engine, report, detected_at,
+                                        early_failures):
+                    continue
                 # the watchdog is pinged while a file of many GB is hashed (minutes on a share)
                 sha = file_sha256(path, progress=engine.beat)
                 ledger.remember_sha(name, version, sha)
@@ -279,6 +282,38 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     if early_failures:
         ledger.record_failures(early_failures, engine.max_attempts)
     return items
+
+
+def _refused_from_header(path: Path, st: os.stat_result, engine: Engine, report: BatchReport,
+                         detected_at: float | None, failures: list[Failure]) -> bool:
+    """Whether the job refuses ``path`` from its header alone (a tomogram too large for the
+    memory), checked before the file is hashed: hashing reads it whole, minutes for tens of
+    GB on a share, while the loop serves no other file. When refused, its outcome is added to
+    ``report`` and its failure to ``failures`` (quarantined under the version ``st``, by path,
+    size and mtime: unhashed, a rescan skips that version unread); a file changed meanwhile
+    is reported gone instead (processed again as the new version). Raises what reading the
+    header raises besides the refusal (FileNotFoundError, PermissionError)."""
+    refusal = job_for(engine.kind).header_refusal
+    if refusal is None:
+        return False
+    try:
+        refusal(path, engine.batch_size)
+    except InputError as exc:
+        err = exc
+    else:
+        return False
+    if _stat(path) != (st.st_size, st.st_mtime_ns):  # the header read may be another version's
+        report.files.append(FileOutcome(
+            path, "gone", reason="changed while it was read: processed again as the new "
+                                 "version", detected_at=detected_at))
+        return True
+    engine.log.warning("bad_input", source=source_name(path), reason=err.reason,
+                       error_type=type(err).__name__)
+    report.files.append(FileOutcome(path, "quarantined", reason=err.reason,
+                                    detected_at=detected_at))
+    failures.append(Failure(None, path_key(path), err.reason, type(err).__name__, True,
+                            st.st_size, st.st_mtime_ns))
+    return True
 
 
 def forced_copy_of(ledger, name, known: ItemState | None, sha: str, beat=None) -> str:

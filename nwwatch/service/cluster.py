@@ -51,6 +51,10 @@ from nwwatch.service.ledgerquarantine import opens_as_regular_file, refresh_quar
 from nwwatch.service.names import path_key, source_name
 from nwwatch.stopsignals import raise_lost_interrupt
 
+#: Refusals a worker makes from a file's header, before it is hashed
+#: (:func:`nwwatch.service.volumes.refuse_too_large`).
+_REFUSED_FROM_HEADER = frozenset({"TomogramTooLargeError", "ImageTooLargeError"})
+
 #: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
 STAGING_DIR = ".cluster"
 #: Tasks are sized to about this much work: scheduler overhead per task is a few ms.
@@ -538,6 +542,9 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         name = path_key(f.path)
         if f.sha256 is None:  # could not even be hashed: bad input
             early.append(Failure(None, name, f.reason, f.error_type, True, f.size, f.mtime_ns))
+            if f.error_type in _REFUSED_FROM_HEADER:  # logged as local replay logs it
+                log.warning("bad_input", source=source_name(f.path), reason=f.reason,
+                            error_type=f.error_type)
             continue
         if f.version is not None:
             ledger.remember_sha(name, f.version, f.sha256)

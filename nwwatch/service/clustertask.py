@@ -148,6 +148,7 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     from nwwatch.results.parquet import write_table_atomic
     from nwwatch.service.batch import Item
     from nwwatch.service.inputs import check_regular
+    from nwwatch.service.jobs import job_for
 
     mine = code_identity()  # also sent back with the result, for the driver to compare
     if spec.code is not None and mine != spec.code:
@@ -167,11 +168,16 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     items: list[Item] = []
     seen: dict[str, int] = {}  # content -> its item's index
     owned = set(spec.owners)
+    # A file its header refuses (a tomogram too large for this worker's memory) is not read
+    # through to be hashed first: without a hash, the driver quarantines it by its version.
+    refusal = job_for(spec.kind).header_refusal
     for p, n_pages in zip(paths, pages, strict=True):
         r = results[p]
         try:
             st = check_regular(Path(p))
             r.version = FileVersion.of(st)
+            if refusal is not None:
+                refusal(Path(p), spec.batch_size)
             r.sha256 = file_sha256(Path(p))
         except FileNotFoundError:
             r.gone = True

@@ -29,6 +29,7 @@ exit 0; a thread woken by the signal ends the process should the batch in flight
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import time
 from collections.abc import Iterator
@@ -322,6 +323,7 @@ class Daemon:
                 waited_ms = (now - w.since) * 1e3
                 if (w.frames() >= w.engine.batch_size
                         or waited_ms >= self.config.inference.max_batch_latency_ms):
+                    self._write_before_batch(w)
                     self._run_batch(w, queued)
                     did_work = True
                     if self._stop.is_set():
@@ -364,14 +366,34 @@ class Daemon:
                     w.since = now - self.config.inference.max_batch_latency_ms / 1e3
                     queued.add(path)
 
-    def _write_due(self, w: Watch) -> None:
-        """Write the held rows of ``w`` whose time or count has come. A failed write of
-        results or ledger propagates (processing pauses); anything else is logged and the
-        ledger reconciled as after a crash, and the service goes on."""
+    def _write_before_batch(self, w: Watch) -> None:
+        """Write the held rows (of every watch: they share one buffer) before the next batch
+        of ``w`` when they would otherwise wait past ``flush_seconds`` for it to end: always
+        before a tomogram batch (seconds to minutes, and its duration is not known
+        beforehand), before an in-situ batch when its frames at the watch's last seconds
+        per frame would take longer than what is left. Rows are written only between
+        batches: otherwise a group watching both kinds would see its in-situ rows frozen for
+        as long as each tomogram takes."""
+        buffer = w.engine.buffer
+        if not buffer.batches:
+            return
+        if w.config.kind == "tomogram":
+            ahead_s = math.inf
+        elif w.seconds_per_frame is not None:
+            ahead_s = w.seconds_per_frame * w.next_batch_frames()
+        else:
+            return  # no batch measured yet: an in-situ batch is usually short
+        if buffer.due(time.monotonic() + ahead_s):
+            self._write_due(w, force=True)
+
+    def _write_due(self, w: Watch, force: bool = False) -> None:
+        """Write the held rows of ``w`` whose time or count has come (``force``: all now).
+        A failed write of results or ledger propagates (processing pauses); anything else is
+        logged and the ledger reconciled as after a crash, and the service goes on."""
         try:
             if w.engine.buffer.batches:
                 with self._during(HELD_ROWS):
-                    write_held(w.engine)
+                    write_held(w.engine, force=force)
         except (ResultsWriteError, LedgerWriteError):
             raise
         except Exception as exc:  # keep serving whatever happens
@@ -429,9 +451,10 @@ class Daemon:
         # empty queue while it runs. (Files seen meanwhile are counted from the tracker, live.)
         self._publish_queue(queued)
         self.notifier.status(self._status_text(self._watches))
+        frames = sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)
+        t0 = time.monotonic()
         try:
-            with (_metrics.in_flight(sum(max(1, getattr(f.info, "n_pages", 1)) for f in batch)),
-                  self._during(BATCH)):
+            with _metrics.in_flight(frames), self._during(BATCH):
                 report = process(batch, w.engine)
         except (ResultsWriteError, LedgerWriteError) as exc:
             # Not the files' fault. Files the call finished (rows committed or held, failures
@@ -461,6 +484,7 @@ class Daemon:
             # The batch may be left between claim and commit: settle it now as after a crash.
             self._reconcile()
             return
+        w.seconds_per_frame = (time.monotonic() - t0) / frames
         for f in batch:
             queued.discard(f.path)
         # done: no longer in flight on the page (the loop's update may be a second away)

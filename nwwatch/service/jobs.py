@@ -43,6 +43,11 @@ class Job:
     #: (engine, items, batch_id) -> files besides the Parquet file that the batch writes
     #: (removed when it fails).
     side_files: Callable[[Engine, list[Item], str], list[Path]] = lambda *_: []
+    #: (path, batch_size) -> None, or raises the ``InputError`` by which the file's header
+    #: alone refuses it (a tomogram too large for the memory): run before the file is
+    #: hashed, so that such a file is quarantined without being read through. None: no
+    #: such refusal. ``batch_size``: the slices of one model call.
+    header_refusal: Callable[[Path, int], None] | None = None
 
 
 #: Module and name of each kind's job; imported when first used (a tomogram job loads the

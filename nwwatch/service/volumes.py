@@ -14,7 +14,13 @@ from pathlib import Path
 
 import numpy as np
 
-from nwwatch.io import InputError, check_tomogram, read_volume, write_volume_tiff
+from nwwatch.io import (
+    ImageTooLargeError,
+    InputError,
+    check_tomogram,
+    read_volume,
+    write_volume_tiff,
+)
 from nwwatch.pathtext import path_text
 from nwwatch.results.schema import volume_schema
 from nwwatch.segment.session import ModelLoadError
@@ -80,6 +86,26 @@ def check_memory(it: Item, engine: Engine) -> None:
                                       round(estimate.high / GIB, 2)],
                            available_gib=round(available.value / GIB, 2),
                            available_source=available.source)
+
+
+#: The refusals :func:`refuse_too_large` raises.
+REFUSED_FROM_HEADER = (TomogramTooLargeError, ImageTooLargeError)
+
+
+def refuse_too_large(path: Path, batch_size: int) -> None:
+    """Raise the refusal of the tomogram at ``path`` when its header says it is too large:
+    ``TomogramTooLargeError`` (the memory, :func:`tomogram_memory`) or ``ImageTooLargeError``
+    (more than a file read whole may hold). Run before the file is hashed
+    (:func:`nwwatch.service.batch.collect`, a Dask task): hashing reads the whole file, tens
+    of GB on a share, only for it to be refused from its header. Any other fault of the
+    header is left to :func:`volume_rows`, which reads the file (the ledger then knows its
+    content)."""
+    try:
+        tomogram_memory(path, slices_per_call=batch_size)
+    except REFUSED_FROM_HEADER:
+        raise
+    except InputError:
+        return
 
 
 def retry_tomograms_that_fit(ledger: Ledger, log, check_memory: bool = True,
@@ -231,4 +257,5 @@ VOLUME_JOB = Job(kind="tomogram", folder="volumes",
                  schema=lambda: volume_schema(VOLUME_METRIC_FIELDS),
                  measurement_version=_measurement_version, run=volume_rows,
                  side_files=lambda engine, items, batch_id: [
-                     mask_path_of(engine, it, batch_id) for it in items])
+                     mask_path_of(engine, it, batch_id) for it in items],
+                 header_refusal=refuse_too_large)

@@ -40,6 +40,8 @@ class Watch:
     unlisted: set[str] = field(default_factory=set)
     #: ``polling_slow`` was logged (once per service run and folder).
     slow_poll_logged: bool = False
+    #: Seconds a frame (a page) of this watch's last batch took to process; None before one.
+    seconds_per_frame: float | None = None
 
     def original_refused(self, original: Path) -> bool:
         """Whether ``original`` is quarantined at its present version under this watch's
@@ -233,11 +235,19 @@ class Watch:
 
     def take(self) -> list[ReadyFile]:
         """The next batch: waiting files up to ``batch_size`` frames (at least one file)."""
-        batch, frames = [], 0
-        while self.files and (not batch
-                              or frames + self.files[0].info.n_pages <= self.engine.batch_size):
-            f = self.files.pop(0)
-            batch.append(f)
-            frames += max(1, f.info.n_pages)
+        batch = self.files[:self._next_batch_files()]
+        del self.files[:len(batch)]
         self.since = time.monotonic() if self.files else None
         return batch
+
+    def next_batch_frames(self) -> int:
+        """The frames (pages) of the batch :meth:`take` would take now."""
+        return sum(max(1, f.info.n_pages) for f in self.files[:self._next_batch_files()])
+
+    def _next_batch_files(self) -> int:
+        n, frames = 0, 0
+        while n < len(self.files) and (
+                n == 0 or frames + self.files[n].info.n_pages <= self.engine.batch_size):
+            frames += max(1, self.files[n].info.n_pages)
+            n += 1
+        return n
