@@ -2,10 +2,11 @@
 display stretch of frames (overlays, thumbnails, the labelling page).
 
 A model's metadata records ``NORMALIZATION`` so that a runtime refuses a model trained with
-another definition instead of silently feeding it differently scaled images. NaN pixels (no
-data) are not part of that scaling: in-situ frames get the value of the nearest pixel with
-data in their plane (``nan_fill="nearest"``; :data:`NAN_FILL`, every model kind), or the darkest
-grey (``"darkest"``) where only the pixels with data are read on.
+another definition instead of silently feeding it differently scaled images. Pixels without
+data (NaN or infinite) are not part of that scaling: they get the value of the nearest pixel
+with data in their plane (``nan_fill="nearest"``, what every model is fed, in training and at
+run time: :data:`NAN_FILL`), or the darkest grey (``"darkest"``) where only the pixels with
+data are read on.
 """
 
 from __future__ import annotations
@@ -33,11 +34,12 @@ _MAX_SAMPLES = 65_536
 _STRIDED_MAX_PX = 4 * _MAX_SAMPLES
 _MAX_VOLUME_SAMPLES = 1 << 20
 _FLOAT32_MAX = float(np.finfo(np.float32).max)
-#: What NaN pixels become, per model kind: the nearest pixel with data in their plane. As the
-#: darkest grey, a NaN patch or a drift-corrected frame's NaN border was segmented as droplet
-#: or wire (docs/models.md, "Input normalisation"), and a tomogram's NaN padding reached the
-#: data beside it through a model's in-plane blur: a wall of solid for a bright-field model,
-#: solid eaten for a HAADF one (docs/tomography.md). Training and the runtime both use it.
+#: What pixels without data (NaN or infinite) become, per model kind: the nearest pixel with
+#: data in their plane. The darkest grey instead would be segmented as droplet or wire in a
+#: frame's NaN patch or drift-corrected border (docs/models.md, "Input normalisation"), and
+#: reach a tomogram's data beside its padding through a model's in-plane blur: a wall of
+#: solid for a bright-field model, solid eaten for a HAADF one (docs/tomography.md).
+#: Training and the runtime both use it.
 NAN_FILL = {"insitu": "nearest", "tomogram": "nearest"}
 
 
@@ -201,9 +203,9 @@ def normalize_image(
         Written in place and returned (e.g. one frame of a batch array), instead of a new
         array.
     nan_fill : "nearest" or "darkest"
-        What NaN pixels become: the normalised value of the nearest pixel with data in the
-        same (H, W) plane (the last two axes; -1 in a plane without data), or -1. Frames
-        without NaN are the same either way.
+        What pixels without data (NaN, +inf or -inf) become: the normalised value of the
+        nearest pixel with data in the same (H, W) plane (the last two axes; -1 in a plane
+        without data), or -1. Frames whose pixels all have data are the same either way.
 
     Returns
     -------
@@ -226,11 +228,12 @@ def normalize_image(
     if high - low > _FLOAT32_MAX:
         # value - low would overflow float32 (a volume spanning -3.4e38..3.4e38): in float64.
         wide = (np.asarray(image, dtype=np.float64) - low) * (2.0 / (high - low)) - 1.0
+        missing = _no_data(image, wide)
         np.clip(wide, -1.0, 1.0, out=wide)
         if out is None:
             out = np.empty(wide.shape, np.float32)
         out[...] = wide
-        _fill_nan(out, nan_fill)
+        _fill_no_data(out, missing, nan_fill)
         return out
     scale = np.float32(2.0 / (high - low))
     # In place in one array (the expression form allocates three); the frame converted to
@@ -238,25 +241,42 @@ def normalize_image(
     if out is None:
         out = np.empty(np.shape(image), np.float32)
     if out.dtype == np.float32:
-        np.copyto(out, image)
+        if kind == "f" and np.asarray(image).dtype.itemsize > 4:
+            with np.errstate(over="ignore"):  # a float64 value beyond float32's: inf, clipped
+                np.copyto(out, image)
+        else:
+            np.copyto(out, image)
         np.subtract(out, np.float32(low), out=out)
     else:  # another output dtype: the difference still taken in float32
         np.subtract(image, np.float32(low), dtype=np.float32, out=out)
     out *= scale
     out -= np.float32(1.0)
+    missing = None if kind in "ui" else _no_data(image, out)
     np.clip(out, -1.0, 1.0, out=out)
-    if not np.issubdtype(np.asarray(image).dtype, np.integer):
-        _fill_nan(out, nan_fill)
+    _fill_no_data(out, missing, nan_fill)
     return out
 
 
-def _fill_nan(out: np.ndarray, nan_fill: str) -> None:
-    """Replace the NaN of normalised ``out`` in place, as :func:`normalize_image` says."""
-    if nan_fill == "darkest":
-        np.nan_to_num(out, copy=False, nan=-1.0)
+def _no_data(image, scaled: np.ndarray) -> np.ndarray | None:
+    """bool mask of the pixels of float ``image`` without data (NaN or infinite), None when
+    there are none, found on its ``scaled`` copy before the clip: one pass over a frame with
+    data everywhere. A finite value that overflowed in the scaling (a hot pixel beyond
+    float32's range) is data, clipped as any value beyond the range."""
+    finite = np.isfinite(scaled)
+    if finite.all():
+        return None
+    missing = ~finite
+    missing &= ~np.isfinite(image)
+    return missing if missing.any() else None
+
+
+def _fill_no_data(out: np.ndarray, missing: np.ndarray | None, nan_fill: str) -> None:
+    """Replace the ``missing`` pixels of normalised ``out`` in place, as
+    :func:`normalize_image` says."""
+    if missing is None:
         return
-    missing = np.isnan(out)
-    if not missing.any():
+    if nan_fill == "darkest":
+        out[missing] = -1.0
         return
     planes, holes = np.atleast_2d(out), np.atleast_2d(missing)
     for index in np.ndindex(planes.shape[:-2]):

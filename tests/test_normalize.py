@@ -328,6 +328,39 @@ def test_nan_is_filled_per_plane_of_a_batch_and_a_plane_without_data_is_minus_on
         normalize_image(wide, (-3.4e38, 3.4e38))[0, 2])
 
 
+def test_infinite_pixels_are_no_data_as_nan_is():
+    # +inf and -inf were clipped to +1 and -1 before the fill, which looked for NaN only: the
+    # brightest and the darkest grey, which a model carried onto the data beside them (a
+    # tomogram's +inf padding: a wall of solid for a HAADF model), where everything else
+    # (the runtime's never-solid rule, the Z blur, the counts of voxels with data, the
+    # contact angle's refinement) takes them for no data.
+    row = np.array([[np.inf, -np.inf, np.nan, 10.0, 20.0, 30.0]], np.float32)
+    np.testing.assert_array_equal(normalize_image(row, (10.0, 30.0)),
+                                  [[-1.0, -1.0, -1.0, -1.0, 0.0, 1.0]])
+    np.testing.assert_array_equal(normalize_image(row[:, ::-1], (10.0, 30.0)),
+                                  [[1.0, 0.0, -1.0, -1.0, -1.0, -1.0]])
+    image = _ramp_frame()
+    value_range = intensity_range(image)
+    expected = normalize_image(image, value_range)
+    for fill in (np.inf, -np.inf):
+        holed = image.copy()
+        holed[:6] = fill
+        holed[20:30, 30:34] = -fill
+        nan_holed = np.where(np.isfinite(holed), holed, np.nan).astype(np.float32)
+        for dtype in (np.float32, np.float64):
+            out = normalize_image(holed.astype(dtype), value_range)
+            assert out.tobytes() == normalize_image(nan_holed, value_range).tobytes()
+            np.testing.assert_array_equal(out[:6], np.broadcast_to(expected[6], (6, 64)))
+        darkest = normalize_image(holed, value_range, nan_fill="darkest")
+        assert np.all(darkest[~np.isfinite(holed)] == -1.0)
+    # the float64 path (a range wider than float32 holds) as well
+    wide = normalize_image(np.array([[-3e38, np.inf, 3e38]], np.float32), (-3.4e38, 3.4e38))
+    assert wide[0, 1] in (wide[0, 0], wide[0, 2])
+    # a finite float64 value beyond float32's range is data (clipped), not no data
+    hot = np.array([[0.0, 1e300, 10.0]], np.float64)
+    np.testing.assert_array_equal(normalize_image(hot, (0.0, 10.0)), [[-1.0, 1.0, 1.0]])
+
+
 def test_an_unknown_nan_fill_is_refused():
     with pytest.raises(ValueError, match="nan_fill must be 'nearest' or 'darkest', got 'zero'"):
         normalize_image(np.ones((4, 4), np.float32), nan_fill="zero")

@@ -492,15 +492,17 @@ def test_a_volume_spanning_float32s_whole_range_is_segmented(models):
 _LEFT_NEIGHBOUR = np.array([[0, 0, 0], [1, 0, 0], [0, 0, 0]], np.float32)
 
 
+@pytest.mark.parametrize("no_data", [np.nan, np.inf, -np.inf], ids=["nan", "inf", "-inf"])
 @pytest.mark.parametrize("solid_dark", [True, False], ids=["bright_field", "haadf"])
 @pytest.mark.parametrize("z_sigma_px", [0.0, 1.0])
 @pytest.mark.parametrize("fusion", [{}, {"triplanar": True}])
 def test_no_data_beside_the_data_leaves_the_mask_as_without_it(tmp_path, solid_dark,
-                                                                z_sigma_px, fusion):
-    # NaN padding (x < 6 in every slice, as after alignment) became the darkest grey, and a
+                                                                z_sigma_px, fusion, no_data):
+    # Padding without data (x < 6 in every slice, as after alignment) became the darkest
+    # grey (NaN), or the brightest or darkest (+inf, -inf: clipped, never filled), and a
     # model that looks at its neighbours carried it onto the data beside it: a wall of solid
     # along the padding for a bright-field model (solid dark), solid eaten there for a HAADF
-    # one, in rows called `ok`. The padding now takes the nearest data's grey.
+    # one, in rows called `ok`. The padding takes the nearest data's grey.
     centres = (1.0, -1.0) if solid_dark else (-1.0, 1.0)
     model = Segmenter(build_threshold_model(tmp_path / "m.onnx", kind="tomogram",
                                             centres=centres, kernel=_LEFT_NEIGHBOUR,
@@ -514,13 +516,49 @@ def test_no_data_beside_the_data_leaves_the_mask_as_without_it(tmp_path, solid_d
     volume = np.where(truth == 1, solid, pore).astype(np.float32)
     volume += np.random.default_rng(1).normal(0, 5, volume.shape).astype(np.float32)
     padded = volume.copy()
-    padded[:, :, :6] = np.nan
+    padded[:, :, :6] = no_data
     kwargs = {"min_component_voxels": 0, **fusion}
     full = segment_volume(model, volume, **kwargs).mask
     got = segment_volume(model, padded, **kwargs).mask
     assert not got[:, :, :6].any()
     np.testing.assert_array_equal(got[:, :, 6:], full[:, :, 6:])
     assert got[:, 4:8, 6].all() and not got[:, 12:16, 6].any()
+
+
+#: A 3x3 filter that reads each pixel's upper neighbour: in tri-planar fusion's Y and X passes
+#: (the volume sliced along Y and X) the upper neighbour is the slice before.
+_UPPER_NEIGHBOUR = np.array([[0, 1, 0], [0, 0, 0], [0, 0, 0]], np.float32)
+
+
+@pytest.mark.parametrize("solid_dark", [True, False], ids=["bright_field", "haadf"])
+@pytest.mark.parametrize("z_sigma_px", [0.0, 1.0])
+def test_slices_without_data_leave_the_slices_beside_them_as_without_them(tmp_path,
+                                                                          solid_dark,
+                                                                          z_sigma_px):
+    # Slices 0-2 and 7 without any data (NaN), as at the ends of an aligned stack. A model
+    # with a Z blur is fed the volume normalised once, a slice at a time: a slice without
+    # data had none to copy and stayed the darkest grey, which the Y and X passes of
+    # tri-planar fusion read as a dark row beside the data: slices 3 and 8 turned solid
+    # for a bright-field model (768 voxels, `solid_beyond_threshold`), their solid eaten
+    # for a HAADF one. A slice without data takes the nearest data slice's grey.
+    centres = (1.0, -1.0) if solid_dark else (-1.0, 1.0)
+    model = Segmenter(build_threshold_model(tmp_path / "m.onnx", kind="tomogram",
+                                            centres=centres, kernel=_UPPER_NEIGHBOUR,
+                                            metadata={"extra": {"z_sigma_px": z_sigma_px}}),
+                      providers=("cpu",), threads=1)
+    solid, pore = (30.0, 220.0) if solid_dark else (220.0, 30.0)
+    volume = np.full((12, 24, 32), pore, np.float32)
+    volume[:, 8:16, 8:20] = solid
+    volume += np.random.default_rng(1).normal(0, 5, volume.shape).astype(np.float32)
+    padded = volume.copy()
+    padded[[0, 1, 2, 7]] = np.nan
+    kwargs = {"min_component_voxels": 0, "triplanar": True}
+    full = segment_volume(model, volume, **kwargs)
+    got = segment_volume(model, padded, **kwargs)
+    assert not got.mask[[0, 1, 2, 7]].any()
+    data = [3, 4, 5, 6, 8, 9, 10, 11]
+    np.testing.assert_array_equal(got.mask[data], full.mask[data])
+    assert got.verdict.status == "ok", got.verdict.why
 
 
 def test_threshold_agreement_of_a_volume_in_a_block_of_padding(models):

@@ -528,8 +528,10 @@ def test_the_slab_forest_wins_where_only_the_change_along_z_tells_solid_from_por
 
 
 def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
-    # The runtime leaves voxels without data out of the Z blur; the threshold's and the
-    # forest's training input must be the same volume, or they learn another one.
+    # The runtime leaves voxels without data out of the Z blur and gives a slice without
+    # data the nearest data slice's grey (tests/test_volume_segment.py, test_volume_slab.py);
+    # the threshold's and the forest's training input must be the same volume, or they
+    # learn another one.
     from nwwatch.normalize import NAN_FILL, intensity_range, normalize_image
     from nwwatch.volume import smooth_along_z
     from training.data import load_volume_slice
@@ -544,10 +546,13 @@ def test_the_candidates_see_a_nan_slab_as_the_runtime_does(tmp_path):
     config = _config(tmp_path, volume_path, labels_path)
     trainer = CandidateTrainer(config, data, tmp_path, z_sigma_px=1.0)
     raw = volume.astype(np.float32)
-    fed = smooth_along_z(normalize_image(raw, intensity_range(raw),
-                                         nan_fill=NAN_FILL["tomogram"]), 1.0,
-                         valid=np.isfinite(raw))
+    normalised = normalize_image(raw, intensity_range(raw), nan_fill=NAN_FILL["tomogram"])
+    normalised[:2] = normalised[2]  # slices 0 and 1 have no data: slice 2's grey
+    fed = smooth_along_z(normalised, 1.0, valid=np.isfinite(raw))
     np.testing.assert_allclose(trainer.volume, fed, atol=1e-6)
+    # the slab forest's slab of slice 2 holds it below
+    slab = CandidateTrainer(config, data, tmp_path, z_sigma_px=0.0, forest_slices=3).slab([2])
+    np.testing.assert_allclose(slab[0], normalised[[1, 2, 3]], atol=1e-6)
 
 
 def test_quantize_is_refused_by_the_method_selection(tmp_path):

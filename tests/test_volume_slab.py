@@ -64,9 +64,9 @@ def build_slab_model(path, weights, input_slices=None) -> Segmenter:
     return Segmenter(path, providers=("cpu",), threads=1)
 
 
-def _fed(segmentation) -> np.ndarray:
-    """The weighted sum the slab model saw, from its solid probability."""
-    p = segmentation.solid_probability.astype(np.float64)
+def _fed(segmentation, slices=slice(None)) -> np.ndarray:
+    """The weighted sum the slab model saw in ``slices``, from its solid probability."""
+    p = segmentation.solid_probability[slices].astype(np.float64)
     return np.log(p / (1 - p))
 
 
@@ -109,6 +109,26 @@ def test_a_three_slice_model_sees_each_slice_with_its_neighbours(tmp_path, tile)
         return np.moveaxis(1 / (1 + np.exp(-logit)), 0, axis)
 
     np.testing.assert_allclose(fused, (along(0) + along(1) + along(2)) / 3, atol=1e-5)
+
+
+def test_a_slab_beside_slices_without_data_sees_the_nearest_data_slice(tmp_path):
+    # A slice without any data (NaN: the ends of an aligned stack) was the darkest grey in
+    # the slab of the data slice beside it, a neighbour no data slice has. It takes the
+    # nearest data slice's grey: the slab there is the slab at the end of the data.
+    rng = np.random.default_rng(2)
+    volume = rng.normal(100, 20, (7, 12, 16)).astype(np.float32)
+    volume[[0, 1, 4]] = np.nan
+    weights = (0.5, 0.25, -1.0)
+    model = build_slab_model(tmp_path / "slab.onnx", weights, input_slices=3)
+    seg = segment_volume(model, volume, min_component_voxels=0, return_probability=True,
+                         margin_px=0)
+    v = normalize_image(volume, intensity_range(volume)).astype(np.float64)
+    # slices 0 and 1 are slice 2's grey, slice 4 slice 3's (the lower of two as near)
+    data = [2, 3, 5, 6]
+    below, above = v[[2, 2, 3, 5]], v[[3, 3, 6, 6]]
+    np.testing.assert_allclose(_fed(seg, data), 0.5 * below + 0.25 * v[data] - 1.0 * above,
+                               atol=2e-4)
+    assert np.all(seg.solid_probability[[0, 1, 4]] == 0)  # no data is never solid
 
 
 def test_a_one_slice_model_is_fed_single_slices_as_before(tmp_path):

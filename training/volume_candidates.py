@@ -53,6 +53,7 @@ class CandidateTrainer:
     def __init__(self, config: TrainConfig, data: TrainingData, work: Path,
                  z_sigma_px: float, forest_slices: int = 1) -> None:
         from nwwatch.volume import slab_stack, smooth_along_z
+        from nwwatch.volume.nodata import fill_slices_without_data
 
         self.config, self.data, self.work = config, data, work
         self.otsu_cache: dict[float, float] = {}
@@ -67,6 +68,8 @@ class CandidateTrainer:
         depth = len(data.labeled) + len(data.unlabeled)
         self.z_sigma_px = float(z_sigma_px)
         raw = np.stack([labeled[z] if z in labeled else next(rest) for z in range(depth)])
+        if data.valid is not None:  # a slice without data: the nearest data slice's grey
+            fill_slices_without_data(raw, data.valid.any(axis=(1, 2)))
         # Voxels without data (NaN) left out of the blur, as segment_volume leaves them.
         self.volume = smooth_along_z(raw, self.z_sigma_px, valid=data.valid)
         self.smoothed = [self.volume[z] for z in order]

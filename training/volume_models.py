@@ -176,10 +176,10 @@ def fit_threshold(volume: np.ndarray, labeled: Sequence[tuple[np.ndarray, np.nda
         than :func:`sigma_margin` of the labels.
     otsu_cache : {sigma: threshold}, filled and reused (Otsu of a volume is the same for every
         cross-validation fold).
-    valid : bool (Z, Y, X), the voxels with data (None: all): the others, filled by the
-        normalisation (the nearest data's grey, the darkest in a slice without data), are
-        left out of Otsu's histogram (a third of the volume padded with the darkest grey
-        moved the threshold to "padding against data": 92 % called solid).
+    valid : bool (Z, Y, X), the voxels with data (None: all): the others, given the nearest
+        data's grey, are left out of Otsu's histogram (they are not data; a third of the
+        volume padded with the darkest grey moved the threshold to "padding against data":
+        92 % called solid).
     """
     cache = {} if otsu_cache is None else otsu_cache
     images = np.stack([image for image, _ in labeled])

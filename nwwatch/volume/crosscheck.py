@@ -24,6 +24,7 @@ import cv2
 import numpy as np
 
 from nwwatch.normalize import intensity_range, normalize_image
+from nwwatch.volume.nodata import count_with_data
 
 #: Gaussian sigma (px) of the per-slice blur before the reference threshold.
 REFERENCE_SIGMA_PX = 1.0
@@ -137,7 +138,7 @@ def agreement_with(reference: np.ndarray | None, mask: np.ndarray,
                    voxels_with_data: int | None = None) -> float:
     """IoU of the solid of ``mask`` with ``reference`` (bool, same shape); NaN when the mask
     calls less than ``MIN_SOLID_SHARE`` of the ``voxels_with_data`` (None: every voxel;
-    :func:`count_with_data`) solid or there is no reference."""
+    :func:`nwwatch.volume.nodata.count_with_data`) solid or there is no reference."""
     solid = np.asarray(mask, dtype=bool)
     if reference is None or _too_little_solid(solid, voxels_with_data):
         return math.nan
@@ -194,15 +195,6 @@ def threshold_agreement(volume: np.ndarray, mask: np.ndarray, solid_brighter: bo
     except ValueError:  # no finite value: nothing to compare with
         return math.nan
     return agreement_with(reference, solid, with_data)
-
-
-def count_with_data(volume: np.ndarray) -> int:
-    """The number of voxels of ``volume`` with data (finite; every voxel of an integer
-    volume), counted a slice at a time: no volume-sized bool copy."""
-    data = np.asarray(volume)
-    if data.dtype.kind != "f":
-        return data.size
-    return int(sum(np.count_nonzero(np.isfinite(plane)) for plane in data))
 
 
 def _too_little_solid(solid: np.ndarray, voxels_with_data: int | None) -> bool:

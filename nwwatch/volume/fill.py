@@ -46,6 +46,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from nwwatch.io.volumeranges import VolumeRanges
+from nwwatch.volume.nodata import count_with_data
 
 #: The fewest slices a volume needs for a fill to be looked for: in a thinner one a grain's
 #: cross-section barely changes from slice to slice.
@@ -186,8 +187,7 @@ def constant_fill(volume: np.ndarray) -> tuple[np.ndarray | None, tuple[Constant
     if low == high:  # blank (refused by nwwatch.io.check_tomogram)
         return None, ()
     depth = data.shape[0]
-    with_data = (int(np.count_nonzero(np.isfinite(data))) if data.dtype.kind == "f"
-                 else data.size)
+    with_data = count_with_data(data)
     need = math.ceil(MIN_FILL_SHARE * with_data)
     min_columns = max(1, math.ceil(MIN_BLOCK_SHARE * data.size / depth))
     footprints = []

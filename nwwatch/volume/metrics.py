@@ -47,6 +47,7 @@ import pyarrow as pa
 
 from nwwatch.volume.edt import distance_transform_edt_sq
 from nwwatch.volume.labeling import component_sizes, label_volume
+from nwwatch.volume.nodata import count_with_data
 from nwwatch.volume.surface import surface_area
 
 #: Bumped whenever a metric's definition or algorithm changes the numbers (3: the surface
@@ -166,10 +167,9 @@ def voxels_with_data(volume: np.ndarray) -> np.ndarray | None:
     a float one without NaN or infinity), so that such volumes hold no copy. A constant fill
     counts as no data once :func:`nwwatch.volume.fill.without_constant_fill` made it NaN."""
     data = np.asarray(volume)
-    if data.dtype.kind != "f":
+    if count_with_data(data) == data.size:  # slice by slice: no mask to find there is none
         return None
-    finite = np.isfinite(data)
-    return None if finite.all() else finite
+    return np.isfinite(data)
 
 
 def _fill_cavities(closed: np.ndarray) -> np.ndarray:

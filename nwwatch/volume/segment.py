@@ -72,7 +72,6 @@ from nwwatch.volume.crosscheck import (
     ClassContrast,
     agreement_with,
     blurred_volume,
-    count_with_data,
     mask_contrast,
     reference_from_blurred,
     solid_beyond_reference,
@@ -80,6 +79,7 @@ from nwwatch.volume.crosscheck import (
 )
 from nwwatch.volume.fill import ConstantFill, without_constant_fill
 from nwwatch.volume.labeling import remove_small_components
+from nwwatch.volume.nodata import count_with_data, data_per_slice, fill_slices_without_data
 from nwwatch.volume.runner import SliceRunner, VolumeModelError
 from nwwatch.volume.slab import SlabModelError, model_input_slices
 from nwwatch.volume.verdict import (
@@ -102,9 +102,10 @@ DEFAULT_MARGIN_PX = 16
 #: mirror margin; 3: voxels without data, NaN or infinite, are never solid and are left out
 #: of the Z blur; 4: the volume's grey range from a grid over every axis, nwwatch.normalize;
 #: 5: a constant fill, nwwatch.volume.fill, is no data as NaN is; 6: contrast_inverted's
-#: spread test needs the classes' shares swapped too; 7: voxels without data take the nearest
-#: data voxel's grey in their slice before the model, not the darkest, and the 2 % solid floor
-#: of the threshold agreement counts voxels with data only), so the service does not count
+#: spread test needs the classes' shares swapped too; 7: voxels without data, infinite ones
+#: as NaN, take the nearest data voxel's grey in their slice before the model, and a slice
+#: without data the nearest data slice's, not the darkest, and the 2 % solid floor of the
+#: threshold agreement counts voxels with data only), so the service does not count
 #: volumes segmented the old way as done.
 SEGMENTATION_VERSION = "7"
 
@@ -155,9 +156,8 @@ def smooth_along_z(volume: np.ndarray, sigma_px: float,
     blur = {"sigma": float(sigma_px), "axis": 0, "mode": "mirror", "truncate": 4.0}
     if valid is None or valid.all():
         return ndi.gaussian_filter1d(data, **blur)
-    # Normalised convolution: no data (NaN padding; a whole slice without data is the
-    # darkest grey) would otherwise darken the slices next to it, and a model whose solid is
-    # dark call them solid.
+    # Normalised convolution: no data holds a copy of some data's grey (the fill), which
+    # would otherwise weigh in the slices next to it as data.
     weights = ndi.gaussian_filter1d(valid.astype(np.float32), **blur)
     out = ndi.gaussian_filter1d(np.where(valid, data, np.float32(0.0)), **blur)
     keep = valid & (weights > 0)
@@ -374,13 +374,15 @@ def segment_volume(
     source = data
     if z_sigma > 0 or slices > 1:
         # The whole volume normalised as the model's scope says (a slab's slices then share
-        # it), then blurred along Z. No data takes the nearest data's grey in its slice, as
-        # in training (NAN_FILL): as the darkest grey the model's in-plane blur carried it
-        # onto the data beside it.
+        # it), then blurred along Z. No data takes the nearest data's grey in its slice
+        # (NAN_FILL), and a slice without any data the nearest data slice's, as in training:
+        # the model's in-plane filter, tri-planar fusion's Y and X passes and a slab's
+        # neighbour slices read them beside the data.
         fill_mode = NAN_FILL["tomogram"]
         source = (normalize_image(data, value_range, nan_fill=fill_mode)
                   if value_range is not None
                   else np.stack([normalize_image(s, nan_fill=fill_mode) for s in data]))
+        fill_slices_without_data(source, data_per_slice(data) > 0)
         if z_sigma > 0:
             valid = np.isfinite(data) if data.dtype.kind == "f" else None
             source = smooth_along_z(source, z_sigma, valid=valid)
@@ -407,8 +409,8 @@ def segment_volume(
     del source  # the normalised (and Z-blurred) copy: 4 bytes a voxel, not needed below
     if data.dtype.kind == "f":
         # A voxel without data (NaN or infinite: the padding of an aligned reconstruction)
-        # is never solid; normalisation gives it the nearest data's grey (or the darkest, in
-        # a slice without data), which a model may call solid.
+        # is never solid; normalisation gives it the nearest data's grey, which a model may
+        # call solid.
         solid[~np.isfinite(data)] = 0.0
     low, high = UNCERTAIN_BAND
     uncertain = float(np.count_nonzero((solid > low) & (solid < high)) / solid.size)
