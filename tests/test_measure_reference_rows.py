@@ -48,7 +48,8 @@ its circle (a polygon-drawn droplet) in sigma: the four true-label rows' sigma r
 nothing else changed, and calls a droplet cut only where its free surface reaches the border
 (none of these rows is cut); 2.2.22 leaves a side angle out where the frame cuts that side's
 outline next to its contact, and refuses a droplet label through the wire
-(`interface_not_line`): these rows unchanged.
+(`interface_not_line`), and gives a frame's infinite pixels the nearest data pixel's grey as
+NaN pixels get: these rows unchanged.
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations
