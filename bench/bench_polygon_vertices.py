@@ -10,7 +10,7 @@ tool fills its polygons (spacing 0: 2,000 points, the exact cap). Per (spacing, 
 frames, mean and largest error against the true θ, the share within 2σ.
 
     .venv/bin/python -m bench.bench_polygon_vertices [--seeds 101 202] [--frames 40]
-        [--spacings 0 10 17 25] [--jitters 0 0.5] [--json FILE.json]
+        [--spacings 0 10 12 13 14 15 17 25] [--jitters 0 0.5] [--json FILE.json]
 """
 
 from __future__ import annotations
@@ -101,7 +101,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--seeds", type=int, nargs="+", default=[101, 202])
     ap.add_argument("--frames", type=int, default=40, help="frames per seed and cell")
-    ap.add_argument("--spacings", type=float, nargs="+", default=[0, 10, 17, 25])
+    # 12-15 px: clicks closer than the envelope's window of peaks
+    ap.add_argument("--spacings", type=float, nargs="+", default=[0, 10, 12, 13, 14, 15, 17, 25])
     ap.add_argument("--jitters", type=float, nargs="+", default=[0.0, 0.5])
     ap.add_argument("--json", type=Path)
     args = ap.parse_args()

@@ -47,9 +47,12 @@ refused): these rows unchanged; 2.2.21 charges a binary droplet outline's straig
 its circle (a polygon-drawn droplet) in sigma: the four true-label rows' sigma rose by 0.01-3 %,
 nothing else changed, and calls a droplet cut only where its free surface reaches the border
 (none of these rows is cut); 2.2.22 leaves a side angle out where the frame cuts that side's
-outline next to its contact, and refuses a droplet label through the wire
-(`interface_not_line`), and gives a frame's infinite pixels the nearest data pixel's grey as
-NaN pixels get: these rows unchanged.
+outline next to its contact, refuses a droplet label through the wire
+(`interface_not_line`), gives a frame's infinite pixels the nearest data pixel's grey as
+NaN pixels get (these rows unchanged), and fits each straight stretch of a binary droplet
+outline's dip against the same stretch of the fitted circle's own pixel-centre mask (its
+vertices found also between the window's peaks): the six true-label rows' sigma moved by -3
+to +0.02 %, nothing else changed.
 bench/check_rows.py compares a larger corpus (about 1900 rows)."""
 
 from __future__ import annotations

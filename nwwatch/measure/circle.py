@@ -276,25 +276,109 @@ def with_quantisation_floor(fit: CircleFit, points: np.ndarray, outward: np.ndar
 
 #: Outline envelope (:func:`envelope_depth_px`): residuals are smoothed over this many points
 #: (about as many px: pixel-edge midpoints lie 0.7-1 px apart), which averages out the single
-#: pixel steps, and their upper envelope is taken over this many (a drawn polygon's vertices
-#: lie 10-25 px apart).
+#: pixel steps, and their peaks over this many are the first vertices (a drawn polygon's
+#: vertices lie 6-30 px apart: closer ones are found by splitting the stretches, below).
 ENVELOPE_SMOOTH_POINTS = 7
 ENVELOPE_WINDOW_POINTS = 31
-#: Depth (px) below its envelope that an exact circle's binary mask shows by its pixel steps
-#: alone (0.165 +- 0.014 px at R = 40-140 px): only the depth beyond it is charged.
-ENVELOPE_FLOOR_PX = 0.15
-#: The outline between two envelope peaks is a drawn chord when its pixel-edge midpoints
-#: scatter about the straight line between the peaks by at most this RMS (px): a digital
-#: line's midpoints by about 0.25 px, a wiggled outline by its wiggles.
+#: The outline between two vertices is a drawn chord when its pixel-edge midpoints scatter
+#: about the straight line between them by at most this RMS (px): a digital line's midpoints
+#: by about 0.25 px, a wiggled outline by its wiggles. A stretch that is not straight is split
+#: at its point furthest beyond that line where that lies beyond it by more than this (a
+#: vertex the peaks skipped).
 CHORD_STRAIGHT_RMS_PX = 0.4
+#: A stretch is split only where both parts keep at least this many points.
+ENVELOPE_MIN_PIECE_POINTS = 3
 #: Consecutive outline points further apart than this (px) belong to separate runs (a frame
 #: or the wire cut the outline between them).
 ENVELOPE_GAP_PX = 2.5
 
 
+def _disk_edge_points(center: np.ndarray, radius_px: float) -> np.ndarray:
+    """(M, 2) midpoints of the pixel edges around the disk ``|p - center| <= radius_px``
+    filled by pixel centres (integer coordinates), as a mask of the exact circle is."""
+    cy, cx = float(center[0]), float(center[1])
+    parts = []
+    for c_near, c_across, swap in ((cy, cx, False), (cx, cy, True)):
+        lines = np.arange(math.ceil(c_near - radius_px), math.floor(c_near + radius_px) + 1,
+                          dtype=np.float64)
+        half = np.sqrt(np.maximum(radius_px * radius_px - (lines - c_near) ** 2, 0.0))
+        lo, hi = np.ceil(c_across - half), np.floor(c_across + half)
+        filled = lo <= hi
+        lines = np.concatenate([lines[filled], lines[filled]])
+        across = np.concatenate([lo[filled] - 0.5, hi[filled] + 0.5])
+        parts.append(np.column_stack([across, lines] if swap else [lines, across]))
+    return np.concatenate(parts)
+
+
+def _chord_dips_px(points: np.ndarray, res: np.ndarray, first: np.ndarray, stop: np.ndarray,
+                   start_px: np.ndarray, unit: np.ndarray, length_px: np.ndarray) -> np.ndarray:
+    """Dip ``A`` (px) of each stretch ``points[first[k]:stop[k]]`` whose residuals ``res``
+    are fitted by ``a + b t - A 4t(1 - t)``, t from 0 to 1 along its chord (from
+    ``start_px[k]``, direction ``unit[k]``, ``length_px[k]`` long); 0 under 4 points."""
+    count = stop - first
+    dips = np.zeros(len(first))
+    use = count >= 4
+    if not use.any():
+        return dips
+    first, count = first[use], count[use]
+    seg = np.repeat(np.arange(len(first)), count)
+    idx = np.arange(int(count.sum())) - np.repeat(np.cumsum(count) - count, count) + first[seg]
+    start_px, unit, length_px = start_px[use], unit[use], length_px[use]
+    t = np.einsum("ij,ij->i", points[idx] - start_px[seg], unit[seg]) / length_px[seg]
+    r = res[idx]
+    # quadratic fit 1, t, t^2 (the same span): A = c2 / 4
+    starts = np.cumsum(count) - count
+    t2 = t * t
+    moments = np.add.reduceat(np.column_stack([np.ones_like(t), t, t2, t2 * t, t2 * t2,
+                                               r, r * t, r * t2]), starts, axis=0)
+    powers, rhs = moments[:, :5], moments[:, 5:]
+    normal = powers[:, np.array([[0, 1, 2], [1, 2, 3], [2, 3, 4]])]
+    solvable = np.abs(np.linalg.det(normal)) > 1e-12
+    coef = np.zeros((len(first), 3))
+    if solvable.any():
+        coef[solvable] = np.linalg.solve(normal[solvable], rhs[solvable][:, :, None])[:, :, 0]
+    dips[np.nonzero(use)[0]] = coef[:, 2] / 4.0
+    return dips
+
+
+def _stretch_shapes(pts: np.ndarray, outward: np.ndarray, res: np.ndarray, ij: np.ndarray
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """For each stretch ``pts[i:j + 1]`` (``ij`` (K, 2), j - i >= 2; ``res`` the points'
+    radial residuals): whether it is straight (its inner points within
+    ``CHORD_STRAIGHT_RMS_PX`` RMS of the line from ``pts[i]`` to ``pts[j]``), and where to
+    split one that is not (its point furthest beyond the line, away from the centre, when
+    that lies beyond it by more than ``CHORD_STRAIGHT_RMS_PX`` with
+    ``ENVELOPE_MIN_PIECE_POINTS`` on each side; else 0)."""
+    i, j = ij[:, 0], ij[:, 1]
+    chord = pts[j] - pts[i]
+    d = np.maximum(np.hypot(chord[:, 0], chord[:, 1]), 1e-12)
+    normal = np.column_stack([chord[:, 1], -chord[:, 0]]) / d[:, None]
+    normal *= np.where(np.einsum("ij,ij->i", normal, outward[i]) < 0.0, -1.0, 1.0)[:, None]
+    count = j - i - 1
+    seg = np.repeat(np.arange(len(ij)), count)
+    starts = np.cumsum(count) - count
+    idx = np.arange(int(count.sum())) - starts[seg] + i[seg] + 1
+    beyond = np.einsum("ij,ij->i", pts[idx] - pts[i][seg], normal[seg])
+    rms = np.sqrt(np.add.reduceat(beyond * beyond, starts) / count)
+    straight = rms <= CHORD_STRAIGHT_RMS_PX
+    peak = np.maximum.reduceat(beyond, starts)
+    # of the points at the peak (to rounding), the one nearest the stretch's middle, and of
+    # two as near, the one further from the centre: the same point whichever way the outline
+    # runs (a frame turned or mirrored; a 45 deg chord has such pairs)
+    off_middle = np.where(beyond >= peak[seg] - 1e-9, np.abs(2 * idx - (i + j)[seg]), len(pts))
+    candidate = off_middle == np.minimum.reduceat(off_middle, starts)[seg]
+    radius = np.where(candidate, res[idx], -np.inf)
+    candidate &= radius >= np.maximum.reduceat(radius, starts)[seg] - 1e-9
+    first_peak = np.minimum.reduceat(np.where(candidate, idx, len(pts)), starts)
+    split_at = np.where(~straight & (peak > CHORD_STRAIGHT_RMS_PX)
+                        & (first_peak - i >= ENVELOPE_MIN_PIECE_POINTS)
+                        & (j - first_peak >= ENVELOPE_MIN_PIECE_POINTS), first_peak, 0)
+    return straight, split_at
+
+
 def envelope_depth_px(points: np.ndarray, order: np.ndarray, fit: CircleFit) -> float:
     """How far (px) the circle fitted to a binary mask's outline may be short because the
-    outline is drawn as straight chords between points on the circle (0 for an exact
+    outline is drawn as straight chords between points on the circle (about 0 for an exact
     circle's mask).
 
     A droplet drawn as a polygon with its vertices on the circle (as annotators click one)
@@ -302,45 +386,77 @@ def envelope_depth_px(points: np.ndarray, order: np.ndarray, fit: CircleFit) -> 
     along them, so the circle fitted to its outline is short by that much, and a smooth
     outline's small residuals do not show it. The residuals of ``points`` (N, 2), in the
     order ``order`` along the outline, are smoothed over ``ENVELOPE_SMOOTH_POINTS`` and their
-    peaks (maxima over ``ENVELOPE_WINDOW_POINTS``) taken as vertices. Each stretch between
-    two peaks that is straight (its points within ``CHORD_STRAIGHT_RMS_PX`` RMS of the chord)
-    lies ``d^2 / 12R`` below the circle, less how far its points lie beyond the chord
-    (several vertices between the peaks, or an arc); a wiggled stretch is no chord and counts
-    0. The length-weighted mean of that is bounded by the outline's mean depth below its
-    running maximum less the ``ENVELOPE_FLOOR_PX`` that pixel steps alone give."""
+    peaks (maxima over ``ENVELOPE_WINDOW_POINTS``) taken as vertices; a stretch between two
+    that is not straight (``CHORD_STRAIGHT_RMS_PX``) is split at its point furthest beyond
+    the line between them (a vertex between the peaks), until each part is straight or
+    cannot be split. Along each straight stretch, not a pixel row or column, the residuals
+    are fitted by ``a + b t - A 4t(1 - t)`` (t from 0 to 1 along it): a chord between points
+    on the circle dips by its sagitta, ``A = d^2 / 8R``. The vertices are peaks of the
+    residuals, so an exact circle's pixel steps dip between them too (about 0.13 px of
+    depth): the same fit along the same stretch of the fitted circle's own mask (filled by
+    pixel centres) is subtracted, which removes them where the outline is the circle's mask
+    and leaves a chord's dip, whose ends are not the circle mask's peaks. The length-weighted
+    mean of ``2/3`` of the difference (0 for stretches that are not straight: a wiggle is no
+    chord) is the depth."""
     pts = np.asarray(points, dtype=np.float64)[np.argsort(order)]
     if len(pts) < ENVELOPE_WINDOW_POINTS or not np.isfinite(fit.center).all():
         return 0.0
     outward = pts - fit.center
     res = np.hypot(outward[:, 0], outward[:, 1]) - fit.radius
     steps = np.hypot(*np.diff(pts, axis=0).T)
-    depth_sum, n, charge_px2, length_px = 0.0, 0, 0.0, 0.0
+    pairs = []
     for run in np.split(np.arange(len(pts)), np.nonzero(steps > ENVELOPE_GAP_PX)[0] + 1):
         if len(run) < ENVELOPE_WINDOW_POINTS:
             continue  # too short to hold a vertex on each side of a chord
         smooth = uniform_filter1d(res[run], ENVELOPE_SMOOTH_POINTS, mode="nearest")
         envelope = maximum_filter1d(smooth, ENVELOPE_WINDOW_POINTS, mode="nearest")
-        depth_sum += float((envelope - smooth).sum())
-        n += len(run)
         peaks = run[np.nonzero(smooth >= envelope)[0]]
-        for i, j in zip(peaks[:-1], peaks[1:], strict=True):
-            chord = pts[j] - pts[i]
-            d = math.hypot(chord[0], chord[1])
-            if j - i < 2 or d <= 0.0:
-                continue
-            # signed distance beyond the chord, away from the centre
-            normal = np.array([chord[1], -chord[0]]) / d
-            if normal @ outward[i] < 0.0:
-                normal = -normal
-            beyond = (pts[i + 1:j] - pts[i]) @ normal
-            length_px += d
-            # a run along a pixel row or column is a staircase's tread (a mask resized by
-            # nearest neighbour), as far outside the circle at its corners as inside: no chord
-            pixel_run = min(abs(chord[0]), abs(chord[1])) < 1.0
-            straight = math.sqrt(float(beyond @ beyond) / beyond.size) <= CHORD_STRAIGHT_RMS_PX
-            if straight and not pixel_run:
-                charge_px2 += d * max(d * d / (12.0 * fit.radius) - max(float(beyond.mean()), 0.0),
-                                      0.0)
-    if not n or length_px <= 0.0:
+        pairs.append(np.column_stack([peaks[:-1], peaks[1:]]))
+    ij = np.concatenate(pairs) if pairs else np.zeros((0, 2), np.int64)
+    ij = ij[ij[:, 1] - ij[:, 0] >= 2]
+    done = []
+    while len(ij):
+        # all stretches at once; those bent outwards at a vertex the peaks skipped
+        # (vertices closer than the window) are split there, and their parts looked at again
+        straight, split_at = _stretch_shapes(pts, outward, res, ij)
+        split = split_at > 0
+        done.append((ij[~split], straight[~split]))
+        ij = np.concatenate([np.column_stack([ij[split, 0], split_at[split]]),
+                             np.column_stack([split_at[split], ij[split, 1]])])
+    if not done:
         return 0.0
-    return max(min(depth_sum / n - ENVELOPE_FLOOR_PX, charge_px2 / length_px), 0.0)
+    ij = np.concatenate([pair for pair, _ in done])
+    straight = np.concatenate([flag for _, flag in done])
+    start, end = pts[ij[:, 0]], pts[ij[:, 1]]
+    chord = end - start
+    d = np.hypot(chord[:, 0], chord[:, 1])
+    length_px = float(d.sum())
+    # a run along a pixel row or column is a staircase's tread (a mask resized by nearest
+    # neighbour), as far outside the circle at its corners as inside: no chord
+    charged = straight & (np.abs(chord).min(axis=1) >= 1.0) & (d > 0.0)
+    if not charged.any() or length_px <= 0.0:
+        return 0.0
+    ij, start, d = ij[charged], start[charged], d[charged]
+    unit = chord[charged] / d[:, None]
+    # the same stretches of the fitted circle's own mask, found by their angle from the centre
+    angle = np.unwrap(np.arctan2(outward[:, 0], outward[:, 1]))
+    disk = _disk_edge_points(fit.center, fit.radius)
+    disk_out = disk - fit.center
+    base = float(angle.min()) - 0.5  # below the arc, wherever its start lies
+    disk_angle = base + np.mod(np.arctan2(disk_out[:, 0], disk_out[:, 1]) - base, 2.0 * np.pi)
+    by_angle = np.argsort(disk_angle)
+    disk, disk_angle = disk[by_angle], disk_angle[by_angle]
+    disk_res = np.hypot(*(disk - fit.center).T) - fit.radius
+    a0 = np.minimum(angle[ij[:, 0]], angle[ij[:, 1]])
+    a1 = np.maximum(angle[ij[:, 0]], angle[ij[:, 1]])
+    # the disk's points at the stretch's ends are the outline's own where the two coincide:
+    # kept to rounding, whichever way round the angles were computed
+    first = np.searchsorted(disk_angle, a0 - 1e-9, side="left")
+    stop = np.searchsorted(disk_angle, a1 + 1e-9, side="right")
+    # both outlines' stretches in one batch: the outline's first, then the disk's
+    n = len(ij)
+    dips = _chord_dips_px(np.concatenate([pts, disk]), np.concatenate([res, disk_res]),
+                          np.concatenate([ij[:, 0], first + len(pts)]),
+                          np.concatenate([ij[:, 1] + 1, stop + len(pts)]),
+                          np.tile(start, (2, 1)), np.tile(unit, (2, 1)), np.tile(d, 2))
+    return max(float(d @ (dips[:n] - dips[n:])) * (2.0 / 3.0) / length_px, 0.0)
