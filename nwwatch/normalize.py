@@ -257,17 +257,19 @@ def normalize_image(
     return out
 
 
-def _no_data(image, scaled: np.ndarray) -> np.ndarray | None:
+def _no_data(image: np.ndarray, scaled: np.ndarray) -> np.ndarray | None:
     """bool mask of the pixels of float ``image`` without data (NaN or infinite), None when
     there are none, found on its ``scaled`` copy before the clip: one pass over a frame with
     data everywhere. A finite value that overflowed in the scaling (a hot pixel beyond
-    float32's range) is data, clipped as any value beyond the range."""
-    finite = np.isfinite(scaled)
-    if finite.all():
+    float32's range) is data, clipped as any value beyond the range; a value without data
+    stays one in the scaling, so the mask is then ``image``'s own. One bool buffer of the
+    image's size for both (a volume's padding: no further volume-sized temporaries)."""
+    mask = np.isfinite(scaled)
+    if mask.all():
         return None
-    missing = ~finite
-    missing &= ~np.isfinite(image)
-    return missing if missing.any() else None
+    np.isfinite(image, out=mask)
+    np.logical_not(mask, out=mask)
+    return mask if mask.any() else None
 
 
 def _fill_no_data(out: np.ndarray, missing: np.ndarray | None, nan_fill: str) -> None:

@@ -361,6 +361,29 @@ def test_infinite_pixels_are_no_data_as_nan_is():
     np.testing.assert_array_equal(normalize_image(hot, (0.0, 10.0)), [[-1.0, 1.0, 1.0]])
 
 
+def test_a_padded_volume_is_normalised_with_one_mask_of_temporary_memory():
+    # The mask of the voxels without data was made of several volume-sized bool temporaries
+    # (isfinite of the scaled copy and of the input, each negated): a 64 x 512 x 512 float32
+    # tomogram with NaN padding needed 48 MiB beyond its output, where one mask is 16 MiB.
+    import tracemalloc
+
+    volume = np.random.default_rng(3).normal(100.0, 20.0, (48, 64, 64)).astype(np.float32)
+    volume[:, :, :20] = np.nan  # padding columns
+    volume[:2] = np.nan  # slices without data
+    volume[5, 40:44, 50:54] = np.inf
+    value_range = intensity_range(volume)
+    expected = normalize_image(np.where(np.isfinite(volume), volume, np.nan), value_range)
+    tracemalloc.start()
+    try:
+        out = normalize_image(volume, value_range)
+        _, peak_bytes = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    # one bool mask, and the fill's plane-sized work arrays (4 masks' worth before)
+    assert peak_bytes - out.nbytes < 2.5 * volume.size
+    assert out.tobytes() == expected.tobytes()
+
+
 def test_an_unknown_nan_fill_is_refused():
     with pytest.raises(ValueError, match="nan_fill must be 'nearest' or 'darkest', got 'zero'"):
         normalize_image(np.ones((4, 4), np.float32), nan_fill="zero")
