@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import numpy as np
 
-from nwwatch.volume.crosscheck import count_with_data as crosscheck_count
 from nwwatch.volume.metrics import voxels_with_data
 from nwwatch.volume.nodata import count_with_data, data_per_slice, fill_slices_without_data
 
@@ -17,8 +16,17 @@ def test_the_voxels_with_data_are_the_finite_ones_counted_per_slice():
     volume[1, :, :2] = np.inf
     volume[2, 0, 0] = -np.inf
     np.testing.assert_array_equal(data_per_slice(volume), [0, 9, 14, 15])
-    assert count_with_data(volume) == crosscheck_count(volume) == 38
+    assert count_with_data(volume) == np.count_nonzero(np.isfinite(volume)) == 38
     assert np.count_nonzero(voxels_with_data(volume)) == 38
+    scattered = np.random.default_rng(0).normal(size=(5, 6, 7))
+    scattered[np.random.default_rng(1).random(scattered.shape) < 0.3] = np.nan
+    scattered[0, :2] = np.inf
+    scattered[3, 1, 1] = -np.inf
+    for dtype in (np.float32, np.float64):
+        volume = scattered.astype(dtype)
+        assert count_with_data(volume) == np.count_nonzero(np.isfinite(volume))
+        np.testing.assert_array_equal(data_per_slice(volume),
+                                      np.isfinite(volume).sum(axis=(1, 2)))
     integers = np.zeros((4, 3, 5), np.uint16)
     np.testing.assert_array_equal(data_per_slice(integers), [15] * 4)
     assert count_with_data(integers) == 60 and voxels_with_data(integers) is None
