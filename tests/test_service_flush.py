@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from servicekit import (
     DaemonProcess,
+    ledger_count,
     model,
     paint_insitu,
     wait_rows,
@@ -480,7 +481,8 @@ def test_held_rows_are_written_before_a_batch_that_would_outlast_flush_seconds()
     # Rows are written between batches: held rows waited for a whole batch whatever
     # flush_seconds said. Before a batch of the watch, they are written when the batch, at
     # the watch's last seconds per frame, would end past their time (always before a
-    # tomogram's: its time is not known beforehand).
+    # watch's first tomogram batch: its time is not known beforehand; a backlog of fast
+    # tomograms is not written one Parquet file each).
     import time
     from types import SimpleNamespace
 
@@ -511,8 +513,89 @@ def test_held_rows_are_written_before_a_batch_that_would_outlast_flush_seconds()
     assert not before("insitu", None)  # no batch measured yet
     assert not before("insitu", 0.1)  # 0.3 s: ends well within the rows' time
     assert before("insitu", 3.0)  # 9 s: would end past it
-    assert before("tomogram", None)
-    assert before("tomogram", 0.001)
+    assert before("tomogram", None)  # a watch's first tomogram: its time is not known
+    assert not before("tomogram", 0.001)  # a fast one: written once their time has come
+    assert before("tomogram", 3.0)
     assert [f.path for f in watch.take()] == ["f0", "f1"]
     buffer.batches.clear()
     assert not before("tomogram", None)  # nothing held
+
+
+def test_a_stop_during_the_write_before_a_batch_does_not_start_the_batch(tmp_path, onnx_model,
+                                                                        monkeypatch):
+    # The held rows are written right before a batch that may outlast flush_seconds (a
+    # tomogram: minutes), and the stop was looked at only after the batch: a SIGTERM during
+    # that write started the batch all the same, which outlasted stop_timeout_seconds (exit
+    # 1, stop_timeout). The batch is not started; its files stay queued, unclaimed (no
+    # attempt charged), and are processed once when the service goes on.
+    import time
+
+    import nwwatch.service.flush as flush
+    from nwwatch.stopsignals import StopEvent
+
+    a, b = _frames(tmp_path / "in", 2), _frames(tmp_path / "in", 2, first=2)
+    daemon, watch, queued = _service(tmp_path, onnx_model,
+                                     FlushPolicy(max_rows=10_000, max_seconds=3600.0))
+    _queue(daemon, watch, queued, a)
+    daemon._work([watch], queued, time.monotonic())
+    assert watch.engine.buffer.rows == 2 and len(_written(daemon.config.results)) == 0
+    _queue(daemon, watch, queued, b)
+    watch.seconds_per_frame = 3600.0  # the next batch would end past the rows' time
+    real = flush.write_table_atomic
+
+    def stop_while_writing(table, path):
+        daemon._stop.set()  # SIGTERM arrives during the write before the batch
+        return real(table, path)
+
+    monkeypatch.setattr(flush, "write_table_atomic", stop_while_writing)
+    daemon._work([watch], queued, time.monotonic())
+    monkeypatch.setattr(flush, "write_table_atomic", real)
+    assert sorted(_written(daemon.config.results).source) == sorted(map(str, a))
+    assert [f.path for f in watch.files] == b and queued == set(b)
+    assert not watch.engine.buffer.batches
+    assert ledger_count(daemon.config.results, "items", "1") == 2  # b: not claimed
+    assert ledger_count(daemon.config.results, "batches", "state != 'committed'") == 0
+    daemon._stop = StopEvent()  # the service goes on (as the next start would)
+    daemon._work([watch], queued, time.monotonic())
+    write_held(watch.engine, force=True)
+    written = _written(daemon.config.results)
+    assert sorted(written.source) == sorted(map(str, a + b))
+    assert ledger_count(daemon.config.results, "items", "state = 'done' AND attempts = 0") == 4
+    daemon.ledger.close()
+
+
+def test_seconds_per_frame_counts_only_the_frames_processed(tmp_path, onnx_model, monkeypatch):
+    # The estimate that decides whether held rows are written before a batch was the whole
+    # batch's time over all its frames, files skipped as done included: a batch of three
+    # done files and one new one read as a quarter of the new frame's time. (A clock that
+    # the batch moves by 8 s: no real timing.)
+    import time
+    from types import SimpleNamespace
+
+    import nwwatch.service.daemon as daemon_module
+
+    done, new = _frames(tmp_path / "in", 3), _frames(tmp_path / "in", 1, first=3)
+    daemon, watch, queued = _service(tmp_path, onnx_model,
+                                     FlushPolicy(max_rows=10_000, max_seconds=3600.0))
+    _queue(daemon, watch, queued, done)
+    daemon._work([watch], queued, time.monotonic())
+    write_held(watch.engine, force=True)
+    clock = [1000.0]
+    real = daemon_module.process
+
+    def eight_seconds(batch, engine):
+        clock[0] += 8.0
+        return real(batch, engine)
+
+    monkeypatch.setattr(daemon_module, "time", SimpleNamespace(monotonic=lambda: clock[0]))
+    monkeypatch.setattr(daemon_module, "process", eight_seconds)
+    watch.seconds_per_frame = None
+    _queue(daemon, watch, queued, done + new)
+    daemon._run_batch(watch, queued)
+    assert [f["source"] for e, f in daemon.log.lines if e == "file_processed"] \
+        == [str(p) for p in done + new]  # the first three in the first batch
+    assert watch.seconds_per_frame == 8.0  # one frame processed, not four
+    _queue(daemon, watch, queued, done)  # nothing processed: the estimate is kept
+    daemon._run_batch(watch, queued)
+    assert watch.seconds_per_frame == 8.0
+    daemon.ledger.close()

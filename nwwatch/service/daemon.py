@@ -324,6 +324,11 @@ class Daemon:
                 if (w.frames() >= w.engine.batch_size
                         or waited_ms >= self.config.inference.max_batch_latency_ms):
                     self._write_before_batch(w)
+                    if self._stop.is_set():
+                        # A stop that came before or during that write: the batch is not
+                        # started (it could outlast stop_timeout_seconds); its files were not
+                        # taken or claimed, and the next start finds them as new.
+                        break
                     self._run_batch(w, queued)
                     did_work = True
                     if self._stop.is_set():
@@ -368,21 +373,21 @@ class Daemon:
 
     def _write_before_batch(self, w: Watch) -> None:
         """Write the held rows (of every watch: they share one buffer) before the next batch
-        of ``w`` when they would otherwise wait past ``flush_seconds`` for it to end: always
-        before a tomogram batch (seconds to minutes, and its duration is not known
-        beforehand), before an in-situ batch when its frames at the watch's last seconds
-        per frame would take longer than what is left. Rows are written only between
-        batches: otherwise a group watching both kinds would see its in-situ rows frozen for
-        as long as each tomogram takes."""
+        of ``w`` when they would otherwise wait past ``flush_seconds`` for it to end, judged
+        by the seconds a frame of the watch's last batch took (:attr:`Watch.seconds_per_frame`).
+        Before a watch's first measured batch: always before a tomogram's (seconds to minutes,
+        not known beforehand), never before an in-situ one (usually short). Rows are written
+        only between batches: otherwise a group watching both kinds would see its in-situ
+        rows frozen for as long as each tomogram takes."""
         buffer = w.engine.buffer
         if not buffer.batches:
             return
-        if w.config.kind == "tomogram":
-            ahead_s = math.inf
-        elif w.seconds_per_frame is not None:
+        if w.seconds_per_frame is not None:
             ahead_s = w.seconds_per_frame * w.next_batch_frames()
+        elif w.config.kind == "tomogram":
+            ahead_s = math.inf
         else:
-            return  # no batch measured yet: an in-situ batch is usually short
+            return
         if buffer.due(time.monotonic() + ahead_s):
             self._write_due(w, force=True)
 
@@ -484,7 +489,13 @@ class Daemon:
             # The batch may be left between claim and commit: settle it now as after a crash.
             self._reconcile()
             return
-        w.seconds_per_frame = (time.monotonic() - t0) / frames
+        # Per frame processed: files skipped as done (or already held) cost next to nothing,
+        # and counting them would make the estimate far too short.
+        processed = {o.path for o in report.files if o.state == "done"}
+        frames_processed = sum(max(1, getattr(f.info, "n_pages", 1))
+                               for f in batch if f.path in processed)
+        if frames_processed:
+            w.seconds_per_frame = (time.monotonic() - t0) / frames_processed
         for f in batch:
             queued.discard(f.path)
         # done: no longer in flight on the page (the loop's update may be a second away)

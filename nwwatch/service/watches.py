@@ -40,7 +40,9 @@ class Watch:
     unlisted: set[str] = field(default_factory=set)
     #: ``polling_slow`` was logged (once per service run and folder).
     slow_poll_logged: bool = False
-    #: Seconds a frame (a page) of this watch's last batch took to process; None before one.
+    #: Seconds a frame (a page) took in this watch's last batch that processed any: the
+    #: batch's time over the frames of its files done (not those skipped as done); None
+    #: before one.
     seconds_per_frame: float | None = None
 
     def original_refused(self, original: Path) -> bool:
