@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -384,3 +385,194 @@ def test_a_dask_task_refuses_a_tomogram_too_large_before_it_is_hashed(tmp_path, 
         None, "TomogramTooLargeError", True, 0)
     assert (f.size, f.mtime_ns) == (path.stat().st_size, path.stat().st_mtime_ns)
     assert "GiB are available (/cg/test/memory.max)" in f.reason
+
+
+def _tomogram(path: Path, shape: tuple[int, int, int] = SHAPE, box_z: int = 1) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    vol = np.full(shape, TOMOGRAM_GREY[0], np.uint8)
+    vol[box_z:box_z + 3, 4:12, 6:20] = TOMOGRAM_GREY[1]
+    return write_volume_tiff(path, vol)
+
+
+def test_a_done_tomogram_renamed_copied_or_touched_is_skipped_when_the_memory_is_low(
+        tmp_path, monkeypatch):
+    # Was: refused from its header before the ledger could know its content (no hash cached
+    # for the new path or mtime): done work quarantined as too large (exit 3) whenever the
+    # memory available had dropped since. A file of the size of done content is hashed
+    # first; one of another size is still refused unread.
+    acq = tmp_path / "acq"
+    path = _volume(acq)
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    limit = [need.high * 10]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/proc/meminfo"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    renamed = path.rename(acq / "renamed.tif")
+    copy = acq / "copy.tif"
+    copy.write_bytes(renamed.read_bytes())
+    other = _tomogram(acq / "other.tif", box_z=2)  # new content of the same size
+    assert other.stat().st_size == renamed.stat().st_size
+    bigger = _tomogram(acq / "bigger.tif", (8, 24, 24))
+    limit[0] = need.low - 1  # less memory free now
+    hashed = _count_hashes(monkeypatch)
+    summary = replay(acq, tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.skipped, summary.quarantined) == (0, 2, 2), summary.lines()
+    assert sorted(p.name for p in hashed) == ["copy.tif", "other.tif", "renamed.tif"]
+    quarantine = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()
+    assert sorted((Path(q["path"]).name, q["sha256"] is None) for q in quarantine) == [
+        ("bigger.tif", True), ("other.tif", False)]
+    assert {q["error_type"] for q in quarantine} == {"TomogramTooLargeError"}
+    st = renamed.stat()
+    os.utime(renamed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
+    hashed.clear()
+    summary = replay(acq, tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.skipped, summary.quarantined) == (0, 2, 2), summary.lines()
+    assert summary.still_quarantined == 2 and summary.exit_status == 3
+    assert [p.name for p in hashed] == ["renamed.tif"]
+    assert bigger.exists()
+
+
+def _task_spec(onnx: Path, staging: Path, **kw):
+    from nwwatch.filehash import file_sha256
+    from nwwatch.service.clustertask import TaskSpec
+    from nwwatch.volume.segment import VolumeOptions
+
+    staging.mkdir(exist_ok=True)
+    return TaskSpec(model=str(onnx), model_sha256=file_sha256(onnx), batch_size=4,
+                    providers=("cpu",), threads=1, staging=str(staging), kind="tomogram",
+                    volume_options=VolumeOptions(), **kw)
+
+
+def _driver(tmp_path: Path, onnx: Path):
+    from nwwatch.segment.session import Segmenter
+    from nwwatch.service.batch import Engine
+    from nwwatch.service.ledger import Ledger
+    from nwwatch.service.replaysummary import ReplaySummary
+
+    res = tmp_path / "res"
+    engine = Engine("tomogram", Segmenter(onnx, providers=("cpu",), threads=1),
+                    Ledger(res / "ledger.sqlite", res), res, batch_size=4)
+    return engine, ReplaySummary(results_dir=res)
+
+
+def test_a_dask_worker_hashes_a_tomogram_of_the_size_of_done_content_first(tmp_path,
+                                                                           monkeypatch):
+    # Was: the worker refused it from its header, unhashed, and the driver quarantined a
+    # renamed done tomogram as too large. The driver names the task's files of the size of
+    # done content whose hash it does not know; the worker hashes them first, and the driver
+    # skips the done content.
+    from nwwatch.service.cluster import _commit, _hash_first
+    from nwwatch.service.clustertask import run_task
+
+    acq = tmp_path / "acq"
+    path = _volume(acq)
+    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
+    limit = [need.high * 10]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    renamed = str(path.rename(acq / "renamed.tif"))
+    bigger = str(_tomogram(acq / "bigger.tif", (8, 24, 24)))
+    limit[0] = need.low - 1
+    engine, summary = _driver(tmp_path, onnx)
+    try:
+        hash_first = _hash_first(engine, [renamed, bigger])
+        assert hash_first == (renamed,)
+        spec = _task_spec(onnx, tmp_path / "res" / ".cluster",
+                          measurement_version=engine.measurement_version,
+                          hash_first=hash_first)
+        result = run_task([renamed, bigger], [SHAPE[0], 8], spec)
+        moved, refused = result.files
+        assert moved.sha256 is not None and refused.sha256 is None
+        seen_here = {f.path: (f.size, f.mtime_ns) for f in result.files}
+        _commit(result, engine, summary, False, engine.log, seen_here)
+        assert (summary.skipped, summary.quarantined) == (1, 1)
+        assert engine.ledger.quarantined_paths() == {bigger}
+    finally:
+        engine.ledger.close()
+
+
+def _refused_by_a_worker(tmp_path: Path, monkeypatch):
+    """A tomogram, a driver (engine, summary) and the result of a task whose worker refused
+    it from its header."""
+    from nwwatch.service.clustertask import run_task
+
+    path = _volume(tmp_path / "acq")
+    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(need.low - 1, "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    engine, summary = _driver(tmp_path, onnx)
+    spec = _task_spec(onnx, tmp_path / "res" / ".cluster",
+                      measurement_version=engine.measurement_version)
+    result = run_task([str(path)], [SHAPE[0]], spec)
+    assert [(f.sha256, f.error_type) for f in result.files] == [
+        (None, "TomogramTooLargeError")]
+    return path, engine, summary, spec, result
+
+
+def test_a_dask_header_refusal_of_a_stale_copy_on_a_worker_stops_the_replay(tmp_path,
+                                                                            monkeypatch):
+    # Was: the guard against a worker's own copy under the path skipped unhashed files: the
+    # driver's file was quarantined for the worker's stale copy.
+    from nwwatch.service.cluster import _check_same_file
+    from nwwatch.service.clusterconnect import InputNotSharedError
+    from nwwatch.service.ledgerdb import FileVersion
+
+    path, engine, _, _, result = _refused_by_a_worker(tmp_path, monkeypatch)
+    engine.ledger.close()
+    st = path.stat()
+    (f,) = result.files
+    f.version = FileVersion(st.st_size, st.st_mtime_ns + 86_400 * 10**9, 0)
+    with pytest.raises(InputNotSharedError, match="read another file under this path"):
+        _check_same_file(f, {str(path): (st.st_size, st.st_mtime_ns)})
+
+
+def test_a_dask_header_refusal_is_listed_by_the_version_the_driver_sent(tmp_path,
+                                                                        monkeypatch):
+    # Was: listed under the worker's mtime, which may differ from the driver's within
+    # MTIME_SLACK_NS, while a rescan and retry_tomograms_that_fit compare exactly.
+    from nwwatch.service.cluster import MTIME_SLACK_NS, _commit
+    from nwwatch.service.ledgerdb import FileVersion
+
+    path, engine, summary, _, result = _refused_by_a_worker(tmp_path, monkeypatch)
+    st = path.stat()
+    (f,) = result.files
+    f.version = FileVersion(st.st_size, st.st_mtime_ns + MTIME_SLACK_NS // 2, 0)
+    try:
+        _commit(result, engine, summary, False, engine.log,
+                {str(path): (st.st_size, st.st_mtime_ns)})
+        assert summary.quarantined == 1
+        assert engine.ledger.quarantined_at(str(path), st.st_size, st.st_mtime_ns)
+    finally:
+        engine.ledger.close()
+
+
+def test_a_tomogram_changed_while_a_dask_worker_read_its_header_is_not_quarantined(
+        tmp_path, monkeypatch):
+    # Was: quarantined under the version listed before the header was read, which may be
+    # another's; local replay reports it changed while read (processed as the new version).
+    from nwwatch.service.cluster import _commit
+    from nwwatch.service.clustertask import run_task
+
+    path, engine, summary, spec, _ = _refused_by_a_worker(tmp_path, monkeypatch)
+    st = path.stat()
+    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
+
+    def rewritten_meanwhile(limits):  # the header read, the file is replaced
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
+        return Limit(need.low - 1, "/cg/test/memory.max")
+
+    monkeypatch.setattr(memory_module, "available_memory", rewritten_meanwhile)
+    result = run_task([str(path)], [SHAPE[0]], spec)
+    (f,) = result.files
+    assert f.gone and f.error_type == "" and f.size == st.st_size
+    try:
+        _commit(result, engine, summary, False, engine.log,
+                {str(path): (st.st_size, st.st_mtime_ns)})
+        assert (summary.quarantined, summary.changed) == (0, [path])
+        assert engine.ledger.quarantined_paths() == set()
+    finally:
+        engine.ledger.close()

@@ -291,8 +291,10 @@ def _refused_from_header(path: Path, st: os.stat_result, engine: Engine, report:
     GB on a share, while the loop serves no other file. When refused, its outcome is added to
     ``report`` and its failure to ``failures`` (quarantined under the version ``st``, by path,
     size and mtime: unhashed, a rescan skips that version unread); a file changed meanwhile
-    is reported gone instead (processed again as the new version). Raises what reading the
-    header raises besides the refusal (FileNotFoundError, PermissionError)."""
+    is reported gone instead (processed again as the new version). A file of the size of
+    content done before is not refused here but hashed (False): it may be that content
+    renamed, copied or touched, to be skipped as done whatever the memory now. Raises what
+    reading the header raises besides the refusal (FileNotFoundError, PermissionError)."""
     refusal = job_for(engine.kind).header_refusal
     if refusal is None:
         return False
@@ -301,6 +303,9 @@ def _refused_from_header(path: Path, st: os.stat_result, engine: Engine, report:
     except InputError as exc:
         err = exc
     else:
+        return False
+    if engine.ledger.done_content_of_size(st.st_size, engine.segmenter.model_sha256,
+                                          engine.measurement_version):
         return False
     if _stat(path) != (st.st_size, st.st_mtime_ns):  # the header read may be another version's
         report.files.append(FileOutcome(

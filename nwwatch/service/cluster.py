@@ -46,14 +46,12 @@ from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, code_i
 from nwwatch.service.clusterworkers import WorkerWatch
 from nwwatch.service.crashpoints import crash_point
 from nwwatch.service.flush import held_rows_written_at_end, write_held
+from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, ItemKey
+from nwwatch.service.ledgerdb import FileVersion
 from nwwatch.service.ledgerquarantine import opens_as_regular_file, refresh_quarantine
 from nwwatch.service.names import path_key, source_name
 from nwwatch.stopsignals import raise_lost_interrupt
-
-#: Refusals a worker makes from a file's header, before it is hashed
-#: (:func:`nwwatch.service.volumes.refuse_too_large`).
-_REFUSED_FROM_HEADER = frozenset({"TomogramTooLargeError", "ImageTooLargeError"})
 
 #: Staged task outputs, inside the results folder (hidden: readers and rebuild skip it).
 STAGING_DIR = ".cluster"
@@ -164,6 +162,7 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
         futures = as_completed()
         inflight: dict[str, tuple[object, list[tuple[Path, int]]]] = {}
         seen_here: dict[str, tuple[int, int]] = {}  # (size, mtime_ns) as sent, by path
+        refuses_from_header = job_for(engine.kind).header_refusal is not None
 
         def submit(chunk: list[tuple[Path, int]]) -> None:
             # absolute: a worker's working directory is its own (`dask worker` started
@@ -176,7 +175,9 @@ def run_on_cluster(todo: Iterable[tuple[Path, object]], address: str, engine: En
             # whose name the content's rows carry; the other is a copy (_commit)
             owners = tuple(p for p in args[0] if engine.ledger.holds_rows_of(
                 path_key(p), spec.model_sha256, spec.measurement_version)) if force else ()
-            task_spec = dataclasses.replace(spec, owners=owners) if owners else spec
+            hash_first = _hash_first(engine, args[0]) if refuses_from_header else ()
+            task_spec = (dataclasses.replace(spec, owners=owners, hash_first=hash_first)
+                         if owners or hash_first else spec)
             fut = client.submit(run_task, *args, task_spec,
                                 key=f"nwwatch-task-{uuid.uuid4().hex}", pure=False)
             stats.sent_bytes += len(pickle.dumps((args, task_spec)))
@@ -465,19 +466,37 @@ def _worker_named(worker: str) -> str:
     return f"the Dask worker {worker}" if worker else "a Dask worker"
 
 
+def _hash_first(engine: Engine, paths: list[str]) -> tuple[str, ...]:
+    """Those of a task's ``paths`` that its worker hashes before their header may refuse
+    them (``TaskSpec.hash_first``): the size of a content done before, no hash known for
+    this version (as :func:`nwwatch.service.batch.collect` decides locally)."""
+    out = []
+    for p in paths:
+        try:
+            st = os.stat(p)
+        except OSError:  # the worker says what became of it
+            continue
+        if engine.ledger.cached_sha(path_key(p), FileVersion.of(st),
+                                    trust_earlier=False) is None and \
+                engine.ledger.done_content_of_size(st.st_size, engine.segmenter.model_sha256,
+                                                   engine.measurement_version):
+            out.append(p)
+    return tuple(out)
+
+
 def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]],
                      worker: str = "") -> None:
     """Raise :class:`~nwwatch.service.clusterconnect.InputNotSharedError` when the worker
     (``worker``: :func:`_worker_named`'s) could not read a file this driver reads (a worker
     running as another user), or read another version of it than this driver sent and
     still sees (a stale copy under the same path on the worker's node): the file's rows, or
-    its quarantine, would be this run's under a name whose content here is another."""
-    if f.sha256 is None:
-        if f.error_type == "UnreadableFileError" and opens_as_regular_file(f.path):
-            raise clusterconnect.InputNotSharedError(
-                f"{f.path}: {_worker_named(worker)} cannot read this file ({f.reason}), which "
-                "this driver reads: every worker must run as a user that may read the input")
-        return
+    its quarantine, would be this run's under a name whose content here is another. A file
+    refused unhashed (from its header) is compared by its version too."""
+    if f.sha256 is None and f.error_type == "UnreadableFileError" and \
+            opens_as_regular_file(f.path):
+        raise clusterconnect.InputNotSharedError(
+            f"{f.path}: {_worker_named(worker)} cannot read this file ({f.reason}), which "
+            "this driver reads: every worker must run as a user that may read the input")
     sent = seen_here.get(f.path)
     if f.version is None or sent is None:
         return
@@ -513,7 +532,6 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
     from nwwatch.results.outcome import count_table
     from nwwatch.results.parquet import acquisition_partition
     from nwwatch.service.flush import SUMMARY_KEYS, HeldBatch, ResultsWriteError
-    from nwwatch.service.jobs import job_for
 
     ledger = engine.ledger
     early: list[Failure] = []
@@ -541,10 +559,20 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
             continue
         name = path_key(f.path)
         if f.sha256 is None:  # could not even be hashed: bad input
-            early.append(Failure(None, name, f.reason, f.error_type, True, f.size, f.mtime_ns))
-            if f.error_type in _REFUSED_FROM_HEADER:  # logged as local replay logs it
+            size, mtime_ns = f.size, f.mtime_ns
+            if f.header_refused:
+                # listed by the version this driver sent (the worker's mtime may differ
+                # within MTIME_SLACK_NS), which a rescan and retry_tomograms_that_fit
+                # compare exactly; changed here since: a new version, as local replay says
+                sent = (seen_here or {}).get(f.path)
+                if sent is not None:
+                    if _version_here(f.path) != sent:
+                        summary.changed.append(Path(f.path))
+                        continue
+                    size, mtime_ns = sent
                 log.warning("bad_input", source=source_name(f.path), reason=f.reason,
-                            error_type=f.error_type)
+                            error_type=f.error_type)  # as local replay logs it
+            early.append(Failure(None, name, f.reason, f.error_type, True, size, mtime_ns))
             continue
         if f.version is not None:
             ledger.remember_sha(name, f.version, f.sha256)

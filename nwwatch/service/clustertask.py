@@ -71,6 +71,12 @@ class TaskSpec:
     #: argument of :func:`run_task`): a worker of an earlier release still gets the call
     #: it can take, and refuses it by the code check.
     owners: tuple[str, ...] = ()
+    #: The task's paths hashed before their header may refuse them: each of the size of a
+    #: content done before, whose hash the driver's ledger does not know (that content
+    #: renamed, copied or touched, perhaps: skipped by the driver as done, not quarantined
+    #: as too large for this worker's memory; :meth:`~nwwatch.service.ledger.Ledger.
+    #: done_content_of_size`). Per task, as ``owners``.
+    hash_first: tuple[str, ...] = ()
 
 
 @dataclass
@@ -86,6 +92,9 @@ class FileResult:
     permanent: bool = False
     gone: bool = False
     duplicate: bool = False  # same content as an earlier file of the task
+    #: refused from its header before it was hashed (``sha256`` None): the driver
+    #: quarantines it by the version it listed
+    header_refused: bool = False
 
     @property
     def size(self) -> int | None:
@@ -171,13 +180,15 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     # A file its header refuses (a tomogram too large for this worker's memory) is not read
     # through to be hashed first: without a hash, the driver quarantines it by its version.
     refusal = job_for(spec.kind).header_refusal
+    hash_first = set(spec.hash_first)
     for p, n_pages in zip(paths, pages, strict=True):
         r = results[p]
         try:
             st = check_regular(Path(p))
             r.version = FileVersion.of(st)
-            if refusal is not None:
-                refusal(Path(p), spec.batch_size)
+            if refusal is not None and p not in hash_first and _refused_from_header(
+                    refusal, r, spec.batch_size):
+                continue
             r.sha256 = file_sha256(Path(p))
         except FileNotFoundError:
             r.gone = True
@@ -254,6 +265,30 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     result.seconds = time.perf_counter() - t0
     result.staged_bytes = staged.stat().st_size
     return result
+
+
+def _refused_from_header(refusal, r: FileResult, batch_size: int) -> bool:
+    """Whether ``refusal`` (the job's ``header_refusal``) refuses the file of ``r``, whose
+    ``version`` is set: then ``r`` says why, or, when the file is no longer that version (the
+    header read may be another's), that it is gone (the driver reports it changed while read,
+    processed again as its new version). Raises what reading the header raises besides."""
+    from nwwatch.io import InputError
+
+    try:
+        refusal(Path(r.path), batch_size)
+    except InputError as exc:
+        try:
+            st = os.stat(r.path)
+            now = (st.st_size, st.st_mtime_ns)
+        except OSError:
+            now = None
+        if now != (r.size, r.mtime_ns):
+            r.gone = True
+        else:
+            r.reason, r.error_type, r.permanent = exc.reason, type(exc).__name__, True
+            r.header_refused = True
+        return True
+    return False
 
 
 def worker_name() -> str:

@@ -240,6 +240,31 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                            [(p, v.ctime_ns, int(ok)) for p, (v, _, ok) in items])
             self._seen_buffer.clear()
 
+    def done_content_of_size(self, size_bytes: int, model_sha256: str,
+                             measurement_version: str) -> bool:
+        """Whether some file of ``size_bytes`` hashed before (any path: the latest version
+        of each path the hash cache keeps) holds content done under this model and
+        measurement version, or processed with its rows held by this process. A file of
+        that size whose hash is not known may be that content renamed, copied or touched:
+        worth hashing, to be skipped as done, before it is refused unread from its header
+        (:func:`nwwatch.service.batch.collect`)."""
+        def finished(state: str, batch_id: str | None) -> bool:
+            return state == "done" or batch_id in self.held
+
+        buffered = {sha for v, sha, _ in self._seen_buffer.values() if v.size == size_bytes}
+        for sha in buffered:
+            item = self.item(ItemKey(sha, model_sha256, measurement_version))
+            if item is not None and finished(item.state, item.batch_id):
+                return True
+        # ``seen`` has no index on size: one scan, made only for a file its header refuses
+        # (or a tomogram a Dask driver sends), rare next to the hash it may save
+        rows = self._db.execute(
+            "SELECT i.state, i.batch_id FROM seen AS s JOIN items AS i "
+            "ON i.sha256 = s.sha256 WHERE s.size=? AND i.model_sha256=? AND "
+            "i.measurement_version=? AND i.state IN ('done', 'pending')",
+            (size_bytes, model_sha256, measurement_version))
+        return any(finished(*row) for row in rows)
+
     def quarantined_version(self, path: PathKey, version: FileVersion, model_sha256: str,
                             measurement_version: str) -> bool:
         """``quarantined_at`` for this version of ``path``: a quarantine entry made for its
