@@ -394,12 +394,14 @@ def _tomogram(path: Path, shape: tuple[int, int, int] = SHAPE, box_z: int = 1) -
     return write_volume_tiff(path, vol)
 
 
-def test_a_done_tomogram_renamed_copied_or_touched_is_skipped_when_the_memory_is_low(
+def test_a_done_tomogram_renamed_or_touched_is_skipped_when_the_memory_is_low(
         tmp_path, monkeypatch):
     # Was: refused from its header before the ledger could know its content (no hash cached
     # for the new path or mtime): done work quarantined as too large (exit 3) whenever the
-    # memory available had dropped since. A file of the size of done content is hashed
-    # first; one of another size is still refused unread.
+    # memory available had dropped since. Done content last hashed at the file's path
+    # (touched) or in a file of its size and mtime (moved, renamed) is hashed first; a copy
+    # (new mtime) and new content of the same size are refused unread, as a size alone is
+    # shared by every tomogram of one shape (each hashed in full otherwise).
     acq = tmp_path / "acq"
     path = _volume(acq)
     need = tomogram_peak_bytes(SHAPE, np.uint8)
@@ -411,26 +413,74 @@ def test_a_done_tomogram_renamed_copied_or_touched_is_skipped_when_the_memory_is
     renamed = path.rename(acq / "renamed.tif")
     copy = acq / "copy.tif"
     copy.write_bytes(renamed.read_bytes())
+    st = renamed.stat()
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # a copy's own mtime
     other = _tomogram(acq / "other.tif", box_z=2)  # new content of the same size
     assert other.stat().st_size == renamed.stat().st_size
-    bigger = _tomogram(acq / "bigger.tif", (8, 24, 24))
+    _tomogram(acq / "bigger.tif", (8, 24, 24))
     limit[0] = need.low - 1  # less memory free now
     hashed = _count_hashes(monkeypatch)
     summary = replay(acq, tmp_path / "res", kind="tomogram", model=onnx)
-    assert (summary.done, summary.skipped, summary.quarantined) == (0, 2, 2), summary.lines()
-    assert sorted(p.name for p in hashed) == ["copy.tif", "other.tif", "renamed.tif"]
+    assert (summary.done, summary.skipped, summary.quarantined) == (0, 1, 3), summary.lines()
+    assert [p.name for p in hashed] == ["renamed.tif"]
     quarantine = pq.read_table(tmp_path / "res" / "quarantine.parquet").to_pylist()
     assert sorted((Path(q["path"]).name, q["sha256"] is None) for q in quarantine) == [
-        ("bigger.tif", True), ("other.tif", False)]
+        ("bigger.tif", True), ("copy.tif", True), ("other.tif", True)]
     assert {q["error_type"] for q in quarantine} == {"TomogramTooLargeError"}
     st = renamed.stat()
     os.utime(renamed, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
     hashed.clear()
     summary = replay(acq, tmp_path / "res", kind="tomogram", model=onnx)
-    assert (summary.done, summary.skipped, summary.quarantined) == (0, 2, 2), summary.lines()
-    assert summary.still_quarantined == 2 and summary.exit_status == 3
+    assert (summary.done, summary.skipped, summary.quarantined) == (0, 1, 3), summary.lines()
+    assert summary.still_quarantined == 3 and summary.exit_status == 3
     assert [p.name for p in hashed] == ["renamed.tif"]
-    assert bigger.exists()
+    limit[0] = need.high * 10  # the memory back: the copy is skipped as done content
+    summary = replay(acq, tmp_path / "res", kind="tomogram", model=onnx)
+    assert (summary.done, summary.skipped) == (2, 2), summary.lines()
+    assert pq.read_table(tmp_path / "res" / "volumes").num_rows == 3
+
+
+def test_a_forced_replay_short_of_memory_keeps_a_done_tomogram_done(tmp_path, monkeypatch):
+    # Was: with --force and too little memory, the done tomogram (touched, so hashed again,
+    # or its hash cached) was claimed and refused while processed: its item went from done
+    # to quarantined while its row stayed on disk, and once the memory returned the next
+    # replay processed it again (two rows of one content on disk). Now it is refused by its
+    # version before its claim: the item stays done, its row the only one.
+    import sqlite3
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    path = _volume(acq)
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    limit = [need.high * 10]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/proc/meminfo"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, res, kind="tomogram", model=onnx).done == 1
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
+    limit[0] = need.low - 1
+    summary = replay(acq, res, kind="tomogram", model=onnx, force=True)
+    assert (summary.done, summary.quarantined) == (0, 1), summary.lines()
+
+    def items() -> list[tuple]:
+        db = sqlite3.connect(res / "ledger.sqlite")
+        try:
+            return db.execute("SELECT state, attempts FROM items").fetchall()
+        finally:
+            db.close()
+
+    assert items() == [("done", 0)]
+    limit[0] = need.high * 10
+    summary = replay(acq, res, kind="tomogram", model=onnx)
+    assert (summary.done, summary.skipped) == (0, 1), summary.lines()
+    assert items() == [("done", 0)]
+    rows = sum(pq.read_table(p).num_rows for p in (res / "volumes").rglob("*.parquet"))
+    assert rows == 1
+    # untouched (its hash cached), forced again short of memory: the same
+    limit[0] = need.low - 1
+    summary = replay(acq, res, kind="tomogram", model=onnx, force=True)
+    assert (summary.done, summary.quarantined) == (0, 1), summary.lines()
+    assert items() == [("done", 0)]
 
 
 def _task_spec(onnx: Path, staging: Path, **kw):
@@ -475,11 +525,15 @@ def test_a_dask_worker_hashes_a_tomogram_of_the_size_of_done_content_first(tmp_p
     assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
     renamed = str(path.rename(acq / "renamed.tif"))
     bigger = str(_tomogram(acq / "bigger.tif", (8, 24, 24)))
+    copy = acq / "copy.tif"  # a copy has an mtime of its own: refused from its header
+    copy.write_bytes(Path(renamed).read_bytes())
+    st = os.stat(renamed)
+    os.utime(copy, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     limit[0] = need.low - 1
     engine, summary = _driver(tmp_path, onnx)
     try:
+        assert _hash_first(engine, [renamed, bigger, str(copy)]) == (renamed,)
         hash_first = _hash_first(engine, [renamed, bigger])
-        assert hash_first == (renamed,)
         spec = _task_spec(onnx, tmp_path / "res" / ".cluster",
                           measurement_version=engine.measurement_version,
                           hash_first=hash_first)
@@ -490,6 +544,44 @@ def test_a_dask_worker_hashes_a_tomogram_of_the_size_of_done_content_first(tmp_p
         _commit(result, engine, summary, False, engine.log, seen_here)
         assert (summary.skipped, summary.quarantined) == (1, 1)
         assert engine.ledger.quarantined_paths() == {bigger}
+    finally:
+        engine.ledger.close()
+
+
+def test_a_forced_dask_replay_short_of_memory_keeps_a_done_tomogram_done(tmp_path,
+                                                                         monkeypatch):
+    # Was: the touched done tomogram, hashed first and refused by the worker's volume_rows
+    # for its memory, was claimed by the driver and its item went from done to quarantined
+    # while its row stayed on disk. Now the driver lists it by its version, unclaimed.
+    from nwwatch.service.cluster import _commit, _hash_first
+    from nwwatch.service.clustertask import run_task
+
+    acq = tmp_path / "acq"
+    path = _volume(acq)
+    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
+    limit = [need.high * 10]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    st = path.stat()
+    os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
+    limit[0] = need.low - 1
+    engine, summary = _driver(tmp_path, onnx)
+    try:
+        hash_first = _hash_first(engine, [str(path)])
+        assert hash_first == (str(path),)
+        spec = _task_spec(onnx, tmp_path / "res" / ".cluster",
+                          measurement_version=engine.measurement_version,
+                          hash_first=hash_first, owners=(str(path),))
+        result = run_task([str(path)], [SHAPE[0]], spec)
+        (f,) = result.files
+        assert f.sha256 is not None and f.error_type == "TomogramTooLargeError"
+        _commit(result, engine, summary, True, engine.log, {f.path: (f.size, f.mtime_ns)})
+        assert summary.quarantined == 1
+        assert engine.ledger.quarantined_paths() == {str(path)}
+        item = engine.ledger.item(engine.key(f.sha256))
+        assert (item.state, item.attempts) == ("done", 0)
     finally:
         engine.ledger.close()
 

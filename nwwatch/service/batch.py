@@ -24,7 +24,7 @@ from nwwatch.service.flush import RowBuffer
 from nwwatch.service.inputs import check_regular
 from nwwatch.service.jobs import job_for
 from nwwatch.service.ledger import Failure, ItemKey, ItemState, Ledger
-from nwwatch.service.ledgerdb import FileVersion
+from nwwatch.service.ledgerdb import FileVersion, PathKey
 from nwwatch.service.names import display, path_key, source_name
 from nwwatch.volume.segment import VolumeOptions
 
@@ -233,6 +233,11 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
             report.files.append(FileOutcome(path, "skipped", reason="a copy of done content",
                                             copy_of=copy_of))
             continue
+        if force and known is not None and known.state == "done" and _refused_from_header(
+                path, st, engine, report, detected_at, early_failures, done_content=True):
+            # refused by its version, before its claim: a failure of the claimed item would
+            # quarantine the content its rows on disk still hold (processed twice later)
+            continue
         if known is not None and known.state in ("done", "quarantined") and not force:
             if known.state == "done":  # its path's quarantined version has been replaced
                 ledger.release_quarantine(name, st.st_size, st.st_mtime_ns, sha)
@@ -284,17 +289,28 @@ def collect(files: Sequence[object], engine: Engine, report: BatchReport,
     return items
 
 
+def hashed_before_header(engine: Engine, name: PathKey, size_bytes: int,
+                         mtime_ns: int) -> bool:
+    """Whether a file whose hash is not known is hashed before its header may refuse it
+    (too large for the memory): done content last hashed at its path (touched since) or in
+    a file of its size and mtime (moved or renamed), to be skipped as done whatever the
+    memory now. Used by :func:`collect` and a Dask driver (``TaskSpec.hash_first``)."""
+    return engine.ledger.done_content_moved_or_touched(
+        name, size_bytes, mtime_ns, engine.segmenter.model_sha256, engine.measurement_version)
+
+
 def _refused_from_header(path: Path, st: os.stat_result, engine: Engine, report: BatchReport,
-                         detected_at: float | None, failures: list[Failure]) -> bool:
+                         detected_at: float | None, failures: list[Failure],
+                         done_content: bool = False) -> bool:
     """Whether the job refuses ``path`` from its header alone (a tomogram too large for the
     memory), checked before the file is hashed: hashing reads it whole, minutes for tens of
     GB on a share, while the loop serves no other file. When refused, its outcome is added to
     ``report`` and its failure to ``failures`` (quarantined under the version ``st``, by path,
     size and mtime: unhashed, a rescan skips that version unread); a file changed meanwhile
-    is reported gone instead (processed again as the new version). A file of the size of
-    content done before is not refused here but hashed (False): it may be that content
-    renamed, copied or touched, to be skipped as done whatever the memory now. Raises what
-    reading the header raises besides the refusal (FileNotFoundError, PermissionError)."""
+    is reported gone instead (processed again as the new version). Unless ``done_content``
+    (the file's content is known done: a ``--force`` run, its item and rows kept), a file
+    :func:`hashed_before_header` matches is not refused here (False). Raises what reading the
+    header raises besides the refusal (FileNotFoundError, PermissionError)."""
     refusal = job_for(engine.kind).header_refusal
     if refusal is None:
         return False
@@ -304,8 +320,8 @@ def _refused_from_header(path: Path, st: os.stat_result, engine: Engine, report:
         err = exc
     else:
         return False
-    if engine.ledger.done_content_of_size(st.st_size, engine.segmenter.model_sha256,
-                                          engine.measurement_version):
+    if not done_content and hashed_before_header(engine, path_key(path), st.st_size,
+                                                 st.st_mtime_ns):
         return False
     if _stat(path) != (st.st_size, st.st_mtime_ns):  # the header read may be another version's
         report.files.append(FileOutcome(

@@ -40,7 +40,7 @@ from pathlib import Path
 
 from nwwatch.segment.session import ModelLoadError
 from nwwatch.service import clusterconnect
-from nwwatch.service.batch import Engine, forced_copy_of, note_skipped
+from nwwatch.service.batch import Engine, forced_copy_of, hashed_before_header, note_skipped
 from nwwatch.service.childsignals import ctrl_c_after_the_call
 from nwwatch.service.clustertask import FileResult, TaskResult, TaskSpec, code_identity, run_task
 from nwwatch.service.clusterworkers import WorkerWatch
@@ -468,20 +468,30 @@ def _worker_named(worker: str) -> str:
 
 def _hash_first(engine: Engine, paths: list[str]) -> tuple[str, ...]:
     """Those of a task's ``paths`` that its worker hashes before their header may refuse
-    them (``TaskSpec.hash_first``): the size of a content done before, no hash known for
-    this version (as :func:`nwwatch.service.batch.collect` decides locally)."""
+    them (``TaskSpec.hash_first``): no hash known for this version, and
+    :func:`~nwwatch.service.batch.hashed_before_header` (as ``collect`` decides locally: done
+    content touched, moved or renamed; an indexed lookup per file)."""
     out = []
     for p in paths:
         try:
             st = os.stat(p)
         except OSError:  # the worker says what became of it
             continue
-        if engine.ledger.cached_sha(path_key(p), FileVersion.of(st),
-                                    trust_earlier=False) is None and \
-                engine.ledger.done_content_of_size(st.st_size, engine.segmenter.model_sha256,
-                                                   engine.measurement_version):
+        name = path_key(p)
+        if engine.ledger.cached_sha(name, FileVersion.of(st), trust_earlier=False) is None \
+                and hashed_before_header(engine, name, st.st_size, st.st_mtime_ns):
             out.append(p)
     return tuple(out)
+
+
+def _refused_for_memory(engine: Engine, f: FileResult) -> bool:
+    """Whether the worker refused ``f`` as its job refuses a file from its header (a
+    tomogram too large for the worker's memory), here after it was hashed."""
+    if not f.permanent or job_for(engine.kind).header_refusal is None:
+        return False
+    from nwwatch.service.volumes import REFUSED_FROM_HEADER  # the tomogram job's, loaded
+
+    return f.error_type in {t.__name__ for t in REFUSED_FROM_HEADER}
 
 
 def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]],
@@ -582,6 +592,16 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         if copy_of:  # its rows stay with the file that holds the same bytes (batch.collect)
             summary.copies.append((Path(f.path), copy_of))
             copies.append((name, f, key))
+            continue
+        if force and known is not None and known.state == "done" and \
+                _refused_for_memory(engine, f):
+            # listed by its version, not claimed (as batch.collect): a failure of its item
+            # would quarantine the content whose rows stay on disk (processed twice later)
+            # by the version this driver sent, as a refusal before the hash
+            size, mtime_ns = (seen_here or {}).get(f.path) or (f.size, f.mtime_ns)
+            log.warning("bad_input", source=source_name(f.path), reason=f.reason,
+                        error_type=f.error_type)
+            early.append(Failure(None, name, f.reason, f.error_type, True, size, mtime_ns))
             continue
         if f.duplicate or key in seen or engine.buffer.holds(key) or (
                 known is not None and known.state in ("done", "quarantined") and not force):

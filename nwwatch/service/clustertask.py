@@ -17,6 +17,7 @@ import shutil
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -71,11 +72,10 @@ class TaskSpec:
     #: argument of :func:`run_task`): a worker of an earlier release still gets the call
     #: it can take, and refuses it by the code check.
     owners: tuple[str, ...] = ()
-    #: The task's paths hashed before their header may refuse them: each of the size of a
-    #: content done before, whose hash the driver's ledger does not know (that content
-    #: renamed, copied or touched, perhaps: skipped by the driver as done, not quarantined
-    #: as too large for this worker's memory; :meth:`~nwwatch.service.ledger.Ledger.
-    #: done_content_of_size`). Per task, as ``owners``.
+    #: The task's paths hashed before their header may refuse them: done content touched,
+    #: moved or renamed whose hash the driver's ledger does not know for this version
+    #: (skipped by the driver as done, not quarantined as too large for this worker's
+    #: memory; :func:`~nwwatch.service.batch.hashed_before_header`). Per task, as ``owners``.
     hash_first: tuple[str, ...] = ()
 
 
@@ -267,7 +267,8 @@ def run_task(paths: list[str], pages: list[int], spec: TaskSpec) -> TaskResult:
     return result
 
 
-def _refused_from_header(refusal, r: FileResult, batch_size: int) -> bool:
+def _refused_from_header(refusal: Callable[[Path, int], None], r: FileResult,
+                         batch_size: int) -> bool:
     """Whether ``refusal`` (the job's ``header_refusal``) refuses the file of ``r``, whose
     ``version`` is set: then ``r`` says why, or, when the file is no longer that version (the
     header read may be another's), that it is gone (the driver reports it changed while read,

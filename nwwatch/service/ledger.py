@@ -240,29 +240,29 @@ class Ledger(Recovery, HeldBatches, QuarantineList, RevertedFiles):
                            [(p, v.ctime_ns, int(ok)) for p, (v, _, ok) in items])
             self._seen_buffer.clear()
 
-    def done_content_of_size(self, size_bytes: int, model_sha256: str,
-                             measurement_version: str) -> bool:
-        """Whether some file of ``size_bytes`` hashed before (any path: the latest version
-        of each path the hash cache keeps) holds content done under this model and
-        measurement version, or processed with its rows held by this process. A file of
-        that size whose hash is not known may be that content renamed, copied or touched:
-        worth hashing, to be skipped as done, before it is refused unread from its header
-        (:func:`nwwatch.service.batch.collect`)."""
+    def done_content_moved_or_touched(self, path: PathKey, size_bytes: int, mtime_ns: int,
+                                      model_sha256: str, measurement_version: str) -> bool:
+        """Whether content done under this model and measurement version (or processed, its
+        rows held by this process) was last hashed at ``path`` (the file touched since), or
+        in a file of this same size and mtime (the file moved or renamed: ``mv`` keeps the
+        mtime). Such a file whose hash is not known is hashed before its header may refuse
+        it, to be skipped as done. A copy (new mtime) or new content of the same size is not
+        matched: a size alone is shared by every tomogram of one shape and type."""
         def finished(state: str, batch_id: str | None) -> bool:
             return state == "done" or batch_id in self.held
 
-        buffered = {sha for v, sha, _ in self._seen_buffer.values() if v.size == size_bytes}
+        buffered = {sha for p, (v, sha, _) in self._seen_buffer.items()
+                    if p == path or (v.size, v.mtime_ns) == (size_bytes, mtime_ns)}
         for sha in buffered:
             item = self.item(ItemKey(sha, model_sha256, measurement_version))
             if item is not None and finished(item.state, item.batch_id):
                 return True
-        # ``seen`` has no index on size: one scan, made only for a file its header refuses
-        # (or a tomogram a Dask driver sends), rare next to the hash it may save
+        # by the primary key and the seen_size_mtime index: a lookup per file, not a scan
         rows = self._db.execute(
             "SELECT i.state, i.batch_id FROM seen AS s JOIN items AS i "
-            "ON i.sha256 = s.sha256 WHERE s.size=? AND i.model_sha256=? AND "
-            "i.measurement_version=? AND i.state IN ('done', 'pending')",
-            (size_bytes, model_sha256, measurement_version))
+            "ON i.sha256 = s.sha256 WHERE (s.path=? OR (s.size=? AND s.mtime_ns=?)) AND "
+            "i.model_sha256=? AND i.measurement_version=? AND i.state IN ('done', 'pending')",
+            (path, size_bytes, mtime_ns, model_sha256, measurement_version))
         return any(finished(*row) for row in rows)
 
     def quarantined_version(self, path: PathKey, version: FileVersion, model_sha256: str,

@@ -59,6 +59,9 @@ CREATE TABLE IF NOT EXISTS seen (
     path TEXT PRIMARY KEY, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     sha256 TEXT NOT NULL
 );
+-- a file moved or renamed keeps its size and mtime: found by them before its header may
+-- refuse it (Ledger.done_content_moved_or_touched)
+CREATE INDEX IF NOT EXISTS seen_size_mtime ON seen (size, mtime_ns);
 CREATE TABLE IF NOT EXISTS seen_ctime (
     path TEXT PRIMARY KEY, ctime_ns INTEGER NOT NULL, confirmed INTEGER NOT NULL
 );

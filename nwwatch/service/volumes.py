@@ -154,8 +154,8 @@ def volume_rows(items: list[Item], engine: Engine, batch_id: str, failures: list
         try:
             t = time.perf_counter()
             # the header again, though collect may have read it: a file whose hash was
-            # cached, or one hashed as perhaps done content (same size), was not refused
-            # there, and the memory available is read now, just before the voxels
+            # cached, or one hashed first as perhaps done content (touched, moved), was not
+            # refused there, and the memory available is read now, just before the voxels
             check_memory(it, engine)
             volume = check_tomogram(read_volume(it.path))
             if it.changed_since_hashed():  # these voxels are not the content hashed
