@@ -452,11 +452,10 @@ def envelope_depth_px(points: np.ndarray, order: np.ndarray, fit: CircleFit) -> 
     # only the mask's points near the charged stretches: each lies within the stretch's
     # residual (and half a pixel) of the outline's points at its angle, which lie at most
     # ENVELOPE_GAP_PX apart; so the cost is the outline's, however large the radius
-    cover = np.zeros(len(pts) + 1, dtype=np.int64)
-    np.add.at(cover, ij[:, 0], 1)
-    np.add.at(cover, ij[:, 1] + 1, -1)
-    near = pts[np.cumsum(cover[:-1]) > 0]
-    margin_px = float(np.abs(res[np.cumsum(cover[:-1]) > 0]).max()) + ENVELOPE_GAP_PX + 1.0
+    in_stretch = np.cumsum(np.bincount(ij[:, 0], minlength=len(pts) + 1)
+                           - np.bincount(ij[:, 1] + 1, minlength=len(pts) + 1))[:-1] > 0
+    near = pts[in_stretch]
+    margin_px = float(np.abs(res[in_stretch]).max()) + ENVELOPE_GAP_PX + 1.0
     lo_px, hi_px = near.min(axis=0) - margin_px, near.max(axis=0) + margin_px
     disk = _disk_edge_points(fit.center, fit.radius, (lo_px[0], hi_px[0], lo_px[1], hi_px[1]))
     disk_out = disk - fit.center
