@@ -197,10 +197,9 @@ def test_a_polygon_drawn_droplet_is_uncertain_by_its_short_radius() -> None:
 
 
 def test_droplets_drawn_with_a_click_every_14_px_are_covered_by_sigma() -> None:
-    # Clicks closer than the envelope's window: the peaks skipped every other vertex, and
-    # the bound by the outline's depth below its running maximum (about what an exact
-    # circle's pixel steps give) left ~0 of the chords' dip; a cap of 143.3 deg read
-    # 144.12 +- 0.20 deg (4.1 sigma) with the radius 0.4 px short.
+    # Clicks closer than the envelope's 31-point window (a 143.3 deg cap once read
+    # 144.12 +- 0.20 deg with its radius 0.4 px short): the vertices between the window's
+    # peaks are found, the chords' dip is charged, and sigma covers the error.
     from bench.bench_polygon_vertices import polygon_cap
 
     rng = np.random.default_rng([202, 140, 0])
@@ -234,6 +233,105 @@ def test_an_exact_circle_mask_has_no_envelope_depth() -> None:
         assert depth(radius, 0.3) < 0.05, radius
     # the same circle drawn as a polygon through points 25 px apart is short by ~d^2 / 12R
     assert 0.2 < depth(90.0, 25.0) < 0.7
+
+
+def _envelope_of_mask(mask: np.ndarray, keep_rows_below: float = np.inf) -> float:
+    """The envelope depth (px) of ``mask``'s outline, its points above ``keep_rows_below``
+    only, with the circle fitted as measure_contact_angle fits it."""
+    from nwwatch.measure.arc import arc_position_rad
+    from nwwatch.measure.circle import (
+        envelope_depth_px,
+        refine_on_pixel_edges,
+        with_quantisation_floor,
+    )
+    from nwwatch.measure.edges import mask_boundary_points
+
+    boundary = mask_boundary_points(mask)
+    on_arc = boundary.points[:, 0] < keep_rows_below
+    points, outward = boundary.points[on_arc], boundary.outward[on_arc]
+    fit, keep = robust_fit(points)
+    points, outward = points[keep], outward[keep]
+    fit = with_quantisation_floor(refine_on_pixel_edges(points, outward, fit), points, outward)
+    return envelope_depth_px(points, arc_position_rad(points, fit.center), fit)
+
+
+def test_exact_caps_pixel_steps_are_not_charged() -> None:
+    # The mask of an exact circle, filled by pixel centres and cut by a substrate row (an
+    # open arc), dips ~0.13-0.2 px between its residuals' peaks by its pixel steps alone;
+    # the same fit on the fitted circle's own mask cancels that.
+    rng = np.random.default_rng(17)
+    rows, cols = np.arange(320)[:, None], np.arange(320)[None, :]
+    for radius in (30.0, 60.0, 120.0):
+        for theta in (60.0, 100.0, 140.0, 170.0):
+            center = 160.0 + rng.uniform(-1.0, 1.0, 2)
+            disk = (rows - center[0]) ** 2 + (cols - center[1]) ** 2 <= radius * radius
+            substrate = center[0] - radius * np.cos(np.radians(theta))
+            depth = _envelope_of_mask(disk & (rows <= substrate), substrate - 1.0)
+            assert depth < 0.05, (radius, theta, depth)
+
+
+def test_the_circle_mask_stretches_match_the_outline_ones_around_a_closed_outline(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Every straight stretch of an exact circle's outline is matched by the same points of
+    # the fitted circle's own mask, also where the outline's angles run past a full turn
+    # (a closed outline, or an open one with a gap under ~30 deg).
+    import nwwatch.measure.circle as circle
+
+    counts = []
+    chord_dips = circle._chord_dips_px
+
+    def spy(points: np.ndarray, res: np.ndarray, first: np.ndarray, stop: np.ndarray,
+            *rest: np.ndarray) -> np.ndarray:
+        n = len(first) // 2
+        counts.append(((stop - first)[:n], (stop - first)[n:]))
+        return chord_dips(points, res, first, stop, *rest)
+
+    monkeypatch.setattr(circle, "_chord_dips_px", spy)
+    rows, cols = np.arange(240)[:, None], np.arange(240)[None, :]
+    for center in ((120.37, 119.71), (120.1, 120.6), (119.8, 120.25)):
+        for radius in (40.0, 90.0):
+            disk = (rows - center[0]) ** 2 + (cols - center[1]) ** 2 <= radius * radius
+            counts.clear()
+            _envelope_of_mask(disk)
+            outline_counts, mask_counts = counts[-1]
+            assert np.abs(outline_counts - mask_counts).max() <= 1, (center, radius)
+
+
+def test_the_envelope_depth_is_the_same_in_all_eight_orientations() -> None:
+    from bench.bench_polygon_vertices import polygon_cap
+
+    rng = np.random.default_rng([5, 14])
+    for spacing_px in (0.0, 14.0, 8.0):
+        labels, _ = polygon_cap(rng, spacing_px, 0.5 if spacing_px else 0.0)
+        droplet = labels == DROPLET
+        turned = [np.rot90(droplet, k) for k in range(4)]
+        depths = [_envelope_of_mask(np.ascontiguousarray(m))
+                  for m in turned + [m[::-1] for m in turned]]
+        assert max(depths) - min(depths) < 1e-9, (spacing_px, depths)
+
+
+def test_a_nearly_straight_outline_rasterises_only_its_own_stretch(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # An outline fitted by a circle of radius ~1e5-1e6 px: the circle's own mask is drawn
+    # only around the outline (drawing the whole circle took seconds and hundreds of MB).
+    import nwwatch.measure.circle as circle
+
+    drawn = []
+    disk_edge_points = circle._disk_edge_points
+
+    def spy(*args: object) -> np.ndarray:
+        points = disk_edge_points(*args)
+        drawn.append(len(points))
+        return points
+
+    monkeypatch.setattr(circle, "_disk_edge_points", spy)
+    radius = 1e6
+    direction = np.array([np.sin(0.5), np.cos(0.5)])
+    center = np.array([100.3, 100.2]) - radius * direction
+    rows, cols = np.arange(200)[:, None], np.arange(200)[None, :]
+    mask = (rows - center[0]) ** 2 + (cols - center[1]) ** 2 <= radius * radius
+    _envelope_of_mask(mask)
+    assert drawn and max(drawn) < 1000, drawn
 
 
 def test_a_mask_resized_by_nearest_neighbour_is_not_read_as_a_polygon() -> None:

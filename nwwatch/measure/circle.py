@@ -293,19 +293,28 @@ ENVELOPE_MIN_PIECE_POINTS = 3
 ENVELOPE_GAP_PX = 2.5
 
 
-def _disk_edge_points(center: np.ndarray, radius_px: float) -> np.ndarray:
+def _disk_edge_points(center: np.ndarray, radius_px: float,
+                      box: tuple[float, float, float, float] | None = None) -> np.ndarray:
     """(M, 2) midpoints of the pixel edges around the disk ``|p - center| <= radius_px``
-    filled by pixel centres (integer coordinates), as a mask of the exact circle is."""
+    filled by pixel centres (integer coordinates), as a mask of the exact circle is; with
+    ``box`` (row min, row max, column min, column max), only those inside it (the cost is
+    then bounded by the box, however large the radius)."""
     cy, cx = float(center[0]), float(center[1])
+    if box is None:
+        box = (-math.inf, math.inf, -math.inf, math.inf)
     parts = []
-    for c_near, c_across, swap in ((cy, cx, False), (cx, cy, True)):
-        lines = np.arange(math.ceil(c_near - radius_px), math.floor(c_near + radius_px) + 1,
+    for c_near, c_across, near_box, across_box, swap in ((cy, cx, box[:2], box[2:], False),
+                                                         (cx, cy, box[2:], box[:2], True)):
+        lines = np.arange(max(math.ceil(c_near - radius_px), math.ceil(near_box[0])),
+                          min(math.floor(c_near + radius_px), math.floor(near_box[1])) + 1,
                           dtype=np.float64)
         half = np.sqrt(np.maximum(radius_px * radius_px - (lines - c_near) ** 2, 0.0))
         lo, hi = np.ceil(c_across - half), np.floor(c_across + half)
         filled = lo <= hi
         lines = np.concatenate([lines[filled], lines[filled]])
         across = np.concatenate([lo[filled] - 0.5, hi[filled] + 0.5])
+        inside = (across >= across_box[0]) & (across <= across_box[1])
+        lines, across = lines[inside], across[inside]
         parts.append(np.column_stack([across, lines] if swap else [lines, across]))
     return np.concatenate(parts)
 
@@ -440,23 +449,42 @@ def envelope_depth_px(points: np.ndarray, order: np.ndarray, fit: CircleFit) -> 
     unit = chord[charged] / d[:, None]
     # the same stretches of the fitted circle's own mask, found by their angle from the centre
     angle = np.unwrap(np.arctan2(outward[:, 0], outward[:, 1]))
-    disk = _disk_edge_points(fit.center, fit.radius)
+    # only the mask's points near the charged stretches: each lies within the stretch's
+    # residual (and half a pixel) of the outline's points at its angle, which lie at most
+    # ENVELOPE_GAP_PX apart; so the cost is the outline's, however large the radius
+    in_stretch = np.cumsum(np.bincount(ij[:, 0], minlength=len(pts) + 1)
+                           - np.bincount(ij[:, 1] + 1, minlength=len(pts) + 1))[:-1] > 0
+    near = pts[in_stretch]
+    margin_px = float(np.abs(res[in_stretch]).max()) + ENVELOPE_GAP_PX + 1.0
+    lo_px, hi_px = near.min(axis=0) - margin_px, near.max(axis=0) + margin_px
+    disk = _disk_edge_points(fit.center, fit.radius, (lo_px[0], hi_px[0], lo_px[1], hi_px[1]))
     disk_out = disk - fit.center
-    base = float(angle.min()) - 0.5  # below the arc, wherever its start lies
-    disk_angle = base + np.mod(np.arctan2(disk_out[:, 0], disk_out[:, 1]) - base, 2.0 * np.pi)
-    by_angle = np.argsort(disk_angle)
+    disk_angle = np.mod(np.arctan2(disk_out[:, 0], disk_out[:, 1]), 2.0 * np.pi)
+    by_angle = np.argsort(disk_angle, kind="stable")
     disk, disk_angle = disk[by_angle], disk_angle[by_angle]
     disk_res = np.hypot(*(disk - fit.center).T) - fit.radius
+    # a stretch's angles may run past 2 pi (a closed outline, or one whose start is not at
+    # angle 0): the mask's points are laid out three times, a turn apart, and each stretch
+    # takes those from its start angle (taken in [0, 2 pi)) to as far beyond as it spans
+    m = len(disk)
+    disk = np.tile(disk, (3, 1))
+    disk_res = np.tile(disk_res, 3)
+    disk_angle = np.concatenate([disk_angle - 2.0 * np.pi, disk_angle, disk_angle + 2.0 * np.pi])
     a0 = np.minimum(angle[ij[:, 0]], angle[ij[:, 1]])
-    a1 = np.maximum(angle[ij[:, 0]], angle[ij[:, 1]])
+    span = np.abs(angle[ij[:, 1]] - angle[ij[:, 0]])
+    a0 = np.mod(a0, 2.0 * np.pi)
     # the disk's points at the stretch's ends are the outline's own where the two coincide:
     # kept to rounding, whichever way round the angles were computed
     first = np.searchsorted(disk_angle, a0 - 1e-9, side="left")
-    stop = np.searchsorted(disk_angle, a1 + 1e-9, side="right")
+    stop = np.minimum(np.searchsorted(disk_angle, a0 + span + 1e-9, side="right"), first + m)
     # both outlines' stretches in one batch: the outline's first, then the disk's
     n = len(ij)
     dips = _chord_dips_px(np.concatenate([pts, disk]), np.concatenate([res, disk_res]),
                           np.concatenate([ij[:, 0], first + len(pts)]),
                           np.concatenate([ij[:, 1] + 1, stop + len(pts)]),
                           np.tile(start, (2, 1)), np.tile(unit, (2, 1)), np.tile(d, 2))
+    # a stretch too short to fit on either outline (under 4 points) is charged nothing on
+    # both, so a dip on one alone is not charged
+    fitted = (ij[:, 1] + 1 - ij[:, 0] >= 4) & (stop - first >= 4)
+    dips = np.where(np.tile(fitted, 2), dips, 0.0)
     return max(float(d @ (dips[:n] - dips[n:])) * (2.0 / 3.0) / length_px, 0.0)
