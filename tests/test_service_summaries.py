@@ -1088,6 +1088,40 @@ def test_the_service_warns_of_an_in_situ_series_in_a_tomogram_folder(tmp_path):
     assert code == 0
 
 
+def test_the_service_warns_of_a_volume_in_an_in_situ_folder_once_it_is_processed(tmp_path):
+    """A volume (pages declared as Z slices) in an in-situ folder is segmented one row a
+    slice with one input_layout_of_other_kind warning; touched (its bytes the same) and then
+    renamed, it is skipped as done once hashed, with no further warning. Was: warned when
+    found ready, before its hash showed it done, at every touch or rename."""
+    from servicekit import DaemonProcess, wait_rows, write_config
+
+    from nwwatch.io import write_volume_tiff
+
+    acq = tmp_path / "acq"
+    acq.mkdir()
+    res = tmp_path / "res"
+    cfg = write_config(tmp_path / "c.toml", acq, res, model(tmp_path), settle=0.3)
+    daemon = DaemonProcess(cfg, tmp_path / "log")
+    try:
+        daemon.wait_event("ready", timeout=60)
+        write_volume_tiff(tmp_path / "tomo.tif", np.stack([_ok_frame(130.0), _ok_frame(120.0)]))
+        (tmp_path / "tomo.tif").rename(acq / "tomo.tif")
+        daemon.wait_event("file_processed", timeout=60)
+        wait_rows(res, 2, timeout=60, proc=daemon)
+        _touched(acq / "tomo.tif")
+        daemon.wait_event("file_skipped", timeout=60)  # hashed, found done
+        (acq / "tomo.tif").rename(acq / "renamed.tif")
+        daemon.wait_event("file_renamed_after_processing", timeout=60)
+        warned = [e for e in daemon.events() if e.get("event") == "input_layout_of_other_kind"]
+        assert [(e["source"], e["declares"], e["pages"]) for e in warned] == [
+            (str(acq / "tomo.tif"), "z_slices", 2)], warned
+        assert 'kind = "tomogram"' in warned[0]["note"]
+        assert len([e for e in daemon.events() if e.get("event") == "file_processed"]) == 1
+    finally:
+        code, _ = daemon.terminate(timeout=30)
+    assert code == 0
+
+
 def test_mrc_files_of_the_other_kinds_names_are_named_with_what_to_do(tmp_path, acquisition):
     """A folder of reconstructions (.rec) replayed without --kind tomogram said only "no input
     files" (before MRC was read, such files got a hint), and so did a folder of SerialEM

@@ -299,12 +299,6 @@ class Daemon:
                     continue
                 if w.left_out_as_export(item.path):
                     continue  # a TIFF export: its original is read (the rescan names it)
-                layout = layout_of_other_kind(w.config.kind, item.info)
-                if layout is not None:  # processed as the watch's kind, as replay does
-                    self.log.warning("input_layout_of_other_kind", source=str(item.path),
-                                     kind=w.config.kind, pages=item.info.n_pages,
-                                     axes=item.info.axes, declares=layout,
-                                     note=LAYOUT_NOTES[layout])
                 w.files.append(item)
                 w.since = w.since if w.since is not None else now
                 queued.add(item.path)
@@ -472,7 +466,7 @@ class Daemon:
                 if f.path in finished:
                     queued.discard(f.path)
             if report is not None:
-                self._record(report, w)
+                self._record(report, w, batch)
             if again:
                 w.files[:0] = again
                 w.since = time.monotonic() - self.config.inference.max_batch_latency_ms / 1e3
@@ -500,16 +494,34 @@ class Daemon:
             queued.discard(f.path)
         # done: no longer in flight on the page (the loop's update may be a second away)
         self._publish_queue(queued)
-        self._record(report, w)
+        self._record(report, w, batch)
 
-    def _record(self, report: BatchReport, w: Watch) -> None:
-        """Count and log the outcomes of ``report``; its done files whose rows are still held
-        are marked, to be un-counted should their rows be released."""
+    def _record(self, report: BatchReport, w: Watch, batch: list) -> None:
+        """Count and log the outcomes of ``report`` (of the files ``batch``, as queued); its
+        done files whose rows are still held are marked, to be un-counted should their rows
+        be released."""
+        self._warn_other_layouts(report, w, batch)
         self.tally.record(report, self.log, self.ledger.queries)
         counted = {o.batch_id for o in report.files if o.state == "done"}
         for held in w.engine.buffer.batches:
             held.tallied |= held.batch_id in counted
         self._queue_exports([o.path for o in report.files if o.state == "quarantined"], w)
+
+    def _warn_other_layouts(self, report: BatchReport, w: Watch, batch: list) -> None:
+        """``input_layout_of_other_kind`` for each file of ``report`` processed (done) whose
+        pages declare the other kind's layout: processed as the watch's kind, as replay
+        does. Only then: a file skipped as done once hashed (touched, renamed, copied) was
+        not processed, and warning at every such look would be noise."""
+        infos = {getattr(f, "path", f): getattr(f, "info", None) for f in batch}
+        for o in report.files:
+            info = infos.get(o.path)
+            if o.state != "done" or info is None:
+                continue
+            layout = layout_of_other_kind(w.config.kind, info)
+            if layout is not None:
+                self.log.warning("input_layout_of_other_kind", source=str(o.path),
+                                 kind=w.config.kind, pages=info.n_pages, axes=info.axes,
+                                 declares=layout, note=LAYOUT_NOTES[layout])
 
     def _queue_exports(self, quarantined: list[Path], w: Watch) -> None:
         """Queue the TIFF exports beside originals just quarantined: left out while the
