@@ -483,6 +483,53 @@ def test_a_forced_replay_short_of_memory_keeps_a_done_tomogram_done(tmp_path, mo
     assert items() == [("done", 0)]
 
 
+def test_a_forced_replay_whose_memory_drops_before_the_voxels_keeps_a_done_tomogram_done(
+        tmp_path, monkeypatch):
+    # Was: the memory read by collect fitted, the one read again just before the voxels
+    # (volume_rows' check_memory) did not: the claimed done item went through the ledger's
+    # _fail to quarantined while its row stayed on disk, and a later replay processed it
+    # again (two rows of one content). Now a refusal for the memory keeps an item done
+    # before its claim done, with its rows, and lists the file by its version.
+    import sqlite3
+    import traceback
+
+    acq, res = tmp_path / "acq", tmp_path / "res"
+    _volume(acq)
+    need = tomogram_peak_bytes(SHAPE, np.uint8)
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(need.high * 10, "/proc/meminfo"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, res, kind="tomogram", model=onnx).done == 1
+
+    def dropped_before_the_voxels(limits):
+        short = any(frame.name == "check_memory" for frame in traceback.extract_stack())
+        return Limit(need.low - 1 if short else need.high * 10, "/proc/meminfo")
+
+    monkeypatch.setattr(memory_module, "available_memory", dropped_before_the_voxels)
+    summary = replay(acq, res, kind="tomogram", model=onnx, force=True)
+    assert (summary.done, summary.quarantined, summary.exit_status) == (0, 1, 3), \
+        summary.lines()
+
+    def items() -> list[tuple]:
+        db = sqlite3.connect(res / "ledger.sqlite")
+        try:
+            return db.execute("SELECT state, attempts FROM items").fetchall()
+        finally:
+            db.close()
+
+    def rows() -> int:
+        return sum(pq.read_table(p).num_rows for p in (res / "volumes").rglob("*.parquet"))
+
+    assert items() == [("done", 0)] and rows() == 1
+    (entry,) = pq.read_table(res / "quarantine.parquet").to_pylist()
+    assert (entry["error_type"], entry["sha256"]) == ("TomogramTooLargeError", None)
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(need.high * 10, "/proc/meminfo"))
+    summary = replay(acq, res, kind="tomogram", model=onnx)
+    assert (summary.done, summary.skipped, summary.quarantined) == (0, 1, 0), summary.lines()
+    assert items() == [("done", 0)] and rows() == 1
+
+
 def _task_spec(onnx: Path, staging: Path, **kw):
     from nwwatch.filehash import file_sha256
     from nwwatch.service.clustertask import TaskSpec
@@ -580,6 +627,42 @@ def test_a_forced_dask_replay_short_of_memory_keeps_a_done_tomogram_done(tmp_pat
         _commit(result, engine, summary, True, engine.log, {f.path: (f.size, f.mtime_ns)})
         assert summary.quarantined == 1
         assert engine.ledger.quarantined_paths() == {str(path)}
+        item = engine.ledger.item(engine.key(f.sha256))
+        assert (item.state, item.attempts) == ("done", 0)
+    finally:
+        engine.ledger.close()
+
+
+def test_a_forced_done_tomogram_a_dask_worker_refused_and_changed_since_is_a_new_version(
+        tmp_path, monkeypatch):
+    # Was: listed by the version the driver sent even when the file here had changed since
+    # (the unhashed refusal and local replay report it changed, processed as the new version).
+    from nwwatch.service.cluster import _commit
+    from nwwatch.service.clustertask import run_task
+
+    acq = tmp_path / "acq"
+    path = _volume(acq)
+    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
+    limit = [need.high * 10]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    limit[0] = need.low - 1
+    engine, summary = _driver(tmp_path, onnx)
+    try:
+        spec = _task_spec(onnx, tmp_path / "res" / ".cluster",
+                          measurement_version=engine.measurement_version,
+                          hash_first=(str(path),), owners=(str(path),))
+        result = run_task([str(path)], [SHAPE[0]], spec)
+        (f,) = result.files
+        assert f.sha256 is not None and f.error_type == "TomogramTooLargeError"
+        st = path.stat()
+        os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # changed here since
+        _commit(result, engine, summary, True, engine.log,
+                {f.path: (st.st_size, st.st_mtime_ns)})
+        assert (summary.quarantined, summary.changed) == (0, [path])
+        assert engine.ledger.quarantined_paths() == set()
         item = engine.ledger.item(engine.key(f.sha256))
         assert (item.state, item.attempts) == ("done", 0)
     finally:

@@ -460,7 +460,8 @@ def fail_item(it: Item, exc: BaseException, failures: list[Failure], engine: Eng
     permanent = isinstance(exc, InputError)
     reason = exc.reason if permanent else f"unexpected error: {exc!r}"
     failures.append(Failure(it.key, path_key(it.path), reason, type(exc).__name__,
-                            permanent, it.size, it.mtime_ns))
+                            permanent, it.size, it.mtime_ns,
+                            machine_limit=getattr(exc, "machine_limit", False)))
     if permanent:
         engine.log.warning("bad_input", source=source_name(it.path), reason=reason,
                            error_type=type(exc).__name__)

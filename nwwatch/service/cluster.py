@@ -494,6 +494,16 @@ def _refused_for_memory(engine: Engine, f: FileResult) -> bool:
     return f.error_type in {t.__name__ for t in REFUSED_FROM_HEADER}
 
 
+def _machine_limit(f: FileResult) -> bool:
+    """Whether the worker refused ``f`` for what its machine lacks (``Failure.machine_limit``:
+    the exception's ``machine_limit``, known here by its name)."""
+    if not f.permanent or not f.error_type:
+        return False
+    from nwwatch.volume.memory import TomogramTooLargeError
+
+    return f.error_type == TomogramTooLargeError.__name__
+
+
 def _check_same_file(f: FileResult, seen_here: dict[str, tuple[int, int]],
                      worker: str = "") -> None:
     """Raise :class:`~nwwatch.service.clusterconnect.InputNotSharedError` when the worker
@@ -597,8 +607,13 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
                 _refused_for_memory(engine, f):
             # listed by its version, not claimed (as batch.collect): a failure of its item
             # would quarantine the content whose rows stay on disk (processed twice later)
-            # by the version this driver sent, as a refusal before the hash
-            size, mtime_ns = (seen_here or {}).get(f.path) or (f.size, f.mtime_ns)
+            # by the version this driver sent, as a refusal before the hash; changed here
+            # since: a new version (as the unhashed refusal above, and local replay)
+            sent = (seen_here or {}).get(f.path)
+            if sent is not None and _version_here(f.path) != sent:
+                summary.changed.append(Path(f.path))
+                continue
+            size, mtime_ns = sent or (f.size, f.mtime_ns)
             log.warning("bad_input", source=source_name(f.path), reason=f.reason,
                         error_type=f.error_type)
             early.append(Failure(None, name, f.reason, f.error_type, True, size, mtime_ns))
@@ -620,7 +635,7 @@ def _commit(res: TaskResult, engine: Engine, summary, force: bool, log,
         claim.append((key, name))
         if f.reason:
             failures.append(Failure(key, name, f.reason, f.error_type, f.permanent, f.size,
-                                    f.mtime_ns))
+                                    f.mtime_ns, machine_limit=_machine_limit(f)))
             # logged by the worker, in its own log; here too, as local replay logs it
             if f.permanent:
                 log.warning("bad_input", source=source_name(f.path), reason=f.reason,

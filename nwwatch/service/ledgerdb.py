@@ -134,7 +134,10 @@ class ItemState:
 @dataclass(frozen=True)
 class Failure:
     """A file of a batch that produced no rows. ``permanent``: bad input, quarantine now.
-    ``source``: the file's :func:`~nwwatch.service.names.path_key`."""
+    ``source``: the file's :func:`~nwwatch.service.names.path_key`. ``machine_limit``: refused
+    for what the machine lacks (a tomogram too large for the memory now), not for its
+    content: an item done before this batch claimed it (``--force``) stays done with its
+    rows, and the file is listed by its version, to be retried once it fits."""
 
     key: ItemKey | None
     source: PathKey
@@ -143,6 +146,7 @@ class Failure:
     permanent: bool
     size: int | None = None
     mtime_ns: int | None = None
+    machine_limit: bool = False
 
 
 @dataclass(frozen=True)

@@ -9,10 +9,12 @@ so a rescan of that same version skips the file without reading it.
 
 from __future__ import annotations
 
+import json
 import os
 import stat
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -183,6 +185,12 @@ class QuarantineList:
 
     def _fail(self, db, failure: Failure, max_attempts: int, now: float) -> bool:
         attempts = 1
+        if failure.machine_limit and failure.key is not None and \
+                self._kept_done(db, failure.key, now):
+            # its rows stay on disk, the only ones: quarantining its content would have it
+            # processed again (two rows) once it fits; listed by its version instead, as a
+            # refusal from the header before the hash
+            failure = replace(failure, key=None, permanent=True)
         if failure.key is not None:
             k = failure.key
             row = db.execute(
@@ -212,6 +220,39 @@ class QuarantineList:
                  failure.error_type, attempts, now),
             )
             self.quarantine_changed = True
+            return True
+        return False
+
+    def _kept_done(self, db, key, now: float) -> bool:
+        """Put the item ``key`` claimed by a batch while done (``--force``: its batch
+        supersedes its earlier rows) back to done under the batch whose file holds those rows,
+        and take it off what its batch supersedes, so the rows stay. False when the item was
+        not done before its claim (no earlier rows)."""
+        row = db.execute("SELECT state, batch_id FROM items WHERE sha256=? AND model_sha256=? "
+                         "AND measurement_version=?",
+                         (key.sha256, key.model_sha256, key.measurement_version)).fetchone()
+        if row is None or row[0] != "pending" or row[1] is None:
+            return False
+        batch_id = row[1]
+        found = db.execute("SELECT supersedes FROM batches WHERE batch_id=?",
+                           (batch_id,)).fetchone()
+        entries = json.loads(found[0]) if found and found[0] else []
+        for entry in entries:
+            rel, shas, *made_by = entry
+            if key.sha256 not in shas or made_by not in ([], [key.model_sha256,
+                                                               key.measurement_version]):
+                continue
+            earlier = db.execute("SELECT batch_id FROM batches WHERE parquet=? AND "
+                                 "state='committed' AND batch_id<>? LIMIT 1",
+                                 (rel, batch_id)).fetchone()
+            if earlier is None:
+                continue
+            shas.remove(key.sha256)
+            db.execute("UPDATE batches SET supersedes=? WHERE batch_id=?",
+                       (json.dumps([e for e in entries if e[1]]), batch_id))
+            db.execute("UPDATE items SET state='done', batch_id=?, updated_at=? WHERE "
+                       "sha256=? AND model_sha256=? AND measurement_version=?",
+                       (earlier[0], now, key.sha256, key.model_sha256, key.measurement_version))
             return True
         return False
 

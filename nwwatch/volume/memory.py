@@ -75,6 +75,11 @@ class TomogramTooLargeError(InputError):
     use (the reason names both figures, in GiB, and what to do). Refused from its header,
     before any voxel is read."""
 
+    #: refused for what the machine lacks, not for the file's content (``Failure.
+    #: machine_limit``): a tomogram done before keeps its rows when a ``--force`` run is
+    #: refused
+    machine_limit = True
+
 
 @dataclass(frozen=True)
 class MemoryEstimate:
