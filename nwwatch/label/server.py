@@ -193,7 +193,8 @@ class LabelSession:
             return self.proposal(index), "model", note
         other_size = saved.size_problem(self.image(index).image.shape, f"this frame ({stem})")
         if not other_size:
-            return saved.geometry, "saved", edited_labels_note(self.data_dir, saved)
+            return saved.geometry, "saved", "; ".join(filter(None, (
+                edited_labels_note(self.data_dir, saved), saved.angle_note)))
         return self.proposal(index), "model", (f"{other_size}: showing the model's proposal; "
                                                "Save replaces the old labels")
 
