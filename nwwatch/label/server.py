@@ -79,6 +79,7 @@ from nwwatch.label.store import (
     edited_labels_note,
     load_saved_frame,
     save_labeled_frame,
+    saved_file_problem,
     saved_token,
     stem_files,
 )
@@ -185,11 +186,15 @@ class LabelSession:
             return self.proposal(index), "model", (
                 f"DATA holds another frame as {was} (saved from another session, or before "
                 f"this file was rewritten): it is kept; this frame is saved as {stem}")
-        saved = None if model else load_saved_frame(self.data_dir, stem)
+        try:
+            saved = None if model else load_saved_frame(self.data_dir, stem)
+        except GeometryError as exc:  # the page can do nothing with it: say what the user can
+            raise GeometryError(f"{exc}; {broken_geometry_advice(self.data_dir, stem)}") from None
         if saved is None:
             drawn = [] if model else stem_files(self.data_dir / "labels", stem)
-            note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere (pixels, not "
-                    "shapes): showing the model's proposal; Save replaces them" if drawn else "")
+            note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere, or left by "
+                    f"a deleted geometry/{stem}.json (pixels, not shapes): showing the model's "
+                    "proposal; Save replaces them" if drawn else "")
             return self.proposal(index), "model", note
         other_size = saved.size_problem(self.image(index).image.shape, f"this frame ({stem})")
         if not other_size:
@@ -243,7 +248,27 @@ class LabelSession:
             return self._saves.wait_for(lambda: self._saves_in_flight == 0, timeout)
 
     def is_saved(self, index: int) -> bool:
-        return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
+        """Whether frame ``index`` has saved shapes that open (not a broken geometry file:
+        :meth:`saved_problem`)."""
+        stem = self.frames[index].stem
+        return ((self.data_dir / "geometry" / f"{stem}.json").is_file()
+                and not saved_file_problem(self.data_dir, stem))
+
+    def saved_problem(self, index: int) -> str:
+        """Why frame ``index``'s geometry file cannot be opened ("" when it can or there is
+        none): the frame list marks it as failing to open, as it will."""
+        return saved_file_problem(self.data_dir, self.frames[index].stem)
+
+
+def broken_geometry_advice(data_dir: Path, stem: str) -> str:
+    """What to do about ``geometry/<stem>.json`` that cannot be read (it keeps the frame from
+    opening): what deleting it does, as it is, with the frame's label image left in DATA."""
+    labels = stem_files(Path(data_dir) / "labels", stem)
+    kept = (f"; labels/{labels[0].name} stays until the frame's next Save replaces it, and the "
+            "frame opens with a note saying it holds labels drawn elsewhere or left by a "
+            "deleted geometry file" if labels else "")
+    return ("to label the frame again: fix the file, or delete it to start again from the "
+            f"model's proposal{kept}")
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -451,7 +476,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({
                 "data": str(s.data_dir), "model": s.model_path.name,
                 "frames": [{"index": i, "stem": f.stem, "name": path_text(f.path.name),
-                            "page": f.page, "key": f.key, "saved": s.is_saved(i), "info": f.info}
+                            "page": f.page, "key": f.key, "saved": s.is_saved(i),
+                            # marked as a frame that failed to open (it will): not as saved
+                            "failed": bool(s.saved_problem(i)), "info": f.info}
                            for i, f in enumerate(s.frames)]})
         if len(parts) == 4 and parts[:2] == ["api", "frames"]:
             index = self._frame(parts)

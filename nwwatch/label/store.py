@@ -446,6 +446,23 @@ def load_saved_frame(data_dir: str | os.PathLike[str], stem: str) -> SavedFrame 
     path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
     if not path.is_file():
         return None
+    geometry, record, angle, digest = _read_saved_file(path)
+    shapes = saved_shapes_angle(geometry, angle)
+    note = ""
+    if (shapes.angle_deg is None) != (angle is None) or (
+            angle is not None and abs(shapes.angle_deg - angle) > ANGLE_ROUNDING_DEG):
+        given = (f"{shapes.angle_deg:.2f} deg" if shapes.angle_deg is not None
+                 else f"none: {shapes.reason}")
+        note = (f"{path}: contact_angle_deg {angle!r} is not the angle its shapes give "
+                f"({given}; edited by hand?): the shapes' angle is taken; open the frame in "
+                "nwwatch label and Save to write it into the file")
+    return SavedFrame(path, stem, geometry, shapes.angle_deg, digest, record, shapes.reason,
+                      note)
+
+
+def _read_saved_file(path: Path) -> tuple[LabelGeometry, dict[str, Any], Any, str | None]:
+    """The shapes, record, stored angle and label digest of the geometry file ``path``, checked
+    as :func:`load_saved_frame` says; the shapes' angle is not computed."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc, dict):
@@ -464,17 +481,21 @@ def load_saved_frame(data_dir: str | os.PathLike[str], stem: str) -> SavedFrame 
                                 f"image or null, got {digest!r}")
     except (ValueError, GeometryError) as exc:  # JSONDecodeError, UnicodeDecodeError too
         raise GeometryError(f"{path}: {exc}") from None
-    shapes = saved_shapes_angle(geometry, angle)
-    note = ""
-    if (shapes.angle_deg is None) != (angle is None) or (
-            angle is not None and abs(shapes.angle_deg - angle) > ANGLE_ROUNDING_DEG):
-        given = (f"{shapes.angle_deg:.2f} deg" if shapes.angle_deg is not None
-                 else f"none: {shapes.reason}")
-        note = (f"{path}: contact_angle_deg {angle!r} is not the angle its shapes give "
-                f"({given}; edited by hand?): the shapes' angle is taken; open the frame in "
-                "nwwatch label and Save to write it into the file")
-    return SavedFrame(path, stem, geometry, shapes.angle_deg, digest, record, shapes.reason,
-                      note)
+    return geometry, record, angle, digest
+
+
+def saved_file_problem(data_dir: str | os.PathLike[str], stem: str) -> str:
+    """Why ``geometry/<stem>.json`` cannot be read as saved shapes (as :func:`load_saved_frame`
+    says it), or "" when it can or there is none; its angle is not computed (cheap enough
+    for every frame of a list)."""
+    path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
+    if not path.is_file():
+        return ""
+    try:
+        _read_saved_file(path)
+    except GeometryError as exc:
+        return str(exc)
+    return ""
 
 
 #: A stored ``contact_angle_deg`` within this of the shapes' angle (degrees) is that angle
