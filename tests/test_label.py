@@ -1600,3 +1600,47 @@ def test_a_broken_geometry_file_says_how_to_label_the_frame_again(tmp_path, capl
         assert status == 200, saved
         assert load_geometry(data, "f") is not None
         assert _request("GET", api)[1]["frames"][0]["saved"] is True
+
+
+def test_a_save_says_which_frames_its_truth_table_leaves_out(tmp_path, caplog):
+    # before: a save rebuilt truth.parquet without the frames whose geometry file cannot be
+    # read, and neither its answer, the page's status line nor the terminal said so
+    import logging
+
+    from label_helpers import serving
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    data = tmp_path / "DATA"
+    sources = []
+    for index, stem in enumerate(("f", "g")):
+        params = plain_params(3, index, size=128)
+        image, _, _ = render(params)
+        sources.append(tmp_path / "acq" / f"{stem}.tif")
+        write_frame_tiff(sources[-1], image)
+        save_labeled_frame(data, stem, image, truth_geometry(params),
+                           {"path": str(sources[-1]), "page": 0})
+    broken = data / "geometry" / "g.json"
+    broken.write_text("{not json")
+    session = LabelSession(frame_refs(sources, data_dir=data), data)
+    with serving(session) as url, caplog.at_level(logging.WARNING, "nwwatch.label.server"):
+        api = f"{url}api/frames"
+        status, opened = _request("GET", f"{api}/0/geometry")
+        assert status == 200 and opened["origin"] == "saved"
+        key = _request("GET", api)[1]["frames"][0]["key"]
+        status, doc = _request("POST", f"{api}/0/save?base={opened['saved_token']}&frame={key}",
+                               opened["geometry"])
+    assert status == 200, doc
+    assert list(doc["truth_left_out"]) == ["g"]
+    assert doc["truth_left_out"]["g"].startswith(f"{broken}: ")
+    assert doc["truth_note"] == ("truth.parquet leaves out 1 frame whose geometry file cannot "
+                                 "be read (g; the terminal says why): open it to see how to "
+                                 "label again")
+    assert doc["truth_note"] in caplog.text and doc["truth_left_out"]["g"] in caplog.text
+    rows = pq.read_table(data / "truth.parquet").to_pylist()
+    assert [row["file"] for row in rows] == ["images/f.tif"]
+    # nothing left out, nothing said
+    broken.unlink()
+    assert save_labeled_frame(data, "f", session.image(0).image,
+                              geometry_from_json(opened["geometry"]))["truth_left_out"] == {}

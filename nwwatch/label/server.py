@@ -17,14 +17,17 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
   since this one loaded it, from this process or another; checked under DATA's lock,
   :func:`nwwatch.label.store.data_lock`); the 409 answer carries the current
   ``saved_token``, with which the page may overwrite deliberately. The geometry and save
-  answers carry ``saved_token``.
+  answers carry ``saved_token``; a save's also ``truth_left_out`` and ``truth_note`` (the
+  frames its truth.parquet has no row for as their geometry file cannot be read).
   Refused (409, ``frame_changed``) too when ``frame`` is not frame ``i``'s
   :attr:`~nwwatch.label.frames.FrameRef.key` (a page of an earlier run listing other frames).
 
 A frame that cannot be opened any more is answered with ``{"error": ...}`` naming the file
 and the reason, and no traceback: 404 when its file is gone (removed or renamed after the
 session started), 422 when it cannot be read (not an image any more, a page missing, a broken
-saved geometry file), 500 when the model's proposal for it fails.
+saved geometry file, the reason then ending with what to do), 500 when the model's proposal
+for it fails. A frame whose geometry file cannot be read is listed with ``failed`` (not
+``saved``).
 
 Every answer carries ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors
 'none'`` (:data:`nwwatch.dashboard.settings.NO_FRAMING_HEADERS`): a page of another site that
@@ -75,6 +78,7 @@ from nwwatch.label.geometry import (
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
 from nwwatch.label.store import (
+    TRUTH_FILE,
     SavedSinceError,
     edited_labels_note,
     load_saved_frame,
@@ -258,6 +262,20 @@ class LabelSession:
         """Why frame ``index``'s geometry file cannot be opened ("" when it can or there is
         none): the frame list marks it as failing to open, as it will."""
         return saved_file_problem(self.data_dir, self.frames[index].stem)
+
+
+def truth_left_out_note(left_out: dict[str, str]) -> str:
+    """"" or the line saying which frames a save's truth.parquet has no row for, as their
+    geometry file cannot be read (``truth_left_out`` of the save): their angle is missing
+    from the ground truth until the file is fixed or deleted."""
+    if not left_out:
+        return ""
+    stems = sorted(left_out)
+    shown = ", ".join(stems[:5]) + (f" and {len(stems) - 5} more" if len(stems) > 5 else "")
+    frames = "frame" if len(stems) == 1 else "frames"
+    return (f"truth.parquet leaves out {len(stems)} {frames} whose geometry file cannot be "
+            f"read ({shown}; the terminal says why): open {'it' if len(stems) == 1 else 'them'} "
+            "to see how to label again")
 
 
 def broken_geometry_advice(data_dir: Path, stem: str) -> str:
@@ -560,6 +578,11 @@ class _Handler(BaseHTTPRequestHandler):
                                      acquired_at=frame.acquired_at)
             if doc["repaired"]:
                 log.warning("%s", doc["repaired"])
+            doc["truth_note"] = truth_left_out_note(doc["truth_left_out"])
+            if doc["truth_note"]:
+                log.warning("%s/%s: %s:\n%s", self.session.data_dir, TRUTH_FILE,
+                            doc["truth_note"], "\n".join(
+                                f"  {why}" for why in doc["truth_left_out"].values()))
             return self._json(doc)
         except SavedSinceError as exc:
             return self._json(_conflict(ref.stem, exc.current), HTTPStatus.CONFLICT)

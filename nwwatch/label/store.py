@@ -166,8 +166,9 @@ def save_labeled_frame(
     Returns
     -------
     dict with ``stem``, ``label_counts`` ({class id: pixels}), ``contact_angle_deg``,
-    ``saved_token`` (of the file this save wrote) and ``repaired`` (what
-    :func:`repair_interrupted_save` found, or None).
+    ``saved_token`` (of the file this save wrote), ``repaired`` (what
+    :func:`repair_interrupted_save` found, or None) and ``truth_left_out`` (the frames the
+    truth table written has no row for as their geometry file cannot be read, by stem: why).
 
     Raises
     ------
@@ -198,13 +199,14 @@ def save_labeled_frame(
             raise SavedSinceError(stem, current)
         write_json(root / SAVING_FILE, {"stem": stem})
         _write_frame_files(root, stem, labels, doc, image, geometry.pixel_size_nm, acquired_at)
-        write_truth(root)
+        left_out = _write_truth(root)[1]
         (root / SAVING_FILE).unlink()
         token = saved_token(root, stem)
     values, counts = np.unique(labels, return_counts=True)
     return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
                                                                             strict=True)},
-            "contact_angle_deg": angle.angle_deg, "saved_token": token, "repaired": repaired}
+            "contact_angle_deg": angle.angle_deg, "saved_token": token, "repaired": repaired,
+            "truth_left_out": left_out}
 
 
 def _write_frame_files(root: Path, stem: str, labels: np.ndarray, doc: dict[str, Any],
@@ -597,17 +599,25 @@ def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
     """Rewrite DATA/truth.parquet from the geometry files (rows with a human angle only).
 
     A geometry file :func:`load_saved_frame` refuses gives no row: it is named where its
-    frame is opened, trained on or evaluated, and its angle is not taken anywhere."""
+    frame is opened, trained on or evaluated, and its angle is not taken anywhere (a save
+    says which frames were left out: :func:`save_labeled_frame`'s ``truth_left_out``)."""
+    return _write_truth(Path(data_dir))[0]
+
+
+def _write_truth(root: Path) -> tuple[Path, dict[str, str]]:
+    """:func:`write_truth`; and the frames left out as their geometry file cannot be read,
+    by stem: why (naming the file)."""
     import pyarrow as pa
 
     from nwwatch.results.parquet import write_table_atomic
 
-    root = Path(data_dir)
     rows = []
+    left_out: dict[str, str] = {}
     for path in sorted((root / GEOMETRY_DIR).glob("*.json")):
         try:
             saved = load_saved_frame(root, path.stem)
-        except GeometryError:
+        except GeometryError as exc:
+            left_out[path.stem] = str(exc)
             continue
         if saved is None or saved.contact_angle_deg is None:
             continue
@@ -618,4 +628,4 @@ def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
                         ("pixel_size_nm", pa.float64()), ("truth", pa.string())])
     target = root / TRUTH_FILE
     write_table_atomic(pa.Table.from_pylist(rows, schema=schema), target)
-    return target
+    return target, left_out
