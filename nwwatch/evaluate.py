@@ -134,6 +134,10 @@ class EvaluationReport:
     #: of another frame size: :func:`nwwatch.label.store.load_saved_frame`), by stem: why.
     #: Their frame's human angle is not scored (its mask is).
     geometry_not_used: dict[str, str] = field(default_factory=dict)
+    #: ``geometry/<stem>.json`` files whose ``contact_angle_deg`` is not the angle their
+    #: shapes give (edited by hand), by stem: why (:attr:`nwwatch.label.store.SavedFrame.
+    #: angle_note`). The shapes' angle is the one scored, as the labelling page shows it.
+    geometry_angle_differs: dict[str, str] = field(default_factory=dict)
     #: what the scored angles were compared with: "geometry" (the human angles ``nwwatch
     #: label`` saved in geometry/), "truth.parquet" (the table alone: ``nwwatch synth
     #: insitu``'s exact angles, or a table written by hand), "geometry and truth.parquet"
@@ -173,6 +177,7 @@ class EvaluationReport:
             out["truth_table_differs"] = list(self.truth_table_differs)
             out["truth_table_found"] = self.truth_table_found
             out["geometry_not_used"] = dict(self.geometry_not_used)
+            out["geometry_angle_differs"] = dict(self.geometry_angle_differs)
             out["angle_reference"] = self.angle_reference
         if self.interface is not None:  # in-situ
             out["interface_offset"] = self.interface.__dict__
@@ -337,10 +342,10 @@ class _References:
 
 
 def _reference_angles(root: Path, stems: list[str]) -> _References | None:
-    """The reference angle of each labeled frame of ``stems``: its ``geometry/<stem>.json``'s
-    ``contact_angle_deg`` where the labelling tool saved one (the file truth.parquet is
-    rebuilt from at every save, so the file decides where the table is stale: frames copied
-    in from another session, an angle edited by hand), else truth.parquet's row
+    """The reference angle of each labeled frame of ``stems``: the angle the shapes of its
+    ``geometry/<stem>.json`` give where the labelling tool saved one (the file truth.parquet
+    is rebuilt from at every save, so the file decides where the table is stale: frames
+    copied in from another session, a table edited by hand), else truth.parquet's row
     (:func:`_truth_angles`: ``nwwatch synth insitu``'s exact angles, a table written by hand).
     None when DATA has neither a truth.parquet nor a geometry file of a labeled frame.
 
@@ -562,6 +567,10 @@ def evaluate_folder(model_path: str | Path, data: str | Path, providers: tuple[s
         report.truth_table_found = references.table_found
         report.geometry_not_used = {stem: references.not_used[stem] for stem, _, _ in pairs
                                     if stem in references.not_used}
+        report.geometry_angle_differs = {
+            stem: references.saved[stem].angle_note for stem, _, _ in pairs
+            if stem in references.saved and stem not in references.not_used
+            and references.saved[stem].angle_note}
         # from the angles compared, once every geometry file and label image was checked
         report.angle_reference = " and ".join(
             name for name, used in (("geometry", scored & references.saved.keys()),
@@ -703,6 +712,16 @@ def format_report(report: EvaluationReport) -> str:
         if len(problems) > _NOT_MEASURED_SHOWN:
             lines.append(f"    ... and {len(problems) - _NOT_MEASURED_SHOWN} more "
                          f"(geometry_not_used in --json)")
+    if report.geometry_angle_differs:
+        notes = report.geometry_angle_differs
+        lines.append(f"  note: {len(notes)} of {report.images} geometry files hold a "
+                     f"contact_angle_deg that is not the angle of their shapes: the shapes' "
+                     f"angle (the one nwwatch label shows) is the reference:")
+        for reason in list(notes.values())[:_NOT_MEASURED_SHOWN]:
+            lines.append(f"    {reason}")
+        if len(notes) > _NOT_MEASURED_SHOWN:
+            lines.append(f"    ... and {len(notes) - _NOT_MEASURED_SHOWN} more "
+                         f"(geometry_angle_differs in --json)")
     if report.truth_angle_of_other_labels:
         stems = report.truth_angle_of_other_labels
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: their "

@@ -61,18 +61,56 @@ def test_two_sessions_merged_by_copying_files_are_scored_on_the_geometry_angles(
     assert report.as_dict()["truth_table_differs"] == ["f0", "g1"]
 
 
-def test_a_geometry_angle_edited_by_hand_is_scored_and_said(tmp_path):
-    # before: the edited angle was ignored without a word (truth.parquet's was scored)
+def test_a_geometry_angle_edited_by_hand_is_named_and_the_shapes_angle_scored(tmp_path):
+    # before: the number edited into the file was scored as the human angle (RMSE 28 deg
+    # against shapes that give 121.8 deg, as the page shows them), the file not named, and
+    # the next save wrote that number into truth.parquet
+    from nwwatch.label.store import load_saved_frame, write_truth
+
     data = tmp_path / "DATA"
     angles = _session(data, 21, ["f0", "f1"])
     path = data / "geometry" / "f1.json"
     doc = json.loads(path.read_text())
     doc["contact_angle_deg"] = angles["f1"] + 10.0
     path.write_text(json.dumps(doc))
+    saved = load_saved_frame(data, "f1")
+    assert saved.contact_angle_deg == pytest.approx(angles["f1"], abs=1e-9)
+    assert saved.angle_note.startswith(f"{path}: contact_angle_deg {angles['f1'] + 10.0!r} is "
+                                       f"not the angle its shapes give ({angles['f1']:.2f} deg")
     report = evaluate_folder(build_threshold_model(tmp_path / "m.onnx"), data)
-    assert report.truth_table_differs == ["f1"]
+    assert report.truth_table_differs == []
+    assert report.geometry_angle_differs == {"f1": saved.angle_note}
+    assert report.as_dict()["geometry_angle_differs"] == {"f1": saved.angle_note}
     truth = report.angles_on_truth_labels
-    assert truth.valid == 2 and truth.max_abs_deg == pytest.approx(10.0, abs=1.0)
+    assert truth.valid == 2 and truth.max_abs_deg < 1.0  # exact labels, their shapes' angles
+    lines = format_report(report).splitlines()
+    assert ("  note: 1 of 2 geometry files hold a contact_angle_deg that is not the angle of "
+            "their shapes: the shapes' angle (the one nwwatch label shows) is the reference:"
+            in lines)
+    assert f"    {saved.angle_note}" in lines
+    write_truth(data)
+    rows = {row["file"]: row["theta_apparent_deg"]
+            for row in pq.read_table(data / "truth.parquet").to_pylist()}
+    assert rows["images/f1.tif"] == pytest.approx(angles["f1"], abs=1e-9)
+    # a number rounded by hand is that angle, not another
+    doc["contact_angle_deg"] = round(angles["f1"], 2)
+    path.write_text(json.dumps(doc))
+    assert load_saved_frame(data, "f1").angle_note == ""
+
+
+def test_a_stored_angle_where_the_shapes_give_none_is_not_taken(tmp_path):
+    # the shapes lost their circle by hand, the number stayed: no angle, and the file named
+    from nwwatch.label.store import load_saved_frame, write_truth
+
+    data = tmp_path / "DATA"
+    _session(data, 21, ["f0", "f1"])
+    _edit_geometry(data, "f1", droplet=None)
+    saved = load_saved_frame(data, "f1")
+    assert saved.contact_angle_deg is None and saved.contact_angle_reason == "no droplet circle"
+    assert "is not the angle its shapes give (none: no droplet circle" in saved.angle_note
+    write_truth(data)
+    files = [row["file"] for row in pq.read_table(data / "truth.parquet").to_pylist()]
+    assert files == ["images/f0.tif"]
 
 
 def test_geometry_without_truth_table_or_with_a_table_of_other_frames_is_scored(tmp_path):
@@ -168,7 +206,8 @@ def test_a_table_angle_for_shapes_that_give_none_is_not_counted_as_a_scored_geom
     # 1 of 2 images (f1)", though no angle of f1 was scored
     data = tmp_path / "DATA"
     _session(data, 21, ["f0", "f1"])
-    _edit_geometry(data, "f1", contact_angle_deg=None, contact_angle_reason="no facet drawn")
+    _edit_geometry(data, "f1", droplet=None, contact_angle_deg=None,
+                   contact_angle_reason="no droplet circle")
     report = evaluate_folder(build_threshold_model(tmp_path / "m.onnx"), data)
     assert report.no_saved_angle == ["f1"] and report.truth_table_differs == ["f1"]
     assert report.angles.frames == 1

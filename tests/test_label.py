@@ -1531,3 +1531,116 @@ def test_the_polygon_alone_under_the_base_is_read_without_rasterising_the_frame(
     reason = contact_angle(geometry, labels).reason
     assert "under only 3 px of the droplet's 74 px base" in reason, reason
     assert whole_frames == []
+
+
+def _request(method: str, url: str, body: object = None) -> tuple[int, dict]:
+    """(status, JSON answer) of an HTTP request to the labelling server."""
+    import urllib.error
+
+    data = None if body is None else json.dumps(body).encode()
+    request = urllib.request.Request(url, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=120) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
+
+
+@pytest.mark.parametrize("broken", ["not json", "bad angle"])
+def test_a_broken_geometry_file_says_how_to_label_the_frame_again(tmp_path, caplog, broken):
+    # before: the 422 named the file and the reason but not what to do (the page's "Back to
+    # the model's proposal" acts on the frame still shown), and the frame list marked the
+    # frame as saved (a check mark) though it could not be opened
+    import logging
+
+    from label_helpers import serving
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    image, _, _ = render(plain_params(3, 0, size=128))
+    source = tmp_path / "acq" / "f.tif"
+    write_frame_tiff(source, image)
+    data = tmp_path / "DATA"
+    save_labeled_frame(data, "f", image, truth_geometry(plain_params(3, 0, size=128)),
+                       {"path": str(source), "page": 0})
+    path = data / "geometry" / "f.json"
+    if broken == "not json":
+        path.write_text("{not json")
+    else:
+        path.write_text(json.dumps({**json.loads(path.read_text()), "contact_angle_deg": 500}))
+    session = LabelSession(frame_refs([source], data_dir=data), data)
+    with serving(session) as url, caplog.at_level(logging.WARNING, "nwwatch.label.server"):
+        api = f"{url}api/frames"
+        status, listing = _request("GET", api)
+        assert status == 200
+        (frame,) = listing["frames"]
+        assert frame["saved"] is False and frame["failed"] is True
+        status, doc = _request("GET", f"{api}/0/geometry")
+        assert status == 422
+        assert doc["error"].startswith(f"{path}: ")
+        assert doc["error"].endswith(
+            "; to label the frame again: fix the file, or delete it to start again from the "
+            "model's proposal; labels/f.png stays until the frame's next Save replaces it, "
+            "and the frame opens with a note saying it holds labels drawn elsewhere or left "
+            "by a deleted geometry file")
+        assert doc["error"] in caplog.text  # the terminal says it too
+        # what the advice says deleting does
+        path.unlink()
+        status, listing = _request("GET", api)
+        assert listing["frames"][0]["saved"] is False and not listing["frames"][0]["failed"]
+        status, doc = _request("GET", f"{api}/0/geometry")
+        assert status == 200 and doc["origin"] == "model" and doc["saved_token"] == ""
+        assert doc["note"].startswith("labels/f.png in DATA holds labels drawn elsewhere, or "
+                                      "left by a deleted geometry/f.json (pixels, not shapes)")
+        assert (data / "labels" / "f.png").is_file()
+        status, saved = _request("POST", f"{api}/0/save?base=&frame={frame['key']}",
+                                 doc["geometry"])
+        assert status == 200, saved
+        assert load_geometry(data, "f") is not None
+        assert _request("GET", api)[1]["frames"][0]["saved"] is True
+
+
+def test_a_save_says_which_frames_its_truth_table_leaves_out(tmp_path, caplog):
+    # before: a save rebuilt truth.parquet without the frames whose geometry file cannot be
+    # read, and neither its answer, the page's status line nor the terminal said so
+    import logging
+
+    from label_helpers import serving
+
+    from nwwatch.label.frames import frame_refs
+    from nwwatch.label.server import LabelSession
+
+    data = tmp_path / "DATA"
+    sources = []
+    for index, stem in enumerate(("f", "g")):
+        params = plain_params(3, index, size=128)
+        image, _, _ = render(params)
+        sources.append(tmp_path / "acq" / f"{stem}.tif")
+        write_frame_tiff(sources[-1], image)
+        save_labeled_frame(data, stem, image, truth_geometry(params),
+                           {"path": str(sources[-1]), "page": 0})
+    broken = data / "geometry" / "g.json"
+    broken.write_text("{not json")
+    session = LabelSession(frame_refs(sources, data_dir=data), data)
+    with serving(session) as url, caplog.at_level(logging.WARNING, "nwwatch.label.server"):
+        api = f"{url}api/frames"
+        status, opened = _request("GET", f"{api}/0/geometry")
+        assert status == 200 and opened["origin"] == "saved"
+        key = _request("GET", api)[1]["frames"][0]["key"]
+        status, doc = _request("POST", f"{api}/0/save?base={opened['saved_token']}&frame={key}",
+                               opened["geometry"])
+    assert status == 200, doc
+    assert list(doc["truth_left_out"]) == ["g"]
+    assert doc["truth_left_out"]["g"].startswith(f"{broken}: ")
+    assert doc["truth_note"] == ("truth.parquet leaves out 1 frame whose geometry file cannot "
+                                 "be read (g; the terminal says why): open it to see how to "
+                                 "label again")
+    assert doc["truth_note"] in caplog.text and doc["truth_left_out"]["g"] in caplog.text
+    rows = pq.read_table(data / "truth.parquet").to_pylist()
+    assert [row["file"] for row in rows] == ["images/f.tif"]
+    # nothing left out, nothing said
+    broken.unlink()
+    assert save_labeled_frame(data, "f", session.image(0).image,
+                              geometry_from_json(opened["geometry"]))["truth_left_out"] == {}

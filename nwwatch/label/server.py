@@ -17,14 +17,17 @@ Routes (JSON unless stated; frame ``i`` indexes :attr:`LabelSession.frames`):
   since this one loaded it, from this process or another; checked under DATA's lock,
   :func:`nwwatch.label.store.data_lock`); the 409 answer carries the current
   ``saved_token``, with which the page may overwrite deliberately. The geometry and save
-  answers carry ``saved_token``.
+  answers carry ``saved_token``; a save's also ``truth_left_out`` and ``truth_note`` (the
+  frames its truth.parquet has no row for as their geometry file cannot be read).
   Refused (409, ``frame_changed``) too when ``frame`` is not frame ``i``'s
   :attr:`~nwwatch.label.frames.FrameRef.key` (a page of an earlier run listing other frames).
 
 A frame that cannot be opened any more is answered with ``{"error": ...}`` naming the file
 and the reason, and no traceback: 404 when its file is gone (removed or renamed after the
 session started), 422 when it cannot be read (not an image any more, a page missing, a broken
-saved geometry file), 500 when the model's proposal for it fails.
+saved geometry file, the reason then ending with what to do), 500 when the model's proposal
+for it fails. A frame whose geometry file cannot be read is listed with ``failed`` (not
+``saved``).
 
 Every answer carries ``X-Frame-Options: DENY`` and ``Content-Security-Policy: frame-ancestors
 'none'`` (:data:`nwwatch.dashboard.settings.NO_FRAMING_HEADERS`): a page of another site that
@@ -75,10 +78,12 @@ from nwwatch.label.geometry import (
 from nwwatch.label.geometry import geometry_from_json as _from_json
 from nwwatch.label.raster import rasterize
 from nwwatch.label.store import (
+    TRUTH_FILE,
     SavedSinceError,
     edited_labels_note,
     load_saved_frame,
     save_labeled_frame,
+    saved_file_problem,
     saved_token,
     stem_files,
 )
@@ -185,15 +190,20 @@ class LabelSession:
             return self.proposal(index), "model", (
                 f"DATA holds another frame as {was} (saved from another session, or before "
                 f"this file was rewritten): it is kept; this frame is saved as {stem}")
-        saved = None if model else load_saved_frame(self.data_dir, stem)
+        try:
+            saved = None if model else load_saved_frame(self.data_dir, stem)
+        except GeometryError as exc:  # the page can do nothing with it: say what the user can
+            raise GeometryError(f"{exc}; {broken_geometry_advice(self.data_dir, stem)}") from None
         if saved is None:
             drawn = [] if model else stem_files(self.data_dir / "labels", stem)
-            note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere (pixels, not "
-                    "shapes): showing the model's proposal; Save replaces them" if drawn else "")
+            note = (f"labels/{drawn[0].name} in DATA holds labels drawn elsewhere, or left by "
+                    f"a deleted geometry/{stem}.json (pixels, not shapes): showing the model's "
+                    "proposal; Save replaces them" if drawn else "")
             return self.proposal(index), "model", note
         other_size = saved.size_problem(self.image(index).image.shape, f"this frame ({stem})")
         if not other_size:
-            return saved.geometry, "saved", edited_labels_note(self.data_dir, saved)
+            return saved.geometry, "saved", "; ".join(filter(None, (
+                edited_labels_note(self.data_dir, saved), saved.angle_note)))
         return self.proposal(index), "model", (f"{other_size}: showing the model's proposal; "
                                                "Save replaces the old labels")
 
@@ -242,7 +252,41 @@ class LabelSession:
             return self._saves.wait_for(lambda: self._saves_in_flight == 0, timeout)
 
     def is_saved(self, index: int) -> bool:
-        return (self.data_dir / "geometry" / f"{self.frames[index].stem}.json").is_file()
+        """Whether frame ``index`` has saved shapes that open (not a broken geometry file:
+        :meth:`saved_problem`)."""
+        stem = self.frames[index].stem
+        return ((self.data_dir / "geometry" / f"{stem}.json").is_file()
+                and not saved_file_problem(self.data_dir, stem))
+
+    def saved_problem(self, index: int) -> str:
+        """Why frame ``index``'s geometry file cannot be opened ("" when it can or there is
+        none): the frame list marks it as failing to open, as it will."""
+        return saved_file_problem(self.data_dir, self.frames[index].stem)
+
+
+def truth_left_out_note(left_out: dict[str, str]) -> str:
+    """"" or the line saying which frames a save's truth.parquet has no row for, as their
+    geometry file cannot be read (``truth_left_out`` of the save): their angle is missing
+    from the ground truth until the file is fixed or deleted."""
+    if not left_out:
+        return ""
+    stems = sorted(left_out)
+    shown = ", ".join(stems[:5]) + (f" and {len(stems) - 5} more" if len(stems) > 5 else "")
+    frames = "frame" if len(stems) == 1 else "frames"
+    return (f"truth.parquet leaves out {len(stems)} {frames} whose geometry file cannot be "
+            f"read ({shown}; the terminal says why): open {'it' if len(stems) == 1 else 'them'} "
+            "to see how to label again")
+
+
+def broken_geometry_advice(data_dir: Path, stem: str) -> str:
+    """What to do about ``geometry/<stem>.json`` that cannot be read (it keeps the frame from
+    opening): what deleting it does, as it is, with the frame's label image left in DATA."""
+    labels = stem_files(Path(data_dir) / "labels", stem)
+    kept = (f"; labels/{labels[0].name} stays until the frame's next Save replaces it, and the "
+            "frame opens with a note saying it holds labels drawn elsewhere or left by a "
+            "deleted geometry file" if labels else "")
+    return ("to label the frame again: fix the file, or delete it to start again from the "
+            f"model's proposal{kept}")
 
 
 def _file_stamp(path: Path) -> tuple[int, int] | None:
@@ -450,7 +494,9 @@ class _Handler(BaseHTTPRequestHandler):
             return self._json({
                 "data": str(s.data_dir), "model": s.model_path.name,
                 "frames": [{"index": i, "stem": f.stem, "name": path_text(f.path.name),
-                            "page": f.page, "key": f.key, "saved": s.is_saved(i), "info": f.info}
+                            "page": f.page, "key": f.key, "saved": s.is_saved(i),
+                            # marked as a frame that failed to open (it will): not as saved
+                            "failed": bool(s.saved_problem(i)), "info": f.info}
                            for i, f in enumerate(s.frames)]})
         if len(parts) == 4 and parts[:2] == ["api", "frames"]:
             index = self._frame(parts)
@@ -532,6 +578,11 @@ class _Handler(BaseHTTPRequestHandler):
                                      acquired_at=frame.acquired_at)
             if doc["repaired"]:
                 log.warning("%s", doc["repaired"])
+            doc["truth_note"] = truth_left_out_note(doc["truth_left_out"])
+            if doc["truth_note"]:
+                log.warning("%s/%s: %s:\n%s", self.session.data_dir, TRUTH_FILE,
+                            doc["truth_note"], "\n".join(
+                                f"  {why}" for why in doc["truth_left_out"].values()))
             return self._json(doc)
         except SavedSinceError as exc:
             return self._json(_conflict(ref.stem, exc.current), HTTPStatus.CONFLICT)

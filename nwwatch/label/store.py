@@ -33,6 +33,7 @@ import hashlib
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ from nwwatch.classes import UNLABELED
 from nwwatch.io.png import write_image_file
 from nwwatch.label.geometry import (
     GeometryError,
+    HumanAngle,
     LabelGeometry,
     contact_angle,
     geometry_from_json,
@@ -164,8 +166,9 @@ def save_labeled_frame(
     Returns
     -------
     dict with ``stem``, ``label_counts`` ({class id: pixels}), ``contact_angle_deg``,
-    ``saved_token`` (of the file this save wrote) and ``repaired`` (what
-    :func:`repair_interrupted_save` found, or None).
+    ``saved_token`` (of the file this save wrote), ``repaired`` (what
+    :func:`repair_interrupted_save` found, or None) and ``truth_left_out`` (the frames the
+    truth table written has no row for as their geometry file cannot be read, by stem: why).
 
     Raises
     ------
@@ -185,6 +188,8 @@ def save_labeled_frame(
                             "or leave the frame unsaved")
     angle = contact_angle(geometry, labels)
     doc = geometry.to_json()
+    # the next truth tables read this angle back without rasterising the shapes again
+    _remember_angle(_shapes_key(geometry), angle)
     doc.update(source=source or {}, contact_angle_deg=angle.angle_deg,
                contact_angle_reason=angle.reason, labels_sha256=labels_digest(labels))
     with data_lock(root):
@@ -194,13 +199,14 @@ def save_labeled_frame(
             raise SavedSinceError(stem, current)
         write_json(root / SAVING_FILE, {"stem": stem})
         _write_frame_files(root, stem, labels, doc, image, geometry.pixel_size_nm, acquired_at)
-        write_truth(root)
+        left_out = _write_truth(root)[1]
         (root / SAVING_FILE).unlink()
         token = saved_token(root, stem)
     values, counts = np.unique(labels, return_counts=True)
     return {"stem": stem, "label_counts": {int(v): int(c) for v, c in zip(values, counts,
                                                                             strict=True)},
-            "contact_angle_deg": angle.angle_deg, "saved_token": token, "repaired": repaired}
+            "contact_angle_deg": angle.angle_deg, "saved_token": token, "repaired": repaired,
+            "truth_left_out": left_out}
 
 
 def _write_frame_files(root: Path, stem: str, labels: np.ndarray, doc: dict[str, Any],
@@ -388,8 +394,8 @@ class SavedFrame:
     path: Path
     stem: str
     geometry: LabelGeometry
-    #: the human angle (degrees, within :data:`SAVED_ANGLE_RANGE_DEG`); None: the shapes
-    #: give none (``contact_angle_reason`` in :attr:`record` says why)
+    #: the human angle the shapes give (degrees, :func:`saved_shapes_angle`), whatever
+    #: number the file holds; None: the shapes give none (:attr:`contact_angle_reason`)
     contact_angle_deg: float | None
     #: :func:`labels_digest` of the label image saved with the shapes; None: the file holds
     #: none, and the label image is not checked against it
@@ -397,6 +403,11 @@ class SavedFrame:
     #: the keys of the file that are not shapes (``source``, ``contact_angle_deg``,
     #: ``contact_angle_reason``, ``labels_sha256``, those present), as found
     record: dict[str, Any]
+    #: why the shapes give no angle ("" when they give one)
+    contact_angle_reason: str = ""
+    #: "" or why the file's ``contact_angle_deg`` is not the angle its shapes give (naming
+    #: the file and both): edited by hand, or written by another program
+    angle_note: str = ""
 
     def size_problem(self, shape: tuple[int, ...], of: str) -> str:
         """"" when the shapes are of a frame of ``shape`` (rows, columns, ...), else why not,
@@ -428,12 +439,32 @@ def load_saved_frame(data_dir: str | os.PathLike[str], stem: str) -> SavedFrame 
     None when it was never saved. The one reader of a geometry file: the labelling tool,
     ``nwwatch train``, ``nwwatch evaluate`` and :func:`write_truth` read them through it.
 
+    Its human angle is the one its shapes give (:func:`saved_shapes_angle`), not the number
+    the file holds: where they differ, :attr:`SavedFrame.angle_note` says so.
+
     Raises :class:`GeometryError` naming the file when it is not UTF-8 JSON, not a geometry
     (the first bad key), its ``contact_angle_deg`` is not an angle (:func:`saved_angle_problem`)
     or its ``labels_sha256`` is not text."""
     path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
     if not path.is_file():
         return None
+    geometry, record, angle, digest = _read_saved_file(path)
+    shapes = saved_shapes_angle(geometry, angle)
+    note = ""
+    if (shapes.angle_deg is None) != (angle is None) or (
+            angle is not None and abs(shapes.angle_deg - angle) > ANGLE_ROUNDING_DEG):
+        given = (f"{shapes.angle_deg:.2f} deg" if shapes.angle_deg is not None
+                 else f"none: {shapes.reason}")
+        note = (f"{path}: contact_angle_deg {angle!r} is not the angle its shapes give "
+                f"({given}; edited by hand?): the shapes' angle is taken; open the frame in "
+                "nwwatch label and Save to write it into the file")
+    return SavedFrame(path, stem, geometry, shapes.angle_deg, digest, record, shapes.reason,
+                      note)
+
+
+def _read_saved_file(path: Path) -> tuple[LabelGeometry, dict[str, Any], Any, str | None]:
+    """The shapes, record, stored angle and label digest of the geometry file ``path``, checked
+    as :func:`load_saved_frame` says; the shapes' angle is not computed."""
     try:
         doc = json.loads(path.read_text(encoding="utf-8"))
         if not isinstance(doc, dict):
@@ -452,8 +483,65 @@ def load_saved_frame(data_dir: str | os.PathLike[str], stem: str) -> SavedFrame 
                                 f"image or null, got {digest!r}")
     except (ValueError, GeometryError) as exc:  # JSONDecodeError, UnicodeDecodeError too
         raise GeometryError(f"{path}: {exc}") from None
-    return SavedFrame(path, stem, geometry, None if angle is None else float(angle), digest,
-                      record)
+    return geometry, record, angle, digest
+
+
+def saved_file_problem(data_dir: str | os.PathLike[str], stem: str) -> str:
+    """Why ``geometry/<stem>.json`` cannot be read as saved shapes (as :func:`load_saved_frame`
+    says it), or "" when it can or there is none; its angle is not computed (cheap enough
+    for every frame of a list)."""
+    path = Path(data_dir) / GEOMETRY_DIR / f"{stem}.json"
+    if not path.is_file():
+        return ""
+    try:
+        _read_saved_file(path)
+    except GeometryError as exc:
+        return str(exc)
+    return ""
+
+
+#: A stored ``contact_angle_deg`` within this of the shapes' angle (degrees) is that angle
+#: rounded (written by hand to two decimals), not another one.
+ANGLE_ROUNDING_DEG = 0.005
+#: Shapes' angles found with their label image (:func:`saved_shapes_angle`), by a digest of
+#: the shapes: every save rebuilds truth.parquet from all geometry files, and rasterising a
+#: 2048 x 2048 frame takes about a second.
+_RASTERISED_ANGLES: dict[str, HumanAngle] = {}
+_RASTERISED_ANGLES_KEPT = 4096
+_RASTERISED_LOCK = threading.Lock()
+
+
+def saved_shapes_angle(geometry: LabelGeometry, stored_deg: float | None = None) -> HumanAngle:
+    """The human angle the saved shapes ``geometry`` give: :func:`contact_angle` with their
+    label image, as the save computed it (the angle the page shows for them).
+
+    The circle and facet alone are cheap (no label image); the label image only takes an
+    angle away (too few circle pixels, no wire under the base). So where the file's
+    ``stored_deg`` is the circle-and-facet angle (to :data:`ANGLE_ROUNDING_DEG`), the label
+    checks passed when it was saved, and the shapes are not rasterised again; otherwise
+    (no angle stored, or another) they are, once per version of the shapes in a process."""
+    quick = contact_angle(geometry)
+    if quick.angle_deg is None or (stored_deg is not None
+                                   and abs(quick.angle_deg - stored_deg) <= ANGLE_ROUNDING_DEG):
+        return quick
+    key = _shapes_key(geometry)
+    with _RASTERISED_LOCK:
+        found = _RASTERISED_ANGLES.get(key)
+    if found is None:
+        found = contact_angle(geometry, rasterize(geometry))
+        _remember_angle(key, found)
+    return found
+
+
+def _shapes_key(geometry: LabelGeometry) -> str:
+    return hashlib.sha256(json.dumps(geometry.to_json(), sort_keys=True).encode()).hexdigest()
+
+
+def _remember_angle(key: str, angle: HumanAngle) -> None:
+    with _RASTERISED_LOCK:  # the labelling server reads geometry files from several threads
+        if len(_RASTERISED_ANGLES) >= _RASTERISED_ANGLES_KEPT:
+            _RASTERISED_ANGLES.pop(next(iter(_RASTERISED_ANGLES)))
+        _RASTERISED_ANGLES[key] = angle
 
 
 def saved_shapes_problem(data_dir: str | os.PathLike[str], stem: str,
@@ -511,17 +599,25 @@ def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
     """Rewrite DATA/truth.parquet from the geometry files (rows with a human angle only).
 
     A geometry file :func:`load_saved_frame` refuses gives no row: it is named where its
-    frame is opened, trained on or evaluated, and its angle is not taken anywhere."""
+    frame is opened, trained on or evaluated, and its angle is not taken anywhere (a save
+    says which frames were left out: :func:`save_labeled_frame`'s ``truth_left_out``)."""
+    return _write_truth(Path(data_dir))[0]
+
+
+def _write_truth(root: Path) -> tuple[Path, dict[str, str]]:
+    """:func:`write_truth`; and the frames left out as their geometry file cannot be read,
+    by stem: why (naming the file)."""
     import pyarrow as pa
 
     from nwwatch.results.parquet import write_table_atomic
 
-    root = Path(data_dir)
     rows = []
+    left_out: dict[str, str] = {}
     for path in sorted((root / GEOMETRY_DIR).glob("*.json")):
         try:
             saved = load_saved_frame(root, path.stem)
-        except GeometryError:
+        except GeometryError as exc:
+            left_out[path.stem] = str(exc)
             continue
         if saved is None or saved.contact_angle_deg is None:
             continue
@@ -532,4 +628,4 @@ def write_truth(data_dir: str | os.PathLike[str]) -> Path | None:
                         ("pixel_size_nm", pa.float64()), ("truth", pa.string())])
     target = root / TRUTH_FILE
     write_table_atomic(pa.Table.from_pylist(rows, schema=schema), target)
-    return target
+    return target, left_out

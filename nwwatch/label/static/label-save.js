@@ -84,8 +84,10 @@ async function sendSave(base) {
       showConflict(null);
       $("frame-origin").textContent = "saved labels";
       $("frame-origin").className = "tag saved";
-      $("status").textContent = state.dirty ? `saved ${doc.stem}; newer changes unsaved`
-        : `saved ${doc.stem}`;
+      // frames whose broken geometry file truth.parquet could not take a row from
+      const truth = doc.truth_note ? `; ${doc.truth_note}` : "";
+      $("status").textContent = (state.dirty ? `saved ${doc.stem}; newer changes unsaved`
+        : `saved ${doc.stem}`) + truth;
     }
   } catch (err) {
     if (seq !== shownSeq()) {
