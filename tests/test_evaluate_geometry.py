@@ -107,7 +107,7 @@ def test_a_stored_angle_where_the_shapes_give_none_is_not_taken(tmp_path):
     _edit_geometry(data, "f1", droplet=None)
     saved = load_saved_frame(data, "f1")
     assert saved.contact_angle_deg is None and saved.contact_angle_reason == "no droplet circle"
-    assert "is not the angle its shapes give (none: no droplet circle" in saved.angle_note
+    assert "but its shapes give no angle (no droplet circle" in saved.angle_note
     write_truth(data)
     files = [row["file"] for row in pq.read_table(data / "truth.parquet").to_pylist()]
     assert files == ["images/f0.tif"]
@@ -353,3 +353,42 @@ def test_saved_shapes_of_another_size_are_named_alike_by_the_tool_and_evaluate(t
     assert note == (f"{data / 'geometry' / 'f.json'}: its shapes are for a 256 x 256 px frame, "
                     f"this frame (f) is 180 x 200 px (the shapes of another frame): showing the "
                     f"model's proposal; Save replaces the old labels")
+
+
+def test_a_stored_angle_is_checked_against_the_shapes_label_image_not_only_their_circle(
+        tmp_path):
+    # the circle and facet give an angle, the label image drawn from the shapes does not
+    # (the droplet painted over as unlabeled by hand, the number kept): no angle is taken
+    from nwwatch.classes import UNLABELED
+    from nwwatch.label import store
+    from nwwatch.label.store import load_saved_frame
+
+    data = tmp_path / "DATA"
+    _session(data, 21, ["f0"])
+    doc = json.loads((data / "geometry" / "f0.json").read_text())
+    assert doc["contact_angle_deg"] is not None
+    (cy, cx), r = doc["droplet"]["center"], doc["droplet"]["radius_px"]
+    box = [[cy - r - 2, cx - r - 2], [cy - r - 2, cx + r + 2], [cy + r + 2, cx + r + 2],
+           [cy + r + 2, cx - r - 2]]
+    _edit_geometry(data, "f0", strokes=[{"class": UNLABELED, "points": box}])
+    store._RASTERISED_ANGLES.clear()
+    saved = load_saved_frame(data, "f0")
+    assert saved.contact_angle_deg is None
+    assert "but its shapes give no angle" in saved.angle_note
+
+
+def test_shapes_of_a_frame_larger_than_any_are_a_named_geometry_problem(tmp_path):
+    # before: a bare ValueError (array is too big) from drawing them, which broke every Save
+    from nwwatch.label.geometry import GeometryError
+    from nwwatch.label.store import load_saved_frame, saved_file_problem, write_truth
+
+    data = tmp_path / "DATA"
+    _session(data, 21, ["f0", "f1"])
+    _edit_geometry(data, "f1", shape=[10**9, 10**9], contact_angle_deg=150.0)
+    path = data / "geometry" / "f1.json"
+    assert saved_file_problem(data, "f1").startswith(f"{path}: shape: ")
+    with pytest.raises(GeometryError, match="larger than any frame"):
+        load_saved_frame(data, "f1")
+    write_truth(data)
+    files = [row["file"] for row in pq.read_table(data / "truth.parquet").to_pylist()]
+    assert files == ["images/f0.tif"]

@@ -45,6 +45,7 @@ import numpy as np
 
 from nwwatch.atomic import atomic_write_json
 from nwwatch.classes import UNLABELED
+from nwwatch.io.limits import MAX_FRAME_PIXELS
 from nwwatch.io.png import write_image_file
 from nwwatch.label.geometry import (
     GeometryError,
@@ -449,15 +450,22 @@ def load_saved_frame(data_dir: str | os.PathLike[str], stem: str) -> SavedFrame 
     if not path.is_file():
         return None
     geometry, record, angle, digest = _read_saved_file(path)
-    shapes = saved_shapes_angle(geometry, angle)
+    try:
+        shapes = saved_shapes_angle(geometry)
+    except (ValueError, MemoryError) as exc:  # shapes the label image cannot be drawn from
+        raise GeometryError(f"{path}: its shapes cannot be drawn as a label image: "
+                            f"{exc}") from None
     note = ""
     if (shapes.angle_deg is None) != (angle is None) or (
             angle is not None and abs(shapes.angle_deg - angle) > ANGLE_ROUNDING_DEG):
-        given = (f"{shapes.angle_deg:.2f} deg" if shapes.angle_deg is not None
-                 else f"none: {shapes.reason}")
-        note = (f"{path}: contact_angle_deg {angle!r} is not the angle its shapes give "
-                f"({given}; edited by hand?): the shapes' angle is taken; open the frame in "
-                "nwwatch label and Save to write it into the file")
+        if shapes.angle_deg is None:
+            note = (f"{path}: contact_angle_deg {angle!r}, but its shapes give no angle "
+                    f"({shapes.reason}; edited by hand?): no human angle is taken; open the "
+                    "frame in nwwatch label and Save to write the file again")
+        else:
+            note = (f"{path}: contact_angle_deg {angle!r} is not the angle its shapes give "
+                    f"({shapes.angle_deg:.2f} deg; edited by hand?): the shapes' angle is "
+                    "taken; open the frame in nwwatch label and Save to write it into the file")
     return SavedFrame(path, stem, geometry, shapes.angle_deg, digest, record, shapes.reason,
                       note)
 
@@ -473,6 +481,9 @@ def _read_saved_file(path: Path) -> tuple[LabelGeometry, dict[str, Any], Any, st
         record = {k: doc[k] for k in _RECORD_KEYS if k in doc}
         geometry = geometry_from_json({k: v for k, v in doc.items() if k not in _RECORD_KEYS},
                                       limits=False)  # saved before the limits, maybe
+        if geometry.shape[0] * geometry.shape[1] > MAX_FRAME_PIXELS:
+            raise GeometryError(f"shape: {list(geometry.shape)} is larger than any frame "
+                                f"nwwatch reads ({MAX_FRAME_PIXELS} pixels)")
         angle = record.get("contact_angle_deg")
         problem = saved_angle_problem(angle)
         if problem:
@@ -511,18 +522,16 @@ _RASTERISED_ANGLES_KEPT = 4096
 _RASTERISED_LOCK = threading.Lock()
 
 
-def saved_shapes_angle(geometry: LabelGeometry, stored_deg: float | None = None) -> HumanAngle:
+def saved_shapes_angle(geometry: LabelGeometry) -> HumanAngle:
     """The human angle the saved shapes ``geometry`` give: :func:`contact_angle` with their
     label image, as the save computed it (the angle the page shows for them).
 
-    The circle and facet alone are cheap (no label image); the label image only takes an
-    angle away (too few circle pixels, no wire under the base). So where the file's
-    ``stored_deg`` is the circle-and-facet angle (to :data:`ANGLE_ROUNDING_DEG`), the label
-    checks passed when it was saved, and the shapes are not rasterised again; otherwise
-    (no angle stored, or another) they are, once per version of the shapes in a process."""
+    The circle and facet alone are cheap (no label image) and decide when they give no
+    angle; otherwise the label image, which can only take the angle away (too few circle
+    pixels, no wire under the base), is drawn, once per version of the shapes in a process
+    (a number in the file proves nothing of the label checks: it may be edited by hand)."""
     quick = contact_angle(geometry)
-    if quick.angle_deg is None or (stored_deg is not None
-                                   and abs(quick.angle_deg - stored_deg) <= ANGLE_ROUNDING_DEG):
+    if quick.angle_deg is None:
         return quick
     key = _shapes_key(geometry)
     with _RASTERISED_LOCK:
