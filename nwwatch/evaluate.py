@@ -612,6 +612,15 @@ def _shown(names: list[str], key: str) -> str:
         f", ... ({more} more: {key} in --json)" if more > 0 else "")
 
 
+def _listed(reasons: list[str], key: str) -> list[str]:
+    """Report lines for the first :data:`_NOT_MEASURED_SHOWN` of ``reasons``, one each, and
+    how many more ``--json``'s ``key`` lists."""
+    lines = [f"    {reason}" for reason in reasons[:_NOT_MEASURED_SHOWN]]
+    if len(reasons) > _NOT_MEASURED_SHOWN:
+        lines.append(f"    ... and {len(reasons) - _NOT_MEASURED_SHOWN} more ({key} in --json)")
+    return lines
+
+
 def _seen_by_model(extra: dict[str, Any], root: Path, stems: list[str]
                    ) -> tuple[list[str], str]:
     """The stems of ``stems`` (DATA's labeled images) the model has seen, and why
@@ -707,21 +716,13 @@ def format_report(report: EvaluationReport) -> str:
                      f"their geometry file cannot be read as their saved shapes (as nwwatch "
                      f"label says on opening them), so their human angle cannot be trusted "
                      f"(their masks are scored):")
-        for reason in list(problems.values())[:_NOT_MEASURED_SHOWN]:
-            lines.append(f"    {reason}")
-        if len(problems) > _NOT_MEASURED_SHOWN:
-            lines.append(f"    ... and {len(problems) - _NOT_MEASURED_SHOWN} more "
-                         f"(geometry_not_used in --json)")
+        lines += _listed(list(problems.values()), "geometry_not_used")
     if report.geometry_angle_differs:
         notes = report.geometry_angle_differs
         lines.append(f"  note: {len(notes)} of {report.images} geometry files hold a "
                      f"contact_angle_deg that is not the angle of their shapes: the shapes' "
                      f"angle (the one nwwatch label shows) is the reference:")
-        for reason in list(notes.values())[:_NOT_MEASURED_SHOWN]:
-            lines.append(f"    {reason}")
-        if len(notes) > _NOT_MEASURED_SHOWN:
-            lines.append(f"    ... and {len(notes) - _NOT_MEASURED_SHOWN} more "
-                         f"(geometry_angle_differs in --json)")
+        lines += _listed(list(notes.values()), "geometry_angle_differs")
     if report.truth_angle_of_other_labels:
         stems = report.truth_angle_of_other_labels
         lines.append(f"  angles not scored on {len(stems)} of {report.images} images: their "

@@ -11,7 +11,7 @@ import urllib.request
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from label_helpers import plain_params, render, truth_geometry
+from label_helpers import http_json, plain_params, render, truth_geometry
 
 from nwwatch.classes import BACKGROUND, DROPLET, NANOWIRE, UNLABELED
 from nwwatch.io import write_frame_tiff
@@ -1533,18 +1533,6 @@ def test_the_polygon_alone_under_the_base_is_read_without_rasterising_the_frame(
     assert whole_frames == []
 
 
-def _request(method: str, url: str, body: object = None) -> tuple[int, dict]:
-    """(status, JSON answer) of an HTTP request to the labelling server."""
-    import urllib.error
-
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 @pytest.mark.parametrize("broken", ["not json", "bad angle"])
@@ -1573,11 +1561,11 @@ def test_a_broken_geometry_file_says_how_to_label_the_frame_again(tmp_path, capl
     session = LabelSession(frame_refs([source], data_dir=data), data)
     with serving(session) as url, caplog.at_level(logging.WARNING, "nwwatch.label.server"):
         api = f"{url}api/frames"
-        status, listing = _request("GET", api)
+        status, listing = http_json("GET", api)
         assert status == 200
         (frame,) = listing["frames"]
         assert frame["saved"] is False and frame["failed"] is True
-        status, doc = _request("GET", f"{api}/0/geometry")
+        status, doc = http_json("GET", f"{api}/0/geometry")
         assert status == 422
         assert doc["error"].startswith(f"{path}: ")
         assert doc["error"].endswith(
@@ -1588,18 +1576,18 @@ def test_a_broken_geometry_file_says_how_to_label_the_frame_again(tmp_path, capl
         assert doc["error"] in caplog.text  # the terminal says it too
         # what the advice says deleting does
         path.unlink()
-        status, listing = _request("GET", api)
+        status, listing = http_json("GET", api)
         assert listing["frames"][0]["saved"] is False and not listing["frames"][0]["failed"]
-        status, doc = _request("GET", f"{api}/0/geometry")
+        status, doc = http_json("GET", f"{api}/0/geometry")
         assert status == 200 and doc["origin"] == "model" and doc["saved_token"] == ""
         assert doc["note"].startswith("labels/f.png in DATA holds labels drawn elsewhere, or "
                                       "left by a deleted geometry/f.json (pixels, not shapes)")
         assert (data / "labels" / "f.png").is_file()
-        status, saved = _request("POST", f"{api}/0/save?base=&frame={frame['key']}",
+        status, saved = http_json("POST", f"{api}/0/save?base=&frame={frame['key']}",
                                  doc["geometry"])
         assert status == 200, saved
         assert load_geometry(data, "f") is not None
-        assert _request("GET", api)[1]["frames"][0]["saved"] is True
+        assert http_json("GET", api)[1]["frames"][0]["saved"] is True
 
 
 def test_a_save_says_which_frames_its_truth_table_leaves_out(tmp_path, caplog):
@@ -1626,10 +1614,10 @@ def test_a_save_says_which_frames_its_truth_table_leaves_out(tmp_path, caplog):
     session = LabelSession(frame_refs(sources, data_dir=data), data)
     with serving(session) as url, caplog.at_level(logging.WARNING, "nwwatch.label.server"):
         api = f"{url}api/frames"
-        status, opened = _request("GET", f"{api}/0/geometry")
+        status, opened = http_json("GET", f"{api}/0/geometry")
         assert status == 200 and opened["origin"] == "saved"
-        key = _request("GET", api)[1]["frames"][0]["key"]
-        status, doc = _request("POST", f"{api}/0/save?base={opened['saved_token']}&frame={key}",
+        key = http_json("GET", api)[1]["frames"][0]["key"]
+        status, doc = http_json("POST", f"{api}/0/save?base={opened['saved_token']}&frame={key}",
                                opened["geometry"])
     assert status == 200, doc
     assert list(doc["truth_left_out"]) == ["g"]

@@ -9,15 +9,13 @@ import signal
 import subprocess
 import sys
 import threading
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 import cv2
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
-from label_helpers import plain_params, render, truth_geometry
+from label_helpers import http_json, plain_params, render, truth_geometry
 
 import nwwatch
 from nwwatch.io import write_frame_tiff
@@ -102,19 +100,10 @@ def test_a_save_from_another_process_during_a_slow_truth_write_keeps_both_rows(t
     assert set(_consistent(data)) == {"images/a.tif", "images/b.tif"}
 
 
-def _http(method: str, url: str, body: object = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def _save(url: str, scale: float, answers: list[tuple[int, dict]]) -> None:
-    answers.append(_http("POST", url, _geometry(scale)[1].to_json()))
+    answers.append(http_json("POST", url, _geometry(scale)[1].to_json()))
 
 
 def test_two_label_servers_saving_one_frame_at_once_refuse_one_save(tmp_path):
@@ -132,9 +121,9 @@ def test_two_label_servers_saving_one_frame_at_once_refuse_one_save(tmp_path):
         for _ in range(2)]
     try:
         urls = [proc.stdout.readline().split(" at ")[1].split()[0] for proc in servers]
-        key = _http("GET", urls[0] + "api/frames")[1]["frames"][0]["key"]
+        key = http_json("GET", urls[0] + "api/frames")[1]["frames"][0]["key"]
         for round_ in range(3):
-            token = _http("GET", urls[0] + "api/frames/0/geometry")[1]["saved_token"]
+            token = http_json("GET", urls[0] + "api/frames/0/geometry")[1]["saved_token"]
             answers: list[tuple[int, dict]] = []
             # each round's shapes are new, so that each save changes the saved file
             threads = [threading.Thread(target=_save, args=(
@@ -238,13 +227,13 @@ def test_frames_named_in_bytes_or_at_length_are_labelled_and_saved(tmp_path):
         line = server.stdout.readline()
         assert " at " in line, server.communicate(timeout=60)[1][-3000:]
         url = line.split(" at ")[1].split()[0]
-        frames = _http("GET", url + "api/frames")[1]["frames"]
+        frames = http_json("GET", url + "api/frames")[1]["frames"]
         assert sorted(f["name"] for f in frames) == sorted(
             [r"f\xe9.tif", "a" * 237 + ".tif"])
         for frame in frames:
-            token = _http("GET", f"{url}api/frames/{frame['index']}/geometry")[1][
+            token = http_json("GET", f"{url}api/frames/{frame['index']}/geometry")[1][
                 "saved_token"]
-            status, doc = _http("POST", f"{url}api/frames/{frame['index']}/save?base={token}"
+            status, doc = http_json("POST", f"{url}api/frames/{frame['index']}/save?base={token}"
                                         f"&frame={frame['key']}", geometry.to_json())
             assert status == 200, doc
     finally:

@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import base64
 import json
-import urllib.error
-import urllib.request
 
 import cv2
 import numpy as np
 import pytest
-from label_helpers import serving
+from label_helpers import http_json, serving
 from webdriver import Browser, require_browser
 
 from nwwatch.io import write_frame_tiff
@@ -64,15 +62,6 @@ def _console_errors(browser: Browser) -> list[dict]:
     return [entry for entry in logs if entry["level"] == "SEVERE"]
 
 
-def _http(method: str, url: str, body: object = None) -> tuple[int, dict]:
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method,
-                                     headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=120) as response:
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
 
 
 def test_a_frame_without_droplet_or_wire_opens_without_console_errors(served, browser):
@@ -162,21 +151,21 @@ def test_an_edit_made_while_saving_stays_unsaved(served, browser):
 def test_a_second_tab_does_not_overwrite_a_newer_save(served):
     session, url = served
     api = f"{url}api/frames/0"
-    status, tab_a = _http("GET", f"{api}/geometry")
+    status, tab_a = http_json("GET", f"{api}/geometry")
     assert status == 200
-    _, tab_b = _http("GET", f"{api}/geometry")
+    _, tab_b = http_json("GET", f"{api}/geometry")
     assert tab_a["saved_token"] == tab_b["saved_token"]
-    status, first = _http("POST", f"{api}/save?base={tab_a['saved_token']}",
+    status, first = http_json("POST", f"{api}/save?base={tab_a['saved_token']}",
                           tab_a["geometry"])
     assert status == 200 and first["saved_token"] != tab_a["saved_token"]
     edited = dict(tab_b["geometry"], droplet=None)
-    status, refused = _http("POST", f"{api}/save?base={tab_b['saved_token']}", edited)
+    status, refused = http_json("POST", f"{api}/save?base={tab_b['saved_token']}", edited)
     assert status == 409 and "another tab" in refused["error"]
     stem = session.frames[0].stem
     assert json.loads((session.data_dir / "geometry" / f"{stem}.json").read_text())[
         "droplet"] is not None  # tab A's save kept
     # Saving twice from the same tab works: each save returns the token of its own file.
-    status, second = _http("POST", f"{api}/save?base={first['saved_token']}",
+    status, second = http_json("POST", f"{api}/save?base={first['saved_token']}",
                            tab_a["geometry"])
     assert status == 200
 
@@ -186,9 +175,9 @@ def test_a_saved_frame_keeps_its_acquisition_time(served):
 
     session, url = served
     for index, declared in ((0, True), (BLANK, False)):
-        status, doc = _http("GET", f"{url}api/frames/{index}/geometry")
+        status, doc = http_json("GET", f"{url}api/frames/{index}/geometry")
         assert status == 200
-        status, _ = _http("POST", f"{url}api/frames/{index}/save?base={doc['saved_token']}",
+        status, _ = http_json("POST", f"{url}api/frames/{index}/save?base={doc['saved_token']}",
                           doc["geometry"])
         assert status == 200
         original = read_frames(session.frames[index].path)[0]
@@ -207,12 +196,12 @@ def test_saved_labels_of_another_frame_of_another_size_are_kept_and_not_opened(s
     stem = session.frames[BLANK].stem  # the frame is 200 x 300
     old = LabelGeometry((256, 256), Circle((100.0, 100.0), 30.0), None)
     save_labeled_frame(session.data_dir, stem, np.zeros((256, 256), np.uint16), old)
-    status, doc = _http("GET", f"{url}api/frames/{BLANK}/geometry")
+    status, doc = http_json("GET", f"{url}api/frames/{BLANK}/geometry")
     assert status == 200
     assert doc["geometry"]["shape"] == [200, 300] and doc["origin"] == "model"
     # another frame's pair (its pixels are not this frame's): kept, this one saved apart
     assert f"DATA holds another frame as {stem}" in doc["note"] and "it is kept" in doc["note"]
-    status, saved = _http("POST", f"{url}api/frames/{BLANK}/save?base={doc['saved_token']}",
+    status, saved = http_json("POST", f"{url}api/frames/{BLANK}/save?base={doc['saved_token']}",
                           doc["geometry"])
     assert status == 200 and saved["stem"] != stem
     assert load_geometry(session.data_dir, stem) == old

@@ -403,13 +403,7 @@ def test_a_done_tomogram_renamed_or_touched_is_skipped_when_the_memory_is_low(
     # (new mtime) and new content of the same size are refused unread, as a size alone is
     # shared by every tomogram of one shape (each hashed in full otherwise).
     acq = tmp_path / "acq"
-    path = _volume(acq)
-    need = tomogram_peak_bytes(SHAPE, np.uint8)
-    limit = [need.high * 10]
-    monkeypatch.setattr(memory_module, "available_memory",
-                        lambda limits: Limit(limit[0], "/proc/meminfo"))
-    onnx = model(tmp_path / "m", kind="tomogram")
-    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    path, need, limit, onnx = _done_tomogram(acq, tmp_path, monkeypatch)
     renamed = path.rename(acq / "renamed.tif")
     copy = acq / "copy.tif"
     copy.write_bytes(renamed.read_bytes())
@@ -449,13 +443,7 @@ def test_a_forced_replay_short_of_memory_keeps_a_done_tomogram_done(tmp_path, mo
     import sqlite3
 
     acq, res = tmp_path / "acq", tmp_path / "res"
-    path = _volume(acq)
-    need = tomogram_peak_bytes(SHAPE, np.uint8)
-    limit = [need.high * 10]
-    monkeypatch.setattr(memory_module, "available_memory",
-                        lambda limits: Limit(limit[0], "/proc/meminfo"))
-    onnx = model(tmp_path / "m", kind="tomogram")
-    assert replay(acq, res, kind="tomogram", model=onnx).done == 1
+    path, need, limit, onnx = _done_tomogram(acq, tmp_path, monkeypatch)
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
     limit[0] = need.low - 1
@@ -541,6 +529,22 @@ def _task_spec(onnx: Path, staging: Path, **kw):
                     volume_options=VolumeOptions(), **kw)
 
 
+
+def _done_tomogram(acq: Path, tmp_path: Path, monkeypatch, slices_per_call: int | None = None,
+                   source: str = "/proc/meminfo"):
+    """A tomogram in ``acq`` replayed into ``tmp_path/res`` (done) while ample memory is
+    faked: (its path, its peak need, the one-element list holding the memory figure the
+    checks read, which the test lowers, the model)."""
+    path = _volume(acq)
+    need = (tomogram_peak_bytes(SHAPE, np.uint8) if slices_per_call is None
+            else tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=slices_per_call))
+    limit = [need.high * 10]
+    monkeypatch.setattr(memory_module, "available_memory",
+                        lambda limits: Limit(limit[0], source))
+    onnx = model(tmp_path / "m", kind="tomogram")
+    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    return path, need, limit, onnx
+
 def _driver(tmp_path: Path, onnx: Path):
     from nwwatch.segment.session import Segmenter
     from nwwatch.service.batch import Engine
@@ -563,13 +567,8 @@ def test_a_dask_worker_hashes_a_tomogram_of_the_size_of_done_content_first(tmp_p
     from nwwatch.service.clustertask import run_task
 
     acq = tmp_path / "acq"
-    path = _volume(acq)
-    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
-    limit = [need.high * 10]
-    monkeypatch.setattr(memory_module, "available_memory",
-                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
-    onnx = model(tmp_path / "m", kind="tomogram")
-    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    path, need, limit, onnx = _done_tomogram(acq, tmp_path, monkeypatch, slices_per_call=4,
+                                             source="/cg/test/memory.max")
     renamed = str(path.rename(acq / "renamed.tif"))
     bigger = str(_tomogram(acq / "bigger.tif", (8, 24, 24)))
     copy = acq / "copy.tif"  # a copy has an mtime of its own: refused from its header
@@ -604,13 +603,8 @@ def test_a_forced_dask_replay_short_of_memory_keeps_a_done_tomogram_done(tmp_pat
     from nwwatch.service.clustertask import run_task
 
     acq = tmp_path / "acq"
-    path = _volume(acq)
-    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
-    limit = [need.high * 10]
-    monkeypatch.setattr(memory_module, "available_memory",
-                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
-    onnx = model(tmp_path / "m", kind="tomogram")
-    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    path, need, limit, onnx = _done_tomogram(acq, tmp_path, monkeypatch, slices_per_call=4,
+                                             source="/cg/test/memory.max")
     st = path.stat()
     os.utime(path, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))  # touched
     limit[0] = need.low - 1
@@ -641,13 +635,8 @@ def test_a_forced_done_tomogram_a_dask_worker_refused_and_changed_since_is_a_new
     from nwwatch.service.clustertask import run_task
 
     acq = tmp_path / "acq"
-    path = _volume(acq)
-    need = tomogram_peak_bytes(SHAPE, np.uint8, slices_per_call=4)
-    limit = [need.high * 10]
-    monkeypatch.setattr(memory_module, "available_memory",
-                        lambda limits: Limit(limit[0], "/cg/test/memory.max"))
-    onnx = model(tmp_path / "m", kind="tomogram")
-    assert replay(acq, tmp_path / "res", kind="tomogram", model=onnx).done == 1
+    path, need, limit, onnx = _done_tomogram(acq, tmp_path, monkeypatch, slices_per_call=4,
+                                             source="/cg/test/memory.max")
     limit[0] = need.low - 1
     engine, summary = _driver(tmp_path, onnx)
     try:
