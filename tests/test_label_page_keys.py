@@ -16,12 +16,13 @@ import json
 import cv2
 import numpy as np
 import test_label_page as page
+from label_helpers import http_json as _http
 from webdriver import Browser
 
 from nwwatch.label.geometry import geometry_from_json
 from nwwatch.label.raster import rasterize
 
-BLANK, READY, _console_errors, _http = page.BLANK, page.READY, page._console_errors, page._http
+BLANK, READY, _console_errors = page.BLANK, page.READY, page._console_errors
 browser, served = page.browser, page.served  # the fixtures (this module's own instances)
 
 SHIFT, CONTROL, TAB, DELETE, INSERT = "\ue008", "\ue009", "\ue004", "\ue017", "\ue016"

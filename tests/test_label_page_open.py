@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 import test_label_page as page
 import tifffile
+from label_helpers import http_json as _http
 from label_helpers import serving
 from webdriver import Browser
 
@@ -32,7 +33,7 @@ from nwwatch.label.store import save_labeled_frame
 from nwwatch.results.label_queue import THUMBS_DIR, Candidate, QueueEntry, offer, read_queue
 from nwwatch.synth import generate_insitu
 
-READY, _http = page.READY, page._http
+READY = page.READY
 browser = page.browser  # the fixture (this module's own instance)
 
 

@@ -10,13 +10,14 @@ Browser test: Debian chromium + chromedriver (``tests/webdriver.py``); the brows
 from __future__ import annotations
 
 import test_label_page as page
+from label_helpers import http_json as _http
 from label_helpers import plain_params, render, serving, truth_geometry
 
 from nwwatch.io import write_frame_tiff
 from nwwatch.label.frames import frame_refs
 from nwwatch.label.server import LabelSession
 
-READY, _http = page.READY, page._http
+READY = page.READY
 browser = page.browser  # the fixture (this module's own instance)
 
 

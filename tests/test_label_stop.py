@@ -7,8 +7,8 @@ from __future__ import annotations
 import threading
 import time
 
+from label_helpers import http_json as _http
 from label_helpers import plain_params, render, serving, truth_geometry
-from test_label_page import _http
 
 import nwwatch.label.server as server_module
 from nwwatch.io import write_frame_tiff

@@ -251,17 +251,18 @@ class LabelSession:
             self._stopping = True
             return self._saves.wait_for(lambda: self._saves_in_flight == 0, timeout)
 
-    def is_saved(self, index: int) -> bool:
-        """Whether frame ``index`` has saved shapes that open (not a broken geometry file:
-        :meth:`saved_problem`)."""
+    def saved_state(self, index: int) -> tuple[bool, str]:
+        """(whether frame ``index`` has saved shapes that open, why its geometry file cannot
+        be opened: "" when it can or there is none), from one read of the file: the frame
+        list marks a frame whose file cannot be opened as failing to open, as it will."""
         stem = self.frames[index].stem
-        return ((self.data_dir / "geometry" / f"{stem}.json").is_file()
-                and not saved_file_problem(self.data_dir, stem))
+        problem = saved_file_problem(self.data_dir, stem)
+        return (not problem and (self.data_dir / "geometry" / f"{stem}.json").is_file(),
+                problem)
 
-    def saved_problem(self, index: int) -> str:
-        """Why frame ``index``'s geometry file cannot be opened ("" when it can or there is
-        none): the frame list marks it as failing to open, as it will."""
-        return saved_file_problem(self.data_dir, self.frames[index].stem)
+    def is_saved(self, index: int) -> bool:
+        """Whether frame ``index`` has saved shapes that open (:meth:`saved_state`)."""
+        return self.saved_state(index)[0]
 
 
 def truth_left_out_note(left_out: dict[str, str]) -> str:
@@ -491,13 +492,15 @@ class _Handler(BaseHTTPRequestHandler):
         parts = path.strip("/").split("/")
         if parts == ["api", "frames"]:
             s = self.session
+            states = [s.saved_state(i) for i in range(len(s.frames))]
             return self._json({
                 "data": str(s.data_dir), "model": s.model_path.name,
                 "frames": [{"index": i, "stem": f.stem, "name": path_text(f.path.name),
-                            "page": f.page, "key": f.key, "saved": s.is_saved(i),
+                            "page": f.page, "key": f.key, "saved": saved,
                             # marked as a frame that failed to open (it will): not as saved
-                            "failed": bool(s.saved_problem(i)), "info": f.info}
-                           for i, f in enumerate(s.frames)]})
+                            "failed": bool(problem), "info": f.info}
+                           for (i, f), (saved, problem) in zip(enumerate(s.frames), states,
+                                                               strict=True)]})
         if len(parts) == 4 and parts[:2] == ["api", "frames"]:
             index = self._frame(parts)
             if index is None:
